@@ -1,0 +1,23 @@
+"""mpq: mixed-precision bit allocation for neural networks.
+
+Probe a model's per-layer sensitivity, cost every layer at every number format on a target
+device, and solve for the Pareto frontier of accuracy loss against latency, energy and memory.
+"""
+
+from mpq import exceptions
+from mpq._layers import layers
+from mpq._task import Task, load_task
+from mpq.exceptions import MpqError
+from mpq.version import __version__
+
+__all__ = [
+    # tasks
+    "Task",
+    "load_task",
+    # model tables and formats
+    "layers",
+    # errors and version
+    "exceptions",
+    "MpqError",
+    "__version__",
+]

@@ -1,0 +1,109 @@
+"""Layer discovery: run the model once with hooks and describe every quantizable layer."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import torch
+from torch import nn
+
+from mpq._task import Inputs, batch_size, run_model
+from mpq.exceptions import InvalidParameterError, NoQuantizableLayerError
+
+#: Module types mpq quantizes, and the ``kind`` each gets in the layer table.
+QUANTIZABLE_KINDS: dict[type[nn.Module], str] = {
+    nn.Linear: "linear",
+    nn.Conv1d: "conv1d",
+    nn.Conv2d: "conv2d",
+    nn.Embedding: "embedding",
+}
+
+LAYER_COLUMNS = [
+    "layer", "kind", "weight_params", "bias_params", "macs", "in_elems", "out_elems",
+    "weight_shape", "groups",
+]
+
+
+def layer_kind(module: nn.Module) -> str | None:
+    """The layer-table ``kind`` of a module, or None when mpq does not quantize it."""
+    return QUANTIZABLE_KINDS.get(type(module))
+
+
+def _macs_per_output(module: nn.Module) -> int:
+    if isinstance(module, nn.Linear):
+        return module.in_features
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        return module.in_channels // module.groups * math.prod(module.kernel_size)
+    return 0  # an embedding is a lookup
+
+
+def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
+    """Describe every Linear, Conv1d, Conv2d and Embedding layer that runs on an example input.
+
+    The model runs once, under ``torch.no_grad``, with forward hooks: layers that exist but do
+    not run (a pooler under mean pooling) are left out, and a layer called several times counts
+    every call.
+
+    Args:
+        model: The model.
+        example_input: One batch of inputs, as the task passes them (tensor, tuple or dict).
+
+    Returns:
+        One row per layer, in the order the layers first ran:
+        ``layer`` (module path), ``kind`` (linear, conv1d, conv2d, embedding),
+        ``weight_params`` and ``bias_params`` (counts), ``macs`` (multiply-accumulates per
+        sample), ``in_elems`` and ``out_elems`` (activation elements per sample),
+        ``weight_shape`` (tuple), ``groups`` (1 unless a grouped convolution).
+
+    Raises:
+        InvalidParameterError: ``model`` is not a torch.nn.Module.
+        NoQuantizableLayerError: no quantizable layer ran.
+    """
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(
+            f"The 'model' parameter of layers must be a torch.nn.Module. Got {type(model).__name__} instead."
+        )
+    n = batch_size(example_input)
+    rows: dict[str, dict] = {}
+
+    def hook(name: str):
+        def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            out_elems = output.numel() // n
+            row = rows.get(name)
+            if row is None:
+                rows[name] = {
+                    "layer": name,
+                    "kind": layer_kind(module),
+                    "weight_params": module.weight.numel(),
+                    "bias_params": 0 if getattr(module, "bias", None) is None else module.bias.numel(),
+                    "macs": out_elems * _macs_per_output(module),
+                    "in_elems": args[0].numel() // n,
+                    "out_elems": out_elems,
+                    "weight_shape": tuple(module.weight.shape),
+                    "groups": getattr(module, "groups", 1),
+                }
+            else:  # called again in the same forward (a shared block): every call costs
+                row["macs"] += out_elems * _macs_per_output(module)
+                row["in_elems"] += args[0].numel() // n
+                row["out_elems"] += out_elems
+
+        return record
+
+    handles = [
+        module.register_forward_hook(hook(name))
+        for name, module in model.named_modules()
+        if layer_kind(module) is not None
+    ]
+    try:
+        with torch.no_grad():
+            run_model(model, example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not rows:
+        raise NoQuantizableLayerError(
+            f"{type(model).__name__}: no Linear, Conv1d, Conv2d or Embedding layer ran on the example "
+            "input; mpq quantizes only those layer types."
+        )
+    return pd.DataFrame(list(rows.values()), columns=LAYER_COLUMNS)

@@ -1,0 +1,143 @@
+"""The user's input: a Task, and the ``--model`` spec that names one."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mpq.exceptions import TaskSpecError
+
+Inputs = Any  # a tensor, a tuple of tensors, or a dict of keyword tensors
+Targets = Any
+
+
+@dataclass
+class Task:
+    """A model, a little calibration data and how to score it.
+
+    Args:
+        name: A short name, stored with every run.
+        model: The float32 model, in eval mode.
+        calibration: Batches ``(inputs, targets)``; a few hundred samples is typical. The first
+            batch's inputs trace layer shapes.
+        loss_fn: ``loss_fn(output, targets)`` -> scalar, differentiable tensor.
+        evaluate: ``evaluate(model)`` -> held-out metric, higher is better, or None.
+        metric_name: What ``evaluate`` measures (``accuracy``, ``cosine``...).
+
+    mpq runs a batch as ``model(inputs)``, or ``model(**inputs)`` when inputs is a dict.
+    """
+
+    name: str
+    model: torch.nn.Module
+    calibration: Sequence[tuple[Inputs, Targets]]
+    loss_fn: Callable[[Any, Targets], torch.Tensor]
+    evaluate: Callable[[torch.nn.Module], float] | None = None
+    metric_name: str = "metric"
+
+
+def run_model(model: torch.nn.Module, inputs: Inputs) -> Any:
+    """Run one batch the way DESIGN.md says: ``model(**inputs)`` for a dict, else ``model(inputs)``."""
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    if isinstance(inputs, tuple):
+        return model(*inputs)
+    return model(inputs)
+
+
+def batch_size(inputs: Inputs) -> int:
+    """Number of samples in a batch of inputs (the first dimension of its first tensor)."""
+    if isinstance(inputs, Mapping):
+        inputs = next(iter(inputs.values()))
+    if isinstance(inputs, (tuple, list)):
+        inputs = inputs[0]
+    return int(inputs.shape[0])
+
+
+def check_task(task: Any, source: str) -> Task:
+    """Check the fields of a task a factory returned; one-line errors name ``source``."""
+    if not isinstance(task, Task):
+        raise TaskSpecError(
+            f"{source}: returned {type(task).__name__}, not an mpq.Task; return mpq.Task(name=..., "
+            "model=..., calibration=..., loss_fn=...)."
+        )
+    if not isinstance(task.model, torch.nn.Module):
+        raise TaskSpecError(
+            f"{source}: Task.model is {type(task.model).__name__}, not a torch.nn.Module; pass the model itself."
+        )
+    if len(task.calibration) == 0:
+        raise TaskSpecError(f"{source}: Task.calibration is empty; give at least one (inputs, targets) batch.")
+    if not callable(task.loss_fn):
+        raise TaskSpecError(f"{source}: Task.loss_fn is not callable; pass loss_fn(output, targets) -> scalar tensor.")
+    if task.evaluate is not None and not callable(task.evaluate):
+        raise TaskSpecError(f"{source}: Task.evaluate is not callable; pass evaluate(model) -> float or None.")
+    return task
+
+
+def load_task(spec: str) -> Task:
+    """Build the task a ``--model`` spec names.
+
+    Args:
+        spec: ``example:NAME`` for a built-in example (see ``mpq.list_examples()``), or
+            ``path/to/file.py:factory`` for a function in a user file that returns a Task.
+
+    Returns:
+        The task, its model in eval mode.
+
+    Raises:
+        TaskSpecError: the spec is malformed, the file or factory is missing, the factory
+            raises or returns something that is not a Task.
+        UnknownNameError: no built-in example of that name.
+    """
+    if not isinstance(spec, str) or ":" not in spec:
+        raise TaskSpecError(
+            f"--model {spec!r}: expected 'example:NAME' or 'path/to/file.py:factory'; "
+            "run 'mpq search --help' for examples."
+        )
+    prefix, _, name = spec.rpartition(":")
+    if prefix == "example":
+        from mpq._examples import make_example
+
+        task = make_example(name)
+    else:
+        task = _call_factory(Path(prefix), name, spec)
+    task = check_task(task, spec)
+    task.model.eval()
+    return task
+
+
+def _call_factory(path: Path, factory_name: str, spec: str) -> Task:
+    if path.suffix != ".py":
+        raise TaskSpecError(f"--model {spec!r}: {str(path)!r} is not a .py file; give path/to/file.py:factory.")
+    if not path.is_file():
+        raise TaskSpecError(f"--model {spec!r}: file {str(path)!r} does not exist; check the path.")
+    if not factory_name.isidentifier():
+        raise TaskSpecError(f"--model {spec!r}: {factory_name!r} is not a function name; give path/to/file.py:factory.")
+    module_name = f"_mpq_user_task_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: report its failure as one line
+        raise TaskSpecError(
+            f"--model {spec!r}: importing {str(path)!r} raised {type(exc).__name__}: {exc}; fix the file."
+        ) from exc
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise TaskSpecError(
+            f"--model {spec!r}: {str(path)!r} has no function {factory_name!r}; "
+            f"functions found: {', '.join(found) or 'none'}."
+        )
+    try:
+        return factory()
+    except Exception as exc:
+        raise TaskSpecError(
+            f"--model {spec!r}: {factory_name}() raised {type(exc).__name__}: {exc}; fix the factory."
+        ) from exc

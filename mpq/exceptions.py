@@ -1,0 +1,61 @@
+"""Errors and warnings raised by mpq.
+
+User-input errors subclass both :class:`MpqError` and :class:`ValueError` (scikit-learn's
+dual inheritance), so ``except ValueError`` keeps working; runtime failures are plain
+:class:`MpqError`. Every message is one line: ``<subject>: <what is wrong>; <the fix>.``
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MpqError",
+    "InvalidParameterError",
+    "UnknownNameError",
+    "TaskSpecError",
+    "NoQuantizableLayerError",
+    "RunNotFoundError",
+    "StoreError",
+    "ProbeError",
+    "SensitivityWarning",
+    "ExperimentalWarning",
+]
+
+
+class MpqError(Exception):
+    """Base class of every error mpq raises on purpose."""
+
+
+class InvalidParameterError(MpqError, ValueError):
+    """A parameter of a public function has the wrong type or value."""
+
+
+class UnknownNameError(MpqError, ValueError):
+    """A name (format, candidate, example, probe, device) is not registered."""
+
+
+class TaskSpecError(MpqError, ValueError):
+    """A ``--model`` spec or task factory is malformed, raises, or returns the wrong thing."""
+
+
+class NoQuantizableLayerError(MpqError, ValueError):
+    """The model has no Linear, Conv or Embedding layer that ran on the example input."""
+
+
+class RunNotFoundError(MpqError, ValueError):
+    """A run id that the store does not hold."""
+
+
+class StoreError(MpqError):
+    """The results store cannot be opened, read or written."""
+
+
+class ProbeError(MpqError):
+    """A sensitivity probe failed (NaN loss, no gradient, ...)."""
+
+
+class SensitivityWarning(UserWarning):
+    """A sensitivity estimate is negative or noisy; how it is handled is stated in the message."""
+
+
+class ExperimentalWarning(UserWarning):
+    """The feature is experimental; its interface may change."""
