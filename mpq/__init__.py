@@ -6,6 +6,7 @@ device, and solve for the Pareto frontier of accuracy loss against latency, ener
 
 from mpq import exceptions
 from mpq._layers import layers
+from mpq._examples import list_examples
 from mpq._task import Task, load_task
 from mpq.exceptions import MpqError
 from mpq.version import __version__
@@ -14,6 +15,7 @@ __all__ = [
     # tasks
     "Task",
     "load_task",
+    "list_examples",
     # model tables and formats
     "layers",
     # errors and version

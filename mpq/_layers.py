@@ -67,9 +67,13 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
     n = batch_size(example_input)
     rows: dict[str, dict] = {}
 
+    def per_sample(tensor: torch.Tensor) -> int:
+        # A tensor broadcast over the batch (BERT's position ids, shape (1, T)) is per sample already.
+        return tensor.numel() // n if tensor.dim() and tensor.shape[0] == n else tensor.numel()
+
     def hook(name: str):
         def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            out_elems = output.numel() // n
+            out_elems = per_sample(output)
             row = rows.get(name)
             if row is None:
                 rows[name] = {
@@ -78,14 +82,14 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
                     "weight_params": module.weight.numel(),
                     "bias_params": 0 if getattr(module, "bias", None) is None else module.bias.numel(),
                     "macs": out_elems * _macs_per_output(module),
-                    "in_elems": args[0].numel() // n,
+                    "in_elems": per_sample(args[0]),
                     "out_elems": out_elems,
                     "weight_shape": tuple(module.weight.shape),
                     "groups": getattr(module, "groups", 1),
                 }
             else:  # called again in the same forward (a shared block): every call costs
                 row["macs"] += out_elems * _macs_per_output(module)
-                row["in_elems"] += args[0].numel() // n
+                row["in_elems"] += per_sample(args[0])
                 row["out_elems"] += out_elems
 
         return record

@@ -1,0 +1,89 @@
+"""Minifloat grids (one generic round-to-nearest-even) and the FP8/FP6/FP4 formats.
+
+Every FP format, every MX/NVFP4 block element, the NVFP4 block scale and the fp16 group scale
+of the INT formats round through :meth:`MinifloatGrid.round`: a sign, ``exp_bits`` exponent bits
+with ``bias``, ``man_bits`` mantissa bits, subnormals, and saturation at ``max_value`` (no
+infinities; the top codes a format reserves for NaN/inf are excluded by ``max_value``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from mpq._formats.base import ScaledFormat, register_formats
+
+
+@dataclass(frozen=True)
+class MinifloatGrid:
+    """The values of a sign-exponent-mantissa format at scale 1.
+
+    Attributes:
+        exp_bits: Exponent bits.
+        man_bits: Mantissa (fraction) bits.
+        bias: Exponent bias; the smallest normal is ``2 ** (1 - bias)``.
+        max_value: Largest finite magnitude; larger values saturate to it.
+    """
+
+    exp_bits: int
+    man_bits: int
+    bias: int
+    max_value: float
+
+    @property
+    def bits(self) -> int:
+        """Stored bits: sign, exponent and mantissa."""
+        return 1 + self.exp_bits + self.man_bits
+
+    @property
+    def max_exp(self) -> int:
+        """Exponent of the largest normal (``emax_elem`` in the OCP MX spec)."""
+        return math.floor(math.log2(self.max_value))
+
+    def round(self, t: torch.Tensor) -> torch.Tensor:
+        """Round to the nearest representable value, ties to even mantissa, saturating.
+
+        Below the smallest normal the spacing stays ``2 ** (1 - bias - man_bits)``
+        (subnormals), so tiny values round to subnormals or to zero.
+
+        Args:
+            t: A float32 or float64 tensor, in units of the scale.
+
+        Returns:
+            The rounded tensor, same shape and dtype; signs kept (``-0.0`` for tiny negatives).
+        """
+        magnitude = t.abs().clamp(max=self.max_value)
+        _, exponent = torch.frexp(magnitude)  # magnitude = m * 2**exponent, m in [0.5, 1)
+        step_exp = (exponent - 1).clamp(min=1 - self.bias) - self.man_bits
+        # Scaling by powers of two is exact, so torch.round (half to even) decides the tie.
+        rounded = torch.ldexp(torch.round(torch.ldexp(magnitude, -step_exp)), step_exp)
+        return torch.copysign(rounded, t)
+
+
+E4M3 = MinifloatGrid(4, 3, 7, 448.0)  # OCP 8-bit FP spec v1.0, E4M3FN: S.1111.111 is NaN, no inf
+E5M2 = MinifloatGrid(5, 2, 15, 57344.0)  # OCP 8-bit FP spec v1.0, E5M2: IEEE-like, 1.75 * 2**15
+E3M2 = MinifloatGrid(3, 2, 3, 28.0)  # OCP MX spec v1.0 table 1, FP6 E3M2: no inf/NaN, 1.75 * 2**4
+E2M3 = MinifloatGrid(2, 3, 1, 7.5)  # OCP MX spec v1.0 table 1, FP6 E2M3: no inf/NaN, 1.875 * 2**2
+E2M1 = MinifloatGrid(2, 1, 1, 6.0)  # OCP MX spec v1.0 table 1, FP4 E2M1: no inf/NaN, 1.5 * 2**2
+FP16 = MinifloatGrid(5, 10, 15, 65504.0)  # IEEE 754 binary16, largest finite value
+
+#: Registry name of each scaled minifloat format and its grid.
+MINIFLOAT_GRIDS: dict[str, MinifloatGrid] = {
+    "fp8_e4m3": E4M3,
+    "fp8_e5m2": E5M2,
+    "fp6_e3m2": E3M2,
+    "fp6_e2m3": E2M3,
+    "fp4_e2m1": E2M1,
+}
+
+
+@register_formats
+def _minifloat_formats():
+    """FP8/FP6/FP4 with one float32 per-tensor scale ``amax / max_value``."""
+    for name, grid in MINIFLOAT_GRIDS.items():
+        yield ScaledFormat(
+            name=name, family="float", element_bits=grid.bits, bits_per_value=float(grid.bits),
+            granularity="tensor", group_size=None, grid=grid, scale_grid=None,
+        )
