@@ -1,0 +1,277 @@
+"""The results store: one class over SQLAlchemy; SQLite by default, any SQLAlchemy URL for teams."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, delete, event, inspect, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+from mpq._examples._cache import cache_dir
+from mpq._storage.models import (
+    AssignmentModel,
+    PointModel,
+    ProbeCheckpointModel,
+    ProbeResultModel,
+    RunModel,
+    RunTableModel,
+    utcnow,
+)
+from mpq._storage.session import session_scope
+from mpq.exceptions import RunNotFoundError, StoreError
+
+_ALEMBIC_INI = Path(__file__).parent / "alembic.ini"
+
+
+def default_db_url() -> str:
+    """``sqlite:///`` + the user cache directory's ``mpq.db``."""
+    return f"sqlite:///{cache_dir() / 'mpq.db'}"
+
+
+def db_url(db: str | Path | None) -> str:
+    """A SQLAlchemy URL from ``--db``: None (the default store), a file path, or a URL."""
+    if db is None:
+        return default_db_url()
+    db = str(db)
+    return db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
+
+
+def _finite(value: Any) -> Any:
+    """NaN is not JSON (PostgreSQL rejects it): store it as null."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def table_to_json(table: pd.DataFrame) -> str:
+    return table.to_json(orient="split", index=False, double_precision=15)
+
+
+def table_from_json(text: str) -> pd.DataFrame:
+    table = pd.read_json(StringIO(text), orient="split", convert_dates=False)
+    for column in table.columns:  # JSON has no tuples: shapes come back as lists
+        if len(table) and isinstance(table[column].iloc[0], list):
+            table[column] = table[column].map(tuple)
+    return table
+
+
+class Store:
+    """All reads and writes of mpq's results, behind one interface.
+
+    Args:
+        db: ``None`` (``~/.cache/mpq/mpq.db``), a SQLite file path, or any SQLAlchemy URL
+            (``postgresql+psycopg://user@host/db``).
+        create: Create the store (and its schema) when it does not exist yet. Read-only
+            commands pass False, so a mistyped path is an error, not a new empty file.
+
+    Raises:
+        StoreError: the database cannot be opened, is not a database, or has a schema this mpq
+            cannot read.
+    """
+
+    def __init__(self, db: str | Path | None = None, *, create: bool = True):
+        self.url = db_url(db)
+        try:
+            url = make_url(self.url)
+        except ArgumentError as exc:
+            raise StoreError(f"--db {self.url!r} is not a database URL; give a file path or a SQLAlchemy URL such as postgresql+psycopg://user@host/db.") from exc
+        self.where = f"database {url.render_as_string(hide_password=True)}"
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            path = Path(url.database)
+            if path.is_dir():
+                raise StoreError(f"{self.where}: {str(path)!r} is a directory; give a file path such as {str(path / 'mpq.db')!r}.")
+            if not path.exists() and not create:
+                raise StoreError(f"{self.where}: no store at {str(path)!r}; run 'mpq search --db {path}' first or fix the path.")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine = self._make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._check_schema(create)
+
+    @staticmethod
+    def _make_engine(url) -> Engine:
+        if url.get_backend_name() != "sqlite":
+            return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection, _record):
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+
+    # -- schema -----------------------------------------------------------------------------
+    def _alembic_config(self, connection) -> Config:
+        config = Config(str(_ALEMBIC_INI))
+        config.attributes["connection"] = connection
+        return config
+
+    def _check_schema(self, create: bool) -> None:
+        head = ScriptDirectory.from_config(Config(str(_ALEMBIC_INI))).get_current_head()
+        known = {rev.revision for rev in ScriptDirectory.from_config(Config(str(_ALEMBIC_INI))).walk_revisions()}
+        try:
+            with self.engine.begin() as connection:
+                current = MigrationContext.configure(connection).get_current_revision()
+                tables = set(inspect(connection).get_table_names())
+                if current == head:
+                    return
+                if current is not None and current not in known:
+                    raise StoreError(
+                        f"{self.where} has schema {current}, newer than this mpq's {head}; upgrade mpq "
+                        "(pip install -U mpq) to read it. The database was left untouched."
+                    )
+                if current is None and tables:
+                    raise StoreError(
+                        f"{self.where} holds tables that are not an mpq store ({', '.join(sorted(tables)[:3])}...); "
+                        "give another --db."
+                    )
+                if current is None and not create:
+                    raise StoreError(f"{self.where} is empty; run 'mpq search' to fill it.")
+                # A new store, or one written by an older mpq: migrate it, keeping every run.
+                command.upgrade(self._alembic_config(connection), "head")
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise StoreError(f"{self.where}: cannot open it ({reason}); check --db points at an mpq database you can reach.") from exc
+
+    def _session(self):
+        return session_scope(self._sessions, self.where)
+
+    # -- probes -----------------------------------------------------------------------------
+    def find_probe(self, key: str) -> pd.DataFrame | None:
+        """The stored sensitivity table of a probe key, or None."""
+        with self._session() as session:
+            row = session.get(ProbeResultModel, key)
+            return None if row is None else table_from_json(row.table_json)
+
+    def save_probe(self, key: str, *, model_hash: str, data_hash: str, settings: dict, table: pd.DataFrame) -> None:
+        with self._session() as session:
+            session.merge(
+                ProbeResultModel(key=key, model_hash=model_hash, data_hash=data_hash, settings=settings, table_json=table_to_json(table))
+            )
+
+    # The probe checkpoint protocol: load(key) / save(key, state) / clear(key).
+    def load(self, key: str) -> dict | None:
+        with self._session() as session:
+            row = session.get(ProbeCheckpointModel, key)
+            return None if row is None else row.state
+
+    def save(self, key: str, state: dict) -> None:
+        with self._session() as session:
+            session.merge(ProbeCheckpointModel(key=key, state=state, updated_at=utcnow()))
+
+    def clear(self, key: str) -> None:
+        with self._session() as session:
+            session.execute(delete(ProbeCheckpointModel).where(ProbeCheckpointModel.key == key))
+
+    # -- runs -------------------------------------------------------------------------------
+    def create_run(self, **fields: Any) -> int:
+        """Record a new run with status ``running``; returns its id."""
+        with self._session() as session:
+            run = RunModel(status="running", **fields)
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def save_table(self, run_id: int, name: str, table: pd.DataFrame) -> None:
+        with self._session() as session:
+            session.execute(delete(RunTableModel).where(RunTableModel.run_id == run_id, RunTableModel.name == name))
+            session.add(RunTableModel(run_id=run_id, name=name, table_json=table_to_json(table)))
+
+    def save_points(self, run_id: int, points: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the run's points; each has point, label, is_baseline, optimal,
+        predicted_loss, costs (dict), measured_metric and assignment (layer -> candidate)."""
+        with self._session() as session:
+            session.execute(delete(PointModel).where(PointModel.run_id == run_id))
+            for p in points:
+                session.add(
+                    PointModel(
+                        run_id=run_id,
+                        point=int(p["point"]),
+                        label=p["label"],
+                        is_baseline=bool(p["is_baseline"]),
+                        optimal=bool(p["optimal"]),
+                        predicted_loss=float(p["predicted_loss"]),
+                        costs={k: _finite(float(v)) for k, v in p["costs"].items()},
+                        measured_metric=_finite(p.get("measured_metric")),
+                        assignments=[
+                            AssignmentModel(position=i, layer=layer, candidate=candidate)
+                            for i, (layer, candidate) in enumerate(p["assignment"].items())
+                        ],
+                    )
+                )
+
+    def finish_run(self, run_id: int, status: str, **fields: Any) -> None:
+        """Set the final status (``done`` or ``failed``) and any summary fields."""
+        with self._session() as session:
+            run = self._get_run(session, run_id)
+            run.status = status
+            run.finished_at = utcnow()
+            for name, value in fields.items():
+                setattr(run, name, _finite(value))
+
+    def _get_run(self, session, run_id: int) -> RunModel:
+        run = session.get(RunModel, int(run_id))
+        if run is None:
+            newest = session.scalar(select(RunModel.id).order_by(RunModel.id.desc()).limit(1))
+            hint = f"the newest is {newest}" if newest is not None else "the store has no runs yet"
+            raise RunNotFoundError(f"run {run_id} is not in {self.where} ({hint}); list them with 'mpq runs'.")
+        return run
+
+    def run_record(self, run_id: int) -> dict[str, Any]:
+        """The run's own fields as a dict."""
+        with self._session() as session:
+            run = self._get_run(session, run_id)
+            return {c.key: getattr(run, c.key) for c in inspect(RunModel).column_attrs}
+
+    def run_tables(self, run_id: int) -> dict[str, pd.DataFrame]:
+        with self._session() as session:
+            run = self._get_run(session, run_id)
+            return {t.name: table_from_json(t.table_json) for t in run.tables}
+
+    def run_points(self, run_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``(frontier, assignments)``: one row per point, one row per (point, layer)."""
+        with self._session() as session:
+            run = self._get_run(session, run_id)
+            frontier = [
+                {
+                    "point": p.point, "label": p.label, "is_baseline": p.is_baseline, "optimal": p.optimal,
+                    "predicted_loss": p.predicted_loss, **{k: (math.nan if v is None else v) for k, v in p.costs.items()},
+                    "measured_metric": math.nan if p.measured_metric is None else p.measured_metric,
+                }
+                for p in run.points
+            ]
+            assignments = [
+                {"point": p.point, "layer": a.layer, "candidate": a.candidate} for p in run.points for a in p.assignments
+            ]
+        return pd.DataFrame(frontier), pd.DataFrame(assignments, columns=["point", "layer", "candidate"])
+
+    def list_runs(self) -> pd.DataFrame:
+        columns = ["run", "status", "task", "target", "objectives", "points", "metric_name", "float_metric",
+                   "spearman", "created_at", "finished_at"]
+        with self._session() as session:
+            rows = [
+                {
+                    "run": r.id, "status": r.status, "task": r.task_name, "target": r.target,
+                    "objectives": ",".join(r.objectives), "points": len(r.points), "metric_name": r.metric_name,
+                    "float_metric": r.float_metric, "spearman": r.spearman,
+                    "created_at": r.created_at, "finished_at": r.finished_at,
+                }
+                for r in session.scalars(select(RunModel).order_by(RunModel.id))
+            ]
+        return pd.DataFrame(rows, columns=columns)
+
+
+def json_safe(value: Any) -> Any:
+    """Round-trip ``value`` through JSON so what is stored equals what is read back."""
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,22 @@
+import torch
+from torch import nn
+
+import mpq
+
+
+def make_task():
+    model = nn.Sequential(nn.Linear(4, 3))
+    x = torch.randn(8, 4)
+    return mpq.Task("user-task", model, [(x, torch.zeros(8, dtype=torch.long))], nn.functional.cross_entropy)
+
+
+def make_broken():
+    raise RuntimeError("dataset path /data/x not found")
+
+
+def make_wrong_type():
+    return nn.Linear(2, 2)
+
+
+def make_empty_calibration():
+    return mpq.Task("empty", nn.Linear(2, 2), [], nn.functional.mse_loss)

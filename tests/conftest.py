@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny task that runs in milliseconds, and a throwaway store URL."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import mpq
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two cores shared by the suite: one torch thread per test avoids spinning.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Examples cache their weights; share one cache across the session, never the user's.
+    monkeypatch.setenv("MPQ_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mpq-cache"))
+
+
+def make_tiny_task() -> mpq.Task:
+    """A conv + linear classifier on random data (not trained: for plumbing tests only)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 8), nn.ReLU(), nn.Linear(8, 3)
+    ).eval()
+    images = torch.randn(32, 1, 6, 6)
+    labels = torch.randint(0, 3, (32,))
+    calibration = [(images[i : i + 16], labels[i : i + 16]) for i in (0, 16)]
+
+    def evaluate(m: nn.Module) -> float:
+        with torch.no_grad():
+            return float((m(images).argmax(1) == labels).float().mean())
+
+    return mpq.Task("tiny", model, calibration, nn.functional.cross_entropy, evaluate, "accuracy")
+
+
+@pytest.fixture
+def tiny_task() -> mpq.Task:
+    return make_tiny_task()
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'mpq.db'}"
