@@ -5,8 +5,10 @@ device, and solve for the Pareto frontier of accuracy loss against latency, ener
 """
 
 from mpq import exceptions
-from mpq._layers import layers
+from mpq._apply import activation_ranges, apply
 from mpq._examples import list_examples
+from mpq._formats import Candidate, NumberFormat, candidate_table, get_candidate, get_format, list_formats
+from mpq._layers import layers
 from mpq._task import Task, load_task
 from mpq.exceptions import MpqError
 from mpq.version import __version__
@@ -18,6 +20,14 @@ __all__ = [
     "list_examples",
     # model tables and formats
     "layers",
+    "NumberFormat",
+    "Candidate",
+    "get_format",
+    "list_formats",
+    "get_candidate",
+    "candidate_table",
+    "activation_ranges",
+    "apply",
     # errors and version
     "exceptions",
     "MpqError",

@@ -42,12 +42,18 @@ def activation_ranges(
         ``{layer: max |input|}`` over every batch and call; a layer that did not run is absent.
 
     Raises:
-        InvalidParameterError: ``model`` is not a module, ``calibration`` is empty or a batch is
-            not an ``(inputs, targets)`` pair, or a named layer is not quantizable or is an
-            Embedding.
+        InvalidParameterError: ``model`` is not a module, ``calibration`` is not an iterable of
+            ``(inputs, targets)`` pairs or is empty, ``layer_names`` is not a list of names, or
+            a named layer is not quantizable or is an Embedding.
         UnknownNameError: a layer name the model does not have.
     """
     _check_model("activation_ranges", model)
+    _check_calibration("activation_ranges", calibration)
+    if isinstance(layer_names, str) or not isinstance(layer_names, Iterable | None):
+        raise InvalidParameterError(
+            f"The 'layer_names' parameter of activation_ranges must be a list of layer names or None. "
+            f"Got {layer_names!r} instead."
+        )
     modules = dict(model.named_modules())
     if layer_names is None:
         names = [n for n, m in modules.items() if layer_kind(m) not in (None, "embedding")]
@@ -131,14 +137,16 @@ def apply(
         The fake-quantized copy.
 
     Raises:
-        InvalidParameterError: ``model`` or ``assignment`` has the wrong type, a layer is not
-            quantizable, a candidate is malformed, an ``act_ranges`` value is not a finite
-            number >= 0, or a layer needs an input range that neither ``act_ranges`` nor
-            ``calibration`` gives.
+        InvalidParameterError: ``model``, ``assignment``, ``calibration`` or ``act_ranges``
+            has the wrong type, a layer is not quantizable, a candidate is malformed, an
+            ``act_ranges`` value is not a finite number >= 0, or a layer needs an input range
+            that neither ``act_ranges`` nor ``calibration`` gives.
         UnknownNameError: a layer the model does not have, or a candidate with an unknown
             format.
     """
     _check_model("apply", model)
+    if calibration is not None:
+        _check_calibration("apply", calibration)
     if not isinstance(assignment, Mapping):
         raise InvalidParameterError(
             f"The 'assignment' parameter of apply must be a mapping of layer name to candidate. "
@@ -199,6 +207,14 @@ def _check_model(func: str, model: object) -> None:
     if not isinstance(model, nn.Module):
         raise InvalidParameterError(
             f"The 'model' parameter of {func} must be a torch.nn.Module. Got {type(model).__name__} instead."
+        )
+
+
+def _check_calibration(func: str, calibration: object) -> None:
+    if isinstance(calibration, (str, torch.Tensor)) or not isinstance(calibration, Iterable):
+        raise InvalidParameterError(
+            f"The 'calibration' parameter of {func} must be a list of (inputs, targets) batches. "
+            f"Got {type(calibration).__name__} instead."
         )
 
 

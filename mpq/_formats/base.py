@@ -1,7 +1,7 @@
 """NumberFormat, the scaled quantizer every INT and minifloat format shares, and the registry.
 
 A format fake-quantizes a tensor in three steps: view it as rows (``x.reshape(x.shape[0], -1)``:
-dim 0 is the output channel of a weight), optionally saturate at a calibrated ``amax``, and
+dim 0 is the output channel of a weight; a 1-D tensor is one row), optionally saturate at a calibrated ``amax``, and
 round every row, group or block to ``scale * grid value``. A *grid* is the set of element values
 at scale 1 (integers for INT, a minifloat's representable values); a format is a grid plus the
 rule that picks its scales.
@@ -77,17 +77,17 @@ class NumberFormat(ABC):
         """Fake-quantize a tensor: same shape and dtype, values on the format's scaled grid.
 
         Rows are ``x.reshape(x.shape[0], -1)`` (a conv weight (out, in, kh, kw) gives
-        (out, in*kh*kw)); channel scales are per row, groups and blocks run along each row and
-        a ragged last group is zero-padded. Rounding is to nearest, ties to even. All-zero input
-        gives zeros.
+        (out, in*kh*kw)); a 1-D or 0-D tensor is one row. Channel scales are per row; groups
+        and blocks run along each row, a ragged last group zero-padded. Rounding is to nearest,
+        ties to even. All-zero input gives zeros.
 
         Args:
             x: A floating-point tensor.
-            amax: A calibrated absolute range: a float, a one-element tensor or a tensor of
-                shape ``(x.shape[0],)`` (one range per row). Values beyond it saturate. None
-                takes the range from ``x`` at the format's granularity. Group and block formats
-                always take their scales from the data (``amax`` then only saturates, and sets
-                NVFP4's per-tensor scale).
+            amax: A calibrated absolute range: a float, a one-element tensor or (x with 2 or
+                more dims) a tensor of shape ``(x.shape[0],)``, one range per row. Values
+                beyond it saturate. None takes the range from ``x`` at the format's
+                granularity. Group and block formats always take their scales from the data
+                (``amax`` then only saturates, and sets NVFP4's per-tensor scale).
 
         Returns:
             The fake-quantized tensor, same shape, dtype and device as ``x``.
@@ -99,7 +99,7 @@ class NumberFormat(ABC):
         _check_tensor(self.name, x)
         if x.numel() == 0:
             return x.clone()
-        rows = x.to(torch.promote_types(x.dtype, torch.float32)).reshape(x.shape[0] if x.dim() else 1, -1)
+        rows = x.to(torch.promote_types(x.dtype, torch.float32)).reshape(x.shape[0] if x.dim() > 1 else 1, -1)
         bound = _amax_tensor(self.name, amax, rows)
         if bound is not None:
             rows = torch.minimum(torch.maximum(rows, -bound), bound)
