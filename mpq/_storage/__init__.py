@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from io import StringIO
@@ -58,7 +57,7 @@ def table_to_json(table: pd.DataFrame) -> str:
 
 
 def table_from_json(text: str) -> pd.DataFrame:
-    table = pd.read_json(StringIO(text), orient="split", convert_dates=False)
+    table = pd.read_json(StringIO(text), orient="split", dtype=False)
     for column in table.columns:  # JSON has no tuples: shapes come back as lists
         if len(table) and isinstance(table[column].iloc[0], list):
             table[column] = table[column].map(tuple)
@@ -270,8 +269,3 @@ class Store:
                 for r in session.scalars(select(RunModel).order_by(RunModel.id))
             ]
         return pd.DataFrame(rows, columns=columns)
-
-
-def json_safe(value: Any) -> Any:
-    """Round-trip ``value`` through JSON so what is stored equals what is read back."""
-    return json.loads(json.dumps(value, default=str))
