@@ -1,4 +1,8 @@
-"""Symmetric INT2..INT8 fake-quantizers: per tensor, per output channel, per group."""
+"""Symmetric INT2..INT8 fake-quantizers (per tensor, per output channel, per group) and INT16.
+
+INT16 exists per tensor only, for activations: CMSIS-NN's s16 kernels take int16 inputs with
+int8 weights (the ``w8aint16`` candidate of the MCU targets).
+"""
 
 from __future__ import annotations
 
@@ -51,3 +55,7 @@ def _int_formats():
                 bits_per_value=bits + FP16.bits / size, granularity="group", group_size=size,
                 grid=grid, scale_grid=FP16,
             )
+    yield ScaledFormat(
+        name="int16", family="int", element_bits=16, bits_per_value=16.0,
+        granularity="tensor", group_size=None, grid=IntGrid(16), scale_grid=None,
+    )

@@ -256,7 +256,7 @@ def test_bits_per_value(name, bits):
 
 def test_registry_fields_are_consistent():
     names = list_formats()
-    assert len(names) == 5 * 5 + 5 + 4 + 2
+    assert len(names) == 5 * 5 + 5 + 4 + 2 + 1  # int x granularities, floats, blocks, references, int16
     for name in names:
         fmt = get_format(name)
         assert fmt.name == name

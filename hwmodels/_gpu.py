@@ -1,0 +1,176 @@
+"""Roofline cost model for GPUs (also serves CPUs, see ``_cpu.py``).
+
+Per layer, for a batch of ``B`` samples::
+
+    compute_s = 2 * MACs * B / peak_ops_per_s[executed class]      (an FMA is 2 ops, as datasheets count)
+              + dequant_elems / dequant_elems_per_s
+    dram_bytes = weight_params * weight_bits / 8 + bias_params * 4
+               + B * (in_elems + out_elems) * act_bits / 8
+    memory_s   = dram_bytes / dram_bytes_per_s
+    latency_s  = max(compute_s, memory_s) + launch_overhead_s
+    bound      = "compute" if compute_s > memory_s else "memory"
+
+Biases are 4 bytes (int32 in integer kernels, fp32 in float epilogues). The output is counted at
+the layer's activation width, as the next layer's input. An embedding is a lookup: no compute,
+``dram_bytes = B * out_elems * weight_bits / 8`` (the gathered rows).
+
+**Executed class.** Tensor cores run both operands in one mode (class). The class that runs a
+(weight, activation) pair is chosen among the classes the device lists in ``[peak_ops_per_s]``:
+those that *hold* both operands (every operand value converts exactly, see
+``_formats.holds``), and among them the one with the highest peak, then the narrowest, then
+integer before float. So a pair the device runs natively runs natively (int8 x int8 -> int8 on
+H100); otherwise the lower-precision operand is upcast to the other's class (int4 weights with
+fp16 activations -> fp16; int4 or fp4 weights with fp8 activations -> fp8 on H100, which has no
+INT4 and no FP4 tensor cores) or, when neither class is run, to the cheapest class at least as
+wide as both (int8 weights with fp8 activations -> fp16). An operand whose class differs from the
+executed one is dequantised: ``weight_params`` elements for the weights (once per batch) and
+``B * in_elems`` for the activations, at ``dequant_elems_per_s``; that is how weight-only low
+bits save memory traffic but not compute. Each dequantised element also costs one MAC of energy
+(the scale multiply).
+
+Energy: ``MACs * B * mac_pj(executed class) + dequant_elems * mac_pj(executed class)
++ dram_bytes * dram_pj_per_byte`` (see ``_energy``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hwmodels._device import Device
+from hwmodels._energy import PJ
+from hwmodels._errors import InvalidTableError
+from hwmodels._fields import FieldReader
+from hwmodels._formats import arith_class, class_names, holds
+from hwmodels._inputs import candidate_classes
+from hwmodels._registry import register_cost_model
+
+__all__ = ["RooflineSpec", "executed_class", "roofline_costs"]
+
+_BIAS_BYTES = 4
+_OPS_PER_MAC = 2
+
+
+@dataclass(frozen=True)
+class RooflineSpec:
+    """Numbers of a roofline device (GPU or CPU).
+
+    Attributes:
+        peak_ops_per_s: Dense peak per executed class (``fp16``, ``int8``, ``fp8``, ``tf32``,
+            ``fp32``, ...), counting an FMA as 2 operations.
+        dram_bytes_per_s: DRAM bandwidth.
+        launch_overhead_s: Fixed time per layer (kernel launch, framework dispatch).
+        dequant_elems_per_s: Rate at which the vector units convert operands to the executed
+            class.
+    """
+
+    peak_ops_per_s: Mapping[str, float]
+    dram_bytes_per_s: float
+    launch_overhead_s: float
+    dequant_elems_per_s: float
+
+    @classmethod
+    def read(cls, reader: FieldReader) -> RooflineSpec:
+        """Read the spec from a device file's top-level table."""
+        return cls(
+            peak_ops_per_s=reader.table("peak_ops_per_s").rates(class_names(), "a positive number of ops per second"),
+            dram_bytes_per_s=reader.positive_float("dram_bytes_per_s"),
+            launch_overhead_s=reader.non_negative_float("launch_overhead_s"),
+            dequant_elems_per_s=reader.positive_float("dequant_elems_per_s"),
+        )
+
+    def limits(self) -> dict[str, float]:
+        """No capacity columns: a roofline device bounds time, not resources."""
+        return {}
+
+
+def executed_class(weight_class: str, act_class: str, peak_ops_per_s: Mapping[str, float]) -> str | None:
+    """Pick the class that runs a (weight, activation) pair (rule in the module docstring).
+
+    Args:
+        weight_class: Class of the stored weights (``int4``, ``fp4``, ``fp16``, ...).
+        act_class: Class of the stored activations.
+        peak_ops_per_s: The device's classes and their peaks.
+
+    Returns:
+        The executed class, or None when no class the device runs holds both operands.
+    """
+    holders = [c for c in peak_ops_per_s if holds(c, weight_class) and holds(c, act_class)]
+    if not holders:
+        return None
+    return min(
+        holders,
+        key=lambda c: (-peak_ops_per_s[c], arith_class(c).bits, arith_class(c).family != "int"),
+    )
+
+
+def _executed_classes(pairs: pd.DataFrame, device: Device) -> pd.Series:
+    peaks = device.spec.peak_ops_per_s
+    chosen = {}
+    for cand, w, a in candidate_classes(pairs):
+        cls = executed_class(w, a, peaks)
+        if cls is None:
+            raise InvalidTableError(
+                f"candidate {cand!r}: {device.name} runs no class that holds {w} weights and {a} activations "
+                f"(it runs {', '.join(peaks)}); drop {cand!r} from {device.path.name}'s candidates or add a rate "
+                "that holds both to its [peak_ops_per_s]."
+            )
+        chosen[cand] = cls
+    return pairs["candidate"].map(chosen)
+
+
+@register_cost_model("gpu", spec=RooflineSpec)
+def roofline_costs(pairs: pd.DataFrame, device: Device, batch_size: int) -> pd.DataFrame:
+    """Roofline latency and energy per (layer, candidate); formulas in the module docstring.
+
+    Args:
+        pairs: One row per (layer, candidate), see ``_registry``.
+        device: A device whose spec is a :class:`RooflineSpec`.
+        batch_size: Samples per forward pass.
+
+    Returns:
+        Columns ``latency_s`` (s), ``energy_j`` (J), ``bound`` (``"memory"``/``"compute"``),
+        ``dram_bytes`` (bytes moved per batch) and ``executed_class`` (str).
+
+    Raises:
+        InvalidTableError: If the device runs no class that holds a candidate's operands.
+    """
+    spec: RooflineSpec = device.spec
+    executed = _executed_classes(pairs, device)
+    is_lookup = (pairs["kind"] == "embedding").to_numpy()
+    weight_params = pairs["weight_params"].to_numpy(dtype=float)
+    weight_bits = pairs["weight_bits"].to_numpy()
+    macs = pairs["macs"].to_numpy(dtype=float) * batch_size
+    in_elems = pairs["in_elems"].to_numpy(dtype=float) * batch_size
+    out_elems = pairs["out_elems"].to_numpy(dtype=float) * batch_size
+
+    dram_bytes = np.where(
+        is_lookup,
+        out_elems * weight_bits / 8,
+        weight_params * weight_bits / 8
+        + pairs["bias_params"].to_numpy() * _BIAS_BYTES
+        + (in_elems + out_elems) * pairs["act_bits"].to_numpy() / 8,
+    )
+    dequant_elems = np.where(
+        is_lookup,
+        0.0,
+        (pairs["weight_class"] != executed).to_numpy() * weight_params
+        + (pairs["act_class"] != executed).to_numpy() * in_elems,
+    )
+    peak = executed.map(spec.peak_ops_per_s).to_numpy()
+    compute_s = _OPS_PER_MAC * macs / peak + dequant_elems / spec.dequant_elems_per_s
+    memory_s = dram_bytes / spec.dram_bytes_per_s
+    mac_pj = executed.map(device.energy.mac_pj).to_numpy()
+    energy_j = ((macs + dequant_elems) * mac_pj + dram_bytes * device.energy.dram_pj_per_byte) * PJ
+    return pd.DataFrame(
+        {
+            "latency_s": np.maximum(compute_s, memory_s) + spec.launch_overhead_s,
+            "energy_j": energy_j,
+            "bound": np.where(compute_s > memory_s, "compute", "memory"),
+            "dram_bytes": dram_bytes,
+            "executed_class": executed.to_numpy(),
+        }
+    )

@@ -1,0 +1,84 @@
+"""CPU model: the roofline with VNNI int8 and fp32 FMA rates; measured latencies override it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import hwmodels
+
+# cpu-x86 (nominal): int8 1331.2e9 ops/s, fp32 332.8e9 ops/s, DRAM 20e9 B/s,
+# dequantisation 41.6e9 elements/s, 5 us per layer.
+
+
+def test_int8_linear_hand_computed(tables):
+    layers = tables.layers(tables.linear("fc", 512, 512))
+    row = hwmodels.cost_table(layers, "cpu-x86", tables.candidates("w8a8")).iloc[0]
+    compute_s = 2 * 512 * 512 / 1331.2e9  # 3.9e-7 s
+    dram_bytes = 512 * 512 + 512 * 4 + (512 + 512)  # int8 weights, int32 bias, int8 in and out
+    assert row["dram_bytes"] == dram_bytes
+    assert row["executed_class"] == "int8"
+    assert row["bound"] == "memory"
+    assert row["latency_s"] == pytest.approx(dram_bytes / 20e9 + 5e-6, rel=1e-12)
+    energy_pj = 512 * 512 * (0.2 + 0.03) + dram_bytes * 1950 / 8
+    assert row["energy_j"] == pytest.approx(energy_pj * 1e-12, rel=1e-12)
+    assert compute_s < dram_bytes / 20e9
+
+
+def test_int4_weights_are_unpacked_to_int8_and_pay_off_only_when_memory_bound(tables):
+    layers = tables.layers(tables.linear("fc", 512, 512))
+    cands = tables.candidates("w4a8", "w8a8")
+    one = hwmodels.cost_table(layers, "cpu-x86", cands, batch_size=1)
+    assert tables.row(one, "fc", "w4a8")["executed_class"] == "int8"
+    assert tables.row(one, "fc", "w4a8")["latency_s"] < tables.row(one, "fc", "w8a8")["latency_s"]
+    many = hwmodels.cost_table(layers, "cpu-x86", cands, batch_size=64)
+    w4, w8 = tables.row(many, "fc", "w4a8"), tables.row(many, "fc", "w8a8")
+    # batch 64: 2 * 64 * 512^2 / 1331.2e9 = 2.52e-5 s of VNNI work, plus 512^2 / 41.6e9 = 6.3e-6 s
+    # of unpacking for w4a8; memory is 1.0e-5 s at most.
+    vnni_s = 2 * 64 * 512 * 512 / 1331.2e9
+    assert (w4["bound"], w8["bound"]) == ("compute", "compute")
+    assert w8["latency_s"] == pytest.approx(vnni_s + 5e-6, rel=1e-12)
+    assert w4["latency_s"] == pytest.approx(vnni_s + 512 * 512 / 41.6e9 + 5e-6, rel=1e-12)
+
+
+def test_fp16_has_no_kernel_and_runs_as_dequantise_plus_fp32(tables):
+    layers = tables.layers(tables.linear("fc", 256, 128, tokens=4))
+    row = hwmodels.cost_table(layers, "cpu-x86", tables.candidates("w16a16"), batch_size=8).iloc[0]
+    assert row["executed_class"] == "fp32"
+    # both operands converted: 256*128 weights once, 8 samples * 4 tokens * 256 inputs
+    dequant = 256 * 128 + 8 * 4 * 256
+    compute_s = 2 * 8 * 4 * 256 * 128 / 332.8e9 + dequant / 41.6e9
+    memory_s = (256 * 128 * 2 + 128 * 4 + 8 * 4 * (256 + 128) * 2) / 20e9
+    assert row["latency_s"] == pytest.approx(max(compute_s, memory_s) + 5e-6, rel=1e-12)
+    # energy: MACs and conversions at fp32 (3.7 + 0.9 pJ), bytes at DRAM energy
+    energy_pj = (8 * 4 * 256 * 128 + dequant) * (3.7 + 0.9) + row["dram_bytes"] * 1950 / 8
+    assert row["energy_j"] == pytest.approx(energy_pj * 1e-12, rel=1e-12)
+
+
+def test_measured_csv_overrides_the_model_for_the_pairs_it_covers(tables, tmp_path):
+    layers = tables.layers(tables.linear("fc1", 64, 32), tables.linear("fc2", 32, 10))
+    cands = tables.candidates("w4a8", "w8a8")
+    model = hwmodels.cost_table(layers, "cpu-x86", cands)
+    csv = tmp_path / "measured.csv"
+    csv.write_text("layer,candidate,latency_s,stderr_s\nfc1,w8a8,1.5e-05,1e-07\nfc2,w4a8,7e-06,1e-07\n")
+    costs = hwmodels.cost_table(layers, "cpu-x86", cands, measured=csv)
+    assert costs["latency_measured"].tolist() == [False, True, True, False]
+    assert costs["latency_s"].tolist() == [
+        model["latency_s"][0],
+        1.5e-05,
+        7e-06,
+        model["latency_s"][3],
+    ]
+    # only latency changes: energy and bytes stay the model's
+    assert costs["energy_j"].tolist() == model["energy_j"].tolist()
+    # the loaded table gives the same result as the path
+    same = hwmodels.cost_table(layers, "cpu-x86", cands, measured=hwmodels.load_measured_latency(csv))
+    assert same["latency_s"].tolist() == costs["latency_s"].tolist()
+
+
+def test_measured_rows_for_candidates_the_device_does_not_run_are_ignored(tables):
+    layers = tables.layers(tables.linear("fc1", 64, 32))
+    measured = pd.DataFrame({"layer": ["fc1", "fc1"], "candidate": ["w8a8", "wfp4afp8"], "latency_s": [2e-6, 1e-6]})
+    costs = hwmodels.cost_table(layers, "cpu-x86", tables.candidates("w8a8", "wfp4afp8"), measured=measured)
+    assert costs["candidate"].tolist() == ["w8a8"]  # cpu-x86 does not list wfp4afp8
+    assert costs["latency_s"].tolist() == [2e-6]
