@@ -9,6 +9,10 @@ from mpq._apply import activation_ranges, apply
 from mpq._examples import list_examples
 from mpq._formats import Candidate, NumberFormat, candidate_table, get_candidate, get_format, list_formats
 from mpq._layers import layers
+from mpq._omega import omega
+from mpq._probes import ProbeCheckpoint, ProbeSettings, probe
+from mpq._runs import Run, list_runs, open_run
+from mpq._search import search
 from mpq._task import Task, load_task
 from mpq.exceptions import MpqError
 from mpq.version import __version__
@@ -28,6 +32,16 @@ __all__ = [
     "candidate_table",
     "activation_ranges",
     "apply",
+    # probes
+    "ProbeSettings",
+    "ProbeCheckpoint",
+    "probe",
+    "omega",
+    # the workflow
+    "search",
+    "Run",
+    "open_run",
+    "list_runs",
     # errors and version
     "exceptions",
     "MpqError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 import mpq
@@ -11,5 +12,11 @@ _PACKAGE_DIR = os.path.dirname(mpq.__file__)
 
 
 def mpq_warn(message: str, category: type[Warning]) -> None:
-    """Warn from the first stack frame outside the mpq package."""
-    warnings.warn(message, category, skip_file_prefixes=(_PACKAGE_DIR,))
+    """Warn from the first stack frame outside the mpq package.
+
+    (Python 3.12's ``skip_file_prefixes`` does this; mpq supports 3.11, so it counts frames.)
+    """
+    frame, stacklevel = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, stacklevel = frame.f_back, stacklevel + 1
+    warnings.warn(message, category, stacklevel=stacklevel)

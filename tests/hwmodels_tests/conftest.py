@@ -23,7 +23,7 @@ _CANDIDATES = {
     "wnvfp4afp8": ("nvfp4", "fp8_e4m3", 4.5, 8.0),
     "wmxfp4amxfp8": ("mxfp4", "mxfp8", 4.25, 8.25),
 }
-# CMSIS-NN's s16 kernels run int16 activations (mpq's grammar would spell it w8aint16).
+# CMSIS-NN's s16 kernels run int16 activations (the w8aint16 candidate).
 _MCU_CANDIDATES = {
     "w4a8": _CANDIDATES["w4a8"],
     "w8a8": _CANDIDATES["w8a8"],

@@ -1,0 +1,228 @@
+"""``omega(task, sensitivity, candidates)``: the predicted loss increase of every layer at every candidate.
+
+HAWQ-V2/V3 and FIT's perturbation model, with the real quantizer of each format: quantizing a
+layer's weight ``W`` and input ``A`` adds errors ``dW = Q(W) - W`` and ``dA = Q(A) - A``, and to
+second order around the float model the loss grows by ``1/2 dW^T H_W dW + 1/2 dA^T H_A dA``.
+Quantization error is spread over the elements and nearly uncorrelated with the curvature's
+eigenvectors, so ``dW^T H_W dW ~ tr(H_W) / n_W * ||dW||^2``, which gives::
+
+    omega = 1/2 * (trace_w / n_w * weight_sq_err + trace_a / n_a * act_sq_err)
+
+``trace_w`` and ``trace_a`` are a probe's traces (``hessian_w``/``hessian_a``, or the Fisher
+pair, which estimates the same curvature), ``n_w`` the weight's elements, ``n_a`` the input's
+elements per sample, ``weight_sq_err = ||Q(W) - W||^2`` and ``act_sq_err = E_n ||Q(A_n) - A_n||^2``
+per calibration sample (inputs quantized as :func:`mpq.apply` does, with ranges calibrated on the
+same batches). INT, FP and block formats therefore land on one scale: the loss's.
+
+The factor 1/2 is the Taylor coefficient: with it, omega predicts the measured increase itself
+(DESIGN.md writes the formula without it; the factor changes no ranking and no solution). The
+first-order term ``g . dW`` is left out, as in HAWQ and FIT: the gradient is small at a trained
+model and zero for self-distillation, and rounding error is uncorrelated with it.
+
+A negative trace (a saddle, an untrained layer, or noise around zero) predicts a loss *decrease*
+for any format, which second order cannot be trusted for; omega counts it as 0 (the layer's
+term costs nothing) and a SensitivityWarning names the layers. The sensitivity table keeps the
+negative value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import pandas as pd
+import torch
+
+from mpq._apply import activation_ranges
+from mpq._formats import Candidate, NumberFormat, get_candidate
+from mpq._layers import layers
+from mpq._task import Task, batch_size, run_model
+from mpq._validation import OneOf, check_param
+from mpq._warnings import mpq_warn
+from mpq.exceptions import InvalidParameterError, SensitivityWarning
+
+logger = logging.getLogger("mpq.omega")
+
+#: Second-order Taylor coefficient of the loss increase.
+TAYLOR = 0.5
+
+#: ``probe`` argument of omega -> (weight-trace probe, activation-trace probe).
+TRACE_PAIRS = {
+    "hessian": ("hessian_w", "hessian_a"),
+    "fisher": ("fisher_w", "fisher_a"),
+    "efisher": ("efisher_w", "efisher_a"),
+}
+
+OMEGA_COLUMNS = ["layer", "candidate", "omega", "weight_sq_err", "act_sq_err", "omega_w", "omega_a", "act_probe"]
+
+
+def omega(
+    task: Task,
+    sensitivity: pd.DataFrame,
+    candidates: Iterable[str | Candidate],
+    probe: str = "hessian",
+) -> pd.DataFrame:
+    """Predict the loss increase of quantizing each layer alone to each candidate.
+
+    Args:
+        task: The task the sensitivity table was probed on.
+        sensitivity: The table :func:`mpq.probe` returned.
+        candidates: Candidate names (``w4a8``...) or Candidates.
+        probe: Which traces to use: ``hessian`` (``hessian_w`` + ``hessian_a``), ``fisher``,
+            ``efisher``, or ``measured`` (the measured increase itself, no prediction). If the
+            table has no activation trace of that probe, the activation term is 0 (the
+            ``act_probe`` column says so).
+
+    Returns:
+        One row per (layer, candidate), layers in the order they run: ``layer``;
+        ``candidate``; ``omega`` (predicted loss increase, loss units; for ``measured`` the
+        measured one); ``weight_sq_err`` (``||Q(W) - W||^2``, squared weight units);
+        ``act_sq_err`` (``E||Q(A) - A||^2`` per calibration sample, squared activation units; 0
+        for embeddings, whose indices are not quantized); ``omega_w`` and ``omega_a`` (the
+        weight and activation terms, loss units; NaN for ``measured``); ``act_probe`` (the
+        probe behind ``omega_a``, or missing (NA) when the activation term is 0 for lack of one).
+
+    Raises:
+        InvalidParameterError: a bad argument, or the table lacks the rows ``probe`` needs
+            (the message names the missing layers and the probe call that gives them).
+        UnknownNameError: an unknown candidate or format.
+    """
+    if not isinstance(task, Task):
+        raise InvalidParameterError(f"The 'task' parameter of omega must be an mpq.Task. Got {type(task).__name__} instead.")
+    check_param("omega", "probe", probe, OneOf((*TRACE_PAIRS, "measured")))
+    if isinstance(candidates, (str, Candidate)) or not isinstance(candidates, Iterable):
+        raise InvalidParameterError(
+            f"The 'candidates' parameter of omega must be a list of candidate names. Got {candidates!r} instead."
+        )
+    parsed = [get_candidate(c) for c in candidates]
+    if not parsed:
+        raise InvalidParameterError("The 'candidates' parameter of omega must name at least one candidate. Got [] instead.")
+    table = layers(task.model, task.calibration[0][0])
+    names = list(table["layer"])
+    act_layers = [n for n, kind in zip(table["layer"], table["kind"]) if kind != "embedding"]
+    values = _sensitivity_values(sensitivity)
+
+    weight_err = weight_sq_errors(task.model, names, parsed)
+    act_err = act_sq_errors(task, act_layers, parsed)
+    rows = []
+    if probe == "measured":
+        measured = _require(values, "measured", [(n, c.name) for n in names for c in parsed], probe)
+        for n in names:
+            for c in parsed:
+                rows.append(_row(n, c.name, measured[(n, c.name)], weight_err[(n, c.name)],
+                                 act_err.get((n, c.name), 0.0), float("nan"), float("nan"), None))
+        return pd.DataFrame(rows, columns=OMEGA_COLUMNS)
+
+    w_probe, a_probe = TRACE_PAIRS[probe]
+    trace_w = _require(values, w_probe, [(n, None) for n in names], probe)
+    has_act = any(p == a_probe for p, _, _ in values)
+    trace_a = _require(values, a_probe, [(n, None) for n in act_layers], probe) if has_act else {}
+    if not has_act:
+        logger.info("omega: no %s rows; the activation term is 0", a_probe)
+    _warn_negative({**{(w_probe, n): v for (n, _), v in trace_w.items()},
+                    **{(a_probe, n): v for (n, _), v in trace_a.items()}})
+    n_w = dict(zip(table["layer"], table["weight_params"]))
+    n_a = dict(zip(table["layer"], table["in_elems"]))
+    for n in names:
+        curvature_w = max(trace_w[(n, None)], 0.0) / n_w[n]
+        curvature_a = max(trace_a[(n, None)], 0.0) / n_a[n] if (n, None) in trace_a else 0.0
+        for c in parsed:
+            omega_w = TAYLOR * curvature_w * weight_err[(n, c.name)]
+            omega_a = TAYLOR * curvature_a * act_err.get((n, c.name), 0.0)
+            rows.append(_row(n, c.name, omega_w + omega_a, weight_err[(n, c.name)], act_err.get((n, c.name), 0.0),
+                             omega_w, omega_a, a_probe if (n, None) in trace_a else None))
+    return pd.DataFrame(rows, columns=OMEGA_COLUMNS)
+
+
+def _row(layer, candidate, value, w_err, a_err, omega_w, omega_a, act_probe) -> dict:
+    return dict(zip(OMEGA_COLUMNS, (layer, candidate, float(value), float(w_err), float(a_err), float(omega_w),
+                                    float(omega_a), act_probe)))
+
+
+def weight_sq_errors(model: torch.nn.Module, names: list[str], candidates: list[Candidate]) -> dict[tuple[str, str], float]:
+    """``||Q(W) - W||^2`` of every layer at every candidate (each weight format quantized once)."""
+    modules = dict(model.named_modules())
+    formats = {c.weight_format.name: c.weight_format for c in candidates}
+    out = {}
+    with torch.no_grad():
+        for name in names:
+            by_format = {f: _sq_err(fmt, modules[name].weight, None) for f, fmt in formats.items()}
+            out |= {(name, c.name): by_format[c.weight_format.name] for c in candidates}
+    return out
+
+
+def act_sq_errors(task: Task, names: list[str], candidates: list[Candidate]) -> dict[tuple[str, str], float]:
+    """``E_n ||Q(A_n) - A_n||^2`` per calibration sample, every layer and candidate.
+
+    Inputs are quantized as :class:`mpq._apply.InputQuantizer` does: formats with a static scale
+    use the layer's input range calibrated on the same batches; the others scale from the data.
+    """
+    if not names:
+        return {}
+    formats = {c.act_format.name: c.act_format for c in candidates}
+    needs_range = any(fmt.uses_range for fmt in formats.values())
+    ranges = activation_ranges(task.model, task.calibration, names) if needs_range else {}
+    sums = {(name, f): 0.0 for name in names for f in formats}
+    modules = dict(task.model.named_modules())
+
+    def hook(name: str):
+        def record(module: torch.nn.Module, args: tuple) -> None:
+            x = args[0].detach()
+            for f, fmt in formats.items():
+                sums[(name, f)] += _sq_err(fmt, x, ranges.get(name) if fmt.uses_range else None)
+
+        return record
+
+    handles = [modules[name].register_forward_pre_hook(hook(name)) for name in names]
+    n_samples = 0
+    try:
+        with torch.no_grad():
+            for inputs, _ in task.calibration:
+                run_model(task.model, inputs)
+                n_samples += batch_size(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {(name, c.name): sums[(name, c.act_format.name)] / n_samples for name in names for c in candidates}
+
+
+def _sq_err(fmt: NumberFormat, x: torch.Tensor, amax: float | None) -> float:
+    return float((fmt.quantize(x, amax).double() - x.double()).pow(2).sum())
+
+
+def _sensitivity_values(sensitivity: object) -> dict[tuple[str, str, str | None], float]:
+    """``{(probe, layer, candidate): value}`` of a sensitivity table, after checking its columns."""
+    required = ["layer", "probe", "value"]
+    if not isinstance(sensitivity, pd.DataFrame) or any(c not in sensitivity.columns for c in required):
+        got = list(sensitivity.columns) if isinstance(sensitivity, pd.DataFrame) else type(sensitivity).__name__
+        raise InvalidParameterError(
+            f"The 'sensitivity' parameter of omega must be the table mpq.probe returns (columns {', '.join(required)}, "
+            f"candidate). Got {got} instead."
+        )
+    candidates = sensitivity["candidate"] if "candidate" in sensitivity.columns else [None] * len(sensitivity)
+    out = {}
+    for probe, layer, candidate, value in zip(sensitivity["probe"], sensitivity["layer"], candidates, sensitivity["value"]):
+        out[(probe, layer, None if pd.isna(candidate) else candidate)] = float(value)
+    return out
+
+
+def _require(values, probe_name: str, keys: list[tuple[str, str | None]], probe: str) -> dict:
+    """The values of ``probe_name`` at every (layer, candidate) key; a one-line error if some are missing."""
+    missing = [key for key in keys if (probe_name, *key) not in values]
+    if missing:
+        shown = ", ".join(k[0] if k[1] is None else f"{k[0]} at {k[1]}" for k in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        fix = (f"run mpq.probe(task, ['{probe_name}'], settings=ProbeSettings(candidates=...)) with these candidates"
+               if probe_name == "measured" else f"run mpq.probe(task, ['{probe_name}', ...]) on this task")
+        raise InvalidParameterError(f"sensitivity: no {probe_name} value for {shown}{more}; {fix}.")
+    return {key: values[(probe_name, *key)] for key in keys}
+
+
+def _warn_negative(traces: dict[tuple[str, str], float]) -> None:
+    negative = [f"{probe} {layer} ({value:.3g})" for (probe, layer), value in traces.items() if value < 0]
+    if negative:
+        mpq_warn(
+            f"negative traces counted as 0 in omega: {', '.join(negative)}; the quadratic model predicts no "
+            "increase there (check their stderr in the sensitivity table).",
+            SensitivityWarning,
+        )

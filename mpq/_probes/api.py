@@ -1,0 +1,216 @@
+"""``probe(task, ...)``: the sensitivity table of every layer, resumable, with progress."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator
+
+import pandas as pd
+import torch
+
+from mpq._formats import get_candidate
+from mpq._layers import layers
+from mpq._probes.checkpoint import CheckpointStore, probe_key
+from mpq._probes.fisher import FisherFamily
+from mpq._probes.graph import LayerGraph, Target, calibration_batches
+from mpq._probes.hutchinson import HessianFamily
+from mpq._probes.measured import run_measured
+from mpq._probes.sampling import Key, RunningStats, run_family
+from mpq._probes.settings import PROBES, ProbeSettings, check_settings, families
+from mpq._task import Task
+from mpq._warnings import mpq_warn
+from mpq.exceptions import InvalidParameterError, SensitivityWarning
+
+logger = logging.getLogger("mpq.probes")
+
+#: Columns of the sensitivity table, in order.
+SENSITIVITY_COLUMNS = [
+    "layer", "probe", "candidate", "value", "stderr", "n_samples", "n_params", "converged",
+    "hvps", "backwards", "seconds",
+]
+
+Progress = Callable[[int, int, str], None]
+
+
+def probe(
+    task: Task,
+    probes: list[str] | tuple[str, ...] | None = None,
+    *,
+    settings: ProbeSettings | None = None,
+    progress: Progress | None = None,
+    checkpoint: CheckpointStore | None = None,
+) -> pd.DataFrame:
+    """Measure how sensitive the task's loss is to every quantizable layer.
+
+    Trace probes (``hessian_*``, ``fisher_*``, ``efisher_*``; see :class:`ProbeSettings` and
+    the ``mpq._probes`` modules for their exact definitions) sample until every layer's
+    standard error is below ``settings.tolerance`` of its value, or ``max_samples``; all
+    layers are estimated from the same passes. A negative trace is reported as it is, with a
+    SensitivityWarning naming the layers. ``measured`` quantizes one layer at a time to every
+    candidate and measures the real loss increase.
+
+    With a ``checkpoint``, the state is saved after every sample under a key that hashes the
+    weights, calibration data and settings; a later call with the same three continues from
+    the samples already taken (an interrupted run, e.g. by an exception raised from
+    ``progress``, loses nothing) and gives the numbers an uninterrupted run gives.
+
+    Args:
+        task: The task; its model is probed in eval mode and left as it was.
+        probes: Probe names; replaces ``settings.probes`` when given.
+        settings: Tolerance, sample limits, seed, sub-sampling, estimator, candidates. None
+            takes the defaults.
+        progress: ``progress(done, total, message)``, called after every sample of every
+            family (``total`` is the sample cap) and every measured pair. An exception it raises
+            stops the probe, after the checkpoint is saved.
+        checkpoint: Where to save and resume the state, e.g. ``ProbeCheckpoint("probes/")``.
+
+    Returns:
+        The sensitivity table, one row per (layer, probe) for trace probes and per (layer,
+        probe, candidate) for ``measured``: ``layer``; ``probe``; ``candidate`` (missing, NA, for
+        trace probes); ``value`` (a trace, in loss units per squared weight or activation unit, or for
+        ``measured`` the loss increase, in loss units); ``stderr`` (its standard error, same
+        units); ``n_samples`` (Monte Carlo samples, or calibration samples for ``measured``);
+        ``n_params`` (elements the trace is over: weight elements for ``*_w``, input elements
+        per sample for ``*_a``; weight elements for ``measured``); ``converged`` (standard error
+        within the tolerance); ``hvps`` and ``backwards`` (Hessian-vector products and backward
+        passes the row's family spent, each over one calibration batch); ``seconds`` (the
+        family's wall time, s). Layers are in the order they run; embeddings have no ``*_a``
+        rows (their inputs are indices).
+
+    Raises:
+        InvalidParameterError: a bad argument or setting (the message names it).
+        UnknownNameError: an unknown probe or candidate name.
+        ProbeError: the loss is not finite, a layer ran but the loss does not depend on it, or
+            an estimator's requirement on the model or loss does not hold (the message says
+            which setting to change).
+    """
+    if not isinstance(task, Task):
+        raise InvalidParameterError(f"The 'task' parameter of probe must be an mpq.Task. Got {type(task).__name__} instead.")
+    settings = check_settings("probe", ProbeSettings() if settings is None else settings)
+    if probes is not None:
+        settings = check_settings("probe", dataclasses.replace(settings, probes=probes))
+    if progress is not None and not callable(progress):
+        raise InvalidParameterError(
+            f"The 'progress' parameter of probe must be a callable progress(done, total, message) or None. "
+            f"Got {type(progress).__name__} instead."
+        )
+    if checkpoint is not None and not isinstance(checkpoint, CheckpointStore):
+        raise InvalidParameterError(
+            f"The 'checkpoint' parameter of probe must have load(key) and save(key, state) methods, like "
+            f"ProbeCheckpoint(path). Got {type(checkpoint).__name__} instead."
+        )
+    for name in settings.candidates:
+        get_candidate(name)  # unknown formats fail now, not after the trace probes ran
+
+    table = layers(task.model, task.calibration[0][0])
+    graph = LayerGraph(task, table)
+    batches = calibration_batches(task.calibration, settings.micro_batch_size)
+    key = probe_key(task, settings) if checkpoint is not None else None
+    state = (checkpoint.load(key) if checkpoint is not None else None) or {}
+
+    def save() -> None:
+        if checkpoint is not None:
+            checkpoint.save(key, state)
+
+    def report(done: int, total: int, message: str) -> None:
+        logger.debug(message)
+        if progress is not None:
+            progress(done, total, message)
+
+    rows: list[dict] = []
+    with _eval_mode(task.model):
+        for family_name, names in families(settings).items():
+            if family_name == "measured":
+                measured = run_measured(
+                    graph, batches, settings.candidates, state.setdefault("measured", {}),
+                    lambda _, done, total, message: (save(), report(done, total, message)),
+                )
+                rows += _measured_rows(graph, measured, sum(b.size for b in batches))
+                continue
+            stats = _sample_family(graph, family_name, names, batches, settings, state, save, report)
+            rows += _trace_rows(graph, stats, settings.tolerance)
+            _warn_about(stats, family_name, settings)
+    return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
+
+
+def _sample_family(graph, family_name, names, batches, settings, state, save, report) -> RunningStats:
+    kinds = [PROBES[name][1] for name in names]
+    if family_name == "hessian":
+        family = HessianFamily(graph, kinds, settings.estimator)
+    else:
+        family = FisherFamily(graph, kinds, family_name, settings.fisher_sampler)
+    targets: dict[Key, Target] = {}
+    for name in names:
+        kind = PROBES[name][1]
+        targets |= {(name, layer): (kind, layer) for _, layer in graph.targets([kind])}
+    saved = state.get(family_name)
+    stats = RunningStats.from_state(saved) if saved else RunningStats(keys=list(targets))
+
+    def after_sample(stats: RunningStats) -> None:
+        state[family_name] = stats.to_state()
+        save()
+        worst, where = stats.worst()
+        spread = f", worst relative stderr {worst:.1%} ({where[0]} {where[1]})" if where else ""
+        report(stats.n, settings.max_samples, f"{family_name}: sample {stats.n}{spread}")
+
+    run_family(family, stats, targets, batches, settings, after_sample)
+    logger.info("%s: %d samples, %d HVPs, %d backward passes, %.1f s", family_name, stats.n, stats.hvps,
+                stats.backwards, stats.seconds)
+    return stats
+
+
+def _trace_rows(graph: LayerGraph, stats: RunningStats, tolerance: float) -> list[dict]:
+    rows = []
+    for i, (name, layer) in enumerate(stats.keys):
+        rows.append({
+            "layer": layer, "probe": name, "candidate": None, "value": stats.mean[i], "stderr": stats.stderr(i),
+            "n_samples": stats.n, "n_params": graph.n_params[(PROBES[name][1], layer)],
+            "converged": stats.relative_stderr(i) <= tolerance, "hvps": stats.hvps,
+            "backwards": stats.backwards, "seconds": stats.seconds,
+        })
+    return rows
+
+
+def _measured_rows(graph: LayerGraph, state: dict, n_samples: int) -> list[dict]:
+    return [
+        {
+            "layer": layer, "probe": "measured", "candidate": candidate, "value": value, "stderr": stderr,
+            "n_samples": n_samples, "n_params": graph.n_params[("w", layer)], "converged": True, "hvps": 0,
+            "backwards": 0, "seconds": state["seconds"],
+        }
+        for layer, candidate, value, stderr in state["pairs"]
+    ]
+
+
+def _warn_about(stats: RunningStats, family: str, settings: ProbeSettings) -> None:
+    """SensitivityWarnings for negative estimates and for layers above the tolerance."""
+    negative = [f"{name} {layer} ({stats.mean[i]:.3g})" for i, (name, layer) in enumerate(stats.keys) if stats.mean[i] < 0]
+    if negative:
+        mpq_warn(
+            f"negative trace estimates: {', '.join(negative)}; they are reported as they are (a saddle or an "
+            "untrained layer, or noise within the stderr), and mpq.omega counts them as 0.",
+            SensitivityWarning,
+        )
+    loose = stats.unconverged(settings.tolerance)
+    if loose:
+        worst, where = stats.worst()
+        mpq_warn(
+            f"{family}: {len(loose)} estimates above the {settings.tolerance:.0%} relative standard error after "
+            f"{stats.n} samples (worst {worst:.0%}, {where[0]} {where[1]}); raise max_samples or read the "
+            "stderr column.",
+            SensitivityWarning,
+        )
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Run the model in eval mode (no dropout, frozen batch norm), then restore every module's mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training

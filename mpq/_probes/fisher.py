@@ -1,0 +1,240 @@
+"""Fisher traces per layer, and the output-space noise that estimates them with one backward pass.
+
+All three estimators here take one forward pass and one backward pass per batch, of the scalar
+``s = e . z`` where ``z`` is the model's output and ``e`` (detached) is random noise in output
+space; the estimate for a target ``t`` (a layer's weight or input) is ``||ds/dt||^2``. With
+``E[e e^T] = C``, ``E||ds/dt||^2 = tr(J_t^T C J_t)``: the layer's own block of ``J^T C J``, with
+no cross-layer terms, so every layer's estimate from the same pass is as good as if it had been
+probed alone.
+
+- ``fisher_w`` / ``fisher_a``: the **true Fisher** (model-sampled targets), in Gauss-Newton
+  form ``J^T (d^2 L / dz^2) J`` with the noise drawn by ``fisher_sampler``:
+
+  * ``gauss_newton`` (default): ``e_n = F_n r_n`` with ``F_n F_n^T`` the Hessian of the batch
+    loss with respect to sample ``n``'s output (computed once per batch; its negative part, from
+    a non-convex loss, left out: a Fisher is positive semi-definite) and ``r_n`` Rademacher. For cross-entropy on logits this
+    is exactly the Fisher with labels sampled from softmax(logits); for a squared error it is the
+    Fisher of the Gaussian with that mean (``y = f(x) + noise``); for any loss it is the
+    Gauss-Newton matrix, which equals the Hessian where the loss's gradient with respect to the
+    output vanishes (self-distillation at the float weights). Needs a tensor output and a loss
+    that is a sum or mean of per-sample terms (checked; ``ProbeError`` otherwise).
+  * ``categorical``: FIT's sampled Fisher: labels ``y_n ~ softmax(z_n)`` scored by the task's
+    own ``loss_fn``, ``e = sqrt(B) dL(z, y)/dz``. Needs ``(batch, classes)`` logits and a
+    ``loss_fn`` that is a mean over the batch (cross-entropy).
+
+- ``efisher_w`` / ``efisher_a``: the **empirical Fisher**, the mean over calibration samples of
+  the squared norm of the per-sample loss gradient with the task's own targets:
+  ``e_n = sqrt(B) s_n dL/dz_n`` with Rademacher signs ``s_n`` (the cross-sample products cancel
+  in expectation, so no per-sample backward passes are needed). It is biased as a curvature
+  estimate (it differs from the Hessian even at a minimum, and it is zero where the loss's
+  gradient is, as with self-distillation at the float weights). Needs a ``loss_fn`` that is a
+  mean over the batch.
+
+Traces are on the scale of the Hessian of the calibration loss (``hessian_w``), so the three
+families are comparable and interchangeable in :func:`mpq.omega`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+
+from mpq._probes.graph import Batch, LayerGraph, Pass, Target, add_to, gradients, slice_batch
+from mpq.exceptions import ProbeError
+
+logger = logging.getLogger("mpq.probes")
+
+#: Largest per-sample output the output-Hessian factor is computed for (an m x m block each).
+MAX_OUTPUT_ELEMS = 4096
+
+#: Relative size below which a negative output-Hessian eigenvalue is round-off.
+ROUND_OFF = 1e-4
+
+
+@dataclass(frozen=True)
+class OutputCurvature:
+    """The loss's gradient and Hessian factors with respect to one batch's output.
+
+    Attributes:
+        grad: ``dL/dz``, shape of the output.
+        positive: ``P`` of shape (batch, m, m): ``P_n P_n^T`` is the positive part of
+            ``d^2 L / dz_n^2``.
+        negative: ``N`` with ``N_n N_n^T`` the negative part's magnitude, so that
+            ``d^2 L / dz_n^2 = P_n P_n^T - N_n N_n^T``; None when the loss is convex there (no
+            eigenvalue below -:data:`ROUND_OFF` times the batch's largest, which is round-off).
+    """
+
+    grad: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor | None
+
+    def noise(self, factor: torch.Tensor, shape: torch.Size, dtype: torch.dtype,
+              generator: torch.Generator) -> torch.Tensor:
+        """``e_n = F_n r_n``, ``r`` Rademacher: noise with covariance ``F_n F_n^T`` per sample."""
+        r = torch.empty(factor.shape[0], factor.shape[2], dtype=torch.float64).bernoulli_(0.5, generator=generator)
+        return torch.einsum("nik,nk->ni", factor, r * 2 - 1).reshape(shape).to(dtype)
+
+
+def output_tensor(task_name: str, output: object) -> torch.Tensor:
+    """The model's output, which these estimators need to be a floating-point tensor."""
+    if not isinstance(output, torch.Tensor) or not output.is_floating_point() or output.dim() < 1:
+        raise ProbeError(
+            f"task {task_name}: the model returns {type(output).__name__}, not a floating-point tensor with a "
+            "batch dimension; wrap the model so it returns the tensor loss_fn scores, or use "
+            "probes hessian_w/hessian_a with estimator='hutchinson'."
+        )
+    return output
+
+
+def output_curvature(task_name: str, loss_fn, output: torch.Tensor, targets) -> OutputCurvature:
+    """``dL/dz`` and a factor of the per-sample blocks of ``d^2 L / dz^2`` for one batch.
+
+    The blocks come from ``m`` Hessian-vector products of the loss alone (not the model), each
+    with one output coordinate set in every sample; one random product checks that the Hessian
+    is block-diagonal over samples.
+
+    Raises:
+        ProbeError: the output has more than :data:`MAX_OUTPUT_ELEMS` elements per sample, or
+            the loss couples the samples of a batch.
+    """
+    z = output.detach().requires_grad_(True)
+    n = z.shape[0]
+    m = z[0].numel()
+    if m > MAX_OUTPUT_ELEMS:
+        raise ProbeError(
+            f"task {task_name}: the output has {m} elements per sample, more than the {MAX_OUTPUT_ELEMS} the "
+            "output-Hessian factor handles; use estimator='hutchinson' for Hessian probes."
+        )
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(loss_fn(z, targets), z, create_graph=True)
+    if not grad.requires_grad:  # the loss is linear in the output
+        return OutputCurvature(grad.detach(), torch.zeros(n, m, m, dtype=torch.float64), None)
+    columns = []
+    for k in range(m):
+        basis = torch.zeros(n, m, dtype=z.dtype)
+        basis[:, k] = 1
+        (col,) = torch.autograd.grad(grad, z, basis.reshape(z.shape), retain_graph=True, allow_unused=True,
+                                     materialize_grads=True)
+        columns.append(col.reshape(n, m))
+    blocks = torch.stack(columns, dim=2).double()  # [n, i, k] = d^2 L / dz_ni dz_nk
+    probe = torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=z.dtype)
+    (full,) = torch.autograd.grad(grad, z, probe, allow_unused=True, materialize_grads=True)
+    by_blocks = torch.einsum("nik,nk->ni", blocks, probe.reshape(n, m).double())
+    error = float((full.reshape(n, m).double() - by_blocks).norm())
+    if error > 1e-2 * float(by_blocks.norm()) + 1e-12:  # float32 round-off is ~1e-4; coupling is O(1)
+        raise ProbeError(
+            f"task {task_name}: loss_fn couples the samples of a batch (its Hessian is not block-diagonal over "
+            "samples); Fisher and split-Hessian probes need a sum or mean of per-sample losses; use "
+            "estimator='hutchinson' with hessian probes."
+        )
+    eigenvalues, vectors = torch.linalg.eigh((blocks + blocks.transpose(1, 2)) / 2)
+    # Below 1e-4 of the batch's largest curvature, a negative eigenvalue is float32 round-off
+    # (cross-entropy's exact zero along (1, ..., 1), or 1 - p for a confident sample); dropping
+    # it changes a trace by less than 1e-4 of the batch's largest term.
+    negative = eigenvalues < -ROUND_OFF * float(eigenvalues.abs().amax())
+    positive_factor = vectors * eigenvalues.clamp(min=0).sqrt().unsqueeze(1)
+    if not bool(negative.any()):
+        return OutputCurvature(grad.detach(), positive_factor, None)
+    logger.debug("task %s: the loss has negative curvature in the output (non-convex)", task_name)
+    negative_factor = vectors * torch.where(negative, -eigenvalues, 0).sqrt().unsqueeze(1)
+    return OutputCurvature(grad.detach(), positive_factor, negative_factor)
+
+
+def check_mean_loss(task_name: str, loss_fn, output: torch.Tensor, targets) -> None:
+    """Check that ``loss_fn`` is the mean of per-sample losses (compare with its two halves).
+
+    Raises:
+        ProbeError: the batch loss is not the sample-weighted mean of its halves' losses.
+    """
+    n = output.shape[0]
+    if n < 2:
+        return
+    half = n // 2
+    with torch.no_grad():
+        whole = float(loss_fn(output, targets))
+        first = float(loss_fn(output[:half], slice_batch(targets, 0, half)))
+        second = float(loss_fn(output[half:], slice_batch(targets, half, n)))
+    mean = (half * first + (n - half) * second) / n
+    if not math.isclose(whole, mean, rel_tol=1e-4, abs_tol=1e-7):
+        raise ProbeError(
+            f"task {task_name}: loss_fn is not a mean over the batch's samples (loss {whole:.6g}, mean of its "
+            f"halves {mean:.6g}); return the mean of per-sample losses (reduction='mean') or use the "
+            "hessian and fisher probes with fisher_sampler='gauss_newton'."
+        )
+
+
+class FisherFamily:
+    """Draws of one Fisher family: ``fisher`` (model-sampled noise) or ``efisher`` (empirical).
+
+    Args:
+        graph: The model's layer graph.
+        kinds: ``"w"`` and/or ``"a"``.
+        name: ``fisher`` or ``efisher``.
+        sampler: For ``fisher``: ``gauss_newton`` or ``categorical``.
+    """
+
+    def __init__(self, graph: LayerGraph, kinds: list[str], name: str, sampler: str = "gauss_newton"):
+        self.graph = graph
+        self.kinds = kinds
+        self.name = name
+        self.sampler = sampler if name == "fisher" else "empirical"
+        self._curvature: dict[int, OutputCurvature] = {}
+        self._checked_mean = False
+        self.hvps = 0
+        self.backwards = 0
+
+    def curvature(self, batch: Batch, output: torch.Tensor) -> OutputCurvature:
+        """The batch's output curvature, computed on first use (it does not change)."""
+        if id(batch) not in self._curvature:
+            self._curvature[id(batch)] = output_curvature(self.graph.task.name, self.graph.task.loss_fn, output,
+                                                          batch.targets)
+        return self._curvature[id(batch)]
+
+    def noise(self, batch: Batch, output: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Output-space noise ``e`` whose covariance is the curvature the family estimates."""
+        task = self.graph.task
+        n = output.shape[0]
+        if self.sampler == "gauss_newton":
+            curvature = self.curvature(batch, output)
+            return curvature.noise(curvature.positive, output.shape, output.dtype, generator)
+        if not self._checked_mean:
+            check_mean_loss(task.name, task.loss_fn, output.detach(), batch.targets)
+            self._checked_mean = True
+        z = output.detach().requires_grad_(True)
+        if self.sampler == "categorical":
+            if z.dim() != 2:
+                raise ProbeError(
+                    f"task {task.name}: fisher_sampler='categorical' needs (batch, classes) logits, got output "
+                    f"shape {tuple(z.shape)}; use fisher_sampler='gauss_newton'."
+                )
+            labels = torch.multinomial(torch.softmax(z.detach().double(), dim=1), 1, generator=generator)[:, 0]
+            targets, signs = labels.to(_label_dtype(batch.targets)), torch.ones(n)
+        else:
+            targets = batch.targets
+            signs = torch.empty(n).bernoulli_(0.5, generator=generator) * 2 - 1
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(task.loss_fn(z, targets), z)
+        return grad * (math.sqrt(n) * signs.to(grad.dtype)).reshape(-1, *[1] * (grad.dim() - 1))
+
+    def draw(self, batch: Batch, generator: torch.Generator) -> dict[Target, float]:
+        """``||d(e . z)/dt||^2`` for every target, on one batch."""
+        run = self.graph.run(batch, self.kinds)
+        values: dict[Target, float] = {}
+        noise = self.noise(batch, output_tensor(self.graph.task.name, run.output), generator)
+        noise_backward(run, noise, values, retain_graph=False)
+        self.backwards += 1
+        return values
+
+
+def noise_backward(run: Pass, noise: torch.Tensor, values: dict[Target, float], *, retain_graph: bool,
+                   sign: float = 1.0) -> None:
+    """Add ``sign * ||d(noise . output)/dt||^2`` of every tensor of the pass to its targets' values."""
+    grads = gradients((noise * run.output).sum(), run, create_graph=False, retain_graph=retain_graph)
+    add_to(values, run, [(g * g).sum() for g in grads], sign)
+
+
+def _label_dtype(targets) -> torch.dtype:
+    return targets.dtype if isinstance(targets, torch.Tensor) else torch.long

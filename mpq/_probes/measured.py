@@ -1,0 +1,81 @@
+"""The ``measured`` probe: the real loss increase when one layer at a time is quantized.
+
+For every (layer, candidate) pair, :func:`mpq.apply` quantizes that layer alone (weights, and
+inputs with ranges calibrated once on the calibration batches) and the calibration loss is
+measured again: ``value = L(quantized) - L(float)``, ``L`` the sample-weighted mean of the batch
+losses (the loss the trace probes differentiate). It is the ground truth the trace probes
+predict, at the price of ``layers x candidates`` passes over the calibration data. Its standard
+error is that of the paired per-batch differences (NaN with a single batch).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+
+from mpq._apply import activation_ranges, apply
+from mpq._probes.graph import Batch, LayerGraph
+from mpq._task import run_model
+
+
+def calibration_losses(model: torch.nn.Module, loss_fn, batches: list[Batch]) -> list[float]:
+    """The loss of every batch, without gradients."""
+    with torch.no_grad():
+        return [float(loss_fn(run_model(model, b.inputs), b.targets)) for b in batches]
+
+
+def weighted_mean_and_stderr(values: list[float], weights: list[float]) -> tuple[float, float]:
+    """Weighted mean (weights summing to 1) and its standard error (NaN for one value)."""
+    mean = sum(w * v for w, v in zip(weights, values))
+    n = len(values)
+    if n < 2:
+        return mean, math.nan
+    spread = sum(w * w * (v - mean) ** 2 for w, v in zip(weights, values))
+    return mean, math.sqrt(n / (n - 1) * spread)
+
+
+def run_measured(
+    graph: LayerGraph,
+    batches: list[Batch],
+    candidates: tuple[str, ...],
+    state: dict,
+    after_pair: Callable[[dict, int, int, str], None],
+) -> dict:
+    """Measure every (layer, candidate) pair not yet in ``state``; call ``after_pair`` after each.
+
+    Args:
+        graph: The model's layer graph (its task and layers).
+        batches: The calibration batches.
+        candidates: Candidate names.
+        state: ``{"pairs": [[layer, candidate, value, stderr], ...], "seconds": float}`` of the
+            pairs already measured (empty to start); updated in place.
+        after_pair: ``after_pair(state, done, total, message)``: saves and reports progress.
+
+    Returns:
+        ``state``, every pair measured.
+    """
+    task = graph.task
+    state.setdefault("pairs", [])
+    state.setdefault("seconds", 0.0)
+    done = {(layer, candidate) for layer, candidate, _, _ in state["pairs"]}
+    todo = [(layer, c) for layer in graph.layers for c in candidates if (layer, c) not in done]
+    if not todo:
+        return state
+    start = time.perf_counter()
+    base = calibration_losses(task.model, task.loss_fn, batches)
+    ranges = activation_ranges(task.model, task.calibration, graph.act_layers)
+    weights = [b.weight for b in batches]
+    total = len(graph.layers) * len(candidates)
+    state["seconds"] += time.perf_counter() - start
+    for layer, candidate in todo:
+        start = time.perf_counter()
+        quantized = apply(task.model, {layer: candidate}, act_ranges=ranges)
+        losses = calibration_losses(quantized, task.loss_fn, batches)
+        value, stderr = weighted_mean_and_stderr([q - b for q, b in zip(losses, base)], weights)
+        state["pairs"].append([layer, candidate, value, stderr])
+        state["seconds"] += time.perf_counter() - start
+        after_pair(state, len(state["pairs"]), total, f"measured: {layer} at {candidate}: loss {value:+.4g}")
+    return state

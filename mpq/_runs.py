@@ -1,0 +1,155 @@
+"""A stored search, read back: the frontier, the per-layer assignments and the pipeline tables."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mpq._storage import Store
+from mpq._validation import check_param, Interval, unknown_name
+from mpq.exceptions import InvalidParameterError
+
+FRONTIER_COLUMNS_DOC = """\
+``point`` (int, 0.. within the run), ``label`` (``frontier`` or ``all-<candidate>`` for a uniform
+baseline), ``is_baseline`` (bool), ``optimal`` (bool: proven optimal by the solver),
+``predicted_loss`` (summed omega: predicted loss increase), one column per cost of the target
+(``latency_s``, ``energy_j``, ``weight_bytes``, ``bops`` and the target's own: summed over layers,
+or the maximum for ``sram_bytes``), ``measured_metric`` (the task's held-out metric of the
+fake-quantized model; NaN until validated)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A search as stored: what went in, the frontier that came out, and how it was validated.
+
+    Attributes:
+        id: The run id in its store.
+        db: The store's SQLAlchemy URL.
+        status: ``running``, ``done`` or ``failed``.
+        record: Every stored field of the run (hashes, settings, budgets, versions, error...).
+        frontier: One row per point; columns: see :data:`FRONTIER_COLUMNS_DOC`.
+        assignments: One row per (point, layer): ``point``, ``layer``, ``candidate``.
+        tables: The pipeline tables by name (``layers``, ``sensitivity``, ``omega``, ``costs``).
+    """
+
+    id: int
+    db: str
+    status: str
+    record: dict[str, Any] = field(repr=False)
+    frontier: pd.DataFrame = field(repr=False)
+    assignments: pd.DataFrame = field(repr=False)
+    tables: dict[str, pd.DataFrame] = field(repr=False)
+
+    @property
+    def target(self) -> str:
+        return self.record["target"]
+
+    @property
+    def objectives(self) -> list[str]:
+        return list(self.record["objectives"])
+
+    @property
+    def created_at(self) -> datetime:
+        return self.record["created_at"]
+
+    def assignment(self, point: int) -> dict[str, str]:
+        """Layer -> candidate of one point.
+
+        Args:
+            point: A value of the frontier's ``point`` column.
+
+        Raises:
+            InvalidParameterError: no such point in this run.
+        """
+        rows = self.assignments[self.assignments["point"] == point]
+        if rows.empty:
+            raise InvalidParameterError(
+                f"run {self.id} has no point {point!r}; choose one of {', '.join(map(str, self.frontier['point']))}."
+            )
+        return dict(zip(rows["layer"], rows["candidate"]))
+
+    def best(self, **budgets: float) -> pd.Series:
+        """The best frontier point within budgets.
+
+        Best means the highest measured metric when the run was validated, else the lowest
+        predicted loss.
+
+        Args:
+            **budgets: Cost column -> upper limit, e.g. ``latency_s=1e-3, weight_bytes=2e5``.
+
+        Returns:
+            The frontier row of that point.
+
+        Raises:
+            UnknownNameError: a budget names no cost column of the run.
+            InvalidParameterError: no point meets the budgets.
+        """
+        rows = self.frontier[~self.frontier["is_baseline"]]
+        costs = [c for c in self.frontier.columns if c not in _NON_COST_COLUMNS]
+        for name, limit in budgets.items():
+            if name not in costs:
+                raise unknown_name("budget", name, costs)
+            check_param("Run.best", name, limit, Interval(float, 0, None))
+            rows = rows[rows[name] <= limit]
+        if rows.empty:
+            limits = ", ".join(f"{k}<={v:g}" for k, v in budgets.items())
+            raise InvalidParameterError(
+                f"run {self.id}: no frontier point meets {limits}; relax a budget or run 'mpq search --budget' for that point."
+            )
+        validated = rows["measured_metric"].notna().all()
+        return rows.loc[rows["measured_metric"].idxmax()] if validated else rows.loc[rows["predicted_loss"].idxmin()]
+
+
+_NON_COST_COLUMNS = {"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric"}
+
+
+def cost_columns(frontier: pd.DataFrame) -> list[str]:
+    """The cost columns of a frontier table (everything but the point's identity and scores)."""
+    return [c for c in frontier.columns if c not in _NON_COST_COLUMNS]
+
+
+def open_run(db: str | Path | None, run_id: int) -> Run:
+    """Read one run from a store.
+
+    Args:
+        db: The store (None for the default, a SQLite path, or a SQLAlchemy URL).
+        run_id: The run's id (``mpq runs`` lists them).
+
+    Returns:
+        The run.
+
+    Raises:
+        RunNotFoundError: the store has no such run.
+        StoreError: the store cannot be read.
+    """
+    store = db if isinstance(db, Store) else Store(db, create=False)
+    record = store.run_record(run_id)
+    frontier, assignments = store.run_points(run_id)
+    return Run(
+        id=int(run_id), db=store.url, status=record["status"], record=record,
+        frontier=frontier, assignments=assignments, tables=store.run_tables(run_id),
+    )
+
+
+def list_runs(db: str | Path | None = None) -> pd.DataFrame:
+    """Every run in a store, oldest first.
+
+    Args:
+        db: The store (None for the default, a SQLite path, or a SQLAlchemy URL).
+
+    Returns:
+        One row per run: ``run`` (id), ``status``, ``task``, ``target``, ``objectives``
+        (comma-separated), ``points`` (count), ``metric_name``, ``float_metric`` (the float32
+        model's metric), ``spearman`` (rank correlation of predicted loss with the measured
+        metric drop), ``created_at``, ``finished_at`` (UTC).
+    """
+    return Store(db, create=False).list_runs()
+
+
+def is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)

@@ -1,0 +1,261 @@
+"""The ``mpq`` command line: thin Typer commands over mpq's public API.
+
+Errors are caught in one place (:func:`main`): one line on stderr, exit 2 for bad input
+(``ValueError`` subclasses), 1 for a failed run, 130 on Ctrl-C; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+import hwmodels
+import solvers
+
+app = typer.Typer(
+    name="mpq",
+    help="Mixed-precision bit allocation: per-layer number formats on the Pareto frontier of a target device.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Maintain a results store.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+stdout = Console()
+stderr = Console(stderr=True)
+_state = {"debug": False}
+
+DbOption = Annotated[
+    Optional[str],
+    typer.Option("--db", envvar="MPQ_DB", help="Results store: a SQLite file or a SQLAlchemy URL [default: ~/.cache/mpq/mpq.db]."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the documented JSON shape instead of a table.")]
+ModelOption = Annotated[
+    str, typer.Option("--model", "-m", help="example:digits-cnn | example:minilm | path/to/file.py:make_task.")
+]
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def _parse_budgets(values: list[str]) -> dict[str, float]:
+    budgets = {}
+    for text in values:
+        name, sep, value = text.partition("=")
+        try:
+            budgets[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{text!r} is not NAME=VALUE; write e.g. --budget weight_bytes=2e5.", param_hint="--budget")
+    return budgets
+
+
+class _StageProgress:
+    """One rich progress bar per pipeline stage, on stderr so --json stays clean; shown from the
+    first report on, so a command that fails before any work prints its error line alone."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("{task.description:<9}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=stderr)
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int, message: str) -> None:
+        if not self.tasks:
+            self.bar.start()
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=max(total, 1), message=message)
+        self.bar.update(self.tasks[stage], completed=done, total=max(total, 1), message=message)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.tasks:
+            self.bar.stop()
+
+
+@app.command()
+def search(
+    model: ModelOption = "example:digits-cnn",
+    target: Annotated[str, typer.Option("--target", "-t", help="Device name (see 'mpq devices') or a device .toml path.")] = "stm32h743",
+    objective: Annotated[list[str], typer.Option("--objective", "-o", help="Cost to trade against the predicted loss; give one or two.")] = ["latency_s"],  # noqa: B006
+    budget: Annotated[list[str], typer.Option("--budget", "-b", help="NAME=VALUE upper limit; any number; gives the one optimal point.")] = [],  # noqa: B006
+    candidates: Annotated[Optional[str], typer.Option(help="Comma-separated candidates [default: all the target runs].")] = None,
+    probe: Annotated[str, typer.Option(help="Sensitivity probe family: hessian, fisher (true Fisher) or efisher (empirical).")] = "hessian",
+    tolerance: Annotated[float, typer.Option(help="Probe until every layer's relative standard error is below this.")] = 0.05,
+    max_samples: Annotated[int, typer.Option(help="Probe sample cap.")] = 200,
+    max_points: Annotated[int, typer.Option(help="Validate at most this many frontier points.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Batch size the cost model assumes.")] = 1,
+    validate: Annotated[bool, typer.Option(help="Evaluate every point on held-out data.")] = True,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Probe, cost, solve, validate and store; print the frontier and the run id."""
+    import mpq
+    from mpq._cli_render import dumps, print_run, run_json
+
+    budgets = _parse_budgets(budget)
+    settings = mpq.ProbeSettings(probes=(f"{probe}_w", f"{probe}_a"), tolerance=tolerance, max_samples=max_samples,
+                                 min_samples=min(10, max_samples))
+    task = mpq.load_task(model)
+    with _StageProgress() as progress:
+        run = mpq.search(
+            task, target=target, objectives=objective, budgets=budgets,
+            candidates=candidates.split(",") if candidates else None, settings=settings,
+            batch_size=batch_size, max_points=max_points, validate=validate, db=db, progress=progress,
+        )
+    if json:
+        stdout.print_json(dumps(run_json(run)))
+    else:
+        print_run(stdout, run)
+        stdout.print(f"run id {run.id} in {run.db}")
+
+
+@app.command()
+def runs(db: DbOption = None, json: JsonOption = False) -> None:
+    """List the runs in a store."""
+    import mpq
+    from mpq._cli_render import dumps, rich_table, table_json
+
+    table = mpq.list_runs(db)
+    if json:
+        stdout.print_json(dumps(table_json(table)))
+    elif table.empty:
+        stdout.print("no runs yet; start one with 'mpq search'.")
+    else:
+        stdout.print(rich_table(table.drop(columns=["finished_at"])))
+
+
+@app.command()
+def show(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None) -> None:
+    """Show a run: its settings, frontier and per-layer table."""
+    import mpq
+    from mpq._cli_render import print_run, rich_table
+
+    run = mpq.open_run(db, run_id)
+    record = run.record
+    stdout.print(
+        f"run {run.id}: task {record['task_name']} (model {record['model_hash'][:12]}, data {record['data_hash'][:12]}), "
+        f"target {run.target}, objectives {', '.join(run.objectives)}, budgets {record['budgets'] or 'none'}, "
+        f"created {record['created_at']:%Y-%m-%d %H:%M} UTC"
+    )
+    if "layers" in run.tables:
+        stdout.print(rich_table(run.tables["layers"], title="layers"))
+    print_run(stdout, run)
+
+
+@app.command()
+def frontier(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None, json: JsonOption = False) -> None:
+    """Print a run's frontier (with --json: the stable JSON shape)."""
+    import mpq
+    from mpq._cli_render import dumps, print_run, run_json
+
+    run = mpq.open_run(db, run_id)
+    if json:
+        stdout.print_json(dumps(run_json(run)))
+    else:
+        print_run(stdout, run)
+
+
+@app.command()
+def devices(json: JsonOption = False) -> None:
+    """List the target devices and the candidates each runs."""
+    from mpq._cli_render import dumps, rich_table, table_json
+
+    table = hwmodels.list_devices()
+    if json:
+        stdout.print_json(dumps(table_json(table)))
+    else:
+        stdout.print(rich_table(table))
+
+
+@app.command("probe")
+def probe_command(
+    model: ModelOption = "example:digits-cnn",
+    probes: Annotated[str, typer.Option(help="Comma-separated probes: hessian_w, hessian_a, fisher_w, fisher_a, efisher_w, efisher_a.")] = "hessian_w,hessian_a",
+    tolerance: Annotated[float, typer.Option(help="Stop when every layer's relative standard error is below this.")] = 0.05,
+    max_samples: Annotated[int, typer.Option(help="Sample cap per probe family.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the random probes.")] = 0,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Measure per-layer sensitivity and print it with standard errors (resumable: samples are checkpointed in the store)."""
+    import mpq
+    from mpq._cli_render import dumps, rich_table, table_json
+    from mpq._storage import Store
+
+    settings = mpq.ProbeSettings(probes=tuple(p.strip() for p in probes.split(",")), tolerance=tolerance,
+                                 max_samples=max_samples, seed=seed)
+    task = mpq.load_task(model)
+    store = Store(db)
+    with _StageProgress() as progress:
+        table = mpq.probe(task, settings=settings, checkpoint=store,
+                          progress=lambda done, total, message: progress("probe", done, total, message))
+    if json:
+        stdout.print_json(dumps(table_json(table)))
+    else:
+        stdout.print(rich_table(table, title=f"sensitivity of {task.name}"))
+
+
+@app.command()
+def dashboard(db: DbOption = None) -> None:
+    """Open the Streamlit dashboard on a store (not built yet)."""
+    raise typer.Exit(_fail("the dashboard is not built yet (issue: Streamlit dashboard); browse runs with 'mpq runs' and 'mpq show RUN'.", 1))
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Migrate a store written by an older mpq to this mpq's schema, keeping every run."""
+    from mpq._storage import Store
+
+    store = Store(db, create=False)
+    stdout.print(f"{store.where} is at the current schema.")
+
+
+def _fail(message: str, code: int) -> int:
+    stderr.print(f"mpq: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return code
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    stderr.print(f"mpq: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``mpq`` script."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning  # one line, not a source location inside Typer
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
+    from mpq.exceptions import MpqError
+
+    try:
+        app(args=argv, prog_name="mpq", standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(_fail("interrupted; samples already taken are saved: run the same command again to resume.", 130))
+    except typer.TyperException as exc:  # usage errors: Typer shows them with the usage line
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (MpqError, solvers.SolverError, hwmodels.HwModelError) as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        sys.exit(_fail(str(exc), 2 if isinstance(exc, ValueError) else 1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The mpq command line: exit codes, one-line errors, the --json shapes."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mpq.cli import main
+
+ASSETS = Path(__file__).parents[1] / "assets"
+FAST = ["--tolerance", "0.2", "--max-samples", "8"]
+
+
+def run_cli(capsys, *argv):
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def cli_ok(capsys, *argv):
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    return capsys.readouterr()
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    db = str(tmp_path_factory.mktemp("cli") / "mpq.db")
+    try:
+        main(["search", "--db", db, "--json", *FAST])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return db
+
+
+def test_search_json_shape(searched, capsys):
+    out = cli_ok(capsys, "frontier", "1", "--db", searched, "--json").out
+    doc = json.loads(out)
+    assert doc["run"] == 1 and doc["task"] == "digits-cnn" and doc["target"] == "stm32h743"
+    assert doc["objectives"] == ["latency_s"] and doc["metric_name"] == "accuracy"
+    point = doc["points"][0]
+    assert set(point) == {"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric", "costs", "assignment"}
+    assert set(point["assignment"]) == {"conv1", "conv2", "conv3", "conv4", "fc1", "fc2"}
+    assert {"latency_s", "energy_j", "weight_bytes", "flash_bytes", "sram_bytes"} <= set(point["costs"])
+
+
+def test_runs_show_and_frontier_tables(searched, capsys):
+    runs = json.loads(cli_ok(capsys, "runs", "--db", searched, "--json").out)
+    assert runs[0]["run"] == 1 and runs[0]["status"] == "done"
+    shown = cli_ok(capsys, "show", "1", "--db", searched).out
+    assert "run 1: task digits-cnn" in shown and "conv1" in shown and "all-w8a8" in shown
+    assert "all-w4a8" in cli_ok(capsys, "frontier", "1", "--db", searched).out
+
+
+def test_devices_lists_every_target(capsys):
+    devices = json.loads(cli_ok(capsys, "devices", "--json").out)
+    assert {"h100-sxm", "a100", "rtx4090", "jetson-agx-orin", "zcu104", "pynq-z1", "stm32h743", "stm32f746", "cpu-x86"} <= {
+        d["name"] for d in devices
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["search", "--model", "digits"], 2, "expected 'example:NAME' or 'path/to/file.py:factory'"),
+        (["search", "--model", "example:digit"], 2, "did you mean 'digits-cnn'"),
+        (["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_broken"], 2, "make_broken() raised RuntimeError"),
+        (["search", "--target", "h100"], 2, "did you mean 'h100-sxm'"),
+        (["search", "--candidates", "w4a8,w5a8"], 2, "unknown weight format '5'"),
+        (["search", "--budget", "flash_bytes=10"], 2, "smallest achievable is"),
+        (["show", "42"], 2, "run 42 is not in"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(capsys, searched, argv, code, message):
+    status, out, err = run_cli(capsys, *argv, "--db", searched)
+    assert status == code
+    # Progress lines of stages that ran may come first; the error is the one last line.
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("mpq: error: ") and message in last
+    assert "Traceback" not in err and err.count("mpq: error") == 1
+
+
+def test_malformed_budget_is_a_usage_error(capsys, searched):
+    status, _, err = run_cli(capsys, "search", "--budget", "flash_bytes", "--db", searched)
+    assert status == 2 and "is not NAME=VALUE" in err
+
+
+def test_not_a_database(capsys, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    status, _, err = run_cli(capsys, "runs", "--db", str(text))
+    assert status == 1 and "file is not a database" in err and "Traceback" not in err
+    assert text.read_text() == "hello\n"

@@ -1,0 +1,67 @@
+"""Per-layer traces of small nonlinear models against torch.autograd.functional.hessian."""
+
+from __future__ import annotations
+
+import pytest
+
+import probe_cases
+from mpq._probes import ProbeSettings, probe
+
+# The tests read the stderr column themselves: the tolerance warning is expected.
+pytestmark = pytest.mark.filterwarnings("ignore:.*relative standard error:mpq.exceptions.SensitivityWarning")
+
+
+def _check_against_exact(task, table, max_relative_stderr):
+    exact = probe_cases.exact_traces(task)
+    assert len(table) == len(exact)  # every layer's weight and input, nothing else
+    for row in table.itertuples():
+        truth = exact[(row.probe[-1], row.layer)]
+        assert row.stderr <= max_relative_stderr * abs(row.value), (row.probe, row.layer, row.value, row.stderr)
+        assert probe_cases.within(row.value, row.stderr, truth), (row.probe, row.layer, row.value, row.stderr, truth)
+
+
+@pytest.mark.parametrize("estimator", ["split", "hutchinson"])
+def test_tanh_mlp_weight_and_input_traces(mlp_task, estimator):
+    settings = ProbeSettings(estimator=estimator, tolerance=0.1, max_samples=600, seed=2)
+    table = probe(mlp_task, settings=settings)
+    _check_against_exact(mlp_task, table, max_relative_stderr=0.15)
+
+
+def test_tiny_cnn_weight_and_input_traces(cnn_task):
+    table = probe(cnn_task, settings=ProbeSettings(tolerance=0.1, max_samples=800, seed=4))
+    _check_against_exact(cnn_task, table, max_relative_stderr=0.4)
+
+
+def test_layers_reading_the_same_tensor_get_their_own_input_trace():
+    """Two heads read one hidden tensor: each input trace is that layer's own, not the sum."""
+    import torch
+    from torch import nn
+
+    import mpq
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(3, 4)
+            self.left = nn.Linear(4, 2)
+            self.right = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = torch.tanh(self.body(x))
+            return self.left(h) + 3 * self.right(h)
+
+    torch.manual_seed(0)
+    x = torch.randn(12, 3)
+    y = torch.randint(0, 2, (12,))
+    task = mpq.Task("two-heads", TwoHeads().eval(), [(x, y)], nn.functional.cross_entropy)
+    table = probe(task, ["hessian_a"], settings=ProbeSettings(max_samples=800))
+    _check_against_exact_inputs(task, table)
+
+
+def _check_against_exact_inputs(task, table):
+    exact = probe_cases.exact_traces(task)
+    for row in table.itertuples():
+        assert probe_cases.within(row.value, row.stderr, exact[("a", row.layer)]), row
+    # The right head's input matters 9x as much (its output is scaled by 3).
+    values = dict(zip(table["layer"], table["value"]))
+    assert values["right"] > 4 * values["left"]

@@ -1,0 +1,109 @@
+"""digits-cnn end to end through the API: probe -> cost -> solve -> validate -> store."""
+
+import pytest
+
+import hwmodels
+import mpq
+import solvers
+from mpq import _search
+
+FAST = mpq.ProbeSettings(tolerance=0.2, min_samples=4, max_samples=8)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return mpq.load_task("example:digits-cnn")
+
+
+@pytest.fixture(scope="module")
+def mcu_run(digits, tmp_path_factory):
+    db = tmp_path_factory.mktemp("store") / "mpq.db"
+    return mpq.search(digits, target="stm32h743", objectives=["latency_s"], settings=FAST, db=db)
+
+
+def test_frontier_is_validated_and_stored(mcu_run, digits):
+    frontier = mcu_run.frontier
+    points = frontier[~frontier.is_baseline]
+    baselines = frontier[frontier.is_baseline]
+    assert set(baselines.label) == {"all-w4a8", "all-w8a8", "all-w8aint16"}
+    assert len(points) >= 2
+    # A frontier: latency rises while predicted loss falls.
+    assert points.latency_s.is_monotonic_increasing and points.predicted_loss.is_monotonic_decreasing
+    assert frontier.measured_metric.between(0, 1).all()  # every point evaluated (accuracy)
+    assert mcu_run.record["float_metric"] > 0.95 and mcu_run.status == "done"
+    assert -1 <= mcu_run.record["spearman"] <= 1
+    # Device capacities are budgets: every point fits the board's SRAM and flash.
+    device = hwmodels.load_device("stm32h743")
+    assert (frontier.sram_bytes <= device.limits()["sram_bytes"]).all()
+    assert set(mcu_run.tables) == {"layers", "sensitivity", "costs", "omega"}
+    # A point's stored assignment, applied for real, reproduces its measured metric.
+    best = mcu_run.best()
+    quantized = mpq.apply(digits.model, mcu_run.assignment(int(best.point)), calibration=digits.calibration)
+    assert digits.evaluate(quantized) == pytest.approx(best.measured_metric)
+
+
+def test_best_within_budget(mcu_run):
+    points = mcu_run.frontier[~mcu_run.frontier.is_baseline]
+    limit = float(points.latency_s.median())
+    best = mcu_run.best(latency_s=limit)
+    assert best.latency_s <= limit
+    with pytest.raises(mpq.exceptions.InvalidParameterError, match="no frontier point meets latency_s<=1e-12"):
+        mcu_run.best(latency_s=1e-12)
+    with pytest.raises(mpq.exceptions.UnknownNameError, match="did you mean 'latency_s'"):
+        mcu_run.best(latncy_s=1.0)
+
+
+def test_second_target_reuses_the_stored_probe(mcu_run, digits, monkeypatch):
+    def no_probe(*args, **kwargs):
+        raise AssertionError("the probe ran again")
+
+    monkeypatch.setattr(_search, "probe", no_probe)
+    run = mpq.search(digits, target="cpu-x86", objectives="energy_j", settings=FAST, db=mcu_run.db, max_points=5)
+    assert run.record["probe_key"] == mcu_run.record["probe_key"] and run.id == mcu_run.id + 1
+    assert len(run.frontier[~run.frontier.is_baseline]) <= 5
+    assert list(mpq.list_runs(mcu_run.db)["run"]) == [mcu_run.id, run.id]
+
+
+def test_budgets_give_the_one_optimal_point(mcu_run, digits):
+    flash = float(mcu_run.frontier.flash_bytes.min() * 1.2)
+    run = mpq.search(digits, target="stm32h743", budgets={"flash_bytes": flash}, settings=FAST, db=mcu_run.db)
+    points = run.frontier[~run.frontier.is_baseline]
+    assert len(points) == 1 and points.iloc[0].flash_bytes <= flash and bool(points.iloc[0].optimal)
+
+
+def test_infeasible_budget_fails_before_any_probe(digits, tmp_path, monkeypatch):
+    monkeypatch.setattr(_search, "probe", lambda *a, **k: pytest.fail("probed before checking the budget"))
+    with pytest.raises(solvers.InfeasibleBudgetError, match=r"smallest achievable is") as info:
+        mpq.search(digits, target="stm32h743", budgets={"flash_bytes": 10.0}, settings=FAST, db=tmp_path / "x.db")
+    assert info.value.budget == "flash_bytes" and info.value.smallest_achievable > 10
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"target": "stm32h74"}, hwmodels.UnknownDeviceError, "did you mean 'stm32h743'"),
+        ({"objectives": ["latency"]}, mpq.exceptions.UnknownNameError, "unknown objective 'latency'.*did you mean 'latency_s'"),
+        ({"budgets": {"flash": 1e5}}, mpq.exceptions.UnknownNameError, "unknown budget 'flash'.*did you mean 'flash_bytes'"),
+        ({"budgets": {"flash_bytes": -1}}, mpq.exceptions.InvalidParameterError, r"budgets\['flash_bytes'\]"),
+        ({"candidates": ["w5a8"]}, mpq.exceptions.UnknownNameError, "unknown weight format '5'"),
+        ({"objectives": []}, mpq.exceptions.InvalidParameterError, "must name one or two cost columns"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_stored(digits, tmp_path, kwargs, error, message):
+    db = tmp_path / "mpq.db"
+    with pytest.raises(error, match=message):
+        mpq.search(digits, settings=FAST, db=db, **kwargs)
+    assert not db.exists()
+
+
+def test_failed_run_is_stored_as_failed(digits, tmp_path, monkeypatch):
+    def broken_probe(*args, **kwargs):
+        raise mpq.exceptions.ProbeError("loss is NaN at sample 1; check the model")
+
+    monkeypatch.setattr(_search, "probe", broken_probe)
+    with pytest.raises(mpq.exceptions.ProbeError):
+        mpq.search(digits, settings=mpq.ProbeSettings(seed=99), db=tmp_path / "mpq.db")
+    runs = mpq.list_runs(tmp_path / "mpq.db")
+    assert list(runs.status) == ["failed"]
+    assert mpq.open_run(tmp_path / "mpq.db", 1).record["error"] == "ProbeError: loss is NaN at sample 1; check the model"
