@@ -1,0 +1,32 @@
+"""Bit allocation solvers: pure functions of (omega table, cost table, budgets) -> solutions.
+
+`solve` finds the allocation of minimum predicted loss under budgets, `frontier` the
+non-dominated allocations of predicted loss against one or two costs, and `refine` improves a
+frontier against a measured objective with Optuna's NSGA-II. No torch, no database.
+"""
+
+from solvers._errors import (
+    ApproximateFrontierWarning,
+    BackendUnavailableError,
+    InfeasibleBudgetError,
+    SolverError,
+    SolverInputError,
+    TruncatedFrontierWarning,
+)
+from solvers._frontier import frontier
+from solvers._refine import refine
+from solvers._solution import Solution
+from solvers._solve import solve
+
+__all__ = [
+    "ApproximateFrontierWarning",
+    "BackendUnavailableError",
+    "InfeasibleBudgetError",
+    "Solution",
+    "SolverError",
+    "SolverInputError",
+    "TruncatedFrontierWarning",
+    "frontier",
+    "refine",
+    "solve",
+]

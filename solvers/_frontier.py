@@ -1,0 +1,287 @@
+"""`frontier`: the non-dominated allocations of predicted loss against one or two costs."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from solvers._errors import ApproximateFrontierWarning, TruncatedFrontierWarning
+from solvers._ilp import Row
+from solvers._inputs import check_int, check_objectives
+from solvers._instance import Instance
+from solvers._knapsack import Knapsack, StateOverflow
+from solvers._solution import Solution
+from solvers._solve import Problem, minimise, setup
+
+__all__ = ["frontier"]
+
+logger = logging.getLogger("solvers.frontier")
+
+# The ILP frontier steps its cost limit this far (relative) below the last point found, well
+# above the backends' 1e-9 feasibility tolerance: costs closer than this count as equal there.
+_STEP_RTOL = 1e-7
+# Weights per direction of the scalarised two-objective frontiers that approximate three.
+_SCALARISATIONS = 8
+
+Point = tuple[np.ndarray, bool]  # option index per group, proven optimal
+
+
+class _Front:
+    """Loss against one summed cost column; the other summed budgets stay constraints.
+
+    `point(limit)` is the lexicographic optimum under `cost <= limit` (least loss, then least
+    cost: a non-dominated point); `complete` lists every non-dominated point.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        instance: Instance,
+        loss: np.ndarray,
+        column: str,
+        others: Mapping[str, float],
+    ) -> None:
+        self.problem, self.instance, self.loss, self.column = problem, instance, loss, column
+        self.others = dict(others)
+        self.loss_scale = float(np.abs(np.where(instance.valid, loss, 0.0)).max(axis=1).sum())
+        self.knapsack = (
+            Knapsack(loss, instance.costs[column], instance.valid)
+            if problem.backend == "auto" and not others
+            else None
+        )
+
+    def values(self, choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(loss, cost) of each row of `choices`."""
+        picked = np.take_along_axis(self.loss[None], np.atleast_2d(choices)[:, :, None], axis=2)
+        return picked[:, :, 0].sum(axis=1), self.instance.column_values(self.column, np.atleast_2d(choices))
+
+    def _minimise(self, objective: np.ndarray, rows: list[Row]) -> Point | None:
+        return minimise(
+            self.instance, objective, self.others, self.problem.backend, self.problem.time_limit_s, rows
+        )
+
+    def lowest(self) -> float | None:
+        """Least cost of any allocation meeting the other budgets."""
+        if self.knapsack is not None:
+            return self.knapsack.min_cost
+        found = self._minimise(self.instance.costs[self.column], [])
+        return None if found is None else float(self.values(found[0])[1][0])
+
+    def point(self, limit: float) -> Point | None:
+        if self.knapsack is not None:
+            try:
+                choice = self.knapsack.optimum(limit)
+                return None if choice is None else (choice, True)
+            except StateOverflow as overflow:
+                logger.info("knapsack DP overflowed (%s); solving ILPs instead", overflow)
+        cost_row = Row(self.instance.costs[self.column], limit)
+        best = self._minimise(self.loss, [cost_row])
+        if best is None:
+            return None
+        loss = float(self.values(best[0])[0][0])
+        slack = 1e-9 * max(abs(loss), self.loss_scale)
+        cheapest = self._minimise(self.instance.costs[self.column], [cost_row, Row(self.loss, loss + slack)])
+        return best if cheapest is None else (cheapest[0], best[1] and cheapest[1])
+
+    def complete(self, limit: float, max_points: int) -> list[Point] | None:
+        """Every non-dominated point with cost <= `limit`, or None past `max_points`."""
+        if self.knapsack is not None:
+            choices = self.knapsack.frontier(limit, max_points)
+            return None if choices is None else [(choice, True) for choice in choices]
+        # Epsilon-constraint: the next point is the optimum strictly cheaper than the last.
+        points: list[Point] = []
+        while (found := self.point(limit)) is not None:
+            cost = float(self.values(found[0])[1][0])
+            if points and cost >= self.values(points[-1][0])[1][0]:
+                break
+            points.append(found)
+            if len(points) > max_points:
+                return None
+            limit = cost - _STEP_RTOL * cost if cost > 0 else -1.0
+        return points[::-1]
+
+    def grid(self, limit: float, count: int) -> list[Point]:
+        """Optima at `count` limits evenly spaced from the least achievable cost to the cost
+        of the least-loss point (capped by `limit`): np.linspace(low, high, count)."""
+        top = self.point(limit)
+        low = self.lowest()
+        if top is None or low is None:
+            return []
+        high = min(limit, float(self.values(top[0])[1][0]))
+        found = [self.point(b) for b in np.linspace(low, high, count)]
+        return [point for point in found if point is not None]
+
+
+def _unique_nondominated(values: np.ndarray) -> np.ndarray:
+    """Indices of the rows of `values` (points x objectives) no other row dominates, dropping
+    repeated rows."""
+    _, first = np.unique(values, axis=0, return_index=True)
+    first = np.sort(first)
+    points = values[first]
+    keep = np.ones(len(points), dtype=bool)
+    for start in range(0, len(points), 512):
+        block = points[start : start + 512]
+        no_worse = np.all(points[None, :, :] <= block[:, None, :], axis=2)
+        better = np.any(points[None, :, :] < block[:, None, :], axis=2)
+        keep[start : start + 512] = ~np.any(no_worse & better, axis=1)
+    return first[keep]
+
+
+def _two_objective(
+    problem: Problem, instance: Instance, column: str, max_points: int
+) -> tuple[list[Point], bool]:
+    summed = problem.summed()
+    front = _Front(problem, instance, instance.loss, column, {n: v for n, v in summed.items() if n != column})
+    limit = summed.get(column, math.inf)
+    points = front.complete(limit, max_points)
+    if points is not None:
+        return points, True
+    return front.grid(limit, max_points), False
+
+
+def _weights(problem: Problem, instance: Instance, column: str) -> list[float]:
+    """0 and a fan of weights on `column` around its loss-per-cost trade-off: the slope
+    between its cheapest and its least-loss points times tan of angles evenly spaced in
+    (0, pi/2)."""
+    summed = problem.summed()
+    front = _Front(problem, instance, instance.loss, column, {n: v for n, v in summed.items() if n != column})
+    ends = front.grid(summed.get(column, math.inf), 2)
+    if len(ends) < 2:
+        return [0.0]
+    (loss_high, loss_low), (cost_low, cost_high) = front.values(np.stack([c for c, _ in ends]))
+    if not (cost_high > cost_low and loss_high > loss_low):
+        return [0.0]
+    angles = np.arange(1, _SCALARISATIONS + 1) * (math.pi / 2) / (_SCALARISATIONS + 1)
+    return [0.0, *((loss_high - loss_low) / (cost_high - cost_low) * np.tan(angles))]
+
+
+def _three_objective(
+    problem: Problem, instance: Instance, columns: tuple[str, str], max_points: int
+) -> list[Point]:
+    """Union of exact two-objective frontiers of (loss + mu * other cost, cost) over a fan of
+    weights mu, for each cost in turn; each such point is non-dominated in three objectives."""
+    summed = problem.summed()
+    per_front = max(2, max_points // (2 * _SCALARISATIONS + 2))
+    points: list[Point] = []
+    for column, other in (columns, columns[::-1]):
+        others = {n: v for n, v in summed.items() if n != column}
+        limit = summed.get(column, math.inf)
+        for mu in _weights(problem, instance, other):
+            loss = instance.loss + mu * np.where(instance.valid, instance.costs[other], 0.0)
+            front = _Front(problem, instance, loss, column, others)
+            found = front.complete(limit, per_front)
+            points += found if found is not None else front.grid(limit, per_front)
+    return points
+
+
+def frontier(
+    omega: pd.DataFrame,
+    costs: pd.DataFrame,
+    objectives: Iterable[str],
+    budgets: Mapping[str, float] | None = None,
+    ties: Iterable[Iterable[str]] = (),
+    fixed: Mapping[str, str] | None = None,
+    *,
+    max_points: int = 200,
+    backend: str = "auto",
+    time_limit_s: float | None = None,
+) -> list[Solution]:
+    """The non-dominated allocations of predicted loss against one or two cost columns.
+
+    What is exact:
+
+    * Two objectives (loss and one summed cost). If the non-dominated set, and every partial
+      set met while building it, has at most `max_points` points, the result is that complete
+      set: every allocation's (loss, cost) is matched or beaten by a returned point, no
+      returned point is dominated, and no two share (loss, cost). Otherwise (a 1000-layer
+      model has about 10^6 such points) a `TruncatedFrontierWarning` is emitted and the
+      result holds, for each of `max_points` budgets `np.linspace(low, high, max_points)`
+      (`low`: the least achievable cost; `high`: the cost of the least-loss point, or the
+      budget on the column), the exact optimum under that budget, i.e. what an ILP solved at
+      each of those budgets returns; every returned point is still non-dominated.
+    * Three objectives (loss and two summed costs): a dense approximation, with an
+      `ApproximateFrontierWarning`: the union of exact two-objective frontiers of
+      (loss + mu * cost_2, cost_1) and (loss + nu * cost_1, cost_2) over a fan of 9 weights
+      each (mu = 0 included), filtered to the non-dominated points. Every returned point is
+      non-dominated; points optimal for no such weighted problem may be missing.
+
+    With `backend="auto"` and no summed budget besides the objective columns, the
+    two-objective frontier comes from a frontier merge and the exact knapsack DP (see
+    `solvers.solve`); otherwise from ILPs (epsilon-constraint: each point costs two solves,
+    and costs within a relative 1e-7 of each other count as equal).
+
+    Args:
+        omega: Omega table (see `solvers.solve`).
+        costs: Cost table (see `solvers.solve`).
+        objectives: The cost column(s) to trade against the predicted loss, optionally led by
+            `"predicted_loss"`: `["latency_s"]` and `["predicted_loss", "latency_s"]` are the
+            same two-objective frontier; `["latency_s", "weight_bytes"]` asks for three.
+            Max-aggregated columns are budgets, not objectives.
+        budgets: Limits that every returned point meets (a budget on an objective column cuts
+            the frontier there; max budgets remove the options above them).
+        ties: Groups of layers that must share a candidate.
+        fixed: Layer -> candidate pins.
+        max_points: Most points returned, and the size past which two-objective results are
+            truncated to the budget grid.
+        backend: `"auto"`, `"highs"` or `"cbc"` (see `solvers.solve`).
+        time_limit_s: Limit of each ILP run in seconds.
+
+    Returns:
+        The points sorted by the first cost objective (ascending, so predicted loss
+        descending for two objectives). Each point's `optimal` is True when it was proven
+        optimal for a budget equal to its own cost(s).
+
+    Raises:
+        InfeasibleBudgetError: No allocation meets the budgets.
+        SolverInputError: Invalid tables, objectives, budgets, ties, pins or parameters.
+        SolverError: An ILP backend failed.
+
+    Warns:
+        TruncatedFrontierWarning: The two-objective frontier exceeded `max_points`.
+        ApproximateFrontierWarning: Three objectives were asked for.
+    """
+    problem = setup(omega, costs, budgets, ties, fixed, backend, time_limit_s)
+    columns = check_objectives(objectives, problem.tables)
+    max_points = check_int(max_points, "max_points", 2)
+    instance = problem.instance()
+    if instance is None:
+        raise problem.infeasible()
+    instance = instance.without_dominated(sorted(set(columns) | set(problem.summed())))
+    if len(columns) == 1:
+        points, complete = _two_objective(problem, instance, columns[0], max_points)
+    else:
+        points, complete = _three_objective(problem, instance, columns, max_points), False
+    if not points:
+        raise problem.infeasible()
+
+    choices = np.stack([choice for choice, _ in points])
+    proven = np.array([optimal for _, optimal in points])
+    values = np.column_stack(
+        [instance.column_values("loss", choices), *(instance.column_values(c, choices) for c in columns)]
+    )
+    keep = _unique_nondominated(values)
+    keep = keep[np.lexsort((values[keep, 0], values[keep, 1]))]
+    if len(keep) > max_points:  # only the three-objective union can overflow
+        keep = keep[np.unique(np.linspace(0, len(keep) - 1, max_points).round().astype(int))]
+    if len(columns) == 2:
+        warnings.warn(
+            f"frontier over {', '.join(columns)}: three objectives are approximated by "
+            f"weighted two-objective frontiers ({len(keep)} non-dominated points, possibly "
+            f"not all); see solvers.frontier's docstring.",
+            ApproximateFrontierWarning,
+            stacklevel=2,
+        )
+    elif not complete:
+        warnings.warn(
+            f"frontier over {columns[0]}: more than max_points={max_points} non-dominated "
+            f"points; returning the exact optima at {max_points} evenly spaced budgets. Raise "
+            f"max_points for more.",
+            TruncatedFrontierWarning,
+            stacklevel=2,
+        )
+    return instance.solutions(choices[keep], proven[keep])

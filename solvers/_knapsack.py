@@ -1,0 +1,261 @@
+"""Exact algorithms for the allocation under one summed cost: a multiple-choice knapsack.
+
+With one summed cost `c` beside the loss `l`, each decision group's useful options are its
+Pareto set in (c, l), and the problem has two classical exact tools, both used here:
+
+* Frontier merge (Nemhauser-Ullmann). The non-dominated points of a sum of independent
+  groups lie in the Minkowski sum of the groups' Pareto sets, so merging groups one at a time
+  and dropping dominated partial sums yields every non-dominated point exactly. Its size can
+  explode (about 10^6 points for 1000 layers of 8 candidates), so it stops past a cap.
+
+* Lagrangian core DP, one budget at a time (the core idea of Pisinger's MCKP algorithms).
+  Sorting every group's convex-hull increments by slope gives the LP relaxation at any
+  budget B in O(log n): its break slope `lam`, its bound `LB`, and a feasible greedy
+  allocation. The reduced cost r[g,k] = l + lam*c - min_k(l + lam*c) >= 0 bounds every
+  allocation x with cost <= B: loss(x) = LB + sum_g r[g,x_g] + lam*(B - cost(x)). Any
+  allocation at least as good as an incumbent of loss UB therefore uses only options with
+  r <= UB - LB, and only the few groups with two such options stay free. A DP over the free
+  groups (partial sums pruned by dominance, by the bound above and by the budget) then finds
+  the optimum exactly, with the lowest cost among equal losses (a non-dominated point). A
+  first DP over the 64 groups with the smallest second reduced cost improves the greedy
+  incumbent, which shrinks the exact DP's core from hundreds of groups to tens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["Knapsack", "StateOverflow"]
+
+# Free groups of the incumbent-improving DP (a heuristic: any size keeps the result exact).
+_CORE_GROUPS = 64
+# Partial sums one DP may hold before the caller falls back to an ILP.
+_MAX_STATES = 200_000
+# Relative slack on reduced-cost tests, so rounding never drops an optimal option.
+_RTOL = 1e-9
+# Relative slack on budget tests: sums of the same costs in another order differ by rounding.
+_COST_RTOL = 1e-12
+
+
+class StateOverflow(RuntimeError):
+    """The DP held more than `_MAX_STATES` partial sums; solve this budget another way."""
+
+
+def _pareto_sorted(
+    loss: np.ndarray, cost: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each group's non-dominated options in (cost, loss), by increasing cost, left-packed.
+
+    Returns loss, cost (inf padded) and the original option index (-1 padded).
+    """
+    loss = np.where(valid, loss, np.inf)
+    cost = np.where(valid, cost, np.inf)
+    order = np.lexsort((loss, cost), axis=-1)
+    loss = np.take_along_axis(loss, order, axis=1)
+    cost = np.take_along_axis(cost, order, axis=1)
+    best_before = np.minimum.accumulate(loss, axis=1)
+    best_before = np.concatenate([np.full((len(loss), 1), np.inf), best_before[:, :-1]], axis=1)
+    keep = (loss < best_before) & np.isfinite(cost)
+    pack = np.argsort(~keep, axis=1, kind="stable")
+    kept = np.take_along_axis(keep, pack, axis=1)
+    return (
+        np.where(kept, np.take_along_axis(loss, pack, axis=1), np.inf),
+        np.where(kept, np.take_along_axis(cost, pack, axis=1), np.inf),
+        np.where(kept, np.take_along_axis(order, pack, axis=1), -1),
+    )
+
+
+def _nondominated(loss: np.ndarray, cost: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """Indices among `alive` of the points no other point beats, by increasing cost; of equal
+    points the first is kept."""
+    alive = alive[np.lexsort((loss[alive], cost[alive]))]
+    best_before = np.concatenate([[np.inf], np.minimum.accumulate(loss[alive])[:-1]])
+    return alive[loss[alive] < best_before]
+
+
+class Knapsack:
+    """One decision group per row: minimise summed loss under a budget on summed cost.
+
+    Args:
+        loss: `G x K` loss of each option.
+        cost: `G x K` cost of each option (>= 0).
+        valid: `G x K` mask of the options that exist; every group needs one.
+
+    Choices returned index the columns of the arrays given here.
+    """
+
+    def __init__(self, loss: np.ndarray, cost: np.ndarray, valid: np.ndarray) -> None:
+        self.loss, self.cost, self.option = _pareto_sorted(loss, cost, valid)
+        self.count = np.isfinite(self.cost).sum(axis=1)
+        groups, width = self.loss.shape
+        self.rows = np.arange(groups)
+        self.min_cost = float(self.cost[:, 0].sum())
+        self.top = self.count - 1  # the least-loss option of each group (its dearest)
+        self.top_cost = float(self.cost[self.rows, self.top].sum())
+        finite_loss = np.where(np.isfinite(self.loss), np.abs(self.loss), 0.0)
+        self.loss_scale = float(finite_loss.max(axis=1).sum())
+        self.cost_scale = float(np.where(np.isfinite(self.cost), self.cost, 0.0).max(axis=1).sum())
+        self.cost_tol = _COST_RTOL * self.cost_scale
+
+        # Convex-hull increments of every group, by gift wrapping from its cheapest option.
+        position = np.arange(width)
+        current = np.zeros(groups, dtype=int)
+        active = self.count > 1
+        increments = []
+        for step in range(width - 1):
+            if not active.any():
+                break
+            later = (position > current[:, None]) & (position < self.count[:, None])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slope = np.where(
+                    later,
+                    (self.loss[self.rows, current][:, None] - self.loss)
+                    / (self.cost - self.cost[self.rows, current][:, None]),
+                    -np.inf,
+                )
+            nxt = slope.argmax(axis=1)
+            g = np.flatnonzero(active)
+            increments.append((g, current[g], nxt[g], slope[g, nxt[g]], np.full(len(g), step)))
+            current = np.where(active, nxt, current)
+            active &= current < self.count - 1
+        if increments:
+            group, start, end, slope, step = (np.concatenate(parts) for parts in zip(*increments))
+        else:
+            group = start = end = step = np.zeros(0, dtype=int)
+            slope = np.zeros(0)
+        order = np.lexsort((step, group, -slope))
+        self.inc_group, self.inc_end, self.inc_slope = group[order], end[order], slope[order]
+        start = start[order]
+        self.inc_cum_cost = self.min_cost + np.cumsum(
+            self.cost[self.inc_group, self.inc_end] - self.cost[self.inc_group, start]
+        )
+
+    def to_original(self, choices: np.ndarray) -> np.ndarray:
+        """Map choices (one index per group, any leading shape) to the caller's columns."""
+        return self.option[self.rows, choices]
+
+    def _relaxation(self, budget: float) -> tuple[int, float, np.ndarray, float]:
+        """LP relaxation at `budget` >= min_cost: increments fully taken, break slope, reduced
+        costs (`G x K`, inf for padding) and the Lagrangian bound."""
+        applied = int(np.searchsorted(self.inc_cum_cost, budget, side="right"))
+        lam = float(self.inc_slope[applied]) if applied < len(self.inc_slope) else 0.0
+        valid = np.isfinite(self.cost)
+        priced = np.where(valid, self.loss + lam * np.where(valid, self.cost, 0.0), np.inf)
+        lowest = priced.min(axis=1)
+        return applied, lam, priced - lowest[:, None], float(lowest.sum() - lam * budget)
+
+    def lp_bound(self, budget: float) -> float:
+        """Lower bound on the loss of any allocation with cost <= `budget` (LP relaxation)."""
+        if budget < self.min_cost:
+            return math.inf
+        return self._relaxation(budget)[3]
+
+    def optimum(self, budget: float) -> np.ndarray | None:
+        """The least-loss allocation with cost <= `budget` (lowest cost among equal losses).
+
+        Costs are compared with a relative slack of 1e-12 for rounding.
+
+        Returns:
+            Option index per group (caller's columns), or None when even the cheapest
+            allocation costs more than `budget`.
+
+        Raises:
+            StateOverflow: The DP needed too many partial sums (not seen on realistic tables).
+        """
+        budget += self.cost_tol
+        if budget < self.min_cost:
+            return None
+        applied, lam, reduced, bound = self._relaxation(budget)
+        if applied == len(self.inc_slope):
+            return self.to_original(self.top)
+        greedy = np.zeros(len(self.rows), dtype=int)
+        np.maximum.at(greedy, self.inc_group[:applied], self.inc_end[:applied])
+        second = np.sort(reduced, axis=1)[:, 1]  # a break exists, so some group has 2 options
+        tol = _RTOL * (self.loss_scale + lam * self.cost_scale)
+
+        best = float(self.loss[self.rows, greedy].sum())
+        core = np.argsort(second, kind="stable")[:_CORE_GROUPS]
+        core = core[second[core] <= best - bound + tol]
+        if len(core):
+            greedy, best = self._dp(budget, lam, reduced, second, core, greedy, best - bound + tol)
+        free = np.flatnonzero(second <= best - bound + tol)
+        choice, _ = self._dp(budget, lam, reduced, second, free, greedy, best - bound + tol)
+        return self.to_original(choice)
+
+    def _dp(
+        self,
+        budget: float,
+        lam: float,
+        reduced: np.ndarray,
+        second: np.ndarray,
+        free: np.ndarray,
+        base: np.ndarray,
+        gap: float,
+    ) -> tuple[np.ndarray, float]:
+        """Least-loss allocation that differs from `base` only on `free` groups, using options
+        with reduced cost <= `gap` and total reduced cost <= `gap` (`second`: each group's
+        second-smallest reduced cost)."""
+        # Groups whose alternatives cost most reduced cost first: they prune partial sums
+        # early, and the nearly-free groups, which multiply them, come last.
+        free = free[np.argsort(-second[free], kind="stable")]
+        fixed = np.ones(len(self.rows), dtype=bool)
+        fixed[free] = False
+        allowed = reduced[free] <= gap
+        free_cost = self.cost[free]
+        min_rest = np.append(np.cumsum(np.where(allowed, free_cost, np.inf).min(axis=1)[::-1])[::-1], 0.0)
+        max_rest = np.append(np.cumsum(np.where(allowed, free_cost, -np.inf).max(axis=1)[::-1])[::-1], 0.0)
+
+        loss = np.array([self.loss[self.rows[fixed], base[fixed]].sum()])
+        cost = np.array([self.cost[self.rows[fixed], base[fixed]].sum()])
+        slack = np.zeros(1)
+        trail = []
+        for step, group in enumerate(free):
+            options = np.flatnonzero(allowed[step])
+            loss = (loss[:, None] + self.loss[group, options]).ravel()
+            cost = (cost[:, None] + self.cost[group, options]).ravel()
+            slack = (slack[:, None] + reduced[group, options]).ravel()
+            # loss of any completion >= bound + slack + lam * (unused budget).
+            unused = np.maximum(0.0, budget - cost - max_rest[step + 1])
+            feasible = (slack + lam * unused <= gap) & (cost + min_rest[step + 1] <= budget)
+            alive = _nondominated(loss, cost, np.flatnonzero(feasible))
+            if len(alive) > _MAX_STATES:
+                raise StateOverflow(f"{len(alive)} partial sums at budget {budget}")
+            trail.append((alive // len(options), options[alive % len(options)]))
+            loss, cost, slack = loss[alive], cost[alive], slack[alive]
+        state = int(np.argmin(loss))
+        best = float(loss[state])
+        choice = base.copy()
+        for group, (parent, option) in zip(free[::-1], trail[::-1]):
+            choice[group] = option[state]
+            state = parent[state]
+        return choice, best
+
+    def frontier(self, budget: float, max_points: int) -> np.ndarray | None:
+        """Every non-dominated allocation with cost <= `budget`, by increasing cost.
+
+        Returns:
+            `P x G` option indices (caller's columns), or None when a partial merge exceeds
+            `max_points` points.
+        """
+        budget += self.cost_tol
+        min_rest = np.append(np.cumsum(self.cost[::-1, 0])[::-1], 0.0)
+        loss, cost = np.zeros(1), np.zeros(1)
+        trail = []
+        for group in self.rows:
+            width = int(self.count[group])
+            loss = (loss[:, None] + self.loss[group, :width]).ravel()
+            cost = (cost[:, None] + self.cost[group, :width]).ravel()
+            alive = _nondominated(loss, cost, np.flatnonzero(cost + min_rest[group + 1] <= budget))
+            if len(alive) > max_points:
+                return None
+            trail.append((alive // width, alive % width))
+            loss, cost = loss[alive], cost[alive]
+        choices = np.empty((len(loss), len(self.rows)), dtype=int)
+        state = np.arange(len(loss))
+        for group in self.rows[::-1]:
+            parent, option = trail[group]
+            choices[:, group] = option[state]
+            state = parent[state]
+        return self.to_original(choices)

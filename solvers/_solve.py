@@ -1,0 +1,250 @@
+"""`solve`: the least-loss allocation under budgets, and the diagnosis of infeasible budgets."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from solvers._backends import BACKENDS
+from solvers._errors import InfeasibleBudgetError, SolverError
+from solvers._ilp import Row, solve_ilp
+from solvers._inputs import (
+    Tables,
+    check_budgets,
+    check_choice,
+    check_fixed,
+    check_tables,
+    check_ties,
+    check_time_limit,
+)
+from solvers._instance import Instance, build_instance
+from solvers._knapsack import Knapsack, StateOverflow
+from solvers._solution import Solution
+
+__all__ = ["Problem", "minimise", "setup", "solve"]
+
+logger = logging.getLogger("solvers.solve")
+
+METHODS = ("auto", *BACKENDS)
+# Budgets hold to this relative tolerance (the ILP backends' feasibility tolerance).
+BUDGET_RTOL = 1e-9
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """Checked inputs of one call: tables, decision groups and budgets."""
+
+    tables: Tables
+    base: Instance
+    budgets: dict[str, float]
+    backend: str
+    time_limit_s: float | None
+
+    def summed(self, budgets: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The budgets (default: this problem's) on summed columns."""
+        budgets = self.budgets if budgets is None else budgets
+        return {n: v for n, v in budgets.items() if n not in self.tables.max_columns}
+
+    def instance(self, budgets: Mapping[str, float] | None = None) -> Instance | None:
+        """Options left by the max budgets, or None when a group has none left."""
+        instance = self.base.within_max_budgets(self.budgets if budgets is None else budgets)
+        return instance if instance.valid.any(axis=1).all() else None
+
+    def infeasible(self) -> InfeasibleBudgetError:
+        """The error naming a budget that cannot be met and its smallest achievable value.
+
+        The first budget (in the caller's order) whose companions are jointly feasible is
+        named, with the smallest value it can take under all of them. When no budget qualifies
+        (several conflicts at once), budgets are kept in order while they remain feasible and
+        the first that breaks feasibility is named, given those kept.
+        """
+        for name, limit in self.budgets.items():
+            others = {n: v for n, v in self.budgets.items() if n != name}
+            smallest = self.smallest_achievable(name, others)
+            if smallest is not None:
+                return InfeasibleBudgetError(name, limit, smallest, others)
+        kept: dict[str, float] = {}
+        for name, limit in self.budgets.items():
+            smallest = self.smallest_achievable(name, kept)
+            if smallest is not None and smallest > limit * (1 + BUDGET_RTOL):
+                return InfeasibleBudgetError(name, limit, smallest, kept)
+            kept[name] = limit
+        raise SolverError(
+            f"budgets {self.budgets}: the solver found them infeasible, but each check on its "
+            f"own passes; loosen a budget slightly (rounding at the limit)."
+        )
+
+    def smallest_achievable(self, column: str, others: Mapping[str, float]) -> float | None:
+        """Smallest value of `column` over allocations meeting `others`, or None if none does."""
+        instance = self.instance(others)
+        if instance is None:
+            return None
+        summed = self.summed(others)
+        if column not in self.tables.max_columns:
+            found = minimise(instance, instance.costs[column], summed, self.backend, self.time_limit_s)
+            return None if found is None else float(instance.column_values(column, found[0][None])[0])
+        # A maximum: the smallest threshold that leaves a feasible allocation (bisection).
+        values = instance.costs[column]
+        floor = np.where(instance.valid, values, np.inf).min(axis=1).max()
+        thresholds = np.unique(values[instance.valid & (values >= floor)])
+
+        def feasible(threshold: float) -> bool:
+            narrowed = instance.within_max_budgets({column: threshold})
+            return summed_feasible(narrowed, summed, self.backend, self.time_limit_s)
+
+        if not feasible(thresholds[-1]):
+            return None
+        low, high = 0, len(thresholds) - 1
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if feasible(thresholds[middle]) else (middle + 1, high)
+        return float(thresholds[low])
+
+
+def setup(
+    omega: object,
+    costs: object,
+    budgets: object,
+    ties: object,
+    fixed: object,
+    backend: object,
+    time_limit_s: object,
+) -> Problem:
+    """Check every argument shared by `solve`, `frontier` and `refine`."""
+    tables = check_tables(omega, costs)
+    return Problem(
+        tables=tables,
+        base=build_instance(tables, check_ties(ties, tables), check_fixed(fixed, tables)),
+        budgets=check_budgets(budgets, tables),
+        backend=check_choice(backend, "backend", METHODS),
+        time_limit_s=check_time_limit(time_limit_s),
+    )
+
+
+def _objective_scale(instance: Instance, objective: np.ndarray, summed: Mapping[str, float]) -> float | None:
+    """Rough size of the optimal objective above its group-minimum floor, for ILP scaling:
+    the best single-budget LP bound, else the smallest positive option offset."""
+    floor = np.where(instance.valid, objective, np.inf).min(axis=1)
+    bound = max(
+        (Knapsack(objective, instance.costs[n], instance.valid).lp_bound(v) for n, v in summed.items()),
+        default=-math.inf,
+    )
+    if math.isfinite(bound) and bound > floor.sum():
+        return bound - float(floor.sum())
+    offsets = (objective - floor[:, None])[instance.valid]
+    positive = offsets[offsets > 0]
+    return float(positive.min()) if len(positive) else None
+
+
+def minimise(
+    instance: Instance,
+    objective: np.ndarray,
+    summed: Mapping[str, float],
+    backend: str,
+    time_limit_s: float | None,
+    extra_rows: Iterable[Row] = (),
+) -> tuple[np.ndarray, bool] | None:
+    """Least-`objective` allocation under summed budgets (max budgets already applied).
+
+    With `backend="auto"` and at most one summed budget (and no extra rows), the exact
+    knapsack DP answers in milliseconds; otherwise PuLP solves the ILP.
+
+    Returns:
+        (option index per group, proven optimal), or None when infeasible.
+    """
+    extra_rows = list(extra_rows)
+    if backend == "auto" and len(summed) <= 1 and not extra_rows:
+        name, limit = next(iter(summed.items()), (None, math.inf))
+        cost = instance.costs[name] if name else np.zeros_like(objective)
+        try:
+            choice = Knapsack(objective, cost, instance.valid).optimum(limit)
+            return None if choice is None else (choice, True)
+        except StateOverflow as overflow:
+            logger.info("knapsack DP overflowed (%s); solving the ILP instead", overflow)
+    rows = [Row(instance.costs[n], v) for n, v in summed.items()] + extra_rows
+    result = solve_ilp(
+        instance.valid,
+        objective,
+        rows,
+        backend=backend,
+        time_limit_s=time_limit_s,
+        objective_scale=_objective_scale(instance, objective, summed),
+    )
+    return None if result is None else (result.choice, result.optimal)
+
+
+def summed_feasible(
+    instance: Instance, summed: Mapping[str, float], backend: str, time_limit_s: float | None
+) -> bool:
+    """Whether some allocation meets every summed budget."""
+    if not summed:
+        return True
+    (first, limit), *rest = summed.items()
+    found = minimise(instance, instance.costs[first], dict(rest), backend, time_limit_s)
+    return found is not None and instance.column_values(first, found[0][None])[0] <= limit * (1 + BUDGET_RTOL)
+
+
+def solve(
+    omega: pd.DataFrame,
+    costs: pd.DataFrame,
+    budgets: Mapping[str, float] | None = None,
+    ties: Iterable[Iterable[str]] = (),
+    fixed: Mapping[str, str] | None = None,
+    *,
+    backend: str = "auto",
+    time_limit_s: float | None = None,
+) -> Solution:
+    """The allocation that minimises the summed omega under the budgets.
+
+    The pairs solved over are the (layer, candidate) pairs present in both tables.
+
+    Args:
+        omega: Table with columns `layer`, `candidate`, `omega` (predicted loss increase; may
+            be negative). Other columns are ignored.
+        costs: Table with columns `layer`, `candidate` and numeric cost columns (`latency_s`,
+            `energy_j`, `weight_bytes`, `bops`, `sram_bytes`, ...). Columns in
+            `costs.attrs["max_columns"]` (default `sram_bytes`) aggregate by maximum; the
+            others by sum.
+        budgets: Cost column -> limit in its unit. A summed column bounds the sum over layers;
+            a max column bounds every layer.
+        ties: Groups of layers that must share a candidate (overlapping groups merge).
+        fixed: Layer -> candidate pins, e.g. first and last layer at 8 bits.
+        backend: `"auto"` (default): the exact knapsack DP when at most one budget is summed,
+            else the ILP with HiGHS (CBC if HiGHS is missing or fails); `"highs"` or `"cbc"`:
+            always the PuLP ILP with that solver.
+        time_limit_s: Limit of each ILP run in seconds; an allocation found by then comes back
+            with `optimal=False` and `status="feasible"`.
+
+    Returns:
+        The optimal `Solution`; budgets hold to a relative 1e-9 (rounding).
+
+    Raises:
+        InfeasibleBudgetError: No allocation meets the budgets; names the budget, the
+            smallest value it could take given the others, and the fix.
+        SolverInputError: Invalid tables, budgets, ties, pins or parameters.
+        SolverError: An ILP backend failed or found no allocation within the time limit.
+
+    Example:
+        >>> import pandas as pd, solvers
+        >>> omega = pd.DataFrame({"layer": ["a", "a", "b", "b"], "candidate": ["int4", "int8"] * 2,
+        ...                       "omega": [0.4, 0.1, 0.3, 0.2]})
+        >>> costs = omega[["layer", "candidate"]].assign(weight_bytes=[50, 100, 50, 100])
+        >>> solvers.solve(omega, costs, {"weight_bytes": 150}).assignment
+        {'a': 'int8', 'b': 'int4'}
+    """
+    problem = setup(omega, costs, budgets, ties, fixed, backend, time_limit_s)
+    summed = problem.summed()
+    instance = problem.instance()
+    found = None
+    if instance is not None:
+        instance = instance.without_dominated(list(summed))
+        found = minimise(instance, instance.loss, summed, problem.backend, problem.time_limit_s)
+    if found is None:
+        raise problem.infeasible()
+    choice, optimal = found
+    return instance.solutions(choice[None], optimal)[0]
