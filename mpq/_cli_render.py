@@ -89,11 +89,10 @@ def frontier_view(run: Run) -> pd.DataFrame:
     """The frontier with the objectives first and a short per-point format summary."""
     frontier = run.frontier.copy()
     frontier["formats"] = [
-        ", ".join(f"{c} x{n}" for c, n in pd.Series(run.assignment(int(p))).value_counts().items())
+        " ".join(f"{c}:{n}" for c, n in pd.Series(run.assignment(int(p))).value_counts().items())
         for p in frontier["point"]
     ]
     shown = ["point", "label", "predicted_loss", *run.objectives]
-    shown += [c for c in ("weight_bytes",) if c in frontier and c not in shown]
     return frontier[[*shown, "measured_metric", "formats"]].rename(columns={"measured_metric": run.record["metric_name"]})
 
 

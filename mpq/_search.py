@@ -29,8 +29,9 @@ from mpq.exceptions import InvalidParameterError
 
 logger = logging.getLogger("mpq.search")
 
-#: The target and objective of a bare ``mpq search``.
-DEFAULT_TARGET = "stm32h743"
+#: The target and objective of a bare ``mpq search``: the digits CNN is the kind of network
+#: FINN's streaming dataflow puts on a Zynq board, and the FPGA runs 2- to 8-bit candidates.
+DEFAULT_TARGET = "zcu104"
 DEFAULT_OBJECTIVES = ("latency_s",)
 
 #: ``progress(stage, done, total, message)``; stages: layers, costs, probe, omega, solve,

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import hwmodels
 import solvers
+from mpq._search import DEFAULT_OBJECTIVES, DEFAULT_TARGET
 
 app = typer.Typer(
     name="mpq",
@@ -86,8 +87,8 @@ class _StageProgress:
 @app.command()
 def search(
     model: ModelOption = "example:digits-cnn",
-    target: Annotated[str, typer.Option("--target", "-t", help="Device name (see 'mpq devices') or a device .toml path.")] = "stm32h743",
-    objective: Annotated[list[str], typer.Option("--objective", "-o", help="Cost to trade against the predicted loss; give one or two.")] = ["latency_s"],  # noqa: B006
+    target: Annotated[str, typer.Option("--target", "-t", help="Device name (see 'mpq devices') or a device .toml path.")] = DEFAULT_TARGET,
+    objective: Annotated[list[str], typer.Option("--objective", "-o", help="Cost to trade against the predicted loss; give one or two.")] = list(DEFAULT_OBJECTIVES),  # noqa: B006
     budget: Annotated[list[str], typer.Option("--budget", "-b", help="NAME=VALUE upper limit; any number; gives the one optimal point.")] = [],  # noqa: B006
     candidates: Annotated[Optional[str], typer.Option(help="Comma-separated candidates [default: all the target runs].")] = None,
     probe: Annotated[str, typer.Option(help="Sensitivity probe family: hessian, fisher (true Fisher) or efisher (empirical).")] = "hessian",
@@ -171,7 +172,7 @@ def devices(json: JsonOption = False) -> None:
     """List the target devices and the candidates each runs."""
     from mpq._cli_render import dumps, rich_table, table_json
 
-    table = hwmodels.list_devices()
+    table = hwmodels.list_devices().drop(columns=["path"])
     if json:
         stdout.print_json(dumps(table_json(table)))
     else:

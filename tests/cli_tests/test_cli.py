@@ -39,12 +39,12 @@ def searched(tmp_path_factory):
 def test_search_json_shape(searched, capsys):
     out = cli_ok(capsys, "frontier", "1", "--db", searched, "--json").out
     doc = json.loads(out)
-    assert doc["run"] == 1 and doc["task"] == "digits-cnn" and doc["target"] == "stm32h743"
+    assert doc["run"] == 1 and doc["task"] == "digits-cnn" and doc["target"] == "zcu104"
     assert doc["objectives"] == ["latency_s"] and doc["metric_name"] == "accuracy"
     point = doc["points"][0]
     assert set(point) == {"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric", "costs", "assignment"}
     assert set(point["assignment"]) == {"conv1", "conv2", "conv3", "conv4", "fc1", "fc2"}
-    assert {"latency_s", "energy_j", "weight_bytes", "flash_bytes", "sram_bytes"} <= set(point["costs"])
+    assert {"latency_s", "energy_j", "weight_bytes", "bops", "luts", "dsps", "brams"} <= set(point["costs"])
 
 
 def test_runs_show_and_frontier_tables(searched, capsys):
@@ -52,7 +52,7 @@ def test_runs_show_and_frontier_tables(searched, capsys):
     assert runs[0]["run"] == 1 and runs[0]["status"] == "done"
     shown = cli_ok(capsys, "show", "1", "--db", searched).out
     assert "run 1: task digits-cnn" in shown and "conv1" in shown and "all-w8a8" in shown
-    assert "all-w4a8" in cli_ok(capsys, "frontier", "1", "--db", searched).out
+    assert "all-w2a2" in cli_ok(capsys, "frontier", "1", "--db", searched).out
 
 
 def test_devices_lists_every_target(capsys):
@@ -70,7 +70,7 @@ def test_devices_lists_every_target(capsys):
         (["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_broken"], 2, "make_broken() raised RuntimeError"),
         (["search", "--target", "h100"], 2, "did you mean 'h100-sxm'"),
         (["search", "--candidates", "w4a8,w5a8"], 2, "unknown weight format '5'"),
-        (["search", "--budget", "flash_bytes=10"], 2, "smallest achievable is"),
+        (["search", "--budget", "luts=10"], 2, "smallest achievable is"),
         (["show", "42"], 2, "run 42 is not in"),
     ],
 )

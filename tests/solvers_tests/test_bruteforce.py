@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from solver_enumeration import MAXED, SUMMED, enumerate_allocations, meets, nondominated
 
@@ -27,19 +27,24 @@ SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCh
 @st.composite
 def problems(draw):
     n_layers = draw(st.integers(1, 5))
-    n_candidates = draw(st.integers(1, 4))
+    n_candidates = draw(st.integers(2, 4))
     layers = [f"block.{i}-a b" for i in range(n_layers)]  # names PuLP would mangle
-    eighths = st.integers(-8, 160).map(lambda v: v / 8)
     cost = st.integers(0, 20)
     omega_rows, cost_rows = [], []
     for layer in layers:
-        offered = draw(st.lists(st.sampled_from(CANDIDATES[:n_candidates]), min_size=1, unique=True))
-        costed = draw(st.lists(st.sampled_from(offered), min_size=1, unique=True))
+        offered = draw(st.lists(st.sampled_from(CANDIDATES[:n_candidates]), min_size=n_candidates - 1, unique=True))
+        missing = draw(st.sampled_from([None, *offered[1:]]))  # a pair the device does not run
+        costed = [candidate for candidate in offered if candidate != missing]
         extra = draw(st.lists(st.sampled_from(CANDIDATES), max_size=1))  # cost rows omega lacks
-        for candidate in offered:
-            omega_rows.append((layer, candidate, draw(eighths)))
+        losses = draw(st.lists(st.integers(-8, 160), min_size=len(offered), max_size=len(offered)))
+        weights = draw(st.lists(cost, min_size=len(offered), max_size=len(offered)))
+        if draw(st.booleans()):  # mostly a real trade-off: dearer candidates lose less
+            losses, weights = sorted(losses, reverse=True), sorted(weights)
+        for candidate, loss in zip(offered, losses):
+            omega_rows.append((layer, candidate, loss / 8))
+        weight_of = dict(zip(offered, weights))
         for candidate in dict.fromkeys(costed + extra):
-            cost_rows.append((layer, candidate, draw(cost), draw(cost) / 8, draw(cost)))
+            cost_rows.append((layer, candidate, weight_of.get(candidate, 0), draw(cost) / 8, draw(cost)))
     omega = pd.DataFrame(omega_rows, columns=["layer", "candidate", "omega"])
     costs = pd.DataFrame(cost_rows, columns=["layer", "candidate", *SUMMED, *MAXED])
     ties = draw(st.lists(st.lists(st.sampled_from(layers), min_size=2, max_size=3), max_size=2))
@@ -51,7 +56,10 @@ def problems(draw):
         fixed[layer] = draw(st.sampled_from(both))
     budgets = {}
     for name in draw(st.lists(st.sampled_from([*SUMMED, *MAXED]), unique=True, max_size=3)):
-        budgets[name] = draw(st.integers(1, 60)) / (8 if name == "latency_s" else 1)
+        per_layer = costs.groupby("layer")[name]
+        low, high = (per_layer.min().sum(), per_layer.max().sum()) if name in SUMMED else (0, costs[name].max())
+        fraction = draw(st.integers(-1, 8)) / 8  # -1/8: just below the least achievable sum
+        budgets[name] = max((low + fraction * (high - low + 1)) // 0.125 * 0.125, 0.125)
     return omega, costs, ties, fixed, budgets
 
 
@@ -76,6 +84,7 @@ def test_solve_matches_enumeration(backend):
     def check(problem):
         omega, costs, ties, fixed, budgets = problem
         allocations = enumerate_allocations(omega, costs, ties, fixed)
+        event("no shared candidate" if allocations.empty else "infeasible" if not meets(allocations, budgets).any() else "feasible")
         if allocations.empty:  # a tie group without a shared candidate (given its pin)
             with pytest.raises(solvers.SolverInputError, match="^(ties|fixed): "):
                 solvers.solve(omega, costs, budgets, ties, fixed, backend=backend)
