@@ -9,6 +9,7 @@ from mpq._apply import activation_ranges, apply
 from mpq._examples import list_examples
 from mpq._formats import Candidate, NumberFormat, candidate_table, get_candidate, get_format, list_formats
 from mpq._layers import layers
+from mpq._measure import measure_latency, write_measured_csv
 from mpq._omega import omega
 from mpq._probes import ProbeCheckpoint, ProbeSettings, probe
 from mpq._runs import Run, list_runs, open_run
@@ -42,6 +43,8 @@ __all__ = [
     "Run",
     "open_run",
     "list_runs",
+    "measure_latency",
+    "write_measured_csv",
     # errors and version
     "exceptions",
     "MpqError",

@@ -11,8 +11,9 @@ stage. The paths mirror ``hwmodels``' ``cpu-x86`` model (``hwmodels/_cpu.py``):
 
 * **int x int** (both formats integer of at most 8 bits, weights scaled per tensor or per output
   channel, activations per tensor): sub-byte codes are unpacked to int8 (the *dequant* stage;
-  nothing to do for int8), convolutions build their im2col matrix, and ``torch._int_mm`` runs
-  the int8 GEMM with int32 accumulation; an fp32 epilogue applies the scales and the bias.
+  nothing to do for int8), convolutions (channels last) build their im2col matrix, and
+  ``torch._int_mm`` runs the int8 GEMM with int32 accumulation (oneDNN; AMX or VNNI where the
+  CPU has them); an fp32 epilogue applies the scales and the bias.
   Group-scaled integers need a scale inside the reduction, which one GEMM cannot apply: they take
   the float path (the model runs them on int8 units).
 * **fp16 / bf16**: the dtype's native op (``F.linear``, the module's convolution); an operand in
@@ -78,7 +79,11 @@ _CUDA_INT_MM_MIN_ROWS, _CUDA_INT_MM_MULTIPLE, _CUDA_FP8_MULTIPLE = 17, 8, 16
 # Stored low-bit operands
 
 
-def minifloat_code_values(grid: MinifloatGrid) -> torch.Tensor:
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _minifloat_code_values(grid: MinifloatGrid) -> torch.Tensor:
     """The value of every code of a sign-exponent-mantissa grid, in code order.
 
     Codes beyond the grid's largest value (the NaN/inf codes of E4M3 and E5M2) saturate to it.
@@ -140,13 +145,13 @@ class _Stored:
         bits = fmt.element_bits
         per_byte = 8 // bits
         unit = fmt.group_size or per_byte  # group sizes are multiples of per_byte
-        padded = -(-cols // unit) * unit
+        padded = _round_up(cols, unit)
         codes = torch.randint(0, 256, (rows, padded // per_byte), dtype=torch.uint8, generator=gen)
         scale_shape = {"tensor": (1, 1), "channel": (rows, 1)}.get(fmt.granularity, (rows, padded // unit))
         low, high = _SCALE_RANGE
         scales = low + (high - low) * torch.rand(scale_shape, generator=gen)
         grid = getattr(fmt, "element", None) or fmt.grid
-        values = minifloat_code_values(grid) if isinstance(grid, MinifloatGrid) else None
+        values = _minifloat_code_values(grid) if isinstance(grid, MinifloatGrid) else None
         arith = dtype if device.type == "cuda" else torch.float32
         return cls(
             codes=codes.to(device),
@@ -267,10 +272,6 @@ def _float_operand(
 def _int8_operand(fmt: NumberFormat, role: str, x: torch.Tensor, gen: torch.Generator) -> tuple[_Operand, _Stored]:
     codes = _Stored.random(fmt, x.shape, torch.float32, x.device, gen)
     return _Operand(lambda: codes.int8().reshape(x.shape), codes.bits < 8, f"{fmt.name} {role}"), codes
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
 
 
 def _int_mm(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

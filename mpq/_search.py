@@ -109,6 +109,7 @@ def search(
     candidates: Sequence[str] | None = None,
     settings: ProbeSettings | None = None,
     batch_size: int = 1,
+    measured: str | Path | pd.DataFrame | None = None,
     max_points: int = 20,
     validate: bool = True,
     db: str | Path | None = None,
@@ -134,6 +135,9 @@ def search(
         settings: Probe settings; default ``ProbeSettings()`` (Hessian traces of weights and
             activations).
         batch_size: Batch size the cost model assumes.
+        measured: A measured latency table (``mpq.measure_latency`` / ``mpq measure --out``: a
+            CSV path or DataFrame with layer, candidate, latency_s at the same batch size) that
+            replaces the model's latency for the pairs it covers.
         max_points: The frontier is thinned to at most this many points (evenly spread along
             the first objective) before validation.
         validate: Evaluate every point on held-out data (needs ``task.evaluate``).
@@ -161,7 +165,7 @@ def search(
     progress("layers", 0, 1, "running the model once")
     layer_table = layers(task.model, task.calibration[0][0])
     progress("costs", 0, 1, f"costing {len(layer_table)} layers x {len(candidate_names)} candidates on {device.name}")
-    costs = hwmodels.cost_table(layer_table, device, candidates_table, batch_size=batch_size)
+    costs = hwmodels.cost_table(layer_table, device, candidates_table, batch_size=batch_size, measured=measured)
     _check_cost_names(costs, objectives, "objective")
     _check_cost_names(costs, list(budgets), "budget")
     all_budgets = {**device.limits(), **budgets}

@@ -96,6 +96,7 @@ def search(
     max_samples: Annotated[int, typer.Option(help="Probe sample cap.")] = 200,
     max_points: Annotated[int, typer.Option(help="Validate at most this many frontier points.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Batch size the cost model assumes.")] = 1,
+    measured: Annotated[Optional[str], typer.Option(help="Measured latency CSV (mpq measure --out) replacing the model's latency_s.")] = None,
     validate: Annotated[bool, typer.Option(help="Evaluate every point on held-out data.")] = True,
     db: DbOption = None,
     json: JsonOption = False,
@@ -112,7 +113,7 @@ def search(
         run = mpq.search(
             task, target=target, objectives=objective, budgets=budgets,
             candidates=candidates.split(",") if candidates else None, settings=settings,
-            batch_size=batch_size, max_points=max_points, validate=validate, db=db, progress=progress,
+            batch_size=batch_size, measured=measured, max_points=max_points, validate=validate, db=db, progress=progress,
         )
     if json:
         stdout.print_json(dumps(run_json(run)))
@@ -205,6 +206,45 @@ def probe_command(
         stdout.print_json(dumps(table_json(table)))
     else:
         stdout.print(rich_table(table, title=f"sensitivity of {task.name}"))
+
+
+@app.command()
+def measure(
+    model: ModelOption = "example:digits-cnn",
+    target: Annotated[str, typer.Option("--target", "-t", help="Device whose candidates to time [default: cpu-x86, this machine].")] = "cpu-x86",
+    candidates: Annotated[Optional[str], typer.Option(help="Comma-separated candidates [default: the target's].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size to time at.")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto (cuda when available).")] = "auto",
+    warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = 3,
+    repeats: Annotated[int, typer.Option(help="Timed runs per (layer, candidate).")] = 20,
+    out: Annotated[Optional[str], typer.Option(help="Write the CSV that 'mpq search --measured' reads.")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Time every layer at every candidate on this machine (warm-up, repeats, spread)."""
+    import torch
+
+    import mpq
+    from mpq._cli_render import dumps, rich_table, table_json
+
+    names = candidates.split(",") if candidates else list(hwmodels.load_device(target).candidates)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    task = mpq.load_task(model)
+    with _StageProgress() as progress:
+        table = mpq.measure_latency(task, names, batch_size=batch_size, device=device, warmup=warmup, repeats=repeats,
+                                    progress=lambda done, total, message: progress("measure", done, total, message))
+    if out:
+        mpq.write_measured_csv(table, out)
+    if json:
+        stdout.print_json(dumps(table_json(table)))
+        return
+    view = table.assign(
+        median_us=table.latency_s * 1e6, std_us=table.latency_std_s * 1e6,
+        min_us=table.latency_min_s * 1e6, max_us=table.latency_max_s * 1e6, dequant_us=table.dequant_s * 1e6,
+    )[["layer", "candidate", "median_us", "std_us", "min_us", "max_us", "dequant_us", "kernel"]]
+    stdout.print(rich_table(view, title=f"{task.name} on {device}, batch {batch_size}, {torch.get_num_threads()} threads"))
+    if out:
+        stdout.print(f"wrote {out}; use it with 'mpq search --measured {out} --target {target} --batch-size {batch_size}'.")
 
 
 @app.command()

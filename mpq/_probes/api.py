@@ -138,9 +138,9 @@ def probe(
 def _sample_family(graph, family_name, names, batches, settings, state, save, report) -> RunningStats:
     kinds = [PROBES[name][1] for name in names]
     if family_name == "hessian":
-        family = HessianFamily(graph, kinds, settings.estimator)
+        family = HessianFamily(graph, kinds, settings.estimator, settings.noise_draws)
     else:
-        family = FisherFamily(graph, kinds, family_name, settings.fisher_sampler)
+        family = FisherFamily(graph, kinds, family_name, settings.fisher_sampler, settings.noise_draws)
     targets: dict[Key, Target] = {}
     for name in names:
         kind = PROBES[name][1]

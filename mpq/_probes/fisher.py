@@ -174,12 +174,14 @@ class FisherFamily:
         kinds: ``"w"`` and/or ``"a"``.
         name: ``fisher`` or ``efisher``.
         sampler: For ``fisher``: ``gauss_newton`` or ``categorical``.
+        draws: Noise draws (backward passes) per batch, averaged.
     """
 
-    def __init__(self, graph: LayerGraph, kinds: list[str], name: str, sampler: str = "gauss_newton"):
+    def __init__(self, graph: LayerGraph, kinds: list[str], name: str, sampler: str = "gauss_newton", draws: int = 1):
         self.graph = graph
         self.kinds = kinds
         self.name = name
+        self.draws = draws
         self.sampler = sampler if name == "fisher" else "empirical"
         self._curvature: dict[int, OutputCurvature] = {}
         self._checked_mean = False
@@ -220,12 +222,14 @@ class FisherFamily:
         return grad * (math.sqrt(n) * signs.to(grad.dtype)).reshape(-1, *[1] * (grad.dim() - 1))
 
     def draw(self, batch: Batch, generator: torch.Generator) -> dict[Target, float]:
-        """``||d(e . z)/dt||^2`` for every target, on one batch."""
+        """``||d(e . z)/dt||^2`` for every target, averaged over ``draws`` noise draws, on one batch."""
         run = self.graph.run(batch, self.kinds)
+        output = output_tensor(self.graph.task.name, run.output)
         values: dict[Target, float] = {}
-        noise = self.noise(batch, output_tensor(self.graph.task.name, run.output), generator)
-        noise_backward(run, noise, values, retain_graph=False)
-        self.backwards += 1
+        for i in range(self.draws):
+            noise = self.noise(batch, output, generator)
+            noise_backward(run, noise, values, retain_graph=i + 1 < self.draws, sign=1.0 / self.draws)
+            self.backwards += 1
         return values
 
 

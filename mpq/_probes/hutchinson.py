@@ -45,14 +45,17 @@ class HessianFamily:
         graph: The model's layer graph.
         kinds: ``"w"`` and/or ``"a"``.
         estimator: ``split`` or ``hutchinson``.
+        draws: ``split``: output-noise draws per batch, averaged (they share the forward pass
+            and the residual's Hessian-vector products).
     """
 
     name = "hessian"
 
-    def __init__(self, graph: LayerGraph, kinds: list[str], estimator: str = "split"):
+    def __init__(self, graph: LayerGraph, kinds: list[str], estimator: str = "split", draws: int = 1):
         self.graph = graph
         self.kinds = kinds
         self.estimator = estimator
+        self.draws = draws
         self.gauss_newton = FisherFamily(graph, kinds, "fisher", "gauss_newton")
         self.hvps = 0
         self.backwards = 0
@@ -68,9 +71,10 @@ class HessianFamily:
         curvature = self.gauss_newton.curvature(batch, output)
         residual = bool(curvature.grad.any())
         parts = [(curvature.positive, 1.0)] + ([(curvature.negative, -1.0)] if curvature.negative is not None else [])
-        for i, (factor, sign) in enumerate(parts):
+        passes = [part for part in parts for _ in range(self.draws)]
+        for i, (factor, sign) in enumerate(passes):
             noise = curvature.noise(factor, output.shape, output.dtype, generator)
-            noise_backward(run, noise, values, retain_graph=residual or i + 1 < len(parts), sign=sign)
+            noise_backward(run, noise, values, retain_graph=residual or i + 1 < len(passes), sign=sign / self.draws)
             self.backwards += 1
         if residual:
             coupling = (curvature.grad * output).sum()  # its Hessian is R

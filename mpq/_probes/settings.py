@@ -57,13 +57,17 @@ class ProbeSettings:
         seed: Seed of every random draw; sample ``i`` of a family depends only on
             ``(seed, family, i)``, so an interrupted run resumes to the same numbers.
         batches_per_sample: Calibration (micro-)batches one sample draws, uniformly without
-            replacement; None uses all of them in every sample.
+            replacement; None (default) uses all of them in every sample, which removes the
+            batch-to-batch spread from the standard error (stratified sampling: never less
+            efficient per pass, but a sample costs a pass over every batch).
         micro_batch_size: Split calibration batches into pieces of at most this many samples
             before drawing (cheaper samples, same expectation); None keeps the task's batches.
         estimator: How the Hessian probes sample: ``split`` (the Gauss-Newton part from
             output-space noise, which has no cross-layer terms, plus Hutchinson on the small
             remainder; needs a tensor output and a per-sample loss) or ``hutchinson`` (one
             joint Rademacher vector and Hessian-vector product per sample; any model).
+        noise_draws: Output-noise backward passes per batch and sample (``split`` and the
+            Fisher families); more draws share one forward pass and one residual HVP.
         fisher_sampler: ``gauss_newton`` (noise with the covariance of the loss's output
             Hessian: the true Fisher for cross-entropy and squared error, the Gauss-Newton
             matrix for any loss) or ``categorical`` (labels drawn from softmax(output), FIT's
@@ -76,9 +80,10 @@ class ProbeSettings:
     min_samples: int = 10
     max_samples: int = 200
     seed: int = 0
-    batches_per_sample: int | None = 1
+    batches_per_sample: int | None = None
     micro_batch_size: int | None = None
     estimator: str = "split"
+    noise_draws: int = 2
     fisher_sampler: str = "gauss_newton"
     candidates: tuple[str, ...] = ()
 
@@ -117,6 +122,7 @@ def check_settings(func: str, settings: Any) -> ProbeSettings:
         if getattr(settings, field) is not None:
             check_param(func, field, getattr(settings, field), Interval(int, 1, None, closed="left"))
     check_param(func, "estimator", settings.estimator, OneOf(ESTIMATORS))
+    check_param(func, "noise_draws", settings.noise_draws, Interval(int, 1, None, closed="left"))
     check_param(func, "fisher_sampler", settings.fisher_sampler, OneOf(FISHER_SAMPLERS))
     candidates = _names(func, "candidates", settings.candidates)
     if "measured" in probes and not candidates:

@@ -94,3 +94,17 @@ def test_not_a_database(capsys, tmp_path):
     status, _, err = run_cli(capsys, "runs", "--db", str(text))
     assert status == 1 and "file is not a database" in err and "Traceback" not in err
     assert text.read_text() == "hello\n"
+
+
+def test_measure_then_search_with_the_measured_table(capsys, searched, tmp_path):
+    csv = tmp_path / "measured.csv"
+    rows = json.loads(cli_ok(capsys, "measure", "--target", "cpu-x86", "--candidates", "w8a8,w4a8", "--warmup", "1",
+                             "--repeats", "2", "--device", "cpu", "--out", str(csv), "--json").out)
+    assert {(r["layer"], r["candidate"]) for r in rows} == {(l, c) for l in ("conv1", "conv2", "conv3", "conv4", "fc1", "fc2") for c in ("w8a8", "w4a8")}
+    assert all(r["latency_min_s"] <= r["latency_s"] <= r["latency_max_s"] for r in rows)
+    doc = json.loads(cli_ok(capsys, "search", "--target", "cpu-x86", "--candidates", "w8a8,w4a8", "--measured", str(csv),
+                            "--db", searched, "--json", *FAST).out)
+    measured = {(r["layer"], r["candidate"]): r["latency_s"] for r in rows}
+    for point in doc["points"]:  # every point's latency is the sum of the measured layer latencies
+        expected = sum(measured[layer, candidate] for layer, candidate in point["assignment"].items())
+        assert point["costs"]["latency_s"] == pytest.approx(expected)

@@ -24,7 +24,7 @@ from mpq._measure import (
     _resize_batch,
     _Stored,
     measure_latency,
-    minifloat_code_values,
+    _minifloat_code_values,
     write_measured_csv,
 )
 from mpq.exceptions import InvalidParameterError, UnknownNameError
@@ -151,14 +151,18 @@ def test_int_path_runs_int8_gemm_equal_to_int32_reference(module, x, candidate, 
         (nn.Conv1d(3, 8, 5, padding="valid", stride=3), (2, 3, 11)),
     ],
 )
-def test_im2col_gemm_equals_the_convolution(conv, x_shape):
+def test_channels_last_im2col_gemm_equals_the_convolution(conv, x_shape):
     x = torch.randint(-8, 8, x_shape).double()
     w = torch.randint(-8, 8, conv.weight.shape).double()
-    cols, out_size = _im2col(x, conv)
-    g = conv.groups
-    cols = cols.view(cols.shape[0], g, -1)
-    w_rows = w.reshape(g, w.shape[0] // g, -1)
-    out = torch.cat([cols[:, i] @ w_rows[i].t() for i in range(g)], dim=1)
+    cols, out_size = _im2col(x.movedim(1, -1), conv)  # (B, *spatial, C) in, columns (kernel offset, channel)
+    g, out_channels = conv.groups, w.shape[0]
+    cols = cols.view(cols.shape[0], math.prod(conv.kernel_size), g, -1)
+    w_rows = w.movedim(1, -1).reshape(out_channels, -1)  # stored (out, *kernel, in / groups)
+    per_group = out_channels // g
+    out = torch.cat(
+        [cols[:, :, i].reshape(cols.shape[0], -1) @ w_rows[i * per_group : (i + 1) * per_group].t() for i in range(g)],
+        dim=1,
+    )
     out = out.reshape(x_shape[0], *out_size, -1).movedim(-1, 1)
     conv_fn = F.conv2d if isinstance(conv, nn.Conv2d) else F.conv1d
     expected = conv_fn(x, w, None, conv.stride, conv.padding, conv.dilation, g)
@@ -221,7 +225,7 @@ def test_integer_codes_unpack_to_their_twos_complement_values(fmt_name, rows, co
 
 @pytest.mark.parametrize("grid, dtype", [(E4M3, torch.float8_e4m3fn), (E5M2, torch.float8_e5m2)])
 def test_fp8_code_values_match_torch_float8_bit_for_bit(grid, dtype):
-    values = minifloat_code_values(grid)
+    values = _minifloat_code_values(grid)
     decoded = torch.arange(256, dtype=torch.uint8).view(dtype).float()
     finite = torch.isfinite(decoded)
     torch.testing.assert_close(values[finite], decoded[finite], rtol=0, atol=0)
@@ -230,7 +234,7 @@ def test_fp8_code_values_match_torch_float8_bit_for_bit(grid, dtype):
 
 @pytest.mark.parametrize("grid", [E2M1, E3M2, E4M3])
 def test_code_values_are_exactly_the_grid(grid):
-    values = minifloat_code_values(grid)
+    values = _minifloat_code_values(grid)
     torch.testing.assert_close(grid.round(values), values, rtol=0, atol=0)  # every value is on the grid
     assert values.max() == grid.max_value and values.min() == -grid.max_value
     if grid is E2M1:
@@ -241,7 +245,7 @@ def test_block_formats_scale_each_block():
     fmt = mpq.get_format("nvfp4")
     stored = _Stored.random(fmt, (3, 40), torch.float32, torch.device("cpu"), _gen())
     assert stored.scales.shape == (3, math.ceil(40 / NVFP4_BLOCK)) and stored.codes.shape == (3, 24)
-    codes = torch.take(minifloat_code_values(E2M1), stored.fields().long())
+    codes = torch.take(_minifloat_code_values(E2M1), stored.fields().long())
     expected = codes * stored.scales.repeat_interleave(NVFP4_BLOCK, dim=1)
     torch.testing.assert_close(stored.dequantize(), expected[:, :40], rtol=0, atol=0)
 

@@ -26,22 +26,23 @@ def enumerate_allocations(
     """
     pairs = omega.merge(costs, on=["layer", "candidate"])
     layers = list(pd.unique(omega["layer"]))
-    options = [pairs.loc[pairs["layer"] == layer, "candidate"].tolist() for layer in layers]
-    lookup = pairs.set_index(["layer", "candidate"])
-    columns = [c for c in (*SUMMED, *MAXED) if c in costs.columns]
-    rows = []
-    for combo in itertools.product(*options):
-        assignment = dict(zip(layers, combo))
-        if any(len({assignment[layer] for layer in group}) > 1 for group in ties):
-            continue
-        if any(assignment[layer] != cand for layer, cand in (fixed or {}).items()):
-            continue
-        picked = lookup.loc[list(assignment.items())]
-        row = dict(assignment, loss=picked["omega"].sum())
-        for column in columns:
-            row[column] = picked[column].max() if column in MAXED else picked[column].sum()
-        rows.append(row)
-    return pd.DataFrame(rows, columns=[*layers, "loss", *columns])
+    columns = ["loss", *(c for c in (*SUMMED, *MAXED) if c in costs.columns)]
+    per_layer = [pairs[pairs["layer"] == layer].rename(columns={"omega": "loss"}) for layer in layers]
+    combos = np.array(list(itertools.product(*(range(len(p)) for p in per_layer))), dtype=int)
+    combos = combos.reshape(len(combos), len(layers))
+    names = np.stack([p["candidate"].to_numpy(dtype=object)[combos[:, i]] for i, p in enumerate(per_layer)], axis=1)
+    keep = np.ones(len(combos), dtype=bool)
+    index = {layer: i for i, layer in enumerate(layers)}
+    for group in ties:
+        for a, b in zip(group, group[1:]):
+            keep &= names[:, index[a]] == names[:, index[b]]
+    for layer, candidate in (fixed or {}).items():
+        keep &= names[:, index[layer]] == candidate
+    result = pd.DataFrame(names[keep], columns=layers)
+    for column in columns:
+        values = np.stack([p[column].to_numpy(dtype=float)[combos[keep, i]] for i, p in enumerate(per_layer)], axis=1)
+        result[column] = values.max(axis=1) if column in MAXED else values.sum(axis=1)
+    return result
 
 
 def meets(allocations: pd.DataFrame, budgets: Mapping[str, float]) -> pd.Series:

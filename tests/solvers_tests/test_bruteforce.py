@@ -57,7 +57,10 @@ def problems(draw):
     budgets = {}
     for name in draw(st.lists(st.sampled_from([*SUMMED, *MAXED]), unique=True, max_size=3)):
         per_layer = costs.groupby("layer")[name]
-        low, high = (per_layer.min().sum(), per_layer.max().sum()) if name in SUMMED else (0, costs[name].max())
+        low, high = (
+            (per_layer.min().sum(), per_layer.max().sum()) if name in SUMMED
+            else (per_layer.min().max(), costs[name].max())
+        )
         fraction = draw(st.integers(-1, 8)) / 8  # -1/8: just below the least achievable sum
         budgets[name] = max((low + fraction * (high - low + 1)) // 0.125 * 0.125, 0.125)
     return omega, costs, ties, fixed, budgets

@@ -30,7 +30,8 @@ def test_sampled_fisher_equals_the_hessian_in_expectation(softmax_task, sampler)
     value, stderr, row = _value(table, "fisher_w")
     assert row["converged"]
     assert probe_cases.within(value, stderr, exact)
-    assert row["hvps"] == 0 and row["backwards"] == row["n_samples"]  # one backward pass per sample
+    # No Hessian-vector product: one backward pass per batch (2) and noise draw (2) in every sample.
+    assert row["hvps"] == 0 and row["backwards"] == row["n_samples"] * 2 * 2
 
 
 def test_empirical_fisher_is_biased_and_matches_its_own_closed_form(softmax_task):

@@ -1,0 +1,294 @@
+"""How far the ``cpu-x86`` cost model is from latencies measured on this machine.
+
+For each built-in example and batch size, every layer is timed at every ``cpu-x86`` candidate
+with :func:`mpq._measure.measure_latency` (the real kernel of the candidate's path: int8
+``torch._int_mm``, dequantize + fp32, native fp16), and ``hwmodels.cost_table`` gives the
+model's ``latency_s`` for the same pairs. Printed per example and batch:
+
+* per layer: the absolute percentage error ``|model - measured| / measured`` averaged over the
+  candidates (MAPE), the median ratio model / measured, and the Spearman rank correlation of
+  the candidates within the layer (the ranking the solver trades off);
+* overall: MAPE, median ratio, Spearman over all (layer, candidate) pairs, and per candidate
+  the whole-network latency (every layer at that candidate), model against measured.
+
+Then the model's own numbers (``launch_overhead_s``, ``int8`` and ``fp32`` peaks,
+``dequant_elems_per_s``, ``dram_bytes_per_s``) are fitted to all the measurements (least squares
+on log(model / measured)), written to a calibrated copy of ``cpu-x86.toml`` and scored with
+``hwmodels.cost_table`` itself: the change proposed for the device file.
+
+    .venv/bin/python benchmarks/bench_cost_model.py                       # digits-cnn, minilm-small, minilm; batch 1 and 32
+    .venv/bin/python benchmarks/bench_cost_model.py --examples digits-cnn --batch-sizes 1
+
+Runs with one torch thread by default (``--threads``): the machine's cores are shared, and one
+thread makes repeats stable. The fitted numbers are then per thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.optimize import least_squares
+from scipy.stats import spearmanr
+
+import hwmodels
+import mpq
+from mpq._measure import measure_latency
+
+DEVICE = "cpu-x86"
+# The cost model's numbers fitted here (TOML keys; int8 and fp32 are in [peak_ops_per_s]) and their units.
+FITTED = {
+    "launch_overhead_s": "s",
+    "int8": "ops/s",
+    "fp32": "ops/s",
+    "dequant_elems_per_s": "elems/s",
+    "dram_bytes_per_s": "B/s",
+}
+
+
+def format_class(fmt_name: str) -> str:
+    """The arithmetic class hwmodels runs a format in (see hwmodels/_formats.py)."""
+    fmt = mpq.get_format(fmt_name)
+    if fmt.family == "reference":
+        return "fp16"
+    return f"{'int' if fmt.family == 'int' else 'fp'}{fmt.element_bits}"
+
+
+def compare(task: mpq.Task, batch_size: int, warmup: int, repeats: int) -> pd.DataFrame:
+    """Measured and modelled latency of every (layer, candidate) pair of a task."""
+    device = hwmodels.load_device(DEVICE)
+    candidates = list(device.candidates)
+    example = task.calibration[0][0]
+    layer_table = mpq.layers(task.model, example)
+    cand_table = mpq.candidate_table(candidates)
+    measured = measure_latency(task, candidates, batch_size=batch_size, warmup=warmup, repeats=repeats)
+    modelled = hwmodels.cost_table(layer_table, device, cand_table, batch_size=batch_size)
+    merged = measured.merge(
+        modelled[["layer", "candidate", "latency_s", "bound", "executed_class", "dram_bytes"]],
+        on=["layer", "candidate"],
+        suffixes=("_measured", "_model"),
+    )
+    merged = merged.merge(layer_table[["layer", "kind", "macs", "weight_params", "in_elems"]], on="layer")
+    merged = merged.merge(cand_table[["candidate", "weight_format", "act_format"]], on="candidate")
+    merged["batch_size"] = batch_size
+    merged["ape"] = (merged["latency_s_model"] - merged["latency_s_measured"]).abs() / merged["latency_s_measured"]
+    merged["ratio"] = merged["latency_s_model"] / merged["latency_s_measured"]
+    return merged
+
+
+def spearman(a: pd.Series, b: pd.Series) -> float:
+    return float(spearmanr(a, b).statistic) if a.nunique() > 1 and b.nunique() > 1 else math.nan
+
+
+def per_layer(merged: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for layer, group in merged.groupby("layer", sort=False):
+        rows.append(
+            {
+                "layer": layer,
+                "kind": group["kind"].iloc[0],
+                "measured_us (min..max over candidates)": (
+                    f"{group['latency_s_measured'].min() * 1e6:.1f}..{group['latency_s_measured'].max() * 1e6:.1f}"
+                ),
+                "MAPE_%": 100 * group["ape"].mean(),
+                "model/measured (median)": group["ratio"].median(),
+                "spearman_candidates": spearman(group["latency_s_model"], group["latency_s_measured"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def per_candidate(merged: pd.DataFrame) -> pd.DataFrame:
+    """Whole-network latency at each candidate (every layer at it), and the biggest layer's kernel."""
+    totals = merged.groupby("candidate", sort=False).agg(
+        measured_ms=("latency_s_measured", "sum"),
+        model_ms=("latency_s_model", "sum"),
+        dequant_s=("dequant_s", "sum"),
+        MAPE_pct=("ape", "mean"),
+    )
+    totals["dequant_share"] = totals.pop("dequant_s") / totals["measured_ms"]
+    totals[["measured_ms", "model_ms"]] *= 1e3
+    totals["MAPE_pct"] *= 100
+    biggest = merged.loc[merged.groupby("candidate", sort=False)["macs"].idxmax()]
+    totals["kernel of the biggest layer"] = biggest.set_index("candidate")["kernel"]
+    return totals
+
+
+def summary(merged: pd.DataFrame) -> dict[str, float]:
+    within = [
+        spearman(g["latency_s_model"], g["latency_s_measured"]) for _, g in merged.groupby(["layer", "batch_size"])
+    ]
+    totals = merged.groupby(["candidate", "batch_size"])[["latency_s_model", "latency_s_measured"]].sum()
+    return {
+        "pairs": len(merged),
+        "MAPE_%": 100 * merged["ape"].mean(),
+        "median_APE_%": 100 * merged["ape"].median(),
+        "model/measured (median)": merged["ratio"].median(),
+        "spearman_all_pairs": spearman(merged["latency_s_model"], merged["latency_s_measured"]),
+        "spearman_within_layer (mean)": float(np.nanmean(within)),
+        "spearman_network_totals": spearman(totals["latency_s_model"], totals["latency_s_measured"]),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration: fit the model's own numbers to the measurements
+
+
+def roofline(params: dict[str, float], merged: pd.DataFrame) -> np.ndarray:
+    """hwmodels' roofline (hwmodels/_gpu.py) for the cpu-x86 classes, from the merged columns."""
+    batch = merged["batch_size"].to_numpy(dtype=float)
+    executed = merged["executed_class"].to_numpy()
+    lookup = merged["kind"].to_numpy() == "embedding"
+    weight_converts = merged["weight_format"].map(format_class).to_numpy() != executed
+    act_converts = merged["act_format"].map(format_class).to_numpy() != executed
+    dequant = np.where(
+        lookup, 0.0,
+        weight_converts * merged["weight_params"].to_numpy() + act_converts * batch * merged["in_elems"].to_numpy(),
+    )
+    peak = np.where(executed == "int8", params["int8"], params["fp32"])
+    compute = 2 * merged["macs"].to_numpy() * batch / peak + dequant / params["dequant_elems_per_s"]
+    memory = merged["dram_bytes"].to_numpy() / params["dram_bytes_per_s"]
+    return np.maximum(compute, memory) + params["launch_overhead_s"]
+
+
+def nominal_params() -> dict[str, float]:
+    spec = hwmodels.load_device(DEVICE).spec
+    return {
+        "launch_overhead_s": spec.launch_overhead_s,
+        "int8": spec.peak_ops_per_s["int8"],
+        "fp32": spec.peak_ops_per_s["fp32"],
+        "dequant_elems_per_s": spec.dequant_elems_per_s,
+        "dram_bytes_per_s": spec.dram_bytes_per_s,
+    }
+
+
+def fit(merged: pd.DataFrame) -> dict[str, float]:
+    """Least squares on log(model / measured) over every pair, parameters in log10."""
+    start = nominal_params()
+    names = list(FITTED)
+    measured = np.log(merged["latency_s_measured"].to_numpy())
+
+    def residuals(log10_values: np.ndarray) -> np.ndarray:
+        params = dict(zip(names, 10.0**log10_values))
+        return np.log(roofline(params, merged)) - measured
+
+    solution = least_squares(residuals, np.log10([start[n] for n in names]), method="trf")
+    return dict(zip(names, 10.0**solution.x))
+
+
+def calibrated_device(params: dict[str, float], folder: Path, note: str) -> Path:
+    """A copy of cpu-x86.toml with the fitted numbers (each with its source comment)."""
+    text = (hwmodels.device_dir() / f"{DEVICE}.toml").read_text()
+    for key, value in params.items():
+        text, count = re.subn(
+            rf"^{key} = [^#\n]*#.*$", f"{key} = {value:.4g}  # fitted: {note}", text, flags=re.MULTILINE
+        )
+        if count != 1:
+            raise RuntimeError(f"{DEVICE}.toml: no single line for {key!r}; update the benchmark.")
+    path = folder / f"{DEVICE}-calibrated.toml"
+    path.write_text(text)
+    return path
+
+
+def calibrated_scores(merged: pd.DataFrame, tasks: dict[str, mpq.Task], device_path: Path) -> pd.DataFrame:
+    """The calibrated device file scored through hwmodels.cost_table itself."""
+    parts = []
+    for (example, batch), group in merged.groupby(["example", "batch_size"], sort=False):
+        task = tasks[example]
+        layer_table = mpq.layers(task.model, task.calibration[0][0])
+        costs = hwmodels.cost_table(
+            layer_table, device_path, mpq.candidate_table(list(group["candidate"].unique())), batch_size=batch
+        )
+        joined = group.drop(columns=["latency_s_model"]).merge(
+            costs[["layer", "candidate", "latency_s"]].rename(columns={"latency_s": "latency_s_model"}),
+            on=["layer", "candidate"],
+        )
+        joined["ape"] = (joined["latency_s_model"] - joined["latency_s_measured"]).abs() / joined["latency_s_measured"]
+        joined["ratio"] = joined["latency_s_model"] / joined["latency_s_measured"]
+        parts.append(joined)
+    return pd.concat(parts, ignore_index=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", nargs="+", default=["digits-cnn", "minilm-small", "minilm"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--csv", type=Path, help="write every measured and modelled pair here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_colwidth", 60)
+    pd.set_option("display.float_format", lambda v: f"{v:.3g}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}; model: {DEVICE} (nominal numbers)\n")
+
+    tasks, parts = {}, []
+    for example in args.examples:
+        tasks[example] = mpq.load_task(f"example:{example}")
+        for batch in args.batch_sizes:
+            start = time.perf_counter()
+            merged = compare(tasks[example], batch, args.warmup, args.repeats).assign(example=example)
+            parts.append(merged)
+            print(f"=== example:{example}, batch {batch} ({time.perf_counter() - start:.0f} s to measure)")
+            print(per_layer(merged).to_string(index=False))
+            print(per_candidate(merged).to_string())
+            print(pd.Series(summary(merged)).to_string(), "\n")
+
+    everything = pd.concat(parts, ignore_index=True)
+    if args.csv:
+        everything.to_csv(args.csv, index=False)
+    print("=== all examples and batches, nominal cpu-x86")
+    print(pd.Series(summary(everything)).to_string())
+    nominal = roofline(nominal_params(), everything)
+    assert np.allclose(nominal, everything["latency_s_model"], rtol=1e-9), "roofline() drifted from hwmodels"
+
+    fitted = fit(everything)
+    note = (f"bench_cost_model.py, {torch.get_num_threads()} torch thread(s), "
+            f"{', '.join(args.examples)} at batch {', '.join(map(str, args.batch_sizes))}")
+    with tempfile.TemporaryDirectory() as folder:
+        rescored = calibrated_scores(everything, tasks, calibrated_device(fitted, Path(folder), note))
+    print("\n=== proposed cpu-x86.toml numbers (fitted to all pairs above)")
+    nominal_values = nominal_params()
+    print(pd.DataFrame({"nominal": nominal_values, "fitted": fitted, "unit": FITTED}).to_string())
+    print("\n=== calibrated cpu-x86 (scored by hwmodels.cost_table)")
+    print(pd.Series(summary(rescored)).to_string())
+    print("\n=== per example and batch: nominal -> calibrated")
+    print(headline(everything, rescored).to_string(index=False))
+
+
+def headline(nominal: pd.DataFrame, calibrated: pd.DataFrame) -> pd.DataFrame:
+    """One row per (example, batch): MAPE and Spearman of the nominal and the calibrated model."""
+    rows = []
+    for (example, batch), group in nominal.groupby(["example", "batch_size"], sort=False):
+        after = calibrated[(calibrated["example"] == example) & (calibrated["batch_size"] == batch)]
+        before_stats, after_stats = summary(group), summary(after)
+        rows.append(
+            {
+                "example": example,
+                "batch": batch,
+                "pairs": len(group),
+                "measured_ms (all layers, w8a8)": 1e3 * group.loc[group["candidate"] == "w8a8", "latency_s_measured"].sum(),
+                "MAPE_% nominal": before_stats["MAPE_%"],
+                "model/measured nominal": before_stats["model/measured (median)"],
+                "spearman nominal": before_stats["spearman_all_pairs"],
+                "spearman within layer nominal": before_stats["spearman_within_layer (mean)"],
+                "MAPE_% calibrated": after_stats["MAPE_%"],
+                "spearman calibrated": after_stats["spearman_all_pairs"],
+                "spearman within layer calibrated": after_stats["spearman_within_layer (mean)"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Frontier and knapsack-DP checks on instances too large to enumerate (float data), against
+the HiGHS ILP."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+from solver_enumeration import random_tables
+
+import solvers
+import solvers._knapsack
+
+
+@pytest.fixture(scope="module")
+def layers120():
+    return random_tables(np.random.default_rng(7), 120, 8, drop=0.1)
+
+
+@pytest.fixture(scope="module")
+def layers8():
+    return random_tables(np.random.default_rng(3), 8, 4)
+
+
+def budget_at(costs, column, fraction):
+    per_layer = costs.groupby("layer")[column]
+    low, high = per_layer.min().sum(), per_layer.max().sum()
+    return low + fraction * (high - low)
+
+
+@pytest.mark.parametrize("column", ["weight_bytes", "latency_s"])
+def test_knapsack_dp_matches_highs_on_120_layers(layers120, column):
+    omega, costs = layers120
+    for fraction in (0.05, 0.3, 0.7):
+        budget = {column: budget_at(costs, column, fraction)}
+        dp = solvers.solve(omega, costs, budget)
+        ilp = solvers.solve(omega, costs, budget, backend="highs")
+        assert dp.costs[column] <= budget[column] * (1 + 1e-12)
+        assert dp.predicted_loss == pytest.approx(ilp.predicted_loss, rel=1e-9, abs=0)
+        assert dp.optimal and ilp.optimal
+
+
+def test_dp_overflow_falls_back_to_the_ilp(layers120, monkeypatch, caplog):
+    omega, costs = layers120
+    budget = {"weight_bytes": budget_at(costs, "weight_bytes", 0.3)}
+    expected = solvers.solve(omega, costs, budget).predicted_loss
+    monkeypatch.setattr(solvers._knapsack, "_MAX_STATES", 0)
+    with caplog.at_level(logging.INFO, logger="solvers"):
+        solution = solvers.solve(omega, costs, budget)
+    assert "overflowed" in caplog.text
+    assert solution.predicted_loss == pytest.approx(expected, rel=1e-9)
+
+
+def test_truncated_frontier_is_the_optimum_at_each_grid_budget(layers120):
+    omega, costs = layers120
+    with pytest.warns(solvers.TruncatedFrontierWarning, match="max_points=12"):
+        points = solvers.frontier(omega, costs, ["weight_bytes"], max_points=12)
+    assert len(points) == 12
+    cost = np.array([p.costs["weight_bytes"] for p in points])
+    loss = np.array([p.predicted_loss for p in points])
+    assert np.all(np.diff(cost) > 0) and np.all(np.diff(loss) < 0)  # sorted, non-dominated
+    grid = np.linspace(cost[0], cost[-1], 12)
+    for j in (0, 5, 11):
+        ilp = solvers.solve(omega, costs, {"weight_bytes": grid[j]}, backend="highs")
+        assert loss[cost <= grid[j] * (1 + 1e-12)].min() == pytest.approx(ilp.predicted_loss, rel=1e-9)
+    assert points[-1].predicted_loss == pytest.approx(solvers.solve(omega, costs).predicted_loss)
+
+
+def test_objectives_may_name_the_loss(layers8):
+    plain = solvers.frontier(*layers8, ["latency_s"])
+    named = solvers.frontier(*layers8, ["predicted_loss", "latency_s"])
+    assert plain == named and len(plain) > 3
+
+
+def test_budget_on_the_objective_cuts_the_frontier(layers8):
+    full = solvers.frontier(*layers8, ["weight_bytes"])
+    limit = full[len(full) // 2].costs["weight_bytes"]
+    cut = solvers.frontier(*layers8, ["weight_bytes"], {"weight_bytes": limit})
+    assert cut == [p for p in full if p.costs["weight_bytes"] <= limit]
+
+
+def test_ilp_epsilon_constraint_equals_the_merge(layers8):
+    merge = solvers.frontier(*layers8, ["latency_s"])
+    ilp = solvers.frontier(*layers8, ["latency_s"], backend="highs")
+    assert [p.assignment for p in ilp] == [p.assignment for p in merge]
+
+
+def test_max_budget_removes_pairs(layers8):
+    omega, costs = layers8
+    limit = costs.groupby("layer")["sram_bytes"].min().max()
+    points = solvers.frontier(omega, costs, ["weight_bytes"], {"sram_bytes": limit})
+    assert points and all(p.costs["sram_bytes"] <= limit for p in points)
+
+
+def test_three_objectives_warn_and_stay_non_dominated(layers8):
+    with pytest.warns(solvers.ApproximateFrontierWarning):
+        points = solvers.frontier(*layers8, ["weight_bytes", "latency_s"], max_points=60)
+    values = np.array([[p.predicted_loss, p.costs["weight_bytes"], p.costs["latency_s"]] for p in points])
+    assert 10 < len(points) <= 60
+    for row in values:
+        dominated = np.all(values <= row, axis=1) & np.any(values < row, axis=1)
+        assert not dominated.any()
+    assert list(values[:, 1]) == sorted(values[:, 1])
+
+
+def test_complete_frontier_emits_no_warning(layers8):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        points = solvers.frontier(*layers8, ["weight_bytes"], max_points=10_000)
+    assert all(p.optimal and p.status == "optimal" for p in points)
