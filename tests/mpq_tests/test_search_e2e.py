@@ -84,7 +84,7 @@ def test_infeasible_budget_fails_before_any_probe(digits, tmp_path, monkeypatch)
     [
         ({"target": "stm32h74"}, hwmodels.UnknownDeviceError, "did you mean 'stm32h743'"),
         ({"objectives": ["latency"]}, mpq.exceptions.UnknownNameError, "unknown objective 'latency'.*did you mean 'latency_s'"),
-        ({"budgets": {"flash": 1e5}}, mpq.exceptions.UnknownNameError, "unknown budget 'flash'.*did you mean 'flash_bytes'"),
+        ({"target": "stm32h743", "budgets": {"flash": 1e5}}, mpq.exceptions.UnknownNameError, "unknown budget 'flash'.*did you mean 'flash_bytes'"),
         ({"budgets": {"flash_bytes": -1}}, mpq.exceptions.InvalidParameterError, r"budgets\['flash_bytes'\]"),
         ({"candidates": ["w5a8"]}, mpq.exceptions.UnknownNameError, "unknown weight format '5'"),
         ({"objectives": []}, mpq.exceptions.InvalidParameterError, "must name one or two cost columns"),
