@@ -7,6 +7,7 @@ device, and solve for the Pareto frontier of accuracy loss against latency, ener
 from mpq import exceptions
 from mpq._apply import activation_ranges, apply
 from mpq._examples import list_examples
+from mpq._export import compare, export
 from mpq._formats import Candidate, NumberFormat, candidate_table, get_candidate, get_format, list_formats
 from mpq._layers import layers
 from mpq._measure import measure_latency, write_measured_csv
@@ -43,6 +44,8 @@ __all__ = [
     "Run",
     "open_run",
     "list_runs",
+    "export",
+    "compare",
     "measure_latency",
     "write_measured_csv",
     # errors and version

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -72,6 +71,12 @@ class Run:
                 f"run {self.id} has no point {point!r}; choose one of {', '.join(map(str, self.frontier['point']))}."
             )
         return dict(zip(rows["layer"], rows["candidate"]))
+
+    def export(self, point: int, to: str = "json") -> dict[str, Any]:
+        """One point as a document for another tool: ``json``, ``hawq`` or ``hf`` (see :func:`mpq.export`)."""
+        from mpq._export import export
+
+        return export(self, point, to)
 
     def best(self, **budgets: float) -> pd.Series:
         """The best frontier point within budgets.
@@ -149,7 +154,3 @@ def list_runs(db: str | Path | None = None) -> pd.DataFrame:
         metric drop), ``created_at``, ``finished_at`` (UTC).
     """
     return Store(db, create=False).list_runs()
-
-
-def is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)

@@ -169,6 +169,60 @@ def frontier(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption
 
 
 @app.command()
+def export(
+    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    point: Annotated[int, typer.Option(help="The point to export (see 'mpq frontier RUN').")],
+    to: Annotated[str, typer.Option(help="json (layer -> formats), hawq (HAWQ-V3 bit_config) or hf (quantization_config).")] = "json",
+    out: Annotated[Optional[str], typer.Option(help="Write to this file instead of stdout.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Export one point of a run for another tool."""
+    from pathlib import Path
+
+    import mpq
+    from mpq._cli_render import dumps
+
+    text = dumps(mpq.open_run(db, run_id).export(point, to))
+    if out:
+        Path(out).write_text(text + "\n")
+        stdout.print(f"wrote {out}")
+    else:
+        print(text)
+
+
+@app.command()
+def compare(
+    first: Annotated[int, typer.Argument(metavar="RUN")],
+    second: Annotated[int, typer.Argument(metavar="RUN")],
+    points: Annotated[Optional[str], typer.Option(help="K,L: the points of the two runs to diff per layer [default: each run's best].")] = None,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Two runs' frontiers side by side and the per-layer difference of two points."""
+    import mpq
+    from mpq._cli_render import dumps, frontier_view, rich_table, table_json
+
+    runs = mpq.open_run(db, first), mpq.open_run(db, second)
+    chosen = None
+    if points:
+        try:
+            chosen = tuple(int(p) for p in points.split(","))
+        except ValueError:
+            chosen = ()
+        if len(chosen) != 2:
+            raise typer.BadParameter(f"{points!r} is not K,L; write e.g. --points 3,5.", param_hint="--points")
+    frontiers, layers = mpq.compare(*runs, points=chosen)
+    if json:
+        stdout.print_json(dumps({"frontiers": table_json(frontiers), "points": list(layers.attrs["points"]),
+                                 "layers": table_json(layers)}))
+        return
+    for run in runs:
+        stdout.print(rich_table(frontier_view(run), title=f"run {run.id}: {run.record['task_name']} on {run.target}"))
+    a, b = layers.attrs["points"]
+    stdout.print(rich_table(layers, title=f"per layer: run {first} point {a} vs run {second} point {b}"))
+
+
+@app.command()
 def devices(json: JsonOption = False) -> None:
     """List the target devices and the candidates each runs."""
     from mpq._cli_render import dumps, rich_table, table_json
@@ -248,9 +302,34 @@ def measure(
 
 
 @app.command()
-def dashboard(db: DbOption = None) -> None:
-    """Open the Streamlit dashboard on a store (not built yet)."""
-    raise typer.Exit(_fail("the dashboard is not built yet (issue: Streamlit dashboard); browse runs with 'mpq runs' and 'mpq show RUN'.", 1))
+def dashboard(
+    db: DbOption = None,
+    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 8501,
+    address: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 shares it on the network.")] = "127.0.0.1",
+    headless: Annotated[bool, typer.Option("--headless/--open-browser", help="Serve without opening a browser tab.")] = False,
+) -> None:
+    """Open the Streamlit dashboard on a store: runs, frontiers, comparisons, exports (read only)."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    import mpq
+
+    # One resolver: the checkout's app/ beside the mpq package (a wheel will ship it as package data).
+    script = Path(mpq.__file__).resolve().parents[1] / "app" / "streamlit_app.py"
+    if not script.is_file():
+        raise typer.Exit(_fail(f"the dashboard app is missing: no {script}; reinstall mpq from a source checkout (pip install -e .).", 1))
+    if importlib.util.find_spec("streamlit") is None:
+        raise typer.Exit(_fail("mpq dashboard needs the [dashboard] extra; run 'pip install mpq[dashboard]'.", 1))
+    mpq.list_runs(db)  # a store that cannot be read fails here, in one line, before a server starts
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address", address,
+        "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false", "--",
+        *(["--db", db] if db else []),
+    ]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)  # the server replaces this process: signals and exit code are its own
 
 
 @db_app.command("upgrade")

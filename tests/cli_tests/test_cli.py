@@ -108,3 +108,30 @@ def test_measure_then_search_with_the_measured_table(capsys, searched, tmp_path)
     for point in doc["points"]:  # every point's latency is the sum of the measured layer latencies
         expected = sum(measured[layer, candidate] for layer, candidate in point["assignment"].items())
         assert point["costs"]["latency_s"] == pytest.approx(expected)
+
+
+def test_export_every_format(capsys, searched, tmp_path):
+    doc = json.loads(cli_ok(capsys, "export", "1", "--point", "0", "--db", searched).out)
+    assert doc["run"] == 1 and doc["point"] == 0 and set(doc["layers"]) == {"conv1", "conv2", "conv3", "conv4", "fc1", "fc2"}
+    layer = doc["layers"]["conv1"]
+    assert layer["candidate"] == f"w{layer['weight_format'][3]}a{layer['act_format'][3]}"  # e.g. w2a2 -> int2_pc, int2
+    hawq = json.loads(cli_ok(capsys, "export", "1", "--point", "0", "--to", "hawq", "--db", searched).out)
+    (config,) = hawq.values()
+    assert config == {name: int(spec["weight_format"][3]) for name, spec in doc["layers"].items()}
+    out = tmp_path / "hf.json"
+    cli_ok(capsys, "export", "1", "--point", "0", "--to", "hf", "--out", str(out), "--db", searched)
+    hf = json.loads(out.read_text())["quantization_config"]
+    assert hf["quant_method"] == "mpq" and hf["config_groups"]["fc2"]["weights"]["format"] == doc["layers"]["fc2"]["weight_format"]
+    status, _, err = run_cli(capsys, "export", "1", "--point", "999", "--db", searched)
+    assert status == 2 and "run 1 has no point 999" in err
+
+
+def test_compare_two_runs(capsys, searched):
+    doc = json.loads(cli_ok(capsys, "compare", "1", "1", "--points", "0,1", "--db", searched, "--json").out)
+    assert doc["points"] == [0, 1] and {f["run"] for f in doc["frontiers"]} == {1}
+    changed = {row["layer"] for row in doc["layers"] if row["changed"]}
+    first = json.loads(cli_ok(capsys, "export", "1", "--point", "0", "--db", searched).out)["layers"]
+    second = json.loads(cli_ok(capsys, "export", "1", "--point", "1", "--db", searched).out)["layers"]
+    assert changed == {l for l in first if first[l]["candidate"] != second[l]["candidate"]}
+    status, _, err = run_cli(capsys, "compare", "1", "1", "--points", "0", "--db", searched)
+    assert status == 2 and "is not K,L" in err

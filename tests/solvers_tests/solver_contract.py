@@ -5,8 +5,6 @@ Hand-computed answers on the `three_layers` and `message_example` fixtures (see 
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 from solver_enumeration import enumerate_allocations, nondominated
 

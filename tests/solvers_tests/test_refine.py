@@ -44,6 +44,7 @@ def test_refine_seeds_then_continues_in_sqlite(tables, tmp_path):
     omega, costs = tables
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     seeds = solvers.frontier(omega, costs, ["weight_bytes"])[::3]
+    seeds[-1] = dict(seeds[-1].assignment)  # a bare assignment seeds too
     measure = Measured(omega)
     kwargs = dict(objectives=["measured_loss", "weight_bytes"], storage=storage, study_name="mpq", population_size=4)
 
@@ -52,7 +53,7 @@ def test_refine_seeds_then_continues_in_sqlite(tables, tmp_path):
     trials = study.get_trials()
     assert len(trials) == len(seeds) + 6
     # The seeds are the first trials, in order.
-    assert [measure.calls[i] for i in range(len(seeds))] == [s.assignment for s in seeds]
+    assert [measure.calls[i] for i in range(len(seeds))] == [getattr(s, "assignment", s) for s in seeds]
     assert first and non_dominated(first, "weight_bytes")
     for point in first:
         assert point.status == "measured" and not point.optimal
