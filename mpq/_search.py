@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -20,12 +21,12 @@ from mpq._layers import layers
 from mpq._omega import omega
 from mpq._probes import PROBES, ProbeSettings, probe
 from mpq._probes.checkpoint import data_hash, model_hash, probe_key
-from mpq._probes.settings import check_settings, settings_to_json
+from mpq._probes.settings import check_settings, settings_from_json, settings_to_json
 from mpq._runs import Run, open_run
 from mpq._storage import Store
 from mpq._task import Task
 from mpq._validation import Interval, check_param, unknown_name
-from mpq.exceptions import InvalidParameterError
+from mpq.exceptions import InvalidParameterError, SearchInterrupted
 
 logger = logging.getLogger("mpq.search")
 
@@ -89,7 +90,7 @@ def thin(points: list[solvers.Solution], objective: str, max_points: int) -> lis
     return [points[i] for i in keep]
 
 
-def _baselines(om: pd.DataFrame, costs: pd.DataFrame, candidates: Sequence[str], budgets: Mapping[str, float]) -> dict[str, solvers.Solution]:
+def _baselines(om: pd.DataFrame, costs: pd.DataFrame, candidates: Sequence[str]) -> dict[str, solvers.Solution]:
     """The uniform configurations (every layer at one candidate) the target runs for every layer."""
     layer_names = list(dict.fromkeys(om["layer"]))
     found = {}
@@ -112,16 +113,18 @@ def search(
     measured: str | Path | pd.DataFrame | None = None,
     max_points: int = 20,
     validate: bool = True,
-    db: str | Path | None = None,
+    db: str | Path | Store | None = None,
+    resume: int | None = None,
     progress: Progress | None = None,
 ) -> Run:
     """Find the per-layer formats of ``task``'s model on the Pareto frontier for ``target``.
 
     Probes the model's sensitivity (reused from the store when the same model, data and probe
-    settings were probed before), costs every layer at every candidate on the target, solves
-    for the frontier of predicted loss against the objectives (or, with ``budgets``, the one
-    optimal point), validates every point and the uniform baselines by fake-quantizing the
-    model and evaluating it on the task's held-out data, and stores it all.
+    settings were probed before; an interrupted probe continues from its saved samples), costs
+    every layer at every candidate on the target, solves for the frontier of predicted loss
+    against the objectives (or, with ``budgets``, the one optimal point), validates every point
+    and the uniform baselines by fake-quantizing the model and evaluating it on the task's
+    held-out data, and stores it all, point by point.
 
     Args:
         task: The model, calibration data, loss and metric.
@@ -142,6 +145,10 @@ def search(
             the first objective) before validation.
         validate: Evaluate every point on held-out data (needs ``task.evaluate``).
         db: The store: None (``~/.cache/mpq/mpq.db``), a SQLite path or a SQLAlchemy URL.
+        resume: The id of an unfinished run (interrupted, killed or failed) to finish: the
+            tables, points and validations it stored are kept, the rest is done. Its target,
+            objectives, budgets, candidates and settings are the run's own; the other arguments
+            are ignored. The task must be the same model and data (checked by hash).
         progress: ``progress(stage, done, total, message)`` callback.
 
     Returns:
@@ -149,101 +156,185 @@ def search(
 
     Raises:
         UnknownNameError: an unknown target, candidate, objective or budget name.
-        InvalidParameterError: a bad parameter value.
+        InvalidParameterError: a bad parameter value, or a resumed run of another model or data.
         InfeasibleBudgetError: no configuration meets the budgets (raised before any probe runs,
             with the smallest achievable value).
+        SearchInterrupted: Ctrl-C; the message says how to resume.
         StoreError: the store cannot be opened or written.
     """
+    progress = progress or _silent
+    if resume is not None:
+        store = db if isinstance(db, Store) else Store(db, create=False)
+        plan = _resumed_plan(task, store, resume)
+        if plan is None:  # finished already
+            return open_run(store, resume)
+    else:
+        plan = _new_plan(task, target, objectives, budgets, candidates, settings, batch_size, measured, max_points,
+                         validate, progress)
+        store = db if isinstance(db, Store) else Store(db)
+        plan.run_id = store.create_run(tables={"layers": plan.layer_table, "costs": plan.costs}, **plan.record_fields(task))
+    try:
+        _run_pipeline(task, store, plan, progress)
+    except KeyboardInterrupt as exc:
+        store.finish_run(plan.run_id, "failed", error="interrupted (Ctrl-C)")
+        raise SearchInterrupted(
+            f"search interrupted; run {plan.run_id} keeps what was done: finish it with "
+            f"'mpq search --resume {plan.run_id}' (same --model and --db)."
+        ) from exc
+    except BaseException as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        store.finish_run(plan.run_id, "failed", error=f"{type(exc).__name__}: {message}")
+        raise
+    return open_run(store, plan.run_id)
+
+
+@dataclass
+class _Plan:
+    """What a run searches for: everything checked before the first probe sample."""
+
+    target: str
+    device: hwmodels.Device
+    objectives: tuple[str, ...]
+    budgets: dict[str, float]
+    candidates: list[str]
+    settings: ProbeSettings
+    batch_size: int
+    max_points: int
+    validate: bool
+    layer_table: pd.DataFrame | None = None
+    costs: pd.DataFrame | None = None
+    run_id: int | None = None
+
+    @property
+    def all_budgets(self) -> dict[str, float]:
+        return {**self.device.limits(), **self.budgets}
+
+    def record_fields(self, task: Task) -> dict:
+        return dict(
+            task_name=task.name, metric_name=task.metric_name, model_hash=model_hash(task.model),
+            data_hash=data_hash(task.calibration), probe_key=probe_key(task, self.settings), target=self.device.name,
+            objectives=list(self.objectives), budgets=self.budgets, versions=_versions(),
+            settings={"probe": settings_to_json(self.settings), "candidates": self.candidates, "target": self.target,
+                      "batch_size": self.batch_size, "max_points": self.max_points, "validate": self.validate},
+        )
+
+
+def _new_plan(task, target, objectives, budgets, candidates, settings, batch_size, measured, max_points, validate,
+              progress) -> _Plan:
     objectives, budgets = _check_search_params(task, objectives, budgets, batch_size, max_points)
     settings = check_settings("search", settings or ProbeSettings())
-    progress = progress or _silent
-
-    # Everything a user can get wrong is checked before the first probe sample.
-    device = hwmodels.load_device(target)
-    candidate_names = list(candidates or device.candidates)
-    candidates_table = candidate_table(candidate_names)
-    progress("layers", 0, 1, "running the model once")
-    layer_table = layers(task.model, task.calibration[0][0])
-    progress("costs", 0, 1, f"costing {len(layer_table)} layers x {len(candidate_names)} candidates on {device.name}")
-    costs = hwmodels.cost_table(layer_table, device, candidates_table, batch_size=batch_size, measured=measured)
-    _check_cost_names(costs, objectives, "objective")
-    _check_cost_names(costs, list(budgets), "budget")
-    all_budgets = {**device.limits(), **budgets}
-    zero = costs[["layer", "candidate"]].assign(omega=0.0)
-    solvers.solve(zero, costs, all_budgets)  # InfeasibleBudgetError here, before any probe runs
     if validate and task.evaluate is None:
         raise InvalidParameterError(
             f"task {task.name!r} has no evaluate function, so its points cannot be validated; "
             "give Task(evaluate=...) or pass validate=False (--no-validate)."
         )
-
-    store = db if isinstance(db, Store) else Store(db)
-    key = probe_key(task, settings)
-    run_id = store.create_run(
-        task_name=task.name, metric_name=task.metric_name, model_hash=model_hash(task.model),
-        data_hash=data_hash(task.calibration), probe_key=key, target=device.name, objectives=list(objectives),
-        budgets=budgets, settings={"probe": settings_to_json(settings), "candidates": candidate_names,
-                                    "batch_size": batch_size, "max_points": max_points},
-        versions=_versions(),
-    )
-    try:
-        _run_pipeline(task, store, run_id, key, settings, device, candidate_names, layer_table, costs,
-                      objectives, budgets, all_budgets, max_points, validate, progress)
-    except BaseException as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {message}")
-        raise
-    return open_run(store, run_id)
+    device = hwmodels.load_device(target)
+    plan = _Plan(str(target), device, objectives, budgets, list(candidates or device.candidates), settings,
+                 batch_size, max_points, validate)
+    # Everything a user can get wrong is checked before the first probe sample.
+    candidates_table = candidate_table(plan.candidates)
+    progress("layers", 0, 1, "running the model once")
+    plan.layer_table = layers(task.model, task.calibration[0][0])
+    progress("costs", 0, 1, f"costing {len(plan.layer_table)} layers x {len(plan.candidates)} candidates on {device.name}")
+    plan.costs = hwmodels.cost_table(plan.layer_table, device, candidates_table, batch_size=batch_size, measured=measured)
+    _check_cost_names(plan.costs, objectives, "objective")
+    _check_cost_names(plan.costs, list(budgets), "budget")
+    zero = plan.costs[["layer", "candidate"]].assign(omega=0.0)
+    solvers.solve(zero, plan.costs, plan.all_budgets)  # InfeasibleBudgetError here, before any probe runs
+    return plan
 
 
-def _run_pipeline(task, store, run_id, key, settings, device, candidate_names, layer_table, costs,
-                  objectives, budgets, all_budgets, max_points, validate, progress) -> None:
-    sensitivity = store.find_probe(key)
+def _resumed_plan(task: Task, store: Store, run_id: int) -> _Plan | None:
+    record = store.run_record(run_id)
+    for what, stored, current in (("model", record["model_hash"], model_hash(task.model)),
+                                  ("calibration data", record["data_hash"], data_hash(task.calibration))):
+        if stored != current:
+            raise InvalidParameterError(
+                f"run {run_id} searched task {record['task_name']!r} with {what} {stored[:12]}, but this task's "
+                f"{what} hashes {current[:12]}; resume with the same --model, or start a new search without --resume."
+            )
+    if record["status"] == "done":
+        return None
+    saved = record["settings"]
+    plan = _Plan(saved["target"], hwmodels.load_device(saved["target"]), tuple(record["objectives"]),
+                 dict(record["budgets"]), list(saved["candidates"]), settings_from_json(saved["probe"]),
+                 saved["batch_size"], saved["max_points"], saved["validate"], run_id=run_id)
+    store.update_run(run_id, status="running", error=None)
+    return plan
+
+
+def _run_pipeline(task: Task, store: Store, plan: _Plan, progress: Progress) -> None:
+    run_id, stored = plan.run_id, store.run_tables(plan.run_id)
+    key = probe_key(task, plan.settings)
+    sensitivity = stored.get("sensitivity")
     if sensitivity is None:
-        sensitivity = probe(task, settings=settings, checkpoint=store,
+        sensitivity = store.find_probe(key)
+    if sensitivity is None:
+        sensitivity = probe(task, settings=plan.settings, checkpoint=store,
                             progress=lambda done, total, message: progress("probe", done, total, message))
         store.save_probe(key, model_hash=model_hash(task.model), data_hash=data_hash(task.calibration),
-                         settings={"json": settings_to_json(settings)}, table=sensitivity)
+                         settings={"json": settings_to_json(plan.settings)}, table=sensitivity)
     else:
         progress("probe", 1, 1, "reused the stored probe of this model, data and settings")
-    store.save_table(run_id, "layers", layer_table)
-    store.save_table(run_id, "sensitivity", sensitivity)
-    store.save_table(run_id, "costs", costs)
+    if "sensitivity" not in stored:
+        store.save_table(run_id, "sensitivity", sensitivity)
+    plan.costs = stored["costs"] if plan.costs is None else plan.costs  # a resumed run keeps its own costs
 
-    progress("omega", 0, 1, "quantization noise of every layer at every candidate")
-    om = omega(task, sensitivity, candidate_names, probe=PROBES[settings.probes[0]][0])
-    store.save_table(run_id, "omega", om)
+    om = stored.get("omega")
+    if om is None:
+        progress("omega", 0, 1, "quantization noise of every layer at every candidate")
+        om = omega(task, sensitivity, plan.candidates, probe=PROBES[plan.settings.probes[0]][0])
+        store.save_table(run_id, "omega", om)
 
-    progress("solve", 0, 1, f"{'optimal point' if budgets else 'frontier'} over {len(om)} (layer, candidate) pairs")
-    if budgets:
-        points = [solvers.solve(om, costs, all_budgets)]
+    frontier, assignments = store.run_points(run_id)
+    if frontier.empty:
+        progress("solve", 0, 1, f"{'optimal point' if plan.budgets else 'frontier'} over {len(om)} (layer, candidate) pairs")
+        store.save_points(run_id, _solve(om, plan))
+        frontier, assignments = store.run_points(run_id)
     else:
-        points = thin(solvers.frontier(om, costs, list(objectives), budgets=all_budgets), objectives[0], max_points)
-    labelled = [("frontier", False, p) for p in points]
-    labelled += [(label, True, p) for label, p in _baselines(om, costs, candidate_names, {}).items()]
+        progress("solve", 1, 1, f"reused the {len(frontier)} stored points")
 
-    float_metric = measured = None
-    if validate:
+    float_metric = None
+    if plan.validate:
+        float_metric = store.run_record(run_id)["float_metric"]
+        if float_metric is None:
+            float_metric = float(task.evaluate(task.model))
+            store.update_run(run_id, float_metric=float_metric)
         ranges = activation_ranges(task.model, task.calibration)
-        float_metric = float(task.evaluate(task.model))
-        measured = []
-        for i, (label, _, solution) in enumerate(labelled):
-            progress("validate", i, len(labelled), label)
-            measured.append(float(task.evaluate(apply(task.model, solution.assignment, act_ranges=ranges))))
-        progress("validate", len(labelled), len(labelled), "done")
-    rows = [
+        todo = frontier[frontier["measured_metric"].isna()]
+        for i, (point, label) in enumerate(zip(todo["point"], todo["label"])):
+            progress("validate", i, len(todo), label)
+            rows = assignments[assignments["point"] == point]
+            quantized = apply(task.model, dict(zip(rows["layer"], rows["candidate"])), act_ranges=ranges)
+            store.set_measured(run_id, int(point), float(task.evaluate(quantized)))
+        progress("validate", len(todo), len(todo), "done")
+        frontier, _ = store.run_points(run_id)
+    progress("store", 0, 1, "summarising the run")
+    store.finish_run(run_id, "done", float_metric=float_metric, spearman=_spearman(frontier, float_metric))
+
+
+def _solve(om: pd.DataFrame, plan: _Plan) -> list[dict]:
+    """The frontier (or the one budgeted optimum) and the uniform baselines, as store rows."""
+    if plan.budgets:
+        points = [solvers.solve(om, plan.costs, plan.all_budgets)]
+    else:
+        found = solvers.frontier(om, plan.costs, list(plan.objectives), budgets=plan.all_budgets)
+        points = thin(found, plan.objectives[0], plan.max_points)
+    labelled = [("frontier", False, p) for p in points]
+    labelled += [(label, True, p) for label, p in _baselines(om, plan.costs, plan.candidates).items()]
+    return [
         {
             "point": i, "label": label, "is_baseline": is_baseline, "optimal": solution.optimal,
-            "predicted_loss": solution.predicted_loss, "costs": solution.costs,
-            "measured_metric": None if measured is None else measured[i], "assignment": solution.assignment,
+            "predicted_loss": solution.predicted_loss, "costs": solution.costs, "measured_metric": None,
+            "assignment": solution.assignment,
         }
         for i, (label, is_baseline, solution) in enumerate(labelled)
     ]
-    progress("store", 0, 1, "writing the frontier")
-    store.save_points(run_id, rows)
-    spearman = None
-    if measured is not None and len(rows) > 2:
-        drop = [float_metric - m for m in measured]
-        rho = spearmanr([r["predicted_loss"] for r in rows], drop).statistic
-        spearman = None if np.isnan(rho) else float(rho)
-    store.finish_run(run_id, "done", float_metric=float_metric, spearman=spearman)
+
+
+def _spearman(frontier: pd.DataFrame, float_metric: float | None) -> float | None:
+    """Rank correlation of predicted loss with the measured metric drop, over every point."""
+    if float_metric is None or len(frontier) < 3:
+        return None
+    rho = spearmanr(frontier["predicted_loss"], float_metric - frontier["measured_metric"]).statistic
+    return None if np.isnan(rho) else float(rho)

@@ -98,6 +98,7 @@ def search(
     batch_size: Annotated[int, typer.Option(help="Batch size the cost model assumes.")] = 1,
     measured: Annotated[Optional[str], typer.Option(help="Measured latency CSV (mpq measure --out) replacing the model's latency_s.")] = None,
     validate: Annotated[bool, typer.Option(help="Evaluate every point on held-out data.")] = True,
+    resume: Annotated[Optional[int], typer.Option(metavar="RUN", help="Finish an interrupted run (same --model); its other settings are the run's own.")] = None,
     db: DbOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -113,7 +114,8 @@ def search(
         run = mpq.search(
             task, target=target, objectives=objective, budgets=budgets,
             candidates=candidates.split(",") if candidates else None, settings=settings,
-            batch_size=batch_size, measured=measured, max_points=max_points, validate=validate, db=db, progress=progress,
+            batch_size=batch_size, measured=measured, max_points=max_points, validate=validate, db=db, resume=resume,
+            progress=progress,
         )
     if json:
         stdout.print_json(dumps(run_json(run)))
@@ -318,13 +320,14 @@ def dashboard(
     # One resolver: the checkout's app/ beside the mpq package (a wheel will ship it as package data).
     script = Path(mpq.__file__).resolve().parents[1] / "app" / "streamlit_app.py"
     if not script.is_file():
-        raise typer.Exit(_fail(f"the dashboard app is missing: no {script}; reinstall mpq from a source checkout (pip install -e .).", 1))
+        raise mpq.MpqError(f"the dashboard app is missing: no {script}; reinstall mpq from a source checkout (pip install -e .).")
     if importlib.util.find_spec("streamlit") is None:
-        raise typer.Exit(_fail("mpq dashboard needs the [dashboard] extra; run 'pip install mpq[dashboard]'.", 1))
+        raise mpq.MpqError("mpq dashboard needs the [dashboard] extra; run 'pip install mpq[dashboard]'.")
     mpq.list_runs(db)  # a store that cannot be read fails here, in one line, before a server starts
     command = [
         sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address", address,
-        "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false", "--",
+        "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal", "--",
         *(["--db", db] if db else []),
     ]
     sys.stdout.flush()
@@ -366,8 +369,9 @@ def _main(argv: list[str] | None) -> None:
         app(args=argv, prog_name="mpq", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        sys.exit(_fail("interrupted; samples already taken are saved: run the same command again to resume.", 130))
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        message = str(exc) if isinstance(exc, MpqError) else "interrupted; probe samples already taken are saved: run the same command again to resume them."
+        sys.exit(_fail(message, 130))
     except typer.TyperException as exc:  # usage errors: Typer shows them with the usage line
         exc.show()
         sys.exit(exc.exit_code)

@@ -16,6 +16,7 @@ __all__ = [
     "RunNotFoundError",
     "StoreError",
     "ProbeError",
+    "SearchInterrupted",
     "SensitivityWarning",
     "ExperimentalWarning",
 ]
@@ -51,6 +52,10 @@ class StoreError(MpqError):
 
 class ProbeError(MpqError):
     """A sensitivity probe failed (NaN loss, no gradient, ...)."""
+
+
+class SearchInterrupted(MpqError, KeyboardInterrupt):
+    """Ctrl-C during a search; the run is stored as failed and the message says how to resume it."""
 
 
 class SensitivityWarning(UserWarning):

@@ -104,9 +104,6 @@ def probe(
     for name in settings.candidates:
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
 
-    table = layers(task.model, task.calibration[0][0])
-    graph = LayerGraph(task, table)
-    batches = calibration_batches(task.calibration, settings.micro_batch_size)
     key = probe_key(task, settings) if checkpoint is not None else None
     state = (checkpoint.load(key) if checkpoint is not None else None) or {}
 
@@ -121,12 +118,12 @@ def probe(
 
     rows: list[dict] = []
     with _eval_mode(task.model):
+        graph = LayerGraph(task, layers(task.model, task.calibration[0][0]))
+        batches = calibration_batches(task.calibration, settings.micro_batch_size)
         for family_name, names in families(settings).items():
             if family_name == "measured":
-                measured = run_measured(
-                    graph, batches, settings.candidates, state.setdefault("measured", {}),
-                    lambda _, done, total, message: (save(), report(done, total, message)),
-                )
+                measured = run_measured(graph, batches, settings.candidates, state.setdefault("measured", {}),
+                                        lambda done, total, message: (save(), report(done, total, message)))
                 rows += _measured_rows(graph, measured, sum(b.size for b in batches))
                 continue
             stats = _sample_family(graph, family_name, names, batches, settings, state, save, report)

@@ -161,8 +161,8 @@ def check_mean_loss(task_name: str, loss_fn, output: torch.Tensor, targets) -> N
     if not math.isclose(whole, mean, rel_tol=1e-4, abs_tol=1e-7):
         raise ProbeError(
             f"task {task_name}: loss_fn is not a mean over the batch's samples (loss {whole:.6g}, mean of its "
-            f"halves {mean:.6g}); return the mean of per-sample losses (reduction='mean') or use the "
-            "hessian and fisher probes with fisher_sampler='gauss_newton'."
+            f"halves {mean:.6g}); return the mean of per-sample losses (reduction='mean'); the hessian probes and "
+            "fisher_sampler='gauss_newton' do without."
         )
 
 
@@ -228,16 +228,16 @@ class FisherFamily:
         values: dict[Target, float] = {}
         for i in range(self.draws):
             noise = self.noise(batch, output, generator)
-            noise_backward(run, noise, values, retain_graph=i + 1 < self.draws, sign=1.0 / self.draws)
+            noise_backward(run, noise, values, retain_graph=i + 1 < self.draws, scale=1.0 / self.draws)
             self.backwards += 1
         return values
 
 
 def noise_backward(run: Pass, noise: torch.Tensor, values: dict[Target, float], *, retain_graph: bool,
-                   sign: float = 1.0) -> None:
-    """Add ``sign * ||d(noise . output)/dt||^2`` of every tensor of the pass to its targets' values."""
+                   scale: float = 1.0) -> None:
+    """Add ``scale * ||d(noise . output)/dt||^2`` of every tensor of the pass to its targets' values."""
     grads = gradients((noise * run.output).sum(), run, create_graph=False, retain_graph=retain_graph)
-    add_to(values, run, [(g * g).sum() for g in grads], sign)
+    add_to(values, run, [(g * g).sum() for g in grads], scale)
 
 
 def _label_dtype(targets) -> torch.dtype:

@@ -74,7 +74,7 @@ class HessianFamily:
         passes = [part for part in parts for _ in range(self.draws)]
         for i, (factor, sign) in enumerate(passes):
             noise = curvature.noise(factor, output.shape, output.dtype, generator)
-            noise_backward(run, noise, values, retain_graph=residual or i + 1 < len(passes), sign=sign / self.draws)
+            noise_backward(run, noise, values, retain_graph=residual or i + 1 < len(passes), scale=sign / self.draws)
             self.backwards += 1
         if residual:
             coupling = (curvature.grad * output).sum()  # its Hessian is R

@@ -42,7 +42,7 @@ def run_measured(
     batches: list[Batch],
     candidates: tuple[str, ...],
     state: dict,
-    after_pair: Callable[[dict, int, int, str], None],
+    after_pair: Callable[[int, int, str], None],
 ) -> dict:
     """Measure every (layer, candidate) pair not yet in ``state``; call ``after_pair`` after each.
 
@@ -52,7 +52,8 @@ def run_measured(
         candidates: Candidate names.
         state: ``{"pairs": [[layer, candidate, value, stderr], ...], "seconds": float}`` of the
             pairs already measured (empty to start); updated in place.
-        after_pair: ``after_pair(state, done, total, message)``: saves and reports progress.
+        after_pair: ``after_pair(done, total, message)``, called once ``state`` holds the pair:
+            saves it and reports progress; may raise to interrupt.
 
     Returns:
         ``state``, every pair measured.
@@ -77,5 +78,5 @@ def run_measured(
         value, stderr = weighted_mean_and_stderr([q - b for q, b in zip(losses, base)], weights)
         state["pairs"].append([layer, candidate, value, stderr])
         state["seconds"] += time.perf_counter() - start
-        after_pair(state, len(state["pairs"]), total, f"measured: {layer} at {candidate}: loss {value:+.4g}")
+        after_pair(len(state["pairs"]), total, f"measured: {layer} at {candidate}: loss {value:+.4g}")
     return state

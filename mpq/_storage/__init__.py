@@ -174,10 +174,11 @@ class Store:
             session.execute(delete(ProbeCheckpointModel).where(ProbeCheckpointModel.key == key))
 
     # -- runs -------------------------------------------------------------------------------
-    def create_run(self, **fields: Any) -> int:
-        """Record a new run with status ``running``; returns its id."""
+    def create_run(self, tables: Mapping[str, pd.DataFrame] | None = None, **fields: Any) -> int:
+        """Record a new run with status ``running`` and its first tables, in one transaction; returns its id."""
         with self._session() as session:
             run = RunModel(status="running", **fields)
+            run.tables = [RunTableModel(name=name, table_json=table_to_json(t)) for name, t in (tables or {}).items()]
             session.add(run)
             session.flush()
             return run.id
@@ -209,6 +210,19 @@ class Store:
                         ],
                     )
                 )
+
+    def set_measured(self, run_id: int, point: int, value: float) -> None:
+        """Record the validated metric of one point (validation resumes point by point)."""
+        with self._session() as session:
+            row = session.scalars(select(PointModel).where(PointModel.run_id == run_id, PointModel.point == point)).one()
+            row.measured_metric = _finite(float(value))
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        """Change fields of a run (``status="running"`` when it resumes, ``float_metric``...)."""
+        with self._session() as session:
+            run = self._get_run(session, run_id)
+            for name, value in fields.items():
+                setattr(run, name, _finite(value))
 
     def finish_run(self, run_id: int, status: str, **fields: Any) -> None:
         """Set the final status (``done`` or ``failed``) and any summary fields."""

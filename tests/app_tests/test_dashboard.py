@@ -1,0 +1,300 @@
+"""The dashboard driven through Streamlit's AppTest on a store filled by real searches."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from app_support import ENTRYPOINT, PAGES, app_module
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+import mpq
+
+views = app_module("views")
+
+
+def _figures(at) -> list[dict]:
+    return [_figure_json(chart) for chart in at.get("plotly_chart")]
+
+
+def _figure(at, title_start: str) -> dict:
+    found = [f for f in _figures(at) if f["layout"]["title"]["text"].startswith(title_start)]
+    assert len(found) == 1, [f["layout"]["title"]["text"] for f in _figures(at)]
+    return found[0]
+
+
+def _plain(value):
+    """Plotly's JSON writes numeric arrays as typed arrays (base64 ``bdata``): back to lists."""
+    if isinstance(value, dict) and "bdata" in value:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        if "shape" in value:
+            array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
+        return array.tolist()
+    return value
+
+
+def _figure_json(chart) -> dict:
+    figure = json.loads(chart.proto.spec)
+    figure["data"] = [{k: _plain(v) for k, v in trace.items()} for trace in figure["data"]]
+    return figure
+
+
+def _traces(figure: dict, name: str, axis: str = "y") -> list[dict]:
+    return [t for t in figure["data"] if t.get("name") == name and t.get("yaxis", "y") == axis]
+
+
+def _texts(elements) -> str:
+    return " | ".join(str(e.value) for e in elements)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_every_store_without_exception(store, empty_db, open_app, page):
+    for db in (store.db, empty_db):
+        at = open_app(db, page)
+        assert not at.exception, [e.value for e in at.exception]
+        assert not at.error, _texts(at.error)
+
+
+def test_runs_page_counts_lists_and_filters(store, open_app):
+    at = open_app(store.db)
+    counts = {m.label: m.value for m in at.metric}
+    assert counts == {"all runs": "6", "done runs": "4", "running runs": "1", "failed runs": "1"}
+    table = at.dataframe[0].value
+    assert list(table["run"]) == sorted(store.ids.values(), reverse=True)  # newest first
+
+    at.multiselect(key="filter_targets").set_value(["stm32h743"]).run()
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {store.ids["mcu"], store.ids["failed"]}
+    at.multiselect(key="filter_statuses").set_value(["failed"]).run()
+    assert list(at.dataframe[0].value["run"]) == [store.ids["failed"]]
+    at.multiselect(key="filter_targets").set_value([]).run()
+    at.multiselect(key="filter_statuses").set_value([]).run()
+    at.multiselect(key="filter_tasks").set_value(["digits-mlp"]).run()
+    assert set(at.dataframe[0].value["run"]) == {store.ids["mlp"], store.ids["failed"]}
+    assert "2 of 6 runs shown" in _texts(at.caption)
+
+
+def test_sidebar_starts_on_the_newest_finished_run_or_the_linked_one(store, open_app, monkeypatch):
+    at = open_app(store.db)
+    newest_done = max(store.ids[k] for k in ("fpga", "mcu", "gpu", "mlp"))
+    assert at.sidebar.selectbox(key="run").value == newest_done
+    assert at.sidebar.text_input(key="db").value == store.db  # from $MPQ_DB
+
+    monkeypatch.setenv("MPQ_DB", store.db)
+    linked = AppTest.from_file(str(ENTRYPOINT), default_timeout=60)
+    linked.query_params["run"] = str(store.ids["gpu"])
+    linked.run()
+    assert linked.sidebar.selectbox(key="run").value == store.ids["gpu"]
+    assert linked.query_params["run"] in (str(store.ids["gpu"]), [str(store.ids["gpu"])])
+
+
+def test_frontier_chart_shows_points_baselines_and_the_measured_metric(store, open_app):
+    run = store.runs["fpga"]
+    at = open_app(store.db, "app_pages/frontier.py", run.id)
+    assert at.title[0].value == f"Run {run.id}: digits-cnn on zcu104"
+    figure = _figure(at, f"Frontier of run {run.id}")
+    frontier = run.frontier.sort_values("latency_s")
+    points, baselines = frontier[~frontier.is_baseline], frontier[frontier.is_baseline]
+    top, = _traces(figure, "frontier", "y")
+    bottom, = _traces(figure, "frontier", "y2")
+    assert [c[0] for c in top["customdata"]] == list(points.point)
+    assert top["x"] == pytest.approx(list(points.latency_s)) and top["y"] == pytest.approx(list(points.predicted_loss))
+    assert bottom["y"] == pytest.approx(list(points.measured_metric))
+    marks, = _traces(figure, "uniform baselines", "y")
+    assert marks["marker"]["symbol"] == "diamond"
+    assert sorted(marks["text"]) == sorted(label.removeprefix("all-") for label in baselines.label)
+    # Hover: every point's own summary (its formats, its measured metric).
+    first = int(points.point.iloc[0])
+    assert views.formats_summary(run.assignment(first)) in top["hovertext"][0]
+    assert f"accuracy: {points.measured_metric.iloc[0]:.4g}" in top["hovertext"][0]
+    # The float32 metric is the dashed line of the bottom panel.
+    assert [s["y0"] for s in figure["layout"]["shapes"]] == pytest.approx([run.record["float_metric"]])
+
+
+def test_axes_can_be_any_two_objectives(store, open_app):
+    run = store.runs["gpu"]
+    at = open_app(store.db, "app_pages/frontier.py", run.id)
+    assert at.selectbox(key=f"x_{run.id}").options[:3] == ["latency_s (s)", "weight_bytes (bytes)", "predicted_loss (summed omega)"]
+    at.selectbox(key=f"x_{run.id}").set_value("weight_bytes")
+    at.selectbox(key=f"y_{run.id}").set_value("energy_j")
+    at.run()
+    figure = _figure(at, f"Frontier of run {run.id}")
+    top, = _traces(figure, "frontier", "y")
+    points = run.frontier[~run.frontier.is_baseline].sort_values("weight_bytes")
+    assert top["x"] == pytest.approx(list(points.weight_bytes)) and top["y"] == pytest.approx(list(points.energy_j))
+    assert figure["layout"]["xaxis2"]["title"]["text"] == "weight_bytes (bytes)"
+
+
+def test_selected_point_shows_its_formats_per_layer(store, open_app):
+    run = store.runs["fpga"]
+    at = open_app(store.db, "app_pages/frontier.py", run.id)
+    assert at.selectbox(key=f"point_{run.id}").value == int(run.best().point)
+    point = int(run.frontier.point.iloc[1])
+    at.selectbox(key=f"point_{run.id}").set_value(point).run()
+
+    assignment = run.assignment(point)
+    bits = _figure(at, f"Bits per layer, point {point}")
+    bars = [t for t in bits["data"] if t["type"] == "bar"]
+    shown = {layer: (trace["name"], y) for trace in bars for layer, y in zip(trace["x"], trace["y"])}
+    assert {layer: name for layer, (name, _) in shown.items()} == assignment
+    for layer, (name, y) in shown.items():
+        assert y == mpq.get_candidate(name).weight_format.bits_per_value
+    acts, = [t for t in bits["data"] if t["name"] == "activation bits"]
+    assert acts["y"] == [mpq.get_candidate(assignment[layer]).act_format.bits_per_value for layer in acts["x"]]
+    assert bits["layout"]["xaxis"]["categoryarray"] == list(run.tables["layers"].layer)  # model order
+
+    table = at.dataframe[0].value
+    assert dict(zip(table.layer, table.candidate)) == assignment
+    sensitivity = run.tables["sensitivity"].query("probe == 'hessian_w'").set_index("layer")["value"]
+    assert list(table.sensitivity_hessian_w) == pytest.approx([sensitivity[layer] for layer in table.layer])
+    costs = run.tables["costs"].set_index(["layer", "candidate"])
+    assert list(table.luts) == [costs.loc[(layer, assignment[layer]), "luts"] for layer in table.layer]
+    # The layer costs add up to the point's frontier cost.
+    frontier_row = run.frontier.set_index("point").loc[point]
+    assert table.latency_s.sum() == pytest.approx(frontier_row.latency_s)
+    assert table.omega.sum() == pytest.approx(frontier_row.predicted_loss)
+    # A chart click selects the same way: the click's customdata is the point id.
+    assert views.point_from_selection({"points": [{"customdata": [point]}]}) == point
+
+
+def test_export_buttons_serve_the_selected_point(store, open_app, monkeypatch):
+    served = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def spy(self, data, mimetype, kind, filename=None):
+        served[filename] = (mimetype, data)
+        return original(self, data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
+    run = store.runs["fpga"]
+    point = int(run.frontier.point.iloc[2])
+    at = open_app(store.db, "app_pages/frontier.py", run.id)
+    at.selectbox(key=f"point_{run.id}").set_value(point).run()
+    assert [b.label for b in at.get("download_button")] == ["Download json", "Download hawq", "Download hf"]
+
+    mime, data = served[f"mpq-run{run.id}-point{point}-point.json"]
+    exported = json.loads(data)
+    row = run.frontier.set_index("point").loc[point]
+    assert mime == "application/json"
+    assert exported["assignment"] == run.assignment(point)
+    assert (exported["run"], exported["point"], exported["target"]) == (run.id, point, "zcu104")
+    assert exported["costs"]["latency_s"] == pytest.approx(row.latency_s)
+    assert exported["measured_metric"] == pytest.approx(row.measured_metric)
+
+    hawq = json.loads(served[f"mpq-run{run.id}-point{point}-hawq-bit-config.json"][1])
+    assert hawq["weight_bits"] == {layer: int(c[1]) for layer, c in run.assignment(point).items()}  # wNaM
+    assert hawq["act_bits"] == {layer: int(c.split("a")[1]) for layer, c in run.assignment(point).items()}
+
+    hf = json.loads(served[f"mpq-run{run.id}-point{point}-hf-quantization-config.json"][1])["quantization_config"]
+    assert {layer: m["candidate"] for layer, m in hf["modules"].items()} == run.assignment(point)
+
+
+def test_hawq_export_refuses_non_integer_formats_in_one_line(store, open_app):
+    run = store.runs["gpu"]
+    floating = next(int(p) for p in run.frontier.point
+                    if any(mpq.get_candidate(c).weight_format.family != "int" for c in run.assignment(int(p)).values()))
+    at = open_app(store.db, "app_pages/frontier.py", run.id)
+    at.selectbox(key=f"point_{run.id}").set_value(floating).run()
+    assert [b.label for b in at.get("download_button")] == ["Download json", "Download hf"]
+    assert "hawq bit configs hold integer formats only" in _texts(at.caption)
+
+
+def test_failed_run_is_shown_plainly(store, open_app):
+    for page in ("app_pages/frontier.py", "app_pages/calibration.py"):
+        at = open_app(store.db, page, store.ids["failed"])
+        assert not at.exception
+        assert f"Run {store.ids['failed']} failed" in _texts(at.error)
+        assert "RuntimeError: held-out data went missing" in _texts(at.error)
+        assert not at.get("plotly_chart")
+
+
+def test_run_in_progress_is_shown_plainly(store, open_app):
+    at = open_app(store.db, "app_pages/frontier.py", store.ids["running"])
+    assert not at.exception and not at.error
+    assert f"Run {store.ids['running']} is still running" in _texts(at.info)
+    assert "stored so far: costs, layers, omega, sensitivity" in _texts(at.info)
+    assert list(at.dataframe[0].value.layer) == list(store.runs["fpga"].tables["layers"].layer)
+
+
+def test_empty_store_says_so_on_every_page(empty_db, open_app):
+    for page in PAGES:
+        at = open_app(empty_db, page)
+        assert f"No runs in `{empty_db}` yet" in _texts(at.info)
+        assert not at.sidebar.selectbox and not at.get("plotly_chart")
+
+
+def test_unreadable_store_is_one_line_not_a_traceback(tmp_path, open_app):
+    missing = tmp_path / "nowhere.db"
+    at = open_app(str(missing))
+    assert not at.exception
+    message = _texts(at.error)
+    assert message.startswith("Cannot read the store: ") and "no store at" in message and "\n" not in message
+    assert not missing.exists()  # read only: nothing created
+
+
+def test_compare_puts_several_runs_on_one_chart(store, open_app):
+    at = open_app(store.db, "app_pages/compare.py", store.ids["fpga"])
+    picked = at.multiselect(key="compare_runs").value
+    assert picked[0] == store.ids["fpga"] and set(picked) == {store.ids[k] for k in ("fpga", "mcu", "gpu")}
+    figure = _figure(at, "3 runs: measured_metric against latency_s")
+    for key in ("fpga", "mcu", "gpu"):
+        run = store.runs[key]
+        label = views.run_label(run.id, mpq.list_runs(store.db))
+        line, = _traces(figure, label)
+        points = run.frontier[~run.frontier.is_baseline].sort_values("latency_s")
+        assert line["x"] == pytest.approx(list(points.latency_s))
+        assert line["y"] == pytest.approx(list(points.measured_metric))
+        assert len(_traces(figure, f"{label} baselines")[0]["x"]) == int(run.frontier.is_baseline.sum())
+    assert figure["layout"]["xaxis"]["type"] == "log"
+
+    # Two models on one target.
+    at.multiselect(key="compare_runs").set_value([store.ids["fpga"], store.ids["mlp"]]).run()
+    assert len([t for t in _figure(at, "2 runs")["data"] if not t["name"].endswith("baselines")]) == 2
+
+
+def test_compare_diffs_two_points_layer_by_layer(store, open_app):
+    fpga, mcu = store.runs["fpga"], store.runs["mcu"]
+    at = open_app(store.db, "app_pages/compare.py", fpga.id)
+    at.selectbox(key="diff_run_a").set_value(fpga.id)
+    at.selectbox(key="diff_run_b").set_value(mcu.id)
+    at.run()
+    point_a, point_b = int(fpga.frontier.point.iloc[0]), int(mcu.frontier.point.iloc[-1])
+    at.selectbox(key=f"diff_point_a_{fpga.id}").set_value(point_a)
+    at.selectbox(key=f"diff_point_b_{mcu.id}").set_value(point_b)
+    at.run()
+    diff = at.dataframe[0].value
+    a, b = fpga.assignment(point_a), mcu.assignment(point_b)
+    assert list(diff.layer) == list(a)
+    assert list(diff.changed) == [a[layer] != b[layer] for layer in diff.layer]
+    assert list(diff.delta_weight_bits) == [
+        mpq.get_candidate(b[layer]).weight_format.bits_per_value - mpq.get_candidate(a[layer]).weight_format.bits_per_value
+        for layer in diff.layer
+    ]
+    assert f"{int(diff.changed.sum())} of {len(a)} layers change format" in _texts(at.caption)
+
+    # Different models have different layers: said plainly.
+    at.selectbox(key="diff_run_b").set_value(store.ids["mlp"]).run()
+    assert "cannot be compared layer by layer" in _texts(at.info) and not at.exception
+
+
+@pytest.mark.parametrize("key", ["fpga", "mcu"])
+def test_calibration_scatter_carries_the_runs_spearman(store, open_app, key):
+    run = store.runs[key]
+    at = open_app(store.db, "app_pages/calibration.py", run.id)
+    figure = _figure(at, f"Run {run.id}: predicted loss against measured drop")
+    shown = sorted((x, y) for t in figure["data"] for x, y in zip(t["x"], t["y"]))
+    expected = sorted(zip(run.frontier.predicted_loss, run.record["float_metric"] - run.frontier.measured_metric))
+    assert np.array(shown) == pytest.approx(np.array(expected))
+    xs, ys = [x for x, _ in shown], [y for _, y in shown]
+    rho = run.record["spearman"]
+    if rho is None:  # every point measured the same: no rank correlation
+        assert figure["layout"]["title"]["text"].endswith("(Spearman ρ = n/a)") and len(set(ys)) == 1
+    else:  # the stored correlation is the one of the points on the chart
+        assert figure["layout"]["title"]["text"].endswith(f"(Spearman ρ = {rho:.3f})")
+        assert spearmanr(xs, ys).statistic == pytest.approx(rho)
+    table = at.dataframe[0].value
+    assert set(table.run) == {store.ids[k] for k in ("fpga", "mcu", "gpu", "mlp")}

@@ -1,0 +1,102 @@
+"""A search interrupted at any stage resumes from what it stored; a changed model is refused."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import mpq
+import solvers
+from mpq import _search
+from mpq.exceptions import InvalidParameterError, SearchInterrupted
+
+FAST = mpq.ProbeSettings(tolerance=0.2, min_samples=4, max_samples=8)
+
+
+def interrupt_at(stage: str, after: int):
+    def progress(current, done, total, message):
+        if current == stage and done >= after:
+            raise KeyboardInterrupt
+
+    return progress
+
+
+def test_interrupted_validation_resumes_without_redoing_anything(tmp_path, monkeypatch):
+    task = mpq.load_task("example:digits-cnn")
+    db = tmp_path / "mpq.db"
+    with pytest.raises(SearchInterrupted, match=r"run 1 keeps what was done: finish it with 'mpq search --resume 1'"):
+        mpq.search(task, settings=FAST, db=db, progress=interrupt_at("validate", 3))
+    interrupted = mpq.open_run(db, 1)
+    assert interrupted.status == "failed" and interrupted.record["error"] == "interrupted (Ctrl-C)"
+    validated = interrupted.frontier.measured_metric.notna()
+    assert validated.sum() == 3 and len(interrupted.frontier) > 3
+
+    # Nothing stored is computed again: no probe, no omega, no solve; only the missing validations.
+    for name in ("probe", "omega"):
+        monkeypatch.setattr(_search, name, lambda *a, **k: pytest.fail("recomputed a stored stage"))
+    monkeypatch.setattr(solvers, "frontier", lambda *a, **k: pytest.fail("solved again"))
+    evaluations = []
+    evaluate = task.evaluate
+    task.evaluate = lambda model: evaluations.append(1) or evaluate(model)
+    resumed = mpq.search(task, db=db, resume=1)
+    assert resumed.id == 1 and resumed.status == "done" and resumed.record["error"] is None
+    assert len(evaluations) == (~validated).sum()  # only the missing points (the float32 metric is stored)
+    assert resumed.frontier.measured_metric.notna().all()
+    assert resumed.frontier.loc[validated, "measured_metric"].tolist() == interrupted.frontier.loc[validated, "measured_metric"].tolist()
+    assert mpq.search(task, db=db, resume=1).frontier.equals(resumed.frontier)  # done: returned as is
+
+
+def test_interrupted_probe_keeps_its_samples(tmp_path, monkeypatch):
+    task = mpq.load_task("example:digits-cnn")
+    db = tmp_path / "mpq.db"
+    settings = mpq.ProbeSettings(tolerance=0.01, min_samples=6, max_samples=6)
+    with pytest.raises(SearchInterrupted):
+        mpq.search(task, settings=settings, db=db, progress=interrupt_at("probe", 4))
+    seen = []
+    resumed = mpq.search(task, db=db, resume=1, progress=lambda s, d, t, m: seen.append((s, d)) if s == "probe" else None)
+    assert resumed.status == "done"
+    assert min(d for _, d in seen) >= 4  # sampling went on from the saved samples, not from 0
+
+
+def test_a_changed_model_refuses_to_resume(tmp_path):
+    task = mpq.load_task("example:digits-cnn")
+    db = tmp_path / "mpq.db"
+    with pytest.raises(SearchInterrupted):
+        mpq.search(task, settings=FAST, db=db, progress=interrupt_at("validate", 1))
+    with torch.no_grad():
+        task.model.fc2.bias.add_(0.1)
+    with pytest.raises(InvalidParameterError, match=r"run 1 searched task 'digits-cnn' with model [0-9a-f]{12}, but this task's model hashes"):
+        mpq.search(task, db=db, resume=1)
+    assert mpq.open_run(db, 1).status == "failed"  # untouched
+
+
+def test_kill_9_mid_probe_then_resume(tmp_path):
+    db = tmp_path / "mpq.db"
+    env = {**os.environ, "MPQ_DB": str(db)}
+    command = [sys.executable, "-m", "mpq.cli", "search", "--tolerance", "0.01", "--max-samples", "10"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # wait until some probe samples are checkpointed
+            time.sleep(1)
+            if db.exists():
+                with sqlite3.connect(db) as connection:
+                    try:
+                        if connection.execute("SELECT count(*) FROM probe_checkpoints").fetchone()[0]:
+                            break
+                    except sqlite3.OperationalError:
+                        pass
+        else:
+            pytest.fail("no probe checkpoint appeared")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert mpq.open_run(db, 1).status == "running"  # killed: nobody could mark it
+    done = subprocess.run([*command, "--resume", "1", "--json"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert mpq.open_run(db, 1).status == "done"
