@@ -18,6 +18,10 @@ __all__ = ["cost_table"]
 
 logger = logging.getLogger("hwmodels.costs")
 
+#: Columns that describe a layer's FPGA folding rather than a cost.
+FOLDING_COLUMNS = ("pe", "simd")
+
+
 def _apply_measured(costs: pd.DataFrame, measured: pd.DataFrame, layer_names: list[str]) -> None:
     unknown = measured.loc[~measured["layer"].isin(layer_names), "layer"]
     if len(unknown):
@@ -81,7 +85,8 @@ def cost_table(
           ``brams`` (RAMB18), ``cycles`` (per batch), ``pe``, ``simd``; MCU ``flash_bytes``,
           ``sram_bytes`` (bytes), ``cycles`` (per batch), ``kernel``.
 
-        ``attrs`` holds ``device`` (name), ``kind``, ``batch_size``, ``max_columns`` (columns
+        ``attrs`` holds ``cost_columns`` (the numeric columns that are costs: all but the FPGA
+        folding ``pe``, ``simd``), ``device`` (name), ``kind``, ``batch_size``, ``max_columns`` (columns
         the solver bounds by their maximum over layers instead of their sum:
         ``["sram_bytes"]`` on an MCU, else empty) and ``limits`` (device capacities per cost
         column: FPGA ``luts``/``dsps``/``brams``, MCU ``flash_bytes``/``sram_bytes``).
@@ -138,6 +143,13 @@ def cost_table(
         _apply_measured(costs, measured_table, list(layer_table["layer"]))
     costs = pd.concat([costs, target.drop(columns=["latency_s", "energy_j"])], axis=1)
     costs.attrs.update(
+        # What a solver may sum or bound: the numeric columns, less the FPGA folding (pe, simd),
+        # which describes how a layer is built, not what it costs.
+        cost_columns=[
+            c for c in costs.columns
+            if c not in ("layer", "candidate", "latency_measured", *FOLDING_COLUMNS)
+            and pd.api.types.is_numeric_dtype(costs[c])
+        ],
         device=dev.name,
         kind=dev.kind,
         batch_size=batch,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import warnings
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -82,14 +83,6 @@ def _check_cost_names(costs: pd.DataFrame, names: Sequence[str], what: str) -> N
             raise unknown_name(what, name, columns)
 
 
-def thin(points: list[solvers.Solution], objective: str, max_points: int) -> list[solvers.Solution]:
-    """At most ``max_points`` of a frontier sorted by ``objective``: both ends and evenly spaced ones between."""
-    if len(points) <= max_points:
-        return points
-    keep = np.unique(np.round(np.linspace(0, len(points) - 1, max_points)).astype(int))
-    return [points[i] for i in keep]
-
-
 def _baselines(om: pd.DataFrame, costs: pd.DataFrame, candidates: Sequence[str]) -> dict[str, solvers.Solution]:
     """The uniform configurations (every layer at one candidate) the target runs for every layer."""
     layer_names = list(dict.fromkeys(om["layer"]))
@@ -141,8 +134,9 @@ def search(
         measured: A measured latency table (``mpq.measure_latency`` / ``mpq measure --out``: a
             CSV path or DataFrame with layer, candidate, latency_s at the same batch size) that
             replaces the model's latency for the pairs it covers.
-        max_points: The frontier is thinned to at most this many points (evenly spread along
-            the first objective) before validation.
+        max_points: At most this many frontier points: all of them when the exact frontier is
+            that small, else the exact optima at this many evenly spaced budgets of the first
+            objective.
         validate: Evaluate every point on held-out data (needs ``task.evaluate``).
         db: The store: None (``~/.cache/mpq/mpq.db``), a SQLite path or a SQLAlchemy URL.
         resume: The id of an unfinished run (interrupted, killed or failed) to finish: the
@@ -318,8 +312,12 @@ def _solve(om: pd.DataFrame, plan: _Plan) -> list[dict]:
     if plan.budgets:
         points = [solvers.solve(om, plan.costs, plan.all_budgets)]
     else:
-        found = solvers.frontier(om, plan.costs, list(plan.objectives), budgets=plan.all_budgets)
-        points = thin(found, plan.objectives[0], plan.max_points)
+        with warnings.catch_warnings():
+            # More non-dominated points than max_points is the usual case, and what max_points is
+            # for: the solver returns the exact optima at max_points evenly spaced budgets.
+            warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
+            points = solvers.frontier(om, plan.costs, list(plan.objectives), budgets=plan.all_budgets,
+                                      max_points=plan.max_points)
     labelled = [("frontier", False, p) for p in points]
     labelled += [(label, True, p) for label, p in _baselines(om, plan.costs, plan.candidates).items()]
     return [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from collections.abc import Iterable, Mapping
@@ -11,16 +10,13 @@ import numpy as np
 import pandas as pd
 
 from solvers._errors import ApproximateFrontierWarning, TruncatedFrontierWarning
-from solvers._ilp import Row
 from solvers._inputs import check_int, check_objectives
 from solvers._instance import Instance
-from solvers._knapsack import Knapsack, StateOverflow
+from solvers._knapsack import Knapsack, nondominated
 from solvers._solution import Solution
 from solvers._solve import Problem, minimise, setup
 
 __all__ = ["frontier"]
-
-logger = logging.getLogger("solvers.frontier")
 
 # The ILP frontier steps its cost limit this far (relative) below the last point found, well
 # above the backends' 1e-9 feasibility tolerance: costs closer than this count as equal there.
@@ -32,72 +28,43 @@ Point = tuple[np.ndarray, bool]  # option index per group, proven optimal
 
 
 class _Front:
-    """Loss against one summed cost column; the other summed budgets stay constraints.
+    """`loss` against one summed cost column, within the problem's budgets: a budget on the
+    column caps it (`limit`), the other summed budgets stay constraints.
 
     `point(limit)` is the lexicographic optimum under `cost <= limit` (least loss, then least
     cost: a non-dominated point); `complete` lists every non-dominated point.
     """
 
-    def __init__(
-        self,
-        problem: Problem,
-        instance: Instance,
-        loss: np.ndarray,
-        column: str,
-        others: Mapping[str, float],
-    ) -> None:
+    def __init__(self, problem: Problem, instance: Instance, loss: np.ndarray, column: str) -> None:
         self.problem, self.instance, self.loss, self.column = problem, instance, loss, column
-        self.others = dict(others)
-        self.loss_scale = float(np.abs(np.where(instance.valid, loss, 0.0)).max(axis=1).sum())
-        self.knapsack = (
-            Knapsack(loss, instance.costs[column], instance.valid)
-            if problem.backend == "auto" and not others
-            else None
-        )
+        summed = problem.summed()
+        self.limit = summed.get(column, math.inf)
+        self.others = {n: v for n, v in summed.items() if n != column}
 
-    def values(self, choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(loss, cost) of each row of `choices`."""
-        picked = np.take_along_axis(self.loss[None], np.atleast_2d(choices)[:, :, None], axis=2)
-        return picked[:, :, 0].sum(axis=1), self.instance.column_values(self.column, np.atleast_2d(choices))
+    def _minimise(
+        self, objective: np.ndarray, summed: Mapping[str, float], then: str | None = None
+    ) -> Point | None:
+        problem = self.problem
+        return minimise(self.instance, objective, summed, problem.backend, problem.time_limit_s, then=then)
 
-    def _minimise(self, objective: np.ndarray, rows: list[Row]) -> Point | None:
-        return minimise(
-            self.instance, objective, self.others, self.problem.backend, self.problem.time_limit_s, rows
-        )
-
-    def lowest(self) -> float | None:
-        """Least cost of any allocation meeting the other budgets."""
-        if self.knapsack is not None:
-            return self.knapsack.min_cost
-        found = self._minimise(self.instance.costs[self.column], [])
-        return None if found is None else float(self.values(found[0])[1][0])
+    def cost(self, point: Point) -> float:
+        return float(self.instance.column_values(self.column, point[0][None])[0])
 
     def point(self, limit: float) -> Point | None:
-        if self.knapsack is not None:
-            try:
-                choice = self.knapsack.optimum(limit)
-                return None if choice is None else (choice, True)
-            except StateOverflow as overflow:
-                logger.info("knapsack DP overflowed (%s); solving ILPs instead", overflow)
-        cost_row = Row(self.instance.costs[self.column], limit)
-        best = self._minimise(self.loss, [cost_row])
-        if best is None:
-            return None
-        loss = float(self.values(best[0])[0][0])
-        slack = 1e-9 * max(abs(loss), self.loss_scale)
-        cheapest = self._minimise(self.instance.costs[self.column], [cost_row, Row(self.loss, loss + slack)])
-        return best if cheapest is None else (cheapest[0], best[1] and cheapest[1])
+        return self._minimise(self.loss, {**self.others, self.column: limit}, then=self.column)
 
-    def complete(self, limit: float, max_points: int) -> list[Point] | None:
-        """Every non-dominated point with cost <= `limit`, or None past `max_points`."""
-        if self.knapsack is not None:
-            choices = self.knapsack.frontier(limit, max_points)
+    def complete(self, max_points: int) -> list[Point] | None:
+        """Every non-dominated point, or None past `max_points`."""
+        limit = self.limit
+        if self.problem.backend == "auto" and not self.others:
+            knapsack = Knapsack(self.loss, self.instance.costs[self.column], self.instance.valid)
+            choices = knapsack.frontier(limit, max_points)
             return None if choices is None else [(choice, True) for choice in choices]
         # Epsilon-constraint: the next point is the optimum strictly cheaper than the last.
         points: list[Point] = []
         while (found := self.point(limit)) is not None:
-            cost = float(self.values(found[0])[1][0])
-            if points and cost >= self.values(points[-1][0])[1][0]:
+            cost = self.cost(found)
+            if points and cost >= self.cost(points[-1]):
                 break
             points.append(found)
             if len(points) > max_points:
@@ -105,55 +72,54 @@ class _Front:
             limit = cost - _STEP_RTOL * cost if cost > 0 else -1.0
         return points[::-1]
 
-    def grid(self, limit: float, count: int) -> list[Point]:
-        """Optima at `count` limits evenly spaced from the least achievable cost to the cost
-        of the least-loss point (capped by `limit`): np.linspace(low, high, count)."""
-        top = self.point(limit)
-        low = self.lowest()
-        if top is None or low is None:
+    def grid(self, count: int) -> list[Point]:
+        """Optima at `np.linspace(low, high, count)`: `low` is the least achievable cost,
+        `high` the cost of the least-loss point (capped by `limit`)."""
+        top = self.point(self.limit)
+        cheapest = self._minimise(self.instance.costs[self.column], self.others)
+        if top is None or cheapest is None:
             return []
-        high = min(limit, float(self.values(top[0])[1][0]))
-        found = [self.point(b) for b in np.linspace(low, high, count)]
-        return [point for point in found if point is not None]
+        limits = np.linspace(self.cost(cheapest), min(self.limit, self.cost(top)), count)
+        return [point for point in map(self.point, limits) if point is not None]
 
 
 def _unique_nondominated(values: np.ndarray) -> np.ndarray:
-    """Indices of the rows of `values` (points x objectives) no other row dominates, dropping
-    repeated rows."""
-    _, first = np.unique(values, axis=0, return_index=True)
-    first = np.sort(first)
-    points = values[first]
+    """Indices of the rows of `values` (points x objectives, loss first) that no other row
+    dominates, one per repeated row, ordered by the second column then the loss."""
+    if values.shape[1] == 2:
+        return nondominated(values[:, 0], values[:, 1], np.arange(len(values)))
+    order = np.lexsort((values[:, 0], *values[:, :0:-1].T))
+    points = values[order]
     keep = np.ones(len(points), dtype=bool)
     for start in range(0, len(points), 512):
         block = points[start : start + 512]
         no_worse = np.all(points[None, :, :] <= block[:, None, :], axis=2)
         better = np.any(points[None, :, :] < block[:, None, :], axis=2)
-        keep[start : start + 512] = ~np.any(no_worse & better, axis=1)
-    return first[keep]
+        earlier_twin = np.all(points[None, :, :] == block[:, None, :], axis=2) & (
+            np.arange(len(points))[None, :] < np.arange(start, start + len(block))[:, None]
+        )
+        keep[start : start + 512] = ~np.any((no_worse & better) | earlier_twin, axis=1)
+    return order[keep]
 
 
 def _two_objective(
     problem: Problem, instance: Instance, column: str, max_points: int
 ) -> tuple[list[Point], bool]:
-    summed = problem.summed()
-    front = _Front(problem, instance, instance.loss, column, {n: v for n, v in summed.items() if n != column})
-    limit = summed.get(column, math.inf)
-    points = front.complete(limit, max_points)
-    if points is not None:
-        return points, True
-    return front.grid(limit, max_points), False
+    front = _Front(problem, instance, instance.loss, column)
+    points = front.complete(max_points)
+    return (points, True) if points is not None else (front.grid(max_points), False)
 
 
 def _weights(problem: Problem, instance: Instance, column: str) -> list[float]:
     """0 and a fan of weights on `column` around its loss-per-cost trade-off: the slope
     between its cheapest and its least-loss points times tan of angles evenly spaced in
     (0, pi/2)."""
-    summed = problem.summed()
-    front = _Front(problem, instance, instance.loss, column, {n: v for n, v in summed.items() if n != column})
-    ends = front.grid(summed.get(column, math.inf), 2)
+    front = _Front(problem, instance, instance.loss, column)
+    ends = front.grid(2)
     if len(ends) < 2:
         return [0.0]
-    (loss_high, loss_low), (cost_low, cost_high) = front.values(np.stack([c for c, _ in ends]))
+    loss_high, loss_low = (float(front.loss[instance.rows, choice].sum()) for choice, _ in ends)
+    cost_low, cost_high = map(front.cost, ends)
     if not (cost_high > cost_low and loss_high > loss_low):
         return [0.0]
     angles = np.arange(1, _SCALARISATIONS + 1) * (math.pi / 2) / (_SCALARISATIONS + 1)
@@ -165,17 +131,14 @@ def _three_objective(
 ) -> list[Point]:
     """Union of exact two-objective frontiers of (loss + mu * other cost, cost) over a fan of
     weights mu, for each cost in turn; each such point is non-dominated in three objectives."""
-    summed = problem.summed()
     per_front = max(2, max_points // (2 * _SCALARISATIONS + 2))
     points: list[Point] = []
     for column, other in (columns, columns[::-1]):
-        others = {n: v for n, v in summed.items() if n != column}
-        limit = summed.get(column, math.inf)
         for mu in _weights(problem, instance, other):
             loss = instance.loss + mu * np.where(instance.valid, instance.costs[other], 0.0)
-            front = _Front(problem, instance, loss, column, others)
-            found = front.complete(limit, per_front)
-            points += found if found is not None else front.grid(limit, per_front)
+            front = _Front(problem, instance, loss, column)
+            found = front.complete(per_front)
+            points += found if found is not None else front.grid(per_front)
     return points
 
 
@@ -265,7 +228,6 @@ def frontier(
         [instance.column_values("loss", choices), *(instance.column_values(c, choices) for c in columns)]
     )
     keep = _unique_nondominated(values)
-    keep = keep[np.lexsort((values[keep, 0], values[keep, 1]))]
     if len(keep) > max_points:  # only the three-objective union can overflow
         keep = keep[np.unique(np.linspace(0, len(keep) - 1, max_points).round().astype(int))]
     if len(columns) == 2:

@@ -71,7 +71,8 @@ def _build(
         if room < 0:
             return None
         allowed &= coefficients <= room
-        scaled_rows.append((np.where(allowed, coefficients, 0.0) / room, 1.0) if room > 0 else None)
+        if room > 0:  # room 0 leaves only zero coefficients: the row holds trivially
+            scaled_rows.append(np.where(allowed, coefficients, 0.0) / room)
     if not allowed.any(axis=1).all():
         return None
 
@@ -91,10 +92,8 @@ def _build(
     prob += total(objective)
     for g, options in enumerate(np.split(np.arange(len(pairs)), np.cumsum(allowed.sum(axis=1))[:-1])):
         prob += pulp.lpSum(x[j] for j in options) == 1, f"one_candidate_{g}"
-    for r, scaled in enumerate(scaled_rows):
-        if scaled is not None:
-            coefficients, limit = scaled
-            prob += total(coefficients) <= limit, f"budget_{r}"
+    for r, coefficients in enumerate(scaled_rows):
+        prob += total(coefficients) <= 1, f"budget_{r}"
     return prob, x, pairs
 
 
@@ -130,29 +129,26 @@ def solve_ilp(
     if built is None:
         return None
     prob, x, pairs = built
-    order = ["highs", "cbc"] if backend == "auto" else [backend]
-    for attempt, name in enumerate(order):
+    failure: SolverError | None = None
+    for name in ["highs", "cbc"] if backend == "auto" else [backend]:
         try:
             prob.solve(make_solver(name, time_limit_s))
         except (BackendUnavailableError, pulp.PulpSolverError) as error:
-            if attempt + 1 == len(order):
-                raise
-            logger.warning("backend %s failed (%s); falling back to %s", name, error, order[attempt + 1])
+            failure = error if isinstance(error, SolverError) else SolverError(
+                f"backend {name}: {error}; pass another backend."
+            )
+            logger.warning("%s", failure)
             continue
-        status, sol_status = prob.status, prob.sol_status
-        if status == pulp.LpStatusInfeasible:
+        if prob.status == pulp.LpStatusInfeasible:
             return None
-        if sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        if prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
             values = np.zeros(valid.shape)
             values[pairs[:, 0], pairs[:, 1]] = [x[j].value() or 0.0 for j in range(len(pairs))]
-            return IlpResult(
-                choice=values.argmax(axis=1), optimal=sol_status == pulp.LpSolutionOptimal
-            )
-        if attempt + 1 < len(order):
-            logger.warning("backend %s ended with status %s; falling back to %s",
-                           name, pulp.LpStatus[status], order[attempt + 1])
-    limit = f" within time_limit_s={time_limit_s}" if time_limit_s is not None else ""
-    raise SolverError(
-        f"backend {order[-1]}: no allocation found{limit} (status {pulp.LpStatus[status]}); "
-        f"raise time_limit_s, or try the other backend."
-    )
+            return IlpResult(choice=values.argmax(axis=1), optimal=prob.sol_status == pulp.LpSolutionOptimal)
+        within = f" within time_limit_s={time_limit_s}" if time_limit_s is not None else ""
+        failure = SolverError(
+            f"backend {name}: no allocation found{within} (status {pulp.LpStatus[prob.status]}); "
+            f"raise time_limit_s, or pass another backend."
+        )
+        logger.warning("%s", failure)
+    raise failure

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from solvers._errors import SolverInputError, unknown_name
+from solvers._errors import SolverInputError, format_number, unknown_name
 
 __all__ = [
     "LOSS_NAMES",
@@ -100,9 +100,10 @@ def _check_values(table: pd.DataFrame, name: str, columns: Iterable[str]) -> Non
         if name == "costs":
             bad |= values < 0
         if bad.any():
-            row = table.iloc[int(np.argmax(bad))]
+            first = int(np.argmax(bad))
+            row = table.iloc[first]
             raise SolverInputError(
-                f"{name}: column {column} is {row[column]!r} for (layer {row['layer']!r}, "
+                f"{name}: column {column} is {format_number(values[first])} for (layer {row['layer']!r}, "
                 f"candidate {row['candidate']!r}); give every row a finite value"
                 f"{' >= 0' if name == 'costs' else ''} or drop the row."
             )
@@ -114,8 +115,10 @@ def check_tables(omega: object, costs: object) -> Tables:
     Args:
         omega: Table with columns `layer`, `candidate`, `omega` (extra columns are ignored).
         costs: Table with columns `layer`, `candidate` and numeric cost columns (non-numeric
-            extra columns are ignored); `costs.attrs["max_columns"]` names the columns
-            aggregated by maximum (default: `sram_bytes` when present).
+            extra columns are ignored); `costs.attrs["cost_columns"]`, when present, names the
+            numeric columns that are costs (others, such as an FPGA folding, are ignored);
+            `costs.attrs["max_columns"]` names the columns aggregated by maximum (default:
+            `sram_bytes` when present).
 
     Returns:
         The joined `Tables`.
@@ -140,6 +143,12 @@ def check_tables(omega: object, costs: object) -> Tables:
         and pd.api.types.is_numeric_dtype(costs[column])
         and not pd.api.types.is_bool_dtype(costs[column])
     )
+    declared_costs = costs.attrs.get("cost_columns")
+    if declared_costs is not None:  # the cost model says which numeric columns are costs
+        for column in declared_costs:
+            if column not in cost_columns:
+                raise unknown_name('costs.attrs["cost_columns"]', "cost column", column, cost_columns)
+        cost_columns = tuple(c for c in cost_columns if c in set(declared_costs))
     if not cost_columns:
         raise SolverInputError(
             f"costs: no numeric cost column (has {', '.join(map(str, costs.columns))}); "

@@ -46,6 +46,11 @@ class Instance:
     max_columns: frozenset[str]
 
     @property
+    def rows(self) -> np.ndarray:
+        """Group indices 0..G-1, for fancy indexing with a choice."""
+        return np.arange(len(self.loss))
+
+    @property
     def valid(self) -> np.ndarray:
         """`G x K` mask of real (non-padding) options."""
         return self.option_cand >= 0
@@ -126,10 +131,18 @@ class Instance:
                 costs={name: float(values[row]) for name, values in columns.items()},
                 optimal=bool(optimal[row]),
                 status="measured" if measured is not None else "optimal" if optimal[row] else "feasible",
-                measured_loss=float("nan") if measured is None else float(measured[row]),
+                measured_loss=None if measured is None else float(measured[row]),
             )
             for row in range(len(choices))
         ]
+
+    def members(self, group: int) -> list[str]:
+        """Layers of decision group `group`, in omega's order."""
+        return [self.layers[i] for i in np.flatnonzero(self.group_of == group)]
+
+    def options(self, group: int) -> list[str]:
+        """Candidate names of the options of decision group `group`."""
+        return [self.cand_names[c] for c in self.option_cand[group] if c >= 0]
 
     def choice_of(self, assignment: Mapping[str, str]) -> np.ndarray:
         """Option index of each group for an assignment that respects the groups' options.
@@ -141,9 +154,8 @@ class Instance:
         """
         choice = np.empty(self.loss.shape[0], dtype=int)
         for group in range(len(choice)):
-            members = [self.layers[i] for i in np.flatnonzero(self.group_of == group)]
+            members, offered = self.members(group), self.options(group)
             picked = {assignment.get(layer) for layer in members}
-            offered = [self.cand_names[c] for c in self.option_cand[group] if c >= 0]
             if len(picked) != 1 or next(iter(picked)) not in offered:
                 raise SolverInputError(
                     f"seeds: layers {', '.join(members)} are assigned {sorted(map(str, picked))}; "

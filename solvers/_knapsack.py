@@ -3,22 +3,24 @@
 With one summed cost `c` beside the loss `l`, each decision group's useful options are its
 Pareto set in (c, l), and the problem has two classical exact tools, both used here:
 
-* Frontier merge (Nemhauser-Ullmann). The non-dominated points of a sum of independent
-  groups lie in the Minkowski sum of the groups' Pareto sets, so merging groups one at a time
-  and dropping dominated partial sums yields every non-dominated point exactly. Its size can
-  explode (about 10^6 points for 1000 layers of 8 candidates), so it stops past a cap.
+* Frontier merge (Nemhauser and Ullmann, Management Science 1969). The non-dominated points
+  of a sum of independent groups lie in the Minkowski sum of the groups' Pareto sets, so
+  merging groups one at a time and dropping dominated partial sums yields every
+  non-dominated point exactly. Its size can explode (about 10^6 points for 1000 layers of 8
+  candidates), so it stops past a cap.
 
-* Lagrangian core DP, one budget at a time (the core idea of Pisinger's MCKP algorithms).
-  Sorting every group's convex-hull increments by slope gives the LP relaxation at any
-  budget B in O(log n): its break slope `lam`, its bound `LB`, and a feasible greedy
-  allocation. The reduced cost r[g,k] = l + lam*c - min_k(l + lam*c) >= 0 bounds every
-  allocation x with cost <= B: loss(x) = LB + sum_g r[g,x_g] + lam*(B - cost(x)). Any
-  allocation at least as good as an incumbent of loss UB therefore uses only options with
-  r <= UB - LB, and only the few groups with two such options stay free. A DP over the free
-  groups (partial sums pruned by dominance, by the bound above and by the budget) then finds
-  the optimum exactly, with the lowest cost among equal losses (a non-dominated point). A
-  first DP over the 64 groups with the smallest second reduced cost improves the greedy
-  incumbent, which shrinks the exact DP's core from hundreds of groups to tens.
+* Lagrangian core DP, one budget at a time (the core idea of Pisinger, "A minimal algorithm
+  for the multiple-choice knapsack problem", EJOR 1995). Sorting every group's convex-hull
+  increments by slope gives the LP relaxation at any budget B in O(log n): its break slope
+  `lam`, its bound `LB`, and a feasible greedy allocation. The reduced costs
+  r[g,k] = l + lam*c - min_k(l + lam*c) >= 0 bound every allocation x with cost <= B:
+  loss(x) = LB + sum_g r[g,x_g] + lam*(B - cost(x)). Any allocation at least as good as an
+  incumbent of loss UB therefore uses only options with r <= UB - LB, and only the few
+  groups with two such options stay free. A DP over the free groups (partial sums pruned by
+  dominance, by the bound above and by the budget) then finds the optimum exactly, with the
+  lowest cost among equal losses (a non-dominated point). A first DP over the 64 groups with
+  the smallest second reduced cost improves the greedy incumbent, which shrinks the exact
+  DP's core from hundreds of groups to tens.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import math
 
 import numpy as np
 
-__all__ = ["Knapsack", "StateOverflow"]
+__all__ = ["Knapsack", "StateOverflow", "nondominated"]
 
 # Free groups of the incumbent-improving DP (a heuristic: any size keeps the result exact).
 _CORE_GROUPS = 64
@@ -67,9 +69,9 @@ def _pareto_sorted(
     )
 
 
-def _nondominated(loss: np.ndarray, cost: np.ndarray, alive: np.ndarray) -> np.ndarray:
-    """Indices among `alive` of the points no other point beats, by increasing cost; of equal
-    points the first is kept."""
+def nondominated(loss: np.ndarray, cost: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """Indices among `alive` of the (loss, cost) points no other point beats, by increasing
+    cost; of equal points the first is kept."""
     alive = alive[np.lexsort((loss[alive], cost[alive]))]
     best_before = np.concatenate([[np.inf], np.minimum.accumulate(loss[alive])[:-1]])
     return alive[loss[alive] < best_before]
@@ -93,7 +95,6 @@ class Knapsack:
         self.rows = np.arange(groups)
         self.min_cost = float(self.cost[:, 0].sum())
         self.top = self.count - 1  # the least-loss option of each group (its dearest)
-        self.top_cost = float(self.cost[self.rows, self.top].sum())
         finite_loss = np.where(np.isfinite(self.loss), np.abs(self.loss), 0.0)
         self.loss_scale = float(finite_loss.max(axis=1).sum())
         self.cost_scale = float(np.where(np.isfinite(self.cost), self.cost, 0.0).max(axis=1).sum())
@@ -219,7 +220,7 @@ class Knapsack:
             # loss of any completion >= bound + slack + lam * (unused budget).
             unused = np.maximum(0.0, budget - cost - max_rest[step + 1])
             feasible = (slack + lam * unused <= gap) & (cost + min_rest[step + 1] <= budget)
-            alive = _nondominated(loss, cost, np.flatnonzero(feasible))
+            alive = nondominated(loss, cost, np.flatnonzero(feasible))
             if len(alive) > _MAX_STATES:
                 raise StateOverflow(f"{len(alive)} partial sums at budget {budget}")
             trail.append((alive // len(options), options[alive % len(options)]))
@@ -247,7 +248,7 @@ class Knapsack:
             width = int(self.count[group])
             loss = (loss[:, None] + self.loss[group, :width]).ravel()
             cost = (cost[:, None] + self.cost[group, :width]).ravel()
-            alive = _nondominated(loss, cost, np.flatnonzero(cost + min_rest[group + 1] <= budget))
+            alive = nondominated(loss, cost, np.flatnonzero(cost + min_rest[group + 1] <= budget))
             if len(alive) > max_points:
                 return None
             trail.append((alive // width, alive % width))

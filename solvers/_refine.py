@@ -24,7 +24,7 @@ def refine(
     objective_fn: Callable[[dict[str, str]], float],
     *,
     objectives: Iterable[str],
-    seeds: Sequence[Solution] = (),
+    seeds: Sequence[Solution | Mapping[str, str]] = (),
     n_trials: int,
     budgets: Mapping[str, float] | None = None,
     ties: Iterable[Iterable[str]] = (),
@@ -49,7 +49,8 @@ def refine(
             better), e.g. the task's real metric after quantization, negated.
         objectives: Cost column(s) traded against the measured loss, optionally led by
             `"measured_loss"`: `["latency_s"]` or `["measured_loss", "latency_s"]`.
-        seeds: Points to evaluate first, typically `solvers.frontier(...)`.
+        seeds: Points (or bare layer -> candidate assignments) to evaluate first, typically
+            `solvers.frontier(...)`.
         n_trials: Trials to run in this call (enqueued seeds included).
         budgets: Limits: max budgets shrink the search space; summed budgets become Optuna
             constraints (infeasible trials never reach the result).
@@ -91,8 +92,8 @@ def refine(
     if instance is None:
         raise problem.infeasible()
     summed = problem.summed()
-    names = [instance.layers[int(np.argmax(instance.group_of == g))] for g in range(len(instance.loss))]
-    offered = [[instance.cand_names[c] for c in row if c >= 0] for row in instance.option_cand]
+    names = [instance.members(g)[0] for g in instance.rows]
+    offered = [instance.options(g) for g in instance.rows]
     searched = [g for g, options in enumerate(offered) if len(options) > 1]
 
     study = optuna.create_study(
@@ -111,7 +112,7 @@ def refine(
         seed=seed + len(study.trials), population_size=population_size
     )
     for point in seeds:
-        choice = instance.choice_of(point.assignment)
+        choice = instance.choice_of(point.assignment if isinstance(point, Solution) else point)
         study.enqueue_trial({names[g]: offered[g][choice[g]] for g in searched}, skip_if_exists=True)
 
     def choice_of(pick: Callable[[int], str]) -> np.ndarray:

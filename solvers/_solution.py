@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 __all__ = ["Solution"]
@@ -25,7 +24,7 @@ class Solution:
             point: proven optimal for a budget equal to its own cost, hence non-dominated).
         status: `"optimal"`; `"feasible"` when an ILP backend stopped at its time limit with an
             unproven solution; `"measured"` for points returned by `refine`.
-        measured_loss: The loss measured by `refine`'s objective function; NaN elsewhere.
+        measured_loss: The loss measured by `refine`'s objective function; None elsewhere.
     """
 
     assignment: dict[str, str]
@@ -33,4 +32,4 @@ class Solution:
     costs: dict[str, float]
     optimal: bool
     status: str = "optimal"
-    measured_loss: float = math.nan
+    measured_loss: float | None = None

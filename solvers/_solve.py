@@ -63,21 +63,26 @@ class Problem:
         (several conflicts at once), budgets are kept in order while they remain feasible and
         the first that breaks feasibility is named, given those kept.
         """
-        for name, limit in self.budgets.items():
-            others = {n: v for n, v in self.budgets.items() if n != name}
-            smallest = self.smallest_achievable(name, others)
-            if smallest is not None:
-                return InfeasibleBudgetError(name, limit, smallest, others)
+        for name in self.budgets:
+            if error := self._unmet(name, {n: v for n, v in self.budgets.items() if n != name}):
+                return error
         kept: dict[str, float] = {}
         for name, limit in self.budgets.items():
-            smallest = self.smallest_achievable(name, kept)
-            if smallest is not None and smallest > limit * (1 + BUDGET_RTOL):
-                return InfeasibleBudgetError(name, limit, smallest, kept)
+            if error := self._unmet(name, kept):
+                return error
             kept[name] = limit
         raise SolverError(
             f"budgets {self.budgets}: the solver found them infeasible, but each check on its "
             f"own passes; loosen a budget slightly (rounding at the limit)."
         )
+
+    def _unmet(self, name: str, others: Mapping[str, float]) -> InfeasibleBudgetError | None:
+        """The error for budget `name` if it cannot be met while `others` are."""
+        smallest = self.smallest_achievable(name, others)
+        limit = self.budgets[name]
+        if smallest is None or smallest <= limit * (1 + BUDGET_RTOL):
+            return None
+        return InfeasibleBudgetError(name, limit, smallest, others)
 
     def smallest_achievable(self, column: str, others: Mapping[str, float]) -> float | None:
         """Smallest value of `column` over allocations meeting `others`, or None if none does."""
@@ -147,18 +152,23 @@ def minimise(
     summed: Mapping[str, float],
     backend: str,
     time_limit_s: float | None,
-    extra_rows: Iterable[Row] = (),
+    *,
+    then: str | None = None,
 ) -> tuple[np.ndarray, bool] | None:
     """Least-`objective` allocation under summed budgets (max budgets already applied).
 
-    With `backend="auto"` and at most one summed budget (and no extra rows), the exact
-    knapsack DP answers in milliseconds; otherwise PuLP solves the ILP.
+    With `backend="auto"` and at most one summed budget, the exact knapsack DP answers in
+    milliseconds (and already breaks ties by the least cost on that budget's column);
+    otherwise PuLP solves the ILP.
+
+    Args:
+        then: A cost column minimised among the allocations of least objective (a second
+            ILP bounds the objective at its optimum); None to stop at the least objective.
 
     Returns:
         (option index per group, proven optimal), or None when infeasible.
     """
-    extra_rows = list(extra_rows)
-    if backend == "auto" and len(summed) <= 1 and not extra_rows:
+    if backend == "auto" and len(summed) <= 1 and then in (None, *summed):
         name, limit = next(iter(summed.items()), (None, math.inf))
         cost = instance.costs[name] if name else np.zeros_like(objective)
         try:
@@ -166,16 +176,29 @@ def minimise(
             return None if choice is None else (choice, True)
         except StateOverflow as overflow:
             logger.info("knapsack DP overflowed (%s); solving the ILP instead", overflow)
-    rows = [Row(instance.costs[n], v) for n, v in summed.items()] + extra_rows
-    result = solve_ilp(
-        instance.valid,
-        objective,
-        rows,
-        backend=backend,
-        time_limit_s=time_limit_s,
-        objective_scale=_objective_scale(instance, objective, summed),
-    )
-    return None if result is None else (result.choice, result.optimal)
+    rows = [Row(instance.costs[n], v) for n, v in summed.items()]
+
+    def ilp(goal: np.ndarray, extra: list[Row]):
+        return solve_ilp(
+            instance.valid,
+            goal,
+            rows + extra,
+            backend=backend,
+            time_limit_s=time_limit_s,
+            objective_scale=_objective_scale(instance, goal, summed),
+        )
+
+    best = ilp(objective, [])
+    if best is None:
+        return None
+    if then is None:
+        return best.choice, best.optimal
+    value = float(objective[instance.rows, best.choice].sum())
+    magnitude = float(np.abs(np.where(instance.valid, objective, 0.0)).max(axis=1).sum())
+    tied = ilp(instance.costs[then], [Row(objective, value + 1e-9 * max(abs(value), magnitude))])
+    if tied is None:  # rounding at the bound: keep the first optimum
+        return best.choice, best.optimal
+    return tied.choice, best.optimal and tied.optimal
 
 
 def summed_feasible(

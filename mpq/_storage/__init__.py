@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from io import StringIO
@@ -53,14 +54,18 @@ def _finite(value: Any) -> Any:
 
 
 def table_to_json(table: pd.DataFrame) -> str:
-    return table.to_json(orient="split", index=False, double_precision=15)
+    """A table and its ``attrs`` (the cost model's max_columns, cost_columns...) as one JSON text."""
+    split = json.loads(table.to_json(orient="split", index=False, double_precision=15))
+    return json.dumps({"attrs": table.attrs, "table": split}, default=str)
 
 
 def table_from_json(text: str) -> pd.DataFrame:
-    table = pd.read_json(StringIO(text), orient="split", dtype=False)
+    document = json.loads(text)
+    table = pd.read_json(StringIO(json.dumps(document["table"])), orient="split", dtype=False)
     for column in table.columns:  # JSON has no tuples: shapes come back as lists
         if len(table) and isinstance(table[column].iloc[0], list):
             table[column] = table[column].map(tuple)
+    table.attrs.update(document["attrs"])
     return table
 
 
@@ -100,12 +105,16 @@ class Store:
     def _make_engine(url) -> Engine:
         if url.get_backend_name() != "sqlite":
             return create_engine(url, pool_pre_ping=True)
+        # timeout: a writer waits up to 30 s for another process's write lock instead of failing
+        # with "database is locked"; WAL lets readers and one writer work at the same time.
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record):
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
+            if url.database not in (None, "", ":memory:"):
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
 
         return engine

@@ -5,14 +5,15 @@ to drive the dashboard with Streamlit's AppTest."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 import warnings
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,7 +40,9 @@ def store(tmp_path_factory) -> SimpleNamespace:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return _fill_store(tmp_path_factory.mktemp("dashboard"))
+            with warnings.catch_warnings():  # about the data (three objectives, equal metrics), not the dashboard
+                warnings.simplefilter("ignore")
+                return _fill_store(tmp_path_factory.mktemp("dashboard"))
         finally:
             torch.set_num_threads(threads)
 
@@ -50,11 +53,9 @@ def _fill_store(folder: Path) -> SimpleNamespace:
     ids = {
         "fpga": mpq.search(digits, target="zcu104", settings=FAST, db=building, max_points=6).id,
         "mcu": mpq.search(digits, target="stm32h743", settings=FAST, db=building, max_points=4).id,
+        "gpu": mpq.search(digits, target="h100-sxm", objectives=["latency_s", "weight_bytes"], settings=FAST,
+                          db=building, max_points=5).id,
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ApproximateFrontierWarning: three objectives
-        ids["gpu"] = mpq.search(digits, target="h100-sxm", objectives=["latency_s", "weight_bytes"], settings=FAST,
-                                db=building, max_points=5).id
     ids["mlp"] = mpq.search(mlp, target="zcu104", settings=FAST, db=building, max_points=4).id
 
     def lost_data(model):
@@ -67,7 +68,8 @@ def _fill_store(folder: Path) -> SimpleNamespace:
 
     def snapshot(stage: str, done: int, total: int, message: str) -> None:
         if stage == "validate" and not db.exists():  # the run is stored as running, its points not yet
-            shutil.copy(building, db)
+            with closing(sqlite3.connect(building)) as source, closing(sqlite3.connect(db)) as copy:
+                source.backup(copy)  # SQLite's online backup: consistent, write-ahead log included
 
     ids["running"] = mpq.search(digits, target="cpu-x86", objectives="energy_j", settings=FAST, db=building,
                                 max_points=3, progress=snapshot).id

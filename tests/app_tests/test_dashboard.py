@@ -236,6 +236,14 @@ def test_unreadable_store_is_one_line_not_a_traceback(tmp_path, open_app):
     assert not missing.exists()  # read only: nothing created
 
 
+def test_unreachable_postgresql_store_is_one_line_without_its_password(open_app):
+    # Nothing listens on port 1; without psycopg installed, the driver is what is missing.
+    at = open_app("postgresql+psycopg://mpq:secret@127.0.0.1:1/mpq")
+    assert not at.exception
+    message = _texts(at.error)
+    assert message.startswith("Cannot read the store: ") and "\n" not in message and "secret" not in message
+
+
 def test_compare_puts_several_runs_on_one_chart(store, open_app):
     at = open_app(store.db, "app_pages/compare.py", store.ids["fpga"])
     picked = at.multiselect(key="compare_runs").value

@@ -1,0 +1,127 @@
+"""views.py, exports.py and queries.py: the tables, exports and store arguments behind the pages."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+import pandas as pd
+import pytest
+from app_support import app_module
+
+import mpq
+
+views, exports, queries = app_module("views"), app_module("exports"), app_module("queries")
+
+
+def test_formats_summary_and_bits():
+    assert views.formats_summary({"a": "w8a8", "b": "w4a8", "c": "w8a8"}) == "w8a8:2 w4a8:1"
+    bits = views.format_bits(["wmxfp4a8", "w4a8", "wmxfp4a8"])
+    assert bits.to_dict("records") == [
+        {"candidate": "wmxfp4a8", "weight_format": "mxfp4", "act_format": "int8", "weight_bits": 4.25, "act_bits": 8.0},
+        {"candidate": "w4a8", "weight_format": "int4_pc", "act_format": "int8", "weight_bits": 4.0, "act_bits": 8.0},
+    ]
+
+
+def test_filter_runs_by_model_target_status_and_day():
+    runs = pd.DataFrame({
+        "run": [1, 2, 3, 4], "task": ["cnn", "cnn", "mlp", "cnn"], "target": ["zcu104", "h100", "zcu104", "zcu104"],
+        "status": ["done", "done", "failed", "running"],
+        "created_at": pd.to_datetime(["2026-01-01 10:00", "2026-01-02 23:59", "2026-01-03 00:00", "2026-01-03 12:00"]),
+    })
+    assert list(views.filter_runs(runs)["run"]) == [4, 3, 2, 1]
+    assert list(views.filter_runs(runs, tasks=["cnn"], targets=["zcu104"])["run"]) == [4, 1]
+    assert list(views.filter_runs(runs, statuses=["done", "failed"])["run"]) == [3, 2, 1]
+    assert list(views.filter_runs(runs, dates=(date(2026, 1, 2), date(2026, 1, 2)))["run"]) == [2]
+    assert list(views.filter_runs(runs, dates=(date(2026, 1, 3), date(2026, 1, 9)))["run"]) == [4, 3]
+
+
+def test_run_label_and_best_point(store):
+    runs = mpq.list_runs(store.db)
+    gpu = store.ids["gpu"]
+    assert views.run_label(gpu, runs) == f"#{gpu} digits-cnn on h100-sxm · latency_s,weight_bytes (done)"
+    assert views.run_label(999, runs) == "#999"
+    run = store.runs["fpga"]
+    assert views.best_point(run) == int(run.best().point)
+
+
+def test_axis_choices_and_shared_axes(store):
+    gpu, mcu = store.runs["gpu"], store.runs["mcu"]
+    assert views.axis_choices(gpu)[:3] == ["latency_s", "weight_bytes", "predicted_loss"]
+    assert "measured_metric" not in views.axis_choices(gpu)
+    shared = views.shared_axes([gpu, mcu])
+    assert shared[:2] == ["measured_metric", "predicted_loss"]
+    assert {"latency_s", "energy_j", "weight_bytes"} <= set(shared) and "flash_bytes" not in shared  # MCU only
+    assert views.shared_axes([]) == []
+
+
+def test_layer_view_rejects_unknown_points_in_one_line(store):
+    run = store.runs["fpga"]
+    with pytest.raises(mpq.exceptions.InvalidParameterError, match=rf"^point: run {run.id} has no point 99; choose one of 0, 1, "):
+        views.layer_view(run, 99)
+
+
+def test_point_diff_of_one_point_with_itself_and_of_two_models(store):
+    run = store.runs["fpga"]
+    same = views.point_diff(run, 0, run, 0)
+    assert not same.changed.any() and (same.delta_weight_bits == 0).all()
+    with pytest.raises(mpq.exceptions.InvalidParameterError, match="quantize different layers"):
+        views.point_diff(run, 0, store.runs["mlp"], 0)
+
+
+@pytest.mark.parametrize(("selection", "point"), [
+    (None, None), ({}, None), ({"points": []}, None), ({"points": [{"x": 1.0}]}, None),
+    ({"points": [{"customdata": [7]}, {"customdata": [3]}]}, 7), ({"points": [{"x": 1}, {"customdata": [2.0]}]}, 2),
+])
+def test_point_from_selection(selection, point):
+    assert views.point_from_selection(selection) == point
+
+
+def test_calibration_points_are_the_validated_ones(store):
+    run = store.runs["mcu"]
+    points = views.calibration_points(run)
+    assert len(points) == len(run.frontier)
+    assert list(points.measured_drop) == pytest.approx(list(run.record["float_metric"] - run.frontier.measured_metric))
+
+
+def test_exports_are_json_and_name_bad_formats(store):
+    run = store.runs["fpga"]
+    name, mime, text = exports.export_file(run, 1, "json")
+    assert (name, mime) == (f"mpq-run{run.id}-point1-point.json", "application/json")
+    assert json.loads(text)["assignment"] == run.assignment(1)
+    with pytest.raises(mpq.exceptions.UnknownNameError,
+                       match=r"^unknown export format 'hawk'; choose one of json, hawq, hf \(did you mean 'hawq'\?\)\.$"):
+        exports.export_point(run, 1, "hawk")
+    with pytest.raises(mpq.exceptions.InvalidParameterError, match=rf"^point: run {run.id} has no point 42; "):
+        exports.export_point(run, 42, "json")
+
+
+def test_measured_metric_nan_exports_as_null(store):
+    run = store.runs["fpga"]
+    frontier = run.frontier.assign(measured_metric=float("nan"))
+    unvalidated = mpq.Run(id=run.id, db=run.db, status="done", record={**run.record, "float_metric": None},
+                          frontier=frontier, assignments=run.assignments, tables=run.tables)
+    exported = exports.export_point(unvalidated, 0, "json")
+    assert exported["measured_metric"] is None and exported["float_metric"] is None
+    json.dumps(exported, allow_nan=False)  # strict JSON
+
+
+@pytest.mark.parametrize(("argv", "environ", "db"), [
+    (["--db", "a.db"], {"MPQ_DB": "b.db"}, "a.db"),
+    (["--server.port", "1", "--db=sqlite:///x.db"], {}, "sqlite:///x.db"),
+    ([], {"MPQ_DB": "b.db"}, "b.db"),
+    (["-q", "tests"], {}, None),
+    (["--d", "a.db"], {}, None),  # no abbreviations: pytest's or streamlit's own flags never match
+])
+def test_db_from_args(argv, environ, db):
+    assert queries.db_from_args(argv, environ) == db
+
+
+def test_load_run_reads_a_run_in_progress_afresh(store, monkeypatch):
+    calls = []
+    monkeypatch.setattr(mpq, "open_run", lambda db, run_id: calls.append(run_id) or run_id)
+    assert queries.load_run(store.db, 8, pd.NaT) == 8 and queries.load_run(store.db, 8, None) == 8
+    assert calls == [8, 8]
+    finished = datetime(2026, 1, 1, 12, 0)
+    assert queries.load_run(store.db, 9, finished) == queries.load_run(store.db, 9, finished) == 9
+    assert calls == [8, 8, 9]  # the finished run was read once, then cached
