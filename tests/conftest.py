@@ -49,3 +49,38 @@ def tiny_task() -> mpq.Task:
 @pytest.fixture
 def db_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mpq.db'}"
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database on the server .ci/postgres_setup.sh starts (dropped after).
+
+    Skipped where no server is configured, except in CI, where a missing server is a failure.
+    """
+    import os
+    import uuid
+
+    base = os.environ.get("MPQ_TEST_POSTGRES_URL")
+    if not base:
+        if os.environ.get("CI") == "true":
+            pytest.fail("MPQ_TEST_POSTGRES_URL is not set in CI; .ci/run starts PostgreSQL with .ci/postgres_setup.sh")
+        pytest.skip("no PostgreSQL: run `export MPQ_TEST_POSTGRES_URL=$(bash .ci/postgres_setup.sh)`")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    name = f"mpq_{uuid.uuid4().hex[:12]}"
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The same store test on a SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "mpq.db")
+    return request.getfixturevalue("postgres_url")

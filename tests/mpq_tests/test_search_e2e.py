@@ -107,3 +107,10 @@ def test_failed_run_is_stored_as_failed(digits, tmp_path, monkeypatch):
     runs = mpq.list_runs(tmp_path / "mpq.db")
     assert list(runs.status) == ["failed"]
     assert mpq.open_run(tmp_path / "mpq.db", 1).record["error"] == "ProbeError: loss is NaN at sample 1; check the model"
+
+
+def test_search_into_postgresql(digits, postgres_url):
+    run = mpq.search(digits, settings=FAST, db=postgres_url, max_points=4)
+    again = mpq.open_run(postgres_url, run.id)
+    assert again.status == "done" and again.frontier.equals(run.frontier)
+    assert list(mpq.list_runs(postgres_url)["run"]) == [run.id]

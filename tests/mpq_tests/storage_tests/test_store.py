@@ -19,15 +19,15 @@ def _point(i, **extra):
                 assignment={"conv1": "w8a8", "fc.0-1": "w4a8"}, **extra)
 
 
-def test_run_round_trip(tmp_path):
-    store = Store(tmp_path / "mpq.db")
+def test_run_round_trip(store_url):
+    store = Store(store_url)
     run_id = store.create_run(**RUN_FIELDS)
     layers = pd.DataFrame({"layer": ["conv1", "fc.0-1"], "macs": [10, 20], "weight_shape": [(4, 1, 3, 3), (3, 8)]})
     store.save_table(run_id, "layers", layers)
     store.save_points(run_id, [_point(0), _point(1)])
     store.finish_run(run_id, "done", float_metric=0.98, spearman=0.9)
 
-    reopened = Store(tmp_path / "mpq.db", create=False)
+    reopened = Store(store_url, create=False)
     record = reopened.run_record(run_id)
     assert record["status"] == "done" and record["budgets"] == {"weight_bytes": 2e5}
     assert record["finished_at"] is not None and record["spearman"] == 0.9
@@ -40,16 +40,16 @@ def test_run_round_trip(tmp_path):
     assert runs.loc[0, "points"] == 2 and runs.loc[0, "objectives"] == "latency_s"
 
 
-def test_failed_run_stays_readable(tmp_path):
-    store = Store(tmp_path / "mpq.db")
+def test_failed_run_stays_readable(store_url):
+    store = Store(store_url)
     run_id = store.create_run(**RUN_FIELDS)
     store.finish_run(run_id, "failed", error="ProbeError: loss is NaN")
     assert store.run_record(run_id)["error"] == "ProbeError: loss is NaN"
     assert store.run_points(run_id)[0].empty
 
 
-def test_probe_results_and_checkpoints_by_key(tmp_path):
-    store = Store(tmp_path / "mpq.db")
+def test_probe_results_and_checkpoints_by_key(store_url):
+    store = Store(store_url)
     table = pd.DataFrame({"layer": ["a", "b"], "probe": ["hessian_w"] * 2, "value": [1.5, -0.25]})
     assert store.find_probe("key1") is None
     store.save_probe("key1", model_hash="m", data_hash="d", settings={"x": 1}, table=table)
@@ -60,8 +60,8 @@ def test_probe_results_and_checkpoints_by_key(tmp_path):
     assert store.load("key1") is None
 
 
-def test_missing_run_names_the_newest(tmp_path):
-    store = Store(tmp_path / "mpq.db")
+def test_missing_run_names_the_newest(store_url):
+    store = Store(store_url)
     with pytest.raises(RunNotFoundError, match=r"run 7 is not in .*the store has no runs yet.*'mpq runs'"):
         store.run_record(7)
     store.create_run(**RUN_FIELDS)
@@ -104,3 +104,28 @@ def test_newer_schema_is_refused_untouched(tmp_path):
     with pytest.raises(StoreError, match=r"has schema 0099, newer than this mpq's 0001; upgrade mpq"):
         Store(path)
     assert path.read_bytes() == before
+
+
+def test_newer_postgres_schema_is_refused(postgres_url):
+    Store(postgres_url)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(StoreError, match=r"has schema 0099, newer than this mpq's 0001"):
+        Store(postgres_url)
+    engine.dispose()
+
+
+def test_wrong_password_and_unreachable_server_are_one_line(postgres_url):
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    wrong = url.set(password="not-the-password").render_as_string(hide_password=False)
+    with pytest.raises(StoreError, match=r"cannot open it \(.*password authentication failed") as info:
+        Store(wrong)
+    assert "not-the-password" not in str(info.value) and "\n" not in str(info.value)
+    closed = url.set(port=1).render_as_string(hide_password=False)
+    with pytest.raises(StoreError, match=r"cannot open it \(.*(refused|connect)"):
+        Store(closed)
