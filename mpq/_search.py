@@ -14,6 +14,7 @@ import hwmodels
 import numpy as np
 import pandas as pd
 import solvers
+import torch
 from scipy.stats import spearmanr
 
 from mpq._apply import activation_ranges, apply
@@ -27,7 +28,7 @@ from mpq._runs import Run, open_run
 from mpq._storage import Store
 from mpq._task import Task
 from mpq._validation import Interval, check_param, unknown_name
-from mpq.exceptions import InvalidParameterError, SearchInterrupted
+from mpq.exceptions import InvalidParameterError, SearchInterrupted, TaskSpecError
 
 logger = logging.getLogger("mpq.search")
 
@@ -205,7 +206,7 @@ class _Plan:
 
     def record_fields(self, task: Task) -> dict:
         return dict(
-            task_name=task.name, metric_name=task.metric_name, model_hash=model_hash(task.model),
+            task_name=task.name, model_spec=task.spec, metric_name=task.metric_name, model_hash=model_hash(task.model),
             data_hash=data_hash(task.calibration), probe_key=probe_key(task, self.settings), target=self.device.name,
             objectives=list(self.objectives), budgets=self.budgets, versions=_versions(),
             settings={"probe": settings_to_json(self.settings), "candidates": self.candidates, "target": self.target,
@@ -292,7 +293,7 @@ def _run_pipeline(task: Task, store: Store, plan: _Plan, progress: Progress) -> 
     if plan.validate:
         float_metric = store.run_record(run_id)["float_metric"]
         if float_metric is None:
-            float_metric = float(task.evaluate(task.model))
+            float_metric = _evaluate(task, task.model)
             store.update_run(run_id, float_metric=float_metric)
         ranges = activation_ranges(task.model, task.calibration)
         todo = frontier[frontier["measured_metric"].isna()]
@@ -300,11 +301,25 @@ def _run_pipeline(task: Task, store: Store, plan: _Plan, progress: Progress) -> 
             progress("validate", i, len(todo), label)
             rows = assignments[assignments["point"] == point]
             quantized = apply(task.model, dict(zip(rows["layer"], rows["candidate"])), act_ranges=ranges)
-            store.set_measured(run_id, int(point), float(task.evaluate(quantized)))
+            store.set_measured(run_id, int(point), _evaluate(task, quantized))
         progress("validate", len(todo), len(todo), "done")
         frontier, _ = store.run_points(run_id)
     progress("store", 0, 1, "summarising the run")
     store.finish_run(run_id, "done", float_metric=float_metric, spearman=_spearman(frontier, float_metric))
+
+
+def _evaluate(task: Task, model: torch.nn.Module) -> float:
+    """The task's metric of ``model``; a failure of the user's evaluate is one line naming it."""
+    try:
+        value = float(task.evaluate(model))
+    except Exception as exc:
+        raise TaskSpecError(
+            f"task {task.name!r}: evaluate raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+            "fix the task's evaluate function."
+        ) from exc
+    if not np.isfinite(value):
+        raise TaskSpecError(f"task {task.name!r}: evaluate returned {value}; it must return a finite metric.")
+    return value
 
 
 def _solve(om: pd.DataFrame, plan: _Plan) -> list[dict]:
@@ -334,5 +349,7 @@ def _spearman(frontier: pd.DataFrame, float_metric: float | None) -> float | Non
     """Rank correlation of predicted loss with the measured metric drop, over every point."""
     if float_metric is None or len(frontier) < 3:
         return None
-    rho = spearmanr(frontier["predicted_loss"], float_metric - frontier["measured_metric"]).statistic
-    return None if np.isnan(rho) else float(rho)
+    drop = float_metric - frontier["measured_metric"]
+    if drop.nunique() < 2 or frontier["predicted_loss"].nunique() < 2:
+        return None  # a constant ranks nothing
+    return float(spearmanr(frontier["predicted_loss"], drop).statistic)

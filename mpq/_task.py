@@ -29,6 +29,8 @@ class Task:
         loss_fn: ``loss_fn(output, targets)`` -> scalar, differentiable tensor.
         evaluate: ``evaluate(model)`` -> held-out metric, higher is better, or None.
         metric_name: What ``evaluate`` measures (``accuracy``, ``cosine``...).
+        spec: The ``--model`` spec that built the task (set by :func:`load_task`); stored with
+            each run so that ``mpq search --resume`` can build it again.
 
     mpq runs a batch as ``model(inputs)``, or ``model(**inputs)`` when inputs is a dict.
     """
@@ -39,6 +41,7 @@ class Task:
     loss_fn: Callable[[Any, Targets], torch.Tensor]
     evaluate: Callable[[torch.nn.Module], float] | None = None
     metric_name: str = "metric"
+    spec: str | None = None
 
 
 def run_model(model: torch.nn.Module, inputs: Inputs) -> Any:
@@ -108,6 +111,7 @@ def load_task(spec: str) -> Task:
         task = _call_factory(Path(prefix), name, spec)
     task = check_task(task, spec)
     task.model.eval()
+    task.spec = spec
     return task
 
 

@@ -86,7 +86,9 @@ class _StageProgress:
 
 @app.command()
 def search(
-    model: ModelOption = "example:digits-cnn",
+    model: Annotated[
+        Optional[str], typer.Option("--model", "-m", help="example:digits-cnn (default) | example:minilm | path/to/file.py:make_task; with --resume, the run's own.")
+    ] = None,
     target: Annotated[str, typer.Option("--target", "-t", help="Device name (see 'mpq devices') or a device .toml path.")] = DEFAULT_TARGET,
     objective: Annotated[list[str], typer.Option("--objective", "-o", help="Cost to trade against the predicted loss; give one or two.")] = list(DEFAULT_OBJECTIVES),  # noqa: B006
     budget: Annotated[list[str], typer.Option("--budget", "-b", help="NAME=VALUE upper limit; any number; gives the one optimal point.")] = [],  # noqa: B006
@@ -109,7 +111,9 @@ def search(
     budgets = _parse_budgets(budget)
     settings = mpq.ProbeSettings(probes=(f"{probe}_w", f"{probe}_a"), tolerance=tolerance, max_samples=max_samples,
                                  min_samples=min(10, max_samples))
-    task = mpq.load_task(model)
+    if model is None and resume is not None:
+        model = mpq.open_run(db, resume).record["model_spec"]
+    task = mpq.load_task(model or "example:digits-cnn")
     with _StageProgress() as progress:
         run = mpq.search(
             task, target=target, objectives=objective, budgets=budgets,
@@ -317,10 +321,13 @@ def dashboard(
 
     import mpq
 
-    # One resolver: the checkout's app/ beside the mpq package (a wheel will ship it as package data).
-    script = Path(mpq.__file__).resolve().parents[1] / "app" / "streamlit_app.py"
-    if not script.is_file():
-        raise mpq.MpqError(f"the dashboard app is missing: no {script}; reinstall mpq from a source checkout (pip install -e .).")
+    # One resolver: the checkout's app/ beside the mpq package, else the copy a wheel ships as
+    # package data (mpq/_dashboard, mapped from app/ in pyproject.toml).
+    package = Path(mpq.__file__).resolve().parent
+    candidates = (package.parent / "app" / "streamlit_app.py", package / "_dashboard" / "streamlit_app.py")
+    script = next((path for path in candidates if path.is_file()), None)
+    if script is None:
+        raise mpq.MpqError(f"the dashboard app is missing: neither {candidates[0]} nor {candidates[1]} exists; reinstall mpq.")
     if importlib.util.find_spec("streamlit") is None:
         raise mpq.MpqError("mpq dashboard needs the [dashboard] extra; run 'pip install mpq[dashboard]'.")
     mpq.list_runs(db)  # a store that cannot be read fails here, in one line, before a server starts
@@ -366,7 +373,9 @@ def _main(argv: list[str] | None) -> None:
     from mpq.exceptions import MpqError
 
     try:
-        app(args=argv, prog_name="mpq", standalone_mode=False)
+        code = app(args=argv, prog_name="mpq", standalone_mode=False)  # a typer.Exit comes back as its code
+        if code:
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt) as exc:

@@ -120,13 +120,12 @@ class LayerGraph:
             out += [(kind, name) for name in (self.layers if kind == "w" else self.act_layers)]
         return out
 
-    def run(self, batch: Batch, kinds: Sequence[str], targets: Targets | None = None) -> Pass:
+    def run(self, batch: Batch, kinds: Sequence[str]) -> Pass:
         """One forward pass with the weights (``"w"`` in kinds) and inputs (``"a"``) exposed.
 
         Args:
             batch: The batch to run.
             kinds: Which of ``"w"`` and ``"a"`` to expose.
-            targets: Targets to score against instead of the batch's own.
 
         Returns:
             The pass.
@@ -136,14 +135,18 @@ class LayerGraph:
         """
         leaves: dict[int, torch.Tensor] = {}
         weight_owners: dict[int, list[Target]] = {}
-        # Every parameter detached: autograd tracks only the tensors the probes ask for.
-        overrides = {name: p.detach() for name, p in self.task.model.named_parameters()}
         if "w" in kinds:
             for name in self.layers:
                 param = self.modules[name].weight
-                leaf = leaves.setdefault(id(param), param.detach().requires_grad_(True))
+                leaves.setdefault(id(param), param.detach().requires_grad_(True))
                 weight_owners.setdefault(id(param), []).append(("w", name))
-                overrides[f"{name}.weight"] = leaf
+        # Every other parameter detached, so autograd tracks only what the probes ask for; every
+        # name of a tied parameter gets the same tensor.
+        detached: dict[int, torch.Tensor] = {}
+        overrides = {
+            name: leaves[id(p)] if id(p) in leaves else detached.setdefault(id(p), p.detach())
+            for name, p in self.task.model.named_parameters(remove_duplicate=False)
+        }
         captured: list[tuple[torch.Tensor, Target]] = []
 
         def expose(name: str):
@@ -163,7 +166,7 @@ class LayerGraph:
         try:
             with torch.enable_grad():
                 output = _call(self.task.model, overrides, batch.inputs)
-                loss = self.task.loss_fn(output, batch.targets if targets is None else targets)
+                loss = self.task.loss_fn(output, batch.targets)
         finally:
             for handle in handles:
                 handle.remove()

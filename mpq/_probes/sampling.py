@@ -1,10 +1,11 @@
 """Monte Carlo estimation of a trace family: seeded samples, running statistics, stopping rule.
 
-A *sample* of a family draws ``batches_per_sample`` calibration batches uniformly without
-replacement and, on each, one random probe of every target at once (``family.draw``); scaled by
+A *sample* of a family takes every calibration batch (the default, stratified: the spread
+between batches drops out) or ``batches_per_sample`` of them drawn uniformly without
+replacement, and on each one random draw of every target at once (``family.draw``); scaled by
 ``n_batches / k * n_b / N`` the draws sum to an unbiased estimate of every target's trace over
 the whole calibration loss. The estimate is the mean over samples, its standard error the
-sample standard deviation over ``sqrt(n)``: it covers the probe vectors' noise *and* the batch
+sample standard deviation over ``sqrt(n)``: it covers the probe vectors' noise *and* any batch
 sub-sampling, so a 5 % tolerance means 5 % of the full-calibration trace.
 
 Sample ``i`` draws all its randomness from a generator seeded by ``(seed, family, i)``, and the

@@ -97,7 +97,13 @@ class Store:
             if not path.exists() and not create:
                 raise StoreError(f"{self.where}: no store at {str(path)!r}; run 'mpq search --db {path}' first or fix the path.")
             path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = self._make_engine(url)
+        try:
+            self.engine = self._make_engine(url)
+        except ImportError as exc:  # the database driver is an optional extra
+            raise StoreError(
+                f"{self.where}: its driver {exc.name!r} is not installed; run 'pip install mpq[postgres]' "
+                "(or the driver your URL names)."
+            ) from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._check_schema(create)
 
@@ -149,8 +155,17 @@ class Store:
                 # A new store, or one written by an older mpq: migrate it, keeping every run.
                 command.upgrade(self._alembic_config(connection), "head")
         except SQLAlchemyError as exc:
+            if self._current_revision() == head:  # another process created or migrated it meanwhile
+                return
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             raise StoreError(f"{self.where}: cannot open it ({reason}); check --db points at an mpq database you can reach.") from exc
+
+    def _current_revision(self) -> str | None:
+        try:
+            with self.engine.connect() as connection:
+                return MigrationContext.configure(connection).get_current_revision()
+        except SQLAlchemyError:
+            return None
 
     def _session(self):
         return session_scope(self._sessions, self.where)

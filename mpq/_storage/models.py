@@ -34,6 +34,7 @@ class RunModel(Base):
     status: Mapped[str] = mapped_column(String(16), default="running")
     error: Mapped[str | None] = mapped_column(Text)
     task_name: Mapped[str] = mapped_column(String(256))
+    model_spec: Mapped[str | None] = mapped_column(String(1024))  # schema 0002
     metric_name: Mapped[str] = mapped_column(String(64))
     model_hash: Mapped[str] = mapped_column(String(64), index=True)
     data_hash: Mapped[str] = mapped_column(String(64))

@@ -61,7 +61,7 @@ def _fill_store(folder: Path) -> SimpleNamespace:
     def lost_data(model):
         raise RuntimeError("held-out data went missing")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(mpq.exceptions.TaskSpecError, match="evaluate raised RuntimeError: held-out data went missing"):
         mpq.search(dataclasses.replace(mlp, evaluate=lost_data), target="stm32h743", settings=FAST, db=building)
     listed = mpq.list_runs(building)
     ids["failed"] = int(listed.loc[listed["status"] == "failed", "run"].iloc[0])

@@ -118,7 +118,8 @@ def test_frontier_chart_shows_points_baselines_and_the_measured_metric(store, op
 def test_axes_can_be_any_two_objectives(store, open_app):
     run = store.runs["gpu"]
     at = open_app(store.db, "app_pages/frontier.py", run.id)
-    assert at.selectbox(key=f"x_{run.id}").options[:3] == ["latency_s (s)", "weight_bytes (bytes)", "predicted_loss (summed omega)"]
+    assert at.selectbox(key=f"x_{run.id}").options[:3] == [
+        "latency_s (s)", "weight_bytes (bytes)", "predicted_loss (summed omega)"]
     at.selectbox(key=f"x_{run.id}").set_value("weight_bytes")
     at.selectbox(key=f"y_{run.id}").set_value("energy_j")
     at.run()
@@ -180,17 +181,19 @@ def test_export_buttons_serve_the_selected_point(store, open_app, monkeypatch):
     exported = json.loads(data)
     row = run.frontier.set_index("point").loc[point]
     assert mime == "application/json"
-    assert exported["assignment"] == run.assignment(point)
+    assert exported == run.export(point, "json")  # exactly what `mpq export RUN --point K` writes
+    assert {layer: spec["candidate"] for layer, spec in exported["layers"].items()} == run.assignment(point)
     assert (exported["run"], exported["point"], exported["target"]) == (run.id, point, "zcu104")
     assert exported["costs"]["latency_s"] == pytest.approx(row.latency_s)
     assert exported["measured_metric"] == pytest.approx(row.measured_metric)
 
-    hawq = json.loads(served[f"mpq-run{run.id}-point{point}-hawq-bit-config.json"][1])
-    assert hawq["weight_bits"] == {layer: int(c[1]) for layer, c in run.assignment(point).items()}  # wNaM
-    assert hawq["act_bits"] == {layer: int(c.split("a")[1]) for layer, c in run.assignment(point).items()}
+    (hawq,) = json.loads(served[f"mpq-run{run.id}-point{point}-hawq-bit-config.json"][1]).values()
+    assert hawq == {layer: int(c[1]) for layer, c in run.assignment(point).items()}  # wNaM: N weight bits
 
     hf = json.loads(served[f"mpq-run{run.id}-point{point}-hf-quantization-config.json"][1])["quantization_config"]
-    assert {layer: m["candidate"] for layer, m in hf["modules"].items()} == run.assignment(point)
+    assert {layer: m["weights"]["format"] for layer, m in hf["config_groups"].items()} == {
+        layer: mpq.get_candidate(c).weight_format.name for layer, c in run.assignment(point).items()
+    }
 
 
 def test_hawq_export_refuses_non_integer_formats_in_one_line(store, open_app):
@@ -200,7 +203,7 @@ def test_hawq_export_refuses_non_integer_formats_in_one_line(store, open_app):
     at = open_app(store.db, "app_pages/frontier.py", run.id)
     at.selectbox(key=f"point_{run.id}").set_value(floating).run()
     assert [b.label for b in at.get("download_button")] == ["Download json", "Download hf"]
-    assert "hawq bit configs hold integer formats only" in _texts(at.caption)
+    assert "HAWQ-V3's bit_config holds integer bit widths" in _texts(at.caption)
 
 
 def test_failed_run_is_shown_plainly(store, open_app):

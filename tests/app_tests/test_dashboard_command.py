@@ -67,8 +67,9 @@ def test_missing_app_fails_in_one_line(store, tmp_path, monkeypatch, no_exec, ca
     monkeypatch.setattr(mpq, "__file__", str(tmp_path / "site-packages" / "mpq" / "__init__.py"))
     code, err = _exit_code(capsys, "dashboard", "--db", store.db)
     assert code == 1 and not no_exec
-    assert err == f"mpq: error: the dashboard app is missing: no {tmp_path / 'site-packages' / 'app' / 'streamlit_app.py'}; " \
-                  "reinstall mpq from a source checkout (pip install -e .).\n"
+    site = tmp_path / "site-packages"
+    assert err == (f"mpq: error: the dashboard app is missing: neither {site / 'app' / 'streamlit_app.py'} nor "
+                   f"{site / 'mpq' / '_dashboard' / 'streamlit_app.py'} exists; reinstall mpq.\n")
 
 
 def test_missing_streamlit_names_the_extra(store, monkeypatch, no_exec, capsys):

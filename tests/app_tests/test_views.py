@@ -57,7 +57,8 @@ def test_axis_choices_and_shared_axes(store):
 
 def test_layer_view_rejects_unknown_points_in_one_line(store):
     run = store.runs["fpga"]
-    with pytest.raises(mpq.exceptions.InvalidParameterError, match=rf"^point: run {run.id} has no point 99; choose one of 0, 1, "):
+    with pytest.raises(mpq.exceptions.InvalidParameterError,
+                       match=rf"^point: run {run.id} has no point 99; choose one of 0, 1, "):
         views.layer_view(run, 99)
 
 
@@ -88,12 +89,12 @@ def test_exports_are_json_and_name_bad_formats(store):
     run = store.runs["fpga"]
     name, mime, text = exports.export_file(run, 1, "json")
     assert (name, mime) == (f"mpq-run{run.id}-point1-point.json", "application/json")
-    assert json.loads(text)["assignment"] == run.assignment(1)
+    assert json.loads(text) == run.export(1, "json")
     with pytest.raises(mpq.exceptions.UnknownNameError,
-                       match=r"^unknown export format 'hawk'; choose one of json, hawq, hf \(did you mean 'hawq'\?\)\.$"):
-        exports.export_point(run, 1, "hawk")
-    with pytest.raises(mpq.exceptions.InvalidParameterError, match=rf"^point: run {run.id} has no point 42; "):
-        exports.export_point(run, 42, "json")
+                       match=r"^unknown export format 'hawk'; choose one of hawq, hf, json \(did you mean 'hawq'\?\)\.$"):
+        exports.export_file(run, 1, "hawk")
+    with pytest.raises(mpq.exceptions.InvalidParameterError, match=rf"^run {run.id} has no point 42; "):
+        exports.export_file(run, 42, "json")
 
 
 def test_measured_metric_nan_exports_as_null(store):
@@ -101,9 +102,8 @@ def test_measured_metric_nan_exports_as_null(store):
     frontier = run.frontier.assign(measured_metric=float("nan"))
     unvalidated = mpq.Run(id=run.id, db=run.db, status="done", record={**run.record, "float_metric": None},
                           frontier=frontier, assignments=run.assignments, tables=run.tables)
-    exported = exports.export_point(unvalidated, 0, "json")
-    assert exported["measured_metric"] is None and exported["float_metric"] is None
-    json.dumps(exported, allow_nan=False)  # strict JSON
+    exported = json.loads(exports.export_file(unvalidated, 0, "json")[2])  # strict JSON: NaN refused
+    assert exported["measured_metric"] is None
 
 
 @pytest.mark.parametrize(("argv", "environ", "db"), [
@@ -125,3 +125,20 @@ def test_load_run_reads_a_run_in_progress_afresh(store, monkeypatch):
     finished = datetime(2026, 1, 1, 12, 0)
     assert queries.load_run(store.db, 9, finished) == queries.load_run(store.db, 9, finished) == 9
     assert calls == [8, 8, 9]  # the finished run was read once, then cached
+
+
+def test_app_uses_only_mpqs_public_names():
+    import ast
+
+    from app_support import APP_DIR
+
+    files = sorted(APP_DIR.rglob("*.py"))
+    assert len(files) >= 9 and not (APP_DIR / "__init__.py").exists()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                assert all(a.name == "mpq" or not a.name.startswith("mpq") for a in node.names), path
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mpq"):
+                assert node.module == "mpq" and {a.name for a in node.names} <= set(mpq.__all__), path
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "mpq":
+                assert node.attr in mpq.__all__, f"{path.name}: mpq.{node.attr}"

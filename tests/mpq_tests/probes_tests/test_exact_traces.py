@@ -65,3 +65,33 @@ def _check_against_exact_inputs(task, table):
     # The right head's input matters 9x as much (its output is scaled by 3).
     values = dict(zip(table["layer"], table["value"]))
     assert values["right"] > 4 * values["left"]
+
+
+def test_tied_weights_share_one_trace():
+    """An output layer tied to the embedding: both rows are the trace of the one shared weight."""
+    import torch
+    from torch import nn
+
+    import mpq
+
+    class TiedLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(7, 4)
+            self.mix = nn.Linear(4, 4)
+            self.head = nn.Linear(4, 7, bias=False)
+            self.head.weight = self.embed.weight
+
+        def forward(self, ids):
+            return self.head(torch.tanh(self.mix(self.embed(ids).mean(1))))
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 7, (10, 3))
+    task = mpq.Task("tied", TiedLM().eval(), [(ids, torch.randint(0, 7, (10,)))], nn.functional.cross_entropy)
+    table = probe(task, ["hessian_w"], settings=ProbeSettings(max_samples=1000))
+    values = dict(zip(table["layer"], table["value"]))
+    assert values["embed"] == values["head"]
+    exact = probe_cases.exact_traces(task)
+    assert exact[("w", "embed")] == pytest.approx(exact[("w", "head")])
+    for row in table.itertuples():
+        assert probe_cases.within(row.value, row.stderr, exact[("w", row.layer)]), row

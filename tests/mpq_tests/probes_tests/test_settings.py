@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import pytest
@@ -41,10 +42,14 @@ def test_json_round_trip_and_hash_agree_with_equality(settings):
     assert settings_hash(other) != settings_hash(settings)
 
 
-def test_hash_is_stable_across_processes():
-    # A constant: the store keys probe results by it, so it must not change between versions silently.
-    assert settings_hash(ProbeSettings()) == settings_hash(settings_from_json(settings_to_json(ProbeSettings())))
-    assert settings_to_json(ProbeSettings()).startswith('{"data":{"batches_per_sample":1,"candidates":[]')
+def test_default_settings_have_a_pinned_json_and_hash():
+    # The store keys probe results by this hash: a change of defaults must be deliberate (update both).
+    assert settings_to_json(ProbeSettings()) == (
+        '{"data":{"batches_per_sample":null,"candidates":[],"estimator":"split","fisher_sampler":"gauss_newton",'
+        '"max_samples":200,"micro_batch_size":null,"min_samples":10,"noise_draws":2,'
+        '"probes":["hessian_w","hessian_a"],"seed":0,"tolerance":0.05},"type":"ProbeSettings","version":1}'
+    )
+    assert settings_hash(ProbeSettings()) == hashlib.sha256(settings_to_json(ProbeSettings()).encode()).hexdigest()
 
 
 def test_from_json_accepts_only_probe_settings():

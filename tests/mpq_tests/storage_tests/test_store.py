@@ -101,7 +101,7 @@ def test_newer_schema_is_refused_untouched(tmp_path):
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE alembic_version SET version_num = '0099'")
     before = path.read_bytes()
-    with pytest.raises(StoreError, match=r"has schema 0099, newer than this mpq's 0001; upgrade mpq"):
+    with pytest.raises(StoreError, match=r"has schema 0099, newer than this mpq's 0002; upgrade mpq"):
         Store(path)
     assert path.read_bytes() == before
 
@@ -113,7 +113,7 @@ def test_newer_postgres_schema_is_refused(postgres_url):
     engine = create_engine(postgres_url)
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
-    with pytest.raises(StoreError, match=r"has schema 0099, newer than this mpq's 0001"):
+    with pytest.raises(StoreError, match=r"has schema 0099, newer than this mpq's 0002"):
         Store(postgres_url)
     engine.dispose()
 

@@ -1,0 +1,84 @@
+"""Frontier: a run's frontier on any two objectives with its measured metric, and the selected
+point's per-layer formats beside the layer table (sensitivity, omega, cost), with exports."""
+
+import pandas as pd
+import streamlit as st
+
+import charts
+import exports
+import mpq
+import ui
+import views
+
+runs = ui.runs_or_stop()
+run = ui.selected_run(runs)
+record = run.record
+metric = record["metric_name"]
+
+st.title(f"Run {run.id}: {record['task_name']} on {run.target}")
+facts = [f"objectives {', '.join(run.objectives)}", f"budgets {record.get('budgets') or 'none'}",
+         f"created {record['created_at']:%Y-%m-%d %H:%M} UTC"]
+if record.get("float_metric") is not None:
+    facts.append(f"float32 {metric} {record['float_metric']:.4f}")
+if record.get("spearman") is not None:
+    facts.append(f"Spearman {record['spearman']:.3f}")
+st.caption(" · ".join(facts))
+
+points = views.frontier_points(run)
+choices = views.axis_choices(run)
+x_col, y_col = st.columns(2)
+x = x_col.selectbox("x axis", choices, index=0, key=f"x_{run.id}", format_func=charts.axis_title)
+y = y_col.selectbox("y axis", choices, index=choices.index("predicted_loss"), key=f"y_{run.id}",
+                    format_func=charts.axis_title)
+
+point_key, chart_key = f"point_{run.id}", f"frontier_chart_{run.id}"
+if point_key not in st.session_state:
+    st.session_state[point_key] = views.best_point(run)
+
+
+def _select_from_chart() -> None:
+    picked = views.point_from_selection(st.session_state[chart_key]["selection"])
+    if picked is not None:
+        st.session_state[point_key] = picked
+
+
+figure = charts.frontier_figure(points, x=x, y=y, metric_name=metric, float_metric=record.get("float_metric"),
+                                selected=st.session_state[point_key], hover=run.objectives,
+                                title=f"Frontier of run {run.id}: click a point")
+st.plotly_chart(figure, key=chart_key, on_select=_select_from_chart, selection_mode="points")
+
+labels = points.set_index("point")
+
+
+def _point_label(p: int) -> str:
+    row = labels.loc[p]
+    measured = "-" if pd.isna(row["measured_metric"]) else f"{row['measured_metric']:.4f}"
+    return f"{p} · {row['label']} · predicted loss {row['predicted_loss']:.3g} · {metric} {measured} · {row['formats']}"
+
+
+point = st.selectbox("Point", [int(p) for p in points["point"]], key=point_key, format_func=_point_label)
+
+st.subheader(f"Point {point}: formats per layer")
+view = views.layer_view(run, point)
+chart_side, table_side = st.columns([2, 3])
+colors = charts.format_colors(views.run_formats(run))
+chart_side.plotly_chart(charts.layer_bits_figure(view, colors=colors, title=f"Bits per layer, point {point}"),
+                        key=f"bits_{run.id}")
+table_side.dataframe(
+    view, hide_index=True,
+    column_config={c: st.column_config.NumberColumn(charts.axis_title(c), format="%.3g")
+                   for c in view.columns if c.startswith("sensitivity_") or c in ("omega", "latency_s", "energy_j")},
+)
+
+st.subheader("Export")
+texts = {}
+for column, fmt in zip(st.columns(len(exports.EXPORT_FORMATS)), exports.EXPORT_FORMATS):
+    try:
+        name, mime, texts[fmt] = exports.export_file(run, point, fmt)
+    except mpq.MpqError as exc:
+        column.caption(f"{fmt}: {exc}")
+        continue
+    column.download_button(f"Download {fmt}", texts[fmt], file_name=name, mime=mime, key=f"export_{fmt}",
+                           on_click="ignore", icon=":material/download:")
+with st.expander("The point as JSON"):
+    st.code(texts["json"], language="json")

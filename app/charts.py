@@ -1,0 +1,284 @@
+"""Pure plotly figure builders for the dashboard: DataFrames in, ``go.Figure`` out, no Streamlit.
+
+Every point-level trace carries the point ids in ``customdata`` (first column), so a chart
+selection maps back to a point; baselines (uniform configurations) are drawn as diamonds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+#: Units of the columns charts put on axes (the frontier's and the cost tables' columns).
+UNITS = {
+    "latency_s": "s", "energy_j": "J", "weight_bytes": "bytes", "flash_bytes": "bytes", "sram_bytes": "bytes",
+    "dram_bytes": "bytes", "bops": "bit-ops", "cycles": "cycles", "luts": "LUTs", "dsps": "DSPs", "brams": "BRAMs",
+    "predicted_loss": "summed omega",
+}
+
+#: Colours from low precision (red) to high precision (blue/purple): format colours follow bits.
+LOW_TO_HIGH_BITS = ("#d62728", "#ff7f0e", "#bcbd22", "#2ca02c", "#17becf", "#1f77b4", "#9467bd")
+
+BASELINE_SYMBOL = "diamond"
+POINT_SYMBOL = "circle"
+
+
+def axis_title(column: str) -> str:
+    """``"latency_s (s)"``: a column name with its unit."""
+    unit = UNITS.get(column)
+    return f"{column} ({unit})" if unit else column
+
+
+def _log_scale(values: pd.Series) -> bool:
+    """Log axes for positive values spanning more than two decades."""
+    finite = values[np.isfinite(values)]
+    return bool(len(finite)) and (finite > 0).all() and finite.max() / finite.min() > 100
+
+
+LOG_AXIS = dict(type="log", dtick=1, exponentformat="power")  # a labelled tick per decade
+
+
+def _scale(values: pd.Series) -> dict:
+    """Axis settings: log when :func:`_log_scale`, else linear."""
+    return LOG_AXIS if _log_scale(values) else dict(type="linear")
+
+
+def format_colors(formats: pd.DataFrame) -> dict[str, str]:
+    """Candidate -> colour, ordered by bits so that colour reads as precision.
+
+    Args:
+        formats: ``candidate``, ``weight_bits``, ``act_bits`` (one row per candidate; the
+            ``format_bits`` table of views.py).
+
+    Returns:
+        A colour (``#rrggbb``) per candidate: the fewest bits red, the most blue/purple; evenly
+        spread over the palette, which repeats past seven candidates.
+    """
+    ordered = list(dict.fromkeys(formats.sort_values(["weight_bits", "act_bits", "candidate"])["candidate"]))
+    n, k = len(ordered), len(LOW_TO_HIGH_BITS)
+    slots = np.round(np.linspace(0, k - 1, n)).astype(int) if n <= k else np.arange(n) % k
+    return {name: LOW_TO_HIGH_BITS[slot] for name, slot in zip(ordered, slots)}
+
+
+def _number(value: float, column: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    unit = UNITS.get(column, "")
+    return f"{value:.4g} {unit}".rstrip() if unit != "summed omega" else f"{value:.4g}"
+
+
+def point_hover(points: pd.DataFrame, columns: Sequence[str], metric_name: str | None = None) -> list[str]:
+    """One hover summary per point: id and label, the given columns with units, the measured
+    metric under ``metric_name`` (when given) and the per-format layer counts (``formats``)."""
+    texts = []
+    for row in points.to_dict("records"):
+        lines = [f"<b>point {row['point']}</b> ({row['label']})"]
+        lines += [f"{c}: {_number(row[c], c)}" for c in columns]
+        if metric_name is not None:
+            lines.append(f"{metric_name}: {_number(row.get('measured_metric', float('nan')), '')}")
+        if row.get("formats"):
+            lines.append(f"formats: {row['formats']}")
+        texts.append("<br>".join(lines))
+    return texts
+
+
+def frontier_figure(
+    points: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    metric_name: str,
+    float_metric: float | None = None,
+    selected: int | None = None,
+    hover: Sequence[str] = (),
+    title: str = "Frontier",
+) -> go.Figure:
+    """The frontier on two objectives (top) and the measured metric on the same x (bottom).
+
+    Args:
+        points: The frontier with ``point``, ``label``, ``is_baseline``, ``measured_metric``,
+            ``formats`` and the ``x``/``y`` columns (views.frontier_points).
+        x, y: Columns on the axes (``predicted_loss`` or any cost column).
+        metric_name: The task's metric, for the bottom panel and the hover.
+        float_metric: The float32 model's metric, drawn as a dashed line in the bottom panel.
+        selected: A point id to ring in both panels.
+        hover: Extra columns in each point's hover summary (x and y are always there).
+        title: The figure's title.
+
+    Returns:
+        Traces ``frontier`` and ``uniform baselines`` in each panel (rows 1 and 2), and
+        ``selected`` when a point is selected; point ids in ``customdata``.
+    """
+    missing = [c for c in ("point", "label", "is_baseline", "measured_metric", x, y) if c not in points.columns]
+    if missing:
+        raise ValueError(f"points: missing columns {missing}; pass views.frontier_points(run).")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.64, 0.36], vertical_spacing=0.08,
+                        subplot_titles=(f"{y} against {x}", f"measured {metric_name}"))
+    shown = list(dict.fromkeys([x, y, *hover]))
+    for name, rows, symbol in (("frontier", points[~points["is_baseline"]], POINT_SYMBOL),
+                               ("uniform baselines", points[points["is_baseline"]], BASELINE_SYMBOL)):
+        if rows.empty:
+            continue
+        rows = rows.sort_values(x)
+        common = dict(x=rows[x], customdata=rows[["point"]].to_numpy(), hovertext=point_hover(rows, shown, metric_name),
+                      hovertemplate="%{hovertext}<extra></extra>", legendgroup=name,
+                      marker=dict(symbol=symbol, size=11 if symbol == BASELINE_SYMBOL else 9,
+                                  color="#444444" if symbol == BASELINE_SYMBOL else "#1f77b4"))
+        text = rows["label"].str.removeprefix("all-") if symbol == BASELINE_SYMBOL else None
+        mode = "markers+text" if text is not None else "markers"
+        fig.add_trace(go.Scatter(y=rows[y], name=name, mode=mode, text=text, textposition="top center", **common),
+                      row=1, col=1)
+        fig.add_trace(go.Scatter(y=rows["measured_metric"], name=name, mode="markers", showlegend=False, **common),
+                      row=2, col=1)
+    if selected is not None and (points["point"] == selected).any():
+        row = points[points["point"] == selected]
+        ring = dict(symbol="circle-open", size=20, color="#d62728", line=dict(width=3))
+        for panel, column in ((1, y), (2, "measured_metric")):
+            fig.add_trace(go.Scatter(x=row[x], y=row[column], name="selected", mode="markers", marker=ring,
+                                     customdata=row[["point"]].to_numpy(), hoverinfo="skip", showlegend=panel == 1),
+                          row=panel, col=1)
+    if float_metric is not None and not math.isnan(float_metric):
+        fig.add_hline(y=float_metric, line_dash="dash", line_color="#888888", row=2, col=1,
+                      annotation_text=f"float32 {float_metric:.4g}", annotation_position="bottom right")
+    fig.update_xaxes(title_text=axis_title(x), row=2, col=1)
+    fig.update_xaxes(**_scale(points[x]))
+    fig.update_yaxes(title_text=axis_title(y), row=1, col=1, **_scale(points[y]))
+    fig.update_yaxes(title_text=metric_name, row=2, col=1)
+    fig.update_layout(title=title, height=620, clickmode="event+select", legend=dict(orientation="h", y=-0.12),
+                      margin=dict(t=70, b=40))
+    return fig
+
+
+def layer_bits_figure(view: pd.DataFrame, *, colors: Mapping[str, str] | None = None,
+                      title: str = "Bits per layer") -> go.Figure:
+    """Weight bits per layer as bars coloured by format, activation bits as marks.
+
+    Args:
+        view: One row per layer in model order: ``layer``, ``candidate``, ``weight_bits``,
+            ``act_bits`` (views.layer_view).
+        colors: Candidate -> colour; default :func:`format_colors` of the candidates shown.
+        title: The figure's title.
+
+    Returns:
+        One bar trace per candidate (named after it) and an ``activation bits`` trace; the x axis
+        keeps the model's layer order.
+    """
+    colors = dict(colors or format_colors(view[["candidate", "weight_bits", "act_bits"]].drop_duplicates()))
+    fig = go.Figure()
+    for candidate, rows in view.groupby("candidate", sort=False):
+        fig.add_trace(go.Bar(x=rows["layer"], y=rows["weight_bits"], name=candidate, marker_color=colors[candidate],
+                             text=rows["candidate"], textposition="inside", insidetextanchor="middle",
+                             hovertemplate="%{x}: %{text}, %{y:g} weight bits<extra></extra>"))
+    fig.add_trace(go.Scatter(x=view["layer"], y=view["act_bits"], name="activation bits", mode="markers",
+                             marker=dict(symbol="line-ew-open", size=30, color="#222222", line=dict(width=3)),
+                             hovertemplate="%{x}: %{y:g} activation bits<extra></extra>"))
+    fig.update_layout(title=title, barmode="overlay", height=420, legend=dict(orientation="h", y=-0.2),
+                      xaxis=dict(title="layer", categoryorder="array", categoryarray=list(view["layer"])),
+                      yaxis=dict(title="bits per value", rangemode="tozero"), margin=dict(t=60, b=40))
+    return fig
+
+
+def compare_figure(frontiers: Mapping[str, pd.DataFrame], *, x: str, y: str, log_x: bool | None = None,
+                   title: str = "Runs compared") -> go.Figure:
+    """Several runs' frontiers on one chart.
+
+    Args:
+        frontiers: Run label -> its frontier (``point``, ``label``, ``is_baseline``, ``x``, ``y``
+            and ``formats``); each run keeps one colour.
+        x, y: Columns on the axes (shared by every run).
+        log_x: A log x axis (costs of different devices span decades); None: log when the
+            values span more than two decades.
+        title: The figure's title.
+
+    Returns:
+        Per run: a ``<label>`` trace of its frontier points (sorted by x, joined) and a
+        ``<label> baselines`` trace of its uniform baselines; point ids in ``customdata``.
+    """
+    fig = go.Figure()
+    palette = qualitative.D3
+    every = pd.concat([f[[x, y]] for f in frontiers.values()]) if frontiers else pd.DataFrame({x: [], y: []})
+    for i, (label, points) in enumerate(frontiers.items()):
+        color = palette[i % len(palette)]
+        for name, rows, symbol in ((label, points[~points["is_baseline"]], POINT_SYMBOL),
+                                   (f"{label} baselines", points[points["is_baseline"]], BASELINE_SYMBOL)):
+            if rows.empty:
+                continue
+            rows = rows.sort_values(x)
+            fig.add_trace(go.Scatter(
+                x=rows[x], y=rows[y], name=name, legendgroup=label, customdata=rows[["point"]].to_numpy(),
+                mode="lines+markers" if symbol == POINT_SYMBOL else "markers",
+                marker=dict(symbol=symbol, size=10 if symbol == BASELINE_SYMBOL else 8, color=color),
+                line=dict(color=color, width=1.5),
+                hovertext=[f"{label}<br>{h}" for h in point_hover(rows, [x, y])],
+                hovertemplate="%{hovertext}<extra></extra>",
+            ))
+    fig.update_layout(title=title, height=560, legend=dict(orientation="h", y=-0.15),
+                      xaxis=dict(title=axis_title(x), **(_scale(every[x]) if log_x is None else
+                                                         LOG_AXIS if log_x else dict(type="linear"))),
+                      yaxis=dict(title=axis_title(y), **_scale(every[y])))
+    return fig
+
+
+def layer_diff_figure(diff: pd.DataFrame, *, label_a: str, label_b: str, title: str = "Per-layer difference") -> go.Figure:
+    """Two points' weight bits side by side per layer, each bar labelled with its candidate.
+
+    Args:
+        diff: views.point_diff's table (``layer``, ``candidate_a``, ``candidate_b``,
+            ``weight_bits_a``, ``weight_bits_b``, ``changed``).
+        label_a, label_b: Legend names of the two points.
+        title: The figure's title.
+
+    Returns:
+        Two bar traces (``label_a``, ``label_b``); layers whose candidate changed have outlined
+        bars.
+    """
+    fig = go.Figure()
+    outline = np.where(diff["changed"], 2.5, 0.0)
+    for label, side, color in ((label_a, "a", "#1f77b4"), (label_b, "b", "#ff7f0e")):
+        fig.add_trace(go.Bar(x=diff["layer"], y=diff[f"weight_bits_{side}"], name=label, marker_color=color,
+                             marker_line=dict(width=outline, color="#222222"), text=diff[f"candidate_{side}"],
+                             textposition="inside", textangle=-90, insidetextanchor="middle",
+                             hovertemplate="%{x}: %{text}<extra>" + label + "</extra>"))
+    fig.update_layout(title=title, barmode="group", height=420, legend=dict(orientation="h", y=-0.2),
+                      xaxis=dict(title="layer", categoryorder="array", categoryarray=list(diff["layer"])),
+                      yaxis=dict(title="weight bits per value", rangemode="tozero"))
+    return fig
+
+
+def calibration_figure(points: pd.DataFrame, *, metric_name: str, spearman: float | None,
+                       title: str = "Predicted against measured") -> go.Figure:
+    """Predicted loss against the measured metric drop, with the run's Spearman correlation.
+
+    Args:
+        points: views.calibration_points's table (``point``, ``label``, ``is_baseline``,
+            ``predicted_loss``, ``measured_drop``, ``formats``).
+        metric_name: The task's metric.
+        spearman: The stored rank correlation of predicted loss with the measured drop.
+        title: The figure's title; the Spearman correlation is appended.
+
+    Returns:
+        Traces ``frontier`` and ``uniform baselines``; x is log-scaled when the predicted losses
+        span more than two decades.
+    """
+    rho = "n/a" if spearman is None or math.isnan(spearman) else f"{spearman:.3f}"
+    fig = go.Figure()
+    for name, rows, symbol in (("frontier", points[~points["is_baseline"]], POINT_SYMBOL),
+                               ("uniform baselines", points[points["is_baseline"]], BASELINE_SYMBOL)):
+        if rows.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=rows["predicted_loss"], y=rows["measured_drop"], name=name, mode="markers",
+            customdata=rows[["point"]].to_numpy(), marker=dict(symbol=symbol, size=10),
+            hovertext=point_hover(rows, ["predicted_loss", "measured_drop"], metric_name),
+            hovertemplate="%{hovertext}<extra></extra>",
+        ))
+    fig.update_layout(title=f"{title} (Spearman ρ = {rho})", height=480, legend=dict(orientation="h", y=-0.2),
+                      xaxis=dict(title=axis_title("predicted_loss"), **_scale(points["predicted_loss"])),
+                      yaxis=dict(title=f"measured {metric_name} drop (float32 minus quantized)"))
+    return fig
