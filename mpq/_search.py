@@ -137,7 +137,7 @@ def search(
             replaces the model's latency for the pairs it covers.
         max_points: At most this many frontier points: all of them when the exact frontier is
             that small, else the exact optima at this many evenly spaced budgets of the first
-            objective.
+            objective; with one objective, the optimum at each uniform baseline's cost is added.
         validate: Evaluate every point on held-out data (needs ``task.evaluate``).
         db: The store: None (``~/.cache/mpq/mpq.db``), a SQLite path or a SQLAlchemy URL.
         resume: The id of an unfinished run (interrupted, killed or failed) to finish: the
@@ -323,7 +323,12 @@ def _evaluate(task: Task, model: torch.nn.Module) -> float:
 
 
 def _solve(om: pd.DataFrame, plan: _Plan) -> list[dict]:
-    """The frontier (or the one budgeted optimum) and the uniform baselines, as store rows."""
+    """The frontier (or the one budgeted optimum) and the uniform baselines, as store rows.
+
+    With one objective, the frontier also holds the optimum at each baseline's own cost, so
+    every uniform configuration is compared with the best mixed one that costs no more.
+    """
+    baselines = _baselines(om, plan.costs, plan.candidates)
     if plan.budgets:
         points = [solvers.solve(om, plan.costs, plan.all_budgets)]
     else:
@@ -333,8 +338,19 @@ def _solve(om: pd.DataFrame, plan: _Plan) -> list[dict]:
             warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
             points = solvers.frontier(om, plan.costs, list(plan.objectives), budgets=plan.all_budgets,
                                       max_points=plan.max_points)
+        if len(plan.objectives) == 1:
+            (objective,) = plan.objectives
+            at_baselines = [
+                solvers.solve(om, plan.costs, {**plan.all_budgets, objective: baseline.costs[objective]})
+                for baseline in baselines.values()
+            ]
+            for extra in at_baselines:  # kept unless a point already costs no more and predicts no worse
+                if not any(p.costs[objective] <= extra.costs[objective] and p.predicted_loss <= extra.predicted_loss
+                           for p in points):
+                    points.append(extra)
+            points.sort(key=lambda p: p.costs[objective])
     labelled = [("frontier", False, p) for p in points]
-    labelled += [(label, True, p) for label, p in _baselines(om, plan.costs, plan.candidates).items()]
+    labelled += [(label, True, p) for label, p in baselines.items()]
     return [
         {
             "point": i, "label": label, "is_baseline": is_baseline, "optimal": solution.optimal,

@@ -43,6 +43,14 @@ def test_frontier_is_validated_and_stored(mcu_run, digits):
     assert digits.evaluate(quantized) == pytest.approx(best.measured_metric)
 
 
+def test_every_baseline_has_a_frontier_point_at_its_cost_that_predicts_no_worse(mcu_run):
+    frontier = mcu_run.frontier
+    points = frontier[~frontier.is_baseline]
+    for _, baseline in frontier[frontier.is_baseline].iterrows():
+        affordable = points[points.latency_s <= baseline.latency_s * (1 + 1e-9)]
+        assert affordable.predicted_loss.min() <= baseline.predicted_loss * (1 + 1e-9)
+
+
 def test_best_within_budget(mcu_run):
     points = mcu_run.frontier[~mcu_run.frontier.is_baseline]
     limit = float(points.latency_s.median())
@@ -61,7 +69,8 @@ def test_second_target_reuses_the_stored_probe(mcu_run, digits, monkeypatch):
     monkeypatch.setattr(_search, "probe", no_probe)
     run = mpq.search(digits, target="cpu-x86", objectives="energy_j", settings=FAST, db=mcu_run.db, max_points=5)
     assert run.record["probe_key"] == mcu_run.record["probe_key"] and run.id == mcu_run.id + 1
-    assert len(run.frontier[~run.frontier.is_baseline]) <= 5
+    baselines = run.frontier.is_baseline
+    assert len(run.frontier[~baselines]) <= 5 + baselines.sum()  # max_points, and the optimum at each baseline's cost
     assert list(mpq.list_runs(mcu_run.db)["run"]) == [mcu_run.id, run.id]
 
 
