@@ -14,7 +14,7 @@ from torch import nn
 
 from mpq._formats import Candidate, NumberFormat, get_candidate
 from mpq._layers import layer_kind
-from mpq._task import run_model
+from mpq._task import hooked, run_model
 from mpq._validation import unknown_name
 from mpq.exceptions import InvalidParameterError
 
@@ -76,19 +76,15 @@ def activation_ranges(
 
     handles = [modules[name].register_forward_pre_hook(record(name)) for name in names]
     n_batches = 0
-    try:
-        with torch.no_grad():
-            for batch in calibration:
-                if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                    raise InvalidParameterError(
-                        f"calibration batch {n_batches}: expected an (inputs, targets) pair, got "
-                        f"{type(batch).__name__}; pass batches as Task.calibration holds them."
-                    )
-                run_model(model, batch[0])
-                n_batches += 1
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooked(handles):
+        for batch in calibration:
+            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                raise InvalidParameterError(
+                    f"calibration batch {n_batches}: expected an (inputs, targets) pair, got "
+                    f"{type(batch).__name__}; pass batches as Task.calibration holds them."
+                )
+            run_model(model, batch[0])
+            n_batches += 1
     if n_batches == 0:
         raise InvalidParameterError(
             "activation_ranges: calibration has no batches; pass at least one (inputs, targets) batch."

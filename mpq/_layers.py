@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mpq._task import Inputs, batch_size, run_model
+from mpq._task import Inputs, batch_size, hooked, run_model
 from mpq.exceptions import InvalidParameterError, NoQuantizableLayerError
 
 #: Module types mpq quantizes, and the ``kind`` each gets in the layer table.
@@ -99,12 +99,8 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
         for name, module in model.named_modules()
         if layer_kind(module) is not None
     ]
-    try:
-        with torch.no_grad():
-            run_model(model, example_input)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooked(handles):
+        run_model(model, example_input)
     if not rows:
         raise NoQuantizableLayerError(
             f"{type(model).__name__}: no Linear, Conv1d, Conv2d or Embedding layer ran on the example "

@@ -54,7 +54,7 @@ from torch import nn
 from mpq._formats import Candidate, NumberFormat, get_candidate
 from mpq._formats.minifloat import MinifloatGrid
 from mpq._layers import layer_kind, layers
-from mpq._task import Inputs, Task, batch_size as inputs_batch_size, run_model
+from mpq._task import Inputs, Task, batch_size as inputs_batch_size, hooked, run_model
 from mpq._validation import Interval, OneOf, check_param
 from mpq.exceptions import InvalidParameterError
 
@@ -529,12 +529,8 @@ def _recorded_inputs(model: nn.Module, names: list[str], example_input: Inputs) 
         return hook
 
     handles = [model.get_submodule(name).register_forward_pre_hook(record(name)) for name in names]
-    try:
-        with torch.no_grad():
-            run_model(model, example_input)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooked(handles):
+        run_model(model, example_input)
     return calls
 
 

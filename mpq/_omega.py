@@ -36,7 +36,7 @@ import torch
 from mpq._apply import activation_ranges
 from mpq._formats import Candidate, NumberFormat, get_candidate
 from mpq._layers import layers
-from mpq._task import Task, batch_size, run_model
+from mpq._task import Task, batch_size, hooked, run_model
 from mpq._validation import OneOf, check_param
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError, SensitivityWarning
@@ -175,14 +175,10 @@ def act_sq_errors(task: Task, names: list[str], candidates: list[Candidate]) -> 
 
     handles = [modules[name].register_forward_pre_hook(hook(name)) for name in names]
     n_samples = 0
-    try:
-        with torch.no_grad():
-            for inputs, _ in task.calibration:
-                run_model(task.model, inputs)
-                n_samples += batch_size(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooked(handles):
+        for inputs, _ in task.calibration:
+            run_model(task.model, inputs)
+            n_samples += batch_size(inputs)
     return {(name, c.name): sums[(name, c.act_format.name)] / n_samples for name in names for c in candidates}
 
 

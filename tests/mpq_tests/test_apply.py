@@ -36,14 +36,6 @@ class TextNet(nn.Module):
 
 
 # formats_conftest: fixtures of this file.
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def model() -> TinyNet:
     torch.manual_seed(0)

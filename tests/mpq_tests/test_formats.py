@@ -31,14 +31,6 @@ FP6_E3M2 = [
 
 
 # formats_conftest: fixtures of this file.
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def gaussian() -> torch.Tensor:
     return torch.randn(64, 256, generator=torch.Generator().manual_seed(0))
