@@ -36,6 +36,7 @@ import torch
 from mpq._apply import activation_ranges
 from mpq._formats import Candidate, NumberFormat, get_candidate
 from mpq._layers import layers
+from mpq._probes.settings import check_task
 from mpq._task import Task, batch_size, hooked, run_model
 from mpq._validation import OneOf, check_param
 from mpq._warnings import mpq_warn
@@ -87,8 +88,7 @@ def omega(
             (the message names the missing layers and the probe call that gives them).
         UnknownNameError: an unknown candidate or format.
     """
-    if not isinstance(task, Task):
-        raise InvalidParameterError(f"The 'task' parameter of omega must be an mpq.Task. Got {type(task).__name__} instead.")
+    check_task("omega", task)
     check_param("omega", "probe", probe, OneOf((*TRACE_PAIRS, "measured")))
     if isinstance(candidates, (str, Candidate)) or not isinstance(candidates, Iterable):
         raise InvalidParameterError(
@@ -96,7 +96,9 @@ def omega(
         )
     parsed = [get_candidate(c) for c in candidates]
     if not parsed:
-        raise InvalidParameterError("The 'candidates' parameter of omega must name at least one candidate. Got [] instead.")
+        raise InvalidParameterError(
+            "The 'candidates' parameter of omega must name at least one candidate. Got [] instead."
+        )
     table = layers(task.model, task.calibration[0][0])
     names = list(table["layer"])
     act_layers = [n for n, kind in zip(table["layer"], table["kind"]) if kind != "embedding"]
@@ -139,7 +141,9 @@ def _row(layer, candidate, value, w_err, a_err, omega_w, omega_a, act_probe) -> 
                                     float(omega_a), act_probe)))
 
 
-def weight_sq_errors(model: torch.nn.Module, names: list[str], candidates: list[Candidate]) -> dict[tuple[str, str], float]:
+def weight_sq_errors(
+    model: torch.nn.Module, names: list[str], candidates: list[Candidate]
+) -> dict[tuple[str, str], float]:
     """``||Q(W) - W||^2`` of every layer at every candidate (each weight format quantized once)."""
     modules = dict(model.named_modules())
     formats = {c.weight_format.name: c.weight_format for c in candidates}
@@ -197,7 +201,8 @@ def _sensitivity_values(sensitivity: object) -> dict[tuple[str, str, str | None]
         )
     candidates = sensitivity["candidate"] if "candidate" in sensitivity.columns else [None] * len(sensitivity)
     out = {}
-    for probe, layer, candidate, value in zip(sensitivity["probe"], sensitivity["layer"], candidates, sensitivity["value"]):
+    columns = zip(sensitivity["probe"], sensitivity["layer"], candidates, sensitivity["value"])
+    for probe, layer, candidate, value in columns:
         out[(probe, layer, None if pd.isna(candidate) else candidate)] = float(value)
     return out
 

@@ -18,7 +18,7 @@ from mpq._probes.graph import LayerGraph, Target, calibration_batches
 from mpq._probes.hutchinson import HessianFamily
 from mpq._probes.measured import run_measured
 from mpq._probes.sampling import Key, RunningStats, run_family
-from mpq._probes.settings import PROBES, ProbeSettings, check_settings, families
+from mpq._probes.settings import PROBES, ProbeSettings, check_settings, check_task, families
 from mpq._task import Task
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError, SensitivityWarning
@@ -86,8 +86,7 @@ def probe(
             an estimator's requirement on the model or loss does not hold (the message says
             which setting to change).
     """
-    if not isinstance(task, Task):
-        raise InvalidParameterError(f"The 'task' parameter of probe must be an mpq.Task. Got {type(task).__name__} instead.")
+    check_task("probe", task)
     settings = check_settings("probe", ProbeSettings() if settings is None else settings)
     if probes is not None:
         settings = check_settings("probe", dataclasses.replace(settings, probes=probes))
@@ -183,7 +182,7 @@ def _measured_rows(graph: LayerGraph, state: dict, n_samples: int) -> list[dict]
 
 def _warn_about(stats: RunningStats, family: str, settings: ProbeSettings) -> None:
     """SensitivityWarnings for negative estimates and for layers above the tolerance."""
-    negative = [f"{name} {layer} ({stats.mean[i]:.3g})" for i, (name, layer) in enumerate(stats.keys) if stats.mean[i] < 0]
+    negative = [f"{name} {layer} ({mean:.3g})" for (name, layer), mean in zip(stats.keys, stats.mean) if mean < 0]
     if negative:
         mpq_warn(
             f"negative trace estimates: {', '.join(negative)}; they are reported as they are (a saddle or an "

@@ -12,11 +12,12 @@ probed alone.
 
   * ``gauss_newton`` (default): ``e_n = F_n r_n`` with ``F_n F_n^T`` the Hessian of the batch
     loss with respect to sample ``n``'s output (computed once per batch; its negative part, from
-    a non-convex loss, left out: a Fisher is positive semi-definite) and ``r_n`` Rademacher. For cross-entropy on logits this
-    is exactly the Fisher with labels sampled from softmax(logits); for a squared error it is the
-    Fisher of the Gaussian with that mean (``y = f(x) + noise``); for any loss it is the
-    Gauss-Newton matrix, which equals the Hessian where the loss's gradient with respect to the
-    output vanishes (self-distillation at the float weights). Needs a tensor output and a loss
+    a non-convex loss, left out: a Fisher is positive semi-definite) and ``r_n`` Rademacher.
+    For cross-entropy on logits this is exactly the Fisher with labels sampled from
+    softmax(logits); for a squared error it is the Fisher of the Gaussian with that mean
+    (``y = f(x) + noise``); for any loss it is the Gauss-Newton matrix, which equals the
+    Hessian where the loss's gradient with respect to the output vanishes (self-distillation
+    at the float weights). Needs a tensor output and a loss
     that is a sum or mean of per-sample terms (checked; ``ProbeError`` otherwise).
   * ``categorical``: FIT's sampled Fisher: labels ``y_n ~ softmax(z_n)`` scored by the task's
     own ``loss_fn``, ``e = sqrt(B) dL(z, y)/dz``. Needs ``(batch, classes)`` logits and a

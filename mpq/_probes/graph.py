@@ -189,14 +189,17 @@ def _call(model: nn.Module, overrides: dict[str, torch.Tensor], inputs: Inputs) 
     return functional_call(model, overrides, (inputs,))
 
 
-def gradients(value: torch.Tensor, run: Pass, *, create_graph: bool = False, retain_graph: bool = True) -> list[torch.Tensor]:
+def gradients(
+    value: torch.Tensor, run: Pass, *, create_graph: bool = False, retain_graph: bool = True
+) -> list[torch.Tensor]:
     """``d value / d tensor`` for every tensor of a pass; a missing one is an error, not a zero.
 
     Raises:
         ProbeError: a layer ran but the value does not depend on its weight or input.
     """
-    grads = torch.autograd.grad(value, run.tensors, create_graph=create_graph, retain_graph=retain_graph or create_graph,
-                                allow_unused=True)
+    grads = torch.autograd.grad(
+        value, run.tensors, create_graph=create_graph, retain_graph=retain_graph or create_graph, allow_unused=True
+    )
     unused = sorted({layer for g, owners in zip(grads, run.owners) if g is None for _, layer in owners})
     if unused:
         raise ProbeError(

@@ -28,6 +28,15 @@ Two estimators, both unbiased for every layer from the same passes:
   ``R`` is small near a minimum, its weight-input coupling is removed by the separation, and it
   vanishes (no product taken) where ``dL/dz = 0``, as for self-distillation at the float
   weights. Needs a tensor output and a loss that is a sum or mean of per-sample terms.
+
+Measured (``benchmarks/bench_probe.py``, example:digits-cnn, seed 0, one thread, 5 % per layer):
+``hessian_w`` takes 12 split samples (48 HVPs + 96 backward passes, 1.4 CPU s) against 1096
+HVPs and 6.4 CPU s for PyHessian's per-layer loop (4.6x) and 1848 HVPs, 26.6 CPU s for the joint
+``hutchinson`` estimator; ``hessian_w`` + ``hessian_a``: 1.4 CPU s against 13.3 (9.7x), while
+joint ``hutchinson`` leaves 4 of 12 traces above 5 % after 1000 samples. Hutch++ was not
+shipped: its deflation needs one fixed Hessian (no batch sub-sampling) and a sketch per layer
+block, and the noise it removes (a few large eigenvalues) is not the noise that dominated here
+(the cross-layer terms, which ``split`` removes).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mpq._task import Task
 from mpq._validation import Interval, OneOf, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError
 
@@ -86,6 +87,15 @@ class ProbeSettings:
     noise_draws: int = 2
     fisher_sampler: str = "gauss_newton"
     candidates: tuple[str, ...] = ()
+
+
+def check_task(func: str, task: Any) -> Task:
+    """Raise the template error unless ``task`` is an mpq.Task."""
+    if not isinstance(task, Task):
+        raise InvalidParameterError(
+            f"The 'task' parameter of {func} must be an mpq.Task. Got {type(task).__name__} instead."
+        )
+    return task
 
 
 def check_settings(func: str, settings: Any) -> ProbeSettings:
@@ -171,7 +181,8 @@ def settings_to_json(settings: ProbeSettings) -> str:
             f"Got {type(settings).__name__} instead."
         )
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()}
-    return json.dumps({"type": _JSON_TYPE, "version": _JSON_VERSION, "data": data}, sort_keys=True, separators=(",", ":"))
+    doc = {"type": _JSON_TYPE, "version": _JSON_VERSION, "data": data}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
 def settings_from_json(text: str) -> ProbeSettings:
@@ -189,7 +200,9 @@ def settings_from_json(text: str) -> ProbeSettings:
     try:
         doc = json.loads(text)
     except (TypeError, json.JSONDecodeError) as exc:
-        raise InvalidParameterError(f"probe settings: not valid JSON ({exc}); pass what settings_to_json wrote.") from None
+        raise InvalidParameterError(
+            f"probe settings: not valid JSON ({exc}); pass what settings_to_json wrote."
+        ) from None
     if not isinstance(doc, dict) or doc.get("type") != _JSON_TYPE or doc.get("version") != _JSON_VERSION:
         got = {k: doc.get(k) for k in ("type", "version")} if isinstance(doc, dict) else type(doc).__name__
         raise InvalidParameterError(

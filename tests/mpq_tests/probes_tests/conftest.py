@@ -1,19 +1,10 @@
-"""Fixtures of the probe tests: one torch thread, and the tiny tasks of probe_cases.py."""
+"""Fixtures of the probe tests: the tiny tasks of probe_cases.py (one torch thread: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 import probe_cases
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -30,7 +30,8 @@ def test_self_distillation_zero_empirical_fisher_and_hessian_equals_gauss_newton
 
 
 def test_empirical_and_sampled_fisher_are_named_apart_and_differ(softmax_task):
-    table = probe(softmax_task, ["fisher_w", "efisher_w", "fisher_a", "efisher_a"], settings=ProbeSettings(max_samples=800))
+    probes = ["fisher_w", "efisher_w", "fisher_a", "efisher_a"]
+    table = probe(softmax_task, probes, settings=ProbeSettings(max_samples=800))
     value = dict(zip(table["probe"], table["value"]))
     stderr = dict(zip(table["probe"], table["stderr"]))
     exact = probe_cases.softmax_regression_traces(softmax_task)

@@ -65,9 +65,10 @@ def test_from_json_accepts_only_probe_settings():
     ("change", "message"),
     [
         ({"tolerance": 0}, "The 'tolerance' parameter of probe must be a float in the range (0, 1). Got 0 instead."),
-        ({"min_samples": 1}, "The 'min_samples' parameter of probe must be an int in the range [2, inf). Got 1 instead."),
-        ({"max_samples": 5}, "The 'max_samples' parameter of probe must be an int in the range [10, inf). Got 5 instead."),
-        ({"batches_per_sample": 0}, "The 'batches_per_sample' parameter of probe must be an int in the range [1, inf)."),
+        ({"min_samples": 1}, "The 'min_samples' parameter of probe must be an int in the range [2, inf). Got 1 "),
+        ({"max_samples": 5}, "The 'max_samples' parameter of probe must be an int in the range [10, inf). Got 5 "),
+        ({"batches_per_sample": 0}, "The 'batches_per_sample' parameter of probe must be an int in the range [1, "),
+        ({"noise_draws": 0}, "The 'noise_draws' parameter of probe must be an int in the range [1, inf). Got 0 "),
         ({"estimator": "hutch"}, "The 'estimator' parameter of probe must be one of 'split', 'hutchinson'."),
         ({"probes": "hessian_w"}, "The 'probes' parameter of probe must be a list of names. Got 'hessian_w' instead."),
         ({"probes": ()}, "The 'probes' parameter of probe must name at least one probe."),
@@ -82,14 +83,15 @@ def test_bad_settings_raise_the_template_message(mlp_task, change, message):
 
 
 def test_unknown_names_list_the_known_ones_and_suggest(mlp_task):
-    with pytest.raises(UnknownNameError, match=r"unknown probe 'hesian_w'; choose one of .*\(did you mean 'hessian_w'\?\)"):
+    suggestion = r"unknown probe 'hesian_w'; choose one of .*\(did you mean 'hessian_w'\?\)"
+    with pytest.raises(UnknownNameError, match=suggestion):
         probe(mlp_task, ["hesian_w"])
     with pytest.raises(UnknownNameError, match="w5a8"):
         probe(mlp_task, ["measured"], settings=ProbeSettings(candidates=("w5a8",)))
 
 
 def test_bad_arguments(mlp_task):
-    with pytest.raises(InvalidParameterError, match="The 'task' parameter of probe must be an mpq.Task. Got Sequential"):
+    with pytest.raises(InvalidParameterError, match="The 'task' parameter of probe must be an mpq.Task. Got Seq"):
         probe(mlp_task.model)
     with pytest.raises(InvalidParameterError, match="The 'settings' parameter of probe must be a ProbeSettings"):
         probe(mlp_task, settings={"tolerance": 0.1})
