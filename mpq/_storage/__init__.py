@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
 from io import StringIO
 from pathlib import Path
@@ -16,12 +17,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, delete, event, inspect, select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from mpq._examples._cache import cache_dir
 from mpq._storage.models import (
     AssignmentModel,
+    Base,
     PointModel,
     ProbeCheckpointModel,
     ProbeResultModel,
@@ -33,6 +35,12 @@ from mpq._storage.session import session_scope
 from mpq.exceptions import RunNotFoundError, StoreError
 
 _ALEMBIC_INI = Path(__file__).parent / "alembic.ini"
+# How long a process waits for another one that is creating the same new store.
+_SCHEMA_WAIT_TRIES, _SCHEMA_WAIT_S = 60, 0.5
+
+
+class _SchemaBeingCreated(Exception):
+    """The schema is half there: another process is creating or migrating it."""
 
 
 def default_db_url() -> str:
@@ -132,8 +140,20 @@ class Store:
         return config
 
     def _check_schema(self, create: bool) -> None:
-        head = ScriptDirectory.from_config(Config(str(_ALEMBIC_INI))).get_current_head()
-        known = {rev.revision for rev in ScriptDirectory.from_config(Config(str(_ALEMBIC_INI))).walk_revisions()}
+        """Open the schema, creating or upgrading it; wait while another process is creating it."""
+        scripts = ScriptDirectory.from_config(Config(str(_ALEMBIC_INI)))
+        head, known = scripts.get_current_head(), {rev.revision for rev in scripts.walk_revisions()}
+        for _ in range(_SCHEMA_WAIT_TRIES):
+            try:
+                return self._check_schema_once(create, head, known)
+            except _SchemaBeingCreated:
+                time.sleep(_SCHEMA_WAIT_S)
+        raise StoreError(
+            f"{self.where} holds part of an mpq schema that no process finished creating; delete it or give another --db."
+        )
+
+    def _check_schema_once(self, create: bool, head: str, known: set[str]) -> None:
+        ours = set(Base.metadata.tables) | {"alembic_version"}
         try:
             with self.engine.begin() as connection:
                 current = MigrationContext.configure(connection).get_current_revision()
@@ -145,6 +165,8 @@ class Store:
                         f"{self.where} has schema {current}, newer than this mpq's {head}; upgrade mpq "
                         "(pip install -U mpq) to read it. The database was left untouched."
                     )
+                if current is None and tables and tables <= ours:
+                    raise _SchemaBeingCreated  # another mpq process is creating this store right now
                 if current is None and tables:
                     raise StoreError(
                         f"{self.where} holds tables that are not an mpq store ({', '.join(sorted(tables)[:3])}...); "
@@ -155,8 +177,8 @@ class Store:
                 # A new store, or one written by an older mpq: migrate it, keeping every run.
                 command.upgrade(self._alembic_config(connection), "head")
         except SQLAlchemyError as exc:
-            if self._current_revision() == head:  # another process created or migrated it meanwhile
-                return
+            if self._current_revision() == head or "already exists" in str(exc):
+                raise _SchemaBeingCreated from exc  # raced another process creating or migrating it
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             raise StoreError(f"{self.where}: cannot open it ({reason}); check --db points at an mpq database you can reach.") from exc
 
@@ -178,10 +200,21 @@ class Store:
             return None if row is None else table_from_json(row.table_json)
 
     def save_probe(self, key: str, *, model_hash: str, data_hash: str, settings: dict, table: pd.DataFrame) -> None:
-        with self._session() as session:
-            session.merge(
-                ProbeResultModel(key=key, model_hash=model_hash, data_hash=data_hash, settings=settings, table_json=table_to_json(table))
-            )
+        self._merge(
+            ProbeResultModel(key=key, model_hash=model_hash, data_hash=data_hash, settings=settings, table_json=table_to_json(table))
+        )
+
+    def _merge(self, row) -> None:
+        """Insert or replace a row by primary key. Two processes probing the same model may both
+        insert it first; the loser retries, which then replaces the winner's equivalent row."""
+        for attempt in range(2):
+            try:
+                with self._session() as session:
+                    session.merge(row)
+                return
+            except StoreError as exc:
+                if attempt or not isinstance(exc.__cause__, IntegrityError):
+                    raise
 
     # The probe checkpoint protocol: load(key) / save(key, state) / clear(key).
     def load(self, key: str) -> dict | None:
@@ -190,8 +223,7 @@ class Store:
             return None if row is None else row.state
 
     def save(self, key: str, state: dict) -> None:
-        with self._session() as session:
-            session.merge(ProbeCheckpointModel(key=key, state=state, updated_at=utcnow()))
+        self._merge(ProbeCheckpointModel(key=key, state=state, updated_at=utcnow()))
 
     def clear(self, key: str) -> None:
         with self._session() as session:
