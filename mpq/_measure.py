@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpq._formats import Candidate, NumberFormat, get_candidate
+from mpq._formats import Candidate, NumberFormat
+from mpq._formats.candidates import parse_candidates
 from mpq._formats.minifloat import MinifloatGrid
 from mpq._layers import layer_kind, layers
 from mpq._task import Inputs, Task, batch_size as inputs_batch_size, hooked, run_model
@@ -550,21 +551,7 @@ def _resize_batch(x: torch.Tensor, recorded: int, wanted: int) -> torch.Tensor:
 def _check_candidates(candidates: object) -> list[Candidate]:
     if isinstance(candidates, pd.DataFrame) and "candidate" in candidates.columns:
         candidates = list(candidates["candidate"])
-    if isinstance(candidates, (str, Candidate)) or not isinstance(candidates, Iterable):
-        raise InvalidParameterError(
-            f"The 'candidates' parameter of {_FUNC} must be a non-empty list of candidate names. "
-            f"Got {candidates!r} instead."
-        )
-    parsed = [get_candidate(c) for c in candidates]
-    names = [c.name for c in parsed]
-    if not parsed:
-        raise InvalidParameterError(
-            f"The 'candidates' parameter of {_FUNC} must be a non-empty list of candidate names. Got [] instead."
-        )
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise InvalidParameterError(f"{_FUNC}: candidates {', '.join(repeated)} given more than once; list each once.")
-    return parsed
+    return parse_candidates(_FUNC, candidates)
 
 
 def _check_model(task_or_model: object, example_input: Inputs | None) -> tuple[nn.Module, Inputs]:

@@ -212,12 +212,7 @@ def check_budgets(budgets: Mapping[str, float] | None, tables: Tables) -> dict[s
     for name, limit in budgets.items():
         if name not in tables.cost_columns:
             raise unknown_name("budgets", "cost column", name, tables.cost_columns)
-        if (
-            isinstance(limit, bool)
-            or not isinstance(limit, numbers.Real)
-            or not math.isfinite(limit)
-            or limit <= 0
-        ):
+        if not _positive_finite(limit):
             raise SolverInputError(
                 f"budgets: {name} must be a positive finite number, got {limit!r}; pass the "
                 f"limit in the column's unit, or leave the budget out."
@@ -312,16 +307,16 @@ def check_int(value: object, name: str, minimum: int) -> int:
     return int(value)
 
 
+def _positive_finite(value: object) -> bool:
+    """A real number (not a bool), finite and above zero."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value) and value > 0
+
+
 def check_time_limit(value: object) -> float | None:
     """Check an optional time limit in seconds."""
     if value is None:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if not _positive_finite(value):
         raise SolverInputError(
             f"time_limit_s: must be a positive number of seconds or None, got {value!r}; "
             f"pass e.g. 60."

@@ -90,6 +90,29 @@ def _resolve(candidate: str, token: str, role: str, shorthands: dict[str, str]) 
     return get_format(shorthands.get(token, token))
 
 
+def parse_candidates(func: str, candidates: object) -> list[Candidate]:
+    """Check a non-empty collection of candidate names (or Candidates) once each; parse them.
+
+    Raises:
+        InvalidParameterError: not a collection, empty, a malformed name, or a name given twice.
+        UnknownNameError: a name uses an unknown format.
+    """
+    if isinstance(candidates, (str, Candidate)) or not isinstance(candidates, Iterable):
+        raise InvalidParameterError(
+            f"The 'candidates' parameter of {func} must be a non-empty list of candidate names. Got {candidates!r} instead."
+        )
+    parsed = [get_candidate(c) for c in candidates]
+    if not parsed:
+        raise InvalidParameterError(
+            f"The 'candidates' parameter of {func} must be a non-empty list of candidate names. Got [] instead."
+        )
+    names = [c.name for c in parsed]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InvalidParameterError(f"{func}: candidates {', '.join(repeated)} given more than once; list each once.")
+    return parsed
+
+
 def candidate_table(candidates: Iterable[str | Candidate]) -> pd.DataFrame:
     """The candidates table (DESIGN.md): one row per candidate.
 
@@ -106,18 +129,8 @@ def candidate_table(candidates: Iterable[str | Candidate]) -> pd.DataFrame:
             names a candidate twice; or a name is malformed (see :func:`get_candidate`).
         UnknownNameError: a candidate names an unknown format.
     """
-    if isinstance(candidates, (str, Candidate)) or not isinstance(candidates, Iterable):
-        raise InvalidParameterError(
-            f"The 'candidates' parameter of candidate_table must be a list of candidate names. "
-            f"Got {candidates!r} instead."
-        )
-    parsed = [get_candidate(c) for c in candidates]
+    parsed = parse_candidates("candidate_table", candidates)
     names = [c.name for c in parsed]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise InvalidParameterError(
-            f"candidate_table: {', '.join(repeated)} given more than once; list each candidate once."
-        )
     return pd.DataFrame(
         {
             "candidate": names,

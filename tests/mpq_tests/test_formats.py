@@ -410,6 +410,6 @@ def test_candidate_table():
     assert table["act_bits"].dtype == float
     with pytest.raises(InvalidParameterError, match="w4a8 given more than once"):
         candidate_table(["w4a8", "w8a8", "w4a8"])
-    with pytest.raises(InvalidParameterError, match="must be a list"):
+    with pytest.raises(InvalidParameterError, match="must be a non-empty list"):
         candidate_table("w4a8")
     assert isinstance(get_candidate("w4a8"), Candidate)
