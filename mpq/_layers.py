@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mpq._task import Inputs, batch_size, hooked, run_model
-from mpq.exceptions import InvalidParameterError, NoQuantizableLayerError
+from mpq.exceptions import InvalidParameterError, NoQuantizableLayerError, TaskSpecError
 
 #: Module types mpq quantizes, and the ``kind`` each gets in the layer table.
 QUANTIZABLE_KINDS: dict[type[nn.Module], str] = {
@@ -59,6 +59,7 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
     Raises:
         InvalidParameterError: ``model`` is not a torch.nn.Module.
         NoQuantizableLayerError: no quantizable layer ran.
+        TaskSpecError: the model raised on the example input (wrong shape or type).
     """
     if not isinstance(model, nn.Module):
         raise InvalidParameterError(
@@ -100,7 +101,14 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
         if layer_kind(module) is not None
     ]
     with hooked(handles):
-        run_model(model, example_input)
+        try:
+            run_model(model, example_input)
+        except Exception as exc:  # the user's model on the user's data: one line, not a traceback
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            raise TaskSpecError(
+                f"{type(model).__name__}: running it on the example input raised {type(exc).__name__}: {reason}; "
+                "check that the calibration inputs have the shape and type the model expects."
+            ) from exc
     if not rows:
         raise NoQuantizableLayerError(
             f"{type(model).__name__}: no Linear, Conv1d, Conv2d or Embedding layer ran on the example "

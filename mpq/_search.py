@@ -26,7 +26,7 @@ from mpq._probes.checkpoint import data_hash, model_hash, probe_key
 from mpq._probes.settings import check_settings, settings_from_json, settings_to_json
 from mpq._runs import Run, open_run
 from mpq._storage import Store
-from mpq._task import Task
+from mpq._task import Task, run_model
 from mpq._validation import Interval, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError, SearchInterrupted, TaskSpecError
 
@@ -230,6 +230,7 @@ def _new_plan(task, target, objectives, budgets, candidates, settings, batch_siz
     candidates_table = candidate_table(plan.candidates)
     progress("layers", 0, 1, "running the model once")
     plan.layer_table = layers(task.model, task.calibration[0][0])
+    _check_loss(task)
     progress("costs", 0, 1, f"costing {len(plan.layer_table)} layers x {len(plan.candidates)} candidates on {device.name}")
     plan.costs = hwmodels.cost_table(plan.layer_table, device, candidates_table, batch_size=batch_size, measured=measured)
     _check_cost_names(plan.costs, objectives, "objective")
@@ -306,6 +307,18 @@ def _run_pipeline(task: Task, store: Store, plan: _Plan, progress: Progress) -> 
         frontier, _ = store.run_points(run_id)
     progress("store", 0, 1, "summarising the run")
     store.finish_run(run_id, "done", float_metric=float_metric, spearman=_spearman(frontier, float_metric))
+
+
+def _check_loss(task: Task) -> None:
+    """The loss of the first calibration batch must be a finite number (NaN outputs are caught here)."""
+    inputs, targets = task.calibration[0]
+    with torch.no_grad():
+        loss = task.loss_fn(run_model(task.model, inputs), targets)
+    if not torch.isfinite(torch.as_tensor(loss)).all():
+        raise TaskSpecError(
+            f"task {task.name!r}: the loss of calibration batch 0 is {float(torch.as_tensor(loss).float().mean())}; "
+            "check the model's outputs and the data for NaN or inf before searching."
+        )
 
 
 def _evaluate(task: Task, model: torch.nn.Module) -> float:

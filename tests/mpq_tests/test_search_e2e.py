@@ -136,3 +136,20 @@ def test_minilm_small_end_to_end(tmp_path):
     assert run.status == "done" and set(frontier[frontier.is_baseline].label) == {"all-w8a8", "all-w4a16", "all-wfp8afp8"}
     assert frontier.measured_metric.between(0, 1.0001).all() and run.record["float_metric"] == pytest.approx(1.0)
     assert set(run.assignments.layer) == set(run.tables["layers"].layer)  # 39 layers: 3 embeddings, 36 linear
+
+
+def test_nan_outputs_and_wrong_shaped_data_are_one_line_errors(tmp_path):
+    import dataclasses
+
+    import torch
+
+    task = mpq.load_task("example:digits-cnn")
+    images, labels = task.calibration[0]
+    nan_batch = [(images * float("nan"), labels)]
+    with pytest.raises(mpq.exceptions.TaskSpecError, match=r"the loss of calibration batch 0 is nan; check the model's outputs"):
+        mpq.search(dataclasses.replace(task, calibration=nan_batch), settings=FAST, db=tmp_path / "a.db")
+    flat = [(images.flatten(1), labels)]  # (64, 64) instead of (64, 1, 8, 8)
+    with pytest.raises(mpq.exceptions.TaskSpecError, match=r"running it on the example input raised RuntimeError: .*check that the calibration inputs"):
+        mpq.search(dataclasses.replace(task, calibration=flat), settings=FAST, db=tmp_path / "b.db")
+    assert not (tmp_path / "a.db").exists() and not (tmp_path / "b.db").exists()
+    assert torch.isfinite(images).all()
