@@ -21,14 +21,14 @@ from mpq._apply import activation_ranges, apply
 from mpq._formats import candidate_table
 from mpq._layers import layers
 from mpq._omega import omega
-from mpq._probes import PROBES, ProbeSettings, probe
+from mpq._probes import PROBES, ProbeSettings, check_loss, probe
 from mpq._probes.checkpoint import data_hash, model_hash, probe_key
 from mpq._probes.settings import check_settings, settings_from_json, settings_to_json
 from mpq._runs import Run, open_run
 from mpq._storage import Store
 from mpq._task import Task, run_model
 from mpq._validation import Interval, check_param, unknown_name
-from mpq.exceptions import InvalidParameterError, SearchInterrupted, TaskSpecError
+from mpq.exceptions import InvalidParameterError, SearchInterrupted, StoreError, TaskSpecError
 
 logger = logging.getLogger("mpq.search")
 
@@ -171,16 +171,29 @@ def search(
     try:
         _run_pipeline(task, store, plan, progress)
     except KeyboardInterrupt as exc:
-        store.finish_run(plan.run_id, "failed", error="interrupted (Ctrl-C)")
+        _mark_failed(store, plan.run_id, "interrupted (Ctrl-C)", exc)
         raise SearchInterrupted(
             f"search interrupted; run {plan.run_id} keeps what was done: finish it with "
             f"'mpq search --resume {plan.run_id}' (same --model and --db)."
         ) from exc
     except BaseException as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        store.finish_run(plan.run_id, "failed", error=f"{type(exc).__name__}: {message}")
+        _mark_failed(store, plan.run_id, f"{type(exc).__name__}: {message}", exc)
         raise
     return open_run(store, plan.run_id)
+
+
+def _mark_failed(store: Store, run_id: int, error: str, exc: BaseException) -> None:
+    """Record why the run stopped; where the store itself refuses the write (a full disk, a
+    read-only file), raise its error with how to finish the run instead."""
+    try:
+        store.finish_run(run_id, "failed", error=error)
+    except StoreError as store_exc:
+        first = exc if isinstance(exc, StoreError) else store_exc
+        raise StoreError(
+            f"{first} Run {run_id} keeps what was stored before this error: once the store is writable, finish it with "
+            f"'mpq search --resume {run_id}' (same --model and --db)."
+        ) from exc
 
 
 @dataclass
@@ -230,7 +243,7 @@ def _new_plan(task, target, objectives, budgets, candidates, settings, batch_siz
     candidates_table = candidate_table(plan.candidates)
     progress("layers", 0, 1, "running the model once")
     plan.layer_table = layers(task.model, task.calibration[0][0])
-    _check_loss(task)
+    _check_loss(task, plan)
     progress("costs", 0, 1, f"costing {len(plan.layer_table)} layers x {len(plan.candidates)} candidates on {device.name}")
     plan.costs = hwmodels.cost_table(plan.layer_table, device, candidates_table, batch_size=batch_size, measured=measured)
     _check_cost_names(plan.costs, objectives, "objective")
@@ -309,8 +322,9 @@ def _run_pipeline(task: Task, store: Store, plan: _Plan, progress: Progress) -> 
     store.finish_run(run_id, "done", float_metric=float_metric, spearman=_spearman(frontier, float_metric))
 
 
-def _check_loss(task: Task) -> None:
-    """The loss of the first calibration batch must be a finite number (NaN outputs are caught here)."""
+def _check_loss(task: Task, plan: _Plan) -> None:
+    """The loss of the first calibration batch must be a finite number (NaN outputs are caught here)
+    that depends on the model's weights."""
     inputs, targets = task.calibration[0]
     with torch.no_grad():
         loss = task.loss_fn(run_model(task.model, inputs), targets)
@@ -319,6 +333,7 @@ def _check_loss(task: Task) -> None:
             f"task {task.name!r}: the loss of calibration batch 0 is {float(torch.as_tensor(loss).float().mean())}; "
             "check the model's outputs and the data for NaN or inf before searching."
         )
+    check_loss(task, plan.layer_table, plan.settings)
 
 
 def _evaluate(task: Task, model: torch.nn.Module) -> float:

@@ -8,12 +8,13 @@ traces), ``measured`` (one layer quantized at a time), ``sampling`` (samples, ru
 statistics, stopping rule), ``checkpoint`` (resumable state), ``api`` (``probe``).
 """
 
-from mpq._probes.api import SENSITIVITY_COLUMNS, probe
+from mpq._probes.api import SENSITIVITY_COLUMNS, check_loss, probe
 from mpq._probes.checkpoint import CheckpointStore, ProbeCheckpoint, probe_key
 from mpq._probes.settings import PROBES, ProbeSettings, settings_from_json, settings_hash, settings_to_json
 
 __all__ = [
     "probe",
+    "check_loss",
     "ProbeSettings",
     "ProbeCheckpoint",
     "CheckpointStore",

@@ -14,14 +14,14 @@ from mpq._formats import get_candidate
 from mpq._layers import layers
 from mpq._probes.checkpoint import CheckpointStore, probe_key
 from mpq._probes.fisher import FisherFamily
-from mpq._probes.graph import LayerGraph, Target, calibration_batches
+from mpq._probes.graph import LayerGraph, Target, calibration_batches, gradients
 from mpq._probes.hutchinson import HessianFamily
 from mpq._probes.measured import run_measured
-from mpq._probes.sampling import Key, RunningStats, run_family
+from mpq._probes.sampling import Key, RunningStats, run_family, sample_generator
 from mpq._probes.settings import PROBES, ProbeSettings, check_settings, check_task, families
 from mpq._task import Task
 from mpq._warnings import mpq_warn
-from mpq.exceptions import InvalidParameterError, SensitivityWarning
+from mpq.exceptions import InvalidParameterError, ProbeError, SensitivityWarning
 
 logger = logging.getLogger("mpq.probes")
 
@@ -82,7 +82,8 @@ def probe(
     Raises:
         InvalidParameterError: a bad argument or setting (the message names it).
         UnknownNameError: an unknown probe or candidate name.
-        ProbeError: the loss is not finite, a layer ran but the loss does not depend on it, or
+        ProbeError: the loss is not finite, does not depend on the weights (no gradient, or every
+            trace of a family exactly 0), a layer ran but the loss does not depend on it, or
             an estimator's requirement on the model or loss does not hold (the message says
             which setting to change).
     """
@@ -123,6 +124,12 @@ def probe(
             if family_name == "measured":
                 measured = run_measured(graph, batches, settings.candidates, state.setdefault("measured", {}),
                                         lambda done, total, message: (save(), report(done, total, message)))
+                if not any(value for _, _, value, _ in measured["pairs"]):
+                    raise ProbeError(
+                        f"task {task.name}: quantizing any one layer to any candidate leaves the calibration loss "
+                        "exactly as it was: the loss does not depend on the model's weights; compute loss_fn from "
+                        "the model's output."
+                    )
                 rows += _measured_rows(graph, measured, sum(b.size for b in batches))
                 continue
             stats = _sample_family(graph, family_name, names, batches, settings, state, save, report)
@@ -145,6 +152,8 @@ def _sample_family(graph, family_name, names, batches, settings, state, save, re
     stats = RunningStats.from_state(saved) if saved else RunningStats(keys=list(targets))
 
     def after_sample(stats: RunningStats) -> None:
+        if not any(stats.mean) and not any(stats.m2):
+            raise _zero_traces(graph.task.name, family_name, stats.n)  # before the checkpoint: nothing to resume
         state[family_name] = stats.to_state()
         save()
         worst, where = stats.worst()
@@ -155,6 +164,50 @@ def _sample_family(graph, family_name, names, batches, settings, state, save, re
     logger.info("%s: %d samples, %d HVPs, %d backward passes, %.1f s", family_name, stats.n, stats.hvps,
                 stats.backwards, stats.seconds)
     return stats
+
+
+def _zero_traces(task_name: str, family: str, n: int) -> ProbeError:
+    """Every trace of a family exactly 0: the probe cannot rank layers, so the search must not run."""
+    if family == "efisher":
+        return ProbeError(
+            f"task {task_name}: every efisher trace is exactly 0 after {n} sample(s): the loss's gradient vanishes on "
+            "the calibration data (a self-distillation loss at its own teacher does), so the empirical Fisher "
+            "is 0; probe with hessian_* or fisher_*, which measure curvature."
+        )
+    return ProbeError(
+        f"task {task_name}: every {family} trace is exactly 0 after {n} sample(s): the loss does not depend on the "
+        "model's weights, or is linear in the model's output; use a loss with curvature in the output (cross-entropy, "
+        "MSE) or the measured probe."
+    )
+
+
+def check_loss(task: Task, layer_table: pd.DataFrame, settings: ProbeSettings) -> None:
+    """Fail in about one pass when the loss of calibration batch 0 does not depend on the weights.
+
+    A loss depends on a weight when its gradient or its curvature there is not 0; the gradient
+    alone would reject a self-distillation loss, whose gradient vanishes at the float weights.
+
+    The trace probes need the gradient; ``measured`` alone runs without one, and fails on its
+    own when no quantized layer changes the loss.
+
+    Raises:
+        ProbeError: no gradient at all, or the gradient and one Hessian draw of every layer's
+            weight are exactly 0.
+    """
+    if "measured" in settings.probes and len(settings.probes) == 1:
+        return
+    with _eval_mode(task.model):
+        graph = LayerGraph(task, layer_table)
+        batch = calibration_batches([task.calibration[0]], settings.micro_batch_size)[0]
+        run = graph.run(batch, ["w"])
+        if any(bool(g.any()) for g in gradients(run.loss, run, retain_graph=False)):
+            return
+        family = HessianFamily(graph, ["w"], settings.estimator, settings.noise_draws)
+        if not any(family.draw(batch, sample_generator(settings.seed, "check", 0)).values()):
+            raise ProbeError(
+                f"task {task.name}: the loss of calibration batch 0 does not depend on the model's weights (its "
+                "gradient and curvature are exactly 0 for every layer); compute loss_fn from the model's output."
+            )
 
 
 def _trace_rows(graph: LayerGraph, stats: RunningStats, tolerance: float) -> list[dict]:

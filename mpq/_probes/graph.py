@@ -131,7 +131,7 @@ class LayerGraph:
             The pass.
 
         Raises:
-            ProbeError: the loss is not a finite scalar.
+            ProbeError: the loss is not a finite scalar, or has no gradient at all.
         """
         leaves: dict[int, torch.Tensor] = {}
         weight_owners: dict[int, list[Target]] = {}
@@ -174,6 +174,12 @@ class LayerGraph:
             raise ProbeError(
                 f"task {self.task.name}: loss_fn returned {loss!r} on a calibration batch; it must return a "
                 "finite scalar tensor."
+            )
+        if not loss.requires_grad:
+            raise ProbeError(
+                f"task {self.task.name}: the loss does not depend on the model's weights (loss_fn returned a tensor "
+                "without a gradient: detached, built from .item() or under torch.no_grad); compute it from the "
+                "model's output with differentiable torch operations."
             )
         tensors = list(leaves.values()) + [node for node, _ in captured]
         owners = list(weight_owners.values()) + [[target] for _, target in captured]

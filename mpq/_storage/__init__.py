@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from io import StringIO
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 from alembic import command
@@ -16,7 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, delete, event, inspect, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
@@ -31,7 +32,7 @@ from mpq._storage.models import (
     RunTableModel,
     utcnow,
 )
-from mpq._storage.session import session_scope
+from mpq._storage.session import session_scope, store_error
 from mpq.exceptions import RunNotFoundError, StoreError
 
 _ALEMBIC_INI = Path(__file__).parent / "alembic.ini"
@@ -54,6 +55,22 @@ def db_url(db: str | Path | None) -> str:
         return default_db_url()
     db = str(db)
     return db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL, plain (``sqlite:///runs.db``) or a URI filename
+    (``sqlite:///file:runs.db?mode=ro&uri=true``); None for a database in memory."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.query.get("uri") in ("true", "1") and url.database.startswith("file:"):
+        path = unquote(urlsplit(url.database).path)
+        return Path(path) if path not in ("", ":memory:") else None
+    return Path(url.database)
+
+
+def _read_only(url: URL) -> bool:
+    """A SQLite URI opened with ``mode=ro``: SQLite refuses every write to it."""
+    return url.query.get("mode") == "ro"
 
 
 def _finite(value: Any) -> Any:
@@ -97,12 +114,13 @@ class Store:
             url = make_url(self.url)
         except ArgumentError as exc:
             raise StoreError(f"--db {self.url!r} is not a database URL; give a file path or a SQLAlchemy URL such as postgresql+psycopg://user@host/db.") from exc
-        self.where = f"database {url.render_as_string(hide_password=True)}"
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            path = Path(url.database)
+        # A SQLite URL has no password; shown as given, its URI filename stays readable.
+        self.where = f"database {self.url if url.get_backend_name() == 'sqlite' else url.render_as_string(hide_password=True)}"
+        path = _sqlite_file(url)
+        if path is not None:
             if path.is_dir():
                 raise StoreError(f"{self.where}: {str(path)!r} is a directory; give a file path such as {str(path / 'mpq.db')!r}.")
-            if not path.exists() and not create:
+            if not path.exists() and (not create or _read_only(url)):
                 raise StoreError(f"{self.where}: no store at {str(path)!r}; run 'mpq search --db {path}' first or fix the path.")
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -127,7 +145,7 @@ class Store:
         def _sqlite_pragmas(connection, _record):
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
-            if url.database not in (None, "", ":memory:"):
+            if _sqlite_file(url) is not None and not _read_only(url):
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
 
@@ -179,8 +197,7 @@ class Store:
         except SQLAlchemyError as exc:
             if self._current_revision() == head or "already exists" in str(exc):
                 raise _SchemaBeingCreated from exc  # raced another process creating or migrating it
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise StoreError(f"{self.where}: cannot open it ({reason}); check --db points at an mpq database you can reach.") from exc
+            raise store_error(exc, self.where, "check --db points at an mpq database you can reach", opening=True) from exc
 
     def _current_revision(self) -> str | None:
         try:

@@ -10,6 +10,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mpq.exceptions import StoreError
 
+# The faults a user fixes outside mpq, by the driver's code: SQLite's result codes
+# (https://www.sqlite.org/rescode.html) and PostgreSQL's SQLSTATEs (Appendix A of its manual).
+_DISK_FULL = {"SQLITE_FULL", "53100"}  # 53100: disk_full
+_READ_ONLY = {"SQLITE_READONLY", "25006"}  # 25006: read_only_sql_transaction
+
+
+def store_error(exc: SQLAlchemyError, where: str, hint: str, *, opening: bool = False) -> StoreError:
+    """One line naming the store, the driver's reason and the fix (``hint`` when no known fault)."""
+    orig = getattr(exc, "orig", None)
+    reason = str(orig if orig is not None else exc).splitlines()[0]
+    code = getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None)
+    if code in _DISK_FULL:
+        hint = ("the disk is full: free space or give another --db (the failed write was rolled back; what was "
+                "stored before it is intact)")
+    elif code in _READ_ONLY:
+        hint = ("the store is read-only: make the file and its folder writable or give another --db (a read-only "
+                "store can be listed, shown, compared and exported, not written)")
+    return StoreError(f"{where}: {'cannot open it (' + reason + ')' if opening else reason}; {hint}.")
+
 
 @contextmanager
 def session_scope(factory: sessionmaker, where: str) -> Iterator[Session]:
@@ -20,8 +39,7 @@ def session_scope(factory: sessionmaker, where: str) -> Iterator[Session]:
         session.commit()
     except SQLAlchemyError as exc:
         session.rollback()
-        reason = str(exc.orig if getattr(exc, "orig", None) is not None else exc).splitlines()[0]
-        raise StoreError(f"{where}: {reason}; check that the database is writable and reachable.") from exc
+        raise store_error(exc, where, "check that the database is writable and reachable") from exc
     except BaseException:
         session.rollback()
         raise

