@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
+import socket
 import warnings
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
@@ -25,9 +27,9 @@ from mpq._probes import PROBES, ProbeSettings, check_loss, probe
 from mpq._probes.checkpoint import data_hash, model_hash, probe_key
 from mpq._probes.settings import check_settings, settings_from_json, settings_to_json
 from mpq._runs import Run, open_run
-from mpq._storage import Store
+from mpq._storage import Store, table_to_json
 from mpq._task import Task, run_model
-from mpq._validation import Interval, check_param, unknown_name
+from mpq._validation import Interval, OneOf, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError, SearchInterrupted, StoreError, TaskSpecError
 
 logger = logging.getLogger("mpq.search")
@@ -37,8 +39,8 @@ logger = logging.getLogger("mpq.search")
 DEFAULT_TARGET = "zcu104"
 DEFAULT_OBJECTIVES = ("latency_s",)
 
-#: ``progress(stage, done, total, message)``; stages: layers, costs, probe, omega, solve,
-#: validate, store.
+#: ``progress(stage, done, total, message)``; stages: layers, costs, resume (an unfinished run
+#: of the same search taken up), probe, omega, solve, validate, store.
 Progress = Callable[[str, int, int, str], None]
 
 _VERSIONED_PACKAGES = ("mpq", "torch", "numpy", "pandas", "pulp", "highspy", "optuna", "sqlalchemy")
@@ -109,6 +111,7 @@ def search(
     validate: bool = True,
     db: str | Path | Store | None = None,
     resume: int | None = None,
+    fresh: bool = False,
     progress: Progress | None = None,
 ) -> Run:
     """Find the per-layer formats of ``task``'s model on the Pareto frontier for ``target``.
@@ -143,7 +146,10 @@ def search(
         resume: The id of an unfinished run (interrupted, killed or failed) to finish: the
             tables, points and validations it stored are kept, the rest is done. Its target,
             objectives, budgets, candidates and settings are the run's own; the other arguments
-            are ignored. The task must be the same model and data (checked by hash).
+            are ignored. The task must be the same model and data (checked by hash). Without it,
+            an unfinished run of this same search (same model, data, settings, target, budgets
+            and cost table) that no process is running any more is resumed the same way.
+        fresh: Start a new run even when such an unfinished run is in the store.
         progress: ``progress(stage, done, total, message)`` callback.
 
     Returns:
@@ -158,6 +164,7 @@ def search(
         StoreError: the store cannot be opened or written.
     """
     progress = progress or _silent
+    check_param("search", "fresh", fresh, OneOf((True, False)))
     if resume is not None:
         store = db if isinstance(db, Store) else Store(db, create=False)
         plan = _resumed_plan(task, store, resume)
@@ -167,7 +174,12 @@ def search(
         plan = _new_plan(task, target, objectives, budgets, candidates, settings, batch_size, measured, max_points,
                          validate, progress)
         store = db if isinstance(db, Store) else Store(db)
-        plan.run_id = store.create_run(tables={"layers": plan.layer_table, "costs": plan.costs}, **plan.record_fields(task))
+        fields = plan.record_fields(task)
+        plan.run_id = None if fresh else _resume_abandoned(store, fields, plan.costs, progress)
+        if plan.run_id is None:
+            plan.run_id = store.create_run(tables={"layers": plan.layer_table, "costs": plan.costs}, owner=_owner(),
+                                           **fields)
+    _ACTIVE.add((store.url, plan.run_id))
     try:
         _run_pipeline(task, store, plan, progress)
     except KeyboardInterrupt as exc:
@@ -180,7 +192,57 @@ def search(
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         _mark_failed(store, plan.run_id, f"{type(exc).__name__}: {message}", exc)
         raise
+    finally:
+        _ACTIVE.discard((store.url, plan.run_id))
     return open_run(store, plan.run_id)
+
+
+#: (store URL, run id) of the searches this process is running now.
+_ACTIVE: set[tuple[str, int]] = set()
+
+#: Record fields that make two searches the same search (with the cost table, compared apart).
+_SAME_SEARCH = ("task_name", "metric_name", "model_hash", "data_hash", "probe_key", "target", "objectives", "budgets",
+                "settings")
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(store: Store, record: Mapping) -> bool | None:
+    """Whether the process that owns a running run is still at it: None when unknown (another
+    host, or a run stored before owners were), False when known to be gone."""
+    if record["status"] != "running":
+        return False
+    host, _, pid = (record["owner"] or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    if int(pid) == os.getpid():
+        return (store.url, record["id"]) in _ACTIVE
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress: Progress) -> int | None:
+    """The id of an unfinished run of this same search that nobody is running (interrupted,
+    failed, or its process killed), claimed for this process; None when there is none."""
+    same = {name: fields[name] for name in _SAME_SEARCH}
+    for record in store.unfinished_runs(**same):
+        if _owner_alive(store, record) is not False:
+            continue
+        stored_costs = store.run_tables(record["id"]).get("costs")
+        if stored_costs is None or table_to_json(stored_costs) != table_to_json(costs):
+            continue  # another device file or measured latency table: not the same search
+        if store.claim_run(record["id"], seen=record, owner=_owner()):
+            how = record["error"] or "its process ended"
+            progress("resume", 1, 1, f"resuming run {record['id']} of this same search ({how}); --fresh starts a new run")
+            return record["id"]
+    return None
 
 
 def _mark_failed(store: Store, run_id: int, error: str, exc: BaseException) -> None:
@@ -264,12 +326,15 @@ def _resumed_plan(task: Task, store: Store, run_id: int) -> _Plan | None:
             )
     if record["status"] == "done":
         return None
+    if _owner_alive(store, record) or not store.claim_run(run_id, seen=record, owner=_owner()):
+        raise InvalidParameterError(
+            f"run {run_id} is being run by process {record['owner'] or 'another process'} right now; wait for it, or "
+            "stop that process first."
+        )
     saved = record["settings"]
-    plan = _Plan(saved["target"], hwmodels.load_device(saved["target"]), tuple(record["objectives"]),
+    return _Plan(saved["target"], hwmodels.load_device(saved["target"]), tuple(record["objectives"]),
                  dict(record["budgets"]), list(saved["candidates"]), settings_from_json(saved["probe"]),
                  saved["batch_size"], saved["max_points"], saved["validate"], run_id=run_id)
-    store.update_run(run_id, status="running", error=None)
-    return plan
 
 
 def _run_pipeline(task: Task, store: Store, plan: _Plan, progress: Progress) -> None:

@@ -101,6 +101,7 @@ def search(
     measured: Annotated[Optional[str], typer.Option(help="Measured latency CSV (mpq measure --out) replacing the model's latency_s.")] = None,
     validate: Annotated[bool, typer.Option(help="Evaluate every point on held-out data.")] = True,
     resume: Annotated[Optional[int], typer.Option(metavar="RUN", help="Finish an interrupted run (same --model); its other settings are the run's own.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start a new run even when an unfinished run of this same search is stored (else it is resumed).")] = False,
     db: DbOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -119,7 +120,7 @@ def search(
             task, target=target, objectives=objective, budgets=budgets,
             candidates=candidates.split(",") if candidates else None, settings=settings,
             batch_size=batch_size, measured=measured, max_points=max_points, validate=validate, db=db, resume=resume,
-            progress=progress,
+            fresh=fresh, progress=progress,
         )
     if json:
         stdout.print_json(dumps(run_json(run)))

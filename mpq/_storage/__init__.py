@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, delete, event, inspect, select
+from sqlalchemy import create_engine, delete, event, inspect, select, update
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
@@ -297,6 +297,18 @@ class Store:
             for name, value in fields.items():
                 setattr(run, name, _finite(value))
 
+    def claim_run(self, run_id: int, *, seen: Mapping[str, Any], owner: str) -> bool:
+        """Mark an unfinished run ``running`` by ``owner``, only if its status and owner are still
+        the ``seen`` ones: of two processes resuming one run, exactly one gets it."""
+        with self._session() as session:
+            claimed = session.execute(
+                update(RunModel)
+                .where(RunModel.id == int(run_id), RunModel.status == seen["status"],
+                       RunModel.owner.is_(None) if seen["owner"] is None else RunModel.owner == seen["owner"])
+                .values(status="running", error=None, owner=owner)
+            )
+            return claimed.rowcount == 1
+
     def finish_run(self, run_id: int, status: str, **fields: Any) -> None:
         """Set the final status (``done`` or ``failed``) and any summary fields."""
         with self._session() as session:
@@ -319,6 +331,18 @@ class Store:
         with self._session() as session:
             run = self._get_run(session, run_id)
             return {c.key: getattr(run, c.key) for c in inspect(RunModel).column_attrs}
+
+    def unfinished_runs(self, **fields: Any) -> list[dict[str, Any]]:
+        """Records of the runs not ``done`` whose fields equal ``fields`` (JSON fields compared as
+        documents), newest first: the runs a search with those fields may finish."""
+        wanted = json.loads(json.dumps(fields, default=str))
+        with self._session() as session:
+            rows = session.scalars(
+                select(RunModel).where(RunModel.status != "done", RunModel.model_hash == fields["model_hash"])
+                .order_by(RunModel.id.desc())
+            )
+            records = [{c.key: getattr(run, c.key) for c in inspect(RunModel).column_attrs} for run in rows]
+        return [r for r in records if json.loads(json.dumps({k: r[k] for k in wanted}, default=str)) == wanted]
 
     def run_tables(self, run_id: int) -> dict[str, pd.DataFrame]:
         with self._session() as session:

@@ -35,6 +35,7 @@ class RunModel(Base):
     error: Mapped[str | None] = mapped_column(Text)
     task_name: Mapped[str] = mapped_column(String(256))
     model_spec: Mapped[str | None] = mapped_column(String(1024))  # schema 0002
+    owner: Mapped[str | None] = mapped_column(String(256))  # schema 0003: "host:pid" of the process running it
     metric_name: Mapped[str] = mapped_column(String(64))
     model_hash: Mapped[str] = mapped_column(String(64), index=True)
     data_hash: Mapped[str] = mapped_column(String(64))

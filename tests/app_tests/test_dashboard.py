@@ -53,7 +53,8 @@ def _texts(elements) -> str:
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_on_every_store_without_exception(store, empty_db, open_app, page):
-    for db in (store.db, empty_db):
+    read_only = f"sqlite:///file:{store.db}?mode=ro&uri=true"  # a store SQLite refuses every write to
+    for db in (store.db, empty_db, read_only):
         at = open_app(db, page)
         assert not at.exception, [e.value for e in at.exception]
         assert not at.error, _texts(at.error)

@@ -74,6 +74,10 @@ def test_devices_lists_every_target(capsys):
         (["search", "--budget", "luts=10"], 2, "smallest achievable is"),
         (["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_weightless_loss"], 1,
          "does not depend on the model's weights"),
+        (["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_nan_outputs", "--no-validate"], 2,
+         "the loss of calibration batch 0 is nan"),
+        (["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_wrong_shape", "--no-validate"], 2,
+         "check that the calibration inputs"),
         (["show", "42"], 2, "run 42 is not in"),
     ],
 )

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -97,7 +98,58 @@ def test_kill_9_mid_probe_then_resume(tmp_path):
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    assert mpq.open_run(db, 1).status == "running"  # killed: nobody could mark it
-    done = subprocess.run([*command, "--resume", "1", "--json"], env=env, capture_output=True, text=True, timeout=600)
+    killed = mpq.open_run(db, 1)
+    assert killed.status == "running" and killed.record["owner"].endswith(f":{process.pid}")  # nobody could mark it
+    # The same command again finds the run its dead process left and finishes it.
+    done = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert mpq.open_run(db, 1).status == "done"
+    assert "resuming run 1 of this same search (its process ended)" in done.stderr
+    assert list(mpq.list_runs(db)["status"]) == ["done"]
+
+
+def test_the_same_search_again_resumes_an_interrupted_run_unless_fresh(tmp_path, monkeypatch):
+    task = mpq.load_task("example:digits-cnn")
+    db = tmp_path / "mpq.db"
+    with pytest.raises(SearchInterrupted):
+        mpq.search(task, settings=FAST, db=db, progress=interrupt_at("validate", 2))
+    for name in ("probe", "omega"):
+        monkeypatch.setattr(_search, name, lambda *a, **k: pytest.fail("recomputed a stored stage"))
+    messages = []
+    again = mpq.search(task, settings=FAST, db=db, progress=lambda stage, d, t, message: messages.append(message))
+    assert again.id == 1 and again.status == "done" and again.record["error"] is None
+    assert "resuming run 1 of this same search (interrupted (Ctrl-C)); --fresh starts a new run" in messages
+    monkeypatch.undo()
+    # A different search (here: other budgets) or fresh=True starts a new run.
+    with pytest.raises(SearchInterrupted):
+        mpq.search(task, settings=FAST, db=db, progress=interrupt_at("validate", 1))
+    assert mpq.search(task, settings=FAST, db=db, fresh=True, max_points=3).id == 3
+    assert mpq.open_run(db, 2).status == "failed"
+
+
+def test_a_run_another_live_process_owns_is_neither_resumed_nor_taken(tmp_path):
+    task = mpq.load_task("example:digits-cnn")
+    db = tmp_path / "mpq.db"
+    with pytest.raises(SearchInterrupted):
+        mpq.search(task, settings=FAST, db=db, progress=interrupt_at("validate", 1))
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with sqlite3.connect(db) as connection:  # as a search still running in that process leaves it
+            connection.execute("UPDATE runs SET status = 'running', owner = ? WHERE id = 1",
+                               (f"{socket.gethostname()}:{alive.pid}",))
+        with pytest.raises(InvalidParameterError, match=rf"run 1 is being run by process .*:{alive.pid} right now"):
+            mpq.search(task, db=db, resume=1)
+        assert mpq.search(task, settings=FAST, db=db, max_points=3, validate=False).id == 2
+    finally:
+        alive.kill()
+        alive.wait()
+    assert mpq.open_run(db, 1).status == "running"
+
+
+def test_a_changed_cost_table_is_another_search(tmp_path):
+    task = mpq.load_task("example:digits-cnn")
+    db = tmp_path / "mpq.db"
+    with pytest.raises(SearchInterrupted):
+        mpq.search(task, target="cpu-x86", settings=FAST, db=db, progress=interrupt_at("validate", 1))
+    costs = mpq.open_run(db, 1).tables["costs"]
+    measured = costs[["layer", "candidate"]].assign(latency_s=costs["latency_s"] * 2)
+    assert mpq.search(task, target="cpu-x86", settings=FAST, db=db, measured=measured).id == 2

@@ -28,3 +28,18 @@ def make_weightless_loss():
     task.loss_fn = lambda output, targets: targets.float().mean() + 0 * output.sum()
     task.evaluate = lambda model: 1.0
     return task
+
+
+def make_nan_outputs():
+    """A model whose weights went NaN (a diverged training run)."""
+    task = make_task()
+    with torch.no_grad():
+        task.model[0].weight.fill_(float("nan"))
+    return task
+
+
+def make_wrong_shape():
+    """Calibration inputs of 5 features for a model that takes 4."""
+    task = make_task()
+    task.calibration = [(torch.randn(8, 5), torch.zeros(8, dtype=torch.long))]
+    return task

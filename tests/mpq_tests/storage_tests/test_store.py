@@ -101,7 +101,7 @@ def test_newer_schema_is_refused_untouched(tmp_path):
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE alembic_version SET version_num = '0099'")
     before = path.read_bytes()
-    with pytest.raises(StoreError, match=r"has schema 0099, newer than this mpq's 0002; upgrade mpq"):
+    with pytest.raises(StoreError, match=r"has schema 0099, newer than this mpq's 0003; upgrade mpq"):
         Store(path)
     assert path.read_bytes() == before
 
@@ -113,7 +113,7 @@ def test_newer_postgres_schema_is_refused(postgres_url):
     engine = create_engine(postgres_url)
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
-    with pytest.raises(StoreError, match=r"has schema 0099, newer than this mpq's 0002"):
+    with pytest.raises(StoreError, match=r"has schema 0099, newer than this mpq's 0003"):
         Store(postgres_url)
     engine.dispose()
 
@@ -129,3 +129,20 @@ def test_wrong_password_and_unreachable_server_are_one_line(postgres_url):
     closed = url.set(port=1).render_as_string(hide_password=False)
     with pytest.raises(StoreError, match=r"cannot open it \(.*(refused|connect)"):
         Store(closed)
+
+
+def test_an_unfinished_run_is_claimed_once_and_found_by_its_fields(store_url):
+    store = Store(store_url)
+    first = store.create_run(owner="host-a:1", **RUN_FIELDS)
+    store.finish_run(store.create_run(owner="host-a:2", **RUN_FIELDS), "done")
+    other = store.create_run(owner="host-a:3", **{**RUN_FIELDS, "budgets": {"weight_bytes": 1e5}})
+    store.finish_run(first, "failed", error="interrupted (Ctrl-C)")
+    found = store.unfinished_runs(model_hash=RUN_FIELDS["model_hash"], budgets=RUN_FIELDS["budgets"],
+                                  settings=RUN_FIELDS["settings"])
+    assert [r["id"] for r in found] == [first]  # not the done one, not the one with other budgets
+    seen = found[0]
+    assert store.claim_run(first, seen=seen, owner="host-b:7")
+    assert not store.claim_run(first, seen=seen, owner="host-c:8")  # a second resumer loses the race
+    record = store.run_record(first)
+    assert (record["status"], record["owner"], record["error"]) == ("running", "host-b:7", None)
+    assert store.run_record(other)["owner"] == "host-a:3"

@@ -14,7 +14,7 @@ def test_schema_0001_store_upgrades_and_keeps_its_runs(tmp_path):
     shutil.copy(ASSETS / "schema_0001.db", old)
     store = Store(old)  # upgrades to the current schema
     record = store.run_record(1)
-    assert record["status"] == "done" and record["model_spec"] is None  # a column added by 0002
+    assert record["status"] == "done" and record["model_spec"] is None and record["owner"] is None  # added by 0002, 0003
     run = mpq.open_run(old, 1)
     assert len(run.frontier) == 8 and run.frontier.measured_metric.notna().all()
     # The upgraded store takes new runs beside the old one.
