@@ -1,5 +1,6 @@
 """A search interrupted at any stage resumes from what it stored; a changed model is refused."""
 
+import dataclasses
 import os
 import signal
 import socket
@@ -65,16 +66,21 @@ def test_interrupted_probe_keeps_its_samples(tmp_path, monkeypatch):
     assert min(d for _, d in seen) >= 4  # sampling went on from the saved samples, not from 0
 
 
-def test_a_changed_model_refuses_to_resume(tmp_path):
+def test_a_changed_model_or_data_refuses_to_resume(tmp_path):
     task = mpq.load_task("example:digits-cnn")
     db = tmp_path / "mpq.db"
     with pytest.raises(SearchInterrupted):
         mpq.search(task, settings=FAST, db=db, progress=interrupt_at("validate", 1))
+    before = mpq.open_run(db, 1).record
+    images, labels = task.calibration[0]
+    other_data = dataclasses.replace(task, calibration=[(images.flip(0), labels.flip(0)), *task.calibration[1:]])
+    with pytest.raises(InvalidParameterError, match=r"run 1 searched task 'digits-cnn' with calibration data [0-9a-f]{12}, but this task's calibration data hashes"):
+        mpq.search(other_data, db=db, resume=1)
     with torch.no_grad():
         task.model.fc2.bias.add_(0.1)
     with pytest.raises(InvalidParameterError, match=r"run 1 searched task 'digits-cnn' with model [0-9a-f]{12}, but this task's model hashes"):
         mpq.search(task, db=db, resume=1)
-    assert mpq.open_run(db, 1).status == "failed"  # untouched
+    assert mpq.open_run(db, 1).record == before  # untouched
 
 
 def test_kill_9_mid_probe_then_resume(tmp_path):
