@@ -1,9 +1,10 @@
-"""How far the ``cpu-x86`` cost model is from latencies measured on this machine.
+"""How far a roofline cost model (``cpu-x86`` by default, or a GPU's) is from latencies measured on this machine.
 
-For each built-in example and batch size, every layer is timed at every ``cpu-x86`` candidate
-with :func:`mpq._measure.measure_latency` (the real kernel of the candidate's path: int8
-``torch._int_mm``, dequantize + fp32, native fp16), and ``hwmodels.cost_table`` gives the
-model's ``latency_s`` for the same pairs. Printed per example and batch:
+For each model and batch size, every layer is timed at every candidate of the target with
+:func:`mpq._measure.measure_latency` (the real kernel of the candidate's path: int8
+``torch._int_mm``, dequantize + fp32 on a CPU or fp16 on CUDA, native fp16, fp8
+``torch._scaled_mm`` on CUDA), and ``hwmodels.cost_table`` gives the model's ``latency_s`` for
+the same pairs. Printed per model and batch:
 
 * per layer: the absolute percentage error ``|model - measured| / measured`` averaged over the
   candidates (MAPE), the median ratio model / measured, and the Spearman rank correlation of
@@ -11,13 +12,15 @@ model's ``latency_s`` for the same pairs. Printed per example and batch:
 * overall: MAPE, median ratio, Spearman over all (layer, candidate) pairs, and per candidate
   the whole-network latency (every layer at that candidate), model against measured.
 
-Then the model's own numbers (``launch_overhead_s``, ``int8`` and ``fp32`` peaks,
+Then the model's own numbers (``launch_overhead_s``, the peak of every executed class,
 ``dequant_elems_per_s``, ``dram_bytes_per_s``) are fitted to all the measurements (least squares
-on log(model / measured)), written to a calibrated copy of ``cpu-x86.toml`` and scored with
+on log(model / measured)), written to a calibrated copy of the device file and scored with
 ``hwmodels.cost_table`` itself: the change proposed for the device file.
 
     .venv/bin/python benchmarks/bench_cost_model.py                       # digits-cnn, minilm-small, minilm; batch 1 and 32
     .venv/bin/python benchmarks/bench_cost_model.py --examples digits-cnn --batch-sizes 1
+    python benchmarks/bench_cost_model.py --target h100-sxm --device cuda \
+        --examples digits-cnn benchmarks/minilm_arch.py:make_task          # on an H100
 
 Runs with one torch thread by default (``--threads``): the machine's cores are shared, and one
 thread makes repeats stable. The fitted numbers are then per thread.
@@ -42,12 +45,10 @@ import hwmodels
 import mpq
 from mpq._measure import measure_latency
 
-DEVICE = "cpu-x86"
-# The cost model's numbers fitted here (TOML keys; int8 and fp32 are in [peak_ops_per_s]) and their units.
+# The cost model's numbers fitted here (TOML keys) and their units; plus the peak (ops/s, a key
+# of [peak_ops_per_s]) of every class the measured pairs executed in.
 FITTED = {
     "launch_overhead_s": "s",
-    "int8": "ops/s",
-    "fp32": "ops/s",
     "dequant_elems_per_s": "elems/s",
     "dram_bytes_per_s": "B/s",
 }
@@ -61,14 +62,14 @@ def format_class(fmt_name: str) -> str:
     return f"{'int' if fmt.family == 'int' else 'fp'}{fmt.element_bits}"
 
 
-def compare(task: mpq.Task, batch_size: int, warmup: int, repeats: int) -> pd.DataFrame:
-    """Measured and modelled latency of every (layer, candidate) pair of a task."""
-    device = hwmodels.load_device(DEVICE)
+def compare(task: mpq.Task, target: str, where: str, batch_size: int, warmup: int, repeats: int) -> pd.DataFrame:
+    """Measured (on ``where``: cpu or cuda) and modelled latency of every (layer, candidate) pair of a task."""
+    device = hwmodels.load_device(target)
     candidates = list(device.candidates)
     example = task.calibration[0][0]
     layer_table = mpq.layers(task.model, example)
     cand_table = mpq.candidate_table(candidates)
-    measured = measure_latency(task, candidates, batch_size=batch_size, warmup=warmup, repeats=repeats)
+    measured = measure_latency(task, candidates, batch_size=batch_size, warmup=warmup, repeats=repeats, device=where)
     modelled = hwmodels.cost_table(layer_table, device, cand_table, batch_size=batch_size)
     merged = measured.merge(
         modelled[["layer", "candidate", "latency_s", "bound", "executed_class", "dram_bytes"]],
@@ -142,7 +143,7 @@ def summary(merged: pd.DataFrame) -> dict[str, float]:
 
 
 def roofline(params: dict[str, float], merged: pd.DataFrame) -> np.ndarray:
-    """hwmodels' roofline (hwmodels/_gpu.py) for the cpu-x86 classes, from the merged columns."""
+    """hwmodels' roofline (hwmodels/_gpu.py), from the merged columns; peaks by executed class."""
     batch = merged["batch_size"].to_numpy(dtype=float)
     executed = merged["executed_class"].to_numpy()
     lookup = merged["kind"].to_numpy() == "embedding"
@@ -152,47 +153,54 @@ def roofline(params: dict[str, float], merged: pd.DataFrame) -> np.ndarray:
         lookup, 0.0,
         weight_converts * merged["weight_params"].to_numpy() + act_converts * batch * merged["in_elems"].to_numpy(),
     )
-    peak = np.where(executed == "int8", params["int8"], params["fp32"])
+    peak = np.array([params[cls] for cls in executed])
     compute = 2 * merged["macs"].to_numpy() * batch / peak + dequant / params["dequant_elems_per_s"]
     memory = merged["dram_bytes"].to_numpy() / params["dram_bytes_per_s"]
     return np.maximum(compute, memory) + params["launch_overhead_s"]
 
 
-def nominal_params() -> dict[str, float]:
-    spec = hwmodels.load_device(DEVICE).spec
+def nominal_params(target: str, merged: pd.DataFrame) -> dict[str, float]:
+    """The device file's numbers the roofline of ``merged``'s pairs uses."""
+    spec = hwmodels.load_device(target).spec
     return {
         "launch_overhead_s": spec.launch_overhead_s,
-        "int8": spec.peak_ops_per_s["int8"],
-        "fp32": spec.peak_ops_per_s["fp32"],
         "dequant_elems_per_s": spec.dequant_elems_per_s,
         "dram_bytes_per_s": spec.dram_bytes_per_s,
+        **{cls: spec.peak_ops_per_s[cls] for cls in sorted(merged["executed_class"].unique())},
     }
 
 
-def fit(merged: pd.DataFrame) -> dict[str, float]:
+def units(params: dict[str, float]) -> dict[str, str]:
+    return {name: FITTED.get(name, "ops/s") for name in params}
+
+
+def fit(target: str, merged: pd.DataFrame) -> dict[str, float]:
     """Least squares on log(model / measured) over every pair, parameters in log10."""
-    start = nominal_params()
-    names = list(FITTED)
+    start = nominal_params(target, merged)
+    names = list(start)
     measured = np.log(merged["latency_s_measured"].to_numpy())
 
     def residuals(log10_values: np.ndarray) -> np.ndarray:
         params = dict(zip(names, 10.0**log10_values))
         return np.log(roofline(params, merged)) - measured
 
-    solution = least_squares(residuals, np.log10([start[n] for n in names]), method="trf")
+    # Within three decades of the device file: a number no pair depends on (the bandwidth when no
+    # pair is memory-bound) then stays finite instead of running off.
+    x0 = np.log10([start[n] for n in names])
+    solution = least_squares(residuals, x0, bounds=(x0 - 3, x0 + 3), method="trf")
     return dict(zip(names, 10.0**solution.x))
 
 
-def calibrated_device(params: dict[str, float], folder: Path, note: str) -> Path:
-    """A copy of cpu-x86.toml with the fitted numbers (each with its source comment)."""
-    text = (hwmodels.device_dir() / f"{DEVICE}.toml").read_text()
+def calibrated_device(target: str, params: dict[str, float], folder: Path, note: str) -> Path:
+    """A copy of the target's device file with the fitted numbers (each with its source comment)."""
+    text = (hwmodels.device_dir() / f"{target}.toml").read_text()
     for key, value in params.items():
         text, count = re.subn(
             rf"^{key} = [^#\n]*#.*$", f"{key} = {value:.4g}  # fitted: {note}", text, flags=re.MULTILINE
         )
         if count != 1:
-            raise RuntimeError(f"{DEVICE}.toml: no single line for {key!r}; update the benchmark.")
-    path = folder / f"{DEVICE}-calibrated.toml"
+            raise RuntimeError(f"{target}.toml: no single line for {key!r}; update the benchmark.")
+    path = folder / f"{target}-calibrated.toml"
     path.write_text(text)
     return path
 
@@ -218,7 +226,10 @@ def calibrated_scores(merged: pd.DataFrame, tasks: dict[str, mpq.Task], device_p
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", nargs="+", default=["digits-cnn", "minilm-small", "minilm"])
+    parser.add_argument("--examples", nargs="+", default=["digits-cnn", "minilm-small", "minilm"],
+                        help="built-in example names or path/to/file.py:factory specs")
+    parser.add_argument("--target", default="cpu-x86", help="device file whose roofline model is compared")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the layers are timed")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=3)
@@ -229,17 +240,18 @@ def main() -> None:
     pd.set_option("display.width", 200)
     pd.set_option("display.max_colwidth", 60)
     pd.set_option("display.float_format", lambda v: f"{v:.3g}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}; model: {DEVICE} (nominal numbers)\n")
+    where = (torch.cuda.get_device_name() if args.device == "cuda"
+             else f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s)")
+    print(f"torch {torch.__version__}, {where}; model: {args.target} (nominal numbers)\n")
 
     tasks, parts = {}, []
     for example in args.examples:
-        tasks[example] = mpq.load_task(f"example:{example}")
+        tasks[example] = mpq.load_task(example if ":" in example else f"example:{example}")
         for batch in args.batch_sizes:
             start = time.perf_counter()
-            merged = compare(tasks[example], batch, args.warmup, args.repeats).assign(example=example)
-            parts.append(merged)
-            print(f"=== example:{example}, batch {batch} ({time.perf_counter() - start:.0f} s to measure)")
+            merged = compare(tasks[example], args.target, args.device, batch, args.warmup, args.repeats)
+            parts.append(merged.assign(example=example))
+            print(f"=== {example}, batch {batch} ({time.perf_counter() - start:.0f} s to measure)")
             print(per_layer(merged).to_string(index=False))
             print(per_candidate(merged).to_string())
             print(pd.Series(summary(merged)).to_string(), "\n")
@@ -247,20 +259,22 @@ def main() -> None:
     everything = pd.concat(parts, ignore_index=True)
     if args.csv:
         everything.to_csv(args.csv, index=False)
-    print("=== all examples and batches, nominal cpu-x86")
+    print(f"=== all examples and batches, nominal {args.target}")
     print(pd.Series(summary(everything)).to_string())
-    nominal = roofline(nominal_params(), everything)
+    nominal_values = nominal_params(args.target, everything)
+    nominal = roofline(nominal_values, everything)
     assert np.allclose(nominal, everything["latency_s_model"], rtol=1e-9), "roofline() drifted from hwmodels"
 
-    fitted = fit(everything)
-    note = (f"bench_cost_model.py, {torch.get_num_threads()} torch thread(s), "
-            f"{', '.join(args.examples)} at batch {', '.join(map(str, args.batch_sizes))}")
+    fitted = fit(args.target, everything)
+    timed_on = "CUDA" if args.device == "cuda" else f"{torch.get_num_threads()} torch thread(s)"
+    note = (f"bench_cost_model.py, {timed_on}, "
+            f"{', '.join(Path(e).name for e in args.examples)} at batch {', '.join(map(str, args.batch_sizes))}")
     with tempfile.TemporaryDirectory() as folder:
-        rescored = calibrated_scores(everything, tasks, calibrated_device(fitted, Path(folder), note))
-    print("\n=== proposed cpu-x86.toml numbers (fitted to all pairs above)")
-    nominal_values = nominal_params()
-    print(pd.DataFrame({"nominal": nominal_values, "fitted": fitted, "unit": FITTED}).to_string())
-    print("\n=== calibrated cpu-x86 (scored by hwmodels.cost_table)")
+        device_file = calibrated_device(args.target, fitted, Path(folder), note)
+        rescored = calibrated_scores(everything, tasks, device_file)
+    print(f"\n=== proposed {args.target}.toml numbers (fitted to all pairs above)")
+    print(pd.DataFrame({"nominal": nominal_values, "fitted": fitted, "unit": units(fitted)}).to_string())
+    print(f"\n=== calibrated {args.target} (scored by hwmodels.cost_table)")
     print(pd.Series(summary(rescored)).to_string())
     print("\n=== per example and batch: nominal -> calibrated")
     print(headline(everything, rescored).to_string(index=False))

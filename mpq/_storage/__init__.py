@@ -233,7 +233,8 @@ class Store:
                 if attempt or not isinstance(exc.__cause__, IntegrityError):
                     raise
 
-    # The probe checkpoint protocol: load(key) / save(key, state) / clear(key).
+    # The probe checkpoint protocol (load(key) / save(key, state)); a finished probe's state stays,
+    # so the same probe again (mpq probe) returns at once.
     def load(self, key: str) -> dict | None:
         with self._session() as session:
             row = session.get(ProbeCheckpointModel, key)
@@ -241,10 +242,6 @@ class Store:
 
     def save(self, key: str, state: dict) -> None:
         self._merge(ProbeCheckpointModel(key=key, state=state, updated_at=utcnow()))
-
-    def clear(self, key: str) -> None:
-        with self._session() as session:
-            session.execute(delete(ProbeCheckpointModel).where(ProbeCheckpointModel.key == key))
 
     # -- runs -------------------------------------------------------------------------------
     def create_run(self, tables: Mapping[str, pd.DataFrame] | None = None, **fields: Any) -> int:

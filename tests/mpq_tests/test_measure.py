@@ -15,6 +15,7 @@ from torch import nn
 
 import hwmodels
 import mpq
+from mpq import _measure
 from mpq._formats.block import NVFP4_BLOCK
 from mpq._formats.minifloat import E2M1, E3M2, E4M3, E5M2
 from mpq._measure import (
@@ -58,6 +59,7 @@ def test_every_layer_and_candidate_is_timed_with_ordered_spread(tiny_task, measu
     assert (measured["latency_s"] <= measured["latency_max_s"]).all()
     assert (measured["dequant_s"] < measured["latency_max_s"]).all()
     assert (measured["repeats"] == FAST["repeats"]).all() and (measured["device"] == "cpu").all()
+    assert (measured["timing"] == "wall clock").all()
     assert measured.attrs == {"batch_size": 1, "num_threads": 1, "device": "cpu"}
 
 
@@ -332,7 +334,23 @@ def test_cuda_kernels(tiny_task):
     candidates = ["w8a8", "w4a8", "w16a16", "w4a16"] + (["wfp8afp8"] if fp8 else [])
     table = measure_latency(tiny_task, candidates, device="cuda", **FAST)
     assert (table["latency_s"] > 0).all() and (table["device"] == "cuda").all()
+    assert (table["timing"] == "cuda graph").all()  # every path captures: no eager fallback
     linear = table.set_index(["layer", "candidate"]).loc["3"]
     assert linear.loc["w8a8", "kernel"] == "int8 _int_mm" and linear.loc["w16a16", "kernel"] == "fp16 linear"
     if fp8:
         assert linear.loc["wfp8afp8", "kernel"] == "fp8 _scaled_mm"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_stage_that_cannot_be_captured_is_timed_eagerly(tiny_task, monkeypatch, caplog):
+    graphed = measure_latency(tiny_task, ["w16a16"], device="cuda", **FAST)
+
+    def refuse(kernel, device):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(_measure, "_capture", refuse)
+    eager = measure_latency(tiny_task, ["w16a16"], device="cuda", **FAST)
+    assert (eager["timing"] == "cuda events (eager)").all() and "not capturable in a CUDA graph" in caplog.text
+    # Replayed graphs run the kernels without Python's launches in between: less time.
+    assert graphed["latency_s"].sum() < eager["latency_s"].sum()

@@ -56,8 +56,8 @@ def test_probe_results_and_checkpoints_by_key(store_url):
     pd.testing.assert_frame_equal(store.find_probe("key1"), table)
     store.save("key1", {"n": 3, "mean": [0.1, 0.2]})
     assert store.load("key1") == {"n": 3, "mean": [0.1, 0.2]}
-    store.clear("key1")
-    assert store.load("key1") is None
+    store.save("key1", {"n": 4, "mean": [0.1, 0.3]})
+    assert store.load("key1") == {"n": 4, "mean": [0.1, 0.3]} and store.load("key2") is None
 
 
 def test_missing_run_names_the_newest(store_url):
