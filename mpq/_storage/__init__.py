@@ -73,6 +73,11 @@ def _read_only(url: URL) -> bool:
     return url.query.get("mode") == "ro"
 
 
+def _record(run: RunModel) -> dict[str, Any]:
+    """A run's own fields as a plain dict."""
+    return {c.key: getattr(run, c.key) for c in inspect(RunModel).column_attrs}
+
+
 def _finite(value: Any) -> Any:
     """NaN is not JSON (PostgreSQL rejects it): store it as null."""
     return None if isinstance(value, float) and math.isnan(value) else value
@@ -326,8 +331,7 @@ class Store:
     def run_record(self, run_id: int) -> dict[str, Any]:
         """The run's own fields as a dict."""
         with self._session() as session:
-            run = self._get_run(session, run_id)
-            return {c.key: getattr(run, c.key) for c in inspect(RunModel).column_attrs}
+            return _record(self._get_run(session, run_id))
 
     def unfinished_runs(self, **fields: Any) -> list[dict[str, Any]]:
         """Records of the runs not ``done`` whose fields equal ``fields`` (JSON fields compared as
@@ -338,7 +342,7 @@ class Store:
                 select(RunModel).where(RunModel.status != "done", RunModel.model_hash == fields["model_hash"])
                 .order_by(RunModel.id.desc())
             )
-            records = [{c.key: getattr(run, c.key) for c in inspect(RunModel).column_attrs} for run in rows]
+            records = [_record(run) for run in rows]
         return [r for r in records if json.loads(json.dumps({k: r[k] for k in wanted}, default=str)) == wanted]
 
     def run_tables(self, run_id: int) -> dict[str, pd.DataFrame]:
