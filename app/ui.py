@@ -97,10 +97,14 @@ def selected_run(runs: pd.DataFrame) -> mpq.Run:
     if run.status == "running":
         st.info(f"Run {run.id} is still running (started {started}); stored so far: {stored}. "
                 "Its frontier shows here when it finishes: press Reload.")
+    elif run.status == "stopped":
+        st.warning(f"Run {run.id} stopped without finishing (started {started}): the process running it "
+                   f"({record['owner']}) has ended. Stored so far: {stored}.")
+        st.caption(f"`mpq search --resume {run.id}` (or the same search again) finishes it from there.")
     elif run.status == "failed":
         st.error(f"Run {run.id} failed (started {started}): {record.get('error') or 'no error was recorded'}")
-        st.caption(f"Stored before it failed: {stored}. Fix the cause and run `mpq search` again; "
-                   "a stored probe is reused.")
+        st.caption(f"Stored before it failed: {stored}. Fix the cause, then `mpq search --resume {run.id}` "
+                   "(or the same search again) finishes it from there.")
     else:
         st.warning(f"Run {run.id} has status {run.status!r} and no frontier points.")
     if "layers" in run.tables:

@@ -210,7 +210,7 @@ def filter_runs(
         runs: The ``mpq.list_runs`` table.
         tasks: Model (task) names to keep.
         targets: Device names to keep.
-        statuses: ``running``, ``done`` or ``failed``.
+        statuses: ``running``, ``done``, ``stopped`` or ``failed``.
         dates: First and last creation day (UTC), both included.
 
     Returns:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from mpq._owners import shown_status
 from mpq._storage import Store
 from mpq._validation import check_param, Interval, unknown_name
 from mpq.exceptions import InvalidParameterError
@@ -29,7 +30,9 @@ class Run:
     Attributes:
         id: The run id in its store.
         db: The store's SQLAlchemy URL.
-        status: ``running``, ``done`` or ``failed``.
+        status: ``running``, ``done``, ``failed``, or ``stopped``: marked running, but the process
+            that ran it on this host has ended (``kill -9``, a crash); ``mpq search --resume``
+            (or the same search again) finishes a failed or stopped run.
         record: Every stored field of the run (hashes, settings, budgets, versions, error...).
         frontier: One row per point; columns: see :data:`FRONTIER_COLUMNS_DOC`.
         assignments: One row per (point, layer): ``point``, ``layer``, ``candidate``.
@@ -136,7 +139,7 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
     record = store.run_record(run_id)
     frontier, assignments = store.run_points(run_id)
     return Run(
-        id=int(run_id), db=store.url, status=record["status"], record=record,
+        id=int(run_id), db=store.url, status=shown_status(store.url, record), record=record,
         frontier=frontier, assignments=assignments, tables=store.run_tables(run_id),
     )
 
@@ -148,9 +151,16 @@ def list_runs(db: str | Path | None = None) -> pd.DataFrame:
         db: The store (None for the default, a SQLite path, or a SQLAlchemy URL).
 
     Returns:
-        One row per run: ``run`` (id), ``status``, ``task``, ``target``, ``objectives``
-        (comma-separated), ``points`` (count), ``metric_name``, ``float_metric`` (the float32
-        model's metric), ``spearman`` (rank correlation of predicted loss with the measured
-        metric drop), ``created_at``, ``finished_at`` (UTC).
+        One row per run: ``run`` (id), ``status`` (as :attr:`Run.status`), ``task``, ``target``,
+        ``objectives`` (comma-separated), ``points`` (count), ``metric_name``, ``float_metric``
+        (the float32 model's metric), ``spearman`` (rank correlation of predicted loss with the
+        measured metric drop), ``created_at``, ``finished_at`` (UTC), ``owner`` (``host:pid`` of
+        the process that last ran it; None before schema 0003).
     """
-    return Store(db, create=False).list_runs()
+    store = Store(db, create=False)
+    runs = store.list_runs()
+    runs["status"] = [
+        shown_status(store.url, {"id": run, "status": status, "owner": owner})
+        for run, status, owner in zip(runs["run"], runs["status"], runs["owner"])
+    ]
+    return runs

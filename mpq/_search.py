@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import platform
-import socket
 import warnings
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +21,7 @@ from mpq._apply import activation_ranges, apply
 from mpq._formats import candidate_table
 from mpq._layers import layers
 from mpq._omega import omega
+from mpq._owners import ACTIVE, current_owner, owner_alive
 from mpq._probes import PROBES, ProbeSettings, check_loss, probe
 from mpq._probes.checkpoint import data_hash, model_hash, probe_key
 from mpq._probes.settings import check_settings, settings_from_json, settings_to_json
@@ -177,9 +176,9 @@ def search(
         fields = plan.record_fields(task)
         plan.run_id = None if fresh else _resume_abandoned(store, fields, plan.costs, progress)
         if plan.run_id is None:
-            plan.run_id = store.create_run(tables={"layers": plan.layer_table, "costs": plan.costs}, owner=_owner(),
+            plan.run_id = store.create_run(tables={"layers": plan.layer_table, "costs": plan.costs}, owner=current_owner(),
                                            **fields)
-    _ACTIVE.add((store.url, plan.run_id))
+    ACTIVE.add((store.url, plan.run_id))
     try:
         _run_pipeline(task, store, plan, progress)
     except KeyboardInterrupt as exc:
@@ -193,39 +192,13 @@ def search(
         _mark_failed(store, plan.run_id, f"{type(exc).__name__}: {message}", exc)
         raise
     finally:
-        _ACTIVE.discard((store.url, plan.run_id))
+        ACTIVE.discard((store.url, plan.run_id))
     return open_run(store, plan.run_id)
 
-
-#: (store URL, run id) of the searches this process is running now.
-_ACTIVE: set[tuple[str, int]] = set()
 
 #: Record fields that make two searches the same search (with the cost table, compared apart).
 _SAME_SEARCH = ("task_name", "metric_name", "model_hash", "data_hash", "probe_key", "target", "objectives", "budgets",
                 "settings")
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_alive(store: Store, record: Mapping) -> bool | None:
-    """Whether the process that owns a running run is still at it: None when unknown (another
-    host, or a run stored before owners were), False when known to be gone."""
-    if record["status"] != "running":
-        return False
-    host, _, pid = (record["owner"] or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return None
-    if int(pid) == os.getpid():
-        return (store.url, record["id"]) in _ACTIVE
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress: Progress) -> int | None:
@@ -233,12 +206,12 @@ def _resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress:
     failed, or its process killed), claimed for this process; None when there is none."""
     same = {name: fields[name] for name in _SAME_SEARCH}
     for record in store.unfinished_runs(**same):
-        if _owner_alive(store, record) is not False:
+        if owner_alive(store.url, record) is not False:
             continue
         stored_costs = store.run_tables(record["id"]).get("costs")
         if stored_costs is None or table_to_json(stored_costs) != table_to_json(costs):
             continue  # another device file or measured latency table: not the same search
-        if store.claim_run(record["id"], seen=record, owner=_owner()):
+        if store.claim_run(record["id"], seen=record, owner=current_owner()):
             how = record["error"] or "its process ended"
             progress("resume", 1, 1, f"resuming run {record['id']} of this same search ({how}); --fresh starts a new run")
             return record["id"]
@@ -326,7 +299,7 @@ def _resumed_plan(task: Task, store: Store, run_id: int) -> _Plan | None:
             )
     if record["status"] == "done":
         return None
-    if _owner_alive(store, record) or not store.claim_run(run_id, seen=record, owner=_owner()):
+    if owner_alive(store.url, record) or not store.claim_run(run_id, seen=record, owner=current_owner()):
         raise InvalidParameterError(
             f"run {run_id} is being run by process {record['owner'] or 'another process'} right now; wait for it, or "
             "stop that process first."

@@ -141,7 +141,9 @@ def runs(db: DbOption = None, json: JsonOption = False) -> None:
     elif table.empty:
         stdout.print("no runs yet; start one with 'mpq search'.")
     else:
-        stdout.print(rich_table(table.drop(columns=["finished_at"])))
+        stdout.print(rich_table(table.drop(columns=["finished_at", "owner"])))
+        for run_id in table.loc[table["status"].isin(["failed", "stopped"]), "run"]:
+            stdout.print(f"run {run_id} did not finish: 'mpq search --resume {run_id}' (same --db) finishes it.")
 
 
 @app.command()

@@ -11,13 +11,13 @@ st.title("Runs")
 runs = ui.runs_or_stop()
 
 counts = runs["status"].value_counts()
-for column, status in zip(st.columns(4), ("all", "done", "running", "failed")):
+for column, status in zip(st.columns(5), ("all", "done", "running", "stopped", "failed")):
     column.metric(f"{status} runs", len(runs) if status == "all" else int(counts.get(status, 0)))
 
 model_col, target_col, status_col, date_col = st.columns(4)
 tasks = model_col.multiselect("Model", sorted(runs["task"].unique()), key="filter_tasks")
 targets = target_col.multiselect("Target", sorted(runs["target"].unique()), key="filter_targets")
-statuses = status_col.multiselect("Status", ["done", "running", "failed"], key="filter_statuses")
+statuses = status_col.multiselect("Status", ["done", "running", "stopped", "failed"], key="filter_statuses")
 first, last = runs["created_at"].min().date(), runs["created_at"].max().date()
 picked = date_col.date_input("Created (UTC)", value=(first, last), min_value=first, max_value=last, key="filter_dates")
 dates = (picked[0], picked[-1] if len(picked) == 2 else last) if picked else None

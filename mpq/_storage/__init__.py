@@ -369,14 +369,14 @@ class Store:
 
     def list_runs(self) -> pd.DataFrame:
         columns = ["run", "status", "task", "target", "objectives", "points", "metric_name", "float_metric",
-                   "spearman", "created_at", "finished_at"]
+                   "spearman", "created_at", "finished_at", "owner"]
         with self._session() as session:
             rows = [
                 {
                     "run": r.id, "status": r.status, "task": r.task_name, "target": r.target,
                     "objectives": ",".join(r.objectives), "points": len(r.points), "metric_name": r.metric_name,
                     "float_metric": r.float_metric, "spearman": r.spearman,
-                    "created_at": r.created_at, "finished_at": r.finished_at,
+                    "created_at": r.created_at, "finished_at": r.finished_at, "owner": r.owner,
                 }
                 for r in session.scalars(select(RunModel).order_by(RunModel.id))
             ]

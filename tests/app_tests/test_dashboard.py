@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -63,7 +69,7 @@ def test_every_page_renders_on_every_store_without_exception(store, empty_db, op
 def test_runs_page_counts_lists_and_filters(store, open_app):
     at = open_app(store.db)
     counts = {m.label: m.value for m in at.metric}
-    assert counts == {"all runs": "6", "done runs": "4", "running runs": "1", "failed runs": "1"}
+    assert counts == {"all runs": "6", "done runs": "4", "running runs": "1", "stopped runs": "0", "failed runs": "1"}
     table = at.dataframe[0].value
     assert list(table["run"]) == sorted(store.ids.values(), reverse=True)  # newest first
 
@@ -222,6 +228,23 @@ def test_run_in_progress_is_shown_plainly(store, open_app):
     assert f"Run {store.ids['running']} is still running" in _texts(at.info)
     assert "stored so far: costs, layers, omega, sensitivity" in _texts(at.info)
     assert list(at.dataframe[0].value.layer) == list(store.runs["fpga"].tables["layers"].layer)
+
+
+def test_stopped_run_says_how_to_finish_it(store, open_app, tmp_path):
+    # The run caught in progress, but its process has since ended (a kill -9).
+    db = tmp_path / "stopped.db"
+    shutil.copy(store.db, db)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with closing(sqlite3.connect(db)) as connection, connection:
+        connection.execute("UPDATE runs SET owner = ? WHERE id = ?",
+                           (f"{socket.gethostname()}:{gone.pid}", store.ids["running"]))
+    at = open_app(str(db), "app_pages/frontier.py", store.ids["running"])
+    assert not at.exception and not at.error
+    assert f"Run {store.ids['running']} stopped without finishing" in _texts(at.warning)
+    assert f"mpq search --resume {store.ids['running']}" in " ".join(c.value for c in at.caption)
+    runs_page = open_app(str(db), "app_pages/runs.py")
+    assert [m.value for m in runs_page.metric if m.label == "stopped runs"] == ["1"]
 
 
 def test_empty_store_says_so_on_every_page(empty_db, open_app):

@@ -105,7 +105,10 @@ def test_kill_9_mid_probe_then_resume(tmp_path):
         process.send_signal(signal.SIGKILL)
         process.wait()
     killed = mpq.open_run(db, 1)
-    assert killed.status == "running" and killed.record["owner"].endswith(f":{process.pid}")  # nobody could mark it
+    assert killed.record["status"] == "running" and killed.record["owner"].endswith(f":{process.pid}")  # nobody could mark it
+    assert killed.status == "stopped" and list(mpq.list_runs(db)["status"]) == ["stopped"]  # its process is gone
+    listed = subprocess.run([sys.executable, "-m", "mpq.cli", "runs"], env=env, capture_output=True, text=True)
+    assert "run 1 did not finish: 'mpq search --resume 1' (same --db) finishes it." in " ".join(listed.stdout.split())
     # The same command again finds the run its dead process left and finishes it.
     done = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -145,10 +148,11 @@ def test_a_run_another_live_process_owns_is_neither_resumed_nor_taken(tmp_path):
         with pytest.raises(InvalidParameterError, match=rf"run 1 is being run by process .*:{alive.pid} right now"):
             mpq.search(task, db=db, resume=1)
         assert mpq.search(task, settings=FAST, db=db, max_points=3, validate=False).id == 2
+        assert mpq.open_run(db, 1).status == "running"
     finally:
         alive.kill()
         alive.wait()
-    assert mpq.open_run(db, 1).status == "running"
+    assert mpq.open_run(db, 1).status == "stopped"  # its owner is gone now
 
 
 def test_a_changed_cost_table_is_another_search(tmp_path):
