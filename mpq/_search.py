@@ -205,11 +205,12 @@ def _resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress:
     """The id of an unfinished run of this same search that nobody is running (interrupted,
     failed, or its process killed), claimed for this process; None when there is none."""
     same = {name: fields[name] for name in _SAME_SEARCH}
+    costs_json = table_to_json(costs)
     for record in store.unfinished_runs(**same):
         if owner_alive(store.url, record) is not False:
             continue
         stored_costs = store.run_tables(record["id"]).get("costs")
-        if stored_costs is None or table_to_json(stored_costs) != table_to_json(costs):
+        if stored_costs is None or table_to_json(stored_costs) != costs_json:
             continue  # another device file or measured latency table: not the same search
         if store.claim_run(record["id"], seen=record, owner=current_owner()):
             how = record["error"] or "its process ended"
