@@ -15,6 +15,7 @@ from hwmodels._device import Device, device_dir, list_devices, load_device
 from hwmodels._errors import (
     DeviceSpecError,
     HwModelError,
+    InvalidParameterError,
     InvalidTableError,
     LayerDoesNotFitError,
     UnknownDeviceError,
@@ -33,6 +34,7 @@ __all__ = [
     # errors
     "DeviceSpecError",
     "HwModelError",
+    "InvalidParameterError",
     "InvalidTableError",
     "LayerDoesNotFitError",
     "UnknownDeviceError",

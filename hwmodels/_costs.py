@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from hwmodels._device import Device, load_device
-from hwmodels._errors import InvalidTableError, did_you_mean
+from hwmodels._errors import InvalidTableError
+from mpqvocab import did_you_mean
 from hwmodels._inputs import check_batch_size, check_candidates, check_layers, make_pairs
 from hwmodels._measured import check_measured
 from hwmodels._registry import get_cost_model

@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 
 from hwmodels._energy import EnergyTable, read_energy
-from hwmodels._errors import DeviceSpecError, HwModelError, UnknownDeviceError, choices_hint
+from hwmodels._errors import DeviceSpecError, HwModelError, UnknownDeviceError
+from mpqvocab import choices_hint
 from hwmodels._fields import FieldReader
 from hwmodels._registry import get_cost_model
 

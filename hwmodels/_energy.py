@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from hwmodels._fields import FieldReader
-from hwmodels._formats import arith_class, class_names
+from mpqvocab import arith_class, class_names
 
 __all__ = ["EnergyTable", "PJ", "operand_traffic_bytes", "read_energy"]
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from hwmodels._errors import DeviceSpecError, choices_hint
+from hwmodels._errors import DeviceSpecError
+from mpqvocab import choices_hint
 
 __all__ = ["FieldReader"]
 

@@ -49,7 +49,7 @@ from hwmodels._device import Device
 from hwmodels._energy import PJ, operand_traffic_bytes
 from hwmodels._errors import InvalidTableError, LayerDoesNotFitError
 from hwmodels._fields import FieldReader
-from hwmodels._formats import arith_class
+from mpqvocab import arith_class
 from hwmodels._registry import register_cost_model
 
 __all__ = ["FpgaSpec", "finn_brams", "fpga_costs"]

@@ -17,7 +17,7 @@ the layer's activation width, as the next layer's input. An embedding is a looku
 **Executed class.** Tensor cores run both operands in one mode (class). The class that runs a
 (weight, activation) pair is chosen among the classes the device lists in ``[peak_ops_per_s]``:
 those that *hold* both operands (every operand value converts exactly, see
-``_formats.holds``), and among them the one with the highest peak, then the narrowest, then
+``mpqvocab.holds``), and among them the one with the highest peak, then the narrowest, then
 integer before float. So a pair the device runs natively runs natively (int8 x int8 -> int8 on
 H100); otherwise the lower-precision operand is upcast to the other's class (int4 weights with
 fp16 activations -> fp16; int4 or fp4 weights with fp8 activations -> fp8 on H100, which has no
@@ -44,7 +44,7 @@ from hwmodels._device import Device
 from hwmodels._energy import PJ
 from hwmodels._errors import InvalidTableError
 from hwmodels._fields import FieldReader
-from hwmodels._formats import arith_class, class_names, holds
+from mpqvocab import arith_class, class_names, holds
 from hwmodels._inputs import candidate_classes
 from hwmodels._registry import register_cost_model
 

@@ -13,8 +13,8 @@ import numbers
 import numpy as np
 import pandas as pd
 
-from hwmodels._errors import InvalidTableError, choices_hint
-from hwmodels._formats import arith_class, format_class
+from hwmodels._errors import InvalidParameterError, InvalidTableError
+from mpqvocab import Interval, UnknownNameError, arith_class, check_param, choices_hint, format_spec
 
 __all__ = ["LAYER_KINDS", "candidate_classes", "check_batch_size", "check_candidates", "check_layers", "make_pairs"]
 
@@ -152,7 +152,7 @@ def check_candidates(candidates: object) -> pd.DataFrame:
     for operand in ("weight", "act"):
         classes = []
         for name, fmt, bits in zip(names, table[f"{operand}_format"], table[f"{operand}_bits"]):
-            cls = format_class(fmt, subject=f"candidates table: candidate {name!r}, column '{operand}_format'")
+            cls = _format_class(fmt, subject=f"candidates table: candidate {name!r}, column '{operand}_format'")
             width = arith_class(cls).bits
             if (
                 isinstance(bits, (bool, np.bool_))
@@ -174,14 +174,18 @@ def check_batch_size(batch_size: object) -> int:
     """Check that ``batch_size`` is a positive int.
 
     Raises:
-        InvalidTableError: Otherwise (it is an input error like a bad table).
+        InvalidParameterError: Otherwise.
     """
-    if not _is_int(batch_size) or batch_size < 1:
-        raise InvalidTableError(
-            f"The 'batch_size' parameter of cost_table must be an int in the range [1, inf). Got {batch_size!r} "
-            "instead; pass the number of samples per forward pass."
-        )
+    check_param("cost_table", "batch_size", batch_size, Interval(int, 1, None), error=InvalidParameterError)
     return int(batch_size)
+
+
+def _format_class(fmt: object, *, subject: str) -> str:
+    """The arithmetic class of a catalogue format; an unknown one is a bad table."""
+    try:
+        return format_spec(str(fmt), subject=subject).arith_class
+    except UnknownNameError as exc:
+        raise InvalidTableError(str(exc)) from None
 
 
 def make_pairs(layers: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from hwmodels._errors import DeviceSpecError, choices_hint
+from hwmodels._errors import DeviceSpecError
+from mpqvocab import choices_hint
 
 if TYPE_CHECKING:
     from hwmodels._device import Device

@@ -7,6 +7,8 @@ dual inheritance), so ``except ValueError`` keeps working; runtime failures are 
 
 from __future__ import annotations
 
+import mpqvocab
+
 __all__ = [
     "MpqError",
     "InvalidParameterError",
@@ -26,11 +28,11 @@ class MpqError(Exception):
     """Base class of every error mpq raises on purpose."""
 
 
-class InvalidParameterError(MpqError, ValueError):
+class InvalidParameterError(MpqError, mpqvocab.InvalidParameterError):
     """A parameter of a public function has the wrong type or value."""
 
 
-class UnknownNameError(MpqError, ValueError):
+class UnknownNameError(MpqError, mpqvocab.UnknownNameError):
     """A name (format, candidate, example, probe, device) is not registered."""
 
 

@@ -9,9 +9,11 @@ from solvers._errors import (
     ApproximateFrontierWarning,
     BackendUnavailableError,
     InfeasibleBudgetError,
+    InvalidParameterError,
     SolverError,
     SolverInputError,
     TruncatedFrontierWarning,
+    UnknownNameError,
 )
 from solvers._frontier import frontier
 from solvers._refine import refine
@@ -22,10 +24,12 @@ __all__ = [
     "ApproximateFrontierWarning",
     "BackendUnavailableError",
     "InfeasibleBudgetError",
+    "InvalidParameterError",
     "Solution",
     "SolverError",
     "SolverInputError",
     "TruncatedFrontierWarning",
+    "UnknownNameError",
     "frontier",
     "refine",
     "solve",

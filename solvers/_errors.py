@@ -1,22 +1,26 @@
 """Errors and warnings of the solvers package.
 
 Every user-input error is also a `ValueError` (scikit-learn's dual inheritance), so callers may
-catch either the package's class or the builtin one. Messages are one line:
-`<subject>: <what is wrong, with the value>; <the fix>.`
+catch either the package's class or the builtin one. Messages are one line, from
+:mod:`mpqvocab`'s template: `<subject>: <what is wrong, with the value>; <the fix>.`
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+
+import mpqvocab
+from mpqvocab import format_number
 
 __all__ = [
     "ApproximateFrontierWarning",
     "BackendUnavailableError",
     "InfeasibleBudgetError",
+    "InvalidParameterError",
     "SolverError",
     "SolverInputError",
     "TruncatedFrontierWarning",
+    "UnknownNameError",
 ]
 
 
@@ -26,6 +30,19 @@ class SolverError(Exception):
 
 class SolverInputError(SolverError, ValueError):
     """A table, budget, tie, pin or parameter handed to `solvers` is invalid."""
+
+
+class InvalidParameterError(SolverInputError, mpqvocab.InvalidParameterError):
+    """A parameter of a public function has the wrong type or value."""
+
+
+class UnknownNameError(SolverInputError, mpqvocab.UnknownNameError):
+    """A column, layer, candidate or backend name that the tables or the solver do not know."""
+
+
+def unknown_name(subject: str, kind: str, name: object, valid) -> UnknownNameError:
+    """``<subject>: unknown <kind> 'x'; choose one of ...``, the vocabulary's message."""
+    return mpqvocab.unknown_name(kind, name, valid, subject=subject, error=UnknownNameError)
 
 
 class BackendUnavailableError(SolverError):
@@ -71,21 +88,3 @@ class ApproximateFrontierWarning(UserWarning):
 class TruncatedFrontierWarning(ApproximateFrontierWarning):
     """The two-objective frontier exceeded `max_points`; the exact optima on a budget grid are
     returned instead of every non-dominated point."""
-
-
-def format_number(value: float) -> str:
-    """Shortest text that reads back as `value` exactly (integers without a trailing `.0`)."""
-    value = float(value)
-    if value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value)
-
-
-def unknown_name(subject: str, kind: str, name: object, valid: Iterable[str]) -> SolverInputError:
-    """Error for a name that is not one of `valid`, listing them and the closest match."""
-    valid = list(valid)
-    close = difflib.get_close_matches(str(name), valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return SolverInputError(
-        f"{subject}: unknown {kind} {name!r}; choose one of {', '.join(valid)}{hint}."
-    )

@@ -208,9 +208,9 @@ def frontier(
         TruncatedFrontierWarning: The two-objective frontier exceeded `max_points`.
         ApproximateFrontierWarning: Three objectives were asked for.
     """
-    problem = setup(omega, costs, budgets, ties, fixed, backend, time_limit_s)
+    problem = setup("frontier", omega, costs, budgets, ties, fixed, backend, time_limit_s)
     columns = check_objectives(objectives, problem.tables)
-    max_points = check_int(max_points, "max_points", 2)
+    max_points = check_int("frontier", "max_points", max_points, 2)
     instance = problem.instance()
     if instance is None:
         raise problem.infeasible()

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from solvers._errors import SolverInputError, format_number, unknown_name
+from mpqvocab import Interval, OneOf, check_param, format_number, parameter_message
+from solvers._errors import InvalidParameterError, SolverInputError, unknown_name
 
 __all__ = [
     "LOSS_NAMES",
@@ -290,20 +291,15 @@ def check_fixed(fixed: object, tables: Tables) -> dict[str, str]:
     return dict(fixed)
 
 
-def check_choice(value: object, name: str, valid: tuple[str, ...]) -> str:
+def check_choice(func: str, name: str, value: object, valid: tuple[str, ...]) -> str:
     """Check that `value` is one of `valid`."""
-    if value not in valid:
-        raise unknown_name(name, "value", value, valid)
+    check_param(func, name, value, OneOf(valid), error=InvalidParameterError)
     return str(value)
 
 
-def check_int(value: object, name: str, minimum: int) -> int:
+def check_int(func: str, name: str, value: object, minimum: int) -> int:
     """Check that `value` is an int >= `minimum` (scikit-learn's parameter template)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise SolverInputError(
-            f"{name}: must be an int in the range [{minimum}, inf), got {value!r}; "
-            f"pass an int of at least {minimum}."
-        )
+    check_param(func, name, value, Interval(int, minimum, None), error=InvalidParameterError)
     return int(value)
 
 
@@ -312,13 +308,12 @@ def _positive_finite(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value) and value > 0
 
 
-def check_time_limit(value: object) -> float | None:
+def check_time_limit(func: str, value: object) -> float | None:
     """Check an optional time limit in seconds."""
     if value is None:
         return None
     if not _positive_finite(value):
-        raise SolverInputError(
-            f"time_limit_s: must be a positive number of seconds or None, got {value!r}; "
-            f"pass e.g. 60."
+        raise InvalidParameterError(
+            parameter_message(func, "time_limit_s", "a positive finite number of seconds or None", value)
         )
     return float(value)

@@ -78,11 +78,11 @@ def refine(
     """
     import optuna  # deferred: `import solvers` stays light
 
-    problem = setup(omega, costs, budgets, ties, fixed, "auto", None)
+    problem = setup("refine", omega, costs, budgets, ties, fixed, "auto", None)
     columns = check_objectives(objectives, problem.tables, at_most=len(problem.tables.cost_columns))
-    n_trials = check_int(n_trials, "n_trials", 1)
-    seed = check_int(seed, "seed", 0)
-    population_size = check_int(population_size, "population_size", 2)
+    n_trials = check_int("refine", "n_trials", n_trials, 1)
+    seed = check_int("refine", "seed", seed, 0)
+    population_size = check_int("refine", "population_size", population_size, 2)
     if not callable(objective_fn):
         raise SolverInputError(
             f"objective_fn: expected a callable, got {type(objective_fn).__name__}; pass a "

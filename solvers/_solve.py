@@ -112,6 +112,7 @@ class Problem:
 
 
 def setup(
+    func: str,
     omega: object,
     costs: object,
     budgets: object,
@@ -126,8 +127,8 @@ def setup(
         tables=tables,
         base=build_instance(tables, check_ties(ties, tables), check_fixed(fixed, tables)),
         budgets=check_budgets(budgets, tables),
-        backend=check_choice(backend, "backend", METHODS),
-        time_limit_s=check_time_limit(time_limit_s),
+        backend=check_choice(func, "backend", backend, METHODS),
+        time_limit_s=check_time_limit(func, time_limit_s),
     )
 
 
@@ -260,7 +261,7 @@ def solve(
         >>> solvers.solve(omega, costs, {"weight_bytes": 150}).assignment
         {'a': 'int8', 'b': 'int4'}
     """
-    problem = setup(omega, costs, budgets, ties, fixed, backend, time_limit_s)
+    problem = setup("solve", omega, costs, budgets, ties, fixed, backend, time_limit_s)
     summed = problem.summed()
     instance = problem.instance()
     found = None

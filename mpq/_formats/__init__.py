@@ -1,9 +1,10 @@
 """Number formats, their fake-quantizers, and candidates (weight format, activation format).
 
-Formats are registered by name with :func:`~mpq._formats.base.register_formats` in the family
-modules imported below: ``integer`` (INT2..INT8 per tensor / channel / group), ``minifloat``
-(FP8 E4M3/E5M2, FP6 E3M2/E2M3, FP4 E2M1), ``block`` (MXFP8/6/4, NVFP4) and ``reference``
-(fp16, bf16).
+The formats are those of the catalogue (``mpqvocab.list_format_specs``); the family modules
+imported below register, with :func:`~mpq._formats.base.register_family`, the quantizer each
+family's records build: ``integer`` (INT2..INT8 per tensor / channel / group, INT16),
+``minifloat`` (FP8 E4M3/E5M2, FP6 E3M2/E2M3, FP4 E2M1), ``block`` (MXFP8/6/4, NVFP4) and
+``reference`` (fp16, bf16, fp32).
 """
 
 from mpq._formats import block, integer, minifloat, reference  # noqa: F401  (register the formats)

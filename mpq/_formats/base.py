@@ -10,7 +10,7 @@ rule that picks its scales.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
 from typing import Protocol
@@ -20,10 +20,7 @@ import torch.nn.functional as F
 
 from mpq._validation import unknown_name
 from mpq.exceptions import InvalidParameterError
-
-
-#: Format families, in the order list_formats() gives them.
-FAMILIES = ("int", "float", "block", "reference")
+from mpqvocab import FormatSpec, list_format_specs
 
 
 class Grid(Protocol):
@@ -201,16 +198,32 @@ def _amax_tensor(name: str, amax: torch.Tensor | float | None, rows: torch.Tenso
     return bound
 
 
+#: Quantizer builders by format family, registered by the family modules.
+_BUILDERS: dict[str, Callable[[FormatSpec], NumberFormat]] = {}
 _REGISTRY: dict[str, NumberFormat] = {}
 
 
-def register_formats(factory: Callable[[], Iterable[NumberFormat]]) -> Callable[[], Iterable[NumberFormat]]:
-    """Decorator: register every format ``factory()`` yields (called once, at import)."""
-    for fmt in factory():
-        if fmt.name in _REGISTRY:
-            raise RuntimeError(f"format {fmt.name!r} is registered twice; give each format a unique name.")
-        _REGISTRY[fmt.name] = fmt
-    return factory
+def register_family(family: str) -> Callable[[Callable[[FormatSpec], NumberFormat]], Callable[[FormatSpec], NumberFormat]]:
+    """Decorator: ``builder(spec)`` makes the quantizer of every catalogue format of ``family``."""
+
+    def register(builder: Callable[[FormatSpec], NumberFormat]) -> Callable[[FormatSpec], NumberFormat]:
+        _BUILDERS[family] = builder
+        return builder
+
+    return register
+
+
+def spec_fields(spec: FormatSpec) -> dict:
+    """The NumberFormat fields a catalogue record fixes (name, family, bits, granularity)."""
+    return dict(name=spec.name, family=spec.family, element_bits=spec.element_bits,
+                bits_per_value=spec.bits_per_value, granularity=spec.granularity, group_size=spec.group_size)
+
+
+def _formats() -> dict[str, NumberFormat]:
+    """Every catalogue format's quantizer, built once on first use."""
+    if not _REGISTRY:
+        _REGISTRY.update({spec.name: _BUILDERS[spec.family](spec) for spec in list_format_specs()})
+    return _REGISTRY
 
 
 def get_format(name: str) -> NumberFormat:
@@ -230,15 +243,15 @@ def get_format(name: str) -> NumberFormat:
     if not isinstance(name, str):
         raise InvalidParameterError(f"The 'name' parameter of get_format must be a str. Got {name!r} instead.")
     try:
-        return _REGISTRY[name]
+        return _formats()[name]
     except KeyError:
-        raise unknown_name("format", name, _REGISTRY) from None
+        raise unknown_name("format", name, _formats()) from None
 
 
 def list_formats() -> list[str]:
-    """Names of every registered format: INT, then minifloat, block and reference formats.
+    """Names of every format: INT, then minifloat, block and reference formats.
 
     Returns:
-        The format names, in registration order within each family.
+        The format names, in the catalogue's order (``mpqvocab.list_format_specs``).
     """
-    return sorted(_REGISTRY, key=lambda name: FAMILIES.index(_REGISTRY[name].family))
+    return list(_formats())

@@ -10,13 +10,11 @@ from dataclasses import dataclass
 
 import torch
 
-from mpq._formats.base import NumberFormat, block_amax, quantize_blocks, register_formats, scaled_round
-from mpq._formats.minifloat import E2M1, E2M3, E4M3, MinifloatGrid
+from mpq._formats.base import NumberFormat, block_amax, quantize_blocks, register_family, scaled_round, spec_fields
+from mpq._formats.minifloat import MinifloatGrid
+from mpqvocab import FormatSpec, format_spec
 
-MX_BLOCK = 32  # OCP MX spec v1.0 section 5: k = 32 elements per block for every concrete MX format
-E8M0_BITS = 8  # OCP MX spec v1.0 section 5.4.1: the shared scale is E8M0
 E8M0_MIN_EXP, E8M0_MAX_EXP = -127, 127  # OCP MX spec v1.0 table 7: E8M0 exponents (0xFF is NaN)
-NVFP4_BLOCK = 16  # NVIDIA Blackwell NVFP4: 16 E2M1 values share one FP8 E4M3 scale
 
 
 def mx_scale(amax: torch.Tensor, element: MinifloatGrid) -> torch.Tensor:
@@ -85,17 +83,10 @@ class NVFP4Format(NumberFormat):
         return quantize_blocks(rows, self.group_size, self.element, scale_of)
 
 
-@register_formats
-def _block_formats():
-    """``mxfp8`` (E4M3), ``mxfp6`` (E2M3), ``mxfp4`` (E2M1), ``nvfp4``."""
-    for name, element in (("mxfp8", E4M3), ("mxfp6", E2M3), ("mxfp4", E2M1)):
-        yield MXFormat(
-            name=name, family="block", element_bits=element.bits,
-            bits_per_value=element.bits + E8M0_BITS / MX_BLOCK, granularity="block",
-            group_size=MX_BLOCK, element=element,
-        )
-    yield NVFP4Format(
-        name="nvfp4", family="block", element_bits=E2M1.bits,
-        bits_per_value=E2M1.bits + E4M3.bits / NVFP4_BLOCK, granularity="block",
-        group_size=NVFP4_BLOCK, element=E2M1, block_scale=E4M3,
-    )
+@register_family("block")
+def _block_format(spec: FormatSpec) -> NumberFormat:
+    """``mxfp8`` (E4M3), ``mxfp6`` (E2M3), ``mxfp4`` (E2M1) share E8M0 scales; ``nvfp4`` E4M3 ones."""
+    element = MinifloatGrid.of(spec.element)
+    if spec.scale == "e8m0":
+        return MXFormat(**spec_fields(spec), element=element)
+    return NVFP4Format(**spec_fields(spec), element=element, block_scale=MinifloatGrid.of(format_spec(spec.scale).element))

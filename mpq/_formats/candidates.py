@@ -8,15 +8,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mpq._formats.base import NumberFormat, get_format, list_formats
-from mpq._formats.integer import INT_BITS
 from mpq._validation import unknown_name
 from mpq.exceptions import InvalidParameterError, UnknownNameError
+from mpqvocab import ACT_SHORTHANDS, WEIGHT_SHORTHANDS
 
-_FLOAT_SHORTHANDS = {"16": "fp16", "fp8": "fp8_e4m3", "fp6": "fp6_e3m2", "fp4": "fp4_e2m1"}
-#: Short names in a candidate: a bare bit count is INT per output channel for weights ...
-WEIGHT_SHORTHANDS = {str(bits): f"int{bits}_pc" for bits in INT_BITS} | _FLOAT_SHORTHANDS
-#: ... and INT per tensor for activations.
-ACT_SHORTHANDS = {str(bits): f"int{bits}" for bits in INT_BITS} | _FLOAT_SHORTHANDS
 
 _GRAMMAR = (
     "write w<W>a<A> with W and A each one of 2, 3, 4, 6, 8, 16, fp8, fp6, fp4 or a format name "

@@ -10,11 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mpq._formats.base import ScaledFormat, register_formats
+from mpq._formats.base import ScaledFormat, register_family, spec_fields
 from mpq._formats.minifloat import FP16
-
-INT_BITS = (2, 3, 4, 6, 8)
-GROUP_SIZES = (32, 64, 128)
+from mpqvocab import FormatSpec
 
 
 @dataclass(frozen=True)
@@ -32,30 +30,12 @@ class IntGrid:
         return torch.round(t).clamp(-self.max_value, self.max_value)
 
 
-@register_formats
-def _int_formats():
+@register_family("int")
+def _int_format(spec: FormatSpec) -> ScaledFormat:
     """``int<b>`` (per tensor), ``int<b>_pc`` (per output channel), ``int<b>_g<n>`` (per group).
 
     Tensor and channel scales are float32 and not counted in ``bits_per_value``; group scales
     are fp16, so a group of n adds 16/n bits per value.
     """
-    for bits in INT_BITS:
-        grid = IntGrid(bits)
-        yield ScaledFormat(
-            name=f"int{bits}", family="int", element_bits=bits, bits_per_value=float(bits),
-            granularity="tensor", group_size=None, grid=grid, scale_grid=None,
-        )
-        yield ScaledFormat(
-            name=f"int{bits}_pc", family="int", element_bits=bits, bits_per_value=float(bits),
-            granularity="channel", group_size=None, grid=grid, scale_grid=None,
-        )
-        for size in GROUP_SIZES:
-            yield ScaledFormat(
-                name=f"int{bits}_g{size}", family="int", element_bits=bits,
-                bits_per_value=bits + FP16.bits / size, granularity="group", group_size=size,
-                grid=grid, scale_grid=FP16,
-            )
-    yield ScaledFormat(
-        name="int16", family="int", element_bits=16, bits_per_value=16.0,
-        granularity="tensor", group_size=None, grid=IntGrid(16), scale_grid=None,
-    )
+    scale_grid = FP16 if spec.scale == "fp16" else None
+    return ScaledFormat(**spec_fields(spec), grid=IntGrid(spec.element_bits), scale_grid=scale_grid)

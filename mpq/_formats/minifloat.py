@@ -1,5 +1,8 @@
 """Minifloat grids (one generic round-to-nearest-even) and the FP8/FP6/FP4 formats.
 
+The grids' numbers (exponent and mantissa bits, bias, largest value) are the catalogue's
+(``mpqvocab``); this module rounds onto them with torch.
+
 Every FP format, every MX/NVFP4 block element, the NVFP4 block scale and the fp16 group scale
 of the INT formats round through :meth:`MinifloatGrid.round`: a sign, ``exp_bits`` exponent bits
 with ``bias``, ``man_bits`` mantissa bits, subnormals, and saturation at ``max_value`` (no
@@ -13,29 +16,18 @@ from dataclasses import dataclass
 
 import torch
 
-from mpq._formats.base import ScaledFormat, register_formats
+from mpq._formats.base import ScaledFormat, register_family, spec_fields
+from mpqvocab import FormatSpec, MinifloatSpec, format_spec
 
 
 @dataclass(frozen=True)
-class MinifloatGrid:
-    """The values of a sign-exponent-mantissa format at scale 1.
+class MinifloatGrid(MinifloatSpec):
+    """The values of a catalogue minifloat (``mpqvocab.MinifloatSpec``) at scale 1, and their rounding."""
 
-    Attributes:
-        exp_bits: Exponent bits.
-        man_bits: Mantissa (fraction) bits.
-        bias: Exponent bias; the smallest normal is ``2 ** (1 - bias)``.
-        max_value: Largest finite magnitude; larger values saturate to it.
-    """
-
-    exp_bits: int
-    man_bits: int
-    bias: int
-    max_value: float
-
-    @property
-    def bits(self) -> int:
-        """Stored bits: sign, exponent and mantissa."""
-        return 1 + self.exp_bits + self.man_bits
+    @classmethod
+    def of(cls, spec: MinifloatSpec) -> MinifloatGrid:
+        """The grid of a catalogue record's element spec."""
+        return cls(spec.exp_bits, spec.man_bits, spec.bias, spec.max_value)
 
     @property
     def max_exp(self) -> int:
@@ -77,28 +69,15 @@ def _binade(magnitude: torch.Tensor) -> torch.Tensor:
     return (magnitude.view(int_dtype) & mask).view(magnitude.dtype)
 
 
-E4M3 = MinifloatGrid(4, 3, 7, 448.0)  # OCP 8-bit FP spec v1.0, E4M3FN: S.1111.111 is NaN, no inf
-E5M2 = MinifloatGrid(5, 2, 15, 57344.0)  # OCP 8-bit FP spec v1.0, E5M2: IEEE-like, 1.75 * 2**15
-E3M2 = MinifloatGrid(3, 2, 3, 28.0)  # OCP MX spec v1.0 table 1, FP6 E3M2: no inf/NaN, 1.75 * 2**4
-E2M3 = MinifloatGrid(2, 3, 1, 7.5)  # OCP MX spec v1.0 table 1, FP6 E2M3: no inf/NaN, 1.875 * 2**2
-E2M1 = MinifloatGrid(2, 1, 1, 6.0)  # OCP MX spec v1.0 table 1, FP4 E2M1: no inf/NaN, 1.5 * 2**2
-FP16 = MinifloatGrid(5, 10, 15, 65504.0)  # IEEE 754 binary16, largest finite value
-
-#: Registry name of each scaled minifloat format and its grid.
-MINIFLOAT_GRIDS: dict[str, MinifloatGrid] = {
-    "fp8_e4m3": E4M3,
-    "fp8_e5m2": E5M2,
-    "fp6_e3m2": E3M2,
-    "fp6_e2m3": E2M3,
-    "fp4_e2m1": E2M1,
-}
+E4M3 = MinifloatGrid.of(format_spec("fp8_e4m3").element)
+E5M2 = MinifloatGrid.of(format_spec("fp8_e5m2").element)
+E3M2 = MinifloatGrid.of(format_spec("fp6_e3m2").element)
+E2M3 = MinifloatGrid.of(format_spec("fp6_e2m3").element)
+E2M1 = MinifloatGrid.of(format_spec("fp4_e2m1").element)
+FP16 = MinifloatGrid.of(format_spec("fp16").element)
 
 
-@register_formats
-def _minifloat_formats():
+@register_family("float")
+def _minifloat_format(spec: FormatSpec) -> ScaledFormat:
     """FP8/FP6/FP4 with one float32 per-tensor scale ``amax / max_value``."""
-    for name, grid in MINIFLOAT_GRIDS.items():
-        yield ScaledFormat(
-            name=name, family="float", element_bits=grid.bits, bits_per_value=float(grid.bits),
-            granularity="tensor", group_size=None, grid=grid, scale_grid=None,
-        )
+    return ScaledFormat(**spec_fields(spec), grid=MinifloatGrid.of(spec.element), scale_grid=None)

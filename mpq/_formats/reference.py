@@ -1,4 +1,4 @@
-"""fp16 and bf16: the unquantized reference, a cast to the 16-bit type and back."""
+"""fp16, bf16 and fp32: the unquantized reference, a cast to the 16-bit type and back."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mpq._formats.base import NumberFormat, register_formats
+from mpq._formats.base import NumberFormat, register_family, spec_fields
+from mpqvocab import FormatSpec
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,10 @@ class ReferenceFormat(NumberFormat):
         return rows.to(self.dtype).to(rows.dtype)
 
 
-@register_formats
-def _reference_formats():
-    """``fp16`` and ``bf16``."""
-    for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
-        yield ReferenceFormat(
-            name=name, family="reference", element_bits=16, bits_per_value=16.0,
-            granularity="tensor", group_size=None, dtype=dtype,
-        )
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@register_family("reference")
+def _reference_format(spec: FormatSpec) -> ReferenceFormat:
+    """``fp16``, ``bf16`` and ``fp32`` (fp32 leaves a float32 tensor as it is)."""
+    return ReferenceFormat(**spec_fields(spec), dtype=_DTYPES[spec.name])

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hwmodels
-from hwmodels._formats import class_names, holds
+from mpqvocab import class_names, holds
 from hwmodels._gpu import executed_class
 
 N = 4096

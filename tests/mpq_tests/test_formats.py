@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+
+import mpqvocab
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -248,10 +250,13 @@ def test_bits_per_value(name, bits):
 
 def test_registry_fields_are_consistent():
     names = list_formats()
-    assert len(names) == 5 * 5 + 5 + 4 + 2 + 1  # int x granularities, floats, blocks, references, int16
+    assert len(names) == 5 * 5 + 5 + 4 + 3 + 1  # int x granularities, floats, blocks, references, int16
     for name in names:
-        fmt = get_format(name)
+        fmt, spec = get_format(name), mpqvocab.format_spec(name)
         assert fmt.name == name
+        assert (fmt.family, fmt.element_bits, fmt.bits_per_value, fmt.granularity, fmt.group_size) == (
+            spec.family, spec.element_bits, spec.bits_per_value, spec.granularity, spec.group_size
+        )
         assert fmt.family in ("int", "float", "block", "reference")
         assert (fmt.group_size is None) == (fmt.granularity in ("tensor", "channel"))
         amortised = 16 if fmt.granularity == "group" else 8 if fmt.granularity == "block" else 0

@@ -16,7 +16,7 @@ from torch import nn
 import hwmodels
 import mpq
 from mpq import _measure
-from mpq._formats.block import NVFP4_BLOCK
+from mpqvocab._catalogue import NVFP4_BLOCK
 from mpq._formats.minifloat import E2M1, E3M2, E4M3, E5M2
 from mpq._measure import (
     MEASURE_COLUMNS,

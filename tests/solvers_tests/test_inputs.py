@@ -18,7 +18,8 @@ def expect(pattern, call):
         call()
     message = str(caught.value)
     assert isinstance(caught.value, ValueError)
-    assert "\n" not in message and "; " in message and message.endswith(".")
+    template = message.startswith("The '") and " instead." in message  # a bad parameter value
+    assert "\n" not in message and ("; " in message or template) and message.endswith(".")
     return message
 
 
@@ -149,9 +150,9 @@ def test_bad_objectives(three_layers, objectives, pattern):
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"max_points": 1}, r"^max_points: must be an int in the range \[2, inf\), got 1"),
-        ({"backend": "gurobi"}, r"^backend: unknown value 'gurobi'; choose one of auto, highs, cbc"),
-        ({"time_limit_s": 0}, r"^time_limit_s: must be a positive number of seconds"),
+        ({"max_points": 1}, r"^The 'max_points' parameter of frontier must be an int in the range \[2, inf\)\. Got 1 instead\.$"),
+        ({"backend": "gurobi"}, r"^The 'backend' parameter of frontier must be one of 'auto', 'highs', 'cbc'\. Got 'gurobi'"),
+        ({"time_limit_s": 0}, r"^The 'time_limit_s' parameter of frontier must be a positive finite number of seconds or None"),
     ],
 )
 def test_bad_parameters(three_layers, kwargs, pattern):

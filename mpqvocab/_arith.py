@@ -1,14 +1,12 @@
-"""Number-format names, the arithmetic class each one executes in, and which class holds which.
+"""Arithmetic classes: what hardware multiplies in, and which class holds which.
 
-A candidate names a weight format and an activation format (``int4_g128``, ``fp8_e4m3``,
-``nvfp4``, ...). Hardware does not run formats, it runs arithmetic classes: ``int2``, ``int3``,
-``int4``, ``int6``, ``int8``, ``int16``, ``fp4``, ``fp6``, ``fp8``, ``fp16`` (fp16 and bf16),
-``tf32`` and ``fp32``. A format maps to its class by prefix; block formats (MX, NVFP4) execute
-in the class of their elements, their shared scales are applied outside the multiply.
+Hardware does not run formats, it runs arithmetic classes: ``int2``, ``int3``, ``int4``,
+``int6``, ``int8``, ``int16``, ``fp4``, ``fp6``, ``fp8``, ``fp16`` (fp16 and bf16), ``tf32`` and
+``fp32``. Each format of the catalogue names its class (``FormatSpec.arith_class``).
 
 A class *holds* another when every value of the second is exactly representable in the first,
 so an operand can be converted (dequantised) to it without loss. That relation decides which
-compute class runs a (weight, activation) pair on a device (see ``_gpu.executed_class``).
+compute class runs a (weight, activation) pair on a device.
 """
 
 from __future__ import annotations
@@ -16,9 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hwmodels._errors import InvalidTableError, choices_hint
-
-__all__ = ["ArithClass", "arith_class", "class_names", "format_class", "holds", "known_formats"]
+__all__ = ["ArithClass", "arith_class", "class_names", "holds"]
 
 # Floating-point classes as sets of (exponent bits, mantissa bits, largest unbiased exponent).
 # The largest exponents are those of the formats' specifications: OCP FP8 (E4M3: 448 = 1.75 x 2^8,
@@ -34,24 +30,7 @@ _FP_FORMATS: dict[str, tuple[tuple[int, int, int], ...]] = {
 }
 _FP_BITS = {"fp4": 4, "fp6": 6, "fp8": 8, "fp16": 16, "tf32": 19, "fp32": 32}
 _INT_CLASS = re.compile(r"int(\d+)")
-_INT_FORMAT = re.compile(r"int(\d+)(?:_pc|_g\d+)?")
 _INT_BITS = (2, 3, 4, 6, 8, 16)  # int16 only as the activations of CMSIS-NN's s16 kernels
-
-# Named formats and the class they execute in (integer formats are matched by _INT_FORMAT).
-_NAMED_FORMATS = {
-    "fp8_e4m3": "fp8",
-    "fp8_e5m2": "fp8",
-    "mxfp8": "fp8",
-    "fp6_e3m2": "fp6",
-    "fp6_e2m3": "fp6",
-    "mxfp6": "fp6",
-    "fp4_e2m1": "fp4",
-    "mxfp4": "fp4",
-    "nvfp4": "fp4",
-    "fp16": "fp16",
-    "bf16": "fp16",
-    "fp32": "fp32",
-}
 
 
 @dataclass(frozen=True)
@@ -67,16 +46,6 @@ class ArithClass:
     name: str
     family: str
     bits: int
-
-
-def known_formats() -> list[str]:
-    """Return the format names the cost models accept, for messages and docs.
-
-    Returns:
-        Integer formats (int2, int3, int4, int6, int8, int16; each also with ``_pc`` or
-        ``_g<N>``) spelled once without suffix, then the named floating-point and block formats.
-    """
-    return [f"int{b}" for b in _INT_BITS] + list(_NAMED_FORMATS)
 
 
 def arith_class(name: str) -> ArithClass:
@@ -106,30 +75,6 @@ def class_names() -> list[str]:
         The integer classes (int2, int3, int4, int6, int8, int16) then the floating-point ones.
     """
     return [f"int{b}" for b in _INT_BITS] + list(_FP_BITS)
-
-
-def format_class(fmt: str, *, subject: str) -> str:
-    """Map a format name to the arithmetic class it executes in.
-
-    Args:
-        fmt: A format name (``int4_g128``, ``fp8_e4m3``, ``nvfp4``, ``bf16``, ...).
-        subject: Message prefix naming where the format came from.
-
-    Returns:
-        The class name (``int4``, ``fp8``, ``fp4``, ``fp16``, ...).
-
-    Raises:
-        InvalidTableError: If the format is unknown.
-    """
-    if fmt in _NAMED_FORMATS:
-        return _NAMED_FORMATS[fmt]
-    match = _INT_FORMAT.fullmatch(fmt) if isinstance(fmt, str) else None
-    if match and int(match.group(1)) in _INT_BITS:
-        return f"int{int(match.group(1))}"
-    raise InvalidTableError(
-        f"{subject}: unknown format {fmt!r}; choose one of {choices_hint(str(fmt), known_formats())}, "
-        "integer formats with an optional _pc or _g<N> suffix."
-    )
 
 
 def holds(executor: str, operand: str) -> bool:
