@@ -6,7 +6,8 @@ The grids' numbers (exponent and mantissa bits, bias, largest value) are the cat
 Every FP format, every MX/NVFP4 block element, the NVFP4 block scale and the fp16 group scale
 of the INT formats round through :meth:`MinifloatGrid.round`: a sign, ``exp_bits`` exponent bits
 with ``bias``, ``man_bits`` mantissa bits, subnormals, and saturation at ``max_value`` (no
-infinities; the top codes a format reserves for NaN/inf are excluded by ``max_value``).
+infinities; the top codes a format reserves for NaN/inf are excluded by ``max_value``). Stored
+codes decode through :meth:`MinifloatGrid.code_values`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,25 @@ class MinifloatGrid(MinifloatSpec):
         smallest_normal = 2.0 ** (1 - self.bias)
         step = _binade(magnitude).clamp(min=smallest_normal) * 2.0**-self.man_bits
         return torch.copysign(torch.round(magnitude / step) * step, t)
+
+    def code_values(self) -> torch.Tensor:
+        """The value of every ``bits``-bit code, in code order: what stored codes decode to.
+
+        The grid's magnitudes in ascending order are zero, the subnormals (spacing
+        ``2 ** (1 - bias - man_bits)``) and each binade up to ``max_value``. The encoding is
+        monotone, so magnitude code ``m`` is the ``m``-th of them; codes past ``max_value`` (the
+        NaN/inf codes of E4M3 and E5M2) saturate to it, and the top bit is the sign.
+
+        Returns:
+            A float32 tensor of ``2 ** bits`` values; code ``c`` decodes to entry ``c``.
+        """
+        fractions = torch.arange(2**self.man_bits, dtype=torch.float32) * 2.0**-self.man_bits
+        binades = torch.tensor([2.0**e for e in range(1 - self.bias, self.max_exp + 1)], dtype=torch.float32)
+        normals = ((1 + fractions) * binades[:, None]).flatten()
+        magnitudes = torch.cat([fractions * 2.0 ** (1 - self.bias), normals[normals <= self.max_value]])
+        saturated = magnitudes[-1].expand(2 ** (self.bits - 1) - len(magnitudes))
+        magnitudes = torch.cat([magnitudes, saturated])
+        return torch.cat([magnitudes, -magnitudes])
 
 
 #: Integer view and exponent-field mask of each float dtype the rounding works in.

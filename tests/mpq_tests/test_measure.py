@@ -15,19 +15,12 @@ from torch import nn
 
 import hwmodels
 import mpq
-from mpq import _measure
 from mpqvocab._catalogue import NVFP4_BLOCK
 from mpq._formats.minifloat import E2M1, E3M2, E4M3, E5M2
-from mpq._measure import (
-    MEASURE_COLUMNS,
-    _build_kernel,
-    _im2col,
-    _resize_batch,
-    _Stored,
-    measure_latency,
-    _minifloat_code_values,
-    write_measured_csv,
-)
+from mpq._measure import MEASURE_COLUMNS, measure_latency, timing, write_measured_csv
+from mpq._measure.api import _resize_batch
+from mpq._measure.codes import Stored
+from mpq._measure.kernels import _im2col, build_kernel
 from mpq.exceptions import InvalidParameterError, UnknownNameError
 
 CPU_CANDIDATES = hwmodels.load_device("cpu-x86").candidates  # w4a8 w8a8 w8a16 w4a16 w16a16 wfp8afp8
@@ -129,7 +122,7 @@ def int_mm_spy(monkeypatch):
 )
 def test_int_path_runs_int8_gemm_equal_to_int32_reference(module, x, candidate, int_mm_spy):
     cand = mpq.get_candidate(candidate)
-    kernel = _build_kernel(module, mpq._layers.layer_kind(module), x, cand, _gen())
+    kernel = build_kernel(module, mpq._layers.layer_kind(module), x, cand, _gen())
     assert "_int_mm" in kernel.description
     with torch.inference_mode():
         out = kernel()
@@ -175,7 +168,7 @@ def test_fp16_and_bf16_paths_are_the_native_op():
     torch.manual_seed(0)
     layer, x = nn.Linear(16, 8), torch.randn(4, 16)
     for name, dtype in (("w16a16", torch.float16), ("wbf16abf16", torch.bfloat16)):
-        kernel = _build_kernel(layer, "linear", x, mpq.get_candidate(name), _gen())
+        kernel = build_kernel(layer, "linear", x, mpq.get_candidate(name), _gen())
         expected = F.linear(x.to(dtype), layer.weight.detach().to(dtype), layer.bias.detach().to(dtype))
         with torch.inference_mode():
             torch.testing.assert_close(kernel(), expected, rtol=0, atol=0)
@@ -184,10 +177,10 @@ def test_fp16_and_bf16_paths_are_the_native_op():
 def test_low_bit_embedding_gathers_rows_then_dequantizes():
     table = nn.Embedding(50, 12)
     ids = torch.randint(0, 50, (3, 7))
-    kernel = _build_kernel(table, "embedding", ids, mpq.get_candidate("w4a8"), _gen())
+    kernel = build_kernel(table, "embedding", ids, mpq.get_candidate("w4a8"), _gen())
     assert kernel.description == "int4_pc row gather + fp32 dequant"
     assert [s.name for s in kernel.stages] == ["compute", "dequant"]
-    stored = _Stored.random(mpq.get_format("int4_g32"), (50, 12), torch.float32, torch.device("cpu"), _gen())
+    stored = Stored.random(mpq.get_format("int4_g32"), (50, 12), torch.float32, torch.device("cpu"), _gen())
     flat = ids.reshape(-1)
     torch.testing.assert_close(stored.take_rows(flat).dequantize(), stored.dequantize()[flat], rtol=0, atol=0)
     with torch.inference_mode():
@@ -216,7 +209,7 @@ def _reference_int(codes: torch.Tensor, bits: int) -> torch.Tensor:
 )
 def test_integer_codes_unpack_to_their_twos_complement_values(fmt_name, rows, cols):
     fmt = mpq.get_format(fmt_name)
-    stored = _Stored.random(fmt, (rows, cols), torch.float32, torch.device("cpu"), _gen())
+    stored = Stored.random(fmt, (rows, cols), torch.float32, torch.device("cpu"), _gen())
     expected = _reference_int(stored.codes, fmt.element_bits)
     torch.testing.assert_close(stored.int8(), expected[:, :cols], rtol=0, atol=0)
     scales = stored.scales
@@ -227,7 +220,7 @@ def test_integer_codes_unpack_to_their_twos_complement_values(fmt_name, rows, co
 
 @pytest.mark.parametrize("grid, dtype", [(E4M3, torch.float8_e4m3fn), (E5M2, torch.float8_e5m2)])
 def test_fp8_code_values_match_torch_float8_bit_for_bit(grid, dtype):
-    values = _minifloat_code_values(grid)
+    values = grid.code_values()
     decoded = torch.arange(256, dtype=torch.uint8).view(dtype).float()
     finite = torch.isfinite(decoded)
     torch.testing.assert_close(values[finite], decoded[finite], rtol=0, atol=0)
@@ -236,7 +229,7 @@ def test_fp8_code_values_match_torch_float8_bit_for_bit(grid, dtype):
 
 @pytest.mark.parametrize("grid", [E2M1, E3M2, E4M3])
 def test_code_values_are_exactly_the_grid(grid):
-    values = _minifloat_code_values(grid)
+    values = grid.code_values()
     torch.testing.assert_close(grid.round(values), values, rtol=0, atol=0)  # every value is on the grid
     assert values.max() == grid.max_value and values.min() == -grid.max_value
     if grid is E2M1:
@@ -245,9 +238,9 @@ def test_code_values_are_exactly_the_grid(grid):
 
 def test_block_formats_scale_each_block():
     fmt = mpq.get_format("nvfp4")
-    stored = _Stored.random(fmt, (3, 40), torch.float32, torch.device("cpu"), _gen())
+    stored = Stored.random(fmt, (3, 40), torch.float32, torch.device("cpu"), _gen())
     assert stored.scales.shape == (3, math.ceil(40 / NVFP4_BLOCK)) and stored.codes.shape == (3, 24)
-    codes = torch.take(_minifloat_code_values(E2M1), stored.fields().long())
+    codes = torch.take(E2M1.code_values(), stored.fields().long())
     expected = codes * stored.scales.repeat_interleave(NVFP4_BLOCK, dim=1)
     torch.testing.assert_close(stored.dequantize(), expected[:, :40], rtol=0, atol=0)
 
@@ -349,7 +342,7 @@ def test_cuda_stage_that_cannot_be_captured_is_timed_eagerly(tiny_task, monkeypa
     def refuse(kernel, device):
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(_measure, "_capture", refuse)
+    monkeypatch.setattr(timing, "_capture", refuse)
     eager = measure_latency(tiny_task, ["w16a16"], device="cuda", **FAST)
     assert (eager["timing"] == "cuda events (eager)").all() and "not capturable in a CUDA graph" in caplog.text
     # Replayed graphs run the kernels without Python's launches in between: less time.
