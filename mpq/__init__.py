@@ -16,6 +16,7 @@ from mpq._probes import ProbeCheckpoint, ProbeSettings, probe
 from mpq._runs import Run, list_runs, open_run
 from mpq._search import search
 from mpq._task import Task, load_task
+from mpq._validate import validate
 from mpq.exceptions import MpqError
 from mpq.version import __version__
 
@@ -41,6 +42,7 @@ __all__ = [
     "omega",
     # the workflow
     "search",
+    "validate",
     "Run",
     "open_run",
     "list_runs",

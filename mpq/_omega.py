@@ -62,6 +62,8 @@ def omega(
     sensitivity: pd.DataFrame,
     candidates: Iterable[str | Candidate],
     probe: str = "hessian",
+    *,
+    layer_table: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Predict the loss increase of quantizing each layer alone to each candidate.
 
@@ -73,6 +75,8 @@ def omega(
             ``efisher``, or ``measured`` (the measured increase itself, no prediction). If the
             table has no activation trace of that probe, the activation term is 0 (the
             ``act_probe`` column says so).
+        layer_table: The model's layer table (:func:`mpq.layers`), when the caller has it
+            already; default: traced here.
 
     Returns:
         One row per (layer, candidate), layers in the order they run: ``layer``;
@@ -99,7 +103,7 @@ def omega(
         raise InvalidParameterError(
             "The 'candidates' parameter of omega must name at least one candidate. Got [] instead."
         )
-    table = layers(task.model, task.calibration[0][0])
+    table = layers(task.model, task.calibration[0][0]) if layer_table is None else layer_table
     names = list(table["layer"])
     act_layers = [n for n, kind in zip(table["layer"], table["kind"]) if kind != "embedding"]
     values = _sensitivity_values(sensitivity)

@@ -1,35 +1,41 @@
-"""``mpq.search``: probe -> cost -> solve -> validate -> store. Orchestration only."""
+"""``mpq.search``: probe -> cost -> solve -> validate -> store. Orchestration only.
+
+A search is checked and planned once (:class:`_Plan`: the device, the layer table, the
+candidates and the cost table), then runs its stages inside the store's run lifecycle
+(:meth:`Store.running`: the run's owner, Ctrl-C and failures recorded with how to resume). Each
+stage keeps what it stored, so a resumed run does only what is missing.
+"""
 
 from __future__ import annotations
 
 import logging
 import platform
 import warnings
-from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import hwmodels
-import numpy as np
 import pandas as pd
 import solvers
 import torch
 from scipy.stats import spearmanr
 
-from mpq._apply import activation_ranges, apply
+from mpq._apply import activation_ranges
 from mpq._formats import candidate_table
 from mpq._layers import layers
 from mpq._omega import omega
-from mpq._owners import ACTIVE, current_owner, owner_alive
+from mpq._owners import current_owner, owner_alive
 from mpq._probes import PROBES, ProbeSettings, check_loss, probe
 from mpq._probes.checkpoint import data_hash, model_hash, probe_key
 from mpq._probes.settings import check_settings, settings_from_json, settings_to_json
 from mpq._runs import Run, open_run
 from mpq._storage import Store, table_to_json
 from mpq._task import Task, run_model
+from mpq._validate import evaluate, validate
 from mpq._validation import Interval, OneOf, check_param, unknown_name
-from mpq.exceptions import InvalidParameterError, SearchInterrupted, StoreError, TaskSpecError
+from mpq.exceptions import InvalidParameterError, TaskSpecError
 
 logger = logging.getLogger("mpq.search")
 
@@ -43,6 +49,10 @@ DEFAULT_OBJECTIVES = ("latency_s",)
 Progress = Callable[[str, int, int, str], None]
 
 _VERSIONED_PACKAGES = ("mpq", "torch", "numpy", "pandas", "pulp", "highspy", "optuna", "sqlalchemy")
+
+#: Record fields that make two searches the same search (with the cost table, compared apart).
+_SAME_SEARCH = ("task_name", "metric_name", "model_hash", "data_hash", "probe_key", "target", "objectives", "budgets",
+                "settings")
 
 
 def _versions() -> dict[str, str]:
@@ -59,41 +69,101 @@ def _silent(stage: str, done: int, total: int, message: str) -> None:
     logger.debug("%s %d/%d %s", stage, done, total, message)
 
 
-def _check_search_params(task, objectives, budgets, batch_size, max_points) -> tuple[tuple[str, ...], dict[str, float]]:
-    if not isinstance(task, Task):
-        raise InvalidParameterError(f"The 'task' parameter of search must be an mpq.Task. Got {type(task).__name__} instead.")
-    if isinstance(objectives, str):
-        objectives = (objectives,)
-    objectives = tuple(o for o in objectives if o != "predicted_loss")
-    if not 1 <= len(objectives) <= 2:
-        raise InvalidParameterError(
-            f"The 'objectives' parameter of search must name one or two cost columns (beside the predicted loss). "
-            f"Got {list(objectives)!r} instead."
+@dataclass(frozen=True)
+class _Plan:
+    """What a run searches for, checked and built once before the first probe sample."""
+
+    target: str
+    device: hwmodels.Device
+    objectives: tuple[str, ...]
+    budgets: dict[str, float]
+    candidates: tuple[str, ...]
+    settings: ProbeSettings
+    batch_size: int
+    max_points: int
+    validate: bool
+    layer_table: pd.DataFrame
+    costs: pd.DataFrame
+
+    @property
+    def all_budgets(self) -> dict[str, float]:
+        """The user's budgets and the device's own capacities (flash, SRAM, LUTs...)."""
+        return {**self.device.limits(), **self.budgets}
+
+    def record_fields(self, task: Task) -> dict:
+        """The run's stored fields: what makes it this search, and the versions that ran it."""
+        return dict(
+            task_name=task.name, model_spec=task.spec, metric_name=task.metric_name, model_hash=model_hash(task.model),
+            data_hash=data_hash(task.calibration), probe_key=probe_key(task, self.settings), target=self.device.name,
+            objectives=list(self.objectives), budgets=self.budgets, versions=_versions(),
+            settings={"probe": settings_to_json(self.settings), "candidates": list(self.candidates),
+                      "target": self.target, "batch_size": self.batch_size, "max_points": self.max_points,
+                      "validate": self.validate},
         )
-    budgets = dict(budgets or {})
-    for name, limit in budgets.items():
-        check_param("search", f"budgets[{name!r}]", limit, Interval(float, 0, None, closed="neither"))
-    check_param("search", "batch_size", batch_size, Interval(int, 1, None))
-    check_param("search", "max_points", max_points, Interval(int, 2, None))
-    return objectives, {k: float(v) for k, v in budgets.items()}
 
+    @classmethod
+    def new(
+        cls,
+        task: Task,
+        *,
+        target: str,
+        objectives: Sequence[str] | str,
+        budgets: Mapping[str, float] | None,
+        candidates: Sequence[str] | None,
+        settings: ProbeSettings | None,
+        batch_size: int,
+        measured: str | Path | pd.DataFrame | None,
+        max_points: int,
+        validate: bool,
+        progress: Progress,
+    ) -> _Plan:
+        """Check every argument a user can get wrong, trace the model once and cost it."""
+        if not isinstance(task, Task):
+            raise InvalidParameterError(
+                f"The 'task' parameter of search must be an mpq.Task. Got {type(task).__name__} instead."
+            )
+        objectives = tuple(o for o in ((objectives,) if isinstance(objectives, str) else objectives)
+                           if o != "predicted_loss")
+        if not 1 <= len(objectives) <= 2:
+            raise InvalidParameterError(
+                "The 'objectives' parameter of search must name one or two cost columns (beside the predicted loss). "
+                f"Got {list(objectives)!r} instead."
+            )
+        budgets = dict(budgets or {})
+        for name, limit in budgets.items():
+            check_param("search", f"budgets[{name!r}]", limit, Interval(float, 0, None, closed="neither"))
+        check_param("search", "batch_size", batch_size, Interval(int, 1, None))
+        check_param("search", "max_points", max_points, Interval(int, 2, None))
+        check_param("search", "validate", validate, OneOf((True, False)))
+        settings = check_settings("search", settings or ProbeSettings())
+        if validate and task.evaluate is None:
+            raise InvalidParameterError(
+                f"task {task.name!r} has no evaluate function, so its points cannot be validated; "
+                "give Task(evaluate=...) or pass validate=False (--no-validate)."
+            )
+        device = hwmodels.load_device(target)
+        candidates = tuple(candidates or device.candidates)
+        candidates_table = candidate_table(candidates)
+        progress("layers", 0, 1, "running the model once")
+        layer_table = layers(task.model, task.calibration[0][0])
+        _check_loss(task, layer_table, settings)
+        progress("costs", 0, 1, f"costing {len(layer_table)} layers x {len(candidates)} candidates on {device.name}")
+        costs = hwmodels.cost_table(layer_table, device, candidates_table, batch_size=batch_size, measured=measured)
+        _check_cost_names(costs, objectives, "objective")
+        _check_cost_names(costs, list(budgets), "budget")
+        plan = cls(str(target), device, objectives, {k: float(v) for k, v in budgets.items()}, candidates, settings,
+                   batch_size, max_points, validate, layer_table, costs)
+        zero = costs[["layer", "candidate"]].assign(omega=0.0)
+        solvers.solve(zero, costs, plan.all_budgets)  # InfeasibleBudgetError here, before any probe runs
+        return plan
 
-def _check_cost_names(costs: pd.DataFrame, names: Sequence[str], what: str) -> None:
-    columns = [c for c in costs.columns if c not in ("layer", "candidate") and pd.api.types.is_numeric_dtype(costs[c])]
-    for name in names:
-        if name not in columns:
-            raise unknown_name(what, name, columns)
-
-
-def _baselines(om: pd.DataFrame, costs: pd.DataFrame, candidates: Sequence[str]) -> dict[str, solvers.Solution]:
-    """The uniform configurations (every layer at one candidate) the target runs for every layer."""
-    layer_names = list(dict.fromkeys(om["layer"]))
-    found = {}
-    for candidate in candidates:
-        runs_everywhere = costs.loc[costs["candidate"] == candidate, "layer"].nunique() == len(layer_names)
-        if runs_everywhere:
-            found[f"all-{candidate}"] = solvers.solve(om, costs, budgets={}, fixed=dict.fromkeys(layer_names, candidate))
-    return found
+    @classmethod
+    def stored(cls, record: Mapping, tables: Mapping[str, pd.DataFrame]) -> _Plan:
+        """The plan a stored run was started with: its own settings, layer table and costs."""
+        saved = record["settings"]
+        return cls(saved["target"], hwmodels.load_device(saved["target"]), tuple(record["objectives"]),
+                   dict(record["budgets"]), tuple(saved["candidates"]), settings_from_json(saved["probe"]),
+                   saved["batch_size"], saved["max_points"], saved["validate"], tables["layers"], tables["costs"])
 
 
 def search(
@@ -166,39 +236,23 @@ def search(
     check_param("search", "fresh", fresh, OneOf((True, False)))
     if resume is not None:
         store = db if isinstance(db, Store) else Store(db, create=False)
-        plan = _resumed_plan(task, store, resume)
-        if plan is None:  # finished already
+        record = _claim_for_resume(task, store, resume)
+        if record is None:  # finished already
             return open_run(store, resume)
+        run_id, plan = resume, _Plan.stored(record, store.run_tables(resume))
     else:
-        plan = _new_plan(task, target, objectives, budgets, candidates, settings, batch_size, measured, max_points,
-                         validate, progress)
+        plan = _Plan.new(task, target=target, objectives=objectives, budgets=budgets, candidates=candidates,
+                         settings=settings, batch_size=batch_size, measured=measured, max_points=max_points,
+                         validate=validate, progress=progress)
         store = db if isinstance(db, Store) else Store(db)
         fields = plan.record_fields(task)
-        plan.run_id = None if fresh else _resume_abandoned(store, fields, plan.costs, progress)
-        if plan.run_id is None:
-            plan.run_id = store.create_run(tables={"layers": plan.layer_table, "costs": plan.costs}, owner=current_owner(),
-                                           **fields)
-    ACTIVE.add((store.url, plan.run_id))
-    try:
-        _run_pipeline(task, store, plan, progress)
-    except KeyboardInterrupt as exc:
-        _mark_failed(store, plan.run_id, "interrupted (Ctrl-C)", exc)
-        raise SearchInterrupted(
-            f"search interrupted; run {plan.run_id} keeps what was done: finish it with "
-            f"'mpq search --resume {plan.run_id}' (same --model and --db)."
-        ) from exc
-    except BaseException as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _mark_failed(store, plan.run_id, f"{type(exc).__name__}: {message}", exc)
-        raise
-    finally:
-        ACTIVE.discard((store.url, plan.run_id))
-    return open_run(store, plan.run_id)
-
-
-#: Record fields that make two searches the same search (with the cost table, compared apart).
-_SAME_SEARCH = ("task_name", "metric_name", "model_hash", "data_hash", "probe_key", "target", "objectives", "budgets",
-                "settings")
+        run_id = None if fresh else _resume_abandoned(store, fields, plan.costs, progress)
+        if run_id is None:
+            run_id = store.create_run(tables={"layers": plan.layer_table, "costs": plan.costs}, owner=current_owner(),
+                                      **fields)
+    with store.running(run_id):
+        _run_stages(task, store, run_id, plan, progress)
+    return open_run(store, run_id)
 
 
 def _resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress: Progress) -> int | None:
@@ -219,77 +273,9 @@ def _resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress:
     return None
 
 
-def _mark_failed(store: Store, run_id: int, error: str, exc: BaseException) -> None:
-    """Record why the run stopped; where the store itself refuses the write (a full disk, a
-    read-only file), raise its error with how to finish the run instead."""
-    try:
-        store.finish_run(run_id, "failed", error=error)
-    except StoreError as store_exc:
-        first = exc if isinstance(exc, StoreError) else store_exc
-        raise StoreError(
-            f"{first} Run {run_id} keeps what was stored before this error: once the store is writable, finish it with "
-            f"'mpq search --resume {run_id}' (same --model and --db)."
-        ) from exc
-
-
-@dataclass
-class _Plan:
-    """What a run searches for: everything checked before the first probe sample."""
-
-    target: str
-    device: hwmodels.Device
-    objectives: tuple[str, ...]
-    budgets: dict[str, float]
-    candidates: list[str]
-    settings: ProbeSettings
-    batch_size: int
-    max_points: int
-    validate: bool
-    layer_table: pd.DataFrame | None = None
-    costs: pd.DataFrame | None = None
-    run_id: int | None = None
-
-    @property
-    def all_budgets(self) -> dict[str, float]:
-        return {**self.device.limits(), **self.budgets}
-
-    def record_fields(self, task: Task) -> dict:
-        return dict(
-            task_name=task.name, model_spec=task.spec, metric_name=task.metric_name, model_hash=model_hash(task.model),
-            data_hash=data_hash(task.calibration), probe_key=probe_key(task, self.settings), target=self.device.name,
-            objectives=list(self.objectives), budgets=self.budgets, versions=_versions(),
-            settings={"probe": settings_to_json(self.settings), "candidates": self.candidates, "target": self.target,
-                      "batch_size": self.batch_size, "max_points": self.max_points, "validate": self.validate},
-        )
-
-
-def _new_plan(task, target, objectives, budgets, candidates, settings, batch_size, measured, max_points, validate,
-              progress) -> _Plan:
-    objectives, budgets = _check_search_params(task, objectives, budgets, batch_size, max_points)
-    settings = check_settings("search", settings or ProbeSettings())
-    if validate and task.evaluate is None:
-        raise InvalidParameterError(
-            f"task {task.name!r} has no evaluate function, so its points cannot be validated; "
-            "give Task(evaluate=...) or pass validate=False (--no-validate)."
-        )
-    device = hwmodels.load_device(target)
-    plan = _Plan(str(target), device, objectives, budgets, list(candidates or device.candidates), settings,
-                 batch_size, max_points, validate)
-    # Everything a user can get wrong is checked before the first probe sample.
-    candidates_table = candidate_table(plan.candidates)
-    progress("layers", 0, 1, "running the model once")
-    plan.layer_table = layers(task.model, task.calibration[0][0])
-    _check_loss(task, plan)
-    progress("costs", 0, 1, f"costing {len(plan.layer_table)} layers x {len(plan.candidates)} candidates on {device.name}")
-    plan.costs = hwmodels.cost_table(plan.layer_table, device, candidates_table, batch_size=batch_size, measured=measured)
-    _check_cost_names(plan.costs, objectives, "objective")
-    _check_cost_names(plan.costs, list(budgets), "budget")
-    zero = plan.costs[["layer", "candidate"]].assign(omega=0.0)
-    solvers.solve(zero, plan.costs, plan.all_budgets)  # InfeasibleBudgetError here, before any probe runs
-    return plan
-
-
-def _resumed_plan(task: Task, store: Store, run_id: int) -> _Plan | None:
+def _claim_for_resume(task: Task, store: Store, run_id: int) -> dict | None:
+    """The record of the run ``--resume`` names, claimed for this process; None when it is done.
+    Another model or data, or a run a live process is running, is refused."""
     record = store.run_record(run_id)
     for what, stored, current in (("model", record["model_hash"], model_hash(task.model)),
                                   ("calibration data", record["data_hash"], data_hash(task.calibration))):
@@ -305,33 +291,21 @@ def _resumed_plan(task: Task, store: Store, run_id: int) -> _Plan | None:
             f"run {run_id} is being run by process {record['owner'] or 'another process'} right now; wait for it, or "
             "stop that process first."
         )
-    saved = record["settings"]
-    return _Plan(saved["target"], hwmodels.load_device(saved["target"]), tuple(record["objectives"]),
-                 dict(record["budgets"]), list(saved["candidates"]), settings_from_json(saved["probe"]),
-                 saved["batch_size"], saved["max_points"], saved["validate"], run_id=run_id)
+    return record
 
 
-def _run_pipeline(task: Task, store: Store, plan: _Plan, progress: Progress) -> None:
-    run_id, stored = plan.run_id, store.run_tables(plan.run_id)
-    key = probe_key(task, plan.settings)
+def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Progress) -> None:
+    stored = store.run_tables(run_id)
     sensitivity = stored.get("sensitivity")
     if sensitivity is None:
-        sensitivity = store.find_probe(key)
-    if sensitivity is None:
-        sensitivity = probe(task, settings=plan.settings, checkpoint=store,
-                            progress=lambda done, total, message: progress("probe", done, total, message))
-        store.save_probe(key, model_hash=model_hash(task.model), data_hash=data_hash(task.calibration),
-                         settings={"json": settings_to_json(plan.settings)}, table=sensitivity)
-    else:
-        progress("probe", 1, 1, "reused the stored probe of this model, data and settings")
-    if "sensitivity" not in stored:
+        sensitivity = _sensitivity(task, store, plan, progress)
         store.save_table(run_id, "sensitivity", sensitivity)
-    plan.costs = stored["costs"] if plan.costs is None else plan.costs  # a resumed run keeps its own costs
 
     om = stored.get("omega")
     if om is None:
         progress("omega", 0, 1, "quantization noise of every layer at every candidate")
-        om = omega(task, sensitivity, plan.candidates, probe=PROBES[plan.settings.probes[0]][0])
+        om = omega(task, sensitivity, plan.candidates, probe=PROBES[plan.settings.probes[0]][0],
+                   layer_table=plan.layer_table)
         store.save_table(run_id, "omega", om)
 
     frontier, assignments = store.run_points(run_id)
@@ -346,22 +320,45 @@ def _run_pipeline(task: Task, store: Store, plan: _Plan, progress: Progress) -> 
     if plan.validate:
         float_metric = store.run_record(run_id)["float_metric"]
         if float_metric is None:
-            float_metric = _evaluate(task, task.model)
+            float_metric = evaluate(task, task.model)
             store.update_run(run_id, float_metric=float_metric)
-        ranges = activation_ranges(task.model, task.calibration)
-        todo = frontier[frontier["measured_metric"].isna()]
-        for i, (point, label) in enumerate(zip(todo["point"], todo["label"])):
-            progress("validate", i, len(todo), label)
-            rows = assignments[assignments["point"] == point]
-            quantized = apply(task.model, dict(zip(rows["layer"], rows["candidate"])), act_ranges=ranges)
-            store.set_measured(run_id, int(point), _evaluate(task, quantized))
+        todo = frontier.loc[frontier["measured_metric"].isna(), "point"]
+        labels = dict(zip(frontier["point"], frontier["label"]))
+        validate(
+            task,
+            {int(p): dict(assignments.loc[assignments["point"] == p, ["layer", "candidate"]].values) for p in todo},
+            act_ranges=activation_ranges(task.model, task.calibration),
+            progress=lambda done, total, point: progress("validate", done, total, labels[int(point)]),
+            on_result=lambda point, metric: store.set_measured(run_id, point, metric),
+        )
         progress("validate", len(todo), len(todo), "done")
         frontier, _ = store.run_points(run_id)
     progress("store", 0, 1, "summarising the run")
     store.finish_run(run_id, "done", float_metric=float_metric, spearman=_spearman(frontier, float_metric))
 
 
-def _check_loss(task: Task, plan: _Plan) -> None:
+def _sensitivity(task: Task, store: Store, plan: _Plan, progress: Progress) -> pd.DataFrame:
+    """The stored probe of this model, data and settings, or a new one (checkpointed in the store)."""
+    key = probe_key(task, plan.settings)
+    found = store.find_probe(key)
+    if found is not None:
+        progress("probe", 1, 1, "reused the stored probe of this model, data and settings")
+        return found
+    table = probe(task, settings=plan.settings, checkpoint=store, layer_table=plan.layer_table,
+                  progress=lambda done, total, message: progress("probe", done, total, message))
+    store.save_probe(key, model_hash=model_hash(task.model), data_hash=data_hash(task.calibration),
+                     settings={"json": settings_to_json(plan.settings)}, table=table)
+    return table
+
+
+def _check_cost_names(costs: pd.DataFrame, names: Sequence[str], what: str) -> None:
+    columns = [c for c in costs.columns if c not in ("layer", "candidate") and pd.api.types.is_numeric_dtype(costs[c])]
+    for name in names:
+        if name not in columns:
+            raise unknown_name(what, name, columns)
+
+
+def _check_loss(task: Task, layer_table: pd.DataFrame, settings: ProbeSettings) -> None:
     """The loss of the first calibration batch must be a finite number (NaN outputs are caught here)
     that depends on the model's weights."""
     inputs, targets = task.calibration[0]
@@ -372,21 +369,18 @@ def _check_loss(task: Task, plan: _Plan) -> None:
             f"task {task.name!r}: the loss of calibration batch 0 is {float(torch.as_tensor(loss).float().mean())}; "
             "check the model's outputs and the data for NaN or inf before searching."
         )
-    check_loss(task, plan.layer_table, plan.settings)
+    check_loss(task, layer_table, settings)
 
 
-def _evaluate(task: Task, model: torch.nn.Module) -> float:
-    """The task's metric of ``model``; a failure of the user's evaluate is one line naming it."""
-    try:
-        value = float(task.evaluate(model))
-    except Exception as exc:
-        raise TaskSpecError(
-            f"task {task.name!r}: evaluate raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
-            "fix the task's evaluate function."
-        ) from exc
-    if not np.isfinite(value):
-        raise TaskSpecError(f"task {task.name!r}: evaluate returned {value}; it must return a finite metric.")
-    return value
+def _baselines(om: pd.DataFrame, costs: pd.DataFrame, candidates: Sequence[str]) -> dict[str, solvers.Solution]:
+    """The uniform configurations (every layer at one candidate) the target runs for every layer."""
+    layer_names = list(dict.fromkeys(om["layer"]))
+    found = {}
+    for candidate in candidates:
+        runs_everywhere = costs.loc[costs["candidate"] == candidate, "layer"].nunique() == len(layer_names)
+        if runs_everywhere:
+            found[f"all-{candidate}"] = solvers.solve(om, costs, budgets={}, fixed=dict.fromkeys(layer_names, candidate))
+    return found
 
 
 def _solve(om: pd.DataFrame, plan: _Plan) -> list[dict]:
@@ -399,23 +393,13 @@ def _solve(om: pd.DataFrame, plan: _Plan) -> list[dict]:
     if plan.budgets:
         points = [solvers.solve(om, plan.costs, plan.all_budgets)]
     else:
+        anchors = [b.costs[plan.objectives[0]] for b in baselines.values()] if len(plan.objectives) == 1 else []
         with warnings.catch_warnings():
             # More non-dominated points than max_points is the usual case, and what max_points is
             # for: the solver returns the exact optima at max_points evenly spaced budgets.
             warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
             points = solvers.frontier(om, plan.costs, list(plan.objectives), budgets=plan.all_budgets,
-                                      max_points=plan.max_points)
-        if len(plan.objectives) == 1:
-            (objective,) = plan.objectives
-            at_baselines = [
-                solvers.solve(om, plan.costs, {**plan.all_budgets, objective: baseline.costs[objective]})
-                for baseline in baselines.values()
-            ]
-            for extra in at_baselines:  # kept unless a point already costs no more and predicts no worse
-                if not any(p.costs[objective] <= extra.costs[objective] and p.predicted_loss <= extra.predicted_loss
-                           for p in points):
-                    points.append(extra)
-            points.sort(key=lambda p: p.costs[objective])
+                                      max_points=plan.max_points, anchor_costs=anchors)
     labelled = [("frontier", False, p) for p in points]
     labelled += [(label, True, p) for label, p in baselines.items()]
     return [

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from solvers._errors import ApproximateFrontierWarning, TruncatedFrontierWarning
-from solvers._inputs import check_int, check_objectives
+from solvers._inputs import check_costs, check_int, check_objectives
 from solvers._instance import Instance
 from solvers._knapsack import Knapsack, nondominated
 from solvers._solution import Solution
@@ -103,11 +103,14 @@ def _unique_nondominated(values: np.ndarray) -> np.ndarray:
 
 
 def _two_objective(
-    problem: Problem, instance: Instance, column: str, max_points: int
+    problem: Problem, instance: Instance, column: str, max_points: int, anchor_costs: list[float]
 ) -> tuple[list[Point], bool]:
     front = _Front(problem, instance, instance.loss, column)
     points = front.complete(max_points)
-    return (points, True) if points is not None else (front.grid(max_points), False)
+    if points is not None:  # the complete set holds the optimum at every cost already
+        return points, True
+    anchored = [front.point(min(cost, front.limit)) for cost in anchor_costs]
+    return front.grid(max_points) + [point for point in anchored if point is not None], False
 
 
 def _weights(problem: Problem, instance: Instance, column: str) -> list[float]:
@@ -151,6 +154,7 @@ def frontier(
     fixed: Mapping[str, str] | None = None,
     *,
     max_points: int = 200,
+    anchor_costs: Iterable[float] = (),
     backend: str = "auto",
     time_limit_s: float | None = None,
 ) -> list[Solution]:
@@ -191,6 +195,10 @@ def frontier(
         fixed: Layer -> candidate pins.
         max_points: Most points returned, and the size past which two-objective results are
             truncated to the budget grid.
+        anchor_costs: Costs of the (one) objective column at which the exact optimum joins a
+            truncated two-objective result, beside the grid: e.g. each uniform configuration's
+            cost, so that each is compared with the best allocation that costs no more. A
+            complete frontier holds these optima already; three objectives ignore them.
         backend: `"auto"`, `"highs"` or `"cbc"` (see `solvers.solve`).
         time_limit_s: Limit of each ILP run in seconds.
 
@@ -211,12 +219,13 @@ def frontier(
     problem = setup("frontier", omega, costs, budgets, ties, fixed, backend, time_limit_s)
     columns = check_objectives(objectives, problem.tables)
     max_points = check_int("frontier", "max_points", max_points, 2)
+    anchor_costs = check_costs("frontier", "anchor_costs", anchor_costs)
     instance = problem.instance()
     if instance is None:
         raise problem.infeasible()
     instance = instance.without_dominated(sorted(set(columns) | set(problem.summed())))
     if len(columns) == 1:
-        points, complete = _two_objective(problem, instance, columns[0], max_points)
+        points, complete = _two_objective(problem, instance, columns[0], max_points, anchor_costs)
     else:
         points, complete = _three_objective(problem, instance, columns, max_points), False
     if not points:
@@ -228,7 +237,7 @@ def frontier(
         [instance.column_values("loss", choices), *(instance.column_values(c, choices) for c in columns)]
     )
     keep = _unique_nondominated(values)
-    if len(keep) > max_points:  # only the three-objective union can overflow
+    if len(columns) == 2 and len(keep) > max_points:  # the three-objective union can overflow
         keep = keep[np.unique(np.linspace(0, len(keep) - 1, max_points).round().astype(int))]
     if len(columns) == 2:
         warnings.warn(

@@ -23,6 +23,7 @@ __all__ = [
     "Tables",
     "check_budgets",
     "check_choice",
+    "check_costs",
     "check_fixed",
     "check_int",
     "check_objectives",
@@ -301,6 +302,17 @@ def check_int(func: str, name: str, value: object, minimum: int) -> int:
     """Check that `value` is an int >= `minimum` (scikit-learn's parameter template)."""
     check_param(func, name, value, Interval(int, minimum, None), error=InvalidParameterError)
     return int(value)
+
+
+def check_costs(func: str, name: str, values: object) -> list[float]:
+    """Check a collection of finite, non-negative costs."""
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise InvalidParameterError(parameter_message(func, name, "a list of finite costs >= 0", values))
+    values = list(values)
+    for value in values:
+        check_param(func, f"{name}[{values.index(value)}]", value, Interval(float, 0, math.inf, closed="left"),
+                    error=InvalidParameterError)
+    return [float(v) for v in values]
 
 
 def _positive_finite(value: object) -> bool:

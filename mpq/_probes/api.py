@@ -41,6 +41,7 @@ def probe(
     settings: ProbeSettings | None = None,
     progress: Progress | None = None,
     checkpoint: CheckpointStore | None = None,
+    layer_table: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Measure how sensitive the task's loss is to every quantizable layer.
 
@@ -65,6 +66,8 @@ def probe(
             family (``total`` is the sample cap) and every measured pair. An exception it raises
             stops the probe, after the checkpoint is saved.
         checkpoint: Where to save and resume the state, e.g. ``ProbeCheckpoint("probes/")``.
+        layer_table: The model's layer table (:func:`mpq.layers` on the first calibration
+            batch), when the caller has it already; default: traced here.
 
     Returns:
         The sensitivity table, one row per (layer, probe) for trace probes and per (layer,
@@ -118,7 +121,7 @@ def probe(
 
     rows: list[dict] = []
     with _eval_mode(task.model):
-        graph = LayerGraph(task, layers(task.model, task.calibration[0][0]))
+        graph = LayerGraph(task, layers(task.model, task.calibration[0][0]) if layer_table is None else layer_table)
         batches = calibration_batches(task.calibration, settings.micro_batch_size)
         for family_name, names in families(settings).items():
             if family_name == "measured":

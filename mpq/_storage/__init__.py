@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ from mpq._storage.models import (
     utcnow,
 )
 from mpq._storage.session import session_scope, store_error
-from mpq.exceptions import RunNotFoundError, StoreError
+from mpq._owners import ACTIVE
+from mpq.exceptions import RunNotFoundError, SearchInterrupted, StoreError
 
 _ALEMBIC_INI = Path(__file__).parent / "alembic.ini"
 # How long a process waits for another one that is creating the same new store.
@@ -310,6 +312,42 @@ class Store:
                 .values(status="running", error=None, owner=owner)
             )
             return claimed.rowcount == 1
+
+    @contextmanager
+    def running(self, run_id: int) -> Iterator[None]:
+        """The lifecycle of a run this process runs (created or claimed for it already).
+
+        Inside, the run counts as this process's (``mpq._owners.ACTIVE``), so the listing does
+        not show it as stopped. Ctrl-C marks it failed as interrupted and raises
+        :class:`SearchInterrupted` with the command that resumes it; any other error marks it
+        failed with the error's first line, and is raised again. Where the store refuses even
+        that write (a full disk, a read-only file), its StoreError says how to finish the run.
+        """
+        ACTIVE.add((self.url, run_id))
+        try:
+            yield
+        except KeyboardInterrupt as exc:
+            self._mark_failed(run_id, "interrupted (Ctrl-C)", exc)
+            raise SearchInterrupted(
+                f"search interrupted; run {run_id} keeps what was done: finish it with "
+                f"'mpq search --resume {run_id}' (same --model and --db)."
+            ) from exc
+        except BaseException as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._mark_failed(run_id, f"{type(exc).__name__}: {message}", exc)
+            raise
+        finally:
+            ACTIVE.discard((self.url, run_id))
+
+    def _mark_failed(self, run_id: int, error: str, exc: BaseException) -> None:
+        try:
+            self.finish_run(run_id, "failed", error=error)
+        except StoreError as store_exc:
+            first = exc if isinstance(exc, StoreError) else store_exc
+            raise StoreError(
+                f"{first} Run {run_id} keeps what was stored before this error: once the store is writable, finish it "
+                f"with 'mpq search --resume {run_id}' (same --model and --db)."
+            ) from exc
 
     def finish_run(self, run_id: int, status: str, **fields: Any) -> None:
         """Set the final status (``done`` or ``failed``) and any summary fields."""

@@ -110,3 +110,25 @@ def test_complete_frontier_emits_no_warning(layers8):
         warnings.simplefilter("error")
         points = solvers.frontier(*layers8, ["weight_bytes"], max_points=10_000)
     assert all(p.optimal and p.status == "optimal" for p in points)
+
+
+@pytest.mark.parametrize("column", ["weight_bytes", "latency_s"])
+def test_anchor_costs_add_the_exact_optimum_at_each_cost_to_a_truncated_frontier(layers120, column):
+    omega, costs = layers120
+    anchors = [budget_at(costs, column, f) for f in (0.13, 0.57)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
+        plain = solvers.frontier(omega, costs, [column], max_points=5)
+        anchored = solvers.frontier(omega, costs, [column], max_points=5, anchor_costs=anchors)
+    assert len(anchored) == len(plain) + 2
+    for anchor in anchors:
+        best = solvers.solve(omega, costs, {column: anchor})
+        at_or_below = [p for p in anchored if p.costs[column] <= anchor * (1 + 1e-12)]
+        assert min(p.predicted_loss for p in at_or_below) == pytest.approx(best.predicted_loss, rel=1e-9)
+    losses = [p.predicted_loss for p in anchored]
+    assert losses == sorted(losses, reverse=True)  # still sorted by cost, still non-dominated
+
+
+def test_anchor_costs_are_checked(layers8):
+    with pytest.raises(solvers.InvalidParameterError, match=r"The 'anchor_costs\[0\]' parameter of frontier"):
+        solvers.frontier(*layers8, ["weight_bytes"], anchor_costs=[-1.0])
