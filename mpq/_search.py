@@ -165,14 +165,14 @@ def search(
     progress = progress or _silent
     check_param("search", "fresh", fresh, OneOf((True, False)))
     if resume is not None:
-        store = db if isinstance(db, Store) else Store(db, create=False)
+        store = db if isinstance(db, Store) else Store(db, mode="write")
         plan = _resumed_plan(task, store, resume)
         if plan is None:  # finished already
             return open_run(store, resume)
     else:
         plan = _new_plan(task, target, objectives, budgets, candidates, settings, batch_size, measured, max_points,
                          validate, progress)
-        store = db if isinstance(db, Store) else Store(db)
+        store = db if isinstance(db, Store) else Store(db, mode="write", create=True)
         fields = plan.record_fields(task)
         plan.run_id = None if fresh else _resume_abandoned(store, fields, plan.costs, progress)
         if plan.run_id is None:
