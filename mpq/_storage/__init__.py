@@ -191,12 +191,13 @@ class Store(BaseStore):
         self.mode: Mode = mode
         self.url = db_url(db)
         self.upgraded_from: str | None = None
-        # The command that upgrades this store, as the user would type it.
-        self._upgrade_command = "mpq db upgrade" + ("" if db is None else f" --db {shlex.quote(str(db))}")
         try:
             url = make_url(self.url)
         except ArgumentError as exc:
             raise StoreError(f"--db {self.url!r} is not a database URL; give a file path or a SQLAlchemy URL such as postgresql+psycopg://user@host/db.") from exc
+        # The command that upgrades this store, as the user would type it (never with its password).
+        shown = db if db is None or url.password is None else url.render_as_string(hide_password=True)
+        self._upgrade_command = "mpq db upgrade" + ("" if shown is None else f" --db {shlex.quote(str(shown))}")
         # A SQLite URL has no password; shown as given, its URI filename stays readable.
         self.where = f"database {self.url if url.get_backend_name() == 'sqlite' else url.render_as_string(hide_password=True)}"
         path = _sqlite_file(url)

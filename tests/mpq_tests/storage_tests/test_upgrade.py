@@ -12,6 +12,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 import mpq
 from mpq._storage import _ALEMBIC_INI, Store
@@ -115,8 +116,10 @@ def test_postgresql_store_at_0001_is_refused_to_readers_and_upgraded_by_writers(
         with engine.connect() as connection:
             return connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
 
-    with pytest.raises(StoreError, match=rf"has schema 0001, this mpq needs {HEAD}; run 'mpq db upgrade --db "):
+    with pytest.raises(StoreError, match=rf"has schema 0001, this mpq needs {HEAD}; run 'mpq db upgrade --db ") as info:
         mpq.list_runs(postgres_url)
+    password = make_url(postgres_url).password
+    assert password is None or f":{password}@" not in str(info.value)  # the command shows no password
     assert current() == "0001"
     assert Store(postgres_url, mode="write").upgraded_from == "0001" and current() == HEAD
     assert mpq.list_runs(postgres_url).empty
