@@ -17,7 +17,7 @@ import pandas as pd
 import mpq
 
 #: Frontier columns that describe a point rather than cost it.
-POINT_COLUMNS = ("point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric")
+POINT_COLUMNS = ("point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric", "dominated")
 
 
 def cost_columns(frontier: pd.DataFrame) -> list[str]:

@@ -6,8 +6,9 @@ device, and solve for the Pareto frontier of accuracy loss against latency, ener
 
 from mpq import exceptions
 from mpq._apply import activation_ranges, apply
+from mpq._compare import compare
 from mpq._examples import list_examples
-from mpq._export import compare, export
+from mpq._export import export
 from mpq._formats import Candidate, NumberFormat, candidate_table, get_candidate, get_format, list_formats
 from mpq._layers import layers
 from mpq._measure import measure_latency, write_measured_csv
@@ -15,7 +16,8 @@ from mpq._omega import omega
 from mpq._probes import ProbeCheckpoint, ProbeSettings, probe
 from mpq._runs import Run, list_runs, open_run
 from mpq._search import search
-from mpq._task import Task, load_task
+from mpq._task import Task
+from mpq._task_spec import load_task
 from mpq._validate import validate
 from mpq.exceptions import MpqError
 from mpq.version import __version__

@@ -20,7 +20,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from mpq._runs import Run, cost_columns
+from mpq._frontier_columns import cost_columns
+from mpq._runs import Run
 
 
 def _plain(value: Any) -> Any:

@@ -1,17 +1,20 @@
 """A point of a run, written for other tools: plain JSON, HAWQ-V3's bit_config, a Hugging Face
-style ``quantization_config``; and two runs side by side."""
+style ``quantization_config``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mpq._formats import NumberFormat, get_candidate
-from mpq._runs import Run, cost_columns
+from mpq._frontier_columns import cost_columns
 from mpq._validation import unknown_name
 from mpq.exceptions import InvalidParameterError
 from mpq.version import __version__
+
+if TYPE_CHECKING:  # a Run's method calls export: _runs imports this module
+    from mpq._runs import Run
 
 EXPORT_FORMATS = ("json", "hawq", "hf")
 
@@ -103,31 +106,3 @@ def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
             for layer, c in candidates.items()
         },
     }
-
-
-def compare(first: Run, second: Run, points: tuple[int, int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Two runs side by side.
-
-    Args:
-        first: A run.
-        second: Another run (another target, model or probe).
-        points: One point of each run to diff layer by layer; default: each run's best point.
-
-    Returns:
-        ``(frontiers, layers)``: ``frontiers`` stacks both frontiers with a ``run`` column in
-        front (columns of the two unioned); ``layers`` has one row per layer of either point:
-        ``layer``, ``candidate_first``, ``candidate_second`` (None where the layer is absent),
-        ``changed`` (bool).
-    """
-    frontiers = pd.concat(
-        [first.frontier.assign(run=first.id), second.frontier.assign(run=second.id)], ignore_index=True
-    )
-    frontiers = frontiers[["run", *[c for c in frontiers.columns if c != "run"]]]
-    chosen = points or (int(first.best().point), int(second.best().point))
-    a, b = first.assignment(chosen[0]), second.assignment(chosen[1])
-    layers = pd.DataFrame(
-        [{"layer": layer, "candidate_first": a.get(layer), "candidate_second": b.get(layer)} for layer in dict.fromkeys([*a, *b])]
-    )
-    layers["changed"] = layers["candidate_first"] != layers["candidate_second"]
-    layers.attrs["points"] = chosen
-    return frontiers, layers

@@ -9,19 +9,12 @@ from typing import Any
 
 import pandas as pd
 
+from mpq._export import export
+from mpq._frontier_columns import cost_columns
 from mpq._owners import shown_status
-from mpq._storage import Store
+from mpq._storage import BaseStore, Store
 from mpq._validation import check_param, Interval, unknown_name
 from mpq.exceptions import InvalidParameterError
-
-FRONTIER_COLUMNS_DOC = """\
-``point`` (int, 0.. within the run), ``label`` (``frontier`` or ``all-<candidate>`` for a uniform
-baseline), ``is_baseline`` (bool), ``optimal`` (bool: proven optimal by the solver),
-``predicted_loss`` (summed omega: predicted loss increase), one column per cost of the target
-(``latency_s``, ``energy_j``, ``weight_bytes``, ``bops`` and the target's own: summed over layers,
-or the maximum for ``sram_bytes``), ``measured_metric`` (the task's held-out metric of the
-fake-quantized model; NaN until validated)."""
-
 
 @dataclass(frozen=True)
 class Run:
@@ -34,7 +27,7 @@ class Run:
             that ran it on this host has ended (``kill -9``, a crash); ``mpq search --resume``
             (or the same search again) finishes a failed or stopped run.
         record: Every stored field of the run (hashes, settings, budgets, versions, error...).
-        frontier: One row per point; columns: see :data:`FRONTIER_COLUMNS_DOC`.
+        frontier: One row per point; columns: see :data:`mpq._frontier_columns.FRONTIER_COLUMNS_DOC`.
         assignments: One row per (point, layer): ``point``, ``layer``, ``candidate``.
         tables: The pipeline tables by name (``layers``, ``sensitivity``, ``omega``, ``costs``).
     """
@@ -77,8 +70,6 @@ class Run:
 
     def export(self, point: int, to: str = "json") -> dict[str, Any]:
         """One point as a document for another tool: ``json``, ``hawq`` or ``hf`` (see :func:`mpq.export`)."""
-        from mpq._export import export
-
         return export(self, point, to)
 
     def best(self, **budgets: float) -> pd.Series:
@@ -98,7 +89,7 @@ class Run:
             InvalidParameterError: no point meets the budgets.
         """
         rows = self.frontier[~self.frontier["is_baseline"]]
-        costs = [c for c in self.frontier.columns if c not in _NON_COST_COLUMNS]
+        costs = cost_columns(self.frontier)
         for name, limit in budgets.items():
             if name not in costs:
                 raise unknown_name("budget", name, costs)
@@ -111,14 +102,6 @@ class Run:
             )
         validated = rows["measured_metric"].notna().all()
         return rows.loc[rows["measured_metric"].idxmax()] if validated else rows.loc[rows["predicted_loss"].idxmin()]
-
-
-_NON_COST_COLUMNS = {"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric"}
-
-
-def cost_columns(frontier: pd.DataFrame) -> list[str]:
-    """The cost columns of a frontier table (everything but the point's identity and scores)."""
-    return [c for c in frontier.columns if c not in _NON_COST_COLUMNS]
 
 
 def open_run(db: str | Path | None, run_id: int) -> Run:
@@ -135,7 +118,7 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
         RunNotFoundError: the store has no such run.
         StoreError: the store cannot be read.
     """
-    store = db if isinstance(db, Store) else Store(db, create=False)
+    store = db if isinstance(db, BaseStore) else Store(db, mode="read")
     record = store.run_record(run_id)
     frontier, assignments = store.run_points(run_id)
     return Run(
@@ -157,7 +140,7 @@ def list_runs(db: str | Path | None = None) -> pd.DataFrame:
         measured metric drop), ``created_at``, ``finished_at`` (UTC), ``owner`` (``host:pid`` of
         the process that last ran it; None before schema 0003).
     """
-    store = Store(db, create=False)
+    store = db if isinstance(db, BaseStore) else Store(db, mode="read")
     runs = store.list_runs()
     runs["status"] = [
         shown_status(store.url, {"id": run, "status": status, "owner": owner})

@@ -235,7 +235,7 @@ def search(
     progress = progress or _silent
     check_param("search", "fresh", fresh, OneOf((True, False)))
     if resume is not None:
-        store = db if isinstance(db, Store) else Store(db, create=False)
+        store = db if isinstance(db, Store) else Store(db, mode="write")
         record = _claim_for_resume(task, store, resume)
         if record is None:  # finished already
             return open_run(store, resume)
@@ -244,7 +244,7 @@ def search(
         plan = _Plan.new(task, target=target, objectives=objectives, budgets=budgets, candidates=candidates,
                          settings=settings, batch_size=batch_size, measured=measured, max_points=max_points,
                          validate=validate, progress=progress)
-        store = db if isinstance(db, Store) else Store(db)
+        store = db if isinstance(db, Store) else Store(db, mode="write", create=True)
         fields = plan.record_fields(task)
         run_id = None if fresh else _resume_abandoned(store, fields, plan.costs, progress)
         if run_id is None:

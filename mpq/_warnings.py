@@ -6,9 +6,7 @@ import os
 import sys
 import warnings
 
-import mpq
-
-_PACKAGE_DIR = os.path.dirname(mpq.__file__)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))  # the mpq package
 
 
 def mpq_warn(message: str, category: type[Warning]) -> None:

@@ -6,6 +6,7 @@ Errors are caught in one place (:func:`main`): one line on stderr, exit 2 for ba
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 from typing import Annotated, Optional
@@ -261,7 +262,7 @@ def probe_command(
     settings = mpq.ProbeSettings(probes=tuple(p.strip() for p in probes.split(",")), tolerance=tolerance,
                                  max_samples=max_samples, seed=seed)
     task = mpq.load_task(model)
-    store = Store(db)
+    store = Store(db, mode="write", create=True)
     with _StageProgress() as progress:
         table = mpq.probe(task, settings=settings, checkpoint=store,
                           progress=lambda done, total, message: progress("probe", done, total, message))
@@ -350,8 +351,11 @@ def db_upgrade(db: DbOption = None) -> None:
     """Migrate a store written by an older mpq to this mpq's schema, keeping every run."""
     from mpq._storage import Store
 
-    store = Store(db, create=False)
-    stdout.print(f"{store.where} is at the current schema.")
+    store = Store.upgrade(db)
+    if store.upgraded_from is None:
+        stdout.print(f"{store.where} is at the current schema {store.schema}; nothing to upgrade.")
+    else:
+        stdout.print(f"{store.where} upgraded from schema {store.upgraded_from} to {store.schema}, keeping every run.")
 
 
 def _fail(message: str, code: int) -> int:
@@ -363,13 +367,29 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     stderr.print(f"mpq: warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
+class _LogLines(logging.Handler):
+    """mpq's log records of WARNING and above (a store upgraded to write to it...) as one
+    ``mpq: warning:`` line each, like Python warnings."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _show_warning(record.getMessage(), None, None, None)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``mpq`` script."""
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning  # one line, not a source location inside Typer
-        _main(argv)
+    log, lines = logging.getLogger("mpq"), _LogLines()
+    log.addHandler(lines)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one line, not a source location inside Typer
+            _main(argv)
+    finally:
+        log.removeHandler(lines)
 
 
 def _main(argv: list[str] | None) -> None:

@@ -1,45 +1,6 @@
 """Built-in example tasks: real models on real data, nothing fetched at run time."""
 
-from __future__ import annotations
+from mpq._examples import digits_cnn, minilm  # noqa: F401  (registration happens on import)
+from mpq._examples._registry import list_examples, make_example, register_example
 
-from collections.abc import Callable
-
-import pandas as pd
-
-from mpq._task import Task
-from mpq._validation import unknown_name
-
-_EXAMPLES: dict[str, tuple[Callable[[], Task], str]] = {}
-
-
-def register_example(name: str, description: str):
-    """Register a zero-argument task factory under ``example:NAME``."""
-
-    def decorator(factory: Callable[[], Task]) -> Callable[[], Task]:
-        _EXAMPLES[name] = (factory, description)
-        return factory
-
-    return decorator
-
-
-def make_example(name: str) -> Task:
-    """Build the built-in example task ``name`` (see :func:`list_examples`)."""
-    if name not in _EXAMPLES:
-        raise unknown_name("example", name, _EXAMPLES)
-    return _EXAMPLES[name][0]()
-
-
-def list_examples() -> pd.DataFrame:
-    """The built-in examples.
-
-    Returns:
-        One row per example: ``name`` (use as ``--model example:NAME``), ``description``.
-    """
-    return pd.DataFrame(
-        [{"name": name, "description": description} for name, (_, description) in _EXAMPLES.items()],
-        columns=["name", "description"],
-    )
-
-
-# Registration happens on import of these modules.
-from mpq._examples import digits_cnn, minilm  # noqa: E402,F401
+__all__ = ["list_examples", "make_example", "register_example"]

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mpq._examples import register_example
+from mpq._examples._registry import register_example
 from mpq._examples._cache import cache_dir
 from mpq._task import Task
 

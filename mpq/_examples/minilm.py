@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mpq._examples import register_example
+from mpq._examples._registry import register_example
 from mpq._task import Task
 from mpq.exceptions import TaskSpecError
 

@@ -101,18 +101,19 @@ def probe(
         )
     if checkpoint is not None and not isinstance(checkpoint, CheckpointStore):
         raise InvalidParameterError(
-            f"The 'checkpoint' parameter of probe must have load(key) and save(key, state) methods, like "
+            f"The 'checkpoint' parameter of probe must have load_probe_checkpoint(key) and "
+            f"save_probe_checkpoint(key, state) methods, like "
             f"ProbeCheckpoint(path). Got {type(checkpoint).__name__} instead."
         )
     for name in settings.candidates:
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
 
     key = probe_key(task, settings) if checkpoint is not None else None
-    state = (checkpoint.load(key) if checkpoint is not None else None) or {}
+    state = (checkpoint.load_probe_checkpoint(key) if checkpoint is not None else None) or {}
 
     def save() -> None:
         if checkpoint is not None:
-            checkpoint.save(key, state)
+            checkpoint.save_probe_checkpoint(key, state)
 
     def report(done: int, total: int, message: str) -> None:
         logger.debug(message)

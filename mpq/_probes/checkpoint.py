@@ -3,8 +3,9 @@
 A probe saves its state (per family: the sample count and the running mean and sum of squared
 deviations of every estimate; for ``measured``: the pairs done) after every sample, under a
 key that hashes the model's weights, the calibration data and the settings
-(:func:`probe_key`). Anything with ``load(key)`` and ``save(key, state)`` can hold it; mpq ships
-a JSON-file store, :class:`ProbeCheckpoint`.
+(:func:`probe_key`). Anything with ``load_probe_checkpoint(key)`` and
+``save_probe_checkpoint(key, state)`` can hold it (:class:`CheckpointStore`): mpq's results store
+does, and mpq ships a folder of JSON files, :class:`ProbeCheckpoint`.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ STATE_VERSION = 1
 class CheckpointStore(Protocol):
     """Holds probe states by key (a file store, a database table...)."""
 
-    def load(self, key: str) -> dict | None:
+    def load_probe_checkpoint(self, key: str) -> dict | None:
         """The state saved under ``key``, or None."""
 
-    def save(self, key: str, state: dict) -> None:
-        """Replace the state saved under ``key``; ``state`` is JSON-serialisable."""
+    def save_probe_checkpoint(self, key: str, state: dict) -> None:
+        """Replace the state saved under ``key`` in one step; ``state`` is JSON-serialisable."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class ProbeCheckpoint:
     def _file(self, key: str) -> Path:
         return Path(self.path) / f"{key}.json"
 
-    def load(self, key: str) -> dict | None:
+    def load_probe_checkpoint(self, key: str) -> dict | None:
         """The state saved under ``key``, or None when there is none.
 
         Args:
@@ -64,7 +65,7 @@ class ProbeCheckpoint:
             return None
         return json.loads(file.read_text(encoding="utf-8"))
 
-    def save(self, key: str, state: dict) -> None:
+    def save_probe_checkpoint(self, key: str, state: dict) -> None:
         """Write the state under ``key``, replacing the old one in one step.
 
         Args:

@@ -1,16 +1,25 @@
-"""The results store: one class over SQLAlchemy; SQLite by default, any SQLAlchemy URL for teams."""
+"""The results store: :class:`Store`, the SQLAlchemy implementation of :class:`BaseStore`;
+SQLite by default, any SQLAlchemy URL (PostgreSQL) for teams.
+
+Opened for reading, a store is never created, migrated or written: a SQLite file is opened with
+SQLite's ``mode=ro`` and PostgreSQL sessions are read-only transactions, so not even a pragma
+can change the file. Opened for writing, a store written by an older mpq is upgraded in place
+(one logged line says so); ``mpq db upgrade`` does the same on request.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import shlex
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pandas as pd
 from alembic import command
@@ -23,6 +32,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from mpq._examples._cache import cache_dir
+from mpq._storage.base import RUN_STATUSES, BaseStore, Mode
 from mpq._storage.models import (
     AssignmentModel,
     Base,
@@ -35,7 +45,11 @@ from mpq._storage.models import (
 )
 from mpq._storage.session import session_scope, store_error
 from mpq._owners import ACTIVE
-from mpq.exceptions import RunNotFoundError, SearchInterrupted, StoreError
+from mpq.exceptions import InvalidParameterError, RunNotFoundError, SearchInterrupted, StoreError
+
+__all__ = ["BaseStore", "Store", "RUN_STATUSES", "db_url", "default_db_url", "table_from_json", "table_to_json"]
+
+logger = logging.getLogger("mpq.storage")
 
 _ALEMBIC_INI = Path(__file__).parent / "alembic.ini"
 # How long a process waits for another one that is creating the same new store.
@@ -101,26 +115,91 @@ def table_from_json(text: str) -> pd.DataFrame:
     return table
 
 
-class Store:
-    """All reads and writes of mpq's results, behind one interface.
+def _read_only_url(url: URL) -> URL:
+    """The same SQLite file as a URI opened with ``mode=ro``: SQLite then refuses every write,
+    the pragmas that change the file included."""
+    if _read_only(url):
+        return url
+    if url.query.get("uri") in ("true", "1"):
+        return url.update_query_dict({"mode": "ro"})
+    path = quote(str(Path(url.database).expanduser().resolve()), safe="/")
+    return url.set(database=f"file:{path}").update_query_dict({"mode": "ro", "uri": "true"})
+
+
+def _check_status(status: Any, method: str) -> None:
+    if status not in RUN_STATUSES:
+        raise InvalidParameterError(
+            f"The 'status' parameter of Store.{method} must be one of {', '.join(RUN_STATUSES)}. Got {status!r} instead."
+        )
+
+
+class Store(BaseStore):
+    """All reads and writes of mpq's results, over SQLAlchemy (see :class:`BaseStore`).
 
     Args:
         db: ``None`` (``~/.cache/mpq/mpq.db``), a SQLite file path, or any SQLAlchemy URL
             (``postgresql+psycopg://user@host/db``).
-        create: Create the store (and its schema) when it does not exist yet. Read-only
-            commands pass False, so a mistyped path is an error, not a new empty file.
+        mode: ``read``: the store must exist at this mpq's schema; nothing is created,
+            migrated or written (a mistyped path is an error, not a new empty file; an older
+            schema is refused with the ``mpq db upgrade`` command). ``write``: a store written
+            by an older mpq is upgraded in place, saying so in one ``mpq.storage`` log line.
+        create: With ``write``, create the store (file and schema) when there is none.
+
+    Attributes:
+        upgraded_from: The schema a writer found and upgraded (``"0001"``), else None.
 
     Raises:
-        StoreError: the database cannot be opened, is not a database, or has a schema this mpq
-            cannot read.
+        StoreError: the database cannot be opened, is not a database, is missing (for a reader
+            or with ``create=False``), or has a schema this mode cannot use.
     """
 
-    def __init__(self, db: str | Path | None = None, *, create: bool = True):
+    def __init__(self, db: str | Path | None = None, *, mode: Mode = "read", create: bool = False):
+        if mode not in ("read", "write"):
+            raise InvalidParameterError(f"The 'mode' parameter of Store must be one of read, write. Got {mode!r} instead.")
+        if create and mode != "write":
+            raise InvalidParameterError("The 'create' parameter of Store must be False with mode='read'. Got True instead.")
+        self._open(db, mode, create)
+        if self.upgraded_from is not None:
+            logger.warning(
+                "%s had schema %s; upgraded it to %s to write to it, keeping every run (an older mpq can no longer "
+                "open it).", self.where, self.upgraded_from, self.schema,
+            )
+
+    @classmethod
+    def upgrade(cls, db: str | Path | None = None) -> Store:
+        """Upgrade an existing store to this mpq's schema, keeping every run (``mpq db upgrade``).
+        Nothing is logged: the caller reports it.
+
+        Args:
+            db: The store, as for :class:`Store`.
+
+        Returns:
+            The store, open for writing; ``upgraded_from`` is the schema it had, None when it
+            was at :attr:`schema` already.
+
+        Raises:
+            StoreError: as for :class:`Store`; a missing store is not created.
+        """
+        store = cls.__new__(cls)
+        store._open(db, "write", create=False)
+        return store
+
+    @property
+    def schema(self) -> str:
+        """This mpq's schema revision, which the open store is at (``"0004"``)."""
+        return self._head()
+
+    def _open(self, db: str | Path | None, mode: Mode, create: bool) -> None:
+        self.mode: Mode = mode
         self.url = db_url(db)
+        self.upgraded_from: str | None = None
         try:
             url = make_url(self.url)
         except ArgumentError as exc:
             raise StoreError(f"--db {self.url!r} is not a database URL; give a file path or a SQLAlchemy URL such as postgresql+psycopg://user@host/db.") from exc
+        # The command that upgrades this store, as the user would type it (never with its password).
+        shown = db if db is None or url.password is None else url.render_as_string(hide_password=True)
+        self._upgrade_command = "mpq db upgrade" + ("" if shown is None else f" --db {shlex.quote(str(shown))}")
         # A SQLite URL has no password; shown as given, its URI filename stays readable.
         self.where = f"database {self.url if url.get_backend_name() == 'sqlite' else url.render_as_string(hide_password=True)}"
         path = _sqlite_file(url)
@@ -129,44 +208,66 @@ class Store:
                 raise StoreError(f"{self.where}: {str(path)!r} is a directory; give a file path such as {str(path / 'mpq.db')!r}.")
             if not path.exists() and (not create or _read_only(url)):
                 raise StoreError(f"{self.where}: no store at {str(path)!r}; run 'mpq search --db {path}' first or fix the path.")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if mode == "write":
+                path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.engine = self._make_engine(url)
+            self.engine = self._make_engine(url, path)
         except ImportError as exc:  # the database driver is an optional extra
             raise StoreError(
                 f"{self.where}: its driver {exc.name!r} is not installed; run 'pip install mpq[postgres]' "
                 "(or the driver your URL names)."
             ) from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._check_schema(create)
+        self.upgraded_from = self._check_schema(create)
+        self._use_wal()
 
-    @staticmethod
-    def _make_engine(url) -> Engine:
+    def _make_engine(self, url: URL, path: Path | None) -> Engine:
         if url.get_backend_name() != "sqlite":
+            if self.mode == "read":  # every transaction read-only: the server refuses any write
+                return create_engine(url, pool_pre_ping=True, execution_options={"postgresql_readonly": True})
             return create_engine(url, pool_pre_ping=True)
+        if path is not None and self.mode == "read":
+            url = _read_only_url(url)
         # timeout: a writer waits up to 30 s for another process's write lock instead of failing
-        # with "database is locked"; WAL lets readers and one writer work at the same time.
+        # with "database is locked".
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record):
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
-            if _sqlite_file(url) is not None and not _read_only(url):
-                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
 
         return engine
 
+    def _use_wal(self) -> None:
+        """WAL lets readers and one writer work at the same time. It is a setting of the file
+        (its header), so a writer sets it once the file is known to be an mpq store."""
+        if self.mode != "write" or _sqlite_file(self.engine.url) is None or _read_only(self.engine.url):
+            return
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        except SQLAlchemyError as exc:
+            raise store_error(exc, self.where, "check that the database is writable and reachable", opening=True) from exc
+
     # -- schema -----------------------------------------------------------------------------
+    @staticmethod
+    def _scripts() -> ScriptDirectory:
+        return ScriptDirectory.from_config(Config(str(_ALEMBIC_INI)))
+
+    def _head(self) -> str:
+        return self._scripts().get_current_head()
+
     def _alembic_config(self, connection) -> Config:
         config = Config(str(_ALEMBIC_INI))
         config.attributes["connection"] = connection
         return config
 
-    def _check_schema(self, create: bool) -> None:
-        """Open the schema, creating or upgrading it; wait while another process is creating it."""
-        scripts = ScriptDirectory.from_config(Config(str(_ALEMBIC_INI)))
+    def _check_schema(self, create: bool) -> str | None:
+        """Check the schema, creating or upgrading it for a writer; wait while another process
+        is creating it. Returns the older schema a writer upgraded, else None."""
+        scripts = self._scripts()
         head, known = scripts.get_current_head(), {rev.revision for rev in scripts.walk_revisions()}
         for _ in range(_SCHEMA_WAIT_TRIES):
             try:
@@ -177,30 +278,48 @@ class Store:
             f"{self.where} holds part of an mpq schema that no process finished creating; delete it or give another --db."
         )
 
-    def _check_schema_once(self, create: bool, head: str, known: set[str]) -> None:
+    def _check_schema_once(self, create: bool, head: str, known: set[str]) -> str | None:
         ours = set(Base.metadata.tables) | {"alembic_version"}
+        sqlite = self.engine.dialect.name == "sqlite"
         try:
-            with self.engine.begin() as connection:
-                current = MigrationContext.configure(connection).get_current_revision()
-                tables = set(inspect(connection).get_table_names())
-                if current == head:
-                    return
-                if current is not None and current not in known:
-                    raise StoreError(
-                        f"{self.where} has schema {current}, newer than this mpq's {head}; upgrade mpq "
-                        "(pip install -U mpq) to read it. The database was left untouched."
-                    )
-                if current is None and tables and tables <= ours:
-                    raise _SchemaBeingCreated  # another mpq process is creating this store right now
-                if current is None and tables:
-                    raise StoreError(
-                        f"{self.where} holds tables that are not an mpq store ({', '.join(sorted(tables)[:3])}...); "
-                        "give another --db."
-                    )
-                if current is None and not create:
-                    raise StoreError(f"{self.where} is empty; run 'mpq search' to fill it.")
-                # A new store, or one written by an older mpq: migrate it, keeping every run.
-                command.upgrade(self._alembic_config(connection), "head")
+            with self.engine.connect() as connection:
+                if sqlite and self.mode == "write":
+                    # Before any transaction (SQLite ignores it inside one): a migration that
+                    # copies a table (batch mode) must not cascade the old table's drop.
+                    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                try:
+                    current = MigrationContext.configure(connection).get_current_revision()
+                    tables = set(inspect(connection).get_table_names())
+                    if current == head:
+                        return None
+                    if current is not None and current not in known:
+                        raise StoreError(
+                            f"{self.where} has schema {current}, newer than this mpq's {head}; upgrade mpq "
+                            "(pip install -U mpq) to read it. The database was left untouched."
+                        )
+                    if current is None and tables and tables <= ours:
+                        raise _SchemaBeingCreated  # another mpq process is creating this store right now
+                    if current is None and tables:
+                        raise StoreError(
+                            f"{self.where} holds tables that are not an mpq store ({', '.join(sorted(tables)[:3])}...); "
+                            "give another --db."
+                        )
+                    if current is None and not create:
+                        raise StoreError(f"{self.where} is empty; run 'mpq search' to fill it.")
+                    if self.mode == "read":
+                        raise StoreError(
+                            f"{self.where} has schema {current}, this mpq needs {head}; run '{self._upgrade_command}' "
+                            "(reading never changes a store)."
+                        )
+                    # A new store, or one written by an older mpq: migrate it, keeping every run.
+                    command.upgrade(self._alembic_config(connection), "head")
+                    connection.commit()
+                    return current
+                finally:
+                    connection.rollback()
+                    if sqlite and self.mode == "write":
+                        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                        connection.commit()
         except SQLAlchemyError as exc:
             if self._current_revision() == head or "already exists" in str(exc):
                 raise _SchemaBeingCreated from exc  # raced another process creating or migrating it
@@ -216,14 +335,21 @@ class Store:
     def _session(self):
         return session_scope(self._sessions, self.where)
 
-    # -- probes -----------------------------------------------------------------------------
+    def _writing(self, method: str) -> None:
+        """Refuse a write on a store opened for reading, before it reaches the database."""
+        if self.mode != "write":
+            raise StoreError(
+                f"{self.where} was opened for reading, and {method} writes; open it with Store(db, mode='write')."
+            )
+
+    # -- probes (docstrings: BaseStore) -------------------------------------------------------
     def find_probe(self, key: str) -> pd.DataFrame | None:
-        """The stored sensitivity table of a probe key, or None."""
         with self._session() as session:
             row = session.get(ProbeResultModel, key)
             return None if row is None else table_from_json(row.table_json)
 
     def save_probe(self, key: str, *, model_hash: str, data_hash: str, settings: dict, table: pd.DataFrame) -> None:
+        self._writing("save_probe")
         self._merge(
             ProbeResultModel(key=key, model_hash=model_hash, data_hash=data_hash, settings=settings, table_json=table_to_json(table))
         )
@@ -240,19 +366,19 @@ class Store:
                 if attempt or not isinstance(exc.__cause__, IntegrityError):
                     raise
 
-    # The probe checkpoint protocol (load(key) / save(key, state)); a finished probe's state stays,
-    # so the same probe again (mpq probe) returns at once.
-    def load(self, key: str) -> dict | None:
+    # A finished probe's state stays, so the same probe again (mpq probe) returns at once.
+    def load_probe_checkpoint(self, key: str) -> dict | None:
         with self._session() as session:
             row = session.get(ProbeCheckpointModel, key)
             return None if row is None else row.state
 
-    def save(self, key: str, state: dict) -> None:
+    def save_probe_checkpoint(self, key: str, state: dict) -> None:
+        self._writing("save_probe_checkpoint")
         self._merge(ProbeCheckpointModel(key=key, state=state, updated_at=utcnow()))
 
-    # -- runs -------------------------------------------------------------------------------
+    # -- writing runs -----------------------------------------------------------------------
     def create_run(self, tables: Mapping[str, pd.DataFrame] | None = None, **fields: Any) -> int:
-        """Record a new run with status ``running`` and its first tables, in one transaction; returns its id."""
+        self._writing("create_run")
         with self._session() as session:
             run = RunModel(status="running", **fields)
             run.tables = [RunTableModel(name=name, table_json=table_to_json(t)) for name, t in (tables or {}).items()]
@@ -261,16 +387,19 @@ class Store:
             return run.id
 
     def save_table(self, run_id: int, name: str, table: pd.DataFrame) -> None:
+        self._writing("save_table")
         with self._session() as session:
+            self._get_run(session, run_id)
             session.execute(delete(RunTableModel).where(RunTableModel.run_id == run_id, RunTableModel.name == name))
             session.add(RunTableModel(run_id=run_id, name=name, table_json=table_to_json(table)))
 
     def save_points(self, run_id: int, points: Sequence[Mapping[str, Any]]) -> None:
-        """Replace the run's points; each has point, label, is_baseline, optimal,
-        predicted_loss, costs (dict), measured_metric and assignment (layer -> candidate)."""
+        self._writing("save_points")
         with self._session() as session:
+            self._get_run(session, run_id)
             session.execute(delete(PointModel).where(PointModel.run_id == run_id))
             for p in points:
+                dominated = p.get("dominated")
                 session.add(
                     PointModel(
                         run_id=run_id,
@@ -281,6 +410,7 @@ class Store:
                         predicted_loss=float(p["predicted_loss"]),
                         costs={k: _finite(float(v)) for k, v in p["costs"].items()},
                         measured_metric=_finite(p.get("measured_metric")),
+                        dominated=None if dominated is None or pd.isna(dominated) else bool(dominated),
                         assignments=[
                             AssignmentModel(position=i, layer=layer, candidate=candidate)
                             for i, (layer, candidate) in enumerate(p["assignment"].items())
@@ -288,23 +418,46 @@ class Store:
                     )
                 )
 
+    def _points(self, session, run_id: int, points: Sequence[int], method: str) -> dict[int, PointModel]:
+        """The rows of some points of a run, by point; an unknown point is refused."""
+        self._get_run(session, run_id)
+        rows = {
+            row.point: row
+            for row in session.scalars(select(PointModel).where(PointModel.run_id == int(run_id),
+                                                                PointModel.point.in_([int(p) for p in points])))
+        }
+        missing = [p for p in points if int(p) not in rows]
+        if missing:
+            raise InvalidParameterError(
+                f"The 'point' parameter of Store.{method} must be a point of run {run_id}. Got {missing[0]!r} instead."
+            )
+        return rows
+
     def set_measured(self, run_id: int, point: int, value: float) -> None:
-        """Record the validated metric of one point (validation resumes point by point)."""
+        self._writing("set_measured")
         with self._session() as session:
-            row = session.scalars(select(PointModel).where(PointModel.run_id == run_id, PointModel.point == point)).one()
-            row.measured_metric = _finite(float(value))
+            self._points(session, run_id, [point], "set_measured")[int(point)].measured_metric = _finite(float(value))
+
+    def set_dominated(self, run_id: int, dominated: Mapping[int, bool | None]) -> None:
+        self._writing("set_dominated")
+        with self._session() as session:
+            rows = self._points(session, run_id, list(dominated), "set_dominated")
+            for point, flag in dominated.items():
+                rows[int(point)].dominated = None if flag is None or pd.isna(flag) else bool(flag)
 
     def update_run(self, run_id: int, **fields: Any) -> None:
-        """Change fields of a run (``status="running"`` when it resumes, ``float_metric``...)."""
+        self._writing("update_run")
+        if "status" in fields:
+            _check_status(fields["status"], "update_run")
         with self._session() as session:
             run = self._get_run(session, run_id)
             for name, value in fields.items():
                 setattr(run, name, _finite(value))
 
     def claim_run(self, run_id: int, *, seen: Mapping[str, Any], owner: str) -> bool:
-        """Mark an unfinished run ``running`` by ``owner``, only if its status and owner are still
-        the ``seen`` ones: of two processes resuming one run, exactly one gets it."""
+        self._writing("claim_run")
         with self._session() as session:
+            self._get_run(session, run_id)
             claimed = session.execute(
                 update(RunModel)
                 .where(RunModel.id == int(run_id), RunModel.status == seen["status"],
@@ -350,7 +503,8 @@ class Store:
             ) from exc
 
     def finish_run(self, run_id: int, status: str, **fields: Any) -> None:
-        """Set the final status (``done`` or ``failed``) and any summary fields."""
+        self._writing("finish_run")
+        _check_status(status, "finish_run")
         with self._session() as session:
             run = self._get_run(session, run_id)
             run.status = status
@@ -358,6 +512,7 @@ class Store:
             for name, value in fields.items():
                 setattr(run, name, _finite(value))
 
+    # -- reading runs -----------------------------------------------------------------------
     def _get_run(self, session, run_id: int) -> RunModel:
         run = session.get(RunModel, int(run_id))
         if run is None:
@@ -367,13 +522,10 @@ class Store:
         return run
 
     def run_record(self, run_id: int) -> dict[str, Any]:
-        """The run's own fields as a dict."""
         with self._session() as session:
             return _record(self._get_run(session, run_id))
 
     def unfinished_runs(self, **fields: Any) -> list[dict[str, Any]]:
-        """Records of the runs not ``done`` whose fields equal ``fields`` (JSON fields compared as
-        documents), newest first: the runs a search with those fields may finish."""
         wanted = json.loads(json.dumps(fields, default=str))
         with self._session() as session:
             rows = session.scalars(
@@ -389,7 +541,6 @@ class Store:
             return {t.name: table_from_json(t.table_json) for t in run.tables}
 
     def run_points(self, run_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """``(frontier, assignments)``: one row per point, one row per (point, layer)."""
         with self._session() as session:
             run = self._get_run(session, run_id)
             frontier = [
@@ -397,13 +548,17 @@ class Store:
                     "point": p.point, "label": p.label, "is_baseline": p.is_baseline, "optimal": p.optimal,
                     "predicted_loss": p.predicted_loss, **{k: (math.nan if v is None else v) for k, v in p.costs.items()},
                     "measured_metric": math.nan if p.measured_metric is None else p.measured_metric,
+                    "dominated": p.dominated,
                 }
                 for p in run.points
             ]
             assignments = [
                 {"point": p.point, "layer": a.layer, "candidate": a.candidate} for p in run.points for a in p.assignments
             ]
-        return pd.DataFrame(frontier), pd.DataFrame(assignments, columns=["point", "layer", "candidate"])
+        frontier = pd.DataFrame(frontier)
+        if not frontier.empty:  # True, False, or NA until validated
+            frontier["dominated"] = frontier["dominated"].astype("boolean")
+        return frontier, pd.DataFrame(assignments, columns=["point", "layer", "candidate"])
 
     def list_runs(self) -> pd.DataFrame:
         columns = ["run", "status", "task", "target", "objectives", "points", "metric_name", "float_metric",

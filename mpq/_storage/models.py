@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-RUN_STATUSES = ("running", "done", "failed")
+from mpq._storage.base import RUN_STATUSES
+
+#: The CHECK constraint on ``runs.status`` (schema 0004).
+STATUS_CHECK = "status IN (" + ", ".join(f"'{s}'" for s in RUN_STATUSES) + ")"
 
 
 def utcnow() -> datetime:
@@ -27,11 +30,12 @@ class RunModel(Base):
     """One search: what went in (hashes, settings, target, budgets) and how it ended."""
 
     __tablename__ = "runs"
+    __table_args__ = (CheckConstraint(STATUS_CHECK, name="ck_runs_status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[str] = mapped_column(String(16), default="running")  # one of RUN_STATUSES (0004)
     error: Mapped[str | None] = mapped_column(Text)
     task_name: Mapped[str] = mapped_column(String(256))
     model_spec: Mapped[str | None] = mapped_column(String(1024))  # schema 0002
@@ -83,6 +87,8 @@ class PointModel(Base):
     predicted_loss: Mapped[float] = mapped_column(Float)
     costs: Mapped[dict] = mapped_column(JSON)
     measured_metric: Mapped[float | None] = mapped_column(Float)
+    # schema 0004: beaten on measurement by another point (better metric at no higher cost); null until validated
+    dominated: Mapped[bool | None] = mapped_column(Boolean)
 
     run: Mapped[RunModel] = relationship(back_populates="points")
     assignments: Mapped[list[AssignmentModel]] = relationship(

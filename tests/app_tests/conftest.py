@@ -85,7 +85,7 @@ def _fill_store(folder: Path) -> SimpleNamespace:
 def empty_db(tmp_path_factory) -> str:
     """A store with mpq's schema and no runs."""
     path = tmp_path_factory.mktemp("empty") / "mpq.db"
-    Store(path)
+    Store(path, mode="write", create=True)
     return str(path)
 
 

@@ -71,10 +71,10 @@ def test_the_key_follows_weights_data_and_settings(mlp_task):
 
 def test_file_checkpoint_round_trips_and_misses_cleanly(tmp_path):
     store = ProbeCheckpoint(tmp_path / "a" / "b")
-    assert store.load("k") is None
+    assert store.load_probe_checkpoint("k") is None
     state = {"hessian": {"n": 3, "mean": [0.1, -2.5e-300, 1 / 3]}}
-    store.save("k", state)
-    assert store.load("k") == state  # floats round-trip exactly through JSON
-    store.save("k", {"n": 4})
-    assert store.load("k") == {"n": 4}
+    store.save_probe_checkpoint("k", state)
+    assert store.load_probe_checkpoint("k") == state  # floats round-trip exactly through JSON
+    store.save_probe_checkpoint("k", {"n": 4})
+    assert store.load_probe_checkpoint("k") == {"n": 4}
     assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["k.json"]  # no temporary file left

@@ -97,7 +97,7 @@ def test_bad_arguments(mlp_task):
         probe(mlp_task, settings={"tolerance": 0.1})
     with pytest.raises(InvalidParameterError, match="The 'progress' parameter of probe must be a callable"):
         probe(mlp_task, progress=3)
-    with pytest.raises(InvalidParameterError, match="The 'checkpoint' parameter of probe must have load"):
+    with pytest.raises(InvalidParameterError, match="The 'checkpoint' parameter of probe must have load_probe_checkpoint"):
         probe(mlp_task, checkpoint="dir/")
 
 

@@ -1,0 +1,75 @@
+"""The ``--model`` spec: ``load_task(spec)`` builds the Task a spec names, a built-in example or a
+factory function in a user's file."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from mpq._examples import make_example
+from mpq._task import Task, check_task
+from mpq.exceptions import TaskSpecError
+
+
+def load_task(spec: str) -> Task:
+    """Build the task a ``--model`` spec names.
+
+    Args:
+        spec: ``example:NAME`` for a built-in example (see ``mpq.list_examples()``), or
+            ``path/to/file.py:factory`` for a function in a user file that returns a Task.
+
+    Returns:
+        The task, its model in eval mode.
+
+    Raises:
+        TaskSpecError: the spec is malformed, the file or factory is missing, the factory
+            raises or returns something that is not a Task.
+        UnknownNameError: no built-in example of that name.
+    """
+    if not isinstance(spec, str) or ":" not in spec:
+        raise TaskSpecError(
+            f"--model {spec!r}: expected 'example:NAME' or 'path/to/file.py:factory'; "
+            "run 'mpq search --help' for examples."
+        )
+    prefix, _, name = spec.rpartition(":")
+    if prefix == "example":
+        task = make_example(name)
+    else:
+        task = _call_factory(Path(prefix), name, spec)
+    task = check_task(task, spec)
+    task.model.eval()
+    task.spec = spec
+    return task
+
+
+def _call_factory(path: Path, factory_name: str, spec: str) -> Task:
+    if path.suffix != ".py":
+        raise TaskSpecError(f"--model {spec!r}: {str(path)!r} is not a .py file; give path/to/file.py:factory.")
+    if not path.is_file():
+        raise TaskSpecError(f"--model {spec!r}: file {str(path)!r} does not exist; check the path.")
+    if not factory_name.isidentifier():
+        raise TaskSpecError(f"--model {spec!r}: {factory_name!r} is not a function name; give path/to/file.py:factory.")
+    module_name = f"_mpq_user_task_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: report its failure as one line
+        raise TaskSpecError(
+            f"--model {spec!r}: importing {str(path)!r} raised {type(exc).__name__}: {exc}; fix the file."
+        ) from exc
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise TaskSpecError(
+            f"--model {spec!r}: {str(path)!r} has no function {factory_name!r}; "
+            f"functions found: {', '.join(found) or 'none'}."
+        )
+    try:
+        return factory()
+    except Exception as exc:
+        raise TaskSpecError(
+            f"--model {spec!r}: {factory_name}() raised {type(exc).__name__}: {exc}; fix the factory."
+        ) from exc

@@ -1,0 +1,346 @@
+"""The store's contract as tests (Optuna's ``StorageTestCase`` shape): what every backend of
+:class:`mpq._storage.BaseStore` promises, run once per backend by subclassing
+(``test_store_contract.py``).
+
+- :class:`CheckpointContract`: probe checkpoints by key (the results store, and the
+  ``ProbeCheckpoint`` folder, which implements only these two methods).
+- :class:`ReadContract`: reads of a store a writer filled, by the backend's reader, which leaves
+  the store exactly as it was and refuses every write.
+- :class:`WriteContract`: writes: round trips, run not found, atomic claims, the allowed statuses.
+- :class:`StoreContract`: all three, for a backend that reads and writes.
+
+A backend subclass provides the ``url`` fixture (where a new store may be written) and may
+override :meth:`ReadContract.reader` and :meth:`ReadContract.snapshot`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from mpq._storage import RUN_STATUSES, BaseStore, Store
+from mpq.exceptions import InvalidParameterError, RunNotFoundError, StoreError
+
+RUN_FIELDS = dict(
+    task_name="tiny", metric_name="accuracy", model_hash="m" * 64, data_hash="d" * 64, probe_key="k" * 64,
+    target="stm32h743", objectives=["latency_s"], budgets={"weight_bytes": 2e5}, settings={"max_points": 20},
+    versions={"mpq": "0.1.0"},
+)
+STATE = {"n": 3, "mean": [0.1, 1 / 3, 1e-300], "m2": {"conv1": 2.5e-17}, "done": [[0, "w8a8"]]}
+SENSITIVITY = pd.DataFrame({"layer": ["a", "b"], "probe": ["hessian_w"] * 2, "value": [1.5, -0.25]})
+LAYERS = pd.DataFrame({"layer": ["conv1", "fc.0-1"], "macs": [10, 20], "weight_shape": [(4, 1, 3, 3), (3, 8)]})
+LAYERS.attrs["max_columns"] = ["sram_bytes"]
+
+
+def point(i: int, **extra: Any) -> dict[str, Any]:
+    return {"point": i, "label": "frontier", "is_baseline": False, "optimal": True, "predicted_loss": 0.5 - 0.1 * i,
+            "costs": {"latency_s": 1e-3 * (i + 1), "sram_bytes": 1024.0}, "measured_metric": 0.9 + 0.01 * i,
+            "assignment": {"conv1": "w8a8", "fc.0-1": "w4a8"}, **extra}
+
+
+def sqlite_snapshot(path: Path) -> bytes | None:
+    """The file's bytes once every connection is closed and the WAL is folded into it; None
+    when there is no file (the checkpoint is made on a copy, so the file itself is not written)."""
+    gc.collect()
+    if not path.exists():
+        return None
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists() or not wal.stat().st_size:
+        return path.read_bytes()
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as source, \
+            contextlib.closing(sqlite3.connect(":memory:")) as copy:
+        source.backup(copy)
+        return copy.serialize()
+
+
+def database_snapshot(url: str) -> dict[str, list]:
+    """Every table's rows, in order, of any SQLAlchemy database."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {
+                table: [tuple(map(str, row)) for row in connection.execute(text(f'SELECT * FROM "{table}" ORDER BY 1'))]
+                for table in sorted(inspect(connection).get_table_names())
+            }
+    finally:
+        engine.dispose()
+
+
+class CheckpointContract:
+    """A probe's state by key: absent is None, a save replaces the whole state, floats exact."""
+
+    @pytest.fixture
+    def checkpoints(self, url):
+        """An empty, writable holder of probe checkpoints."""
+        return Store(url, mode="write", create=True)
+
+    def test_a_missing_key_is_none(self, checkpoints):
+        assert checkpoints.load_probe_checkpoint("nothing-here") is None
+
+    def test_a_state_round_trips_exactly(self, checkpoints):
+        checkpoints.save_probe_checkpoint("k1", STATE)
+        assert checkpoints.load_probe_checkpoint("k1") == STATE  # 1/3 and 1e-300 bit for bit
+
+    def test_a_save_replaces_the_whole_state_of_its_key_only(self, checkpoints):
+        checkpoints.save_probe_checkpoint("k1", STATE)
+        checkpoints.save_probe_checkpoint("k2", {"n": 1})
+        checkpoints.save_probe_checkpoint("k1", {"n": 4})
+        assert checkpoints.load_probe_checkpoint("k1") == {"n": 4}
+        assert checkpoints.load_probe_checkpoint("k2") == {"n": 1}
+
+
+class ReadContract:
+    """Reads of a store that a writer filled, through the backend's reader."""
+
+    @pytest.fixture
+    def url(self, tmp_path):
+        raise NotImplementedError("a backend provides where a new store is written")
+
+    def reader(self, url: str) -> BaseStore:
+        """The backend's store, opened for reading."""
+        return Store(url, mode="read")
+
+    def snapshot(self, url: str) -> Any:
+        """Everything a reader must leave as it was (a SQLite file's bytes)."""
+        return sqlite_snapshot(Path(url))
+
+    @pytest.fixture
+    def filled(self, url) -> dict[str, int]:
+        """A done run with a table and three points (one validated as dominated, one not yet
+        measured), a failed run, a probe result and a checkpoint."""
+        writer = Store(url, mode="write", create=True)
+        done = writer.create_run(tables={"layers": LAYERS}, owner="host-a:1", **RUN_FIELDS)
+        writer.save_points(done, [point(0), point(1, dominated=True), point(2, measured_metric=None)])
+        writer.set_dominated(done, {0: False})
+        writer.finish_run(done, "done", float_metric=0.98, spearman=0.9)
+        failed = writer.create_run(owner="host-a:2", **{**RUN_FIELDS, "target": "zcu104"})
+        writer.finish_run(failed, "failed", error="ProbeError: loss is NaN")
+        writer.save_probe("p1", model_hash="m", data_hash="d", settings={"x": 1}, table=SENSITIVITY)
+        writer.save_probe_checkpoint("c1", STATE)
+        writer.engine.dispose()
+        return {"done": done, "failed": failed}
+
+    def test_a_run_record_reads_back(self, url, filled):
+        record = self.reader(url).run_record(filled["done"])
+        assert (record["id"], record["status"], record["owner"]) == (filled["done"], "done", "host-a:1")
+        assert record["budgets"] == {"weight_bytes": 2e5} and record["objectives"] == ["latency_s"]
+        assert record["spearman"] == 0.9 and record["finished_at"] is not None and record["error"] is None
+        assert self.reader(url).run_record(filled["failed"])["error"] == "ProbeError: loss is NaN"
+
+    def test_points_read_back_in_order_with_nullable_dominated(self, url, filled):
+        frontier, assignments = self.reader(url).run_points(filled["done"])
+        assert list(frontier.columns) == ["point", "label", "is_baseline", "optimal", "predicted_loss", "latency_s",
+                                          "sram_bytes", "measured_metric", "dominated"]
+        assert list(frontier["point"]) == [0, 1, 2] and frontier.loc[1, "latency_s"] == pytest.approx(2e-3)
+        assert math.isnan(frontier.loc[2, "measured_metric"]) and frontier.loc[0, "measured_metric"] == 0.9
+        assert str(frontier["dominated"].dtype) == "boolean"
+        assert frontier["dominated"].tolist() == [False, True, pd.NA]
+        assert list(assignments.columns) == ["point", "layer", "candidate"] and len(assignments) == 6
+        assert list(assignments[assignments.point == 1]["layer"]) == ["conv1", "fc.0-1"]  # layer order kept
+
+    def test_a_run_without_points_reads_as_empty(self, url, filled):
+        frontier, assignments = self.reader(url).run_points(filled["failed"])
+        assert frontier.empty and assignments.empty and list(assignments.columns) == ["point", "layer", "candidate"]
+
+    def test_tables_read_back_equal_with_attrs_and_tuples(self, url, filled):
+        tables = self.reader(url).run_tables(filled["done"])
+        assert set(tables) == {"layers"}
+        pd.testing.assert_frame_equal(tables["layers"], LAYERS)
+        assert tables["layers"].attrs == LAYERS.attrs
+        assert self.reader(url).run_tables(filled["failed"]) == {}
+
+    def test_list_runs_is_oldest_first_with_every_column(self, url, filled):
+        runs = self.reader(url).list_runs()
+        assert list(runs.columns) == ["run", "status", "task", "target", "objectives", "points", "metric_name",
+                                      "float_metric", "spearman", "created_at", "finished_at", "owner"]
+        assert list(runs["run"]) == [filled["done"], filled["failed"]]
+        assert list(runs["status"]) == ["done", "failed"] and list(runs["points"]) == [3, 0]
+        assert list(runs["target"]) == ["stm32h743", "zcu104"] and runs.loc[0, "objectives"] == "latency_s"
+
+    def test_unfinished_runs_match_by_fields(self, url, filled):
+        reader = self.reader(url)
+        found = reader.unfinished_runs(model_hash=RUN_FIELDS["model_hash"], budgets=RUN_FIELDS["budgets"])
+        assert [r["id"] for r in found] == [filled["failed"]]  # not the done one
+        assert reader.unfinished_runs(model_hash=RUN_FIELDS["model_hash"], budgets={"weight_bytes": 1.0}) == []
+
+    def test_probe_results_and_checkpoints_read_back(self, url, filled):
+        reader = self.reader(url)
+        pd.testing.assert_frame_equal(reader.find_probe("p1"), SENSITIVITY)
+        assert reader.find_probe("p2") is None
+        assert reader.load_probe_checkpoint("c1") == STATE and reader.load_probe_checkpoint("c2") is None
+
+    def test_a_missing_run_names_the_newest(self, url, filled):
+        reader = self.reader(url)
+        for read in (reader.run_record, reader.run_points, reader.run_tables):
+            with pytest.raises(RunNotFoundError, match=rf"run 7 is not in .*\(the newest is {filled['failed']}\); "
+                                                       r"list them with 'mpq runs'\.$"):
+                read(7)
+
+    def test_a_reader_refuses_every_write_and_leaves_the_store_as_it_was(self, url, filled):
+        before = self.snapshot(url)
+        reader = self.reader(url)
+        assert reader.mode == "read"
+        reader.list_runs(), reader.run_points(filled["done"]), reader.run_tables(filled["done"])
+        writes = [
+            lambda: reader.create_run(**RUN_FIELDS),
+            lambda: reader.save_table(filled["done"], "omega", SENSITIVITY),
+            lambda: reader.save_points(filled["done"], []),
+            lambda: reader.set_measured(filled["done"], 2, 0.5),
+            lambda: reader.set_dominated(filled["done"], {2: True}),
+            lambda: reader.update_run(filled["failed"], status="running"),
+            lambda: reader.claim_run(filled["failed"], seen={"status": "failed", "owner": "host-a:2"}, owner="x:1"),
+            lambda: reader.finish_run(filled["failed"], "done"),
+            lambda: reader.save_probe("p1", model_hash="m", data_hash="d", settings={}, table=SENSITIVITY),
+            lambda: reader.save_probe_checkpoint("c1", {"n": 0}),
+        ]
+        for write in writes:
+            with pytest.raises(StoreError, match=r"was opened for reading, and \w+ writes; open it with Store\(db, "
+                                                 r"mode='write'\)\.$"):
+                write()
+        del reader
+        assert self.snapshot(url) == before
+
+    def test_a_readers_connections_cannot_write(self, url, filled):
+        reader = self.reader(url)
+        with reader.engine.connect() as connection, pytest.raises(DBAPIError):
+            connection.execute(text("UPDATE runs SET status = 'failed'"))
+            connection.commit()
+        assert self.reader(url).run_record(filled["done"])["status"] == "done"
+
+    def test_a_reader_never_creates_a_store(self, url):
+        before = self.snapshot(url)
+        with pytest.raises(StoreError, match=r"no store at .*run 'mpq search --db|is empty; run 'mpq search'") as info:
+            self.reader(url)
+        assert "\n" not in str(info.value)
+        assert self.snapshot(url) == before
+
+
+class WriteContract:
+    """Writes: what is written reads back; a failed write changes nothing."""
+
+    @pytest.fixture
+    def store(self, url) -> BaseStore:
+        return Store(url, mode="write", create=True)
+
+    def test_new_runs_are_running_with_increasing_ids(self, store):
+        first, second = store.create_run(**RUN_FIELDS), store.create_run(tables={"layers": LAYERS}, **RUN_FIELDS)
+        assert second > first
+        record = store.run_record(second)
+        assert record["status"] == "running" and record["created_at"] is not None and record["finished_at"] is None
+        pd.testing.assert_frame_equal(store.run_tables(second)["layers"], LAYERS)
+
+    def test_save_table_replaces_a_table_of_that_name(self, store):
+        run = store.create_run(tables={"layers": LAYERS}, **RUN_FIELDS)
+        store.save_table(run, "sensitivity", SENSITIVITY)
+        store.save_table(run, "layers", LAYERS.head(1))
+        tables = store.run_tables(run)
+        assert set(tables) == {"layers", "sensitivity"} and len(tables["layers"]) == 1
+
+    def test_save_points_replaces_all_or_nothing(self, store):
+        run = store.create_run(**RUN_FIELDS)
+        store.save_points(run, [point(0), point(1, costs={"latency_s": float("nan"), "sram_bytes": 1.0})])
+        frontier, _ = store.run_points(run)
+        assert list(frontier.point) == [0, 1] and math.isnan(frontier.loc[1, "latency_s"])  # NaN stored as null
+        broken = [point(5), {"point": 6}]  # the second point lacks its fields
+        with pytest.raises(KeyError):
+            store.save_points(run, broken)
+        assert list(store.run_points(run)[0].point) == [0, 1]  # the failed write was rolled back whole
+        store.save_points(run, [point(3)])
+        assert list(store.run_points(run)[0].point) == [3]
+
+    def test_measured_and_dominated_are_set_per_point(self, store):
+        run = store.create_run(**RUN_FIELDS)
+        store.save_points(run, [point(0, measured_metric=None), point(1, measured_metric=None)])
+        assert store.run_points(run)[0]["dominated"].isna().all()
+        store.set_measured(run, 1, 0.75)
+        store.set_dominated(run, {0: True, 1: False})
+        store.set_dominated(run, {0: None})
+        frontier = store.run_points(run)[0]
+        assert frontier["measured_metric"].tolist()[1] == 0.75 and math.isnan(frontier["measured_metric"][0])
+        assert frontier["dominated"].tolist() == [pd.NA, False]
+        with pytest.raises(InvalidParameterError, match=r"must be a point of run \d+\. Got 9 instead\.$"):
+            store.set_dominated(run, {1: True, 9: True})
+        with pytest.raises(InvalidParameterError, match=r"Got 9 instead"):
+            store.set_measured(run, 9, 0.5)
+        assert store.run_points(run)[0]["dominated"].tolist() == [pd.NA, False]  # nothing changed
+
+    def test_writes_to_a_missing_run_are_refused(self, store):
+        store.create_run(**RUN_FIELDS)
+        for write in (lambda: store.save_table(7, "layers", LAYERS), lambda: store.save_points(7, [point(0)]),
+                      lambda: store.set_measured(7, 0, 0.5), lambda: store.set_dominated(7, {0: True}),
+                      lambda: store.update_run(7, spearman=0.5), lambda: store.finish_run(7, "done"),
+                      lambda: store.claim_run(7, seen={"status": "failed", "owner": None}, owner="x:1")):
+            with pytest.raises(RunNotFoundError, match=r"run 7 is not in .*\(the newest is 1\)"):
+                write()
+
+    def test_finish_and_update_set_fields(self, store):
+        run = store.create_run(**RUN_FIELDS)
+        store.update_run(run, float_metric=float("nan"), spearman=0.5)
+        store.finish_run(run, "failed", error="interrupted (Ctrl-C)")
+        record = store.run_record(run)
+        assert record["float_metric"] is None and record["spearman"] == 0.5  # NaN stored as null
+        assert (record["status"], record["error"]) == ("failed", "interrupted (Ctrl-C)") and record["finished_at"]
+
+    @pytest.mark.parametrize("status", ["stopped", "DONE", "", None])
+    def test_a_status_outside_the_allowed_set_is_refused(self, store, status):
+        run = store.create_run(**RUN_FIELDS)
+        with pytest.raises(InvalidParameterError, match=r"must be one of running, done, failed\. Got .* instead\.$"):
+            store.finish_run(run, status)
+        with pytest.raises(InvalidParameterError, match=r"must be one of running, done, failed"):
+            store.update_run(run, status=status, spearman=0.1)
+        assert store.run_record(run)["status"] == "running" and store.run_record(run)["spearman"] is None
+        # The database itself refuses it (the CHECK constraint of schema 0004), whoever writes.
+        with store.engine.connect() as connection, pytest.raises(IntegrityError):
+            connection.execute(text("UPDATE runs SET status = :status WHERE id = :id"), {"status": status, "id": run})
+            connection.commit()
+        assert set(store.list_runs()["status"]) <= set(RUN_STATUSES)
+
+    def test_a_run_is_claimed_only_while_it_is_as_seen(self, store):
+        run = store.create_run(owner="host-a:1", **RUN_FIELDS)
+        store.finish_run(run, "failed", error="interrupted (Ctrl-C)")
+        seen = store.run_record(run)
+        assert store.claim_run(run, seen=seen, owner="host-b:7")
+        assert not store.claim_run(run, seen=seen, owner="host-c:8")  # a second resumer loses the race
+        record = store.run_record(run)
+        assert (record["status"], record["owner"], record["error"]) == ("running", "host-b:7", None)
+
+    def test_of_many_concurrent_claims_exactly_one_wins(self, store, url):
+        run = store.create_run(owner=None, **RUN_FIELDS)
+        store.finish_run(run, "failed")
+        seen = store.run_record(run)
+        stores = [Store(url, mode="write") for _ in range(6)]  # one engine each, like processes
+        barrier, won = threading.Barrier(len(stores)), []
+
+        def claim(i: int) -> None:
+            barrier.wait()
+            if stores[i].claim_run(run, seen=seen, owner=f"host:{i}"):
+                won.append(i)
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(stores))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(won) == 1 and store.run_record(run)["owner"] == f"host:{won[0]}"
+        for other in stores:
+            other.engine.dispose()
+
+    def test_a_probe_result_is_replaced_by_key(self, store):
+        assert store.find_probe("p1") is None
+        store.save_probe("p1", model_hash="m", data_hash="d", settings={"x": 1}, table=SENSITIVITY)
+        store.save_probe("p1", model_hash="m", data_hash="d", settings={"x": 1}, table=SENSITIVITY.head(1))
+        pd.testing.assert_frame_equal(store.find_probe("p1"), SENSITIVITY.head(1))
+
+
+class StoreContract(CheckpointContract, WriteContract, ReadContract):
+    """The whole contract, for a backend that reads and writes."""
