@@ -22,5 +22,5 @@ def check_param(func: str, name: str, value: Any, constraint: Interval | OneOf) 
 
 
 def unknown_name(what: str, name: str, known: Iterable[str]) -> UnknownNameError:
-    """The one-line error for a name that is not registered (known names in the order given)."""
-    return mpqvocab.unknown_name(what, name, known, error=UnknownNameError)
+    """The one-line error for a name that is not registered (known names listed sorted)."""
+    return mpqvocab.unknown_name(what, name, sorted(known), error=UnknownNameError)

@@ -112,15 +112,16 @@ def check_param(
 def did_you_mean(name: object, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest known name, or an empty string.
 
-    A known name that starts with ``name`` wins (``h100`` -> ``h100-sxm``), then difflib's
-    closest match.
+    Known names that start with ``name`` win (``h100`` -> ``h100-sxm``; the closest of them), then
+    difflib's closest match.
 
     Example:
         >>> did_you_mean("h100", ["a100", "h100-sxm"])
         " (did you mean 'h100-sxm'?)"
     """
     known, name = list(known), str(name)
-    close = [k for k in known if name and k.startswith(name)] or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    prefixed = [k for k in known if name and k.startswith(name)]
+    close = difflib.get_close_matches(name, prefixed, n=1, cutoff=0) or difflib.get_close_matches(name, known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
