@@ -3,6 +3,7 @@ style ``quantization_config``; and two runs side by side."""
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
 import pandas as pd
@@ -21,6 +22,10 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def _point_row(run: Run, point: int) -> pd.Series:
     rows = run.frontier[run.frontier["point"] == point]
     if rows.empty:
@@ -35,6 +40,13 @@ def _format_spec(fmt: NumberFormat) -> dict[str, Any]:
         "format": fmt.name, "type": fmt.family, "num_bits": fmt.element_bits, "bits_per_value": fmt.bits_per_value,
         "strategy": fmt.granularity, "group_size": fmt.group_size, "symmetric": True,
     }
+
+
+def _check_run(func: str, name: str, run: Any) -> None:
+    if not isinstance(run, Run):
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {func} must be an mpq.Run (mpq.open_run). Got {type(run).__name__} instead."
+        )
 
 
 def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
@@ -53,8 +65,15 @@ def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
 
     Raises:
         UnknownNameError: ``to`` is not one of json, hawq, hf.
-        InvalidParameterError: no such point, or ``hawq`` for a point with non-INT weights.
+        InvalidParameterError: ``run`` is not a Run, ``to`` not a str, no such point, or ``hawq`` for a
+            point with non-INT weights.
     """
+    _check_run("export", "run", run)
+    if not isinstance(to, str):
+        raise InvalidParameterError(
+            f"The 'to' parameter of export must be a str among {', '.join(EXPORT_FORMATS)}. "
+            f"Got {type(to).__name__} instead."
+        )
     if to not in EXPORT_FORMATS:
         raise unknown_name("export format", to, EXPORT_FORMATS)
     row = _point_row(run, point)
@@ -118,7 +137,19 @@ def compare(first: Run, second: Run, points: tuple[int, int] | None = None) -> t
         front (columns of the two unioned); ``layers`` has one row per layer of either point:
         ``layer``, ``candidate_first``, ``candidate_second`` (None where the layer is absent),
         ``changed`` (bool).
+
+    Raises:
+        InvalidParameterError: ``first`` or ``second`` is not a Run, or ``points`` not a pair of ints.
     """
+    _check_run("compare", "first", first)
+    _check_run("compare", "second", second)
+    if points is not None and not (
+        isinstance(points, (tuple, list)) and len(points) == 2 and all(_is_int(p) for p in points)
+    ):
+        raise InvalidParameterError(
+            f"The 'points' parameter of compare must be a pair of point numbers (first's, second's) or None. "
+            f"Got {points!r} instead."
+        )
     frontiers = pd.concat(
         [first.frontier.assign(run=first.id), second.frontier.assign(run=second.id)], ignore_index=True
     )
