@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from conftest import make_tiny_task
 
 import hwmodels
 import mpq
@@ -247,7 +247,7 @@ def ctx(tmp_path_factory):
     import itertools
 
     tmp = tmp_path_factory.mktemp("public-functions")
-    task = make_tiny_task()
+    task = mpq.load_task(f"{Path(__file__).parent / 'assets' / 'tasks' / 'tiny_task.py'}:make_task")
     settings = mpq.ProbeSettings(tolerance=0.5, min_samples=2, max_samples=2)
     db = tmp / "mpq.db"
     run = mpq.search(task, settings=settings, db=db, max_points=2)
