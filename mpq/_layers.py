@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import torch
@@ -38,6 +40,15 @@ def _macs_per_output(module: nn.Module) -> int:
     return 0  # an embedding is a lookup
 
 
+def _holds_a_tensor(inputs: Any) -> bool:
+    """Whether ``inputs`` has the tensor :func:`mpq._task.batch_size` reads the batch size from."""
+    if isinstance(inputs, Mapping):
+        inputs = next(iter(inputs.values()), None)
+    if isinstance(inputs, (tuple, list)):
+        inputs = inputs[0] if inputs else None
+    return isinstance(inputs, torch.Tensor)
+
+
 def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
     """Describe every Linear, Conv1d, Conv2d and Embedding layer that runs on an example input.
 
@@ -57,13 +68,18 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
         ``weight_shape`` (tuple), ``groups`` (1 unless a grouped convolution).
 
     Raises:
-        InvalidParameterError: ``model`` is not a torch.nn.Module.
+        InvalidParameterError: ``model`` is not a torch.nn.Module, or ``example_input`` holds no tensor.
         NoQuantizableLayerError: no quantizable layer ran.
         TaskSpecError: the model raised on the example input (wrong shape or type).
     """
     if not isinstance(model, nn.Module):
         raise InvalidParameterError(
             f"The 'model' parameter of layers must be a torch.nn.Module. Got {type(model).__name__} instead."
+        )
+    if not _holds_a_tensor(example_input):
+        raise InvalidParameterError(
+            "The 'example_input' parameter of layers must be a tensor, a tuple or list starting with one, or a dict "
+            f"of them (one batch, as the task passes it). Got {type(example_input).__name__} instead."
         )
     n = batch_size(example_input)
     rows: dict[str, dict] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -104,6 +105,14 @@ class Run:
         return rows.loc[rows["measured_metric"].idxmax()] if validated else rows.loc[rows["predicted_loss"].idxmin()]
 
 
+def _check_db(func: str, db: Any) -> None:
+    if db is not None and not isinstance(db, (str, os.PathLike, BaseStore)):
+        raise InvalidParameterError(
+            f"The 'db' parameter of {func} must be a SQLite path, a SQLAlchemy URL or None (the default store). "
+            f"Got {type(db).__name__} instead."
+        )
+
+
 def open_run(db: str | Path | None, run_id: int) -> Run:
     """Read one run from a store.
 
@@ -115,9 +124,12 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
         The run.
 
     Raises:
+        InvalidParameterError: ``db`` is not a path, URL or None, or ``run_id`` not an int >= 1.
         RunNotFoundError: the store has no such run.
         StoreError: the store cannot be read.
     """
+    _check_db("open_run", db)
+    check_param("open_run", "run_id", run_id, Interval(int, 1, None, closed="left"))
     store = db if isinstance(db, BaseStore) else Store(db, mode="read")
     record = store.run_record(run_id)
     frontier, assignments = store.run_points(run_id)
@@ -140,6 +152,7 @@ def list_runs(db: str | Path | None = None) -> pd.DataFrame:
         measured metric drop), ``created_at``, ``finished_at`` (UTC), ``owner`` (``host:pid`` of
         the process that last ran it; None before schema 0003).
     """
+    _check_db("list_runs", db)
     store = db if isinstance(db, BaseStore) else Store(db, mode="read")
     runs = store.list_runs()
     runs["status"] = [

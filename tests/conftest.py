@@ -9,6 +9,15 @@ from torch import nn
 import mpq
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread_in_session_fixtures():
+    # Session- and module-scoped fixtures run before any function-scoped one: one thread there too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     # Two cores shared by the suite: one torch thread per test avoids spinning.
@@ -18,10 +27,14 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
     # Examples cache their weights; share one cache across the session, never the user's.
-    monkeypatch.setenv("MPQ_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mpq-cache"))
+    # Session-scoped, so that module-scoped fixtures (which run before any function-scoped
+    # fixture) see it too; a test's own monkeypatch.setenv still overrides it for that test.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MPQ_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mpq-cache"))
+        yield
 
 
 def make_tiny_task() -> mpq.Task:

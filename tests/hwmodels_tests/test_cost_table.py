@@ -225,9 +225,20 @@ KERNEL_PATHS = [
 DEVICES = {name: hwmodels.load_device(name) for name, _, _ in KERNEL_PATHS}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), batch=st.integers(1, 2048))
 def test_costs_never_fall_when_bits_rise_on_a_fixed_kernel_path(tables, data, batch):
+    check_costs_never_fall(tables, data, batch)
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), batch=st.integers(1, 2048))
+def test_costs_never_fall_when_bits_rise_on_a_fixed_kernel_path_40_examples(tables, data, batch):
+    check_costs_never_fall(tables, data, batch)
+
+
+def check_costs_never_fall(tables, data, batch):
     layers = tables.layers(*data.draw(layer_rows(tables)))
     for device, low, high in KERNEL_PATHS:
         costs = hwmodels.cost_table(layers, DEVICES[device], tables.candidates(low, high), batch_size=batch)

@@ -5,6 +5,7 @@ import mpq
 from mpq._examples import digits_cnn
 
 
+@pytest.mark.slow
 def test_digits_cnn_is_accurate_deterministic_and_cached(tmp_path, monkeypatch):
     task = mpq.load_task("example:digits-cnn")
     assert task.evaluate(task.model) > 0.95
@@ -16,6 +17,26 @@ def test_digits_cnn_is_accurate_deterministic_and_cached(tmp_path, monkeypatch):
     for name, value in retrained.state_dict().items():
         assert torch.equal(value, cached[name]), name
     assert sum(len(y) for _, y in task.calibration) == digits_cnn.N_CALIBRATION
+
+
+def test_digits_cnn_training_is_deterministic_and_cached_in_2_epochs(tmp_path, monkeypatch):
+    """The fast twin: the session's cached model is accurate; the recipe cut to 2 epochs trains
+    to the same weights bit for bit in two caches, and the second call loads, not trains."""
+    task = mpq.load_task("example:digits-cnn")  # trained once per session, into the session's cache
+    assert task.evaluate(task.model) > 0.95
+    assert sum(len(y) for _, y in task.calibration) == digits_cnn.N_CALIBRATION
+    monkeypatch.setattr(digits_cnn, "EPOCHS", 2)
+    trained = {}
+    for name in ("a", "b"):
+        monkeypatch.setenv("MPQ_CACHE_DIR", str(tmp_path / name))
+        trained[name] = digits_cnn.trained_model().state_dict()
+        assert (tmp_path / name / f"{digits_cnn.RECIPE}.safetensors").is_file()
+    assert not torch.equal(trained["a"]["fc2.weight"], task.model.state_dict()["fc2.weight"])  # 2 epochs, not 40
+    for name, value in trained["b"].items():
+        assert torch.equal(value, trained["a"][name]), name
+    monkeypatch.setattr(digits_cnn, "_train", lambda *a: pytest.fail("trained again instead of loading the cache"))
+    for name, value in digits_cnn.trained_model().state_dict().items():
+        assert torch.equal(value, trained["b"][name]), name
 
 
 def test_minilm_small_is_the_real_pretrained_encoder():

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from mpq import _search
 from mpq.exceptions import InvalidParameterError, SearchInterrupted
 
 FAST = mpq.ProbeSettings(tolerance=0.2, min_samples=4, max_samples=8)
+TINY = f"{Path(__file__).parents[1] / 'assets' / 'tasks' / 'tiny_task.py'}:make_task"
 
 
 def interrupt_at(stage: str, after: int):
@@ -83,15 +85,15 @@ def test_a_changed_model_or_data_refuses_to_resume(tmp_path):
     assert mpq.open_run(db, 1).record == before  # untouched
 
 
-def test_kill_9_mid_probe_then_resume(tmp_path):
-    db = tmp_path / "mpq.db"
-    env = {**os.environ, "MPQ_DB": str(db)}
-    command = [sys.executable, "-m", "mpq.cli", "search", "--tolerance", "0.01", "--max-samples", "10"]
+def kill_9_once_a_probe_sample_is_stored(command: list[str], env: dict, db) -> int:
+    """Start ``command``, SIGKILL it once a probe checkpoint is in ``db``; its pid."""
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # wait until some probe samples are checkpointed
-            time.sleep(1)
+            time.sleep(0.2)
+            if process.poll() is not None:
+                pytest.fail(f"the search ended (exit {process.returncode}) before it could be killed mid-probe")
             if db.exists():
                 with sqlite3.connect(db) as connection:
                     try:
@@ -104,16 +106,62 @@ def test_kill_9_mid_probe_then_resume(tmp_path):
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
+    return process.pid
+
+
+STOPPED = "run 1 did not finish: 'mpq search --resume 1' (same --db) finishes it."
+RESUMED = "resuming run 1 of this same search (its process ended)"
+
+
+@pytest.mark.slow
+def test_kill_9_mid_probe_then_resume(tmp_path):
+    db = tmp_path / "mpq.db"
+    env = {**os.environ, "MPQ_DB": str(db)}
+    command = [sys.executable, "-m", "mpq.cli", "search", "--tolerance", "0.01", "--max-samples", "10"]
+    pid = kill_9_once_a_probe_sample_is_stored(command, env, db)
     killed = mpq.open_run(db, 1)
-    assert killed.record["status"] == "running" and killed.record["owner"].endswith(f":{process.pid}")  # nobody could mark it
+    assert killed.record["status"] == "running" and killed.record["owner"].endswith(f":{pid}")  # nobody could mark it
     assert killed.status == "stopped" and list(mpq.list_runs(db)["status"]) == ["stopped"]  # its process is gone
     listed = subprocess.run([sys.executable, "-m", "mpq.cli", "runs"], env=env, capture_output=True, text=True)
-    assert "run 1 did not finish: 'mpq search --resume 1' (same --db) finishes it." in " ".join(listed.stdout.split())
+    assert STOPPED in " ".join(listed.stdout.split())
     # The same command again finds the run its dead process left and finishes it.
     done = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "resuming run 1 of this same search (its process ended)" in done.stderr
+    assert RESUMED in done.stderr
     assert list(mpq.list_runs(db)["status"]) == ["done"]
+
+
+def test_kill_9_mid_probe_then_resume_tiny(tmp_path, capsys):
+    """The fast twin: the tiny task (its loss slowed so the probe can be killed), resumed in-process."""
+    db = tmp_path / "mpq.db"
+    argv = ["search", "--model", TINY, "--tolerance", "0.01", "--max-samples", "10", "--max-points", "4"]
+    env = {**os.environ, "MPQ_DB": str(db), "MPQ_TEST_SLOW_LOSS": "0.2"}
+    pid = kill_9_once_a_probe_sample_is_stored([sys.executable, "-m", "mpq.cli", *argv], env, db)
+    killed = mpq.open_run(db, 1)
+    assert killed.record["status"] == "running" and killed.record["owner"].endswith(f":{pid}")  # nobody could mark it
+    assert killed.status == "stopped" and list(mpq.list_runs(db)["status"]) == ["stopped"]  # its process is gone
+    code, out, _ = cli(capsys, "runs", "--db", str(db))
+    assert code == 0 and STOPPED in " ".join(out.split())
+    # The same command again (without the slow loss: the same search) finds the run and finishes it.
+    code, _, err = cli(capsys, *argv, "--db", str(db), "--json")
+    assert code == 0, err
+    assert RESUMED in err
+    assert list(mpq.list_runs(db)["status"]) == ["done"]
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """Run ``mpq *argv`` in this process; its exit code, stdout and stderr."""
+    from mpq.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = exc.code or 0
+    else:
+        code = 0
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_the_same_search_again_resumes_an_interrupted_run_unless_fresh(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ import solvers
 from solvers._backends import cbc_path
 
 CANDIDATES = ["int2", "int4", "int8", "fp8"]
-BACKEND_EXAMPLES = {"auto": 150, "highs": 25, "cbc": 10}
+BACKEND_EXAMPLES = {"auto": 30, "highs": 25, "cbc": 10}
 SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -74,15 +74,17 @@ def check_infeasible(error, allocations, budgets):
 
 
 def backends():
+    """(backend, examples): the default run's counts, and 150 examples of auto under -m slow."""
     return [
-        pytest.param(name, marks=pytest.mark.skipif(name == "cbc" and cbc_path() is None, reason="no CBC"))
-        for name in BACKEND_EXAMPLES
+        *(pytest.param(name, examples, marks=pytest.mark.skipif(name == "cbc" and cbc_path() is None, reason="no CBC"))
+          for name, examples in BACKEND_EXAMPLES.items()),
+        pytest.param("auto", 150, marks=pytest.mark.slow),
     ]
 
 
-@pytest.mark.parametrize("backend", backends())
-def test_solve_matches_enumeration(backend):
-    @settings(max_examples=BACKEND_EXAMPLES[backend], **SETTINGS)
+@pytest.mark.parametrize(("backend", "examples"), backends())
+def test_solve_matches_enumeration(backend, examples):
+    @settings(max_examples=examples, **SETTINGS)
     @given(problems())
     def check(problem):
         omega, costs, ties, fixed, budgets = problem
@@ -108,9 +110,9 @@ def test_solve_matches_enumeration(backend):
     check()
 
 
-@pytest.mark.parametrize("backend", backends())
-def test_frontier_matches_enumeration(backend):
-    @settings(max_examples=BACKEND_EXAMPLES[backend], **SETTINGS)
+@pytest.mark.parametrize(("backend", "examples"), backends())
+def test_frontier_matches_enumeration(backend, examples):
+    @settings(max_examples=examples, **SETTINGS)
     @given(problems(), st.sampled_from(SUMMED), st.booleans())
     def check(problem, column, named_loss):
         omega, costs, ties, fixed, budgets = problem
