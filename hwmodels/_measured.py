@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hwmodels._errors import InvalidTableError
+from hwmodels._errors import InvalidParameterError, InvalidTableError
+from mpqvocab import PATH, check_param
 
 __all__ = ["MEASURED_COLUMNS", "check_measured", "load_measured_latency"]
 
@@ -90,6 +91,7 @@ def load_measured_latency(csv_path: str | os.PathLike) -> pd.DataFrame:
         >>> load_measured_latency(path).latency_s.tolist()
         [2.5e-05]
     """
+    check_param("load_measured_latency", "csv_path", csv_path, PATH, error=InvalidParameterError)
     path = Path(csv_path)
     subject = str(path)
     try:

@@ -12,6 +12,7 @@ from torch import nn
 
 from mpq._task import Inputs, batch_size, hooked, run_model
 from mpq.exceptions import InvalidParameterError, NoQuantizableLayerError, TaskSpecError
+from mpqvocab import InstanceOf
 
 #: Module types mpq quantizes, and the ``kind`` each gets in the layer table.
 QUANTIZABLE_KINDS: dict[type[nn.Module], str] = {
@@ -49,6 +50,19 @@ def _holds_a_tensor(inputs: Any) -> bool:
     return isinstance(inputs, torch.Tensor)
 
 
+#: What a ``layer_table`` parameter takes: the table :func:`layers` returns, or None to trace it.
+LAYER_TABLE = InstanceOf((pd.DataFrame,), "the layer table mpq.layers returns", optional=True)
+
+
+def check_example_input(func: str, example_input: object) -> None:
+    """One batch of inputs as a task passes it: a tensor, a tuple or list starting with one, or a dict."""
+    if not _holds_a_tensor(example_input):
+        raise InvalidParameterError(
+            f"The 'example_input' parameter of {func} must be a tensor, a tuple or list starting with one, or a "
+            f"dict of them (one batch, as the task passes it). Got {type(example_input).__name__} instead."
+        )
+
+
 def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
     """Describe every Linear, Conv1d, Conv2d and Embedding layer that runs on an example input.
 
@@ -76,11 +90,7 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
         raise InvalidParameterError(
             f"The 'model' parameter of layers must be a torch.nn.Module. Got {type(model).__name__} instead."
         )
-    if not _holds_a_tensor(example_input):
-        raise InvalidParameterError(
-            "The 'example_input' parameter of layers must be a tensor, a tuple or list starting with one, or a dict "
-            f"of them (one batch, as the task passes it). Got {type(example_input).__name__} instead."
-        )
+    check_example_input("layers", example_input)
     n = batch_size(example_input)
     rows: dict[str, dict] = {}
 

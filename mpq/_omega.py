@@ -35,7 +35,7 @@ import torch
 
 from mpq._apply import activation_ranges
 from mpq._formats import Candidate, NumberFormat, get_candidate
-from mpq._layers import layers
+from mpq._layers import LAYER_TABLE, layers
 from mpq._probes.settings import check_task
 from mpq._task import Task, batch_size, hooked, run_model
 from mpq._validation import OneOf, check_param
@@ -103,6 +103,7 @@ def omega(
         raise InvalidParameterError(
             "The 'candidates' parameter of omega must name at least one candidate. Got [] instead."
         )
+    check_param("omega", "layer_table", layer_table, LAYER_TABLE)
     table = layers(task.model, task.calibration[0][0]) if layer_table is None else layer_table
     names = list(table["layer"])
     act_layers = [n for n, kind in zip(table["layer"], table["kind"]) if kind != "embedding"]

@@ -13,7 +13,7 @@ import pandas as pd
 from mpq._export import export
 from mpq._frontier_columns import cost_columns
 from mpq._owners import shown_status
-from mpq._storage import BaseStore, Store
+from mpq._storage import DB, BaseStore, Store
 from mpq._validation import check_param, Interval, unknown_name
 from mpq.exceptions import InvalidParameterError
 
@@ -105,14 +105,6 @@ class Run:
         return rows.loc[rows["measured_metric"].idxmax()] if validated else rows.loc[rows["predicted_loss"].idxmin()]
 
 
-def _check_db(func: str, db: Any) -> None:
-    if db is not None and not isinstance(db, (str, os.PathLike, BaseStore)):
-        raise InvalidParameterError(
-            f"The 'db' parameter of {func} must be a SQLite path, a SQLAlchemy URL or None (the default store). "
-            f"Got {type(db).__name__} instead."
-        )
-
-
 def open_run(db: str | Path | None, run_id: int) -> Run:
     """Read one run from a store.
 
@@ -128,7 +120,7 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
         RunNotFoundError: the store has no such run.
         StoreError: the store cannot be read.
     """
-    _check_db("open_run", db)
+    check_param("open_run", "db", db, DB)
     check_param("open_run", "run_id", run_id, Interval(int, 1, None, closed="left"))
     store = db if isinstance(db, BaseStore) else Store(db, mode="read")
     record = store.run_record(run_id)
@@ -152,7 +144,7 @@ def list_runs(db: str | Path | None = None) -> pd.DataFrame:
         measured metric drop), ``created_at``, ``finished_at`` (UTC), ``owner`` (``host:pid`` of
         the process that last ran it; None before schema 0003).
     """
-    _check_db("list_runs", db)
+    check_param("list_runs", "db", db, DB)
     store = db if isinstance(db, BaseStore) else Store(db, mode="read")
     runs = store.list_runs()
     runs["status"] = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import platform
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -31,10 +31,11 @@ from mpq._probes import PROBES, ProbeSettings, check_loss, probe
 from mpq._probes.checkpoint import data_hash, model_hash, probe_key
 from mpq._probes.settings import check_settings, settings_from_json, settings_to_json
 from mpq._runs import Run, open_run
-from mpq._storage import Store, table_to_json
+from mpq._storage import DB, Store, table_to_json
+from mpqvocab import parameter_message
 from mpq._task import Task, run_model
 from mpq._validate import evaluate, validate
-from mpq._validation import Interval, OneOf, check_param, unknown_name
+from mpq._validation import InstanceOf, Interval, OneOf, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError, TaskSpecError
 
 logger = logging.getLogger("mpq.search")
@@ -122,13 +123,22 @@ class _Plan:
             raise InvalidParameterError(
                 f"The 'task' parameter of search must be an mpq.Task. Got {type(task).__name__} instead."
             )
-        objectives = tuple(o for o in ((objectives,) if isinstance(objectives, str) else objectives)
-                           if o != "predicted_loss")
+        if isinstance(objectives, str):
+            objectives = (objectives,)
+        if not isinstance(objectives, Iterable) or not all(isinstance(o, str) for o in objectives):
+            raise InvalidParameterError(
+                parameter_message("search", "objectives", "a cost column name or a list of them", objectives)
+            )
+        objectives = tuple(o for o in objectives if o != "predicted_loss")
         if not 1 <= len(objectives) <= 2:
             raise InvalidParameterError(
                 "The 'objectives' parameter of search must name one or two cost columns (beside the predicted loss). "
                 f"Got {list(objectives)!r} instead."
             )
+        check_param("search", "budgets", budgets, InstanceOf((Mapping,), "a mapping of cost column to limit",
+                                                             optional=True))
+        if candidates is not None and (isinstance(candidates, str) or not isinstance(candidates, Iterable)):
+            raise InvalidParameterError(parameter_message("search", "candidates", "a list of candidate names", candidates))
         budgets = dict(budgets or {})
         for name, limit in budgets.items():
             check_param("search", f"budgets[{name!r}]", limit, Interval(float, 0, None, closed="neither"))
@@ -232,8 +242,15 @@ def search(
         SearchInterrupted: Ctrl-C; the message says how to resume.
         StoreError: the store cannot be opened or written.
     """
-    progress = progress or _silent
     check_param("search", "fresh", fresh, OneOf((True, False)))
+    check_param("search", "db", db, DB)
+    if resume is not None:
+        check_param("search", "resume", resume, Interval(int, 1, None))
+    if progress is not None and not callable(progress):
+        raise InvalidParameterError(
+            parameter_message("search", "progress", "a callable progress(stage, done, total, message) or None", progress)
+        )
+    progress = progress or _silent
     if resume is not None:
         store = db if isinstance(db, Store) else Store(db, mode="write")
         record = _claim_for_resume(task, store, resume)

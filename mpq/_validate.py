@@ -10,7 +10,9 @@ import torch
 
 from mpq._apply import activation_ranges, apply
 from mpq._task import Task
+from mpq._validation import InstanceOf, check_param
 from mpq.exceptions import InvalidParameterError, TaskSpecError
+from mpqvocab import parameter_message
 
 
 def evaluate(task: Task, model: torch.nn.Module) -> float:
@@ -74,6 +76,10 @@ def validate(
             f"The 'assignments' parameter of validate must be a mapping of key to (layer -> candidate). "
             f"Got {type(assignments).__name__} instead."
         )
+    check_param("validate", "act_ranges", act_ranges, InstanceOf((Mapping,), "a mapping of layer to range", optional=True))
+    for name, callback in (("progress", progress), ("on_result", on_result)):
+        if callback is not None and not callable(callback):
+            raise InvalidParameterError(parameter_message("validate", name, "a callable or None", callback))
     ranges = activation_ranges(task.model, task.calibration) if act_ranges is None else act_ranges
     metrics = {}
     for done, (key, assignment) in enumerate(assignments.items()):

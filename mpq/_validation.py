@@ -11,12 +11,12 @@ from typing import Any
 
 import mpqvocab
 from mpq.exceptions import InvalidParameterError, UnknownNameError
-from mpqvocab import Interval, OneOf
+from mpqvocab import PATH, InstanceOf, Interval, OneOf
 
-__all__ = ["Interval", "OneOf", "check_param", "unknown_name"]
+__all__ = ["PATH", "InstanceOf", "Interval", "OneOf", "check_param", "unknown_name"]
 
 
-def check_param(func: str, name: str, value: Any, constraint: Interval | OneOf) -> None:
+def check_param(func: str, name: str, value: Any, constraint: Interval | OneOf | InstanceOf) -> None:
     """Raise InvalidParameterError with the template when ``value`` breaks ``constraint``."""
     mpqvocab.check_param(func, name, value, constraint, error=InvalidParameterError)
 

@@ -22,6 +22,8 @@ from mpqvocab._catalogue import (
     list_format_specs,
 )
 from mpqvocab._checks import (
+    PATH,
+    InstanceOf,
     Interval,
     OneOf,
     check_param,
@@ -49,6 +51,8 @@ __all__ = [
     "class_names",
     "holds",
     # checks and messages
+    "InstanceOf",
+    "PATH",
     "Interval",
     "OneOf",
     "check_param",

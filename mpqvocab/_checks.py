@@ -13,11 +13,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from numbers import Integral, Real
+from os import PathLike
 from typing import Any
 
 from mpqvocab._errors import InvalidParameterError, UnknownNameError
 
 __all__ = [
+    "PATH",
+    "InstanceOf",
     "Interval",
     "OneOf",
     "check_param",
@@ -77,6 +80,25 @@ class OneOf:
         return "one of " + ", ".join(repr(o) for o in self.options)
 
 
+@dataclass(frozen=True)
+class InstanceOf:
+    """A value of one of ``types`` (None included when ``optional``), described as ``what``."""
+
+    types: tuple[type, ...]
+    what: str
+    optional: bool = False
+
+    def accepts(self, value: Any) -> bool:
+        return (self.optional and value is None) or (isinstance(value, self.types) and not isinstance(value, bool))
+
+    def __str__(self) -> str:
+        return f"{self.what} or None" if self.optional else self.what
+
+
+#: A file path: a string or an ``os.PathLike``.
+PATH = InstanceOf((str, PathLike), "a file path (str or os.PathLike)")
+
+
 def parameter_message(func: str, name: str, expected: object, value: Any) -> str:
     """The template: ``The 'name' parameter of func must be <expected>. Got <value> instead.``"""
     return f"The {name!r} parameter of {func} must be {expected}. Got {value!r} instead."
@@ -86,7 +108,7 @@ def check_param(
     func: str,
     name: str,
     value: Any,
-    constraint: Interval | OneOf,
+    constraint: Interval | OneOf | InstanceOf,
     *,
     error: type[InvalidParameterError] = InvalidParameterError,
 ) -> None:

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from solvers._errors import SolverInputError
+from mpqvocab import InstanceOf, check_param, parameter_message
+from solvers._errors import InvalidParameterError, SolverInputError
 from solvers._inputs import check_int, check_objectives
 from solvers._solution import Solution
 from solvers._solve import setup
@@ -83,6 +84,14 @@ def refine(
     n_trials = check_int("refine", "n_trials", n_trials, 1)
     seed = check_int("refine", "seed", seed, 0)
     population_size = check_int("refine", "population_size", population_size, 2)
+    if isinstance(seeds, (str, Mapping, Solution)) or not isinstance(seeds, Iterable):
+        raise InvalidParameterError(parameter_message(
+            "refine", "seeds", "a list of Solutions or layer -> candidate mappings", seeds))
+    seeds = list(seeds)
+    check_param("refine", "storage", storage, InstanceOf((str, optuna.storages.BaseStorage), "an Optuna storage or URL",
+                                                         optional=True), error=InvalidParameterError)
+    check_param("refine", "study_name", study_name, InstanceOf((str,), "a str", optional=True),
+                error=InvalidParameterError)
     if not callable(objective_fn):
         raise SolverInputError(
             f"objective_fn: expected a callable, got {type(objective_fn).__name__}; pass a "

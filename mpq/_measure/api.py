@@ -15,11 +15,11 @@ from torch import nn
 
 from mpq._formats import Candidate
 from mpq._formats.candidates import parse_candidates
-from mpq._layers import layer_kind, layers
+from mpq._layers import check_example_input, layer_kind, layers
 from mpq._measure.kernels import build_kernel, combined
 from mpq._measure.timing import summarize, time_ns
 from mpq._task import Inputs, Task, batch_size as inputs_batch_size, hooked, run_model
-from mpq._validation import Interval, OneOf, check_param
+from mpq._validation import PATH, Interval, OneOf, check_param
 from mpq.exceptions import InvalidParameterError
 
 __all__ = ["MEASURE_COLUMNS", "measure_latency", "write_measured_csv"]
@@ -81,11 +81,7 @@ def _check_model(task_or_model: object, example_input: Inputs | None) -> tuple[n
             f"The 'task_or_model' parameter of {_FUNC} must be an mpq.Task or a torch.nn.Module. "
             f"Got {type(task_or_model).__name__} instead."
         )
-    if example_input is None:
-        raise InvalidParameterError(
-            f"The 'example_input' parameter of {_FUNC} must be one batch of inputs when a model is given. "
-            "Got None instead."
-        )
+    check_example_input(_FUNC, example_input)
     return task_or_model, example_input
 
 
@@ -228,6 +224,7 @@ def write_measured_csv(table: pd.DataFrame, path: str | os.PathLike) -> Path:
             f"write_measured_csv: row {row} has latency_s={value!r}, not a positive number "
             "of seconds; measure again or drop the row."
         )
+    check_param("write_measured_csv", "path", path, PATH)
     path = Path(path)
     columns = required + [c for c in table.columns if c not in required]
     table[columns].to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL)

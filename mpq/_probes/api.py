@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from mpq._formats import get_candidate
-from mpq._layers import layers
+from mpq._layers import LAYER_TABLE, layers
 from mpq._probes.checkpoint import CheckpointStore, probe_key
 from mpq._probes.fisher import FisherFamily
 from mpq._probes.graph import LayerGraph, Target, calibration_batches, gradients
@@ -20,6 +20,7 @@ from mpq._probes.measured import run_measured
 from mpq._probes.sampling import Key, RunningStats, run_family, sample_generator
 from mpq._probes.settings import PROBES, ProbeSettings, check_settings, check_task, families
 from mpq._task import Task
+from mpq._validation import check_param
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError, ProbeError, SensitivityWarning
 
@@ -105,6 +106,7 @@ def probe(
             f"save_probe_checkpoint(key, state) methods, like "
             f"ProbeCheckpoint(path). Got {type(checkpoint).__name__} instead."
         )
+    check_param("probe", "layer_table", layer_table, LAYER_TABLE)
     for name in settings.candidates:
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
 

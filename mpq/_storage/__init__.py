@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shlex
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,8 +47,9 @@ from mpq._storage.models import (
 from mpq._storage.session import session_scope, store_error
 from mpq._owners import ACTIVE
 from mpq.exceptions import InvalidParameterError, RunNotFoundError, SearchInterrupted, StoreError
+from mpqvocab import InstanceOf
 
-__all__ = ["BaseStore", "Store", "RUN_STATUSES", "db_url", "default_db_url", "table_from_json", "table_to_json"]
+__all__ = ["DB", "BaseStore", "Store", "RUN_STATUSES", "db_url", "default_db_url", "table_from_json", "table_to_json"]
 
 logger = logging.getLogger("mpq.storage")
 
@@ -58,6 +60,10 @@ _SCHEMA_WAIT_TRIES, _SCHEMA_WAIT_S = 60, 0.5
 
 class _SchemaBeingCreated(Exception):
     """The schema is half there: another process is creating or migrating it."""
+
+
+#: What a ``db`` parameter takes: a SQLite path, a SQLAlchemy URL, a Store, or None (the default store).
+DB = InstanceOf((str, os.PathLike, BaseStore), "a SQLite path, a SQLAlchemy URL or a Store", optional=True)
 
 
 def default_db_url() -> str:
