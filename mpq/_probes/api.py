@@ -49,8 +49,11 @@ def probe(
     Trace probes (``hessian_*``, ``fisher_*``, ``efisher_*``; see :class:`ProbeSettings` and
     the ``mpq._probes`` modules for their exact definitions) sample until every layer's
     standard error is below ``settings.tolerance`` of its value, or ``max_samples``; all
-    layers are estimated from the same passes. A negative trace is reported as it is, with a
-    SensitivityWarning naming the layers. ``measured`` quantizes one layer at a time to every
+    layers are estimated from the same passes. A trace over at most
+    ``settings.exact_max_params`` elements that still lags after ``min_samples`` samples is
+    computed exactly instead (one product per element, on every calibration batch) where that
+    costs less than the samples it saves; the sampling then waits only for the others. A
+    negative trace is reported as it is, with a SensitivityWarning naming the layers. ``measured`` quantizes one layer at a time to every
     candidate and measures the real loss increase.
 
     With a ``checkpoint``, the state is saved after every sample under a key that hashes the
@@ -75,11 +78,17 @@ def probe(
         probe, candidate) for ``measured``: ``layer``; ``probe``; ``candidate`` (missing, NA, for
         trace probes); ``value`` (a trace, in loss units per squared weight or activation unit, or for
         ``measured`` the loss increase, in loss units); ``stderr`` (its standard error, same
-        units); ``n_samples`` (Monte Carlo samples, or calibration samples for ``measured``);
+        units; 0 for an exact trace); ``n_samples`` (Monte Carlo samples, each over every
+        calibration batch unless ``batches_per_sample`` is set; for an exact trace the unit
+        vectors it took, one per element of ``n_params``, each over every calibration batch; for
+        ``measured`` the calibration samples);
         ``n_params`` (elements the trace is over: weight elements for ``*_w``, input elements
         per sample for ``*_a``; weight elements for ``measured``); ``converged`` (standard error
-        within the tolerance); ``hvps`` and ``backwards`` (Hessian-vector products and backward
-        passes the row's family spent, each over one calibration batch); ``seconds`` (the
+        within the tolerance; always True for an exact trace); ``hvps`` and ``backwards``
+        (Hessian-vector products and backward passes the row's family spent, each over one
+        calibration batch, the exact traces' included: an exact Hessian trace takes one HVP per
+        element and batch, an exact Fisher trace one Jacobian-vector product, counted as a
+        backward pass); ``seconds`` (the
         family's wall time, s). Layers are in the order they run; embeddings have no ``*_a``
         rows (their inputs are indices).
 
@@ -164,11 +173,14 @@ def _sample_family(graph, family_name, names, batches, settings, state, save, re
         save()
         worst, where = stats.worst()
         spread = f", worst relative stderr {worst:.1%} ({where[0]} {where[1]})" if where else ""
-        report(stats.n, settings.max_samples, f"{family_name}: sample {stats.n}{spread}")
+        exact = sum(e > 0 for e in stats.exact)
+        note = f", {exact} exact traces" if exact else ""
+        report(stats.n, settings.max_samples, f"{family_name}: sample {stats.n}{note}{spread}")
 
-    run_family(family, stats, targets, batches, settings, after_sample)
-    logger.info("%s: %d samples, %d HVPs, %d backward passes, %.1f s", family_name, stats.n, stats.hvps,
-                stats.backwards, stats.seconds)
+    sizes = {key: graph.n_params[target] for key, target in targets.items()}
+    run_family(family, stats, targets, batches, settings, after_sample, sizes)
+    logger.info("%s: %d exact traces, %d samples, %d HVPs, %d backward passes, %.1f s", family_name,
+                len(stats.keys) - len(stats.sampled()), stats.n, stats.hvps, stats.backwards, stats.seconds)
     return stats
 
 
@@ -221,7 +233,8 @@ def _trace_rows(graph: LayerGraph, stats: RunningStats, tolerance: float) -> lis
     for i, (name, layer) in enumerate(stats.keys):
         rows.append({
             "layer": layer, "probe": name, "candidate": None, "value": stats.mean[i], "stderr": stats.stderr(i),
-            "n_samples": stats.n, "n_params": graph.n_params[(PROBES[name][1], layer)],
+            "n_samples": stats.exact[i] if stats.exact[i] > 0 else stats.n,
+            "n_params": graph.n_params[(PROBES[name][1], layer)],
             "converged": stats.relative_stderr(i) <= tolerance, "hvps": stats.hvps,
             "backwards": stats.backwards, "seconds": stats.seconds,
         })

@@ -31,6 +31,9 @@ probed alone.
   gradient is, as with self-distillation at the float weights). Needs a ``loss_fn`` that is a
   mean over the batch.
 
+Small targets that lag get exact traces instead (:mod:`mpq._probes.exact`: one Jacobian-vector
+product per unit vector, with the noise's covariance in closed form, :meth:`FisherFamily.output_form`).
+
 Traces are on the scale of the Hessian of the calibration loss (``hessian_w``), so the three
 families are comparable and interchangeable in :func:`mpq.omega`.
 """
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mpq._probes.exact import OutputForm, fisher_traces
 from mpq._probes.graph import Batch, LayerGraph, Pass, Target, add_to, gradients, slice_batch
 from mpq.exceptions import ProbeError
 
@@ -203,16 +207,8 @@ class FisherFamily:
         if self.sampler == "gauss_newton":
             curvature = self.curvature(batch, output)
             return curvature.noise(curvature.positive, output.shape, output.dtype, generator)
-        if not self._checked_mean:
-            check_mean_loss(task.name, task.loss_fn, output.detach(), batch.targets)
-            self._checked_mean = True
-        z = output.detach().requires_grad_(True)
+        z = self._loss_input(batch, output)
         if self.sampler == "categorical":
-            if z.dim() != 2:
-                raise ProbeError(
-                    f"task {task.name}: fisher_sampler='categorical' needs (batch, classes) logits, got output "
-                    f"shape {tuple(z.shape)}; use fisher_sampler='gauss_newton'."
-                )
             labels = torch.multinomial(torch.softmax(z.detach().double(), dim=1), 1, generator=generator)[:, 0]
             targets, signs = labels.to(_label_dtype(batch.targets)), torch.ones(n)
         else:
@@ -222,9 +218,64 @@ class FisherFamily:
             (grad,) = torch.autograd.grad(task.loss_fn(z, targets), z)
         return grad * (math.sqrt(n) * signs.to(grad.dtype)).reshape(-1, *[1] * (grad.dim() - 1))
 
-    def draw(self, batch: Batch, generator: torch.Generator) -> dict[Target, float]:
-        """``||d(e . z)/dt||^2`` for every target, averaged over ``draws`` noise draws, on one batch."""
+    def _loss_input(self, batch: Batch, output: torch.Tensor) -> torch.Tensor:
+        """The detached output to differentiate ``loss_fn`` at, after the checks of the non-GN samplers."""
+        task = self.graph.task
+        if not self._checked_mean:
+            check_mean_loss(task.name, task.loss_fn, output.detach(), batch.targets)
+            self._checked_mean = True
+        if self.sampler == "categorical" and output.dim() != 2:
+            raise ProbeError(
+                f"task {task.name}: fisher_sampler='categorical' needs (batch, classes) logits, got output "
+                f"shape {tuple(output.shape)}; use fisher_sampler='gauss_newton'."
+            )
+        return output.detach().requires_grad_(True)
+
+    def output_form(self, batch: Batch, output: torch.Tensor) -> OutputForm:
+        """``E[e e^T]`` of :meth:`noise` in closed form (for exact traces).
+
+        ``gauss_newton``: the output-Hessian factor. Empirical: ``e_n = sqrt(B) s_n g_n`` with
+        independent signs, so ``C_nn = B g_n g_n^T`` and no cross-sample terms. ``categorical``:
+        ``C_nn = B sum_c p_nc g_n(c) g_n(c)^T`` over every class ``c`` and, across samples (whose
+        labels are drawn independently), ``C_nk = B mu_n mu_k^T`` with ``mu_n = sum_c p_nc g_n(c)``
+        (0 for a cross-entropy).
+        """
+        if self.sampler == "gauss_newton":
+            return OutputForm(self.curvature(batch, output).positive)
+        task = self.graph.task
+        n = output.shape[0]
+        z = self._loss_input(batch, output)
+        if self.sampler == "empirical":
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(task.loss_fn(z, batch.targets), z)
+            return OutputForm(math.sqrt(n) * grad.reshape(n, -1, 1).double())
+        p = torch.softmax(z.detach().double(), dim=1)
+        columns = []
+        for c in range(z.shape[1]):
+            labels = torch.full((n,), c, dtype=_label_dtype(batch.targets))
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(task.loss_fn(z, labels), z)
+            columns.append(grad.double())
+        grads = torch.stack(columns, dim=2)  # [n, m, c] = d loss(z, c) / dz_nm
+        mean = torch.einsum("nmc,nc->nm", grads, p)
+        return OutputForm(math.sqrt(n) * grads * p.sqrt().unsqueeze(1), math.sqrt(n) * mean)
+
+    def exact(self, batch: Batch, targets: set[Target]) -> dict[Target, float]:
+        """``tr(J_t^T C J_t)`` of ``batch`` for the given (small) targets, one JVP per unit vector.
+
+        ``C`` is :meth:`output_form`, what every draw's ``e e^T`` averages to; a Jacobian-vector
+        product counts as one backward pass.
+        """
         run = self.graph.run(batch, self.kinds)
+        output = output_tensor(self.graph.task.name, run.output)
+        values, passes = fisher_traces(run, output, self.output_form(batch, output), targets, batch.size)
+        self.backwards += passes
+        return values
+
+    def draw(self, batch: Batch, generator: torch.Generator, only: set[Target] | None = None) -> dict[Target, float]:
+        """``||d(e . z)/dt||^2`` for every target (``only``'s, when given), averaged over ``draws`` noise
+        draws, on one batch."""
+        run = self.graph.run(batch, self.kinds).restrict(only)
         output = output_tensor(self.graph.task.name, run.output)
         values: dict[Target, float] = {}
         for i in range(self.draws):

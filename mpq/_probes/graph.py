@@ -92,6 +92,13 @@ class Pass:
         keep = [i for i, owners in enumerate(self.owners) if owners[0][0] == kind]
         return Pass(self.output, self.loss, [self.tensors[i] for i in keep], [self.owners[i] for i in keep])
 
+    def restrict(self, targets: set[Target] | None) -> Pass:
+        """The same pass restricted to the tensors of the given targets (None: all of them)."""
+        if targets is None:
+            return self
+        keep = [i for i, owners in enumerate(self.owners) if any(t in targets for t in owners)]
+        return Pass(self.output, self.loss, [self.tensors[i] for i in keep], [self.owners[i] for i in keep])
+
 
 class LayerGraph:
     """Runs ``task.model`` with its layer weights and inputs exposed to autograd.

@@ -74,6 +74,15 @@ class ProbeSettings:
             matrix for any loss) or ``categorical`` (labels drawn from softmax(output), FIT's
             sampled Fisher; classification with a mean cross-entropy only).
         candidates: Candidate names the ``measured`` probe quantizes every layer to.
+        exact_max_params: Trace targets (a layer's weight, or its input per sample) with at
+            most this many elements (``n_params``) may have their trace computed exactly, one
+            Hessian- or Jacobian-vector product per element and calibration batch: those still
+            above the tolerance after ``min_samples`` samples, where the products cost less than
+            the samples they save (:mod:`mpq._probes.sampling`); 0 samples every target. At 256
+            the largest exact trace costs at most about what a whole sampled run does: on
+            example:digits-cnn one batched product through the whole network (its first
+            layer) took 19 ms and a ``split`` sample 185 ms per batch, so 256 products are
+            about 27 samples, what its hessian probes take to converge.
     """
 
     probes: tuple[str, ...] = ("hessian_w", "hessian_a")
@@ -87,6 +96,7 @@ class ProbeSettings:
     noise_draws: int = 2
     fisher_sampler: str = "gauss_newton"
     candidates: tuple[str, ...] = ()
+    exact_max_params: int = 256
 
 
 def check_task(func: str, task: Any) -> Task:
@@ -134,6 +144,7 @@ def check_settings(func: str, settings: Any) -> ProbeSettings:
     check_param(func, "estimator", settings.estimator, OneOf(ESTIMATORS))
     check_param(func, "noise_draws", settings.noise_draws, Interval(int, 1, None, closed="left"))
     check_param(func, "fisher_sampler", settings.fisher_sampler, OneOf(FISHER_SAMPLERS))
+    check_param(func, "exact_max_params", settings.exact_max_params, Interval(int, 0, None, closed="left"))
     candidates = _names(func, "candidates", settings.candidates)
     if "measured" in probes and not candidates:
         raise InvalidParameterError(

@@ -26,6 +26,7 @@ settings_strategy = st.builds(
     estimator=st.sampled_from(["split", "hutchinson"]),
     fisher_sampler=st.sampled_from(["gauss_newton", "categorical"]),
     candidates=st.lists(st.sampled_from(["w4a8", "w8a8", "wfp8afp8", "w4a16"]), unique=True).map(tuple),
+    exact_max_params=st.integers(0, 4096),
 )
 
 
@@ -45,7 +46,8 @@ def test_json_round_trip_and_hash_agree_with_equality(settings):
 def test_default_settings_have_a_pinned_json_and_hash():
     # The store keys probe results by this hash: a change of defaults must be deliberate (update both).
     assert settings_to_json(ProbeSettings()) == (
-        '{"data":{"batches_per_sample":null,"candidates":[],"estimator":"split","fisher_sampler":"gauss_newton",'
+        '{"data":{"batches_per_sample":null,"candidates":[],"estimator":"split","exact_max_params":256,'
+        '"fisher_sampler":"gauss_newton",'
         '"max_samples":200,"micro_batch_size":null,"min_samples":10,"noise_draws":2,'
         '"probes":["hessian_w","hessian_a"],"seed":0,"tolerance":0.05},"type":"ProbeSettings","version":1}'
     )
@@ -69,6 +71,7 @@ def test_from_json_accepts_only_probe_settings():
         ({"max_samples": 5}, "The 'max_samples' parameter of probe must be an int in the range [10, inf). Got 5 "),
         ({"batches_per_sample": 0}, "The 'batches_per_sample' parameter of probe must be an int in the range [1, "),
         ({"noise_draws": 0}, "The 'noise_draws' parameter of probe must be an int in the range [1, inf). Got 0 "),
+        ({"exact_max_params": -1}, "The 'exact_max_params' parameter of probe must be an int in the range [0, inf)."),
         ({"estimator": "hutch"}, "The 'estimator' parameter of probe must be one of 'split', 'hutchinson'."),
         ({"probes": "hessian_w"}, "The 'probes' parameter of probe must be a list of names. Got 'hessian_w' instead."),
         ({"probes": ()}, "The 'probes' parameter of probe must name at least one probe."),
