@@ -25,6 +25,7 @@ from scipy.stats import spearmanr
 from mpq._apply import activation_ranges
 from mpq._formats import candidate_table
 from mpq._layers import layers
+from mpq._measured_frontier import DEFAULT_DROP_EVALS, DropSearch, absolute_drop, check_drop, dominated
 from mpq._omega import omega
 from mpq._owners import current_owner, owner_alive
 from mpq._probes import PROBES, ProbeSettings, check_loss, probe
@@ -32,11 +33,11 @@ from mpq._probes.checkpoint import data_hash, model_hash, probe_key
 from mpq._probes.settings import check_settings, settings_from_json, settings_to_json
 from mpq._runs import Run, open_run
 from mpq._storage import DB, Store, table_to_json
-from mpqvocab import parameter_message
 from mpq._task import Task, run_model
 from mpq._validate import evaluate, validate
 from mpq._validation import InstanceOf, Interval, OneOf, check_param, unknown_name
-from mpq.exceptions import InvalidParameterError, TaskSpecError
+from mpq.exceptions import DropNotMetError, InvalidParameterError, TaskSpecError
+from mpqvocab import parameter_message
 
 logger = logging.getLogger("mpq.search")
 
@@ -83,6 +84,9 @@ class _Plan:
     batch_size: int
     max_points: int
     validate: bool
+    max_drop: float | str | None
+    max_evals: int | None
+    refine: int
     layer_table: pd.DataFrame
     costs: pd.DataFrame
 
@@ -99,7 +103,8 @@ class _Plan:
             objectives=list(self.objectives), budgets=self.budgets, versions=_versions(),
             settings={"probe": settings_to_json(self.settings), "candidates": list(self.candidates),
                       "target": self.target, "batch_size": self.batch_size, "max_points": self.max_points,
-                      "validate": self.validate},
+                      "validate": self.validate, "max_drop": self.max_drop, "max_evals": self.max_evals,
+                      "refine": self.refine},
         )
 
     @classmethod
@@ -116,6 +121,9 @@ class _Plan:
         measured: str | Path | pd.DataFrame | None,
         max_points: int,
         validate: bool,
+        max_drop: float | str | None,
+        max_evals: int | None,
+        refine: int,
         progress: Progress,
     ) -> _Plan:
         """Check every argument a user can get wrong, trace the model once and cost it."""
@@ -145,11 +153,23 @@ class _Plan:
         check_param("search", "batch_size", batch_size, Interval(int, 1, None))
         check_param("search", "max_points", max_points, Interval(int, 2, None))
         check_param("search", "validate", validate, OneOf((True, False)))
+        if max_drop is not None:
+            check_drop(max_drop)
+        if max_evals is not None:
+            check_param("search", "max_evals", max_evals, Interval(int, 2, None))
+        check_param("search", "refine", refine, Interval(int, 0, None))
         settings = check_settings("search", settings or ProbeSettings())
-        if validate and task.evaluate is None:
+        measures = [flag for flag, given in (("max_drop", max_drop is not None), ("refine", refine > 0)) if given]
+        if measures and not validate:
             raise InvalidParameterError(
-                f"task {task.name!r} has no evaluate function, so its points cannot be validated; "
-                "give Task(evaluate=...) or pass validate=False (--no-validate)."
+                f"{' and '.join(measures)} need measured evaluations, and validate=False (--no-validate) turns them "
+                "off; drop one of the two."
+            )
+        if validate and task.evaluate is None:
+            what = " and ".join(measures) + " need" if measures else "its points need"
+            raise InvalidParameterError(
+                f"task {task.name!r} has no evaluate function, and {what} measured evaluations; "
+                "give Task(evaluate=...)" + ("." if measures else " or pass validate=False (--no-validate).")
             )
         device = hwmodels.load_device(target)
         candidates = tuple(candidates or device.candidates)
@@ -162,7 +182,7 @@ class _Plan:
         _check_cost_names(costs, objectives, "objective")
         _check_cost_names(costs, list(budgets), "budget")
         plan = cls(str(target), device, objectives, {k: float(v) for k, v in budgets.items()}, candidates, settings,
-                   batch_size, max_points, validate, layer_table, costs)
+                   batch_size, max_points, validate, max_drop, max_evals, refine, layer_table, costs)
         zero = costs[["layer", "candidate"]].assign(omega=0.0)
         solvers.solve(zero, costs, plan.all_budgets)  # InfeasibleBudgetError here, before any probe runs
         return plan
@@ -173,7 +193,8 @@ class _Plan:
         saved = record["settings"]
         return cls(saved["target"], hwmodels.load_device(saved["target"]), tuple(record["objectives"]),
                    dict(record["budgets"]), tuple(saved["candidates"]), settings_from_json(saved["probe"]),
-                   saved["batch_size"], saved["max_points"], saved["validate"], tables["layers"], tables["costs"])
+                   saved["batch_size"], saved["max_points"], saved["validate"], saved.get("max_drop"),
+                   saved.get("max_evals"), saved.get("refine", 0), tables["layers"], tables["costs"])
 
 
 def search(
@@ -188,6 +209,9 @@ def search(
     measured: str | Path | pd.DataFrame | None = None,
     max_points: int = 20,
     validate: bool = True,
+    max_drop: float | str | None = None,
+    max_evals: int | None = None,
+    refine: int = 0,
     db: str | Path | Store | None = None,
     resume: int | None = None,
     fresh: bool = False,
@@ -221,6 +245,19 @@ def search(
             that small, else the exact optima at this many evenly spaced budgets of the first
             objective; with one objective, the optimum at each uniform baseline's cost is added.
         validate: Evaluate every point on held-out data (needs ``task.evaluate``).
+        max_drop: The largest drop of the measured metric below the float model's that a user
+            accepts: a number in metric units (``0.01``) or a percentage of the float metric
+            (``"1%"``). Given, the search spends its evaluations finding the cheapest
+            configuration on the first objective whose *measured* metric is within the drop
+            (bisection over exact solves, then local repair of the layers the proxy misjudged;
+            see ``mpq._measured_frontier``), instead of validating a fixed frontier;
+            ``run.best(max_drop=...)`` picks it.
+        max_evals: Calls of ``task.evaluate`` the search may spend, the float model's included
+            (``run.record["evaluations"]`` counts them); default: every frontier point and
+            baseline, or 50 with ``max_drop``.
+        refine: More evaluations spent pushing the measured frontier towards lower cost: one-layer
+            moves to cheaper candidates from its points, least predicted loss per cost saved
+            first, kept where no measured configuration beats them.
         db: The store: None (``~/.cache/mpq/mpq.db``), a SQLite path or a SQLAlchemy URL.
         resume: The id of an unfinished run (interrupted, killed or failed) to finish: the
             tables, points and validations it stored are kept, the rest is done. Its target,
@@ -239,6 +276,8 @@ def search(
         InvalidParameterError: a bad parameter value, or a resumed run of another model or data.
         InfeasibleBudgetError: no configuration meets the budgets (raised before any probe runs,
             with the smallest achievable value).
+        DropNotMetError: not even the highest candidates measure within ``max_drop`` (raised
+            before anything is stored, naming both metrics).
         SearchInterrupted: Ctrl-C; the message says how to resume.
         StoreError: the store cannot be opened or written.
     """
@@ -260,7 +299,8 @@ def search(
     else:
         plan = _Plan.new(task, target=target, objectives=objectives, budgets=budgets, candidates=candidates,
                          settings=settings, batch_size=batch_size, measured=measured, max_points=max_points,
-                         validate=validate, progress=progress)
+                         validate=validate, max_drop=max_drop, max_evals=max_evals, refine=refine, progress=progress)
+        measured_before = _check_drop_reachable(task, plan, progress) if plan.max_drop is not None else None
         store = db if isinstance(db, Store) else Store(db, mode="write", create=True)
         fields = plan.record_fields(task)
         run_id = None if fresh else _resume_abandoned(store, fields, plan.costs, progress)
@@ -268,8 +308,34 @@ def search(
             run_id = store.create_run(tables={"layers": plan.layer_table, "costs": plan.costs}, owner=current_owner(),
                                       **fields)
     with store.running(run_id):
-        _run_stages(task, store, run_id, plan, progress)
+        _run_stages(task, store, run_id, plan, progress, None if resume is not None else measured_before)
     return open_run(store, run_id)
+
+
+def _highest(plan: _Plan) -> dict[str, str]:
+    """Every layer at its most precise candidate: the most bits per value, then the largest cost."""
+    bits = candidate_table(plan.candidates).set_index("candidate")
+    offered = plan.costs.assign(bits=lambda t: bits.loc[t["candidate"], "weight_bits"].to_numpy()
+                                + bits.loc[t["candidate"], "act_bits"].to_numpy())
+    best = offered.sort_values(["bits", plan.objectives[0]]).groupby("layer", sort=False).tail(1)
+    return dict(zip(best["layer"], best["candidate"]))
+
+
+def _check_drop_reachable(task: Task, plan: _Plan, progress: Progress) -> dict[str, object]:
+    """Measure the float model and the most precise configuration before anything is stored; a drop
+    that not even the latter meets is refused. Returns both measurements, so the run reuses them."""
+    progress("validate", 0, 2, "float model and the most precise configuration")
+    float_metric = evaluate(task, task.model)
+    highest = _highest(plan)
+    metric = float(validate(task, {0: highest}).iloc[0])
+    drop = absolute_drop(plan.max_drop, float_metric)
+    if metric < float_metric - drop:
+        raise DropNotMetError(
+            f"max_drop {plan.max_drop!r}: no configuration is within it: the most precise one the target runs "
+            f"measures {metric:.4g} {task.metric_name} against the float model's {float_metric:.4g} (a drop of "
+            f"{float_metric - metric:.4g}); allow a drop of at least that, or add more precise candidates."
+        )
+    return {"float_metric": float_metric, "highest": (highest, metric)}
 
 
 def _resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress: Progress) -> int | None:
@@ -311,7 +377,8 @@ def _claim_for_resume(task: Task, store: Store, run_id: int) -> dict | None:
     return record
 
 
-def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Progress) -> None:
+def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Progress,
+                measured_before: Mapping[str, object] | None = None) -> None:
     stored = store.run_tables(run_id)
     sensitivity = stored.get("sensitivity")
     if sensitivity is None:
@@ -325,33 +392,153 @@ def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Pr
                    layer_table=plan.layer_table)
         store.save_table(run_id, "omega", om)
 
-    frontier, assignments = store.run_points(run_id)
-    if frontier.empty:
+    frontier, _ = store.run_points(run_id)
+    if plan.max_drop is None and frontier.empty:
         progress("solve", 0, 1, f"{'optimal point' if plan.budgets else 'frontier'} over {len(om)} (layer, candidate) pairs")
-        store.save_points(run_id, _solve(om, plan))
-        frontier, assignments = store.run_points(run_id)
-    else:
+        store.save_points(run_id, _point_rows(_solve(om, plan), first=0))
+    elif plan.max_drop is None:
         progress("solve", 1, 1, f"reused the {len(frontier)} stored points")
 
     float_metric = None
     if plan.validate:
         float_metric = store.run_record(run_id)["float_metric"]
         if float_metric is None:
-            float_metric = evaluate(task, task.model)
+            float_metric = (measured_before or {}).get("float_metric") or evaluate(task, task.model)
             store.update_run(run_id, float_metric=float_metric)
-        todo = frontier.loc[frontier["measured_metric"].isna(), "point"]
-        labels = dict(zip(frontier["point"], frontier["label"]))
-        validate(
-            task,
-            {int(p): dict(assignments.loc[assignments["point"] == p, ["layer", "candidate"]].values) for p in todo},
-            act_ranges=activation_ranges(task.model, task.calibration),
-            progress=lambda done, total, point: progress("validate", done, total, labels[int(point)]),
-            on_result=lambda point, metric: store.set_measured(run_id, point, metric),
-        )
-        progress("validate", len(todo), len(todo), "done")
+        measurer = _Measurer(task, store, run_id, om, plan, progress)
+        if measured_before and "highest" in measured_before:
+            measurer.add_measured(*measured_before["highest"], label="highest")
+        if plan.max_drop is None:
+            measurer.validate_stored()
+        else:
+            measurer.cheapest_within_drop(absolute_drop(plan.max_drop, float_metric))
+        if plan.refine:
+            measurer.refine()
+        frontier, _ = store.run_points(run_id)
+        store.set_dominated(run_id, dict(zip(frontier["point"], dominated(frontier, plan.objectives))))
         frontier, _ = store.run_points(run_id)
     progress("store", 0, 1, "summarising the run")
     store.finish_run(run_id, "done", float_metric=float_metric, spearman=_spearman(frontier, float_metric))
+
+
+def _spread(count: int) -> list[int]:
+    """0..count-1 in an order whose every prefix covers the range evenly: both ends, then midpoints."""
+    if count <= 2:
+        return list(range(count))[::-1]
+    order, intervals = [count - 1, 0], [(0, count - 1)]
+    while intervals:
+        low, high = intervals.pop(0)
+        if high - low < 2:
+            continue
+        mid = (low + high) // 2
+        order.append(mid)
+        intervals += [(low, mid), (mid, high)]
+    return order
+
+
+class _Measurer:
+    """Measured evaluations of one run: each configuration evaluated once and stored at once (as
+    a point), bounded by the run's ``max_evals``, the float model's evaluation included."""
+
+    def __init__(self, task: Task, store: Store, run_id: int, om: pd.DataFrame, plan: _Plan, progress: Progress):
+        self.task, self.store, self.run_id, self.om, self.plan, self.progress = task, store, run_id, om, plan, progress
+        self.ranges = activation_ranges(task.model, task.calibration)
+        self.objective = plan.objectives[0]
+        frontier, assignments = store.run_points(run_id)
+        self.search = DropSearch(
+            om, plan.costs, self.objective, plan.all_budgets, target=None,
+            max_evals=plan.max_evals or (DEFAULT_DROP_EVALS if plan.max_drop is not None else 10**9), spent=1,
+            measure=self._measure_new,
+        )
+        by_point = {p: dict(rows[["layer", "candidate"]].values) for p, rows in assignments.groupby("point")}
+        for point, cost, metric in zip(frontier["point"], frontier[self.objective], frontier["measured_metric"]):
+            if not pd.isna(metric):
+                self.remember(by_point[point], float(metric), cost=float(cost))
+        self._pending: dict | None = None
+
+    def remember(self, assignment: Mapping[str, str], metric: float, cost: float) -> None:
+        """A stored configuration's measurement (each distinct one counts as one evaluation)."""
+        key = tuple(sorted(assignment.items()))
+        if key not in self.search.known:
+            self.search.known[key] = (cost, metric)
+            self.search.spent += 1
+
+    def add_measured(self, assignment: Mapping[str, str], metric: float, label: str) -> None:
+        """Store a configuration measured before the run was created, as a point of its own."""
+        if tuple(sorted(assignment.items())) in self.search.known:
+            return
+        solution = solvers.solve(self.om, self.plan.costs, {}, fixed=dict(assignment))
+        self._add_point(label, solution, metric)
+        self.remember(assignment, metric, solution.costs[self.objective])
+
+    def _add_point(self, label: str, solution: solvers.Solution, metric: float) -> None:
+        frontier, _ = self.store.run_points(self.run_id)
+        first = int(frontier["point"].max()) + 1 if len(frontier) else 0
+        self.store.add_points(self.run_id, _point_rows([(label, False, solution)], first=first, measured=[metric]))
+
+    def _measure_new(self, solution: solvers.Solution) -> float:
+        label = self._pending["label"] if self._pending else "search"
+        self.progress("validate", self.search.spent, self.search.max_evals, label)
+        value = float(validate(self.task, {0: solution.assignment}, act_ranges=self.ranges).iloc[0])
+        if self._pending is not None:  # a stored point: record its measurement
+            self.store.set_measured(self.run_id, self._pending["point"], value)
+        else:
+            self._add_point("search", solution, value)
+        return value
+
+    def validate_stored(self) -> None:
+        """Measure the stored points (frontier in an order that covers it evenly, then the
+        baselines) until ``max_evals``; a configuration stored twice is measured once."""
+        frontier, assignments = self.store.run_points(self.run_id)
+        proxy = frontier[~frontier["is_baseline"]].sort_values(self.objective)
+        order = [proxy.index[i] for i in _spread(len(proxy))] + list(frontier.index[frontier["is_baseline"]])
+        for index in order:
+            row = frontier.loc[index]
+            if not pd.isna(row["measured_metric"]):
+                continue
+            rows = assignments[assignments["point"] == row["point"]]
+            solution = solvers.Solution(dict(rows[["layer", "candidate"]].values), float(row["predicted_loss"]),
+                                        {self.objective: float(row[self.objective])}, bool(row["optimal"]))
+            key = tuple(sorted(solution.assignment.items()))
+            if key in self.search.known:  # the same configuration as another point
+                self.store.set_measured(self.run_id, int(row["point"]), self.search.known[key][1])
+                continue
+            self._pending = {"point": int(row["point"]), "label": row["label"]}
+            try:
+                if self.search.metric(solution) is None:
+                    break  # max_evals spent
+            finally:
+                self._pending = None
+        self.progress("validate", self.search.spent, self.search.spent, "done")
+
+    def cheapest_within_drop(self, drop: float) -> None:
+        """The cheapest configuration within ``drop`` of the float metric, by bisection over the
+        proxy frontier and local repair (:class:`DropSearch`); every evaluation is stored."""
+        float_metric = self.store.run_record(self.run_id)["float_metric"]
+        self.search.target = float_metric - drop
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
+            proxy = solvers.frontier(self.om, self.plan.costs, [self.objective], budgets=self.plan.all_budgets,
+                                     max_points=max(self.plan.max_points, _DROP_PROXY_POINTS))
+        self.search.cheapest_within_drop(proxy)
+        self.progress("validate", self.search.spent, self.search.spent, "done")
+
+    def refine(self) -> None:
+        """``plan.refine`` more evaluations from the measured frontier's points, best measured first."""
+        frontier, assignments = self.store.run_points(self.run_id)
+        measured = frontier[frontier["measured_metric"].notna()]
+        beaten = dominated(measured, [self.objective])
+        starts = []
+        for _, row in measured[~beaten.astype(bool)].sort_values("measured_metric", ascending=False).iterrows():
+            rows = assignments[assignments["point"] == row["point"]]
+            starts.append(solvers.solve(self.om, self.plan.costs, {}, fixed=dict(rows[["layer", "candidate"]].values)))
+        self.search.misjudged.clear()  # a move that broke the drop may still extend the frontier
+        self.search.refine(starts, self.plan.refine)
+        self.progress("validate", self.search.spent, self.search.spent, "done")
+
+
+#: Points of the proxy frontier the allowed-drop bisection searches over.
+_DROP_PROXY_POINTS = 64
 
 
 def _sensitivity(task: Task, store: Store, plan: _Plan, progress: Progress) -> pd.DataFrame:
@@ -400,8 +587,8 @@ def _baselines(om: pd.DataFrame, costs: pd.DataFrame, candidates: Sequence[str])
     return found
 
 
-def _solve(om: pd.DataFrame, plan: _Plan) -> list[dict]:
-    """The frontier (or the one budgeted optimum) and the uniform baselines, as store rows.
+def _solve(om: pd.DataFrame, plan: _Plan) -> list[tuple[str, bool, solvers.Solution]]:
+    """The frontier (or the one budgeted optimum) and the uniform baselines, labelled.
 
     With one objective, the frontier also holds the optimum at each baseline's own cost, so
     every uniform configuration is compared with the best mixed one that costs no more.
@@ -417,13 +604,17 @@ def _solve(om: pd.DataFrame, plan: _Plan) -> list[dict]:
             warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
             points = solvers.frontier(om, plan.costs, list(plan.objectives), budgets=plan.all_budgets,
                                       max_points=plan.max_points, anchor_costs=anchors)
-    labelled = [("frontier", False, p) for p in points]
-    labelled += [(label, True, p) for label, p in baselines.items()]
+    return [("frontier", False, p) for p in points] + [(label, True, p) for label, p in baselines.items()]
+
+
+def _point_rows(labelled: Sequence[tuple[str, bool, solvers.Solution]], *, first: int,
+                measured: Sequence[float] | None = None) -> list[dict]:
+    """Store rows of (label, is_baseline, solution), numbered from ``first``."""
     return [
         {
-            "point": i, "label": label, "is_baseline": is_baseline, "optimal": solution.optimal,
-            "predicted_loss": solution.predicted_loss, "costs": solution.costs, "measured_metric": None,
-            "assignment": solution.assignment,
+            "point": first + i, "label": label, "is_baseline": is_baseline, "optimal": solution.optimal,
+            "predicted_loss": solution.predicted_loss, "costs": solution.costs,
+            "measured_metric": None if measured is None else measured[i], "assignment": solution.assignment,
         }
         for i, (label, is_baseline, solution) in enumerate(labelled)
     ]

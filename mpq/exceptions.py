@@ -16,6 +16,7 @@ __all__ = [
     "TaskSpecError",
     "NoQuantizableLayerError",
     "RunNotFoundError",
+    "DropNotMetError",
     "StoreError",
     "ProbeError",
     "SearchInterrupted",
@@ -42,6 +43,10 @@ class TaskSpecError(MpqError, ValueError):
 
 class NoQuantizableLayerError(MpqError, ValueError):
     """The model has no Linear, Conv or Embedding layer that ran on the example input."""
+
+
+class DropNotMetError(MpqError, ValueError):
+    """No configuration the target runs measures within the allowed drop (``max_drop``)."""
 
 
 class RunNotFoundError(MpqError, ValueError):

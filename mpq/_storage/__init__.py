@@ -404,25 +404,35 @@ class Store(BaseStore):
         with self._session() as session:
             self._get_run(session, run_id)
             session.execute(delete(PointModel).where(PointModel.run_id == run_id))
-            for p in points:
-                dominated = p.get("dominated")
-                session.add(
-                    PointModel(
-                        run_id=run_id,
-                        point=int(p["point"]),
-                        label=p["label"],
-                        is_baseline=bool(p["is_baseline"]),
-                        optimal=bool(p["optimal"]),
-                        predicted_loss=float(p["predicted_loss"]),
-                        costs={k: _finite(float(v)) for k, v in p["costs"].items()},
-                        measured_metric=_finite(p.get("measured_metric")),
-                        dominated=None if dominated is None or pd.isna(dominated) else bool(dominated),
-                        assignments=[
-                            AssignmentModel(position=i, layer=layer, candidate=candidate)
-                            for i, (layer, candidate) in enumerate(p["assignment"].items())
-                        ],
-                    )
+            self._insert_points(session, run_id, points)
+
+    def add_points(self, run_id: int, points: Sequence[Mapping[str, Any]]) -> None:
+        self._writing("add_points")
+        with self._session() as session:
+            self._get_run(session, run_id)
+            self._insert_points(session, run_id, points)
+
+    @staticmethod
+    def _insert_points(session, run_id: int, points: Sequence[Mapping[str, Any]]) -> None:
+        for p in points:
+            dominated = p.get("dominated")
+            session.add(
+                PointModel(
+                    run_id=run_id,
+                    point=int(p["point"]),
+                    label=p["label"],
+                    is_baseline=bool(p["is_baseline"]),
+                    optimal=bool(p["optimal"]),
+                    predicted_loss=float(p["predicted_loss"]),
+                    costs={k: _finite(float(v)) for k, v in p["costs"].items()},
+                    measured_metric=_finite(p.get("measured_metric")),
+                    dominated=None if dominated is None or pd.isna(dominated) else bool(dominated),
+                    assignments=[
+                        AssignmentModel(position=i, layer=layer, candidate=candidate)
+                        for i, (layer, candidate) in enumerate(p["assignment"].items())
+                    ],
                 )
+            )
 
     def _points(self, session, run_id: int, points: Sequence[int], method: str) -> dict[int, PointModel]:
         """The rows of some points of a run, by point; an unknown point is refused."""

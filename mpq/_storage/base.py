@@ -131,6 +131,16 @@ class BaseStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def add_points(self, run_id: int, points: Sequence[Mapping[str, Any]]) -> None:
+        """Add points to the run's, all or none; a point number the run has already is refused
+        (``StoreError``) and nothing is added.
+
+        Args:
+            run_id: The run.
+            points: As for :meth:`save_points`, numbered after the run's own.
+        """
+
+    @abc.abstractmethod
     def set_measured(self, run_id: int, point: int, value: float) -> None:
         """Record the validated metric of one point (validation resumes point by point).
 

@@ -195,6 +195,7 @@ class ReadContract:
             lambda: reader.create_run(**RUN_FIELDS),
             lambda: reader.save_table(filled["done"], "omega", SENSITIVITY),
             lambda: reader.save_points(filled["done"], []),
+            lambda: reader.add_points(filled["done"], []),
             lambda: reader.set_measured(filled["done"], 2, 0.5),
             lambda: reader.set_dominated(filled["done"], {2: True}),
             lambda: reader.update_run(filled["failed"], status="running"),
@@ -257,6 +258,16 @@ class WriteContract:
         assert list(store.run_points(run)[0].point) == [0, 1]  # the failed write was rolled back whole
         store.save_points(run, [point(3)])
         assert list(store.run_points(run)[0].point) == [3]
+
+    def test_add_points_appends_all_or_nothing(self, store):
+        run = store.create_run(**RUN_FIELDS)
+        store.save_points(run, [point(0)])
+        store.add_points(run, [point(1, measured_metric=0.5)])
+        assert list(store.run_points(run)[0].point) == [0, 1]
+        with pytest.raises(StoreError):  # point 1 is the run's already
+            store.add_points(run, [point(2), point(1)])
+        frontier, assignments = store.run_points(run)
+        assert list(frontier.point) == [0, 1] and set(assignments.point) == {0, 1}
 
     def test_measured_and_dominated_are_set_per_point(self, store):
         run = store.create_run(**RUN_FIELDS)

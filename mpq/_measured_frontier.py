@@ -1,0 +1,226 @@
+"""The measured frontier: dominance on what was measured, and the cheapest configuration within
+an allowed drop, found with measured evaluations.
+
+The proxy (summed omega) ranks configurations well where quantization is gentle and misjudges
+the catastrophic ones; what a user asks is "the cheapest configuration within X of float", and
+only a measurement answers it. :class:`DropSearch` answers it with few evaluations:
+
+1. **Bisection over exact solves.** The proxy frontier (exact optima of predicted loss at every
+   budget of the objective, ascending cost) is searched for its cheapest point whose measured
+   metric is within the drop, assuming the metric falls as the budget shrinks: about
+   ``log2(points)`` evaluations.
+2. **Local repair.** From that point, one-layer moves to a cheaper candidate, in the order of
+   least predicted loss per unit of cost saved, are measured one at a time; a move that keeps
+   the metric within the drop is taken, one that breaks it marks that layer's candidate (and
+   every cheaper one of that layer) as misjudged by the proxy and is never tried again.
+
+Refinement (:meth:`DropSearch.refine`) spends extra evaluations the same way from every point of
+the measured frontier, pushing it towards lower cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import solvers
+
+from mpq._validation import Interval, check_param
+from mpq.exceptions import InvalidParameterError
+
+#: Evaluations a search with ``max_drop`` spends when ``max_evals`` is not given.
+DEFAULT_DROP_EVALS = 50
+
+
+def absolute_drop(max_drop: float | str, float_metric: float, func: str = "search") -> float:
+    """``max_drop`` in metric units: a number is one already, ``"1%"`` is relative to ``float_metric``.
+
+    Raises:
+        InvalidParameterError: negative, not a number, or a relative drop of 100 % or more.
+    """
+    check_drop(max_drop, func)
+    if isinstance(max_drop, str):
+        return float(max_drop.strip().removesuffix("%")) / 100 * abs(float_metric)
+    return float(max_drop)
+
+
+def check_drop(max_drop: object, func: str = "search") -> None:
+    """Check ``max_drop``: a number >= 0 (metric units), or a string ``"<p>%"`` with 0 <= p < 100."""
+    if isinstance(max_drop, str):
+        text = max_drop.strip()
+        try:
+            percent = float(text.removesuffix("%")) if text.endswith("%") else None
+        except ValueError:
+            percent = None
+        if percent is None or not 0 <= percent < 100:
+            raise InvalidParameterError(
+                f"The 'max_drop' parameter of {func} must be a number >= 0 in metric units or a percentage "
+                f"of the float metric below 100%, such as 0.01 or '1%'. Got {max_drop!r} instead."
+            )
+        return
+    check_param(func, "max_drop", max_drop, Interval(float, 0, float("inf"), closed="left"))
+
+
+def dominated(frontier: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
+    """Whether each validated point is beaten on measurement.
+
+    A point is dominated when another validated point or uniform baseline costs no more on every
+    objective and measures at least as well, one of them strictly. Points not validated get NA.
+
+    Args:
+        frontier: A run's frontier table (``measured_metric`` and the objective columns).
+        objectives: The run's objective columns.
+
+    Returns:
+        A nullable boolean Series aligned with ``frontier``.
+    """
+    validated = frontier["measured_metric"].notna().to_numpy()
+    costs = frontier[list(objectives)].to_numpy(dtype=float)
+    metric = frontier["measured_metric"].to_numpy(dtype=float)
+    result = pd.Series(pd.NA, index=frontier.index, dtype="boolean")
+    rows = np.flatnonzero(validated)
+    for i in rows:
+        others = rows[rows != i]
+        no_worse = np.all(costs[others] <= costs[i], axis=1) & (metric[others] >= metric[i])
+        strictly = np.any(costs[others] < costs[i], axis=1) | (metric[others] > metric[i])
+        result.iloc[i] = bool(np.any(no_worse & strictly))
+    return result
+
+
+def _key(assignment: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(assignment.items()))
+
+
+@dataclass
+class DropSearch:
+    """Measured evaluations of configurations, bounded and remembered.
+
+    Args:
+        omega: The run's omega table.
+        costs: The run's cost table.
+        objective: The cost column to make cheap.
+        budgets: Limits every configuration meets (the device's capacities, the user's budgets).
+        target: The least acceptable metric (float metric minus the drop); None to only refine.
+        max_evals: Evaluations this search may spend in all, the float model's included.
+        spent: Evaluations spent before (the float model's, a resumed run's stored points).
+        measure: ``measure(solution) -> metric``: evaluates a configuration (and stores it).
+        known: Configuration -> (objective cost, metric) measured before, so nothing is
+            measured twice.
+    """
+
+    omega: pd.DataFrame
+    costs: pd.DataFrame
+    objective: str
+    budgets: Mapping[str, float]
+    target: float | None
+    max_evals: int
+    spent: int
+    measure: Callable[[solvers.Solution], float]
+    known: dict[tuple, tuple[float, float]] = field(default_factory=dict)
+    #: (layer, candidate) pairs whose move broke the drop: the proxy misjudged them.
+    misjudged: set[tuple[str, str]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._omega = self.omega.set_index(["layer", "candidate"])["omega"]
+        self._cost = self.costs.set_index(["layer", "candidate"])[self.objective]
+        self._offered = self.costs.groupby("layer", sort=False)["candidate"].apply(list).to_dict()
+
+    @property
+    def left(self) -> int:
+        return self.max_evals - self.spent
+
+    def metric(self, solution: solvers.Solution) -> float | None:
+        """The measured metric of a configuration: remembered, measured now, or None when no
+        evaluation is left."""
+        key = _key(solution.assignment)
+        if key not in self.known:
+            if self.left <= 0:
+                return None
+            self.known[key] = (solution.costs[self.objective], self.measure(solution))
+            self.spent += 1
+        return self.known[key][1]
+
+    def feasible(self, solution: solvers.Solution) -> bool | None:
+        value = self.metric(solution)
+        return None if value is None else value >= self.target
+
+    def bisect(self, proxy: Sequence[solvers.Solution]) -> solvers.Solution | None:
+        """The cheapest point of the proxy frontier (ascending cost) within the drop, by bisection;
+        None when even the most expensive one is not (or cannot be measured)."""
+        lo, hi = 0, len(proxy) - 1
+        if not self.feasible(proxy[hi]):
+            return None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            verdict = self.feasible(proxy[mid])
+            if verdict is None:
+                break
+            lo, hi = (lo, mid) if verdict else (mid + 1, hi)
+        return proxy[hi]
+
+    def _moves(self, assignment: Mapping[str, str]) -> list[tuple[float, str, str]]:
+        """One-layer moves to a cheaper candidate, least predicted loss per cost saved first."""
+        moves = []
+        for layer, current in assignment.items():
+            here_cost, here_omega = self._cost[layer, current], self._omega[layer, current]
+            for candidate in self._offered[layer]:
+                saved = here_cost - self._cost[layer, candidate]
+                if saved <= 0 or (layer, candidate) in self.misjudged:
+                    continue
+                moves.append((max(self._omega[layer, candidate] - here_omega, 0.0) / saved, layer, candidate))
+        return sorted(moves)
+
+    def _solution(self, assignment: Mapping[str, str]) -> solvers.Solution | None:
+        """The configuration's costs and predicted loss; None when it breaks a budget."""
+        solution = solvers.solve(self.omega, self.costs, {}, fixed=dict(assignment))
+        within = all(solution.costs.get(name, 0.0) <= limit * (1 + 1e-9) for name, limit in self.budgets.items())
+        return solution if within else None
+
+    def descend(
+        self, start: solvers.Solution, accept: Callable[[solvers.Solution, float], bool]
+    ) -> solvers.Solution:
+        """Take one-layer moves from ``start`` while evaluations last: a move whose metric
+        ``accept(moved, metric)`` takes becomes the new start; one it refuses marks the move
+        misjudged."""
+        current = start
+        while self.left > 0:
+            for _, layer, candidate in self._moves(current.assignment):
+                moved = self._solution({**current.assignment, layer: candidate})
+                if moved is None:
+                    continue
+                value = self.metric(moved)
+                if value is None:
+                    return current
+                if accept(moved, value):
+                    current = moved
+                    break
+                # Every cheaper candidate of this layer is at least as coarse: assume no better.
+                self.misjudged |= {(layer, c) for c in self._offered[layer]
+                                   if self._cost[layer, c] <= self._cost[layer, candidate]}
+            else:
+                return current  # no move left to try
+        return current
+
+    def cheapest_within_drop(self, proxy: Sequence[solvers.Solution]) -> solvers.Solution | None:
+        """Bisection over the proxy frontier, then local repair of the point it found."""
+        found = self.bisect(proxy)
+        if found is None:
+            return None
+        return self.descend(found, lambda _, value: value >= self.target)
+
+    def refine(self, starts: Sequence[solvers.Solution], extra: int) -> None:
+        """Spend ``extra`` more evaluations on one-layer moves from each start (the measured
+        frontier's points, cheapest first), keeping a move whose configuration no measured one
+        dominates: it extends the measured frontier."""
+        self.max_evals = self.spent + extra
+        for start in starts:
+            if self.left <= 0:
+                return
+            self.descend(start, self._extends_frontier)
+
+    def _extends_frontier(self, moved: solvers.Solution, value: float) -> bool:
+        cost = moved.costs[self.objective]
+        return not any(c <= cost and m >= value and (c < cost or m > value)
+                       for key, (c, m) in self.known.items() if key != _key(moved.assignment))
