@@ -15,7 +15,7 @@ only a measurement answers it. :class:`DropSearch` answers it with few evaluatio
    every cheaper one of that layer) as misjudged by the proxy and is never tried again.
 
 Refinement (:meth:`DropSearch.refine`) spends extra evaluations the same way from every point of
-the measured frontier, pushing it towards lower cost.
+the measured frontier, pushing it towards lower cost, then on proxy points not measured yet.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 import solvers
 
-from mpq._validation import Interval, check_param
+from mpq._validation import Interval
 from mpq.exceptions import InvalidParameterError
+from mpqvocab import parameter_message
 
 #: Evaluations a search with ``max_drop`` spends when ``max_evals`` is not given.
 DEFAULT_DROP_EVALS = 50
@@ -51,16 +52,15 @@ def check_drop(max_drop: object, func: str = "search") -> None:
     if isinstance(max_drop, str):
         text = max_drop.strip()
         try:
-            percent = float(text.removesuffix("%")) if text.endswith("%") else None
+            ok = text.endswith("%") and 0 <= float(text.removesuffix("%")) < 100
         except ValueError:
-            percent = None
-        if percent is None or not 0 <= percent < 100:
-            raise InvalidParameterError(
-                f"The 'max_drop' parameter of {func} must be a number >= 0 in metric units or a percentage "
-                f"of the float metric below 100%, such as 0.01 or '1%'. Got {max_drop!r} instead."
-            )
-        return
-    check_param(func, "max_drop", max_drop, Interval(float, 0, float("inf"), closed="left"))
+            ok = False
+    else:
+        ok = Interval(float, 0, float("inf"), closed="left").accepts(max_drop)
+    if not ok:
+        raise InvalidParameterError(parameter_message(
+            func, "max_drop", "a number >= 0 in metric units or a percentage of the float metric below 100%, such "
+            "as 0.01 or '1%'", max_drop))
 
 
 def dominated(frontier: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
@@ -87,6 +87,21 @@ def dominated(frontier: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
         strictly = np.any(costs[others] < costs[i], axis=1) | (metric[others] > metric[i])
         result.iloc[i] = bool(np.any(no_worse & strictly))
     return result
+
+
+def spread(count: int) -> list[int]:
+    """0..count-1 in an order whose every prefix covers the range evenly: both ends, then midpoints."""
+    if count <= 2:
+        return list(range(count))[::-1]
+    order, intervals = [count - 1, 0], [(0, count - 1)]
+    while intervals:
+        low, high = intervals.pop(0)
+        if high - low < 2:
+            continue
+        mid = (low + high) // 2
+        order.append(mid)
+        intervals += [(low, mid), (mid, high)]
+    return order
 
 
 def _key(assignment: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -210,15 +225,20 @@ class DropSearch:
             return None
         return self.descend(found, lambda _, value: value >= self.target)
 
-    def refine(self, starts: Sequence[solvers.Solution], extra: int) -> None:
-        """Spend ``extra`` more evaluations on one-layer moves from each start (the measured
-        frontier's points, cheapest first), keeping a move whose configuration no measured one
-        dominates: it extends the measured frontier."""
+    def refine(self, starts: Sequence[solvers.Solution], extra: int, proxy: Sequence[solvers.Solution] = ()) -> None:
+        """Spend ``extra`` more evaluations: one-layer moves from each start (the measured
+        frontier's points), keeping a move whose configuration no measured one dominates (it
+        extends the measured frontier); once no move is left, the proxy frontier's points not
+        measured yet, in an order that covers it evenly."""
         self.max_evals = self.spent + extra
         for start in starts:
             if self.left <= 0:
                 return
             self.descend(start, self._extends_frontier)
+        for index in spread(len(proxy)):
+            if self.left <= 0:
+                return
+            self.metric(proxy[index])
 
     def _extends_frontier(self, moved: solvers.Solution, value: float) -> bool:
         cost = moved.costs[self.objective]

@@ -12,6 +12,7 @@ import pandas as pd
 
 from mpq._export import export
 from mpq._frontier_columns import cost_columns
+from mpq._measured_frontier import absolute_drop, check_drop
 from mpq._owners import shown_status
 from mpq._storage import DB, BaseStore, Store
 from mpq._validation import check_param, Interval, unknown_name
@@ -27,7 +28,9 @@ class Run:
         status: ``running``, ``done``, ``failed``, or ``stopped``: marked running, but the process
             that ran it on this host has ended (``kill -9``, a crash); ``mpq search --resume``
             (or the same search again) finishes a failed or stopped run.
-        record: Every stored field of the run (hashes, settings, budgets, versions, error...).
+        record: Every stored field of the run (hashes, settings, budgets, versions, error...),
+            and ``evaluations``: the calls of ``task.evaluate`` the run spent (the float model's
+            and one per distinct measured configuration).
         frontier: One row per point; columns: see :data:`mpq._frontier_columns.FRONTIER_COLUMNS_DOC`.
         assignments: One row per (point, layer): ``point``, ``layer``, ``candidate``.
         tables: The pipeline tables by name (``layers``, ``sensitivity``, ``omega``, ``costs``).
@@ -73,13 +76,18 @@ class Run:
         """One point as a document for another tool: ``json``, ``hawq`` or ``hf`` (see :func:`mpq.export`)."""
         return export(self, point, to)
 
-    def best(self, **budgets: float) -> pd.Series:
-        """The best frontier point within budgets.
+    def best(self, max_drop: float | str | None = None, **budgets: float) -> pd.Series:
+        """The best point within budgets, or the cheapest within an allowed drop.
 
-        Best means the highest measured metric when the run was validated, else the lowest
-        predicted loss.
+        Without ``max_drop``, best means the highest measured metric among the validated
+        frontier points (the lowest predicted loss when none was validated). With it, the
+        cheapest configuration on the run's first objective whose measured metric is within
+        ``max_drop`` of the float model's (any validated point, baselines included; the
+        higher metric breaks a tie).
 
         Args:
+            max_drop: The allowed drop below the float metric: metric units (``0.01``) or a
+                percentage of it (``"1%"``).
             **budgets: Cost column -> upper limit, e.g. ``latency_s=1e-3, weight_bytes=2e5``.
 
         Returns:
@@ -87,9 +95,19 @@ class Run:
 
         Raises:
             UnknownNameError: a budget names no cost column of the run.
-            InvalidParameterError: no point meets the budgets.
+            InvalidParameterError: a bad ``max_drop``, a run never validated, or no point meets
+                the budgets and the drop.
         """
-        rows = self.frontier[~self.frontier["is_baseline"]]
+        if max_drop is not None:
+            check_drop(max_drop, "Run.best")
+            if self.record["float_metric"] is None:
+                raise InvalidParameterError(
+                    f"run {self.id} was not validated, so no drop can be measured; search with validation on."
+                )
+            floor = self.record["float_metric"] - absolute_drop(max_drop, self.record["float_metric"], "Run.best")
+            rows = self.frontier[self.frontier["measured_metric"] >= floor]
+        else:
+            rows = self.frontier[~self.frontier["is_baseline"]]
         costs = cost_columns(self.frontier)
         for name, limit in budgets.items():
             if name not in costs:
@@ -97,12 +115,28 @@ class Run:
             check_param("Run.best", name, limit, Interval(float, 0, None))
             rows = rows[rows[name] <= limit]
         if rows.empty:
-            limits = ", ".join(f"{k}<={v:g}" for k, v in budgets.items())
+            limits = [f"{k}<={v:g}" for k, v in budgets.items()]
+            limits += [f"a drop of at most {max_drop}"] if max_drop is not None else []
             raise InvalidParameterError(
-                f"run {self.id}: no frontier point meets {limits}; relax a budget or run 'mpq search --budget' for that point."
+                f"run {self.id}: no frontier point meets {', '.join(limits)}; relax a budget or the drop, or run "
+                "'mpq search --budget' or 'mpq search --max-drop' for that point."
             )
-        validated = rows["measured_metric"].notna().all()
-        return rows.loc[rows["measured_metric"].idxmax()] if validated else rows.loc[rows["predicted_loss"].idxmin()]
+        if max_drop is not None:
+            return rows.sort_values([self.objectives[0], "measured_metric"], ascending=[True, False]).iloc[0]
+        validated = rows[rows["measured_metric"].notna()]
+        return validated.loc[validated["measured_metric"].idxmax()] if len(validated) else rows.loc[
+            rows["predicted_loss"].idxmin()]
+
+
+def _evaluations(record: dict[str, Any], frontier: pd.DataFrame, assignments: pd.DataFrame) -> int:
+    """Calls of ``task.evaluate`` the run spent: the float model, and each distinct measured
+    configuration once (a search never measures one configuration twice)."""
+    measured = set(frontier.loc[frontier["measured_metric"].notna(), "point"])
+    configurations = {
+        tuple(sorted(zip(rows["layer"], rows["candidate"])))
+        for point, rows in assignments.groupby("point") if point in measured
+    }
+    return len(configurations) + (record["float_metric"] is not None)
 
 
 def open_run(db: str | Path | None, run_id: int) -> Run:
@@ -125,6 +159,7 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
     store = db if isinstance(db, BaseStore) else Store(db, mode="read")
     record = store.run_record(run_id)
     frontier, assignments = store.run_points(run_id)
+    record["evaluations"] = _evaluations(record, frontier, assignments)
     return Run(
         id=int(run_id), db=store.url, status=shown_status(store.url, record), record=record,
         frontier=frontier, assignments=assignments, tables=store.run_tables(run_id),

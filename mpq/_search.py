@@ -25,7 +25,7 @@ from scipy.stats import spearmanr
 from mpq._apply import activation_ranges
 from mpq._formats import candidate_table
 from mpq._layers import layers
-from mpq._measured_frontier import DEFAULT_DROP_EVALS, DropSearch, absolute_drop, check_drop, dominated
+from mpq._measured_frontier import DEFAULT_DROP_EVALS, DropSearch, absolute_drop, check_drop, dominated, spread
 from mpq._omega import omega
 from mpq._owners import current_owner, owner_alive
 from mpq._probes import PROBES, ProbeSettings, check_loss, probe
@@ -403,7 +403,8 @@ def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Pr
     if plan.validate:
         float_metric = store.run_record(run_id)["float_metric"]
         if float_metric is None:
-            float_metric = (measured_before or {}).get("float_metric") or evaluate(task, task.model)
+            before = (measured_before or {}).get("float_metric")
+            float_metric = evaluate(task, task.model) if before is None else before
             store.update_run(run_id, float_metric=float_metric)
         measurer = _Measurer(task, store, run_id, om, plan, progress)
         if measured_before and "highest" in measured_before:
@@ -421,21 +422,6 @@ def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Pr
     store.finish_run(run_id, "done", float_metric=float_metric, spearman=_spearman(frontier, float_metric))
 
 
-def _spread(count: int) -> list[int]:
-    """0..count-1 in an order whose every prefix covers the range evenly: both ends, then midpoints."""
-    if count <= 2:
-        return list(range(count))[::-1]
-    order, intervals = [count - 1, 0], [(0, count - 1)]
-    while intervals:
-        low, high = intervals.pop(0)
-        if high - low < 2:
-            continue
-        mid = (low + high) // 2
-        order.append(mid)
-        intervals += [(low, mid), (mid, high)]
-    return order
-
-
 class _Measurer:
     """Measured evaluations of one run: each configuration evaluated once and stored at once (as
     a point), bounded by the run's ``max_evals``, the float model's evaluation included."""
@@ -451,9 +437,10 @@ class _Measurer:
             measure=self._measure_new,
         )
         by_point = {p: dict(rows[["layer", "candidate"]].values) for p, rows in assignments.groupby("point")}
-        for point, cost, metric in zip(frontier["point"], frontier[self.objective], frontier["measured_metric"]):
-            if not pd.isna(metric):
-                self.remember(by_point[point], float(metric), cost=float(cost))
+        measured = frontier[frontier["measured_metric"].notna()] if len(frontier) else frontier
+        for point, cost, metric in zip(measured.get("point", []), measured.get(self.objective, []),
+                                       measured.get("measured_metric", [])):
+            self.remember(by_point[point], float(metric), cost=float(cost))
         self._pending: dict | None = None
 
     def remember(self, assignment: Mapping[str, str], metric: float, cost: float) -> None:
@@ -491,7 +478,7 @@ class _Measurer:
         baselines) until ``max_evals``; a configuration stored twice is measured once."""
         frontier, assignments = self.store.run_points(self.run_id)
         proxy = frontier[~frontier["is_baseline"]].sort_values(self.objective)
-        order = [proxy.index[i] for i in _spread(len(proxy))] + list(frontier.index[frontier["is_baseline"]])
+        order = [proxy.index[i] for i in spread(len(proxy))] + list(frontier.index[frontier["is_baseline"]])
         for index in order:
             row = frontier.loc[index]
             if not pd.isna(row["measured_metric"]):
@@ -516,12 +503,15 @@ class _Measurer:
         proxy frontier and local repair (:class:`DropSearch`); every evaluation is stored."""
         float_metric = self.store.run_record(self.run_id)["float_metric"]
         self.search.target = float_metric - drop
+        self.search.cheapest_within_drop(self._proxy())
+        self.progress("validate", self.search.spent, self.search.spent, "done")
+
+    def _proxy(self) -> list[solvers.Solution]:
+        """The proxy frontier (exact optima of predicted loss), dense, ascending cost."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
-            proxy = solvers.frontier(self.om, self.plan.costs, [self.objective], budgets=self.plan.all_budgets,
-                                     max_points=max(self.plan.max_points, _DROP_PROXY_POINTS))
-        self.search.cheapest_within_drop(proxy)
-        self.progress("validate", self.search.spent, self.search.spent, "done")
+            return solvers.frontier(self.om, self.plan.costs, [self.objective], budgets=self.plan.all_budgets,
+                                    max_points=max(self.plan.max_points, _DROP_PROXY_POINTS))
 
     def refine(self) -> None:
         """``plan.refine`` more evaluations from the measured frontier's points, best measured first."""
@@ -533,7 +523,7 @@ class _Measurer:
             rows = assignments[assignments["point"] == row["point"]]
             starts.append(solvers.solve(self.om, self.plan.costs, {}, fixed=dict(rows[["layer", "candidate"]].values)))
         self.search.misjudged.clear()  # a move that broke the drop may still extend the frontier
-        self.search.refine(starts, self.plan.refine)
+        self.search.refine(starts, self.plan.refine, self._proxy())
         self.progress("validate", self.search.spent, self.search.spent, "done")
 
 
