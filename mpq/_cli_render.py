@@ -3,8 +3,9 @@
 JSON shapes (stable; documented in the README):
 - ``mpq frontier RUN --json`` and ``mpq search --json``: ``{"run": id, "task": str, "target": str,
   "objectives": [..], "metric_name": str, "float_metric": float|null, "spearman": float|null,
+  "evaluations": int, "max_drop": float|str|null, "best_within_drop": point|null,
   "points": [{"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric",
-  "costs": {column: value}, "assignment": {layer: candidate}}]}``.
+  "dominated": bool|null, "costs": {column: value}, "assignment": {layer: candidate}}]}``.
 - ``mpq runs --json``: a list of ``{"run", "status", "task", "target", "objectives", "points",
   "metric_name", "float_metric", "spearman", "created_at", "finished_at"}``.
 - ``mpq devices --json``: a list of ``{"name", "kind", "description", "candidates"}``.
@@ -44,11 +45,15 @@ def run_json(run: Run) -> dict[str, Any]:
         "metric_name": run.record["metric_name"],
         "float_metric": _plain(run.record["float_metric"]),
         "spearman": _plain(run.record["spearman"]),
+        "evaluations": run.record["evaluations"],
+        "max_drop": run.record["settings"].get("max_drop"),
+        "best_within_drop": _best_within_drop(run),
         "points": [
             {
                 "point": int(row["point"]), "label": row["label"], "is_baseline": bool(row["is_baseline"]),
                 "optimal": bool(row["optimal"]), "predicted_loss": _plain(row["predicted_loss"]),
                 "measured_metric": _plain(row["measured_metric"]),
+                "dominated": None if pd.isna(row["dominated"]) else bool(row["dominated"]),
                 "costs": {c: _plain(row[c]) for c in costs},
                 "assignment": run.assignment(int(row["point"])),
             }
@@ -86,25 +91,74 @@ def rich_table(table: pd.DataFrame, title: str | None = None) -> Table:
     return out
 
 
-def frontier_view(run: Run) -> pd.DataFrame:
-    """The frontier with the objectives first and a short per-point format summary."""
-    frontier = run.frontier.copy()
+def _best_within_drop(run: Run) -> int | None:
+    max_drop = run.record["settings"].get("max_drop")
+    if max_drop is None or run.record["float_metric"] is None:
+        return None
+    try:
+        return int(run.best(max_drop=max_drop)["point"])
+    except ValueError:  # nothing measured within it yet (an unfinished run)
+        return None
+
+
+def shown_points(run: Run, all_points: bool = False) -> pd.DataFrame:
+    """The points a person is shown: the measured frontier (validated points no other validated
+    point beats), or with ``all_points`` every validated point; every point of a run not validated."""
+    frontier = run.frontier
+    validated = frontier[frontier["measured_metric"].notna()]
+    if validated.empty:
+        return frontier
+    rows = validated if all_points else validated[validated["dominated"].fillna(False).astype(bool) == False]  # noqa: E712
+    return rows.sort_values([run.objectives[0], "measured_metric"], ascending=[True, False])
+
+
+def frontier_view(run: Run, all_points: bool = False) -> pd.DataFrame:
+    """The shown points with the objectives first and a short per-point format summary."""
+    frontier = shown_points(run, all_points).copy()
     frontier["formats"] = [
         " ".join(f"{c}:{n}" for c, n in pd.Series(run.assignment(int(p))).value_counts().items())
         for p in frontier["point"]
     ]
-    shown = ["point", "label", "predicted_loss", *run.objectives]
-    return frontier[[*shown, "measured_metric", "formats"]].rename(columns={"measured_metric": run.record["metric_name"]})
+    shown = ["point", "label", "predicted_loss", *run.objectives, "measured_metric"]
+    if all_points and frontier["measured_metric"].notna().any():
+        frontier["beaten"] = ["yes" if flag is True else "" for flag in frontier["dominated"].astype(object)]
+        shown.append("beaten")
+    return frontier[[*shown, "formats"]].rename(columns={"measured_metric": run.record["metric_name"]})
 
 
-def print_run(console: Console, run: Run) -> None:
+def _rank_note(run: Run) -> str | None:
+    """Spearman's rho, or why none is given: the measured metric's spread is within a few steps of
+    the smallest difference the held-out set shows (1/N for an accuracy over N samples)."""
+    record, measured = run.record, run.frontier["measured_metric"].dropna()
+    levels = sorted(set(measured.round(12)))
+    if len(levels) >= 2:
+        step = min(b - a for a, b in zip(levels, levels[1:]))
+        spread = levels[-1] - levels[0]
+        if spread <= 3 * step:
+            return (f"no rank correlation: the measured {record['metric_name']} spans {spread:.4g}, within 3 steps "
+                    f"of the {step:.4g} the held-out set resolves")
+    if record["spearman"] is not None:
+        return f"Spearman(predicted loss, measured drop) {record['spearman']:.3f}"
+    return None
+
+
+def print_run(console: Console, run: Run, all_points: bool = False) -> None:
     record = run.record
-    console.print(rich_table(frontier_view(run), title=f"run {run.id}: {record['task_name']} on {run.target}"))
+    view = frontier_view(run, all_points)
+    console.print(rich_table(view, title=f"run {run.id}: {record['task_name']} on {run.target}"))
     summary = [f"status {run.status}"]
     if record["float_metric"] is not None:
         summary.append(f"float32 {record['metric_name']} {record['float_metric']:.4f}")
-    if record["spearman"] is not None:
-        summary.append(f"Spearman(predicted loss, measured drop) {record['spearman']:.3f}")
+        summary.append(f"{record['evaluations']} evaluations")
+        hidden = int(run.frontier["measured_metric"].notna().sum()) - len(view)
+        if hidden > 0:
+            summary.append(f"{hidden} validated points beaten on measurement hidden (--all shows them)")
+    best = _best_within_drop(run)
+    if best is not None:
+        summary.append(f"cheapest within a drop of {record['settings']['max_drop']}: point {best}")
+    note = _rank_note(run)
+    if note:
+        summary.append(note)
     if record.get("error"):
         summary.append(f"error: {record['error']}")
     console.print("; ".join(summary))

@@ -10,7 +10,8 @@ import pandas as pd
 from mpq._formats import NumberFormat, get_candidate
 from mpq._frontier_columns import cost_columns
 from mpq._validation import unknown_name
-from mpq.exceptions import InvalidParameterError
+from mpq._warnings import mpq_warn
+from mpq.exceptions import DominatedPointWarning, InvalidParameterError
 from mpq.version import __version__
 
 if TYPE_CHECKING:  # a Run's method calls export: _runs imports this module
@@ -38,6 +39,25 @@ def _format_spec(fmt: NumberFormat) -> dict[str, Any]:
         "format": fmt.name, "type": fmt.family, "num_bits": fmt.element_bits, "bits_per_value": fmt.bits_per_value,
         "strategy": fmt.granularity, "group_size": fmt.group_size, "symmetric": True,
     }
+
+
+def _warn_beaten(run: Run, row: pd.Series) -> None:
+    """Name the point that beats an exported one on measurement: as cheap or cheaper on every
+    objective, and measured at least as well."""
+    objectives, frontier = list(run.record["objectives"]), run.frontier
+    beats = frontier[(frontier[objectives] <= row[objectives]).all(axis=1)
+                     & (frontier["measured_metric"] >= row["measured_metric"]) & (frontier["point"] != row["point"])]
+    if beats.empty:
+        return
+    other = beats.sort_values("measured_metric", ascending=False).iloc[0]
+    costs = ", ".join(f"{c} {other[c]:.4g} against {row[c]:.4g}" for c in objectives)
+    metric = run.record["metric_name"]
+    mpq_warn(
+        f"run {run.id} point {int(row['point'])} is beaten on measurement by point {int(other['point'])} ({costs}; "
+        f"{metric} {other['measured_metric']:.4g} against {row['measured_metric']:.4g}); export point "
+        f"{int(other['point'])} instead.",
+        DominatedPointWarning,
+    )
 
 
 def check_run(func: str, name: str, run: Any) -> None:
@@ -76,6 +96,8 @@ def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
     if to not in EXPORT_FORMATS:
         raise unknown_name("export format", to, EXPORT_FORMATS)
     row = _point_row(run, point)
+    if not pd.isna(row.get("dominated", pd.NA)) and bool(row["dominated"]):
+        _warn_beaten(run, row)
     assignment = run.assignment(point)
     candidates = {layer: get_candidate(name) for layer, name in assignment.items()}
     if to == "hawq":

@@ -38,6 +38,9 @@ DbOption = Annotated[
     typer.Option("--db", envvar="MPQ_DB", help="Results store: a SQLite file or a SQLAlchemy URL [default: ~/.cache/mpq/mpq.db]."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the documented JSON shape instead of a table.")]
+AllOption = Annotated[bool, typer.Option("--all", help="Show every validated point, not only the measured frontier.")]
+
+
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help="example:digits-cnn | example:minilm | path/to/file.py:make_task.")
 ]
@@ -46,6 +49,16 @@ ModelOption = Annotated[
 @app.callback()
 def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False) -> None:
     _state["debug"] = debug
+
+
+def _parse_drop(text: str | None) -> float | str | None:
+    """``--max-drop``: a percentage stays text (mpq.search reads it), a number becomes a float."""
+    if text is None or text.strip().endswith("%"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        return text  # mpq.search refuses it in one line, with the accepted forms
 
 
 def _parse_budgets(values: list[str]) -> dict[str, float]:
@@ -94,13 +107,17 @@ def search(
     objective: Annotated[list[str], typer.Option("--objective", "-o", help="Cost to trade against the predicted loss; give one or two.")] = list(DEFAULT_OBJECTIVES),  # noqa: B006
     budget: Annotated[list[str], typer.Option("--budget", "-b", help="NAME=VALUE upper limit; any number; gives the one optimal point.")] = [],  # noqa: B006
     candidates: Annotated[Optional[str], typer.Option(help="Comma-separated candidates [default: all the target runs].")] = None,
-    probe: Annotated[str, typer.Option(help="Sensitivity probe family: hessian, fisher (true Fisher) or efisher (empirical).")] = "hessian",
+    probe: Annotated[str, typer.Option(help="Sensitivity probe: hessian, fisher (true Fisher), efisher (empirical), or measured (each layer alone at each candidate, the real loss).")] = "hessian",
     tolerance: Annotated[float, typer.Option(help="Probe until every layer's relative standard error is below this.")] = 0.05,
     max_samples: Annotated[int, typer.Option(help="Probe sample cap.")] = 200,
     max_points: Annotated[int, typer.Option(help="Validate at most this many frontier points.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Batch size the cost model assumes.")] = 1,
     measured: Annotated[Optional[str], typer.Option(help="Measured latency CSV (mpq measure --out) replacing the model's latency_s.")] = None,
     validate: Annotated[bool, typer.Option(help="Evaluate every point on held-out data.")] = True,
+    max_drop: Annotated[Optional[str], typer.Option(metavar="DROP", help="Find the cheapest configuration whose measured metric is within DROP of float: metric units (0.01) or a percentage of the float metric (1%).")] = None,
+    max_evals: Annotated[Optional[int], typer.Option(metavar="N", help="Evaluations of the task's metric to spend, the float model's included [default: every point; 50 with --max-drop].")] = None,
+    refine: Annotated[int, typer.Option(metavar="N", help="N more evaluations pushing the measured frontier to lower cost.")] = 0,
+    all_points: AllOption = False,
     resume: Annotated[Optional[int], typer.Option(metavar="RUN", help="Finish an interrupted run (same --model); its other settings are the run's own.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start a new run even when an unfinished run of this same search is stored (else it is resumed).")] = False,
     db: DbOption = None,
@@ -111,7 +128,8 @@ def search(
     from mpq._cli_render import dumps, print_run, run_json
 
     budgets = _parse_budgets(budget)
-    settings = mpq.ProbeSettings(probes=(f"{probe}_w", f"{probe}_a"), tolerance=tolerance, max_samples=max_samples,
+    probes = ("measured",) if probe == "measured" else (f"{probe}_w", f"{probe}_a")
+    settings = mpq.ProbeSettings(probes=probes, tolerance=tolerance, max_samples=max_samples,
                                  min_samples=min(10, max_samples))
     if model is None and resume is not None:
         model = mpq.open_run(db, resume).record["model_spec"]
@@ -120,13 +138,14 @@ def search(
         run = mpq.search(
             task, target=target, objectives=objective, budgets=budgets,
             candidates=candidates.split(",") if candidates else None, settings=settings,
-            batch_size=batch_size, measured=measured, max_points=max_points, validate=validate, db=db, resume=resume,
-            fresh=fresh, progress=progress,
+            batch_size=batch_size, measured=measured, max_points=max_points, validate=validate,
+            max_drop=_parse_drop(max_drop), max_evals=max_evals, refine=refine, db=db, resume=resume, fresh=fresh,
+            progress=progress,
         )
     if json:
         stdout.print_json(dumps(run_json(run)))
     else:
-        print_run(stdout, run)
+        print_run(stdout, run, all_points=all_points)
         stdout.print(f"run id {run.id} in {run.db}")
 
 
@@ -148,7 +167,7 @@ def runs(db: DbOption = None, json: JsonOption = False) -> None:
 
 
 @app.command()
-def show(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None) -> None:
+def show(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None, all_points: AllOption = False) -> None:
     """Show a run: its settings, frontier and per-layer table."""
     import mpq
     from mpq._cli_render import print_run, rich_table
@@ -162,11 +181,14 @@ def show(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = N
     )
     if "layers" in run.tables:
         stdout.print(rich_table(run.tables["layers"], title="layers"))
-    print_run(stdout, run)
+    print_run(stdout, run, all_points=all_points)
 
 
 @app.command()
-def frontier(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None, json: JsonOption = False) -> None:
+def frontier(
+    run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None, json: JsonOption = False,
+    all_points: AllOption = False,
+) -> None:
     """Print a run's frontier (with --json: the stable JSON shape)."""
     import mpq
     from mpq._cli_render import dumps, print_run, run_json
@@ -175,7 +197,7 @@ def frontier(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption
     if json:
         stdout.print_json(dumps(run_json(run)))
     else:
-        print_run(stdout, run)
+        print_run(stdout, run, all_points=all_points)
 
 
 @app.command()

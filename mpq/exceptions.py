@@ -21,6 +21,7 @@ __all__ = [
     "ProbeError",
     "SearchInterrupted",
     "SensitivityWarning",
+    "DominatedPointWarning",
     "ExperimentalWarning",
 ]
 
@@ -67,6 +68,10 @@ class SearchInterrupted(MpqError, KeyboardInterrupt):
 
 class SensitivityWarning(UserWarning):
     """A sensitivity estimate is negative or noisy; how it is handled is stated in the message."""
+
+
+class DominatedPointWarning(UserWarning):
+    """An exported point is beaten on measurement by another point of its run."""
 
 
 class ExperimentalWarning(UserWarning):

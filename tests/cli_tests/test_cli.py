@@ -43,7 +43,13 @@ def test_search_json_shape(searched, capsys):
     assert doc["run"] == 1 and doc["task"] == "digits-cnn" and doc["target"] == "zcu104"
     assert doc["objectives"] == ["latency_s"] and doc["metric_name"] == "accuracy"
     point = doc["points"][0]
-    assert set(point) == {"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric", "costs", "assignment"}
+    assert set(point) == {"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric", "dominated",
+                          "costs", "assignment"}
+    assert doc["evaluations"] == 1 + len({json.dumps(p["assignment"], sort_keys=True) for p in doc["points"]})
+    beaten = [p for p in doc["points"] if p["dominated"]]
+    for p in beaten:  # each one has a point that costs no more and measures at least as well
+        assert any(q["costs"]["latency_s"] <= p["costs"]["latency_s"] and q["measured_metric"] >= p["measured_metric"]
+                   and q["point"] != p["point"] for q in doc["points"])
     assert set(point["assignment"]) == {"conv1", "conv2", "conv3", "conv4", "fc1", "fc2"}
     assert {"latency_s", "energy_j", "weight_bytes", "bops", "luts", "dsps", "brams"} <= set(point["costs"])
 
@@ -51,9 +57,15 @@ def test_search_json_shape(searched, capsys):
 def test_runs_show_and_frontier_tables(searched, capsys):
     runs = json.loads(cli_ok(capsys, "runs", "--db", searched, "--json").out)
     assert runs[0]["run"] == 1 and runs[0]["status"] == "done"
-    shown = cli_ok(capsys, "show", "1", "--db", searched).out
+    shown = cli_ok(capsys, "show", "1", "--db", searched, "--all").out
     assert "run 1: task digits-cnn" in shown and "conv1" in shown and "all-w8a8" in shown
-    assert "all-w2a2" in cli_ok(capsys, "frontier", "1", "--db", searched).out
+    every = cli_ok(capsys, "frontier", "1", "--db", searched, "--all").out
+    assert "all-w2a2" in every and "beaten" in every
+    doc = json.loads(cli_ok(capsys, "frontier", "1", "--db", searched, "--json").out)
+    shown = cli_ok(capsys, "frontier", "1", "--db", searched).out
+    for p in doc["points"]:  # the default table is the measured frontier: no point another one beats
+        assert (f"│ {p['point']:>5} │" in shown) == (p["measured_metric"] is not None and not p["dominated"]), p
+    assert "hidden (--all shows them)" in shown
 
 
 def test_devices_lists_every_target(capsys):
@@ -79,6 +91,14 @@ def test_devices_lists_every_target(capsys):
         (["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_wrong_shape", "--no-validate"], 2,
          "check that the calibration inputs"),
         (["show", "42"], 2, "run 42 is not in"),
+        (["search", "--max-drop", "-0.1"], 2, "The 'max_drop' parameter of search must be a number >= 0"),
+        (["search", "--max-drop", "100%"], 2, "percentage of the float metric below 100%"),
+        (["search", "--max-drop", "a lot"], 2, "The 'max_drop' parameter of search must be"),
+        (["search", "--max-drop", "1%", "--no-validate"], 2, "max_drop need measured evaluations, and validate=False"),
+        (["search", "--refine", "3", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_task"], 2,
+         "has no evaluate function, and refine need measured evaluations"),
+        (["search", "--max-drop", "1e-9", "--candidates", "w2a2"], 2,
+         "no configuration is within it: the most precise one the target runs measures"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(capsys, searched, argv, code, message):
@@ -146,3 +166,33 @@ def test_compare_two_runs(capsys, searched):
     assert changed == {l for l in first if first[l]["candidate"] != second[l]["candidate"]}
     status, _, err = run_cli(capsys, "compare", "1", "1", "--points", "0", "--db", searched)
     assert status == 2 and "is not K,L" in err
+
+
+def test_search_with_an_allowed_drop_reports_the_cheapest_point_within_it(capsys, tmp_path):
+    db = str(tmp_path / "drop.db")
+    doc = json.loads(cli_ok(capsys, "search", "--model", f"{ASSETS / 'tasks' / 'tiny_task.py'}:make_task", "--target",
+                            "cpu-x86", "--objective", "weight_bytes", "--max-drop", "5%", "--max-evals", "8",
+                            "--max-samples", "4", "--db", db, "--json").out)
+    assert doc["max_drop"] == "5%" and doc["evaluations"] <= 8
+    best = next(p for p in doc["points"] if p["point"] == doc["best_within_drop"])
+    assert best["measured_metric"] >= doc["float_metric"] * 0.95
+    within = [p for p in doc["points"] if p["measured_metric"] is not None and p["measured_metric"] >= doc["float_metric"] * 0.95]
+    assert best["costs"]["weight_bytes"] == min(p["costs"]["weight_bytes"] for p in within)
+    table = cli_ok(capsys, "frontier", "1", "--db", db).out
+    assert f"cheapest within a drop of 5%: point {doc['best_within_drop']}" in table.replace("\n", " ")
+
+
+def test_exporting_a_point_beaten_on_measurement_warns_naming_the_better_one(capsys, searched):
+    import mpq
+
+    run = mpq.open_run(searched, 1)
+    beaten = run.frontier[run.frontier["dominated"].fillna(False).astype(bool)]
+    assert len(beaten), "the digits run has points beaten on measurement"
+    point = int(beaten["point"].iloc[0])
+    with pytest.warns(mpq.exceptions.DominatedPointWarning, match=rf"point {point} is beaten on measurement by point \d+"):
+        run.export(point)
+    out, err = cli_ok(capsys, "export", "1", "--point", str(point), "--db", searched)
+    assert json.loads(out)["point"] == point
+    assert err.count("\n") == 1 and err.startswith(f"mpq: warning: run 1 point {point} is beaten on measurement")
+    fine = int(run.frontier.loc[run.frontier["dominated"] == False, "point"].iloc[0])  # noqa: E712
+    assert cli_ok(capsys, "export", "1", "--point", str(fine), "--db", searched).err == ""
