@@ -27,6 +27,7 @@ LOW_TO_HIGH_BITS = ("#d62728", "#ff7f0e", "#bcbd22", "#2ca02c", "#17becf", "#1f7
 
 BASELINE_SYMBOL = "diamond"
 POINT_SYMBOL = "circle"
+BEATEN_COLOR = "#c7c7c7"  # light grey: a point another validated point beats on measurement
 
 
 def axis_title(column: str) -> str:
@@ -112,7 +113,8 @@ def frontier_figure(
         title: The figure's title.
 
     Returns:
-        Traces ``frontier`` and ``uniform baselines`` in each panel (rows 1 and 2), and
+        Traces ``frontier``, ``uniform baselines`` and ``beaten on measurement`` (points another
+        validated point beats: greyed, whatever their kind) in each panel (rows 1 and 2), and
         ``selected`` when a point is selected; point ids in ``customdata``.
     """
     missing = [c for c in ("point", "label", "is_baseline", "measured_metric", x, y) if c not in points.columns]
@@ -121,15 +123,19 @@ def frontier_figure(
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.64, 0.36], vertical_spacing=0.08,
                         subplot_titles=(f"{y} against {x}", f"measured {metric_name}"))
     shown = list(dict.fromkeys([x, y, *hover]))
-    for name, rows, symbol in (("frontier", points[~points["is_baseline"]], POINT_SYMBOL),
-                               ("uniform baselines", points[points["is_baseline"]], BASELINE_SYMBOL)):
+    beaten = points["dominated"].fillna(False).astype(bool) if "dominated" in points else pd.Series(False, points.index)
+    groups = (
+        ("frontier", points[~points["is_baseline"] & ~beaten], POINT_SYMBOL, "#1f77b4"),
+        ("uniform baselines", points[points["is_baseline"] & ~beaten], BASELINE_SYMBOL, "#444444"),
+        ("beaten on measurement", points[beaten], POINT_SYMBOL, BEATEN_COLOR),
+    )
+    for name, rows, symbol, color in groups:
         if rows.empty:
             continue
         rows = rows.sort_values(x)
         common = dict(x=rows[x], customdata=rows[["point"]].to_numpy(), hovertext=point_hover(rows, shown, metric_name),
                       hovertemplate="%{hovertext}<extra></extra>", legendgroup=name,
-                      marker=dict(symbol=symbol, size=11 if symbol == BASELINE_SYMBOL else 9,
-                                  color="#444444" if symbol == BASELINE_SYMBOL else "#1f77b4"))
+                      marker=dict(symbol=symbol, size=11 if symbol == BASELINE_SYMBOL else 9, color=color))
         text = rows["label"].str.removeprefix("all-") if symbol == BASELINE_SYMBOL else None
         mode = "markers+text" if text is not None else "markers"
         fig.add_trace(go.Scatter(y=rows[y], name=name, mode=mode, text=text, textposition="top center", **common),

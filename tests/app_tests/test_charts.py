@@ -117,3 +117,13 @@ def test_calibration_figure_title_carries_spearman(spearman, shown):
 def test_axis_titles_carry_units():
     assert [charts.axis_title(c) for c in ("latency_s", "energy_j", "weight_bytes", "luts", "pe")] == [
         "latency_s (s)", "energy_j (J)", "weight_bytes (bytes)", "luts (LUTs)", "pe"]
+
+
+def test_frontier_figure_greys_points_beaten_on_measurement():
+    points = _frontier().assign(dominated=pd.array([True, False, False, True, pd.NA], dtype="boolean"))
+    fig = charts.frontier_figure(points, x="latency_s", y="predicted_loss", metric_name="accuracy")
+    beaten, = _by_name(fig, "beaten on measurement", "y")
+    assert sorted(int(c[0]) for c in beaten.customdata) == [0, 3] and beaten.marker.color == charts.BEATEN_COLOR
+    front, = _by_name(fig, "frontier", "y")
+    marks, = _by_name(fig, "uniform baselines", "y")
+    assert [int(c[0]) for c in front.customdata] == [2, 1] and [int(c[0]) for c in marks.customdata] == [4]
