@@ -126,7 +126,8 @@ class Setup:
         self.cost = dict(zip(zip(self.costs["layer"], self.costs["candidate"]), self.costs[objective].astype(float)))
         # Most expensive first; equal costs (fc2 on the FPGAs) from the most bits down, so that
         # "the highest candidate" is the most precise of the most expensive ones.
-        bits = mpq.candidate_table(list(dict.fromkeys(self.costs["candidate"])))[["candidate", "weight_bits", "act_bits"]]
+        names = list(dict.fromkeys(self.costs["candidate"]))
+        bits = mpq.candidate_table(names)[["candidate", "weight_bits", "act_bits"]]
         ordered = self.costs.merge(bits, on="candidate").sort_values(
             [objective, "weight_bits", "act_bits"], ascending=False, kind="stable")
         self._options = {layer: list(ordered.loc[ordered["layer"] == layer, "candidate"]) for layer in self.layer_names}
@@ -261,7 +262,9 @@ def mpq_has_keywords() -> bool:
     return all(k in parameters for k in MPQ_KEYWORDS)
 
 
-def run_mpq(setup: Setup, cap: int, db: Path, *, refine: bool, label: str) -> tuple[list[tuple[float, float]], int, str]:
+def run_mpq(
+    setup: Setup, cap: int, db: Path, *, refine: bool, label: str
+) -> tuple[list[tuple[float, float]], int, str]:
     """One ``mpq.search`` with ``max_evals=cap``: its measured points, the evaluate calls, and notes.
 
     The notes flag a search over its cap, and a ``run.record["evaluations"]`` or a
@@ -352,20 +355,23 @@ def bench_task(name: str, methods: Sequence[str], caps: Sequence[int], seed: int
                 ledger = Ledger(setup, cap, label)
                 runners[method](setup, ledger, seed)
                 points = [(c, m) for c, m, _ in ledger.points]
-                rows.append(Row(method, cap, ledger.spent, hypervolume(points, box), cheapest_within(points, threshold)))
+                rows.append(Row(method, cap, ledger.spent, hypervolume(points, box),
+                                cheapest_within(points, threshold)))
             elif not with_keywords:
                 rows.append(Row(method, cap, None, None, None, "skipped: mpq.search lacks " + "/".join(MPQ_KEYWORDS)))
             else:
                 points, calls, notes = run_mpq(setup, cap, folder / f"{name.replace('/', '_')}.db",
                                                refine=method == "mpq-refine", label=label)
-                rows.append(Row(method, cap, calls, hypervolume(points, box), cheapest_within(points, threshold), notes))
+                rows.append(Row(method, cap, calls, hypervolume(points, box), cheapest_within(points, threshold),
+                                notes))
     print_table(setup, rows, box, cost_high)
 
 
 def print_table(setup: Setup, rows: Sequence[Row], box: tuple[float, float, float, float], cost_high: float) -> None:
     spec, metric = setup.spec, setup.task.metric_name
-    print(f"\n{setup.name}: {metric} against {spec.objective}; float {metric} {setup.float_metric:.4f}, within the drop: "
-          f">= {setup.float_metric - DROP:.4f}; hypervolume box {spec.objective} [{box[0]:.4g}, {box[1]:.4g}] x "
+    print(f"\n{setup.name}: {metric} against {spec.objective}; float {metric} {setup.float_metric:.4f}, "
+          f"within the drop: >= {setup.float_metric - DROP:.4f}; "
+          f"hypervolume box {spec.objective} [{box[0]:.4g}, {box[1]:.4g}] x "
           f"{metric} [{box[2]:.4f}, {box[3]:.4f}]; all-highest costs {cost_high:.4g}")
     print(f"{'method':<12} {'N':>4} {'evals':>5} {'hypervolume':>11} {'cheapest':>10} {'rel':>6}  note")
     for r in rows:
