@@ -372,7 +372,8 @@ def print_table(setup: Setup, rows: Sequence[Row], box: tuple[float, float, floa
     print(f"\n{setup.name}: {metric} against {spec.objective}; float {metric} {setup.float_metric:.4f}, "
           f"within the drop: >= {setup.float_metric - DROP:.4f}; "
           f"hypervolume box {spec.objective} [{box[0]:.4g}, {box[1]:.4g}] x "
-          f"{metric} [{box[2]:.4f}, {box[3]:.4f}]; all-highest costs {cost_high:.4g}")
+          f"{metric} [{box[2]:.4f}, {box[3]:.4f}]; all-highest costs {cost_high:.4g}; amp, proxy-ilp and random "
+          f"measured {setup.evaluate_calls} distinct configurations between them")
     print(f"{'method':<12} {'N':>4} {'evals':>5} {'hypervolume':>11} {'cheapest':>10} {'rel':>6}  note")
     for r in rows:
         evals = "-" if r.evaluations is None else str(r.evaluations)
