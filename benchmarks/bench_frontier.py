@@ -11,8 +11,8 @@ the methods that use them (mpq's own searches share one store per task, so they 
 Methods:
 
 * ``mpq-default``: ``mpq.search(task, target, objectives=[obj], max_evals=N, validate=True)``.
-* ``mpq-refine``: ``mpq.search(..., max_drop=DROP, max_evals=N, refine=N // 2)``: half the
-  evaluations go to measured refinement around the drop.
+* ``mpq-refine``: ``mpq.search(..., max_drop=DROP, max_evals=N - N // 2, refine=N // 2)``: the
+  allowed-drop search spends half the evaluations, measured refinement the other half.
 * ``amp``: AIMET's automatic mixed precision re-implemented from its description. All-highest
   (every layer at its most expensive candidate on the objective) is evaluated first. Phase 1
   evaluates each layer alone at each cheaper candidate, the rest at the highest, in model layer
@@ -283,8 +283,8 @@ def run_mpq(
     task = dataclasses.replace(setup.task, evaluate=counted)
     spec = setup.spec
     if refine:
-        run = mpq.search(task, target=spec.target, objectives=[spec.objective], max_drop=DROP, max_evals=cap,
-                         refine=cap // 2, db=db, validate=True)
+        run = mpq.search(task, target=spec.target, objectives=[spec.objective], max_drop=DROP,
+                         max_evals=cap - cap // 2, refine=cap // 2, db=db, validate=True)
     else:
         run = mpq.search(task, target=spec.target, objectives=[spec.objective], max_evals=cap, db=db,
                          validate=True)

@@ -393,9 +393,13 @@ def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Pr
         store.save_table(run_id, "omega", om)
 
     frontier, _ = store.run_points(run_id)
+    # One objective, no budget: the frontier's points are chosen by measurement (the usable
+    # region), so only the baselines are stored now; else the solver's points are.
+    by_region = plan.validate and plan.max_drop is None and not plan.budgets and len(plan.objectives) == 1
     if plan.max_drop is None and frontier.empty:
         progress("solve", 0, 1, f"{'optimal point' if plan.budgets else 'frontier'} over {len(om)} (layer, candidate) pairs")
-        store.save_points(run_id, _point_rows(_solve(om, plan), first=0))
+        labelled = _solve(om, plan)
+        store.save_points(run_id, _point_rows([p for p in labelled if p[1]] if by_region else labelled, first=0))
     elif plan.max_drop is None:
         progress("solve", 1, 1, f"reused the {len(frontier)} stored points")
 
@@ -409,6 +413,8 @@ def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Pr
         measurer = _Measurer(task, store, run_id, om, plan, progress)
         if measured_before and "highest" in measured_before:
             measurer.add_measured(*measured_before["highest"], label="highest")
+        if by_region:
+            measurer.validate_region(absolute_drop(USABLE_DROP, float_metric))
         if plan.max_drop is None:
             measurer.validate_stored()
         else:
@@ -442,6 +448,7 @@ class _Measurer:
                                        measured.get("measured_metric", [])):
             self.remember(by_point[point], float(metric), cost=float(cost))
         self._pending: dict | None = None
+        self._label = "search"  # the label of a configuration measured and added as a point
 
     def remember(self, assignment: Mapping[str, str], metric: float, cost: float) -> None:
         """A stored configuration's measurement (each distinct one counts as one evaluation)."""
@@ -464,13 +471,13 @@ class _Measurer:
         self.store.add_points(self.run_id, _point_rows([(label, False, solution)], first=first, measured=[metric]))
 
     def _measure_new(self, solution: solvers.Solution) -> float:
-        label = self._pending["label"] if self._pending else "search"
+        label = self._pending["label"] if self._pending else self._label
         self.progress("validate", self.search.spent, self.search.max_evals, label)
         value = float(validate(self.task, {0: solution.assignment}, act_ranges=self.ranges).iloc[0])
         if self._pending is not None:  # a stored point: record its measurement
             self.store.set_measured(self.run_id, self._pending["point"], value)
         else:
-            self._add_point("search", solution, value)
+            self._add_point(self._label, solution, value)
         return value
 
     def validate_stored(self) -> None:
@@ -498,6 +505,30 @@ class _Measurer:
                 self._pending = None
         self.progress("validate", self.search.spent, self.search.spent, "done")
 
+    def validate_region(self, usable_drop: float) -> None:
+        """Spend the frontier's evaluations where its configurations are usable: bisection over
+        the dense proxy frontier finds its cheapest point within ``usable_drop`` of the float
+        metric, then up to ``max_points`` proxy points from there to the most precise one are
+        measured, in an order that covers the region evenly. Without any point within it, the
+        whole proxy frontier is the region."""
+        proxy = self._proxy()
+        self.search.target = self.store.run_record(self.run_id)["float_metric"] - usable_drop
+        self._label = "frontier"
+        try:
+            boundary = self.search.bisect(proxy)
+            region = proxy[proxy.index(boundary):] if boundary is not None else proxy
+            keys = [tuple(sorted(p.assignment.items())) for p in region]
+            measured = sum(key in self.search.known for key in keys)
+            for index in spread(len(region)):
+                if measured >= self.plan.max_points or self.search.left <= 0:
+                    break
+                if keys[index] not in self.search.known:
+                    if self.search.metric(region[index]) is None:
+                        break
+                    measured += 1
+        finally:
+            self._label = "search"
+
     def cheapest_within_drop(self, drop: float) -> None:
         """The cheapest configuration within ``drop`` of the float metric, by bisection over the
         proxy frontier and local repair (:class:`DropSearch`); every evaluation is stored."""
@@ -514,7 +545,16 @@ class _Measurer:
                                     max_points=max(self.plan.max_points, _DROP_PROXY_POINTS))
 
     def refine(self) -> None:
-        """``plan.refine`` more evaluations from the measured frontier's points, best measured first."""
+        """``plan.refine`` more evaluations: with ``max_drop``, first more local repair of the
+        cheapest configuration within the drop; then one-layer moves from the measured frontier's
+        points, best measured first."""
+        self.search.max_evals = self.search.spent + self.plan.refine
+        if self.plan.max_drop is not None:
+            within = [(cost, key) for key, (cost, metric) in self.search.known.items() if metric >= self.search.target]
+            if within:
+                _, key = min(within)
+                start = solvers.solve(self.om, self.plan.costs, {}, fixed=dict(key))
+                self.search.descend(start, lambda _, value: value >= self.search.target)
         frontier, assignments = self.store.run_points(self.run_id)
         measured = frontier[frontier["measured_metric"].notna()]
         beaten = dominated(measured, [self.objective])
@@ -523,12 +563,15 @@ class _Measurer:
             rows = assignments[assignments["point"] == row["point"]]
             starts.append(solvers.solve(self.om, self.plan.costs, {}, fixed=dict(rows[["layer", "candidate"]].values)))
         self.search.misjudged.clear()  # a move that broke the drop may still extend the frontier
-        self.search.refine(starts, self.plan.refine, self._proxy())
+        self.search.refine(starts, self.search.left, self._proxy())
         self.progress("validate", self.search.spent, self.search.spent, "done")
 
 
-#: Points of the proxy frontier the allowed-drop bisection searches over.
+#: Points of the proxy frontier the bisections search over.
 _DROP_PROXY_POINTS = 64
+#: Without ``max_drop``, the frontier's evaluations go to configurations within this drop of
+#: the float metric: further down, a model is rarely one a user deploys.
+USABLE_DROP = "10%"
 
 
 def _sensitivity(task: Task, store: Store, plan: _Plan, progress: Progress) -> pd.DataFrame:

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from unittest import mock
 
 import pulp
+
+try:
+    import highspy
+except ImportError:  # make_solver("highs") says how to install it
+    highspy = None
 
 from solvers._errors import BackendUnavailableError, unknown_name
 
@@ -25,6 +31,32 @@ BACKENDS = ("highs", "cbc")
 _REL_GAP = 1e-9
 _ABS_GAP = 0.0
 _FEASIBILITY_TOL = 1e-9
+
+
+class _QuietHiGHS(pulp.HiGHS):
+    """PuLP's HiGHS with `msg=False` silent from the start.
+
+    highspy's `Highs()` constructor calls into HiGHS before PuLP can set `output_flag`, and HiGHS
+    prints its banner ("Running HiGHS ...") at the first call with output on (HiGHS issues
+    #1702, #1932), on stdout, where mpq's own output goes. The model is built with a `Highs`
+    whose output is off from its constructor on.
+    """
+
+    def createAndConfigureSolver(self, lp: pulp.LpProblem) -> None:
+        if self.msg:
+            return super().createAndConfigureSolver(lp)
+        with mock.patch.object(highspy, "Highs", _SilentHighs):  # the module PuLP's HiGHS calls
+            return super().createAndConfigureSolver(lp)
+
+
+if highspy is not None:
+
+    class _SilentHighs(highspy.Highs):
+        """`Highs` with `output_flag` off before its constructor's first call into HiGHS."""
+
+        def enableCallbacks(self):  # the constructor's first call into HiGHS
+            self.setOptionValue("output_flag", False)
+            return super().enableCallbacks()
 
 
 def cbc_path() -> str | None:
@@ -54,7 +86,7 @@ def make_solver(name: str, time_limit_s: float | None = None) -> pulp.LpSolver:
         SolverInputError: `name` is not a backend.
     """
     if name == "highs":
-        solver = pulp.HiGHS(
+        solver = _QuietHiGHS(
             msg=False,
             timeLimit=time_limit_s,
             gapRel=_REL_GAP,

@@ -61,3 +61,13 @@ def test_unproven_allocation_is_flagged(three_layers, monkeypatch):
     monkeypatch.setattr(solvers._ilp, "make_solver", lambda name, time_limit_s=None: StoppedEarly(msg=False))
     solution = solvers.solve(*three_layers, BUDGETS, backend="highs", time_limit_s=1)
     assert (solution.optimal, solution.status) == (False, "feasible")
+
+
+def test_highs_prints_nothing_not_even_its_banner(capfd):
+    import pandas as pd
+
+    omega = pd.DataFrame({"layer": ["a", "a", "b", "b"], "candidate": ["x", "y"] * 2, "omega": [1, 0.5, 1, 0.2]})
+    costs = omega[["layer", "candidate"]].assign(weight_bytes=[1, 2, 1, 2], latency_s=[1, 2, 1, 2])
+    solvers.solve(omega, costs, {"weight_bytes": 3, "latency_s": 3.5}, backend="highs")  # two budgets: the ILP
+    out, err = capfd.readouterr()  # file descriptors: HiGHS writes from C++
+    assert out == "" and err == ""
