@@ -131,6 +131,8 @@ class Run:
 def _evaluations(record: dict[str, Any], frontier: pd.DataFrame, assignments: pd.DataFrame) -> int:
     """Calls of ``task.evaluate`` the run spent: the float model, and each distinct measured
     configuration once (a search never measures one configuration twice)."""
+    if frontier.empty:
+        return int(record["float_metric"] is not None)
     measured = set(frontier.loc[frontier["measured_metric"].notna(), "point"])
     configurations = {
         tuple(sorted(zip(rows["layer"], rows["candidate"])))

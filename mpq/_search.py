@@ -9,6 +9,7 @@ stage keeps what it stored, so a resumed run does only what is missing.
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,6 +25,7 @@ from scipy.stats import spearmanr
 
 from mpq._apply import activation_ranges
 from mpq._formats import candidate_table
+from mpq._frontier_columns import cost_columns
 from mpq._layers import layers
 from mpq._measured_frontier import DEFAULT_DROP_EVALS, DropSearch, absolute_drop, check_drop, dominated, spread
 from mpq._omega import omega
@@ -421,8 +423,9 @@ def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Pr
             measurer.cheapest_within_drop(absolute_drop(plan.max_drop, float_metric))
         if plan.refine:
             measurer.refine()
-        frontier, _ = store.run_points(run_id)
-        store.set_dominated(run_id, dict(zip(frontier["point"], dominated(frontier, plan.objectives))))
+        frontier, assignments = store.run_points(run_id)
+        frontier["dominated"] = dominated(frontier, plan.objectives)
+        store.save_points(run_id, _numbered_by_cost(frontier, assignments, plan.objectives[0]))
         frontier, _ = store.run_points(run_id)
     progress("store", 0, 1, "summarising the run")
     store.finish_run(run_id, "done", float_metric=float_metric, spearman=_spearman(frontier, float_metric))
@@ -472,7 +475,7 @@ class _Measurer:
 
     def _measure_new(self, solution: solvers.Solution) -> float:
         label = self._pending["label"] if self._pending else self._label
-        self.progress("validate", self.search.spent, self.search.max_evals, label)
+        self.progress("validate", self.search.spent - 1, self._planned(), label)
         value = float(validate(self.task, {0: solution.assignment}, act_ranges=self.ranges).iloc[0])
         if self._pending is not None:  # a stored point: record its measurement
             self.store.set_measured(self.run_id, self._pending["point"], value)
@@ -503,7 +506,7 @@ class _Measurer:
                     break  # max_evals spent
             finally:
                 self._pending = None
-        self.progress("validate", self.search.spent, self.search.spent, "done")
+        self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
 
     def validate_region(self, usable_drop: float) -> None:
         """Spend the frontier's evaluations where its configurations are usable: bisection over
@@ -535,14 +538,39 @@ class _Measurer:
         float_metric = self.store.run_record(self.run_id)["float_metric"]
         self.search.target = float_metric - drop
         self.search.cheapest_within_drop(self._proxy())
-        self.progress("validate", self.search.spent, self.search.spent, "done")
+        self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
+
+    def _planned(self) -> int:
+        """Configurations this run plans to measure (beside the float model), for progress."""
+        if self.plan.max_evals is not None or self.plan.max_drop is not None:
+            return self.search.max_evals - 1
+        frontier, _ = self.store.run_points(self.run_id)
+        baselines = int(frontier["is_baseline"].sum()) if len(frontier) else 0
+        return self.plan.max_points + baselines + math.ceil(math.log2(_DROP_PROXY_POINTS)) + self.plan.refine
 
     def _proxy(self) -> list[solvers.Solution]:
-        """The proxy frontier (exact optima of predicted loss), dense, ascending cost."""
+        """The proxy frontier (exact optima of predicted loss), dense, ascending cost; solved once
+        per run and stored (the run table ``proxy``), so a resumed run does not solve again."""
+        stored = self.store.run_tables(self.run_id).get("proxy")
+        if stored is not None:
+            costs = [c for c in stored.columns if c not in ("proxy_point", "layer", "candidate", "predicted_loss",
+                                                          "optimal")]
+            return [
+                solvers.Solution(dict(zip(rows["layer"], rows["candidate"])), float(rows["predicted_loss"].iloc[0]),
+                                 {c: float(rows[c].iloc[0]) for c in costs}, bool(rows["optimal"].iloc[0]))
+                for _, rows in stored.groupby("proxy_point", sort=True)
+            ]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
-            return solvers.frontier(self.om, self.plan.costs, [self.objective], budgets=self.plan.all_budgets,
-                                    max_points=max(self.plan.max_points, _DROP_PROXY_POINTS))
+            proxy = solvers.frontier(self.om, self.plan.costs, [self.objective], budgets=self.plan.all_budgets,
+                                     max_points=max(self.plan.max_points, _DROP_PROXY_POINTS))
+        table = pd.DataFrame([
+            {"proxy_point": i, "layer": layer, "candidate": candidate, "predicted_loss": p.predicted_loss,
+             "optimal": p.optimal, **p.costs}
+            for i, p in enumerate(proxy) for layer, candidate in p.assignment.items()
+        ])
+        self.store.save_table(self.run_id, "proxy", table)
+        return proxy
 
     def refine(self) -> None:
         """``plan.refine`` more evaluations: with ``max_drop``, first more local repair of the
@@ -564,7 +592,7 @@ class _Measurer:
             starts.append(solvers.solve(self.om, self.plan.costs, {}, fixed=dict(rows[["layer", "candidate"]].values)))
         self.search.misjudged.clear()  # a move that broke the drop may still extend the frontier
         self.search.refine(starts, self.search.left, self._proxy())
-        self.progress("validate", self.search.spent, self.search.spent, "done")
+        self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
 
 
 #: Points of the proxy frontier the bisections search over.
@@ -650,6 +678,25 @@ def _point_rows(labelled: Sequence[tuple[str, bool, solvers.Solution]], *, first
             "measured_metric": None if measured is None else measured[i], "assignment": solution.assignment,
         }
         for i, (label, is_baseline, solution) in enumerate(labelled)
+    ]
+
+
+def _numbered_by_cost(frontier: pd.DataFrame, assignments: pd.DataFrame, objective: str) -> list[dict]:
+    """The run's points as store rows, numbered as a person reads them: the configurations by
+    cost on the first objective (measured ones were numbered in the order they were measured),
+    then the uniform baselines."""
+    ordered = pd.concat([frontier[~frontier["is_baseline"]].sort_values([objective, "predicted_loss"], kind="stable"),
+                         frontier[frontier["is_baseline"]]])
+    by_point = {p: dict(rows[["layer", "candidate"]].values) for p, rows in assignments.groupby("point", sort=False)}
+    costs = cost_columns(frontier)
+    return [
+        {
+            "point": i, "label": row["label"], "is_baseline": bool(row["is_baseline"]), "optimal": bool(row["optimal"]),
+            "predicted_loss": row["predicted_loss"], "costs": {c: row[c] for c in costs},
+            "measured_metric": None if pd.isna(row["measured_metric"]) else row["measured_metric"],
+            "dominated": row["dominated"], "assignment": by_point[row["point"]],
+        }
+        for i, (_, row) in enumerate(ordered.iterrows())
     ]
 
 

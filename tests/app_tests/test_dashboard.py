@@ -105,7 +105,11 @@ def test_frontier_chart_shows_points_baselines_and_the_measured_metric(store, op
     assert at.title[0].value == f"Run {run.id}: digits-cnn on zcu104"
     figure = _figure(at, f"Frontier of run {run.id}")
     frontier = run.frontier.sort_values("latency_s")
-    points, baselines = frontier[~frontier.is_baseline], frontier[frontier.is_baseline]
+    beaten = frontier.dominated.fillna(False).astype(bool)
+    points, baselines = frontier[~frontier.is_baseline & ~beaten], frontier[frontier.is_baseline & ~beaten]
+    if beaten.any():  # greyed in a trace of their own
+        grey, = _traces(figure, "beaten on measurement", "y")
+        assert sorted(c[0] for c in grey["customdata"]) == sorted(frontier.point[beaten])
     top, = _traces(figure, "frontier", "y")
     bottom, = _traces(figure, "frontier", "y2")
     assert [c[0] for c in top["customdata"]] == list(points.point)
@@ -131,9 +135,13 @@ def test_axes_can_be_any_two_objectives(store, open_app):
     at.selectbox(key=f"y_{run.id}").set_value("energy_j")
     at.run()
     figure = _figure(at, f"Frontier of run {run.id}")
-    top, = _traces(figure, "frontier", "y")
-    points = run.frontier[~run.frontier.is_baseline].sort_values("weight_bytes")
-    assert top["x"] == pytest.approx(list(points.weight_bytes)) and top["y"] == pytest.approx(list(points.energy_j))
+    drawn = {}  # every point, in whichever trace it is drawn (frontier, baseline or beaten)
+    for name in ("frontier", "uniform baselines", "beaten on measurement"):
+        for trace in _traces(figure, name, "y"):
+            drawn |= {int(c[0]): (x, y) for c, x, y in zip(trace["customdata"], trace["x"], trace["y"])}
+    assert sorted(drawn) == sorted(run.frontier.point)
+    for point, weight_bytes, energy_j in zip(run.frontier.point, run.frontier.weight_bytes, run.frontier.energy_j):
+        assert drawn[int(point)] == pytest.approx((weight_bytes, energy_j))
     assert figure["layout"]["xaxis2"]["title"]["text"] == "weight_bytes (bytes)"
 
 
@@ -226,7 +234,7 @@ def test_run_in_progress_is_shown_plainly(store, open_app):
     at = open_app(store.db, "app_pages/frontier.py", store.ids["running"])
     assert not at.exception and not at.error
     assert f"Run {store.ids['running']} is still running" in _texts(at.info)
-    assert "stored so far: costs, layers, omega, sensitivity" in _texts(at.info)
+    assert "stored so far: costs, layers, omega, proxy, sensitivity" in _texts(at.info)
     assert list(at.dataframe[0].value.layer) == list(store.runs["fpga"].tables["layers"].layer)
 
 
