@@ -255,8 +255,10 @@ def search(
             see ``mpq._measured_frontier``), instead of validating a fixed frontier;
             ``run.best(max_drop=...)`` picks it.
         max_evals: Calls of ``task.evaluate`` the search may spend, the float model's included
-            (``run.record["evaluations"]`` counts them); default: every frontier point and
-            baseline, or 50 with ``max_drop``.
+            (``run.record["evaluations"]`` counts them); a budget given is spent whole (what
+            the frontier and the baselines leave goes to refinement); default: ``max_points``
+            frontier points in the usable region (within 10 % of float) and every baseline, or
+            50 with ``max_drop``.
         refine: More evaluations spent pushing the measured frontier towards lower cost: one-layer
             moves to cheaper candidates from its points, least predicted loss per cost saved
             first, kept where no measured configuration beats them.
@@ -421,8 +423,10 @@ def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Pr
             measurer.validate_stored()
         else:
             measurer.cheapest_within_drop(absolute_drop(plan.max_drop, float_metric))
-        if plan.refine:
-            measurer.refine()
+        # A budget the user named is spent whole: what the plan left goes to refinement too.
+        extra = plan.refine + (measurer.search.left if plan.max_evals is not None else 0)
+        if extra:
+            measurer.refine(extra)
         frontier, assignments = store.run_points(run_id)
         frontier["dominated"] = dominated(frontier, plan.objectives)
         store.save_points(run_id, _numbered_by_cost(frontier, assignments, plan.objectives[0]))
@@ -572,11 +576,11 @@ class _Measurer:
         self.store.save_table(self.run_id, "proxy", table)
         return proxy
 
-    def refine(self) -> None:
-        """``plan.refine`` more evaluations: with ``max_drop``, first more local repair of the
-        cheapest configuration within the drop; then one-layer moves from the measured frontier's
-        points, best measured first."""
-        self.search.max_evals = self.search.spent + self.plan.refine
+    def refine(self, extra: int) -> None:
+        """``extra`` more evaluations: with ``max_drop``, first more local repair of the cheapest
+        configuration within the drop; then one-layer moves from the measured frontier's points,
+        best measured first."""
+        self.search.max_evals = self.search.spent + extra
         if self.plan.max_drop is not None:
             within = [(cost, key) for key, (cost, metric) in self.search.known.items() if metric >= self.search.target]
             if within:
