@@ -17,8 +17,17 @@ from plotly.subplots import make_subplots
 
 #: Units of the columns charts put on axes (the frontier's and the cost tables' columns).
 UNITS = {
-    "latency_s": "s", "energy_j": "J", "weight_bytes": "bytes", "flash_bytes": "bytes", "sram_bytes": "bytes",
-    "dram_bytes": "bytes", "bops": "bit-ops", "cycles": "cycles", "luts": "LUTs", "dsps": "DSPs", "brams": "BRAMs",
+    "latency_s": "s",
+    "energy_j": "J",
+    "weight_bytes": "bytes",
+    "flash_bytes": "bytes",
+    "sram_bytes": "bytes",
+    "dram_bytes": "bytes",
+    "bops": "bit-ops",
+    "cycles": "cycles",
+    "luts": "LUTs",
+    "dsps": "DSPs",
+    "brams": "BRAMs",
     "predicted_loss": "summed omega",
 }
 
@@ -120,8 +129,14 @@ def frontier_figure(
     missing = [c for c in ("point", "label", "is_baseline", "measured_metric", x, y) if c not in points.columns]
     if missing:
         raise ValueError(f"points: missing columns {missing}; pass views.frontier_points(run).")
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.64, 0.36], vertical_spacing=0.08,
-                        subplot_titles=(f"{y} against {x}", f"measured {metric_name}"))
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        row_heights=[0.64, 0.36],
+        vertical_spacing=0.08,
+        subplot_titles=(f"{y} against {x}", f"measured {metric_name}"),
+    )
     shown = list(dict.fromkeys([x, y, *hover]))
     beaten = points["dominated"].fillna(False).astype(bool) if "dominated" in points else pd.Series(False, points.index)
     groups = (
@@ -133,36 +148,67 @@ def frontier_figure(
         if rows.empty:
             continue
         rows = rows.sort_values(x)
-        common = dict(x=rows[x], customdata=rows[["point"]].to_numpy(), hovertext=point_hover(rows, shown, metric_name),
-                      hovertemplate="%{hovertext}<extra></extra>", legendgroup=name,
-                      marker=dict(symbol=symbol, size=11 if symbol == BASELINE_SYMBOL else 9, color=color))
+        common = dict(
+            x=rows[x],
+            customdata=rows[["point"]].to_numpy(),
+            hovertext=point_hover(rows, shown, metric_name),
+            hovertemplate="%{hovertext}<extra></extra>",
+            legendgroup=name,
+            marker=dict(symbol=symbol, size=11 if symbol == BASELINE_SYMBOL else 9, color=color),
+        )
         text = rows["label"].str.removeprefix("all-") if symbol == BASELINE_SYMBOL else None
         mode = "markers+text" if text is not None else "markers"
-        fig.add_trace(go.Scatter(y=rows[y], name=name, mode=mode, text=text, textposition="top center", **common),
-                      row=1, col=1)
-        fig.add_trace(go.Scatter(y=rows["measured_metric"], name=name, mode="markers", showlegend=False, **common),
-                      row=2, col=1)
+        fig.add_trace(
+            go.Scatter(y=rows[y], name=name, mode=mode, text=text, textposition="top center", **common), row=1, col=1
+        )
+        fig.add_trace(
+            go.Scatter(y=rows["measured_metric"], name=name, mode="markers", showlegend=False, **common), row=2, col=1
+        )
     if selected is not None and (points["point"] == selected).any():
         row = points[points["point"] == selected]
         ring = dict(symbol="circle-open", size=20, color="#d62728", line=dict(width=3))
         for panel, column in ((1, y), (2, "measured_metric")):
-            fig.add_trace(go.Scatter(x=row[x], y=row[column], name="selected", mode="markers", marker=ring,
-                                     customdata=row[["point"]].to_numpy(), hoverinfo="skip", showlegend=panel == 1),
-                          row=panel, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=row[x],
+                    y=row[column],
+                    name="selected",
+                    mode="markers",
+                    marker=ring,
+                    customdata=row[["point"]].to_numpy(),
+                    hoverinfo="skip",
+                    showlegend=panel == 1,
+                ),
+                row=panel,
+                col=1,
+            )
     if float_metric is not None and not math.isnan(float_metric):
-        fig.add_hline(y=float_metric, line_dash="dash", line_color="#888888", row=2, col=1,
-                      annotation_text=f"float32 {float_metric:.4g}", annotation_position="bottom right")
+        fig.add_hline(
+            y=float_metric,
+            line_dash="dash",
+            line_color="#888888",
+            row=2,
+            col=1,
+            annotation_text=f"float32 {float_metric:.4g}",
+            annotation_position="bottom right",
+        )
     fig.update_xaxes(title_text=axis_title(x), row=2, col=1)
     fig.update_xaxes(**_scale(points[x]))
     fig.update_yaxes(title_text=axis_title(y), row=1, col=1, **_scale(points[y]))
     fig.update_yaxes(title_text=metric_name, row=2, col=1)
-    fig.update_layout(title=title, height=620, clickmode="event+select", legend=dict(orientation="h", y=-0.12),
-                      margin=dict(t=70, b=40))
+    fig.update_layout(
+        title=title,
+        height=620,
+        clickmode="event+select",
+        legend=dict(orientation="h", y=-0.12),
+        margin=dict(t=70, b=40),
+    )
     return fig
 
 
-def layer_bits_figure(view: pd.DataFrame, *, colors: Mapping[str, str] | None = None,
-                      title: str = "Bits per layer") -> go.Figure:
+def layer_bits_figure(
+    view: pd.DataFrame, *, colors: Mapping[str, str] | None = None, title: str = "Bits per layer"
+) -> go.Figure:
     """Weight bits per layer as bars coloured by format, activation bits as marks.
 
     Args:
@@ -178,20 +224,43 @@ def layer_bits_figure(view: pd.DataFrame, *, colors: Mapping[str, str] | None = 
     colors = dict(colors or format_colors(view[["candidate", "weight_bits", "act_bits"]].drop_duplicates()))
     fig = go.Figure()
     for candidate, rows in view.groupby("candidate", sort=False):
-        fig.add_trace(go.Bar(x=rows["layer"], y=rows["weight_bits"], name=candidate, marker_color=colors[candidate],
-                             text=rows["candidate"], textposition="inside", insidetextanchor="middle",
-                             hovertemplate="%{x}: %{text}, %{y:g} weight bits<extra></extra>"))
-    fig.add_trace(go.Scatter(x=view["layer"], y=view["act_bits"], name="activation bits", mode="markers",
-                             marker=dict(symbol="line-ew-open", size=30, color="#222222", line=dict(width=3)),
-                             hovertemplate="%{x}: %{y:g} activation bits<extra></extra>"))
-    fig.update_layout(title=title, barmode="overlay", height=420, legend=dict(orientation="h", y=-0.2),
-                      xaxis=dict(title="layer", categoryorder="array", categoryarray=list(view["layer"])),
-                      yaxis=dict(title="bits per value", rangemode="tozero"), margin=dict(t=60, b=40))
+        fig.add_trace(
+            go.Bar(
+                x=rows["layer"],
+                y=rows["weight_bits"],
+                name=candidate,
+                marker_color=colors[candidate],
+                text=rows["candidate"],
+                textposition="inside",
+                insidetextanchor="middle",
+                hovertemplate="%{x}: %{text}, %{y:g} weight bits<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=view["layer"],
+            y=view["act_bits"],
+            name="activation bits",
+            mode="markers",
+            marker=dict(symbol="line-ew-open", size=30, color="#222222", line=dict(width=3)),
+            hovertemplate="%{x}: %{y:g} activation bits<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        barmode="overlay",
+        height=420,
+        legend=dict(orientation="h", y=-0.2),
+        xaxis=dict(title="layer", categoryorder="array", categoryarray=list(view["layer"])),
+        yaxis=dict(title="bits per value", rangemode="tozero"),
+        margin=dict(t=60, b=40),
+    )
     return fig
 
 
-def compare_figure(frontiers: Mapping[str, pd.DataFrame], *, x: str, y: str, log_x: bool | None = None,
-                   title: str = "Runs compared") -> go.Figure:
+def compare_figure(
+    frontiers: Mapping[str, pd.DataFrame], *, x: str, y: str, log_x: bool | None = None, title: str = "Runs compared"
+) -> go.Figure:
     """Several runs' frontiers on one chart.
 
     Args:
@@ -211,27 +280,42 @@ def compare_figure(frontiers: Mapping[str, pd.DataFrame], *, x: str, y: str, log
     every = pd.concat([f[[x, y]] for f in frontiers.values()]) if frontiers else pd.DataFrame({x: [], y: []})
     for i, (label, points) in enumerate(frontiers.items()):
         color = palette[i % len(palette)]
-        for name, rows, symbol in ((label, points[~points["is_baseline"]], POINT_SYMBOL),
-                                   (f"{label} baselines", points[points["is_baseline"]], BASELINE_SYMBOL)):
+        for name, rows, symbol in (
+            (label, points[~points["is_baseline"]], POINT_SYMBOL),
+            (f"{label} baselines", points[points["is_baseline"]], BASELINE_SYMBOL),
+        ):
             if rows.empty:
                 continue
             rows = rows.sort_values(x)
-            fig.add_trace(go.Scatter(
-                x=rows[x], y=rows[y], name=name, legendgroup=label, customdata=rows[["point"]].to_numpy(),
-                mode="lines+markers" if symbol == POINT_SYMBOL else "markers",
-                marker=dict(symbol=symbol, size=10 if symbol == BASELINE_SYMBOL else 8, color=color),
-                line=dict(color=color, width=1.5),
-                hovertext=[f"{label}<br>{h}" for h in point_hover(rows, [x, y])],
-                hovertemplate="%{hovertext}<extra></extra>",
-            ))
-    fig.update_layout(title=title, height=560, legend=dict(orientation="h", y=-0.15),
-                      xaxis=dict(title=axis_title(x), **(_scale(every[x]) if log_x is None else
-                                                         LOG_AXIS if log_x else dict(type="linear"))),
-                      yaxis=dict(title=axis_title(y), **_scale(every[y])))
+            fig.add_trace(
+                go.Scatter(
+                    x=rows[x],
+                    y=rows[y],
+                    name=name,
+                    legendgroup=label,
+                    customdata=rows[["point"]].to_numpy(),
+                    mode="lines+markers" if symbol == POINT_SYMBOL else "markers",
+                    marker=dict(symbol=symbol, size=10 if symbol == BASELINE_SYMBOL else 8, color=color),
+                    line=dict(color=color, width=1.5),
+                    hovertext=[f"{label}<br>{h}" for h in point_hover(rows, [x, y])],
+                    hovertemplate="%{hovertext}<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        title=title,
+        height=560,
+        legend=dict(orientation="h", y=-0.15),
+        xaxis=dict(
+            title=axis_title(x), **(_scale(every[x]) if log_x is None else LOG_AXIS if log_x else dict(type="linear"))
+        ),
+        yaxis=dict(title=axis_title(y), **_scale(every[y])),
+    )
     return fig
 
 
-def layer_diff_figure(diff: pd.DataFrame, *, label_a: str, label_b: str, title: str = "Per-layer difference") -> go.Figure:
+def layer_diff_figure(
+    diff: pd.DataFrame, *, label_a: str, label_b: str, title: str = "Per-layer difference"
+) -> go.Figure:
     """Two points' weight bits side by side per layer, each bar labelled with its candidate.
 
     Args:
@@ -247,18 +331,34 @@ def layer_diff_figure(diff: pd.DataFrame, *, label_a: str, label_b: str, title: 
     fig = go.Figure()
     outline = np.where(diff["changed"], 2.5, 0.0)
     for label, side, color in ((label_a, "a", "#1f77b4"), (label_b, "b", "#ff7f0e")):
-        fig.add_trace(go.Bar(x=diff["layer"], y=diff[f"weight_bits_{side}"], name=label, marker_color=color,
-                             marker_line=dict(width=outline, color="#222222"), text=diff[f"candidate_{side}"],
-                             textposition="inside", textangle=-90, insidetextanchor="middle",
-                             hovertemplate="%{x}: %{text}<extra>" + label + "</extra>"))
-    fig.update_layout(title=title, barmode="group", height=420, legend=dict(orientation="h", y=-0.2),
-                      xaxis=dict(title="layer", categoryorder="array", categoryarray=list(diff["layer"])),
-                      yaxis=dict(title="weight bits per value", rangemode="tozero"))
+        fig.add_trace(
+            go.Bar(
+                x=diff["layer"],
+                y=diff[f"weight_bits_{side}"],
+                name=label,
+                marker_color=color,
+                marker_line=dict(width=outline, color="#222222"),
+                text=diff[f"candidate_{side}"],
+                textposition="inside",
+                textangle=-90,
+                insidetextanchor="middle",
+                hovertemplate="%{x}: %{text}<extra>" + label + "</extra>",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        height=420,
+        legend=dict(orientation="h", y=-0.2),
+        xaxis=dict(title="layer", categoryorder="array", categoryarray=list(diff["layer"])),
+        yaxis=dict(title="weight bits per value", rangemode="tozero"),
+    )
     return fig
 
 
-def calibration_figure(points: pd.DataFrame, *, metric_name: str, spearman: float | None,
-                       title: str = "Predicted against measured") -> go.Figure:
+def calibration_figure(
+    points: pd.DataFrame, *, metric_name: str, spearman: float | None, title: str = "Predicted against measured"
+) -> go.Figure:
     """Predicted loss against the measured metric drop, with the run's Spearman correlation.
 
     Args:
@@ -274,17 +374,29 @@ def calibration_figure(points: pd.DataFrame, *, metric_name: str, spearman: floa
     """
     rho = "n/a" if spearman is None or math.isnan(spearman) else f"{spearman:.3f}"
     fig = go.Figure()
-    for name, rows, symbol in (("frontier", points[~points["is_baseline"]], POINT_SYMBOL),
-                               ("uniform baselines", points[points["is_baseline"]], BASELINE_SYMBOL)):
+    for name, rows, symbol in (
+        ("frontier", points[~points["is_baseline"]], POINT_SYMBOL),
+        ("uniform baselines", points[points["is_baseline"]], BASELINE_SYMBOL),
+    ):
         if rows.empty:
             continue
-        fig.add_trace(go.Scatter(
-            x=rows["predicted_loss"], y=rows["measured_drop"], name=name, mode="markers",
-            customdata=rows[["point"]].to_numpy(), marker=dict(symbol=symbol, size=10),
-            hovertext=point_hover(rows, ["predicted_loss", "measured_drop"], metric_name),
-            hovertemplate="%{hovertext}<extra></extra>",
-        ))
-    fig.update_layout(title=f"{title} (Spearman ρ = {rho})", height=480, legend=dict(orientation="h", y=-0.2),
-                      xaxis=dict(title=axis_title("predicted_loss"), **_scale(points["predicted_loss"])),
-                      yaxis=dict(title=f"measured {metric_name} drop (float32 minus quantized)"))
+        fig.add_trace(
+            go.Scatter(
+                x=rows["predicted_loss"],
+                y=rows["measured_drop"],
+                name=name,
+                mode="markers",
+                customdata=rows[["point"]].to_numpy(),
+                marker=dict(symbol=symbol, size=10),
+                hovertext=point_hover(rows, ["predicted_loss", "measured_drop"], metric_name),
+                hovertemplate="%{hovertext}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=f"{title} (Spearman ρ = {rho})",
+        height=480,
+        legend=dict(orientation="h", y=-0.2),
+        xaxis=dict(title=axis_title("predicted_loss"), **_scale(points["predicted_loss"])),
+        yaxis=dict(title=f"measured {metric_name} drop (float32 minus quantized)"),
+    )
     return fig

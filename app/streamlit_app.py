@@ -6,7 +6,6 @@ against measured); Compare (several runs, per-layer difference of two points).
 """
 
 import streamlit as st
-
 import ui
 
 st.set_page_config(page_title="mpq dashboard", page_icon=":material/tune:", layout="wide")

@@ -7,11 +7,11 @@ import os
 import sys
 
 import pandas as pd
+import queries
 import streamlit as st
+import views
 
 import mpq
-import queries
-import views
 
 DB_KEY = "db"
 RUN_KEY = "run"
@@ -44,8 +44,12 @@ def sidebar() -> pd.DataFrame | None:
     if DB_KEY not in st.session_state:
         st.session_state[DB_KEY] = queries.db_from_args(sys.argv[1:], os.environ) or ""
     with st.sidebar:
-        st.text_input("Store", key=DB_KEY, placeholder="~/.cache/mpq/mpq.db",
-                      help="A SQLite file or a SQLAlchemy URL (postgresql+psycopg://user@host/db); read only.")
+        st.text_input(
+            "Store",
+            key=DB_KEY,
+            placeholder="~/.cache/mpq/mpq.db",
+            help="A SQLite file or a SQLAlchemy URL (postgresql+psycopg://user@host/db); read only.",
+        )
         st.button("Reload", on_click=queries.clear, help="Read the store again (new runs, runs that finished).")
     db = current_db()
     try:
@@ -54,8 +58,10 @@ def sidebar() -> pd.DataFrame | None:
         st.error(f"Cannot read the store: {exc}")
         return None
     except ImportError as exc:  # a URL whose database driver is not installed
-        st.error(f"Cannot read the store: its database driver is missing ({exc}); "
-                 "install it, e.g. pip install 'mpq[postgres]' for PostgreSQL.")
+        st.error(
+            f"Cannot read the store: its database driver is missing ({exc}); "
+            "install it, e.g. pip install 'mpq[postgres]' for PostgreSQL."
+        )
         return None
     if runs.empty:
         return runs
@@ -72,8 +78,10 @@ def runs_or_stop() -> pd.DataFrame:
     """The run list; on an empty store, say so and stop the page."""
     runs = queries.list_runs(current_db())
     if runs.empty:
-        st.info(f"No runs in {_where(current_db())} yet. Start one with `mpq search"
-                f"{' --db ' + current_db() if current_db() else ''}`; it shows up here when you press Reload.")
+        st.info(
+            f"No runs in {_where(current_db())} yet. Start one with `mpq search"
+            f"{' --db ' + current_db() if current_db() else ''}`; it shows up here when you press Reload."
+        )
         st.stop()
     return runs
 
@@ -95,16 +103,22 @@ def selected_run(runs: pd.DataFrame) -> mpq.Run:
     started = f"{record['created_at']:%Y-%m-%d %H:%M} UTC"
     stored = ", ".join(sorted(run.tables)) or "nothing yet"
     if run.status == "running":
-        st.info(f"Run {run.id} is still running (started {started}); stored so far: {stored}. "
-                "Its frontier shows here when it finishes: press Reload.")
+        st.info(
+            f"Run {run.id} is still running (started {started}); stored so far: {stored}. "
+            "Its frontier shows here when it finishes: press Reload."
+        )
     elif run.status == "stopped":
-        st.warning(f"Run {run.id} stopped without finishing (started {started}): the process running it "
-                   f"({record['owner']}) has ended. Stored so far: {stored}.")
+        st.warning(
+            f"Run {run.id} stopped without finishing (started {started}): the process running it "
+            f"({record['owner']}) has ended. Stored so far: {stored}."
+        )
         st.caption(f"`mpq search --resume {run.id}` (or the same search again) finishes it from there.")
     elif run.status == "failed":
         st.error(f"Run {run.id} failed (started {started}): {record.get('error') or 'no error was recorded'}")
-        st.caption(f"Stored before it failed: {stored}. Fix the cause, then `mpq search --resume {run.id}` "
-                   "(or the same search again) finishes it from there.")
+        st.caption(
+            f"Stored before it failed: {stored}. Fix the cause, then `mpq search --resume {run.id}` "
+            "(or the same search again) finishes it from there."
+        )
     else:
         st.warning(f"Run {run.id} has status {run.status!r} and no frontier points.")
     if "layers" in run.tables:

@@ -35,8 +35,12 @@ def axis_choices(run: mpq.Run) -> list[str]:
 @functools.cache
 def _bits(candidate: str) -> tuple[str, str, float, float]:
     found = mpq.get_candidate(candidate)
-    return (found.weight_format.name, found.act_format.name,
-            float(found.weight_format.bits_per_value), float(found.act_format.bits_per_value))
+    return (
+        found.weight_format.name,
+        found.act_format.name,
+        float(found.weight_format.bits_per_value),
+        float(found.act_format.bits_per_value),
+    )
 
 
 def format_bits(candidates: Iterable[str]) -> pd.DataFrame:
@@ -85,7 +89,9 @@ def check_point(run: mpq.Run, point: int) -> int:
     known = [int(p) for p in run.frontier["point"]] if not run.frontier.empty else []
     if point not in known:
         choices = ", ".join(map(str, known)) or "none: the run has no frontier yet"
-        raise mpq.exceptions.InvalidParameterError(f"point: run {run.id} has no point {point!r}; choose one of {choices}.")
+        raise mpq.exceptions.InvalidParameterError(
+            f"point: run {run.id} has no point {point!r}; choose one of {choices}."
+        )
     return int(point)
 
 
@@ -131,8 +137,13 @@ def layer_view(run: mpq.Run, point: int) -> pd.DataFrame:
         view = view.merge(run.tables["omega"][["layer", "candidate", "omega"]], on=["layer", "candidate"], how="left")
     costs = run.tables.get("costs")
     if costs is not None:
-        numeric = [c for c in costs.columns if c not in ("layer", "candidate")
-                   and pd.api.types.is_numeric_dtype(costs[c]) and not pd.api.types.is_bool_dtype(costs[c])]
+        numeric = [
+            c
+            for c in costs.columns
+            if c not in ("layer", "candidate")
+            and pd.api.types.is_numeric_dtype(costs[c])
+            and not pd.api.types.is_bool_dtype(costs[c])
+        ]
         view = view.merge(costs[["layer", "candidate", *numeric]], on=["layer", "candidate"], how="left")
     return view.reset_index(drop=True)
 
@@ -166,8 +177,21 @@ def point_diff(run_a: mpq.Run, point_a: int, run_b: mpq.Run, point_b: int) -> pd
         cand_b = b[layer]
         (_, _, wa, aa), (_, _, wb, ab) = _bits(cand_a), _bits(cand_b)
         rows.append((layer, cand_a, cand_b, wa, wb, aa, ab, wb - wa, ab - aa, cand_a != cand_b))
-    return pd.DataFrame(rows, columns=["layer", "candidate_a", "candidate_b", "weight_bits_a", "weight_bits_b",
-                                       "act_bits_a", "act_bits_b", "delta_weight_bits", "delta_act_bits", "changed"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "layer",
+            "candidate_a",
+            "candidate_b",
+            "weight_bits_a",
+            "weight_bits_b",
+            "act_bits_a",
+            "act_bits_b",
+            "delta_weight_bits",
+            "delta_act_bits",
+            "changed",
+        ],
+    )
 
 
 def calibration_points(run: mpq.Run) -> pd.DataFrame:
@@ -224,7 +248,6 @@ def filter_runs(
         day = pd.to_datetime(runs["created_at"]).dt.date
         keep &= (day >= dates[0]) & (day <= dates[1])
     return runs[keep].sort_values("run", ascending=False)
-
 
 
 def displayable(table: pd.DataFrame) -> pd.DataFrame:

@@ -150,7 +150,8 @@ def roofline(params: dict[str, float], merged: pd.DataFrame) -> np.ndarray:
     weight_converts = merged["weight_format"].map(format_class).to_numpy() != executed
     act_converts = merged["act_format"].map(format_class).to_numpy() != executed
     dequant = np.where(
-        lookup, 0.0,
+        lookup,
+        0.0,
         weight_converts * merged["weight_params"].to_numpy() + act_converts * batch * merged["in_elems"].to_numpy(),
     )
     peak = np.array([params[cls] for cls in executed])
@@ -226,8 +227,12 @@ def calibrated_scores(merged: pd.DataFrame, tasks: dict[str, mpq.Task], device_p
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", nargs="+", default=["digits-cnn", "minilm-small", "minilm"],
-                        help="built-in example names or path/to/file.py:factory specs")
+    parser.add_argument(
+        "--examples",
+        nargs="+",
+        default=["digits-cnn", "minilm-small", "minilm"],
+        help="built-in example names or path/to/file.py:factory specs",
+    )
     parser.add_argument("--target", default="cpu-x86", help="device file whose roofline model is compared")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the layers are timed")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
@@ -240,8 +245,11 @@ def main() -> None:
     pd.set_option("display.width", 200)
     pd.set_option("display.max_colwidth", 60)
     pd.set_option("display.float_format", lambda v: f"{v:.3g}")
-    where = (torch.cuda.get_device_name() if args.device == "cuda"
-             else f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s)")
+    where = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s)"
+    )
     print(f"torch {torch.__version__}, {where}; model: {args.target} (nominal numbers)\n")
 
     tasks, parts = {}, []
@@ -267,8 +275,10 @@ def main() -> None:
 
     fitted = fit(args.target, everything)
     timed_on = "CUDA" if args.device == "cuda" else f"{torch.get_num_threads()} torch thread(s)"
-    note = (f"bench_cost_model.py, {timed_on}, "
-            f"{', '.join(Path(e).name for e in args.examples)} at batch {', '.join(map(str, args.batch_sizes))}")
+    note = (
+        f"bench_cost_model.py, {timed_on}, "
+        f"{', '.join(Path(e).name for e in args.examples)} at batch {', '.join(map(str, args.batch_sizes))}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         device_file = calibrated_device(args.target, fitted, Path(folder), note)
         rescored = calibrated_scores(everything, tasks, device_file)
@@ -291,7 +301,8 @@ def headline(nominal: pd.DataFrame, calibrated: pd.DataFrame) -> pd.DataFrame:
                 "example": example,
                 "batch": batch,
                 "pairs": len(group),
-                "measured_ms (all layers, w8a8)": 1e3 * group.loc[group["candidate"] == "w8a8", "latency_s_measured"].sum(),
+                "measured_ms (all layers, w8a8)": 1e3
+                * group.loc[group["candidate"] == "w8a8", "latency_s_measured"].sum(),
                 "MAPE_% nominal": before_stats["MAPE_%"],
                 "model/measured nominal": before_stats["model/measured (median)"],
                 "spearman nominal": before_stats["spearman_all_pairs"],

@@ -129,7 +129,8 @@ class Setup:
         names = list(dict.fromkeys(self.costs["candidate"]))
         bits = mpq.candidate_table(names)[["candidate", "weight_bits", "act_bits"]]
         ordered = self.costs.merge(bits, on="candidate").sort_values(
-            [objective, "weight_bits", "act_bits"], ascending=False, kind="stable")
+            [objective, "weight_bits", "act_bits"], ascending=False, kind="stable"
+        )
         self._options = {layer: list(ordered.loc[ordered["layer"] == layer, "candidate"]) for layer in self.layer_names}
 
     def options(self, layer: str) -> list[str]:
@@ -225,8 +226,12 @@ def run_amp(setup: Setup, ledger: Ledger, seed: int) -> dict[str, str] | None:
     highest = setup.highest()
     threshold = setup.float_metric - DROP
     base = ledger.measure(highest)
-    changes = [(layer, candidate) for layer in setup.layer_names for candidate in setup.options(layer)
-               if cost[layer, candidate] < cost[layer, highest[layer]]]
+    changes = [
+        (layer, candidate)
+        for layer in setup.layer_names
+        for candidate in setup.options(layer)
+        if cost[layer, candidate] < cost[layer, highest[layer]]
+    ]
     # Phase 1, truncated so that phase 2's binary search over what was measured still fits.
     phase1 = len(changes)
     while phase1 > 0 and phase1 + math.ceil(math.log2(phase1 + 1)) > ledger.left:
@@ -283,11 +288,18 @@ def run_mpq(
     task = dataclasses.replace(setup.task, evaluate=counted)
     spec = setup.spec
     if refine:
-        run = mpq.search(task, target=spec.target, objectives=[spec.objective], max_drop=DROP,
-                         max_evals=cap - cap // 2, refine=cap // 2, db=db, validate=True)
+        run = mpq.search(
+            task,
+            target=spec.target,
+            objectives=[spec.objective],
+            max_drop=DROP,
+            max_evals=cap - cap // 2,
+            refine=cap // 2,
+            db=db,
+            validate=True,
+        )
     else:
-        run = mpq.search(task, target=spec.target, objectives=[spec.objective], max_evals=cap, db=db,
-                         validate=True)
+        run = mpq.search(task, target=spec.target, objectives=[spec.objective], max_evals=cap, db=db, validate=True)
     frontier = run.frontier[run.frontier["measured_metric"].notna()]
     points = list(zip(frontier[spec.objective].astype(float), frontier["measured_metric"].astype(float)))
     notes = [f"over the cap: {calls} > {cap}"] if calls > cap else []
@@ -355,25 +367,30 @@ def bench_task(name: str, methods: Sequence[str], caps: Sequence[int], seed: int
                 ledger = Ledger(setup, cap, label)
                 runners[method](setup, ledger, seed)
                 points = [(c, m) for c, m, _ in ledger.points]
-                rows.append(Row(method, cap, ledger.spent, hypervolume(points, box),
-                                cheapest_within(points, threshold)))
+                rows.append(
+                    Row(method, cap, ledger.spent, hypervolume(points, box), cheapest_within(points, threshold))
+                )
             elif not with_keywords:
                 rows.append(Row(method, cap, None, None, None, "skipped: mpq.search lacks " + "/".join(MPQ_KEYWORDS)))
             else:
-                points, calls, notes = run_mpq(setup, cap, folder / f"{name.replace('/', '_')}.db",
-                                               refine=method == "mpq-refine", label=label)
-                rows.append(Row(method, cap, calls, hypervolume(points, box), cheapest_within(points, threshold),
-                                notes))
+                points, calls, notes = run_mpq(
+                    setup, cap, folder / f"{name.replace('/', '_')}.db", refine=method == "mpq-refine", label=label
+                )
+                rows.append(
+                    Row(method, cap, calls, hypervolume(points, box), cheapest_within(points, threshold), notes)
+                )
     print_table(setup, rows, box, cost_high)
 
 
 def print_table(setup: Setup, rows: Sequence[Row], box: tuple[float, float, float, float], cost_high: float) -> None:
     spec, metric = setup.spec, setup.task.metric_name
-    print(f"\n{setup.name}: {metric} against {spec.objective}; float {metric} {setup.float_metric:.4f}, "
-          f"within the drop: >= {setup.float_metric - DROP:.4f}; "
-          f"hypervolume box {spec.objective} [{box[0]:.4g}, {box[1]:.4g}] x "
-          f"{metric} [{box[2]:.4f}, {box[3]:.4f}]; all-highest costs {cost_high:.4g}; amp, proxy-ilp and random "
-          f"measured {setup.evaluate_calls} distinct configurations between them")
+    print(
+        f"\n{setup.name}: {metric} against {spec.objective}; float {metric} {setup.float_metric:.4f}, "
+        f"within the drop: >= {setup.float_metric - DROP:.4f}; "
+        f"hypervolume box {spec.objective} [{box[0]:.4g}, {box[1]:.4g}] x "
+        f"{metric} [{box[2]:.4f}, {box[3]:.4f}]; all-highest costs {cost_high:.4g}; amp, proxy-ilp and random "
+        f"measured {setup.evaluate_calls} distinct configurations between them"
+    )
     print(f"{'method':<12} {'N':>4} {'evals':>5} {'hypervolume':>11} {'cheapest':>10} {'rel':>6}  note")
     for r in rows:
         evals = "-" if r.evaluations is None else str(r.evaluations)
@@ -397,8 +414,10 @@ def print_table(setup: Setup, rows: Sequence[Row], box: tuple[float, float, floa
             inf = float("inf")
             mine_cost = at[mine].cheapest if at[mine].cheapest is not None else inf
             cost_ahead = all(mine_cost <= (r.cheapest if r.cheapest is not None else inf) for r in others)
-            verdict.append(f"N={cap}: hypervolume {'ahead' if hv_ahead else 'BEHIND'}, "
-                           f"cheapest {'ahead or tied' if cost_ahead else 'BEHIND'}")
+            verdict.append(
+                f"N={cap}: hypervolume {'ahead' if hv_ahead else 'BEHIND'}, "
+                f"cheapest {'ahead or tied' if cost_ahead else 'BEHIND'}"
+            )
         if verdict:
             print(f"{mine} against amp, proxy-ilp and random: " + "; ".join(verdict))
 
@@ -424,8 +443,10 @@ def main() -> None:
         for name in args.tasks:
             bench_task(name, args.methods, sorted(args.evals), args.seed, Path(folder))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"\nload average {load}; torch threads {torch.get_num_threads()}; seed {args.seed}; "
-          f"wall {time.perf_counter() - start:.0f} s")
+    print(
+        f"\nload average {load}; torch threads {torch.get_num_threads()}; seed {args.seed}; "
+        f"wall {time.perf_counter() - start:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -79,28 +79,45 @@ def per_layer_baseline(task, kinds: list[str], settings: ProbeSettings, max_targ
         run_family(family, stats, {target: target}, batches, settings, lambda stats: None)
         hvps += stats.hvps
         converged += not stats.unconverged(settings.tolerance)
-    return {"targets": len(targets), "of": len(graph.targets(kinds)), "hvps": hvps, "backwards": 0,
-            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "converged": converged}
+    return {
+        "targets": len(targets),
+        "of": len(graph.targets(kinds)),
+        "hvps": hvps,
+        "backwards": 0,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,
+        "converged": converged,
+    }
 
 
 def mpq_probe(task, probes: list[str], settings: ProbeSettings) -> dict:
     """mpq's joint probe, summarised like the baseline."""
     start, cpu = time.perf_counter(), time.process_time()
     table = probe(task, probes, settings=settings)
-    return {"targets": len(table), "of": len(table), "samples": int(table["n_samples"].max()),
-            "hvps": int(table["hvps"].max()), "backwards": int(table["backwards"].max()),
-            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
-            "converged": int(table["converged"].sum())}
+    return {
+        "targets": len(table),
+        "of": len(table),
+        "samples": int(table["n_samples"].max()),
+        "hvps": int(table["hvps"].max()),
+        "backwards": int(table["backwards"].max()),
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,
+        "converged": int(table["converged"].sum()),
+    }
 
 
 def _print_rows(title: str, rows: dict[str, dict]) -> None:
     print(f"\n{title}")
-    print(f"{'method':<34}{'targets':>9}{'converged':>11}{'samples':>9}{'HVPs':>7}{'backwards':>11}{'wall s':>9}"
-          f"{'CPU s':>9}")
+    print(
+        f"{'method':<34}{'targets':>9}{'converged':>11}{'samples':>9}{'HVPs':>7}{'backwards':>11}{'wall s':>9}"
+        f"{'CPU s':>9}"
+    )
     for name, r in rows.items():
         targets = f"{r['targets']}/{r['of']}"
-        print(f"{name:<34}{targets:>9}{r['converged']:>11}{r.get('samples', '-'):>9}{r['hvps']:>7}{r['backwards']:>11}"
-              f"{r['seconds']:>9.2f}{r['cpu_seconds']:>9.2f}")
+        print(
+            f"{name:<34}{targets:>9}{r['converged']:>11}{r.get('samples', '-'):>9}{r['hvps']:>7}{r['backwards']:>11}"
+            f"{r['seconds']:>9.2f}{r['cpu_seconds']:>9.2f}"
+        )
 
 
 def headline(example: str, seed: int) -> None:
@@ -109,15 +126,21 @@ def headline(example: str, seed: int) -> None:
     for kinds, probes in ((["w"], ["hessian_w"]), (["w", "a"], ["hessian_w", "hessian_a"])):
         rows = {
             "mpq split (default)": mpq_probe(task, probes, settings),
-            "mpq joint hutchinson (cap 1000)": mpq_probe(task, probes, ProbeSettings(seed=seed, max_samples=1000,
-                                                                          estimator="hutchinson")),
+            "mpq joint hutchinson (cap 1000)": mpq_probe(
+                task, probes, ProbeSettings(seed=seed, max_samples=1000, estimator="hutchinson")
+            ),
             "baseline: per-layer loop": per_layer_baseline(task, kinds, settings),
         }
-        _print_rows(f"{example}, {' + '.join(probes)}, 5 % relative stderr per layer, seed {seed}, "
-                    f"{torch.get_num_threads()} thread(s)", rows)
+        _print_rows(
+            f"{example}, {' + '.join(probes)}, 5 % relative stderr per layer, seed {seed}, "
+            f"{torch.get_num_threads()} thread(s)",
+            rows,
+        )
         base, ours = rows["baseline: per-layer loop"], rows["mpq split (default)"]
-        print(f"headline: per-layer baseline / mpq split = {base['cpu_seconds'] / ours['cpu_seconds']:.1f}x the CPU "
-              f"seconds ({base['seconds'] / ours['seconds']:.1f}x the wall seconds)")
+        print(
+            f"headline: per-layer baseline / mpq split = {base['cpu_seconds'] / ours['cpu_seconds']:.1f}x the CPU "
+            f"seconds ({base['seconds'] / ours['seconds']:.1f}x the wall seconds)"
+        )
 
 
 def minilm_time(seed: int, baseline_layers: int) -> None:
@@ -127,11 +150,16 @@ def minilm_time(seed: int, baseline_layers: int) -> None:
     rows["mpq split, micro-batches of 8"] = mpq_probe(task, ["hessian_w"], ProbeSettings(seed=seed, micro_batch_size=8))
     baseline = per_layer_baseline(task, ["w"], ProbeSettings(seed=seed), max_targets=baseline_layers)
     rows[f"baseline, {baseline_layers} layers spread"] = baseline
-    _print_rows(f"minilm ({n_sentences} sentences), hessian_w, 5 % relative stderr per layer, "
-                f"{torch.get_num_threads()} threads", rows)
+    _print_rows(
+        f"minilm ({n_sentences} sentences), hessian_w, 5 % relative stderr per layer, "
+        f"{torch.get_num_threads()} threads",
+        rows,
+    )
     extrapolated = baseline["seconds"] / baseline["targets"] * baseline["of"]
-    print(f"baseline extrapolated to all {baseline['of']} layers: {extrapolated:.0f} wall s "
-          f"({extrapolated / rows['mpq split (default)']['seconds']:.0f}x mpq split)")
+    print(
+        f"baseline extrapolated to all {baseline['of']} layers: {extrapolated:.0f} wall s "
+        f"({extrapolated / rows['mpq split (default)']['seconds']:.0f}x mpq split)"
+    )
 
 
 def quality(example: str, seed: int) -> None:
@@ -147,18 +175,22 @@ def quality(example: str, seed: int) -> None:
         print(f"efisher refused: {exc}")
     seconds = time.perf_counter() - start
     measured = omega(task, table, QUALITY_CANDIDATES, probe="measured")["omega"]
-    print(f"\n{example}: Spearman(omega, measured) over {len(measured)} (layer, candidate) pairs, "
-          f"candidates {', '.join(QUALITY_CANDIDATES)}; probing took {seconds:.0f} s")
+    print(
+        f"\n{example}: Spearman(omega, measured) over {len(measured)} (layer, candidate) pairs, "
+        f"candidates {', '.join(QUALITY_CANDIDATES)}; probing took {seconds:.0f} s"
+    )
     rows = []
     for name in families:
         predicted = omega(task, table, QUALITY_CANDIDATES, probe=name)
         weights_only = predicted["omega_w"]
-        rows.append({
-            "probe": name,
-            "spearman": spearmanr(predicted["omega"], measured).statistic,
-            "spearman_weight_term_only": spearmanr(weights_only, measured).statistic,
-            "median_omega/measured": float((predicted["omega"] / measured)[measured > 0].median()),
-        })
+        rows.append(
+            {
+                "probe": name,
+                "spearman": spearmanr(predicted["omega"], measured).statistic,
+                "spearman_weight_term_only": spearmanr(weights_only, measured).statistic,
+                "median_omega/measured": float((predicted["omega"] / measured)[measured > 0].median()),
+            }
+        )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
@@ -167,9 +199,13 @@ def main() -> None:
     parser.add_argument("--example", default=None, help="digits-cnn (default for the headline) or minilm")
     parser.add_argument("--quality", action="store_true", help="Spearman of omega against measured")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads; default 1 for the headline and quality (CPU time is then robust to "
-                             "other load), 2 for the MiniLM time (its target is on 2 cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads; default 1 for the headline and quality (CPU time is then robust to "
+        "other load), 2 for the MiniLM time (its target is on 2 cores)",
+    )
     parser.add_argument("--baseline-layers", type=int, default=3, help="minilm: layers the baseline is timed on")
     args = parser.parse_args()
     timing_minilm = args.example == "minilm" and not args.quality

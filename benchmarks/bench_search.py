@@ -61,8 +61,11 @@ def main() -> None:
             for target, objective in plan[name]:
                 stages, total, run = timed_search(task, Path(folder) / "mpq.db", target, objective)
                 totals.append(total)
-                print(f"{name:<13} {target:<10} " + " ".join(f"{stages.get(s, 0.0):9.2f}" for s in STAGES)
-                      + f" {total:9.2f} {len(run.frontier):6d}")
+                print(
+                    f"{name:<13} {target:<10} "
+                    + " ".join(f"{stages.get(s, 0.0):9.2f}" for s in STAGES)
+                    + f" {total:9.2f} {len(run.frontier):6d}"
+                )
         print(f"{name}: load_task {load_s:.1f} s; second search (probe reused) / first = {totals[1] / totals[0]:.2f}")
 
 

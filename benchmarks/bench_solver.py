@@ -113,7 +113,9 @@ def bench(model: str, omega: pd.DataFrame, costs: pd.DataFrame, column: str, bas
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--baseline-solves", type=int, default=10,
+        "--baseline-solves",
+        type=int,
+        default=10,
         help="CBC solves timed per case, evenly picked among the 100 budgets (100: all; fewer extrapolate)",
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -127,15 +129,19 @@ def main() -> None:
     pd.set_option("display.width", 250)
     print(pd.DataFrame(results).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.baseline_solves < 100:
-        print(f"baseline_cbc_s: {args.baseline_solves} of the 100 CBC solves timed, extrapolated to 100; "
-              f"max_rel_gap checked at those {args.baseline_solves} budgets.")
-    print("baseline: solvers.solve(backend='cbc') at np.linspace(first, last frontier cost, 100) (HAWQ-V3);"
-          " frontier100: solvers.frontier(max_points=100), the exact optima at those budgets;"
-          " max_rel_gap: (best frontier loss within budget - baseline loss) / baseline loss, > 0 if the frontier is worse.")
+        print(
+            f"baseline_cbc_s: {args.baseline_solves} of the 100 CBC solves timed, extrapolated to 100; "
+            f"max_rel_gap checked at those {args.baseline_solves} budgets."
+        )
+    print(
+        "baseline: solvers.solve(backend='cbc') at np.linspace(first, last frontier cost, 100) (HAWQ-V3);"
+        " frontier100: solvers.frontier(max_points=100), the exact optima at those budgets;"
+        " max_rel_gap: (best frontier loss within budget - baseline loss) / baseline loss, > 0 if the frontier is worse."
+    )
 
     omega, costs = models["llama-7b"]
     for column in ("weight_bytes", "latency_s"):
-        points, seconds = timed(lambda: solvers.frontier(omega, costs, [column], max_points=100_000))
+        points, seconds = timed(lambda column=column: solvers.frontier(omega, costs, [column], max_points=100_000))
         print(f"llama-7b complete exact frontier, loss vs {column}: {len(points)} points in {seconds:.2f} s")
     omega, costs = models["varied-1000"]
     with warnings.catch_warnings():

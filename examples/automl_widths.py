@@ -29,9 +29,14 @@ def make_task(width: int, epochs: int = 15) -> mpq.Task:
     test, train = order[:500], order[500:]
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(2 * width * 4, 10),
+        nn.Conv2d(1, width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * width * 4, 10),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(epochs):
@@ -49,8 +54,14 @@ def make_task(width: int, epochs: int = 15) -> mpq.Task:
     return mpq.Task(f"digits-w{width}", model, calibration, nn.functional.cross_entropy, accuracy, "accuracy")
 
 
-def run_study(trials: int, target: str, latency_budget_s: float, db: str | None,
-              settings: mpq.ProbeSettings | None = None, widths=(4, 8, 16, 32)) -> optuna.Study:
+def run_study(
+    trials: int,
+    target: str,
+    latency_budget_s: float,
+    db: str | None,
+    settings: mpq.ProbeSettings | None = None,
+    widths=(4, 8, 16, 32),
+) -> optuna.Study:
     """The study: maximise accuracy, minimise latency of the best mpq point per width."""
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
@@ -77,7 +88,9 @@ def main() -> None:
     study = run_study(args.trials, args.target, args.latency_budget, args.db)
     print("width  accuracy  latency_s  mpq run")
     for trial in sorted(study.best_trials, key=lambda t: t.values[1]):
-        print(f"{trial.params['width']:>5}  {trial.values[0]:.4f}    {trial.values[1]:.3e}  {trial.user_attrs['mpq_run']}")
+        print(
+            f"{trial.params['width']:>5}  {trial.values[0]:.4f}    {trial.values[1]:.3e}  {trial.user_attrs['mpq_run']}"
+        )
 
 
 if __name__ == "__main__":

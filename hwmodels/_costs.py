@@ -10,10 +10,10 @@ import pandas as pd
 
 from hwmodels._device import Device, load_device
 from hwmodels._errors import InvalidTableError
-from mpqvocab import did_you_mean
 from hwmodels._inputs import check_batch_size, check_candidates, check_layers, make_pairs
 from hwmodels._measured import check_measured
 from hwmodels._registry import get_cost_model
+from mpqvocab import did_you_mean
 
 __all__ = ["cost_table"]
 
@@ -147,7 +147,8 @@ def cost_table(
         # What a solver may sum or bound: the numeric columns, less the FPGA folding (pe, simd),
         # which describes how a layer is built, not what it costs.
         cost_columns=[
-            c for c in costs.columns
+            c
+            for c in costs.columns
             if c not in ("layer", "candidate", "latency_measured", *FOLDING_COLUMNS)
             and pd.api.types.is_numeric_dtype(costs[c])
         ],

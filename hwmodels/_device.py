@@ -25,9 +25,9 @@ import pandas as pd
 
 from hwmodels._energy import EnergyTable, read_energy
 from hwmodels._errors import DeviceSpecError, HwModelError, UnknownDeviceError
-from mpqvocab import choices_hint
 from hwmodels._fields import FieldReader
 from hwmodels._registry import get_cost_model
+from mpqvocab import choices_hint
 
 __all__ = ["Device", "device_dir", "list_devices", "load_device"]
 

@@ -97,11 +97,7 @@ class FieldReader:
     def string_list(self, key: str) -> tuple[str, ...]:
         """Read a required non-empty list of distinct non-empty strings."""
         value = self._get(key, True, "a list of names")
-        if (
-            not isinstance(value, list)
-            or not value
-            or not all(isinstance(v, str) and v.strip() for v in value)
-        ):
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
             raise self.error(key, f"must be a non-empty list of names, got {value!r}")
         repeated = sorted({v for v in value if value.count(v) > 1})
         if repeated:

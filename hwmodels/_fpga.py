@@ -49,8 +49,8 @@ from hwmodels._device import Device
 from hwmodels._energy import PJ, operand_traffic_bytes
 from hwmodels._errors import InvalidTableError, LayerDoesNotFitError
 from hwmodels._fields import FieldReader
-from mpqvocab import arith_class
 from hwmodels._registry import register_cost_model
+from mpqvocab import arith_class
 
 __all__ = ["FpgaSpec", "finn_brams", "fpga_costs"]
 

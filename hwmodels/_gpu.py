@@ -44,9 +44,9 @@ from hwmodels._device import Device
 from hwmodels._energy import PJ
 from hwmodels._errors import InvalidTableError
 from hwmodels._fields import FieldReader
-from mpqvocab import arith_class, class_names, holds
 from hwmodels._inputs import candidate_classes
 from hwmodels._registry import register_cost_model
+from mpqvocab import arith_class, class_names, holds
 
 __all__ = ["RooflineSpec", "executed_class", "roofline_costs"]
 

@@ -115,11 +115,7 @@ def check_layers(layers: object) -> pd.DataFrame:
         table[column] = table[column].astype("int64")
     for name, kind, shape, params in zip(names, table["kind"], table["weight_shape"], table["weight_params"]):
         dims = _SHAPE_DIMS[kind]
-        if (
-            not isinstance(shape, (tuple, list))
-            or len(shape) != dims
-            or not all(_is_int(d) and d > 0 for d in shape)
-        ):
+        if not isinstance(shape, (tuple, list)) or len(shape) != dims or not all(_is_int(d) and d > 0 for d in shape):
             raise InvalidTableError(
                 f"layers table: 'weight_shape' of {kind} layer {name!r} must be a tuple of {dims} positive ints, "
                 f"got {shape!r}; {_LAYERS_FIX}."

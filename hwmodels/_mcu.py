@@ -192,8 +192,10 @@ def mcu_costs(pairs: pd.DataFrame, device: Device, batch_size: int) -> pd.DataFr
     mac_pj = np.array([device.energy.mac_pj(k.executed_class) for k in kernels])
     flash_reads, activations = operand_traffic_bytes(pairs, weight_bits, act_bits)
     energy_j = (
-        macs * mac_pj + flash_reads * device.energy.flash_pj_per_byte + activations * device.energy.sram_pj_per_byte
-    ) * batch_size * PJ
+        (macs * mac_pj + flash_reads * device.energy.flash_pj_per_byte + activations * device.energy.sram_pj_per_byte)
+        * batch_size
+        * PJ
+    )
     return pd.DataFrame(
         {
             "latency_s": cycles / spec.clock_hz,

@@ -122,9 +122,7 @@ def check_measured(measured: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
     if isinstance(measured, (str, os.PathLike)):
         return load_measured_latency(measured)
     if not isinstance(measured, pd.DataFrame):
-        raise InvalidTableError(
-            f"measured: expected a DataFrame or a CSV path, got {type(measured).__name__}; {_FIX}."
-        )
+        raise InvalidTableError(f"measured: expected a DataFrame or a CSV path, got {type(measured).__name__}; {_FIX}.")
     _check_columns(measured.columns, "measured table")
     records = measured[list(MEASURED_COLUMNS)].to_dict("records")
     return _check_rows(enumerate(records), "measured table")

@@ -86,7 +86,5 @@ def get_cost_model(kind: str, *, source: str) -> CostModel:
         DeviceSpecError: If no model serves ``kind``.
     """
     if kind not in _MODELS:
-        raise DeviceSpecError(
-            f"{source}: 'kind' {kind!r} has no cost model; use one of {choices_hint(kind, _MODELS)}."
-        )
+        raise DeviceSpecError(f"{source}: 'kind' {kind!r} has no cost model; use one of {choices_hint(kind, _MODELS)}.")
     return _MODELS[kind]

@@ -50,8 +50,11 @@ def run_json(run: Run) -> dict[str, Any]:
         "best_within_drop": _best_within_drop(run),
         "points": [
             {
-                "point": int(row["point"]), "label": row["label"], "is_baseline": bool(row["is_baseline"]),
-                "optimal": bool(row["optimal"]), "predicted_loss": _plain(row["predicted_loss"]),
+                "point": int(row["point"]),
+                "label": row["label"],
+                "is_baseline": bool(row["is_baseline"]),
+                "optimal": bool(row["optimal"]),
+                "predicted_loss": _plain(row["predicted_loss"]),
                 "measured_metric": _plain(row["measured_metric"]),
                 "dominated": None if pd.isna(row["dominated"]) else bool(row["dominated"]),
                 "costs": {c: _plain(row[c]) for c in costs},
@@ -63,7 +66,10 @@ def run_json(run: Run) -> dict[str, Any]:
 
 
 def table_json(table: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _plain(v) if not isinstance(v, (list, tuple)) else list(v) for k, v in row.items()} for row in table.to_dict("records")]
+    return [
+        {k: _plain(v) if not isinstance(v, (list, tuple)) else list(v) for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
 
 
 def dumps(value: Any) -> str:
@@ -135,8 +141,10 @@ def _rank_note(run: Run) -> str | None:
         step = min(b - a for a, b in zip(levels, levels[1:]))
         spread = levels[-1] - levels[0]
         if spread <= 3 * step:
-            return (f"no rank correlation: the measured {record['metric_name']} spans {spread:.4g}, within 3 steps "
-                    f"of the {step:.4g} the held-out set resolves")
+            return (
+                f"no rank correlation: the measured {record['metric_name']} spans {spread:.4g}, within 3 steps "
+                f"of the {step:.4g} the held-out set resolves"
+            )
     if record["spearman"] is not None:
         return f"Spearman(predicted loss, measured drop) {record['spearman']:.3f}"
     return None

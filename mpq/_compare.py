@@ -34,7 +34,9 @@ def compare(first: Run, second: Run, points: tuple[int, int] | None = None) -> t
     check_run("compare", "first", first)
     check_run("compare", "second", second)
     if points is not None and not (
-        isinstance(points, (tuple, list)) and len(points) == 2 and all(isinstance(p, Integral) and not isinstance(p, bool) for p in points)
+        isinstance(points, (tuple, list))
+        and len(points) == 2
+        and all(isinstance(p, Integral) and not isinstance(p, bool) for p in points)
     ):
         raise InvalidParameterError(
             f"The 'points' parameter of compare must be a pair of point numbers (first's, second's) or None. "
@@ -47,7 +49,10 @@ def compare(first: Run, second: Run, points: tuple[int, int] | None = None) -> t
     chosen = points or (int(first.best().point), int(second.best().point))
     a, b = first.assignment(chosen[0]), second.assignment(chosen[1])
     layers = pd.DataFrame(
-        [{"layer": layer, "candidate_first": a.get(layer), "candidate_second": b.get(layer)} for layer in dict.fromkeys([*a, *b])]
+        [
+            {"layer": layer, "candidate_first": a.get(layer), "candidate_second": b.get(layer)}
+            for layer in dict.fromkeys([*a, *b])
+        ]
     )
     layers["changed"] = layers["candidate_first"] != layers["candidate_second"]
     layers.attrs["points"] = chosen

@@ -36,8 +36,13 @@ def _point_row(run: Run, point: int) -> pd.Series:
 
 def _format_spec(fmt: NumberFormat) -> dict[str, Any]:
     return {
-        "format": fmt.name, "type": fmt.family, "num_bits": fmt.element_bits, "bits_per_value": fmt.bits_per_value,
-        "strategy": fmt.granularity, "group_size": fmt.group_size, "symmetric": True,
+        "format": fmt.name,
+        "type": fmt.family,
+        "num_bits": fmt.element_bits,
+        "bits_per_value": fmt.bits_per_value,
+        "strategy": fmt.granularity,
+        "group_size": fmt.group_size,
+        "symmetric": True,
     }
 
 
@@ -45,8 +50,11 @@ def _warn_beaten(run: Run, row: pd.Series) -> None:
     """Name the point that beats an exported one on measurement: as cheap or cheaper on every
     objective, and measured at least as well."""
     objectives, frontier = list(run.record["objectives"]), run.frontier
-    beats = frontier[(frontier[objectives] <= row[objectives]).all(axis=1)
-                     & (frontier["measured_metric"] >= row["measured_metric"]) & (frontier["point"] != row["point"])]
+    beats = frontier[
+        (frontier[objectives] <= row[objectives]).all(axis=1)
+        & (frontier["measured_metric"] >= row["measured_metric"])
+        & (frontier["point"] != row["point"])
+    ]
     if beats.empty:
         return
     other = beats.sort_values("measured_metric", ascending=False).iloc[0]
@@ -137,8 +145,11 @@ def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
         "costs": {c: _plain(row[c]) for c in cost_columns(run.frontier)},
         "layers": {
             layer: {
-                "candidate": c.name, "weight_format": c.weight_format.name, "act_format": c.act_format.name,
-                "weight_bits": c.weight_format.bits_per_value, "act_bits": c.act_format.bits_per_value,
+                "candidate": c.name,
+                "weight_format": c.weight_format.name,
+                "act_format": c.act_format.name,
+                "weight_bits": c.weight_format.bits_per_value,
+                "act_bits": c.act_format.bits_per_value,
             }
             for layer, c in candidates.items()
         },

@@ -23,8 +23,15 @@ QUANTIZABLE_KINDS: dict[type[nn.Module], str] = {
 }
 
 LAYER_COLUMNS = [
-    "layer", "kind", "weight_params", "bias_params", "macs", "in_elems", "out_elems",
-    "weight_shape", "groups",
+    "layer",
+    "kind",
+    "weight_params",
+    "bias_params",
+    "macs",
+    "in_elems",
+    "out_elems",
+    "weight_shape",
+    "groups",
 ]
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import solvers
 
+import solvers
 from mpq._validation import Interval
 from mpq.exceptions import InvalidParameterError
 from mpqvocab import parameter_message
@@ -58,9 +58,14 @@ def check_drop(max_drop: object, func: str = "search") -> None:
     else:
         ok = Interval(float, 0, float("inf"), closed="left").accepts(max_drop)
     if not ok:
-        raise InvalidParameterError(parameter_message(
-            func, "max_drop", "a number >= 0 in metric units or a percentage of the float metric below 100%, such "
-            "as 0.01 or '1%'", max_drop))
+        raise InvalidParameterError(
+            parameter_message(
+                func,
+                "max_drop",
+                "a number >= 0 in metric units or a percentage of the float metric below 100%, such as 0.01 or '1%'",
+                max_drop,
+            )
+        )
 
 
 def dominated(frontier: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
@@ -193,9 +198,7 @@ class DropSearch:
         within = all(solution.costs.get(name, 0.0) <= limit * (1 + 1e-9) for name, limit in self.budgets.items())
         return solution if within else None
 
-    def descend(
-        self, start: solvers.Solution, accept: Callable[[solvers.Solution, float], bool]
-    ) -> solvers.Solution:
+    def descend(self, start: solvers.Solution, accept: Callable[[solvers.Solution, float], bool]) -> solvers.Solution:
         """Take one-layer moves from ``start`` while evaluations last: a move whose metric
         ``accept(moved, metric)`` takes becomes the new start; one it refuses marks the move
         misjudged."""
@@ -212,8 +215,9 @@ class DropSearch:
                     current = moved
                     break
                 # Every cheaper candidate of this layer is at least as coarse: assume no better.
-                self.misjudged |= {(layer, c) for c in self._offered[layer]
-                                   if self._cost[layer, c] <= self._cost[layer, candidate]}
+                self.misjudged |= {
+                    (layer, c) for c in self._offered[layer] if self._cost[layer, c] <= self._cost[layer, candidate]
+                }
             else:
                 return current  # no move left to try
         return current
@@ -242,5 +246,8 @@ class DropSearch:
 
     def _extends_frontier(self, moved: solvers.Solution, value: float) -> bool:
         cost = moved.costs[self.objective]
-        return not any(c <= cost and m >= value and (c < cost or m > value)
-                       for key, (c, m) in self.known.items() if key != _key(moved.assignment))
+        return not any(
+            c <= cost and m >= value and (c < cost or m > value)
+            for key, (c, m) in self.known.items()
+            if key != _key(moved.assignment)
+        )

@@ -116,8 +116,18 @@ def omega(
         measured = _require(values, "measured", [(n, c.name) for n in names for c in parsed], probe)
         for n in names:
             for c in parsed:
-                rows.append(_row(n, c.name, measured[(n, c.name)], weight_err[(n, c.name)],
-                                 act_err.get((n, c.name), 0.0), float("nan"), float("nan"), None))
+                rows.append(
+                    _row(
+                        n,
+                        c.name,
+                        measured[(n, c.name)],
+                        weight_err[(n, c.name)],
+                        act_err.get((n, c.name), 0.0),
+                        float("nan"),
+                        float("nan"),
+                        None,
+                    )
+                )
         return pd.DataFrame(rows, columns=OMEGA_COLUMNS)
 
     w_probe, a_probe = TRACE_PAIRS[probe]
@@ -126,8 +136,9 @@ def omega(
     trace_a = _require(values, a_probe, [(n, None) for n in act_layers], probe) if has_act else {}
     if not has_act:
         logger.info("omega: no %s rows; the activation term is 0", a_probe)
-    _warn_negative({**{(w_probe, n): v for (n, _), v in trace_w.items()},
-                    **{(a_probe, n): v for (n, _), v in trace_a.items()}})
+    _warn_negative(
+        {**{(w_probe, n): v for (n, _), v in trace_w.items()}, **{(a_probe, n): v for (n, _), v in trace_a.items()}}
+    )
     n_w = dict(zip(table["layer"], table["weight_params"]))
     n_a = dict(zip(table["layer"], table["in_elems"]))
     for n in names:
@@ -136,14 +147,28 @@ def omega(
         for c in parsed:
             omega_w = TAYLOR * curvature_w * weight_err[(n, c.name)]
             omega_a = TAYLOR * curvature_a * act_err.get((n, c.name), 0.0)
-            rows.append(_row(n, c.name, omega_w + omega_a, weight_err[(n, c.name)], act_err.get((n, c.name), 0.0),
-                             omega_w, omega_a, a_probe if (n, None) in trace_a else None))
+            rows.append(
+                _row(
+                    n,
+                    c.name,
+                    omega_w + omega_a,
+                    weight_err[(n, c.name)],
+                    act_err.get((n, c.name), 0.0),
+                    omega_w,
+                    omega_a,
+                    a_probe if (n, None) in trace_a else None,
+                )
+            )
     return pd.DataFrame(rows, columns=OMEGA_COLUMNS)
 
 
 def _row(layer, candidate, value, w_err, a_err, omega_w, omega_a, act_probe) -> dict:
-    return dict(zip(OMEGA_COLUMNS, (layer, candidate, float(value), float(w_err), float(a_err), float(omega_w),
-                                    float(omega_a), act_probe)))
+    return dict(
+        zip(
+            OMEGA_COLUMNS,
+            (layer, candidate, float(value), float(w_err), float(a_err), float(omega_w), float(omega_a), act_probe),
+        )
+    )
 
 
 def weight_sq_errors(
@@ -218,8 +243,11 @@ def _require(values, probe_name: str, keys: list[tuple[str, str | None]], probe:
     if missing:
         shown = ", ".join(k[0] if k[1] is None else f"{k[0]} at {k[1]}" for k in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        fix = (f"run mpq.probe(task, ['{probe_name}'], settings=ProbeSettings(candidates=...)) with these candidates"
-               if probe_name == "measured" else f"run mpq.probe(task, ['{probe_name}', ...]) on this task")
+        fix = (
+            f"run mpq.probe(task, ['{probe_name}'], settings=ProbeSettings(candidates=...)) with these candidates"
+            if probe_name == "measured"
+            else f"run mpq.probe(task, ['{probe_name}', ...]) on this task"
+        )
         raise InvalidParameterError(f"sensitivity: no {probe_name} value for {shown}{more}; {fix}.")
     return {key: values[(probe_name, *key)] for key in keys}
 

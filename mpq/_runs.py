@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,8 +14,9 @@ from mpq._frontier_columns import cost_columns
 from mpq._measured_frontier import absolute_drop, check_drop
 from mpq._owners import shown_status
 from mpq._storage import DB, BaseStore, Store
-from mpq._validation import check_param, Interval, unknown_name
+from mpq._validation import Interval, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError
+
 
 @dataclass(frozen=True)
 class Run:
@@ -124,8 +124,11 @@ class Run:
         if max_drop is not None:
             return rows.sort_values([self.objectives[0], "measured_metric"], ascending=[True, False]).iloc[0]
         validated = rows[rows["measured_metric"].notna()]
-        return validated.loc[validated["measured_metric"].idxmax()] if len(validated) else rows.loc[
-            rows["predicted_loss"].idxmin()]
+        return (
+            validated.loc[validated["measured_metric"].idxmax()]
+            if len(validated)
+            else rows.loc[rows["predicted_loss"].idxmin()]
+        )
 
 
 def _evaluations(record: dict[str, Any], frontier: pd.DataFrame, assignments: pd.DataFrame) -> int:
@@ -136,7 +139,8 @@ def _evaluations(record: dict[str, Any], frontier: pd.DataFrame, assignments: pd
     measured = set(frontier.loc[frontier["measured_metric"].notna(), "point"])
     configurations = {
         tuple(sorted(zip(rows["layer"], rows["candidate"])))
-        for point, rows in assignments.groupby("point") if point in measured
+        for point, rows in assignments.groupby("point")
+        if point in measured
     }
     return len(configurations) + (record["float_metric"] is not None)
 
@@ -162,9 +166,18 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
     record = store.run_record(run_id)
     frontier, assignments = store.run_points(run_id)
     record["evaluations"] = _evaluations(record, frontier, assignments)
+    if len(frontier):  # points are numbered as measured; a person reads them by cost
+        order = [record["objectives"][0], "predicted_loss", "point"]
+        frontier = pd.concat([frontier[~frontier["is_baseline"]].sort_values(order), frontier[frontier["is_baseline"]]])
+        frontier = frontier.reset_index(drop=True)
     return Run(
-        id=int(run_id), db=store.url, status=shown_status(store.url, record), record=record,
-        frontier=frontier, assignments=assignments, tables=store.run_tables(run_id),
+        id=int(run_id),
+        db=store.url,
+        status=shown_status(store.url, record),
+        record=record,
+        frontier=frontier,
+        assignments=assignments,
+        tables=store.run_tables(run_id),
     )
 
 

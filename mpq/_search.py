@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import hwmodels
 import pandas as pd
-import solvers
 import torch
 from scipy.stats import spearmanr
 
+import hwmodels
+import solvers
 from mpq._apply import activation_ranges
 from mpq._formats import candidate_table
-from mpq._frontier_columns import cost_columns
 from mpq._layers import layers
 from mpq._measured_frontier import DEFAULT_DROP_EVALS, DropSearch, absolute_drop, check_drop, dominated, spread
 from mpq._omega import omega
@@ -55,8 +54,17 @@ Progress = Callable[[str, int, int, str], None]
 _VERSIONED_PACKAGES = ("mpq", "torch", "numpy", "pandas", "pulp", "highspy", "optuna", "sqlalchemy")
 
 #: Record fields that make two searches the same search (with the cost table, compared apart).
-_SAME_SEARCH = ("task_name", "metric_name", "model_hash", "data_hash", "probe_key", "target", "objectives", "budgets",
-                "settings")
+_SAME_SEARCH = (
+    "task_name",
+    "metric_name",
+    "model_hash",
+    "data_hash",
+    "probe_key",
+    "target",
+    "objectives",
+    "budgets",
+    "settings",
+)
 
 
 def _versions() -> dict[str, str]:
@@ -100,13 +108,27 @@ class _Plan:
     def record_fields(self, task: Task) -> dict:
         """The run's stored fields: what makes it this search, and the versions that ran it."""
         return dict(
-            task_name=task.name, model_spec=task.spec, metric_name=task.metric_name, model_hash=model_hash(task.model),
-            data_hash=data_hash(task.calibration), probe_key=probe_key(task, self.settings), target=self.device.name,
-            objectives=list(self.objectives), budgets=self.budgets, versions=_versions(),
-            settings={"probe": settings_to_json(self.settings), "candidates": list(self.candidates),
-                      "target": self.target, "batch_size": self.batch_size, "max_points": self.max_points,
-                      "validate": self.validate, "max_drop": self.max_drop, "max_evals": self.max_evals,
-                      "refine": self.refine},
+            task_name=task.name,
+            model_spec=task.spec,
+            metric_name=task.metric_name,
+            model_hash=model_hash(task.model),
+            data_hash=data_hash(task.calibration),
+            probe_key=probe_key(task, self.settings),
+            target=self.device.name,
+            objectives=list(self.objectives),
+            budgets=self.budgets,
+            versions=_versions(),
+            settings={
+                "probe": settings_to_json(self.settings),
+                "candidates": list(self.candidates),
+                "target": self.target,
+                "batch_size": self.batch_size,
+                "max_points": self.max_points,
+                "validate": self.validate,
+                "max_drop": self.max_drop,
+                "max_evals": self.max_evals,
+                "refine": self.refine,
+            },
         )
 
     @classmethod
@@ -145,10 +167,13 @@ class _Plan:
                 "The 'objectives' parameter of search must name one or two cost columns (beside the predicted loss). "
                 f"Got {list(objectives)!r} instead."
             )
-        check_param("search", "budgets", budgets, InstanceOf((Mapping,), "a mapping of cost column to limit",
-                                                             optional=True))
+        check_param(
+            "search", "budgets", budgets, InstanceOf((Mapping,), "a mapping of cost column to limit", optional=True)
+        )
         if candidates is not None and (isinstance(candidates, str) or not isinstance(candidates, Iterable)):
-            raise InvalidParameterError(parameter_message("search", "candidates", "a list of candidate names", candidates))
+            raise InvalidParameterError(
+                parameter_message("search", "candidates", "a list of candidate names", candidates)
+            )
         budgets = dict(budgets or {})
         for name, limit in budgets.items():
             check_param("search", f"budgets[{name!r}]", limit, Interval(float, 0, None, closed="neither"))
@@ -183,8 +208,22 @@ class _Plan:
         costs = hwmodels.cost_table(layer_table, device, candidates_table, batch_size=batch_size, measured=measured)
         _check_cost_names(costs, objectives, "objective")
         _check_cost_names(costs, list(budgets), "budget")
-        plan = cls(str(target), device, objectives, {k: float(v) for k, v in budgets.items()}, candidates, settings,
-                   batch_size, max_points, validate, max_drop, max_evals, refine, layer_table, costs)
+        plan = cls(
+            str(target),
+            device,
+            objectives,
+            {k: float(v) for k, v in budgets.items()},
+            candidates,
+            settings,
+            batch_size,
+            max_points,
+            validate,
+            max_drop,
+            max_evals,
+            refine,
+            layer_table,
+            costs,
+        )
         zero = costs[["layer", "candidate"]].assign(omega=0.0)
         solvers.solve(zero, costs, plan.all_budgets)  # InfeasibleBudgetError here, before any probe runs
         return plan
@@ -193,10 +232,22 @@ class _Plan:
     def stored(cls, record: Mapping, tables: Mapping[str, pd.DataFrame]) -> _Plan:
         """The plan a stored run was started with: its own settings, layer table and costs."""
         saved = record["settings"]
-        return cls(saved["target"], hwmodels.load_device(saved["target"]), tuple(record["objectives"]),
-                   dict(record["budgets"]), tuple(saved["candidates"]), settings_from_json(saved["probe"]),
-                   saved["batch_size"], saved["max_points"], saved["validate"], saved.get("max_drop"),
-                   saved.get("max_evals"), saved.get("refine", 0), tables["layers"], tables["costs"])
+        return cls(
+            saved["target"],
+            hwmodels.load_device(saved["target"]),
+            tuple(record["objectives"]),
+            dict(record["budgets"]),
+            tuple(saved["candidates"]),
+            settings_from_json(saved["probe"]),
+            saved["batch_size"],
+            saved["max_points"],
+            saved["validate"],
+            saved.get("max_drop"),
+            saved.get("max_evals"),
+            saved.get("refine", 0),
+            tables["layers"],
+            tables["costs"],
+        )
 
 
 def search(
@@ -291,7 +342,9 @@ def search(
         check_param("search", "resume", resume, Interval(int, 1, None))
     if progress is not None and not callable(progress):
         raise InvalidParameterError(
-            parameter_message("search", "progress", "a callable progress(stage, done, total, message) or None", progress)
+            parameter_message(
+                "search", "progress", "a callable progress(stage, done, total, message) or None", progress
+            )
         )
     progress = progress or _silent
     if resume is not None:
@@ -301,16 +354,30 @@ def search(
             return open_run(store, resume)
         run_id, plan = resume, _Plan.stored(record, store.run_tables(resume))
     else:
-        plan = _Plan.new(task, target=target, objectives=objectives, budgets=budgets, candidates=candidates,
-                         settings=settings, batch_size=batch_size, measured=measured, max_points=max_points,
-                         validate=validate, max_drop=max_drop, max_evals=max_evals, refine=refine, progress=progress)
+        plan = _Plan.new(
+            task,
+            target=target,
+            objectives=objectives,
+            budgets=budgets,
+            candidates=candidates,
+            settings=settings,
+            batch_size=batch_size,
+            measured=measured,
+            max_points=max_points,
+            validate=validate,
+            max_drop=max_drop,
+            max_evals=max_evals,
+            refine=refine,
+            progress=progress,
+        )
         measured_before = _check_drop_reachable(task, plan, progress) if plan.max_drop is not None else None
         store = db if isinstance(db, Store) else Store(db, mode="write", create=True)
         fields = plan.record_fields(task)
         run_id = None if fresh else _resume_abandoned(store, fields, plan.costs, progress)
         if run_id is None:
-            run_id = store.create_run(tables={"layers": plan.layer_table, "costs": plan.costs}, owner=current_owner(),
-                                      **fields)
+            run_id = store.create_run(
+                tables={"layers": plan.layer_table, "costs": plan.costs}, owner=current_owner(), **fields
+            )
     with store.running(run_id):
         _run_stages(task, store, run_id, plan, progress, None if resume is not None else measured_before)
     return open_run(store, run_id)
@@ -319,8 +386,11 @@ def search(
 def _highest(plan: _Plan) -> dict[str, str]:
     """Every layer at its most precise candidate: the most bits per value, then the largest cost."""
     bits = candidate_table(plan.candidates).set_index("candidate")
-    offered = plan.costs.assign(bits=lambda t: bits.loc[t["candidate"], "weight_bits"].to_numpy()
-                                + bits.loc[t["candidate"], "act_bits"].to_numpy())
+    offered = plan.costs.assign(
+        bits=lambda t: (
+            bits.loc[t["candidate"], "weight_bits"].to_numpy() + bits.loc[t["candidate"], "act_bits"].to_numpy()
+        )
+    )
     best = offered.sort_values(["bits", plan.objectives[0]]).groupby("layer", sort=False).tail(1)
     return dict(zip(best["layer"], best["candidate"]))
 
@@ -355,7 +425,9 @@ def _resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress:
             continue  # another device file or measured latency table: not the same search
         if store.claim_run(record["id"], seen=record, owner=current_owner()):
             how = record["error"] or "its process ended"
-            progress("resume", 1, 1, f"resuming run {record['id']} of this same search ({how}); --fresh starts a new run")
+            progress(
+                "resume", 1, 1, f"resuming run {record['id']} of this same search ({how}); --fresh starts a new run"
+            )
             return record["id"]
     return None
 
@@ -364,8 +436,10 @@ def _claim_for_resume(task: Task, store: Store, run_id: int) -> dict | None:
     """The record of the run ``--resume`` names, claimed for this process; None when it is done.
     Another model or data, or a run a live process is running, is refused."""
     record = store.run_record(run_id)
-    for what, stored, current in (("model", record["model_hash"], model_hash(task.model)),
-                                  ("calibration data", record["data_hash"], data_hash(task.calibration))):
+    for what, stored, current in (
+        ("model", record["model_hash"], model_hash(task.model)),
+        ("calibration data", record["data_hash"], data_hash(task.calibration)),
+    ):
         if stored != current:
             raise InvalidParameterError(
                 f"run {run_id} searched task {record['task_name']!r} with {what} {stored[:12]}, but this task's "
@@ -381,8 +455,14 @@ def _claim_for_resume(task: Task, store: Store, run_id: int) -> dict | None:
     return record
 
 
-def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Progress,
-                measured_before: Mapping[str, object] | None = None) -> None:
+def _run_stages(
+    task: Task,
+    store: Store,
+    run_id: int,
+    plan: _Plan,
+    progress: Progress,
+    measured_before: Mapping[str, object] | None = None,
+) -> None:
     stored = store.run_tables(run_id)
     sensitivity = stored.get("sensitivity")
     if sensitivity is None:
@@ -392,8 +472,9 @@ def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Pr
     om = stored.get("omega")
     if om is None:
         progress("omega", 0, 1, "quantization noise of every layer at every candidate")
-        om = omega(task, sensitivity, plan.candidates, probe=PROBES[plan.settings.probes[0]][0],
-                   layer_table=plan.layer_table)
+        om = omega(
+            task, sensitivity, plan.candidates, probe=PROBES[plan.settings.probes[0]][0], layer_table=plan.layer_table
+        )
         store.save_table(run_id, "omega", om)
 
     frontier, _ = store.run_points(run_id)
@@ -401,7 +482,9 @@ def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Pr
     # region), so only the baselines are stored now; else the solver's points are.
     by_region = plan.validate and plan.max_drop is None and not plan.budgets and len(plan.objectives) == 1
     if plan.max_drop is None and frontier.empty:
-        progress("solve", 0, 1, f"{'optimal point' if plan.budgets else 'frontier'} over {len(om)} (layer, candidate) pairs")
+        progress(
+            "solve", 0, 1, f"{'optimal point' if plan.budgets else 'frontier'} over {len(om)} (layer, candidate) pairs"
+        )
         labelled = _solve(om, plan)
         store.save_points(run_id, _point_rows([p for p in labelled if p[1]] if by_region else labelled, first=0))
     elif plan.max_drop is None:
@@ -427,9 +510,8 @@ def _run_stages(task: Task, store: Store, run_id: int, plan: _Plan, progress: Pr
         extra = plan.refine + (measurer.search.left if plan.max_evals is not None else 0)
         if extra:
             measurer.refine(extra)
-        frontier, assignments = store.run_points(run_id)
-        frontier["dominated"] = dominated(frontier, plan.objectives)
-        store.save_points(run_id, _numbered_by_cost(frontier, assignments, plan.objectives[0]))
+        frontier, _ = store.run_points(run_id)
+        store.set_dominated(run_id, dict(zip(frontier["point"], dominated(frontier, plan.objectives))))
         frontier, _ = store.run_points(run_id)
     progress("store", 0, 1, "summarising the run")
     store.finish_run(run_id, "done", float_metric=float_metric, spearman=_spearman(frontier, float_metric))
@@ -445,14 +527,20 @@ class _Measurer:
         self.objective = plan.objectives[0]
         frontier, assignments = store.run_points(run_id)
         self.search = DropSearch(
-            om, plan.costs, self.objective, plan.all_budgets, target=None,
-            max_evals=plan.max_evals or (DEFAULT_DROP_EVALS if plan.max_drop is not None else 10**9), spent=1,
+            om,
+            plan.costs,
+            self.objective,
+            plan.all_budgets,
+            target=None,
+            max_evals=plan.max_evals or (DEFAULT_DROP_EVALS if plan.max_drop is not None else 10**9),
+            spent=1,
             measure=self._measure_new,
         )
         by_point = {p: dict(rows[["layer", "candidate"]].values) for p, rows in assignments.groupby("point")}
         measured = frontier[frontier["measured_metric"].notna()] if len(frontier) else frontier
-        for point, cost, metric in zip(measured.get("point", []), measured.get(self.objective, []),
-                                       measured.get("measured_metric", [])):
+        for point, cost, metric in zip(
+            measured.get("point", []), measured.get(self.objective, []), measured.get("measured_metric", [])
+        ):
             self.remember(by_point[point], float(metric), cost=float(cost))
         self._pending: dict | None = None
         self._label = "search"  # the label of a configuration measured and added as a point
@@ -498,8 +586,12 @@ class _Measurer:
             if not pd.isna(row["measured_metric"]):
                 continue
             rows = assignments[assignments["point"] == row["point"]]
-            solution = solvers.Solution(dict(rows[["layer", "candidate"]].values), float(row["predicted_loss"]),
-                                        {self.objective: float(row[self.objective])}, bool(row["optimal"]))
+            solution = solvers.Solution(
+                dict(rows[["layer", "candidate"]].values),
+                float(row["predicted_loss"]),
+                {self.objective: float(row[self.objective])},
+                bool(row["optimal"]),
+            )
             key = tuple(sorted(solution.assignment.items()))
             if key in self.search.known:  # the same configuration as another point
                 self.store.set_measured(self.run_id, int(row["point"]), self.search.known[key][1])
@@ -523,7 +615,7 @@ class _Measurer:
         self._label = "frontier"
         try:
             boundary = self.search.bisect(proxy)
-            region = proxy[proxy.index(boundary):] if boundary is not None else proxy
+            region = proxy[proxy.index(boundary) :] if boundary is not None else proxy
             keys = [tuple(sorted(p.assignment.items())) for p in region]
             measured = sum(key in self.search.known for key in keys)
             for index in spread(len(region)):
@@ -557,22 +649,41 @@ class _Measurer:
         per run and stored (the run table ``proxy``), so a resumed run does not solve again."""
         stored = self.store.run_tables(self.run_id).get("proxy")
         if stored is not None:
-            costs = [c for c in stored.columns if c not in ("proxy_point", "layer", "candidate", "predicted_loss",
-                                                          "optimal")]
+            costs = [
+                c for c in stored.columns if c not in ("proxy_point", "layer", "candidate", "predicted_loss", "optimal")
+            ]
             return [
-                solvers.Solution(dict(zip(rows["layer"], rows["candidate"])), float(rows["predicted_loss"].iloc[0]),
-                                 {c: float(rows[c].iloc[0]) for c in costs}, bool(rows["optimal"].iloc[0]))
+                solvers.Solution(
+                    dict(zip(rows["layer"], rows["candidate"])),
+                    float(rows["predicted_loss"].iloc[0]),
+                    {c: float(rows[c].iloc[0]) for c in costs},
+                    bool(rows["optimal"].iloc[0]),
+                )
                 for _, rows in stored.groupby("proxy_point", sort=True)
             ]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
-            proxy = solvers.frontier(self.om, self.plan.costs, [self.objective], budgets=self.plan.all_budgets,
-                                     max_points=max(self.plan.max_points, _DROP_PROXY_POINTS))
-        table = pd.DataFrame([
-            {"proxy_point": i, "layer": layer, "candidate": candidate, "predicted_loss": p.predicted_loss,
-             "optimal": p.optimal, **p.costs}
-            for i, p in enumerate(proxy) for layer, candidate in p.assignment.items()
-        ])
+            proxy = solvers.frontier(
+                self.om,
+                self.plan.costs,
+                [self.objective],
+                budgets=self.plan.all_budgets,
+                max_points=max(self.plan.max_points, _DROP_PROXY_POINTS),
+            )
+        table = pd.DataFrame(
+            [
+                {
+                    "proxy_point": i,
+                    "layer": layer,
+                    "candidate": candidate,
+                    "predicted_loss": p.predicted_loss,
+                    "optimal": p.optimal,
+                    **p.costs,
+                }
+                for i, p in enumerate(proxy)
+                for layer, candidate in p.assignment.items()
+            ]
+        )
         self.store.save_table(self.run_id, "proxy", table)
         return proxy
 
@@ -613,10 +724,20 @@ def _sensitivity(task: Task, store: Store, plan: _Plan, progress: Progress) -> p
     if found is not None:
         progress("probe", 1, 1, "reused the stored probe of this model, data and settings")
         return found
-    table = probe(task, settings=plan.settings, checkpoint=store, layer_table=plan.layer_table,
-                  progress=lambda done, total, message: progress("probe", done, total, message))
-    store.save_probe(key, model_hash=model_hash(task.model), data_hash=data_hash(task.calibration),
-                     settings={"json": settings_to_json(plan.settings)}, table=table)
+    table = probe(
+        task,
+        settings=plan.settings,
+        checkpoint=store,
+        layer_table=plan.layer_table,
+        progress=lambda done, total, message: progress("probe", done, total, message),
+    )
+    store.save_probe(
+        key,
+        model_hash=model_hash(task.model),
+        data_hash=data_hash(task.calibration),
+        settings={"json": settings_to_json(plan.settings)},
+        table=table,
+    )
     return table
 
 
@@ -648,7 +769,9 @@ def _baselines(om: pd.DataFrame, costs: pd.DataFrame, candidates: Sequence[str])
     for candidate in candidates:
         runs_everywhere = costs.loc[costs["candidate"] == candidate, "layer"].nunique() == len(layer_names)
         if runs_everywhere:
-            found[f"all-{candidate}"] = solvers.solve(om, costs, budgets={}, fixed=dict.fromkeys(layer_names, candidate))
+            found[f"all-{candidate}"] = solvers.solve(
+                om, costs, budgets={}, fixed=dict.fromkeys(layer_names, candidate)
+            )
     return found
 
 
@@ -667,40 +790,33 @@ def _solve(om: pd.DataFrame, plan: _Plan) -> list[tuple[str, bool, solvers.Solut
             # More non-dominated points than max_points is the usual case, and what max_points is
             # for: the solver returns the exact optima at max_points evenly spaced budgets.
             warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
-            points = solvers.frontier(om, plan.costs, list(plan.objectives), budgets=plan.all_budgets,
-                                      max_points=plan.max_points, anchor_costs=anchors)
+            points = solvers.frontier(
+                om,
+                plan.costs,
+                list(plan.objectives),
+                budgets=plan.all_budgets,
+                max_points=plan.max_points,
+                anchor_costs=anchors,
+            )
     return [("frontier", False, p) for p in points] + [(label, True, p) for label, p in baselines.items()]
 
 
-def _point_rows(labelled: Sequence[tuple[str, bool, solvers.Solution]], *, first: int,
-                measured: Sequence[float] | None = None) -> list[dict]:
+def _point_rows(
+    labelled: Sequence[tuple[str, bool, solvers.Solution]], *, first: int, measured: Sequence[float] | None = None
+) -> list[dict]:
     """Store rows of (label, is_baseline, solution), numbered from ``first``."""
     return [
         {
-            "point": first + i, "label": label, "is_baseline": is_baseline, "optimal": solution.optimal,
-            "predicted_loss": solution.predicted_loss, "costs": solution.costs,
-            "measured_metric": None if measured is None else measured[i], "assignment": solution.assignment,
+            "point": first + i,
+            "label": label,
+            "is_baseline": is_baseline,
+            "optimal": solution.optimal,
+            "predicted_loss": solution.predicted_loss,
+            "costs": solution.costs,
+            "measured_metric": None if measured is None else measured[i],
+            "assignment": solution.assignment,
         }
         for i, (label, is_baseline, solution) in enumerate(labelled)
-    ]
-
-
-def _numbered_by_cost(frontier: pd.DataFrame, assignments: pd.DataFrame, objective: str) -> list[dict]:
-    """The run's points as store rows, numbered as a person reads them: the configurations by
-    cost on the first objective (measured ones were numbered in the order they were measured),
-    then the uniform baselines."""
-    ordered = pd.concat([frontier[~frontier["is_baseline"]].sort_values([objective, "predicted_loss"], kind="stable"),
-                         frontier[frontier["is_baseline"]]])
-    by_point = {p: dict(rows[["layer", "candidate"]].values) for p, rows in assignments.groupby("point", sort=False)}
-    costs = cost_columns(frontier)
-    return [
-        {
-            "point": i, "label": row["label"], "is_baseline": bool(row["is_baseline"]), "optimal": bool(row["optimal"]),
-            "predicted_loss": row["predicted_loss"], "costs": {c: row[c] for c in costs},
-            "measured_metric": None if pd.isna(row["measured_metric"]) else row["measured_metric"],
-            "dominated": row["dominated"], "assignment": by_point[row["point"]],
-        }
-        for i, (_, row) in enumerate(ordered.iterrows())
     ]
 
 

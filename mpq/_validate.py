@@ -65,7 +65,9 @@ def validate(
         True
     """
     if not isinstance(task, Task):
-        raise InvalidParameterError(f"The 'task' parameter of validate must be an mpq.Task. Got {type(task).__name__} instead.")
+        raise InvalidParameterError(
+            f"The 'task' parameter of validate must be an mpq.Task. Got {type(task).__name__} instead."
+        )
     if task.evaluate is None:
         raise InvalidParameterError(
             f"task {task.name!r} has no evaluate function, so its configurations cannot be validated; give "
@@ -76,7 +78,9 @@ def validate(
             f"The 'assignments' parameter of validate must be a mapping of key to (layer -> candidate). "
             f"Got {type(assignments).__name__} instead."
         )
-    check_param("validate", "act_ranges", act_ranges, InstanceOf((Mapping,), "a mapping of layer to range", optional=True))
+    check_param(
+        "validate", "act_ranges", act_ranges, InstanceOf((Mapping,), "a mapping of layer to range", optional=True)
+    )
     for name, callback in (("progress", progress), ("on_result", on_result)):
         if callback is not None and not callable(callback):
             raise InvalidParameterError(parameter_message("validate", name, "a callable or None", callback))

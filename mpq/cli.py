@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -34,8 +34,10 @@ stderr = Console(stderr=True)
 _state = {"debug": False}
 
 DbOption = Annotated[
-    Optional[str],
-    typer.Option("--db", envvar="MPQ_DB", help="Results store: a SQLite file or a SQLAlchemy URL [default: ~/.cache/mpq/mpq.db]."),
+    str | None,
+    typer.Option(
+        "--db", envvar="MPQ_DB", help="Results store: a SQLite file or a SQLAlchemy URL [default: ~/.cache/mpq/mpq.db]."
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the documented JSON shape instead of a table.")]
 AllOption = Annotated[bool, typer.Option("--all", help="Show every validated point, not only the measured frontier.")]
@@ -70,7 +72,9 @@ def _parse_budgets(values: list[str]) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep or not name.strip():
-            raise typer.BadParameter(f"{text!r} is not NAME=VALUE; write e.g. --budget weight_bytes=2e5.", param_hint="--budget")
+            raise typer.BadParameter(
+                f"{text!r} is not NAME=VALUE; write e.g. --budget weight_bytes=2e5.", param_hint="--budget"
+            )
     return budgets
 
 
@@ -79,8 +83,14 @@ class _StageProgress:
     first report on, so a command that fails before any work prints its error line alone."""
 
     def __init__(self) -> None:
-        self.bar = Progress(TextColumn("{task.description:<9}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                            TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=stderr)
+        self.bar = Progress(
+            TextColumn("{task.description:<9}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[message]}"),
+            TimeElapsedColumn(),
+            console=stderr,
+        )
         self.tasks: dict[str, int] = {}
 
     def __call__(self, stage: str, done: int, total: int, message: str) -> None:
@@ -101,25 +111,73 @@ class _StageProgress:
 @app.command()
 def search(
     model: Annotated[
-        Optional[str], typer.Option("--model", "-m", help="example:digits-cnn (default) | example:minilm | path/to/file.py:make_task; with --resume, the run's own.")
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="example:digits-cnn (default) | example:minilm | path/to/file.py:make_task; with --resume, the run's own.",
+        ),
     ] = None,
-    target: Annotated[str, typer.Option("--target", "-t", help="Device name (see 'mpq devices') or a device .toml path.")] = DEFAULT_TARGET,
-    objective: Annotated[list[str], typer.Option("--objective", "-o", help="Cost to trade against the predicted loss; give one or two.")] = list(DEFAULT_OBJECTIVES),  # noqa: B006
-    budget: Annotated[list[str], typer.Option("--budget", "-b", help="NAME=VALUE upper limit; any number; gives the one optimal point.")] = [],  # noqa: B006
-    candidates: Annotated[Optional[str], typer.Option(help="Comma-separated candidates [default: all the target runs].")] = None,
-    probe: Annotated[str, typer.Option(help="Sensitivity probe: hessian, fisher (true Fisher), efisher (empirical), or measured (each layer alone at each candidate, the real loss).")] = "hessian",
-    tolerance: Annotated[float, typer.Option(help="Probe until every layer's relative standard error is below this.")] = 0.05,
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="Device name (see 'mpq devices') or a device .toml path.")
+    ] = DEFAULT_TARGET,
+    objective: Annotated[
+        list[str], typer.Option("--objective", "-o", help="Cost to trade against the predicted loss; give one or two.")
+    ] = list(DEFAULT_OBJECTIVES),  # noqa: B006
+    budget: Annotated[
+        list[str],
+        typer.Option("--budget", "-b", help="NAME=VALUE upper limit; any number; gives the one optimal point."),
+    ] = [],  # noqa: B006
+    candidates: Annotated[
+        str | None, typer.Option(help="Comma-separated candidates [default: all the target runs].")
+    ] = None,
+    probe: Annotated[
+        str,
+        typer.Option(
+            help="Sensitivity probe: hessian, fisher (true Fisher), efisher (empirical), or measured (each layer alone at each candidate, the real loss)."
+        ),
+    ] = "hessian",
+    tolerance: Annotated[
+        float, typer.Option(help="Probe until every layer's relative standard error is below this.")
+    ] = 0.05,
     max_samples: Annotated[int, typer.Option(help="Probe sample cap.")] = 200,
     max_points: Annotated[int, typer.Option(help="Validate at most this many frontier points.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Batch size the cost model assumes.")] = 1,
-    measured: Annotated[Optional[str], typer.Option(help="Measured latency CSV (mpq measure --out) replacing the model's latency_s.")] = None,
+    measured: Annotated[
+        str | None, typer.Option(help="Measured latency CSV (mpq measure --out) replacing the model's latency_s.")
+    ] = None,
     validate: Annotated[bool, typer.Option(help="Evaluate every point on held-out data.")] = True,
-    max_drop: Annotated[Optional[str], typer.Option(metavar="DROP", help="Find the cheapest configuration whose measured metric is within DROP of float: metric units (0.01) or a percentage of the float metric (1%).")] = None,
-    max_evals: Annotated[Optional[int], typer.Option(metavar="N", help="Evaluations of the task's metric to spend, the float model's included [default: every point; 50 with --max-drop].")] = None,
-    refine: Annotated[int, typer.Option(metavar="N", help="N more evaluations pushing the measured frontier to lower cost.")] = 0,
+    max_drop: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DROP",
+            help="Find the cheapest configuration whose measured metric is within DROP of float: metric units (0.01) or a percentage of the float metric (1%).",
+        ),
+    ] = None,
+    max_evals: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Evaluations of the task's metric to spend, the float model's included [default: every point; 50 with --max-drop].",
+        ),
+    ] = None,
+    refine: Annotated[
+        int, typer.Option(metavar="N", help="N more evaluations pushing the measured frontier to lower cost.")
+    ] = 0,
     all_points: AllOption = False,
-    resume: Annotated[Optional[int], typer.Option(metavar="RUN", help="Finish an interrupted run (same --model); its other settings are the run's own.")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start a new run even when an unfinished run of this same search is stored (else it is resumed).")] = False,
+    resume: Annotated[
+        int | None,
+        typer.Option(
+            metavar="RUN", help="Finish an interrupted run (same --model); its other settings are the run's own."
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Start a new run even when an unfinished run of this same search is stored (else it is resumed).",
+        ),
+    ] = False,
     db: DbOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -129,17 +187,30 @@ def search(
 
     budgets = _parse_budgets(budget)
     probes = ("measured",) if probe == "measured" else (f"{probe}_w", f"{probe}_a")
-    settings = mpq.ProbeSettings(probes=probes, tolerance=tolerance, max_samples=max_samples,
-                                 min_samples=min(10, max_samples))
+    settings = mpq.ProbeSettings(
+        probes=probes, tolerance=tolerance, max_samples=max_samples, min_samples=min(10, max_samples)
+    )
     if model is None and resume is not None:
         model = mpq.open_run(db, resume).record["model_spec"]
     task = mpq.load_task(model or "example:digits-cnn")
     with _StageProgress() as progress:
         run = mpq.search(
-            task, target=target, objectives=objective, budgets=budgets,
-            candidates=candidates.split(",") if candidates else None, settings=settings,
-            batch_size=batch_size, measured=measured, max_points=max_points, validate=validate,
-            max_drop=_parse_drop(max_drop), max_evals=max_evals, refine=refine, db=db, resume=resume, fresh=fresh,
+            task,
+            target=target,
+            objectives=objective,
+            budgets=budgets,
+            candidates=candidates.split(",") if candidates else None,
+            settings=settings,
+            batch_size=batch_size,
+            measured=measured,
+            max_points=max_points,
+            validate=validate,
+            max_drop=_parse_drop(max_drop),
+            max_evals=max_evals,
+            refine=refine,
+            db=db,
+            resume=resume,
+            fresh=fresh,
             progress=progress,
         )
     if json:
@@ -167,7 +238,9 @@ def runs(db: DbOption = None, json: JsonOption = False) -> None:
 
 
 @app.command()
-def show(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None, all_points: AllOption = False) -> None:
+def show(
+    run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None, all_points: AllOption = False
+) -> None:
     """Show a run: its settings, frontier and per-layer table."""
     import mpq
     from mpq._cli_render import print_run, rich_table
@@ -186,7 +259,9 @@ def show(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = N
 
 @app.command()
 def frontier(
-    run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None, json: JsonOption = False,
+    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    db: DbOption = None,
+    json: JsonOption = False,
     all_points: AllOption = False,
 ) -> None:
     """Print a run's frontier (with --json: the stable JSON shape)."""
@@ -204,8 +279,10 @@ def frontier(
 def export(
     run_id: Annotated[int, typer.Argument(metavar="RUN")],
     point: Annotated[int, typer.Option(help="The point to export (see 'mpq frontier RUN').")],
-    to: Annotated[str, typer.Option(help="json (layer -> formats), hawq (HAWQ-V3 bit_config) or hf (quantization_config).")] = "json",
-    out: Annotated[Optional[str], typer.Option(help="Write to this file instead of stdout.")] = None,
+    to: Annotated[
+        str, typer.Option(help="json (layer -> formats), hawq (HAWQ-V3 bit_config) or hf (quantization_config).")
+    ] = "json",
+    out: Annotated[str | None, typer.Option(help="Write to this file instead of stdout.")] = None,
     db: DbOption = None,
 ) -> None:
     """Export one point of a run for another tool."""
@@ -226,7 +303,10 @@ def export(
 def compare(
     first: Annotated[int, typer.Argument(metavar="RUN")],
     second: Annotated[int, typer.Argument(metavar="RUN")],
-    points: Annotated[Optional[str], typer.Option(help="K,L: the points of the two runs to diff per layer [default: each run's best].")] = None,
+    points: Annotated[
+        str | None,
+        typer.Option(help="K,L: the points of the two runs to diff per layer [default: each run's best]."),
+    ] = None,
     db: DbOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -245,8 +325,15 @@ def compare(
             raise typer.BadParameter(f"{points!r} is not K,L; write e.g. --points 3,5.", param_hint="--points")
     frontiers, layers = mpq.compare(*runs, points=chosen)
     if json:
-        stdout.print_json(dumps({"frontiers": table_json(frontiers), "points": list(layers.attrs["points"]),
-                                 "layers": table_json(layers)}))
+        stdout.print_json(
+            dumps(
+                {
+                    "frontiers": table_json(frontiers),
+                    "points": list(layers.attrs["points"]),
+                    "layers": table_json(layers),
+                }
+            )
+        )
         return
     for run in runs:
         stdout.print(rich_table(frontier_view(run), title=f"run {run.id}: {run.record['task_name']} on {run.target}"))
@@ -269,8 +356,13 @@ def devices(json: JsonOption = False) -> None:
 @app.command("probe")
 def probe_command(
     model: ModelOption = "example:digits-cnn",
-    probes: Annotated[str, typer.Option(help="Comma-separated probes: hessian_w, hessian_a, fisher_w, fisher_a, efisher_w, efisher_a.")] = "hessian_w,hessian_a",
-    tolerance: Annotated[float, typer.Option(help="Stop when every layer's relative standard error is below this.")] = 0.05,
+    probes: Annotated[
+        str,
+        typer.Option(help="Comma-separated probes: hessian_w, hessian_a, fisher_w, fisher_a, efisher_w, efisher_a."),
+    ] = "hessian_w,hessian_a",
+    tolerance: Annotated[
+        float, typer.Option(help="Stop when every layer's relative standard error is below this.")
+    ] = 0.05,
     max_samples: Annotated[int, typer.Option(help="Sample cap per probe family.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the random probes.")] = 0,
     db: DbOption = None,
@@ -281,13 +373,18 @@ def probe_command(
     from mpq._cli_render import dumps, rich_table, table_json
     from mpq._storage import Store
 
-    settings = mpq.ProbeSettings(probes=tuple(p.strip() for p in probes.split(",")), tolerance=tolerance,
-                                 max_samples=max_samples, seed=seed)
+    settings = mpq.ProbeSettings(
+        probes=tuple(p.strip() for p in probes.split(",")), tolerance=tolerance, max_samples=max_samples, seed=seed
+    )
     task = mpq.load_task(model)
     store = Store(db, mode="write", create=True)
     with _StageProgress() as progress:
-        table = mpq.probe(task, settings=settings, checkpoint=store,
-                          progress=lambda done, total, message: progress("probe", done, total, message))
+        table = mpq.probe(
+            task,
+            settings=settings,
+            checkpoint=store,
+            progress=lambda done, total, message: progress("probe", done, total, message),
+        )
     if json:
         stdout.print_json(dumps(table_json(table)))
     else:
@@ -297,13 +394,15 @@ def probe_command(
 @app.command()
 def measure(
     model: ModelOption = "example:digits-cnn",
-    target: Annotated[str, typer.Option("--target", "-t", help="Device whose candidates to time [default: cpu-x86, this machine].")] = "cpu-x86",
-    candidates: Annotated[Optional[str], typer.Option(help="Comma-separated candidates [default: the target's].")] = None,
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="Device whose candidates to time [default: cpu-x86, this machine].")
+    ] = "cpu-x86",
+    candidates: Annotated[str | None, typer.Option(help="Comma-separated candidates [default: the target's].")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size to time at.")] = 1,
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto (cuda when available).")] = "auto",
     warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = 3,
     repeats: Annotated[int, typer.Option(help="Timed runs per (layer, candidate).")] = 20,
-    out: Annotated[Optional[str], typer.Option(help="Write the CSV that 'mpq search --measured' reads.")] = None,
+    out: Annotated[str | None, typer.Option(help="Write the CSV that 'mpq search --measured' reads.")] = None,
     json: JsonOption = False,
 ) -> None:
     """Time every layer at every candidate on this machine (warm-up, repeats, spread)."""
@@ -317,20 +416,34 @@ def measure(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     task = mpq.load_task(model)
     with _StageProgress() as progress:
-        table = mpq.measure_latency(task, names, batch_size=batch_size, device=device, warmup=warmup, repeats=repeats,
-                                    progress=lambda done, total, message: progress("measure", done, total, message))
+        table = mpq.measure_latency(
+            task,
+            names,
+            batch_size=batch_size,
+            device=device,
+            warmup=warmup,
+            repeats=repeats,
+            progress=lambda done, total, message: progress("measure", done, total, message),
+        )
     if out:
         mpq.write_measured_csv(table, out)
     if json:
         stdout.print_json(dumps(table_json(table)))
         return
     view = table.assign(
-        median_us=table.latency_s * 1e6, std_us=table.latency_std_s * 1e6,
-        min_us=table.latency_min_s * 1e6, max_us=table.latency_max_s * 1e6, dequant_us=table.dequant_s * 1e6,
+        median_us=table.latency_s * 1e6,
+        std_us=table.latency_std_s * 1e6,
+        min_us=table.latency_min_s * 1e6,
+        max_us=table.latency_max_s * 1e6,
+        dequant_us=table.dequant_s * 1e6,
     )[["layer", "candidate", "median_us", "std_us", "min_us", "max_us", "dequant_us", "kernel"]]
-    stdout.print(rich_table(view, title=f"{task.name} on {device}, batch {batch_size}, {torch.get_num_threads()} threads"))
+    stdout.print(
+        rich_table(view, title=f"{task.name} on {device}, batch {batch_size}, {torch.get_num_threads()} threads")
+    )
     if out:
-        stdout.print(f"wrote {out}; use it with 'mpq search --measured {out} --target {target} --batch-size {batch_size}'.")
+        stdout.print(
+            f"wrote {out}; use it with 'mpq search --measured {out} --target {target} --batch-size {batch_size}'."
+        )
 
 
 @app.command()
@@ -338,7 +451,9 @@ def dashboard(
     db: DbOption = None,
     port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 8501,
     address: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 shares it on the network.")] = "127.0.0.1",
-    headless: Annotated[bool, typer.Option("--headless/--open-browser", help="Serve without opening a browser tab.")] = False,
+    headless: Annotated[
+        bool, typer.Option("--headless/--open-browser", help="Serve without opening a browser tab.")
+    ] = False,
 ) -> None:
     """Open the Streamlit dashboard on a store: runs, frontiers, comparisons, exports (read only)."""
     import importlib.util
@@ -353,14 +468,29 @@ def dashboard(
     candidates = (package.parent / "app" / "streamlit_app.py", package / "_dashboard" / "streamlit_app.py")
     script = next((path for path in candidates if path.is_file()), None)
     if script is None:
-        raise mpq.MpqError(f"the dashboard app is missing: neither {candidates[0]} nor {candidates[1]} exists; reinstall mpq.")
+        raise mpq.MpqError(
+            f"the dashboard app is missing: neither {candidates[0]} nor {candidates[1]} exists; reinstall mpq."
+        )
     if importlib.util.find_spec("streamlit") is None:
         raise mpq.MpqError("mpq dashboard needs the [dashboard] extra; run 'pip install mpq[dashboard]'.")
     mpq.list_runs(db)  # a store that cannot be read fails here, in one line, before a server starts
     command = [
-        sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address", address,
-        "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "minimal", "--",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        "--server.headless",
+        str(headless).lower(),
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--",
         *(["--db", db] if db else []),
     ]
     sys.stdout.flush()
@@ -424,7 +554,11 @@ def _main(argv: list[str] | None) -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt) as exc:
-        message = str(exc) if isinstance(exc, MpqError) else "interrupted; probe samples already taken are saved: run the same command again to resume them."
+        message = (
+            str(exc)
+            if isinstance(exc, MpqError)
+            else "interrupted; probe samples already taken are saved: run the same command again to resume them."
+        )
         sys.exit(_fail(message, 130))
     except typer.TyperException as exc:  # usage errors: Typer shows them with the usage line
         exc.show()

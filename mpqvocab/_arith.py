@@ -101,6 +101,5 @@ def holds(executor: str, operand: str) -> bool:
     if op.family == "int":
         return any(m + 2 >= op.bits and emax >= op.bits - 2 for _, m, emax in _FP_FORMATS[executor])
     return all(
-        any(e_x >= e_o and m_x >= m_o for e_x, m_x, _ in _FP_FORMATS[executor])
-        for e_o, m_o, _ in _FP_FORMATS[operand]
+        any(e_x >= e_o and m_x >= m_o for e_x, m_x, _ in _FP_FORMATS[executor]) for e_o, m_o, _ in _FP_FORMATS[operand]
     )

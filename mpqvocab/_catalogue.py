@@ -105,20 +105,48 @@ def _catalogue() -> dict[str, FormatSpec]:
         specs.append(FormatSpec(f"int{bits}", "int", bits, float(bits), "tensor", None, f"int{bits}"))
         specs.append(FormatSpec(f"int{bits}_pc", "int", bits, float(bits), "channel", None, f"int{bits}"))
         specs += [
-            FormatSpec(f"int{bits}_g{size}", "int", bits, bits + FP16.bits / size, "group", size, f"int{bits}",
-                       scale="fp16")
+            FormatSpec(
+                f"int{bits}_g{size}", "int", bits, bits + FP16.bits / size, "group", size, f"int{bits}", scale="fp16"
+            )
             for size in GROUP_SIZES
         ]
     # INT16 per tensor only: the activations of CMSIS-NN's s16 kernels (w8aint16).
     specs.append(FormatSpec("int16", "int", 16, 16.0, "tensor", None, "int16"))
-    for name, grid, arith in (("fp8_e4m3", E4M3, "fp8"), ("fp8_e5m2", E5M2, "fp8"), ("fp6_e3m2", E3M2, "fp6"),
-                              ("fp6_e2m3", E2M3, "fp6"), ("fp4_e2m1", E2M1, "fp4")):
+    for name, grid, arith in (
+        ("fp8_e4m3", E4M3, "fp8"),
+        ("fp8_e5m2", E5M2, "fp8"),
+        ("fp6_e3m2", E3M2, "fp6"),
+        ("fp6_e2m3", E2M3, "fp6"),
+        ("fp4_e2m1", E2M1, "fp4"),
+    ):
         specs.append(FormatSpec(name, "float", grid.bits, float(grid.bits), "tensor", None, arith, element=grid))
     for name, grid, arith in (("mxfp8", E4M3, "fp8"), ("mxfp6", E2M3, "fp6"), ("mxfp4", E2M1, "fp4")):
-        specs.append(FormatSpec(name, "block", grid.bits, grid.bits + E8M0_BITS / MX_BLOCK, "block", MX_BLOCK, arith,
-                                element=grid, scale="e8m0"))
-    specs.append(FormatSpec("nvfp4", "block", E2M1.bits, E2M1.bits + E4M3.bits / NVFP4_BLOCK, "block", NVFP4_BLOCK,
-                            "fp4", element=E2M1, scale="fp8_e4m3"))
+        specs.append(
+            FormatSpec(
+                name,
+                "block",
+                grid.bits,
+                grid.bits + E8M0_BITS / MX_BLOCK,
+                "block",
+                MX_BLOCK,
+                arith,
+                element=grid,
+                scale="e8m0",
+            )
+        )
+    specs.append(
+        FormatSpec(
+            "nvfp4",
+            "block",
+            E2M1.bits,
+            E2M1.bits + E4M3.bits / NVFP4_BLOCK,
+            "block",
+            NVFP4_BLOCK,
+            "fp4",
+            element=E2M1,
+            scale="fp8_e4m3",
+        )
+    )
     specs.append(FormatSpec("fp16", "reference", 16, 16.0, "tensor", None, "fp16", element=FP16))
     specs.append(FormatSpec("bf16", "reference", 16, 16.0, "tensor", None, "fp16"))  # bf16 runs on fp16-class units
     specs.append(FormatSpec("fp32", "reference", 32, 32.0, "tensor", None, "fp32"))

@@ -96,8 +96,7 @@ def make_solver(name: str, time_limit_s: float | None = None) -> pulp.LpSolver:
         )
         if not solver.available():
             raise BackendUnavailableError(
-                "backend 'highs': highspy is not installed; run 'pip install highspy' "
-                "or pass backend='cbc'."
+                "backend 'highs': highspy is not installed; run 'pip install highspy' or pass backend='cbc'."
             )
         return solver
     if name == "cbc":

@@ -41,9 +41,7 @@ class _Front:
         self.limit = summed.get(column, math.inf)
         self.others = {n: v for n, v in summed.items() if n != column}
 
-    def _minimise(
-        self, objective: np.ndarray, summed: Mapping[str, float], then: str | None = None
-    ) -> Point | None:
+    def _minimise(self, objective: np.ndarray, summed: Mapping[str, float], then: str | None = None) -> Point | None:
         problem = self.problem
         return minimise(self.instance, objective, summed, problem.backend, problem.time_limit_s, then=then)
 
@@ -129,9 +127,7 @@ def _weights(problem: Problem, instance: Instance, column: str) -> list[float]:
     return [0.0, *((loss_high - loss_low) / (cost_high - cost_low) * np.tan(angles))]
 
 
-def _three_objective(
-    problem: Problem, instance: Instance, columns: tuple[str, str], max_points: int
-) -> list[Point]:
+def _three_objective(problem: Problem, instance: Instance, columns: tuple[str, str], max_points: int) -> list[Point]:
     """Union of exact two-objective frontiers of (loss + mu * other cost, cost) over a fan of
     weights mu, for each cost in turn; each such point is non-dominated in three objectives."""
     per_front = max(2, max_points // (2 * _SCALARISATIONS + 2))

@@ -85,9 +85,7 @@ def _build(
     x = prob.add_variable_dict("x", list(range(len(pairs))), cat=pulp.LpBinary)
 
     def total(coefficients: np.ndarray) -> pulp.LpAffineExpression:
-        return pulp.LpAffineExpression(
-            (x[j], float(coefficients[g, k])) for j, (g, k) in enumerate(pairs)
-        )
+        return pulp.LpAffineExpression((x[j], float(coefficients[g, k])) for j, (g, k) in enumerate(pairs))
 
     prob += total(objective)
     for g, options in enumerate(np.split(np.arange(len(pairs)), np.cumsum(allowed.sum(axis=1))[:-1])):
@@ -134,8 +132,10 @@ def solve_ilp(
         try:
             prob.solve(make_solver(name, time_limit_s))
         except (BackendUnavailableError, pulp.PulpSolverError) as error:
-            failure = error if isinstance(error, SolverError) else SolverError(
-                f"backend {name}: {error}; pass another backend."
+            failure = (
+                error
+                if isinstance(error, SolverError)
+                else SolverError(f"backend {name}: {error}; pass another backend.")
             )
             logger.warning("%s", failure)
             continue

@@ -134,8 +134,7 @@ def check_tables(omega: object, costs: object) -> Tables:
     costs = _check_frame(costs, "costs", KEY_COLUMNS)
     if not pd.api.types.is_numeric_dtype(omega["omega"]) or pd.api.types.is_bool_dtype(omega["omega"]):
         raise SolverInputError(
-            f"omega: column omega has dtype {omega['omega'].dtype}; store the predicted loss "
-            f"increase as floats."
+            f"omega: column omega has dtype {omega['omega'].dtype}; store the predicted loss increase as floats."
         )
     cost_columns = tuple(
         column
@@ -234,9 +233,7 @@ def check_objectives(objectives: object, tables: Tables, *, at_most: int = 2) ->
             column, or a number of cost columns other than 1..`at_most`.
     """
     if isinstance(objectives, str) or not isinstance(objectives, Iterable):
-        raise SolverInputError(
-            f"objectives: expected a list of names, got {objectives!r}; pass e.g. ['latency_s']."
-        )
+        raise SolverInputError(f"objectives: expected a list of names, got {objectives!r}; pass e.g. ['latency_s'].")
     columns = [name for name in objectives if name not in LOSS_NAMES]
     for name in columns:
         if name not in tables.cost_columns:
@@ -257,15 +254,11 @@ def check_objectives(objectives: object, tables: Tables, *, at_most: int = 2) ->
 def check_ties(ties: object, tables: Tables) -> list[list[str]]:
     """Check tie groups: each an iterable of known layer names (not a bare string)."""
     if isinstance(ties, str) or not isinstance(ties, Iterable):
-        raise SolverInputError(
-            f"ties: expected a list of layer groups, got {ties!r}; pass e.g. [['a', 'b']]."
-        )
+        raise SolverInputError(f"ties: expected a list of layer groups, got {ties!r}; pass e.g. [['a', 'b']].")
     groups = []
     for group in ties:
         if isinstance(group, str) or not isinstance(group, Iterable):
-            raise SolverInputError(
-                f"ties: group {group!r} is not a list of layer names; pass e.g. [['a', 'b']]."
-            )
+            raise SolverInputError(f"ties: group {group!r} is not a list of layer names; pass e.g. [['a', 'b']].")
         group = list(group)
         for layer in group:
             if layer not in tables.layers:
@@ -280,8 +273,7 @@ def check_fixed(fixed: object, tables: Tables) -> dict[str, str]:
         return {}
     if not isinstance(fixed, Mapping):
         raise SolverInputError(
-            f"fixed: expected a mapping of layer to candidate, got {type(fixed).__name__}; "
-            f"pass e.g. {{'fc1': 'int8'}}."
+            f"fixed: expected a mapping of layer to candidate, got {type(fixed).__name__}; pass e.g. {{'fc1': 'int8'}}."
         )
     for layer, candidate in fixed.items():
         if layer not in tables.layers:
@@ -310,8 +302,13 @@ def check_costs(func: str, name: str, values: object) -> list[float]:
         raise InvalidParameterError(parameter_message(func, name, "a list of finite costs >= 0", values))
     values = list(values)
     for value in values:
-        check_param(func, f"{name}[{values.index(value)}]", value, Interval(float, 0, math.inf, closed="left"),
-                    error=InvalidParameterError)
+        check_param(
+            func,
+            f"{name}[{values.index(value)}]",
+            value,
+            Interval(float, 0, math.inf, closed="left"),
+            error=InvalidParameterError,
+        )
     return [float(v) for v in values]
 
 

@@ -45,9 +45,7 @@ class StateOverflow(RuntimeError):
     """The DP held more than `_MAX_STATES` partial sums; solve this budget another way."""
 
 
-def _pareto_sorted(
-    loss: np.ndarray, cost: np.ndarray, valid: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pareto_sorted(loss: np.ndarray, cost: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each group's non-dominated options in (cost, loss), by increasing cost, left-packed.
 
     Returns loss, cost (inf padded) and the original option index (-1 padded).

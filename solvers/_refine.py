@@ -85,13 +85,20 @@ def refine(
     seed = check_int("refine", "seed", seed, 0)
     population_size = check_int("refine", "population_size", population_size, 2)
     if isinstance(seeds, (str, Mapping, Solution)) or not isinstance(seeds, Iterable):
-        raise InvalidParameterError(parameter_message(
-            "refine", "seeds", "a list of Solutions or layer -> candidate mappings", seeds))
+        raise InvalidParameterError(
+            parameter_message("refine", "seeds", "a list of Solutions or layer -> candidate mappings", seeds)
+        )
     seeds = list(seeds)
-    check_param("refine", "storage", storage, InstanceOf((str, optuna.storages.BaseStorage), "an Optuna storage or URL",
-                                                         optional=True), error=InvalidParameterError)
-    check_param("refine", "study_name", study_name, InstanceOf((str,), "a str", optional=True),
-                error=InvalidParameterError)
+    check_param(
+        "refine",
+        "storage",
+        storage,
+        InstanceOf((str, optuna.storages.BaseStorage), "an Optuna storage or URL", optional=True),
+        error=InvalidParameterError,
+    )
+    check_param(
+        "refine", "study_name", study_name, InstanceOf((str,), "a str", optional=True), error=InvalidParameterError
+    )
     if not callable(objective_fn):
         raise SolverInputError(
             f"objective_fn: expected a callable, got {type(objective_fn).__name__}; pass a "
@@ -117,9 +124,7 @@ def refine(
             f"{1 + len(columns)} (measured loss, {', '.join(columns)}); pass the study's "
             f"objectives or another study_name."
         )
-    study.sampler = optuna.samplers.NSGAIISampler(
-        seed=seed + len(study.trials), population_size=population_size
-    )
+    study.sampler = optuna.samplers.NSGAIISampler(seed=seed + len(study.trials), population_size=population_size)
     for point in seeds:
         choice = instance.choice_of(point.assignment if isinstance(point, Solution) else point)
         study.enqueue_trial({names[g]: offered[g][choice[g]] for g in searched}, skip_if_exists=True)
@@ -148,7 +153,7 @@ def refine(
         key = tuple(trial.params.get(names[g]) for g in searched)
         if key not in seen and all(trial.params.get(names[g]) in offered[g] for g in searched):
             seen.add(key)
-            choices.append(choice_of(lambda g: trial.params[names[g]]))
+            choices.append(choice_of(lambda g, trial=trial: trial.params[names[g]]))
             measured.append(trial.values[0])
     if not choices:
         return []

@@ -202,9 +202,7 @@ def minimise(
     return tied.choice, best.optimal and tied.optimal
 
 
-def summed_feasible(
-    instance: Instance, summed: Mapping[str, float], backend: str, time_limit_s: float | None
-) -> bool:
+def summed_feasible(instance: Instance, summed: Mapping[str, float], backend: str, time_limit_s: float | None) -> bool:
     """Whether some allocation meets every summed budget."""
     if not summed:
         return True

@@ -10,8 +10,22 @@ ROOT = Path(__file__).parents[1]
 
 
 def test_wheel_holds_every_data_file_and_the_command(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = tmp_path.glob("mpq-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())

@@ -73,8 +73,13 @@ BAD: dict[str, dict[str, list]] = {
         "probe": [WRONG_TYPE, "nope"],
         "layer_table": [WRONG_TYPE],
     },
-    "mpq.validate": {"task": [WRONG_TYPE], "assignments": [WRONG_TYPE, {0: {"nope": "w8a8"}}],
-                     "act_ranges": [WRONG_TYPE], "progress": [WRONG_TYPE], "on_result": [WRONG_TYPE]},
+    "mpq.validate": {
+        "task": [WRONG_TYPE],
+        "assignments": [WRONG_TYPE, {0: {"nope": "w8a8"}}],
+        "act_ranges": [WRONG_TYPE],
+        "progress": [WRONG_TYPE],
+        "on_result": [WRONG_TYPE],
+    },
     "mpq.search": {
         "task": [WRONG_TYPE],
         "target": [WRONG_TYPE, "nope"],
@@ -165,8 +170,7 @@ UNCHECKABLE = {
 
 # Cases that fail today: (function, parameter, repr of the bad value) -> what is raised instead.
 # They are in files others own (mpq/_search.py, mpq/_measure.py, solvers/, hwmodels/).
-KNOWN: dict[tuple[str, str, str], str] = {
-}
+KNOWN: dict[tuple[str, str, str], str] = {}
 
 # "must be" mostly; probe's checkpoint "must have load(key) and save(key, state) methods"; a
 # budget names its key: The "budgets['latency_s']" parameter of search must be ...

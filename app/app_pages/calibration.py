@@ -1,9 +1,8 @@
 """Predicted vs measured: does the predicted loss rank points as their measured metric does?
 A scatter per run with its Spearman correlation, and every run's correlation in a table."""
 
-import streamlit as st
-
 import charts
+import streamlit as st
 import ui
 import views
 
@@ -16,16 +15,26 @@ points = views.calibration_points(run)
 if points.empty:
     st.info(f"Run {run.id} was not validated (searched with --no-validate), so it has no measured metric to compare.")
 else:
-    st.plotly_chart(charts.calibration_figure(points, metric_name=record["metric_name"], spearman=record.get("spearman"),
-                                              title=f"Run {run.id}: predicted loss against measured drop"),
-                    key=f"calibration_{run.id}")
-    st.caption(f"{len(points)} points; a rank correlation near 1 means the predicted loss orders the points as the "
-               f"measured {record['metric_name']} does, so the frontier's order can be trusted.")
+    st.plotly_chart(
+        charts.calibration_figure(
+            points,
+            metric_name=record["metric_name"],
+            spearman=record.get("spearman"),
+            title=f"Run {run.id}: predicted loss against measured drop",
+        ),
+        key=f"calibration_{run.id}",
+    )
+    st.caption(
+        f"{len(points)} points; a rank correlation near 1 means the predicted loss orders the points as the "
+        f"measured {record['metric_name']} does, so the frontier's order can be trusted."
+    )
 
 st.subheader("Every run")
 st.dataframe(
     ui.done_runs(runs)[["run", "task", "target", "objectives", "points", "metric_name", "float_metric", "spearman"]],
     hide_index=True,
-    column_config={"spearman": st.column_config.NumberColumn("Spearman", format="%.3f"),
-                   "float_metric": st.column_config.NumberColumn("float32 metric", format="%.4f")},
+    column_config={
+        "spearman": st.column_config.NumberColumn("Spearman", format="%.3f"),
+        "float_metric": st.column_config.NumberColumn("float32 metric", format="%.4f"),
+    },
 )

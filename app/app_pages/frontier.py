@@ -1,14 +1,14 @@
 """Frontier: a run's frontier on any two objectives with its measured metric, and the selected
 point's per-layer formats beside the layer table (sensitivity, omega, cost), with exports."""
 
-import pandas as pd
-import streamlit as st
-
 import charts
 import exports
-import mpq
+import pandas as pd
+import streamlit as st
 import ui
 import views
+
+import mpq
 
 runs = ui.runs_or_stop()
 run = ui.selected_run(runs)
@@ -16,8 +16,11 @@ record = run.record
 metric = record["metric_name"]
 
 st.title(f"Run {run.id}: {record['task_name']} on {run.target}")
-facts = [f"objectives {', '.join(run.objectives)}", f"budgets {record.get('budgets') or 'none'}",
-         f"created {record['created_at']:%Y-%m-%d %H:%M} UTC"]
+facts = [
+    f"objectives {', '.join(run.objectives)}",
+    f"budgets {record.get('budgets') or 'none'}",
+    f"created {record['created_at']:%Y-%m-%d %H:%M} UTC",
+]
 if record.get("float_metric") is not None:
     facts.append(f"float32 {metric} {record['float_metric']:.4f}")
 if record.get("spearman") is not None:
@@ -28,8 +31,9 @@ points = views.frontier_points(run)
 choices = views.axis_choices(run)
 x_col, y_col = st.columns(2)
 x = x_col.selectbox("x axis", choices, index=0, key=f"x_{run.id}", format_func=charts.axis_title)
-y = y_col.selectbox("y axis", choices, index=choices.index("predicted_loss"), key=f"y_{run.id}",
-                    format_func=charts.axis_title)
+y = y_col.selectbox(
+    "y axis", choices, index=choices.index("predicted_loss"), key=f"y_{run.id}", format_func=charts.axis_title
+)
 
 point_key, chart_key = f"point_{run.id}", f"frontier_chart_{run.id}"
 if point_key not in st.session_state:
@@ -42,9 +46,16 @@ def _select_from_chart() -> None:
         st.session_state[point_key] = picked
 
 
-figure = charts.frontier_figure(points, x=x, y=y, metric_name=metric, float_metric=record.get("float_metric"),
-                                selected=st.session_state[point_key], hover=run.objectives,
-                                title=f"Frontier of run {run.id}: click a point")
+figure = charts.frontier_figure(
+    points,
+    x=x,
+    y=y,
+    metric_name=metric,
+    float_metric=record.get("float_metric"),
+    selected=st.session_state[point_key],
+    hover=run.objectives,
+    title=f"Frontier of run {run.id}: click a point",
+)
 st.plotly_chart(figure, key=chart_key, on_select=_select_from_chart, selection_mode="points")
 
 labels = points.set_index("point")
@@ -62,12 +73,17 @@ st.subheader(f"Point {point}: formats per layer")
 view = views.layer_view(run, point)
 chart_side, table_side = st.columns([2, 3])
 colors = charts.format_colors(views.run_formats(run))
-chart_side.plotly_chart(charts.layer_bits_figure(view, colors=colors, title=f"Bits per layer, point {point}"),
-                        key=f"bits_{run.id}")
+chart_side.plotly_chart(
+    charts.layer_bits_figure(view, colors=colors, title=f"Bits per layer, point {point}"), key=f"bits_{run.id}"
+)
 table_side.dataframe(
-    view, hide_index=True,
-    column_config={c: st.column_config.NumberColumn(charts.axis_title(c), format="%.3g")
-                   for c in view.columns if c.startswith("sensitivity_") or c in ("omega", "latency_s", "energy_j")},
+    view,
+    hide_index=True,
+    column_config={
+        c: st.column_config.NumberColumn(charts.axis_title(c), format="%.3g")
+        for c in view.columns
+        if c.startswith("sensitivity_") or c in ("omega", "latency_s", "energy_j")
+    },
 )
 
 st.subheader("Export")
@@ -78,7 +94,14 @@ for column, fmt in zip(st.columns(len(exports.EXPORT_FORMATS)), exports.EXPORT_F
     except mpq.MpqError as exc:
         column.caption(f"{fmt}: {exc}")
         continue
-    column.download_button(f"Download {fmt}", texts[fmt], file_name=name, mime=mime, key=f"export_{fmt}",
-                           on_click="ignore", icon=":material/download:")
+    column.download_button(
+        f"Download {fmt}",
+        texts[fmt],
+        file_name=name,
+        mime=mime,
+        key=f"export_{fmt}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
 with st.expander("The point as JSON"):
     st.code(texts["json"], language="json")

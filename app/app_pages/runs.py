@@ -3,7 +3,6 @@
 from functools import partial
 
 import streamlit as st
-
 import ui
 import views
 
@@ -32,13 +31,17 @@ def _open_selected(ids: list[int]) -> None:
 
 
 st.dataframe(
-    shown, key="runs_table", hide_index=True, on_select=partial(_open_selected, shown["run"].tolist()),
+    shown,
+    key="runs_table",
+    hide_index=True,
+    on_select=partial(_open_selected, shown["run"].tolist()),
     selection_mode="single-row",
     column_config={
         "run": st.column_config.NumberColumn("run", format="%d"),
         "float_metric": st.column_config.NumberColumn("float32 metric", format="%.4f"),
         "spearman": st.column_config.NumberColumn(
-            "Spearman", format="%.3f", help="Rank correlation of predicted loss with the measured metric drop."),
+            "Spearman", format="%.3f", help="Rank correlation of predicted loss with the measured metric drop."
+        ),
         "created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm"),
         "finished_at": st.column_config.DatetimeColumn("finished (UTC)", format="YYYY-MM-DD HH:mm"),
     },

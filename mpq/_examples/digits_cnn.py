@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mpq._examples._registry import register_example
 from mpq._examples._cache import cache_dir
+from mpq._examples._registry import register_example
 from mpq._task import Task
 
 logger = logging.getLogger("mpq.examples.digits_cnn")
@@ -126,8 +126,7 @@ def make_task() -> Task:
     cal_images, cal_labels = splits["calibration"]
     test_images, test_labels = splits["test"]
     calibration = [
-        (cal_images[i : i + BATCH_SIZE], cal_labels[i : i + BATCH_SIZE])
-        for i in range(0, N_CALIBRATION, BATCH_SIZE)
+        (cal_images[i : i + BATCH_SIZE], cal_labels[i : i + BATCH_SIZE]) for i in range(0, N_CALIBRATION, BATCH_SIZE)
     ]
     return Task(
         name="digits-cnn",

@@ -203,7 +203,9 @@ _BUILDERS: dict[str, Callable[[FormatSpec], NumberFormat]] = {}
 _REGISTRY: dict[str, NumberFormat] = {}
 
 
-def register_family(family: str) -> Callable[[Callable[[FormatSpec], NumberFormat]], Callable[[FormatSpec], NumberFormat]]:
+def register_family(
+    family: str,
+) -> Callable[[Callable[[FormatSpec], NumberFormat]], Callable[[FormatSpec], NumberFormat]]:
     """Decorator: ``builder(spec)`` makes the quantizer of every catalogue format of ``family``."""
 
     def register(builder: Callable[[FormatSpec], NumberFormat]) -> Callable[[FormatSpec], NumberFormat]:
@@ -215,8 +217,14 @@ def register_family(family: str) -> Callable[[Callable[[FormatSpec], NumberForma
 
 def spec_fields(spec: FormatSpec) -> dict:
     """The NumberFormat fields a catalogue record fixes (name, family, bits, granularity)."""
-    return dict(name=spec.name, family=spec.family, element_bits=spec.element_bits,
-                bits_per_value=spec.bits_per_value, granularity=spec.granularity, group_size=spec.group_size)
+    return dict(
+        name=spec.name,
+        family=spec.family,
+        element_bits=spec.element_bits,
+        bits_per_value=spec.bits_per_value,
+        granularity=spec.granularity,
+        group_size=spec.group_size,
+    )
 
 
 def _formats() -> dict[str, NumberFormat]:

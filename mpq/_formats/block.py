@@ -89,4 +89,6 @@ def _block_format(spec: FormatSpec) -> NumberFormat:
     element = MinifloatGrid.of(spec.element)
     if spec.scale == "e8m0":
         return MXFormat(**spec_fields(spec), element=element)
-    return NVFP4Format(**spec_fields(spec), element=element, block_scale=MinifloatGrid.of(format_spec(spec.scale).element))
+    return NVFP4Format(
+        **spec_fields(spec), element=element, block_scale=MinifloatGrid.of(format_spec(spec.scale).element)
+    )

@@ -12,7 +12,6 @@ from mpq._validation import unknown_name
 from mpq.exceptions import InvalidParameterError, UnknownNameError
 from mpqvocab import ACT_SHORTHANDS, WEIGHT_SHORTHANDS
 
-
 _GRAMMAR = (
     "write w<W>a<A> with W and A each one of 2, 3, 4, 6, 8, 16, fp8, fp6, fp4 or a format name "
     "from mpq.list_formats(), e.g. w4a8, w8a8, wfp8afp8, w16a16, wint4_g128aint8, wmxfp4amxfp8"
@@ -69,7 +68,7 @@ def get_candidate(name: str | Candidate) -> Candidate:
     if not name.startswith("w") or split in (-1, 1, len(name) - 1):
         raise InvalidParameterError(f"candidate {name!r}: not of the form w<W>a<A>; {_GRAMMAR}.")
     weight = _resolve(name, name[1:split], "weight", WEIGHT_SHORTHANDS)
-    act = _resolve(name, name[split + 1:], "activation", ACT_SHORTHANDS)
+    act = _resolve(name, name[split + 1 :], "activation", ACT_SHORTHANDS)
     if act.granularity == "channel":
         raise InvalidParameterError(
             f"candidate {name!r}: activation format {act.name!r} scales per output channel, which "

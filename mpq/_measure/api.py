@@ -18,7 +18,8 @@ from mpq._formats.candidates import parse_candidates
 from mpq._layers import check_example_input, layer_kind, layers
 from mpq._measure.kernels import build_kernel, combined
 from mpq._measure.timing import summarize, time_ns
-from mpq._task import Inputs, Task, batch_size as inputs_batch_size, hooked, run_model
+from mpq._task import Inputs, Task, hooked, run_model
+from mpq._task import batch_size as inputs_batch_size
 from mpq._validation import PATH, Interval, OneOf, check_param
 from mpq.exceptions import InvalidParameterError
 
@@ -27,8 +28,17 @@ __all__ = ["MEASURE_COLUMNS", "measure_latency", "write_measured_csv"]
 logger = logging.getLogger("mpq.measure")
 
 MEASURE_COLUMNS = [
-    "layer", "candidate", "latency_s", "latency_std_s", "latency_min_s", "latency_max_s",
-    "dequant_s", "repeats", "kernel", "device", "timing",
+    "layer",
+    "candidate",
+    "latency_s",
+    "latency_std_s",
+    "latency_min_s",
+    "latency_max_s",
+    "dequant_s",
+    "repeats",
+    "kernel",
+    "device",
+    "timing",
 ]
 _FUNC = "measure_latency"
 

@@ -78,7 +78,9 @@ class Stored:
     def take_rows(self, index: torch.Tensor) -> Stored:
         """The stored rows at ``index`` (an embedding's lookup), with their scales."""
         scales = self.scales.index_select(0, index) if self.scales.shape[0] > 1 else self.scales
-        return Stored(self.codes.index_select(0, index), self.bits, self.cols, self.values, scales, self.group, self.dtype)
+        return Stored(
+            self.codes.index_select(0, index), self.bits, self.cols, self.values, scales, self.group, self.dtype
+        )
 
     def fields(self) -> torch.Tensor:
         """The unsigned codes, one per value, shape (rows, padded_cols)."""

@@ -70,9 +70,7 @@ def _staged(op: str, operands: Sequence[_Operand], compute: Callable[[tuple], to
     )
 
 
-def _float_operand(
-    fmt: NumberFormat, role: str, x: torch.Tensor, dtype: torch.dtype, gen: torch.Generator
-) -> _Operand:
+def _float_operand(fmt: NumberFormat, role: str, x: torch.Tensor, dtype: torch.dtype, gen: torch.Generator) -> _Operand:
     """``x`` stored in ``fmt`` and loaded in ``dtype``: a cast for fp16/bf16, a dequant for codes."""
     label = f"{fmt.name} {role}"
     if fmt.family == "reference":
@@ -137,8 +135,13 @@ def _im2col(x: torch.Tensor, module: nn.Module) -> tuple[torch.Tensor, tuple[int
 
 
 def _int_kernel(
-    module: nn.Module, kind: str, x: torch.Tensor, weight: torch.Tensor, cand: Candidate,
-    bias: torch.Tensor | None, gen: torch.Generator,
+    module: nn.Module,
+    kind: str,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    cand: Candidate,
+    bias: torch.Tensor | None,
+    gen: torch.Generator,
 ) -> Kernel:
     """Unpack, (im2col,) int8 GEMM with int32 accumulation, fp32 rescale and bias.
 
@@ -158,6 +161,7 @@ def _int_kernel(
         return acc * scale if bias is None else torch.addcmul(bias, acc, scale)
 
     if kind == "linear":
+
         def compute(ops: tuple) -> torch.Tensor:
             a, w = ops
             return epilogue(_int_mm(a.reshape(-1, a.shape[-1]), w)).reshape(*a.shape[:-1], out_features)
@@ -177,8 +181,10 @@ def _int_kernel(
         else:
             cols = cols.view(cols.shape[0], kernel_elems, groups, -1)
             acc = torch.cat(
-                [_int_mm(cols[:, :, g].reshape(cols.shape[0], -1), w[g * per_group : (g + 1) * per_group])
-                 for g in range(groups)],
+                [
+                    _int_mm(cols[:, :, g].reshape(cols.shape[0], -1), w[g * per_group : (g + 1) * per_group])
+                    for g in range(groups)
+                ],
                 dim=1,
             )
         out = epilogue(acc)
@@ -209,8 +215,14 @@ def _fp8_kernel(x: torch.Tensor, weight: torch.Tensor, cand: Candidate, bias: to
 
 
 def _float_kernel(
-    module: nn.Module, kind: str, x: torch.Tensor, weight: torch.Tensor, cand: Candidate, dtype: torch.dtype,
-    bias: torch.Tensor | None, gen: torch.Generator,
+    module: nn.Module,
+    kind: str,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    cand: Candidate,
+    dtype: torch.dtype,
+    bias: torch.Tensor | None,
+    gen: torch.Generator,
 ) -> Kernel:
     """Dequantize (or cast) the operands to ``dtype``, then the module's native op."""
     act = _float_operand(cand.act_format, "act", x, dtype, gen)
@@ -242,9 +254,12 @@ def _embedding_kernel(ids: torch.Tensor, weight: torch.Tensor, fmt: NumberFormat
 def _int_path(cand: Candidate, module: nn.Module, kind: str) -> bool:
     w, a = cand.weight_format, cand.act_format
     return (
-        w.family == "int" and a.family == "int"
-        and w.element_bits <= 8 and a.element_bits <= 8
-        and w.granularity in ("tensor", "channel") and a.granularity == "tensor"
+        w.family == "int"
+        and a.family == "int"
+        and w.element_bits <= 8
+        and a.element_bits <= 8
+        and w.granularity in ("tensor", "channel")
+        and a.granularity == "tensor"
         and (kind == "linear" or getattr(module, "padding_mode", "zeros") == "zeros")
     )
 
@@ -257,9 +272,7 @@ def _float_dtype(cand: Candidate, device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" and not natives else torch.float32
 
 
-def build_kernel(
-    module: nn.Module, kind: str, x: torch.Tensor, cand: Candidate, gen: torch.Generator
-) -> Kernel:
+def build_kernel(module: nn.Module, kind: str, x: torch.Tensor, cand: Candidate, gen: torch.Generator) -> Kernel:
     """The kernel that runs ``module`` on input ``x`` (already on the target device) at ``cand``."""
     device = x.device
     weight = module.weight.detach().float().to(device)

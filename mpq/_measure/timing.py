@@ -26,8 +26,11 @@ def time_ns(kernel: Kernel, warmup: int, repeats: int, device: torch.device) -> 
         try:
             graphs = _capture(kernel, device)
         except RuntimeError as exc:  # an op that cannot be captured: time the eager launches
-            logger.warning("%s: not capturable in a CUDA graph (%s); timed eagerly, launch overhead included",
-                           kernel.description, str(exc).splitlines()[0])
+            logger.warning(
+                "%s: not capturable in a CUDA graph (%s); timed eagerly, launch overhead included",
+                kernel.description,
+                str(exc).splitlines()[0],
+            )
             return _time_events_ns(kernel, repeats, device), "cuda events (eager)"
         return _time_graphs_ns(graphs, repeats, device), "cuda graph"
 

@@ -28,8 +28,17 @@ logger = logging.getLogger("mpq.probes")
 
 #: Columns of the sensitivity table, in order.
 SENSITIVITY_COLUMNS = [
-    "layer", "probe", "candidate", "value", "stderr", "n_samples", "n_params", "converged",
-    "hvps", "backwards", "seconds",
+    "layer",
+    "probe",
+    "candidate",
+    "value",
+    "stderr",
+    "n_samples",
+    "n_params",
+    "converged",
+    "hvps",
+    "backwards",
+    "seconds",
 ]
 
 Progress = Callable[[int, int, str], None]
@@ -137,8 +146,13 @@ def probe(
         batches = calibration_batches(task.calibration, settings.micro_batch_size)
         for family_name, names in families(settings).items():
             if family_name == "measured":
-                measured = run_measured(graph, batches, settings.candidates, state.setdefault("measured", {}),
-                                        lambda done, total, message: (save(), report(done, total, message)))
+                measured = run_measured(
+                    graph,
+                    batches,
+                    settings.candidates,
+                    state.setdefault("measured", {}),
+                    lambda done, total, message: (save(), report(done, total, message)),
+                )
                 if not any(value for _, _, value, _ in measured["pairs"]):
                     raise ProbeError(
                         f"task {task.name}: quantizing any one layer to any candidate leaves the calibration loss "
@@ -179,8 +193,15 @@ def _sample_family(graph, family_name, names, batches, settings, state, save, re
 
     sizes = {key: graph.n_params[target] for key, target in targets.items()}
     run_family(family, stats, targets, batches, settings, after_sample, sizes)
-    logger.info("%s: %d exact traces, %d samples, %d HVPs, %d backward passes, %.1f s", family_name,
-                len(stats.keys) - len(stats.sampled()), stats.n, stats.hvps, stats.backwards, stats.seconds)
+    logger.info(
+        "%s: %d exact traces, %d samples, %d HVPs, %d backward passes, %.1f s",
+        family_name,
+        len(stats.keys) - len(stats.sampled()),
+        stats.n,
+        stats.hvps,
+        stats.backwards,
+        stats.seconds,
+    )
     return stats
 
 
@@ -231,22 +252,38 @@ def check_loss(task: Task, layer_table: pd.DataFrame, settings: ProbeSettings) -
 def _trace_rows(graph: LayerGraph, stats: RunningStats, tolerance: float) -> list[dict]:
     rows = []
     for i, (name, layer) in enumerate(stats.keys):
-        rows.append({
-            "layer": layer, "probe": name, "candidate": None, "value": stats.mean[i], "stderr": stats.stderr(i),
-            "n_samples": stats.exact[i] if stats.exact[i] > 0 else stats.n,
-            "n_params": graph.n_params[(PROBES[name][1], layer)],
-            "converged": stats.relative_stderr(i) <= tolerance, "hvps": stats.hvps,
-            "backwards": stats.backwards, "seconds": stats.seconds,
-        })
+        rows.append(
+            {
+                "layer": layer,
+                "probe": name,
+                "candidate": None,
+                "value": stats.mean[i],
+                "stderr": stats.stderr(i),
+                "n_samples": stats.exact[i] if stats.exact[i] > 0 else stats.n,
+                "n_params": graph.n_params[(PROBES[name][1], layer)],
+                "converged": stats.relative_stderr(i) <= tolerance,
+                "hvps": stats.hvps,
+                "backwards": stats.backwards,
+                "seconds": stats.seconds,
+            }
+        )
     return rows
 
 
 def _measured_rows(graph: LayerGraph, state: dict, n_samples: int) -> list[dict]:
     return [
         {
-            "layer": layer, "probe": "measured", "candidate": candidate, "value": value, "stderr": stderr,
-            "n_samples": n_samples, "n_params": graph.n_params[("w", layer)], "converged": True, "hvps": 0,
-            "backwards": 0, "seconds": state["seconds"],
+            "layer": layer,
+            "probe": "measured",
+            "candidate": candidate,
+            "value": value,
+            "stderr": stderr,
+            "n_samples": n_samples,
+            "n_params": graph.n_params[("w", layer)],
+            "converged": True,
+            "hvps": 0,
+            "backwards": 0,
+            "seconds": state["seconds"],
         }
         for layer, candidate, value, stderr in state["pairs"]
     ]

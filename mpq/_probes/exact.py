@@ -85,8 +85,9 @@ def hessian_traces(run: Pass, targets: set[Target], batch_size: int) -> tuple[di
         dot = sum((g * v).sum() for g, v in zip(grads, probes) if v is not None)
         products += 1
         if isinstance(dot, torch.Tensor) and dot.requires_grad:
-            responses = torch.autograd.grad(dot, sub.tensors, retain_graph=True, allow_unused=True,
-                                            materialize_grads=True)
+            responses = torch.autograd.grad(
+                dot, sub.tensors, retain_graph=True, allow_unused=True, materialize_grads=True
+            )
             if _coupled([r for r, a in zip(responses, per_sample) if a], batch_size):
                 keep = [not a for a in per_sample]
                 sub, grads, per_sample = _keep(sub, keep), [g for g, k in zip(grads, keep) if k], [False] * sum(keep)
@@ -103,8 +104,9 @@ def hessian_traces(run: Pass, targets: set[Target], batch_size: int) -> tuple[di
     return values, products
 
 
-def fisher_traces(run: Pass, output: torch.Tensor, form: OutputForm, targets: set[Target],
-                  batch_size: int) -> tuple[dict[Target, float], int]:
+def fisher_traces(
+    run: Pass, output: torch.Tensor, form: OutputForm, targets: set[Target], batch_size: int
+) -> tuple[dict[Target, float], int]:
     """``tr(J_t^T C J_t)`` for every target in ``targets``, from unit-vector Jacobian-vector products.
 
     Returns:
@@ -151,8 +153,9 @@ def _restrict(run: Pass, targets: set[Target], batch_size: int) -> Pass:
 
 
 def _keep(run: Pass, keep: list[bool]) -> Pass:
-    return Pass(run.output, run.loss, [t for t, k in zip(run.tensors, keep) if k],
-                [o for o, k in zip(run.owners, keep) if k])
+    return Pass(
+        run.output, run.loss, [t for t, k in zip(run.tensors, keep) if k], [o for o, k in zip(run.owners, keep) if k]
+    )
 
 
 def _has_samples(per_sample: list[bool], batch_size: int) -> bool:

@@ -76,8 +76,9 @@ class OutputCurvature:
     positive: torch.Tensor
     negative: torch.Tensor | None
 
-    def noise(self, factor: torch.Tensor, shape: torch.Size, dtype: torch.dtype,
-              generator: torch.Generator) -> torch.Tensor:
+    def noise(
+        self, factor: torch.Tensor, shape: torch.Size, dtype: torch.dtype, generator: torch.Generator
+    ) -> torch.Tensor:
         """``e_n = F_n r_n``, ``r`` Rademacher: noise with covariance ``F_n F_n^T`` per sample."""
         r = torch.empty(factor.shape[0], factor.shape[2], dtype=torch.float64).bernoulli_(0.5, generator=generator)
         return torch.einsum("nik,nk->ni", factor, r * 2 - 1).reshape(shape).to(dtype)
@@ -121,8 +122,9 @@ def output_curvature(task_name: str, loss_fn, output: torch.Tensor, targets) -> 
     for k in range(m):
         basis = torch.zeros(n, m, dtype=z.dtype)
         basis[:, k] = 1
-        (col,) = torch.autograd.grad(grad, z, basis.reshape(z.shape), retain_graph=True, allow_unused=True,
-                                     materialize_grads=True)
+        (col,) = torch.autograd.grad(
+            grad, z, basis.reshape(z.shape), retain_graph=True, allow_unused=True, materialize_grads=True
+        )
         columns.append(col.reshape(n, m))
     blocks = torch.stack(columns, dim=2).double()  # [n, i, k] = d^2 L / dz_ni dz_nk
     probe = torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=z.dtype)
@@ -196,8 +198,9 @@ class FisherFamily:
     def curvature(self, batch: Batch, output: torch.Tensor) -> OutputCurvature:
         """The batch's output curvature, computed on first use (it does not change)."""
         if id(batch) not in self._curvature:
-            self._curvature[id(batch)] = output_curvature(self.graph.task.name, self.graph.task.loss_fn, output,
-                                                          batch.targets)
+            self._curvature[id(batch)] = output_curvature(
+                self.graph.task.name, self.graph.task.loss_fn, output, batch.targets
+            )
         return self._curvature[id(batch)]
 
     def noise(self, batch: Batch, output: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -285,8 +288,9 @@ class FisherFamily:
         return values
 
 
-def noise_backward(run: Pass, noise: torch.Tensor, values: dict[Target, float], *, retain_graph: bool,
-                   scale: float = 1.0) -> None:
+def noise_backward(
+    run: Pass, noise: torch.Tensor, values: dict[Target, float], *, retain_graph: bool, scale: float = 1.0
+) -> None:
     """Add ``scale * ||d(noise . output)/dt||^2`` of every tensor of the pass to its targets' values."""
     grads = gradients((noise * run.output).sum(), run, create_graph=False, retain_graph=retain_graph)
     add_to(values, run, [(g * g).sum() for g in grads], scale)

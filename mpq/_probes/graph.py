@@ -238,8 +238,9 @@ def hvp(value: torch.Tensor, run: Pass, vectors: list[torch.Tensor], *, retain_g
     dot = sum((g * v).sum() for g, v in zip(grads, vectors))
     if not dot.requires_grad:  # the value is linear in every tensor: the Hessian is zero
         return [torch.zeros_like(v) for v in vectors]
-    return list(torch.autograd.grad(dot, run.tensors, retain_graph=retain_graph, allow_unused=True,
-                                    materialize_grads=True))
+    return list(
+        torch.autograd.grad(dot, run.tensors, retain_graph=retain_graph, allow_unused=True, materialize_grads=True)
+    )
 
 
 def rademacher_like(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

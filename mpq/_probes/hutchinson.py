@@ -105,8 +105,15 @@ class HessianFamily:
         self.hvps += products
         return values
 
-    def _hutchinson(self, value: torch.Tensor, run: Pass, generator: torch.Generator, values: dict[Target, float],
-                    *, retain_graph: bool) -> None:
+    def _hutchinson(
+        self,
+        value: torch.Tensor,
+        run: Pass,
+        generator: torch.Generator,
+        values: dict[Target, float],
+        *,
+        retain_graph: bool,
+    ) -> None:
         """Add ``v_t . (H v)_t`` of ``value``'s Hessian, one fresh Rademacher ``v``, to every target."""
         vectors = [rademacher_like(t, generator) for t in run.tensors]
         products = hvp(value, run, vectors, retain_graph=retain_graph)

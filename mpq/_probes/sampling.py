@@ -148,18 +148,30 @@ class RunningStats:
     def to_state(self) -> dict:
         """A JSON-serialisable dict (floats round-trip exactly through JSON)."""
         return {
-            "keys": [list(k) for k in self.keys], "n": self.n, "mean": self.mean, "m2": self.m2,
-            "hvps": self.hvps, "backwards": self.backwards, "seconds": self.seconds,
-            "exact": self.exact, "exact_products": self.exact_products,
+            "keys": [list(k) for k in self.keys],
+            "n": self.n,
+            "mean": self.mean,
+            "m2": self.m2,
+            "hvps": self.hvps,
+            "backwards": self.backwards,
+            "seconds": self.seconds,
+            "exact": self.exact,
+            "exact_products": self.exact_products,
         }
 
     @classmethod
     def from_state(cls, state: dict) -> RunningStats:
         """Inverse of :meth:`to_state`."""
         return cls(
-            keys=[tuple(k) for k in state["keys"]], n=state["n"], mean=state["mean"], m2=state["m2"],
-            hvps=state["hvps"], backwards=state["backwards"], seconds=state["seconds"],
-            exact=state.get("exact", []), exact_products=state.get("exact_products", 0),
+            keys=[tuple(k) for k in state["keys"]],
+            n=state["n"],
+            mean=state["mean"],
+            m2=state["m2"],
+            hvps=state["hvps"],
+            backwards=state["backwards"],
+            seconds=state["seconds"],
+            exact=state.get("exact", []),
+            exact_products=state.get("exact_products", 0),
         )
 
 
@@ -169,8 +181,15 @@ def sample_generator(seed: int, family: str, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
-def sample(family: Family, keys: list[Key], targets: dict[Key, Target], batches: list[Batch], k: int,
-           generator: torch.Generator, exact: list[int] | None = None) -> list[float]:
+def sample(
+    family: Family,
+    keys: list[Key],
+    targets: dict[Key, Target],
+    batches: list[Batch],
+    k: int,
+    generator: torch.Generator,
+    exact: list[int] | None = None,
+) -> list[float]:
     """One sample of every key: ``k`` batches drawn without replacement, draws rescaled.
 
     Keys with ``exact[i] > 0`` are left out of the draws (their value here is 0).
@@ -250,8 +269,11 @@ def _worth_exact(stats: RunningStats, settings: ProbeSettings, sizes: dict[Key, 
 
     needs = {i: need(i) for i in sampled}
     candidates = sorted(
-        (i for i in sampled
-         if stats.exact[i] == 0 and sizes[stats.keys[i]] <= settings.exact_max_params and needs[i] > stats.n),
+        (
+            i
+            for i in sampled
+            if stats.exact[i] == 0 and sizes[stats.keys[i]] <= settings.exact_max_params and needs[i] > stats.n
+        ),
         key=lambda i: (-needs[i], i),
     )
     best, best_cost, exact_cost = 0, (max(needs.values()) - stats.n) * per_sample, 0
@@ -265,8 +287,14 @@ def _worth_exact(stats: RunningStats, settings: ProbeSettings, sizes: dict[Key, 
     return candidates[:best]
 
 
-def _exact_traces(family: Family, stats: RunningStats, targets: dict[Key, Target], batches: list[Batch],
-                  chosen: list[int], sizes: dict[Key, int]) -> None:
+def _exact_traces(
+    family: Family,
+    stats: RunningStats,
+    targets: dict[Key, Target],
+    batches: list[Batch],
+    chosen: list[int],
+    sizes: dict[Key, int],
+) -> None:
     """Put the chosen keys' exact traces, ``sum_b n_b / N * trace_b``, in ``stats`` (-1: the family cannot)."""
     start, hvps, backwards = time.perf_counter(), family.hvps, family.backwards
     wanted = {targets[stats.keys[i]] for i in chosen}

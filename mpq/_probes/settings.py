@@ -224,9 +224,7 @@ def settings_from_json(text: str) -> ProbeSettings:
     known = {f.name for f in dataclasses.fields(ProbeSettings)}
     unknown = sorted(set(data) - known) if isinstance(data, dict) else None
     if unknown is None or unknown:
-        raise InvalidParameterError(
-            f"probe settings: unknown fields {unknown}; use only {', '.join(sorted(known))}."
-        )
+        raise InvalidParameterError(f"probe settings: unknown fields {unknown}; use only {', '.join(sorted(known))}.")
     return ProbeSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from mpq._examples._cache import cache_dir
+from mpq._owners import ACTIVE
 from mpq._storage.base import RUN_STATUSES, BaseStore, Mode
 from mpq._storage.models import (
     AssignmentModel,
@@ -45,7 +46,6 @@ from mpq._storage.models import (
     utcnow,
 )
 from mpq._storage.session import session_scope, store_error
-from mpq._owners import ACTIVE
 from mpq.exceptions import InvalidParameterError, RunNotFoundError, SearchInterrupted, StoreError
 from mpqvocab import InstanceOf
 
@@ -161,14 +161,21 @@ class Store(BaseStore):
 
     def __init__(self, db: str | Path | None = None, *, mode: Mode = "read", create: bool = False):
         if mode not in ("read", "write"):
-            raise InvalidParameterError(f"The 'mode' parameter of Store must be one of read, write. Got {mode!r} instead.")
+            raise InvalidParameterError(
+                f"The 'mode' parameter of Store must be one of read, write. Got {mode!r} instead."
+            )
         if create and mode != "write":
-            raise InvalidParameterError("The 'create' parameter of Store must be False with mode='read'. Got True instead.")
+            raise InvalidParameterError(
+                "The 'create' parameter of Store must be False with mode='read'. Got True instead."
+            )
         self._open(db, mode, create)
         if self.upgraded_from is not None:
             logger.warning(
                 "%s had schema %s; upgraded it to %s to write to it, keeping every run (an older mpq can no longer "
-                "open it).", self.where, self.upgraded_from, self.schema,
+                "open it).",
+                self.where,
+                self.upgraded_from,
+                self.schema,
             )
 
     @classmethod
@@ -202,18 +209,26 @@ class Store(BaseStore):
         try:
             url = make_url(self.url)
         except ArgumentError as exc:
-            raise StoreError(f"--db {self.url!r} is not a database URL; give a file path or a SQLAlchemy URL such as postgresql+psycopg://user@host/db.") from exc
+            raise StoreError(
+                f"--db {self.url!r} is not a database URL; give a file path or a SQLAlchemy URL such as postgresql+psycopg://user@host/db."
+            ) from exc
         # The command that upgrades this store, as the user would type it (never with its password).
         shown = db if db is None or url.password is None else url.render_as_string(hide_password=True)
         self._upgrade_command = "mpq db upgrade" + ("" if shown is None else f" --db {shlex.quote(str(shown))}")
         # A SQLite URL has no password; shown as given, its URI filename stays readable.
-        self.where = f"database {self.url if url.get_backend_name() == 'sqlite' else url.render_as_string(hide_password=True)}"
+        self.where = (
+            f"database {self.url if url.get_backend_name() == 'sqlite' else url.render_as_string(hide_password=True)}"
+        )
         path = _sqlite_file(url)
         if path is not None:
             if path.is_dir():
-                raise StoreError(f"{self.where}: {str(path)!r} is a directory; give a file path such as {str(path / 'mpq.db')!r}.")
+                raise StoreError(
+                    f"{self.where}: {str(path)!r} is a directory; give a file path such as {str(path / 'mpq.db')!r}."
+                )
             if not path.exists() and (not create or _read_only(url)):
-                raise StoreError(f"{self.where}: no store at {str(path)!r}; run 'mpq search --db {path}' first or fix the path.")
+                raise StoreError(
+                    f"{self.where}: no store at {str(path)!r}; run 'mpq search --db {path}' first or fix the path."
+                )
             if mode == "write":
                 path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -255,7 +270,9 @@ class Store(BaseStore):
             with self.engine.connect() as connection:
                 connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         except SQLAlchemyError as exc:
-            raise store_error(exc, self.where, "check that the database is writable and reachable", opening=True) from exc
+            raise store_error(
+                exc, self.where, "check that the database is writable and reachable", opening=True
+            ) from exc
 
     # -- schema -----------------------------------------------------------------------------
     @staticmethod
@@ -329,7 +346,9 @@ class Store(BaseStore):
         except SQLAlchemyError as exc:
             if self._current_revision() == head or "already exists" in str(exc):
                 raise _SchemaBeingCreated from exc  # raced another process creating or migrating it
-            raise store_error(exc, self.where, "check --db points at an mpq database you can reach", opening=True) from exc
+            raise store_error(
+                exc, self.where, "check --db points at an mpq database you can reach", opening=True
+            ) from exc
 
     def _current_revision(self) -> str | None:
         try:
@@ -357,7 +376,9 @@ class Store(BaseStore):
     def save_probe(self, key: str, *, model_hash: str, data_hash: str, settings: dict, table: pd.DataFrame) -> None:
         self._writing("save_probe")
         self._merge(
-            ProbeResultModel(key=key, model_hash=model_hash, data_hash=data_hash, settings=settings, table_json=table_to_json(table))
+            ProbeResultModel(
+                key=key, model_hash=model_hash, data_hash=data_hash, settings=settings, table_json=table_to_json(table)
+            )
         )
 
     def _merge(self, row) -> None:
@@ -439,8 +460,11 @@ class Store(BaseStore):
         self._get_run(session, run_id)
         rows = {
             row.point: row
-            for row in session.scalars(select(PointModel).where(PointModel.run_id == int(run_id),
-                                                                PointModel.point.in_([int(p) for p in points])))
+            for row in session.scalars(
+                select(PointModel).where(
+                    PointModel.run_id == int(run_id), PointModel.point.in_([int(p) for p in points])
+                )
+            )
         }
         missing = [p for p in points if int(p) not in rows]
         if missing:
@@ -476,8 +500,11 @@ class Store(BaseStore):
             self._get_run(session, run_id)
             claimed = session.execute(
                 update(RunModel)
-                .where(RunModel.id == int(run_id), RunModel.status == seen["status"],
-                       RunModel.owner.is_(None) if seen["owner"] is None else RunModel.owner == seen["owner"])
+                .where(
+                    RunModel.id == int(run_id),
+                    RunModel.status == seen["status"],
+                    RunModel.owner.is_(None) if seen["owner"] is None else RunModel.owner == seen["owner"],
+                )
                 .values(status="running", error=None, owner=owner)
             )
             return claimed.rowcount == 1
@@ -545,7 +572,8 @@ class Store(BaseStore):
         wanted = json.loads(json.dumps(fields, default=str))
         with self._session() as session:
             rows = session.scalars(
-                select(RunModel).where(RunModel.status != "done", RunModel.model_hash == fields["model_hash"])
+                select(RunModel)
+                .where(RunModel.status != "done", RunModel.model_hash == fields["model_hash"])
                 .order_by(RunModel.id.desc())
             )
             records = [_record(run) for run in rows]
@@ -561,15 +589,21 @@ class Store(BaseStore):
             run = self._get_run(session, run_id)
             frontier = [
                 {
-                    "point": p.point, "label": p.label, "is_baseline": p.is_baseline, "optimal": p.optimal,
-                    "predicted_loss": p.predicted_loss, **{k: (math.nan if v is None else v) for k, v in p.costs.items()},
+                    "point": p.point,
+                    "label": p.label,
+                    "is_baseline": p.is_baseline,
+                    "optimal": p.optimal,
+                    "predicted_loss": p.predicted_loss,
+                    **{k: (math.nan if v is None else v) for k, v in p.costs.items()},
                     "measured_metric": math.nan if p.measured_metric is None else p.measured_metric,
                     "dominated": p.dominated,
                 }
                 for p in run.points
             ]
             assignments = [
-                {"point": p.point, "layer": a.layer, "candidate": a.candidate} for p in run.points for a in p.assignments
+                {"point": p.point, "layer": a.layer, "candidate": a.candidate}
+                for p in run.points
+                for a in p.assignments
             ]
         frontier = pd.DataFrame(frontier)
         if not frontier.empty:  # True, False, or NA until validated
@@ -577,15 +611,35 @@ class Store(BaseStore):
         return frontier, pd.DataFrame(assignments, columns=["point", "layer", "candidate"])
 
     def list_runs(self) -> pd.DataFrame:
-        columns = ["run", "status", "task", "target", "objectives", "points", "metric_name", "float_metric",
-                   "spearman", "created_at", "finished_at", "owner"]
+        columns = [
+            "run",
+            "status",
+            "task",
+            "target",
+            "objectives",
+            "points",
+            "metric_name",
+            "float_metric",
+            "spearman",
+            "created_at",
+            "finished_at",
+            "owner",
+        ]
         with self._session() as session:
             rows = [
                 {
-                    "run": r.id, "status": r.status, "task": r.task_name, "target": r.target,
-                    "objectives": ",".join(r.objectives), "points": len(r.points), "metric_name": r.metric_name,
-                    "float_metric": r.float_metric, "spearman": r.spearman,
-                    "created_at": r.created_at, "finished_at": r.finished_at, "owner": r.owner,
+                    "run": r.id,
+                    "status": r.status,
+                    "task": r.task_name,
+                    "target": r.target,
+                    "objectives": ",".join(r.objectives),
+                    "points": len(r.points),
+                    "metric_name": r.metric_name,
+                    "float_metric": r.float_metric,
+                    "spearman": r.spearman,
+                    "created_at": r.created_at,
+                    "finished_at": r.finished_at,
+                    "owner": r.owner,
                 }
                 for r in session.scalars(select(RunModel).order_by(RunModel.id))
             ]

@@ -22,11 +22,15 @@ def store_error(exc: SQLAlchemyError, where: str, hint: str, *, opening: bool = 
     reason = str(orig if orig is not None else exc).splitlines()[0]
     code = getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None)
     if code in _DISK_FULL:
-        hint = ("the disk is full: free space or give another --db (the failed write was rolled back; what was "
-                "stored before it is intact)")
+        hint = (
+            "the disk is full: free space or give another --db (the failed write was rolled back; what was "
+            "stored before it is intact)"
+        )
     elif code in _READ_ONLY:
-        hint = ("the store is read-only: make the file and its folder writable or give another --db (a read-only "
-                "store can be listed, shown, compared and exported, not written)")
+        hint = (
+            "the store is read-only: make the file and its folder writable or give another --db (a read-only "
+            "store can be listed, shown, compared and exported, not written)"
+        )
     return StoreError(f"{where}: {'cannot open it (' + reason + ')' if opening else reason}; {hint}.")
 
 

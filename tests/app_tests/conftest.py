@@ -19,13 +19,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from app_support import ENTRYPOINT, FAST  # this folder is on sys.path (pytest's prepend import mode)
+from digits_mlp import make_task as make_mlp_task
 from streamlit.testing.v1 import AppTest
 
 import mpq
 from mpq._storage import Store
-
-from app_support import ENTRYPOINT, FAST  # this folder is on sys.path (pytest's prepend import mode)
-from digits_mlp import make_task as make_mlp_task
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +52,14 @@ def _fill_store(folder: Path) -> SimpleNamespace:
     ids = {
         "fpga": mpq.search(digits, target="zcu104", settings=FAST, db=building, max_points=6).id,
         "mcu": mpq.search(digits, target="stm32h743", settings=FAST, db=building, max_points=4).id,
-        "gpu": mpq.search(digits, target="h100-sxm", objectives=["latency_s", "weight_bytes"], settings=FAST,
-                          db=building, max_points=5).id,
+        "gpu": mpq.search(
+            digits,
+            target="h100-sxm",
+            objectives=["latency_s", "weight_bytes"],
+            settings=FAST,
+            db=building,
+            max_points=5,
+        ).id,
     }
     ids["mlp"] = mpq.search(mlp, target="zcu104", settings=FAST, db=building, max_points=4).id
 
@@ -71,13 +76,20 @@ def _fill_store(folder: Path) -> SimpleNamespace:
             with closing(sqlite3.connect(building)) as source, closing(sqlite3.connect(db)) as copy:
                 source.backup(copy)  # SQLite's online backup: consistent, write-ahead log included
 
-    ids["running"] = mpq.search(digits, target="cpu-x86", objectives="energy_j", settings=FAST, db=building,
-                                max_points=3, progress=snapshot).id
+    ids["running"] = mpq.search(
+        digits, target="cpu-x86", objectives="energy_j", settings=FAST, db=building, max_points=3, progress=snapshot
+    ).id
     with closing(sqlite3.connect(db)) as copy, copy:  # as if another live process (pid 1) were running it
         copy.execute("UPDATE runs SET owner = ? WHERE id = ?", (f"{socket.gethostname()}:1", ids["running"]))
     runs = {name: mpq.open_run(db, run_id) for name, run_id in ids.items()}
     assert {name: run.status for name, run in runs.items()} == {
-        "fpga": "done", "mcu": "done", "gpu": "done", "mlp": "done", "failed": "failed", "running": "running"}
+        "fpga": "done",
+        "mcu": "done",
+        "gpu": "done",
+        "mlp": "done",
+        "failed": "failed",
+        "running": "running",
+    }
     return SimpleNamespace(db=str(db), ids=ids, runs=runs)
 
 
@@ -124,7 +136,8 @@ def served(store, tmp_path_factory) -> Iterator[SimpleNamespace]:
     with log.open("w") as out:  # a file, not a pipe nobody reads
         process = subprocess.Popen(
             [sys.executable, "-m", "mpq.cli", "dashboard", "--db", store.db, "--headless", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:

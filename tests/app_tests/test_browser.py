@@ -11,9 +11,17 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1600,2300")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,2300",
+)
 
 
 @pytest.fixture
@@ -44,7 +52,8 @@ def _count(browser, selector: str) -> int:
 def _chart_titles(browser) -> list[str]:
     # In one script call: Streamlit re-renders the charts while a test reads them.
     return browser.execute_script(
-        "return Array.from(document.querySelectorAll('.js-plotly-plot .gtitle')).map(e => e.textContent)")
+        "return Array.from(document.querySelectorAll('.js-plotly-plot .gtitle')).map(e => e.textContent)"
+    )
 
 
 def test_frontier_and_layer_charts_in_a_real_browser(store, served, browser, tmp_path):

@@ -12,16 +12,18 @@ charts = app_module("charts")
 
 
 def _frontier() -> pd.DataFrame:
-    return pd.DataFrame({
-        "point": [0, 1, 2, 3, 4],
-        "label": ["frontier", "frontier", "frontier", "all-w4a8", "all-w8a8"],
-        "is_baseline": [False, False, False, True, True],
-        "predicted_loss": [1e-2, 1e-3, 1e-5, 2e-3, 1e-6],
-        "latency_s": [3e-6, 2e-6, 1e-6, 2.5e-6, 4e-6],
-        "weight_bytes": [100.0, 200.0, 400.0, 300.0, 600.0],
-        "measured_metric": [0.5, 0.9, 0.97, 0.8, math.nan],
-        "formats": ["w4a8:2", "w4a8:1 w8a8:1", "w8a8:2", "w4a8:2", "w8a8:2"],
-    })
+    return pd.DataFrame(
+        {
+            "point": [0, 1, 2, 3, 4],
+            "label": ["frontier", "frontier", "frontier", "all-w4a8", "all-w8a8"],
+            "is_baseline": [False, False, False, True, True],
+            "predicted_loss": [1e-2, 1e-3, 1e-5, 2e-3, 1e-6],
+            "latency_s": [3e-6, 2e-6, 1e-6, 2.5e-6, 4e-6],
+            "weight_bytes": [100.0, 200.0, 400.0, 300.0, 600.0],
+            "measured_metric": [0.5, 0.9, 0.97, 0.8, math.nan],
+            "formats": ["w4a8:2", "w4a8:1 w8a8:1", "w8a8:2", "w4a8:2", "w8a8:2"],
+        }
+    )
 
 
 def _by_name(figure, name: str, axis: str = "y") -> list:
@@ -29,17 +31,29 @@ def _by_name(figure, name: str, axis: str = "y") -> list:
 
 
 def test_frontier_figure_panels_baselines_and_selection():
-    fig = charts.frontier_figure(_frontier(), x="latency_s", y="predicted_loss", metric_name="accuracy",
-                                 float_metric=0.98, selected=1, hover=["weight_bytes"])
-    top, = _by_name(fig, "frontier", "y")
-    bottom, = _by_name(fig, "frontier", "y2")
+    fig = charts.frontier_figure(
+        _frontier(),
+        x="latency_s",
+        y="predicted_loss",
+        metric_name="accuracy",
+        float_metric=0.98,
+        selected=1,
+        hover=["weight_bytes"],
+    )
+    (top,) = _by_name(fig, "frontier", "y")
+    (bottom,) = _by_name(fig, "frontier", "y2")
     assert list(top.x) == [1e-6, 2e-6, 3e-6]  # sorted by x
     assert list(top.y) == [1e-5, 1e-3, 1e-2] and list(bottom.y) == [0.97, 0.9, 0.5]
     assert [int(c[0]) for c in top.customdata] == [2, 1, 0]
     assert top.hovertext[1].split("<br>") == [
-        "<b>point 1</b> (frontier)", "latency_s: 2e-06 s", "predicted_loss: 0.001", "weight_bytes: 200 bytes",
-        "accuracy: 0.9", "formats: w4a8:1 w8a8:1"]
-    marks, = _by_name(fig, "uniform baselines", "y")
+        "<b>point 1</b> (frontier)",
+        "latency_s: 2e-06 s",
+        "predicted_loss: 0.001",
+        "weight_bytes: 200 bytes",
+        "accuracy: 0.9",
+        "formats: w4a8:1 w8a8:1",
+    ]
+    (marks,) = _by_name(fig, "uniform baselines", "y")
     assert marks.marker.symbol == "diamond" and list(marks.text) == ["w4a8", "w8a8"]
     ring_top, ring_bottom = fig.select_traces(selector={"name": "selected"})
     assert (ring_top.x[0], ring_top.y[0], ring_bottom.y[0]) == (2e-6, 1e-3, 0.9)
@@ -58,8 +72,9 @@ def test_frontier_figure_without_selection_or_metric_and_bad_input():
 
 
 def test_format_colors_follow_bits_not_input_order():
-    formats = pd.DataFrame({"candidate": ["w8a8", "w2a2", "w4a8", "w4a4"], "weight_bits": [8, 2, 4, 4],
-                            "act_bits": [8, 2, 8, 4]})
+    formats = pd.DataFrame(
+        {"candidate": ["w8a8", "w2a2", "w4a8", "w4a4"], "weight_bits": [8, 2, 4, 4], "act_bits": [8, 2, 8, 4]}
+    )
     colors = charts.format_colors(formats)
     palette = charts.LOW_TO_HIGH_BITS
     assert colors == {"w2a2": palette[0], "w4a4": palette[2], "w4a8": palette[4], "w8a8": palette[6]}
@@ -71,13 +86,21 @@ def test_format_colors_follow_bits_not_input_order():
 
 
 def test_layer_bits_figure_one_bar_trace_per_format_in_model_order():
-    view = pd.DataFrame({"layer": ["conv1", "conv2", "fc"], "candidate": ["w8a8", "w4a8", "w8a8"],
-                         "weight_bits": [8.0, 4.0, 8.0], "act_bits": [8.0, 8.0, 8.0]})
+    view = pd.DataFrame(
+        {
+            "layer": ["conv1", "conv2", "fc"],
+            "candidate": ["w8a8", "w4a8", "w8a8"],
+            "weight_bits": [8.0, 4.0, 8.0],
+            "act_bits": [8.0, 8.0, 8.0],
+        }
+    )
     fig = charts.layer_bits_figure(view, colors={"w8a8": "#111111", "w4a8": "#222222"})
     bars = [t for t in fig.data if t.type == "bar"]
     assert [(t.name, list(t.x), list(t.y), t.marker.color) for t in bars] == [
-        ("w8a8", ["conv1", "fc"], [8.0, 8.0], "#111111"), ("w4a8", ["conv2"], [4.0], "#222222")]
-    acts, = [t for t in fig.data if t.name == "activation bits"]
+        ("w8a8", ["conv1", "fc"], [8.0, 8.0], "#111111"),
+        ("w4a8", ["conv2"], [4.0], "#222222"),
+    ]
+    (acts,) = [t for t in fig.data if t.name == "activation bits"]
     assert list(acts.y) == [8.0, 8.0, 8.0]
     assert list(fig.layout.xaxis.categoryarray) == ["conv1", "conv2", "fc"]
 
@@ -89,15 +112,29 @@ def test_compare_figure_one_colour_per_run():
     assert fig.data[0].marker.color == fig.data[1].marker.color != fig.data[2].marker.color
     assert list(fig.data[2].x) == pytest.approx([1e-3, 2e-3, 3e-3])
     assert fig.layout.xaxis.type == "log"  # six decades apart
-    assert charts.compare_figure({"run 1": _frontier()}, x="latency_s", y="measured_metric",
-                                 log_x=True).layout.xaxis.type == "log"
-    assert charts.compare_figure({"run 1": other, "run 2": _frontier()}, x="latency_s", y="measured_metric",
-                                 log_x=False).layout.xaxis.type == "linear"
+    assert (
+        charts.compare_figure({"run 1": _frontier()}, x="latency_s", y="measured_metric", log_x=True).layout.xaxis.type
+        == "log"
+    )
+    assert (
+        charts.compare_figure(
+            {"run 1": other, "run 2": _frontier()}, x="latency_s", y="measured_metric", log_x=False
+        ).layout.xaxis.type
+        == "linear"
+    )
 
 
 def test_layer_diff_figure_outlines_changed_layers():
-    diff = pd.DataFrame({"layer": ["a", "b"], "candidate_a": ["w8a8", "w4a8"], "candidate_b": ["w8a8", "w8a8"],
-                         "weight_bits_a": [8.0, 4.0], "weight_bits_b": [8.0, 8.0], "changed": [False, True]})
+    diff = pd.DataFrame(
+        {
+            "layer": ["a", "b"],
+            "candidate_a": ["w8a8", "w4a8"],
+            "candidate_b": ["w8a8", "w8a8"],
+            "weight_bits_a": [8.0, 4.0],
+            "weight_bits_b": [8.0, 8.0],
+            "changed": [False, True],
+        }
+    )
     fig = charts.layer_diff_figure(diff, label_a="A", label_b="B")
     assert [t.name for t in fig.data] == ["A", "B"]
     assert list(fig.data[1].text) == ["w8a8", "w8a8"] and list(fig.data[0].y) == [8.0, 4.0]
@@ -116,14 +153,19 @@ def test_calibration_figure_title_carries_spearman(spearman, shown):
 
 def test_axis_titles_carry_units():
     assert [charts.axis_title(c) for c in ("latency_s", "energy_j", "weight_bytes", "luts", "pe")] == [
-        "latency_s (s)", "energy_j (J)", "weight_bytes (bytes)", "luts (LUTs)", "pe"]
+        "latency_s (s)",
+        "energy_j (J)",
+        "weight_bytes (bytes)",
+        "luts (LUTs)",
+        "pe",
+    ]
 
 
 def test_frontier_figure_greys_points_beaten_on_measurement():
     points = _frontier().assign(dominated=pd.array([True, False, False, True, pd.NA], dtype="boolean"))
     fig = charts.frontier_figure(points, x="latency_s", y="predicted_loss", metric_name="accuracy")
-    beaten, = _by_name(fig, "beaten on measurement", "y")
+    (beaten,) = _by_name(fig, "beaten on measurement", "y")
     assert sorted(int(c[0]) for c in beaten.customdata) == [0, 3] and beaten.marker.color == charts.BEATEN_COLOR
-    front, = _by_name(fig, "frontier", "y")
-    marks, = _by_name(fig, "uniform baselines", "y")
+    (front,) = _by_name(fig, "frontier", "y")
+    (marks,) = _by_name(fig, "uniform baselines", "y")
     assert [int(c[0]) for c in front.customdata] == [2, 1] and [int(c[0]) for c in marks.customdata] == [4]

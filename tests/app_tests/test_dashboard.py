@@ -13,8 +13,8 @@ from contextlib import closing
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
 from app_support import ENTRYPOINT, PAGES, app_module
+from scipy.stats import spearmanr
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
@@ -108,14 +108,14 @@ def test_frontier_chart_shows_points_baselines_and_the_measured_metric(store, op
     beaten = frontier.dominated.fillna(False).astype(bool)
     points, baselines = frontier[~frontier.is_baseline & ~beaten], frontier[frontier.is_baseline & ~beaten]
     if beaten.any():  # greyed in a trace of their own
-        grey, = _traces(figure, "beaten on measurement", "y")
+        (grey,) = _traces(figure, "beaten on measurement", "y")
         assert sorted(c[0] for c in grey["customdata"]) == sorted(frontier.point[beaten])
-    top, = _traces(figure, "frontier", "y")
-    bottom, = _traces(figure, "frontier", "y2")
+    (top,) = _traces(figure, "frontier", "y")
+    (bottom,) = _traces(figure, "frontier", "y2")
     assert [c[0] for c in top["customdata"]] == list(points.point)
     assert top["x"] == pytest.approx(list(points.latency_s)) and top["y"] == pytest.approx(list(points.predicted_loss))
     assert bottom["y"] == pytest.approx(list(points.measured_metric))
-    marks, = _traces(figure, "uniform baselines", "y")
+    (marks,) = _traces(figure, "uniform baselines", "y")
     assert marks["marker"]["symbol"] == "diamond"
     assert sorted(marks["text"]) == sorted(label.removeprefix("all-") for label in baselines.label)
     # Hover: every point's own summary (its formats, its measured metric).
@@ -130,7 +130,10 @@ def test_axes_can_be_any_two_objectives(store, open_app):
     run = store.runs["gpu"]
     at = open_app(store.db, "app_pages/frontier.py", run.id)
     assert at.selectbox(key=f"x_{run.id}").options[:3] == [
-        "latency_s (s)", "weight_bytes (bytes)", "predicted_loss (summed omega)"]
+        "latency_s (s)",
+        "weight_bytes (bytes)",
+        "predicted_loss (summed omega)",
+    ]
     at.selectbox(key=f"x_{run.id}").set_value("weight_bytes")
     at.selectbox(key=f"y_{run.id}").set_value("energy_j")
     at.run()
@@ -157,9 +160,9 @@ def test_selected_point_shows_its_formats_per_layer(store, open_app):
     bars = [t for t in bits["data"] if t["type"] == "bar"]
     shown = {layer: (trace["name"], y) for trace in bars for layer, y in zip(trace["x"], trace["y"])}
     assert {layer: name for layer, (name, _) in shown.items()} == assignment
-    for layer, (name, y) in shown.items():
+    for name, y in shown.values():
         assert y == mpq.get_candidate(name).weight_format.bits_per_value
-    acts, = [t for t in bits["data"] if t["name"] == "activation bits"]
+    (acts,) = [t for t in bits["data"] if t["name"] == "activation bits"]
     assert acts["y"] == [mpq.get_candidate(assignment[layer]).act_format.bits_per_value for layer in acts["x"]]
     assert bits["layout"]["xaxis"]["categoryarray"] == list(run.tables["layers"].layer)  # model order
 
@@ -213,8 +216,11 @@ def test_export_buttons_serve_the_selected_point(store, open_app, monkeypatch):
 
 def test_hawq_export_refuses_non_integer_formats_in_one_line(store, open_app):
     run = store.runs["gpu"]
-    floating = next(int(p) for p in run.frontier.point
-                    if any(mpq.get_candidate(c).weight_format.family != "int" for c in run.assignment(int(p)).values()))
+    floating = next(
+        int(p)
+        for p in run.frontier.point
+        if any(mpq.get_candidate(c).weight_format.family != "int" for c in run.assignment(int(p)).values())
+    )
     at = open_app(store.db, "app_pages/frontier.py", run.id)
     at.selectbox(key=f"point_{run.id}").set_value(floating).run()
     assert [b.label for b in at.get("download_button")] == ["Download json", "Download hf"]
@@ -245,8 +251,9 @@ def test_stopped_run_says_how_to_finish_it(store, open_app, tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     with closing(sqlite3.connect(db)) as connection, connection:
-        connection.execute("UPDATE runs SET owner = ? WHERE id = ?",
-                           (f"{socket.gethostname()}:{gone.pid}", store.ids["running"]))
+        connection.execute(
+            "UPDATE runs SET owner = ? WHERE id = ?", (f"{socket.gethostname()}:{gone.pid}", store.ids["running"])
+        )
     at = open_app(str(db), "app_pages/frontier.py", store.ids["running"])
     assert not at.exception and not at.error
     assert f"Run {store.ids['running']} stopped without finishing" in _texts(at.warning)
@@ -287,7 +294,7 @@ def test_compare_puts_several_runs_on_one_chart(store, open_app):
     for key in ("fpga", "mcu", "gpu"):
         run = store.runs[key]
         label = views.run_label(run.id, mpq.list_runs(store.db))
-        line, = _traces(figure, label)
+        (line,) = _traces(figure, label)
         points = run.frontier[~run.frontier.is_baseline].sort_values("latency_s")
         assert line["x"] == pytest.approx(list(points.latency_s))
         assert line["y"] == pytest.approx(list(points.measured_metric))
@@ -314,7 +321,8 @@ def test_compare_diffs_two_points_layer_by_layer(store, open_app):
     assert list(diff.layer) == list(a)
     assert list(diff.changed) == [a[layer] != b[layer] for layer in diff.layer]
     assert list(diff.delta_weight_bits) == [
-        mpq.get_candidate(b[layer]).weight_format.bits_per_value - mpq.get_candidate(a[layer]).weight_format.bits_per_value
+        mpq.get_candidate(b[layer]).weight_format.bits_per_value
+        - mpq.get_candidate(a[layer]).weight_format.bits_per_value
         for layer in diff.layer
     ]
     assert f"{int(diff.changed.sum())} of {len(a)} layers change format" in _texts(at.caption)

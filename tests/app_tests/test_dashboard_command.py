@@ -40,20 +40,20 @@ def _exit_code(capsys, *argv) -> tuple[int, str]:
 def test_starts_streamlit_on_the_checkouts_app_with_the_store(store, no_exec):
     with pytest.raises(Execed):
         cli.main(["dashboard", "--db", store.db, "--headless", "--port", "8600"])
-    (path, argv), = no_exec
+    ((path, argv),) = no_exec
     assert path == sys.executable
     assert argv[:5] == [sys.executable, "-m", "streamlit", "run", str(ENTRYPOINT)]
-    options = dict(zip(argv[5:argv.index("--"):2], argv[6:argv.index("--"):2]))
+    options = dict(zip(argv[5 : argv.index("--") : 2], argv[6 : argv.index("--") : 2]))
     assert options["--server.port"] == "8600" and options["--server.address"] == "127.0.0.1"
     assert options["--server.headless"] == "true" and options["--browser.gatherUsageStats"] == "false"
-    assert argv[argv.index("--") + 1:] == ["--db", store.db]
+    assert argv[argv.index("--") + 1 :] == ["--db", store.db]
 
 
 def test_default_store_and_browser_tab(store, no_exec, monkeypatch):
     monkeypatch.setattr(mpq, "list_runs", lambda db: None)  # the default store may not exist here
     with pytest.raises(Execed):
         cli.main(["dashboard"])
-    (_, argv), = no_exec
+    ((_, argv),) = no_exec
     assert argv[argv.index("--server.headless") + 1] == "false" and argv[-1] == "--"
 
 
@@ -68,8 +68,10 @@ def test_missing_app_fails_in_one_line(store, tmp_path, monkeypatch, no_exec, ca
     code, err = _exit_code(capsys, "dashboard", "--db", store.db)
     assert code == 1 and not no_exec
     site = tmp_path / "site-packages"
-    assert err == (f"mpq: error: the dashboard app is missing: neither {site / 'app' / 'streamlit_app.py'} nor "
-                   f"{site / 'mpq' / '_dashboard' / 'streamlit_app.py'} exists; reinstall mpq.\n")
+    assert err == (
+        f"mpq: error: the dashboard app is missing: neither {site / 'app' / 'streamlit_app.py'} nor "
+        f"{site / 'mpq' / '_dashboard' / 'streamlit_app.py'} exists; reinstall mpq.\n"
+    )
 
 
 def test_missing_streamlit_names_the_extra(store, monkeypatch, no_exec, capsys):
@@ -78,7 +80,10 @@ def test_missing_streamlit_names_the_extra(store, monkeypatch, no_exec, capsys):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "streamlit" else real(name, *a))
     code, err = _exit_code(capsys, "dashboard", "--db", store.db)
-    assert (code, err) == (1, "mpq: error: mpq dashboard needs the [dashboard] extra; run 'pip install mpq[dashboard]'.\n")
+    assert (code, err) == (
+        1,
+        "mpq: error: mpq dashboard needs the [dashboard] extra; run 'pip install mpq[dashboard]'.\n",
+    )
 
 
 def test_serves_the_dashboard_on_loopback(served, store):

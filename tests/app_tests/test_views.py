@@ -24,11 +24,17 @@ def test_formats_summary_and_bits():
 
 
 def test_filter_runs_by_model_target_status_and_day():
-    runs = pd.DataFrame({
-        "run": [1, 2, 3, 4], "task": ["cnn", "cnn", "mlp", "cnn"], "target": ["zcu104", "h100", "zcu104", "zcu104"],
-        "status": ["done", "done", "failed", "running"],
-        "created_at": pd.to_datetime(["2026-01-01 10:00", "2026-01-02 23:59", "2026-01-03 00:00", "2026-01-03 12:00"]),
-    })
+    runs = pd.DataFrame(
+        {
+            "run": [1, 2, 3, 4],
+            "task": ["cnn", "cnn", "mlp", "cnn"],
+            "target": ["zcu104", "h100", "zcu104", "zcu104"],
+            "status": ["done", "done", "failed", "running"],
+            "created_at": pd.to_datetime(
+                ["2026-01-01 10:00", "2026-01-02 23:59", "2026-01-03 00:00", "2026-01-03 12:00"]
+            ),
+        }
+    )
     assert list(views.filter_runs(runs)["run"]) == [4, 3, 2, 1]
     assert list(views.filter_runs(runs, tasks=["cnn"], targets=["zcu104"])["run"]) == [4, 1]
     assert list(views.filter_runs(runs, statuses=["done", "failed"])["run"]) == [3, 2, 1]
@@ -57,8 +63,9 @@ def test_axis_choices_and_shared_axes(store):
 
 def test_layer_view_rejects_unknown_points_in_one_line(store):
     run = store.runs["fpga"]
-    with pytest.raises(mpq.exceptions.InvalidParameterError,
-                       match=rf"^point: run {run.id} has no point 99; choose one of 0, 1, "):
+    with pytest.raises(
+        mpq.exceptions.InvalidParameterError, match=rf"^point: run {run.id} has no point 99; choose one of 0, 1, "
+    ):
         views.layer_view(run, 99)
 
 
@@ -70,10 +77,17 @@ def test_point_diff_of_one_point_with_itself_and_of_two_models(store):
         views.point_diff(run, 0, store.runs["mlp"], 0)
 
 
-@pytest.mark.parametrize(("selection", "point"), [
-    (None, None), ({}, None), ({"points": []}, None), ({"points": [{"x": 1.0}]}, None),
-    ({"points": [{"customdata": [7]}, {"customdata": [3]}]}, 7), ({"points": [{"x": 1}, {"customdata": [2.0]}]}, 2),
-])
+@pytest.mark.parametrize(
+    ("selection", "point"),
+    [
+        (None, None),
+        ({}, None),
+        ({"points": []}, None),
+        ({"points": [{"x": 1.0}]}, None),
+        ({"points": [{"customdata": [7]}, {"customdata": [3]}]}, 7),
+        ({"points": [{"x": 1}, {"customdata": [2.0]}]}, 2),
+    ],
+)
 def test_point_from_selection(selection, point):
     assert views.point_from_selection(selection) == point
 
@@ -90,8 +104,10 @@ def test_exports_are_json_and_name_bad_formats(store):
     name, mime, text = exports.export_file(run, 1, "json")
     assert (name, mime) == (f"mpq-run{run.id}-point1-point.json", "application/json")
     assert json.loads(text) == run.export(1, "json")
-    with pytest.raises(mpq.exceptions.UnknownNameError,
-                       match=r"^unknown export format 'hawk'; choose one of hawq, hf, json \(did you mean 'hawq'\?\)\.$"):
+    with pytest.raises(
+        mpq.exceptions.UnknownNameError,
+        match=r"^unknown export format 'hawk'; choose one of hawq, hf, json \(did you mean 'hawq'\?\)\.$",
+    ):
         exports.export_file(run, 1, "hawk")
     with pytest.raises(mpq.exceptions.InvalidParameterError, match=rf"^run {run.id} has no point 42; "):
         exports.export_file(run, 42, "json")
@@ -100,19 +116,29 @@ def test_exports_are_json_and_name_bad_formats(store):
 def test_measured_metric_nan_exports_as_null(store):
     run = store.runs["fpga"]
     frontier = run.frontier.assign(measured_metric=float("nan"))
-    unvalidated = mpq.Run(id=run.id, db=run.db, status="done", record={**run.record, "float_metric": None},
-                          frontier=frontier, assignments=run.assignments, tables=run.tables)
+    unvalidated = mpq.Run(
+        id=run.id,
+        db=run.db,
+        status="done",
+        record={**run.record, "float_metric": None},
+        frontier=frontier,
+        assignments=run.assignments,
+        tables=run.tables,
+    )
     exported = json.loads(exports.export_file(unvalidated, 0, "json")[2])  # strict JSON: NaN refused
     assert exported["measured_metric"] is None
 
 
-@pytest.mark.parametrize(("argv", "environ", "db"), [
-    (["--db", "a.db"], {"MPQ_DB": "b.db"}, "a.db"),
-    (["--server.port", "1", "--db=sqlite:///x.db"], {}, "sqlite:///x.db"),
-    ([], {"MPQ_DB": "b.db"}, "b.db"),
-    (["-q", "tests"], {}, None),
-    (["--d", "a.db"], {}, None),  # no abbreviations: pytest's or streamlit's own flags never match
-])
+@pytest.mark.parametrize(
+    ("argv", "environ", "db"),
+    [
+        (["--db", "a.db"], {"MPQ_DB": "b.db"}, "a.db"),
+        (["--server.port", "1", "--db=sqlite:///x.db"], {}, "sqlite:///x.db"),
+        ([], {"MPQ_DB": "b.db"}, "b.db"),
+        (["-q", "tests"], {}, None),
+        (["--d", "a.db"], {}, None),  # no abbreviations: pytest's or streamlit's own flags never match
+    ],
+)
 def test_db_from_args(argv, environ, db):
     assert queries.db_from_args(argv, environ) == db
 

@@ -43,13 +43,26 @@ def test_search_json_shape(searched, capsys):
     assert doc["run"] == 1 and doc["task"] == "digits-cnn" and doc["target"] == "zcu104"
     assert doc["objectives"] == ["latency_s"] and doc["metric_name"] == "accuracy"
     point = doc["points"][0]
-    assert set(point) == {"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric", "dominated",
-                          "costs", "assignment"}
+    assert set(point) == {
+        "point",
+        "label",
+        "is_baseline",
+        "optimal",
+        "predicted_loss",
+        "measured_metric",
+        "dominated",
+        "costs",
+        "assignment",
+    }
     assert doc["evaluations"] == 1 + len({json.dumps(p["assignment"], sort_keys=True) for p in doc["points"]})
     beaten = [p for p in doc["points"] if p["dominated"]]
     for p in beaten:  # each one has a point that costs no more and measures at least as well
-        assert any(q["costs"]["latency_s"] <= p["costs"]["latency_s"] and q["measured_metric"] >= p["measured_metric"]
-                   and q["point"] != p["point"] for q in doc["points"])
+        assert any(
+            q["costs"]["latency_s"] <= p["costs"]["latency_s"]
+            and q["measured_metric"] >= p["measured_metric"]
+            and q["point"] != p["point"]
+            for q in doc["points"]
+        )
     assert set(point["assignment"]) == {"conv1", "conv2", "conv3", "conv4", "fc1", "fc2"}
     assert {"latency_s", "energy_j", "weight_bytes", "bops", "luts", "dsps", "brams"} <= set(point["costs"])
 
@@ -70,9 +83,17 @@ def test_runs_show_and_frontier_tables(searched, capsys):
 
 def test_devices_lists_every_target(capsys):
     devices = json.loads(cli_ok(capsys, "devices", "--json").out)
-    assert {"h100-sxm", "a100", "rtx4090", "jetson-agx-orin", "zcu104", "pynq-z1", "stm32h743", "stm32f746", "cpu-x86"} <= {
-        d["name"] for d in devices
-    }
+    assert {
+        "h100-sxm",
+        "a100",
+        "rtx4090",
+        "jetson-agx-orin",
+        "zcu104",
+        "pynq-z1",
+        "stm32h743",
+        "stm32f746",
+        "cpu-x86",
+    } <= {d["name"] for d in devices}
 
 
 @pytest.mark.parametrize(
@@ -80,25 +101,44 @@ def test_devices_lists_every_target(capsys):
     [
         (["search", "--model", "digits"], 2, "expected 'example:NAME' or 'path/to/file.py:factory'"),
         (["search", "--model", "example:digit"], 2, "did you mean 'digits-cnn'"),
-        (["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_broken"], 2, "make_broken() raised RuntimeError"),
+        (
+            ["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_broken"],
+            2,
+            "make_broken() raised RuntimeError",
+        ),
         (["search", "--target", "h100"], 2, "did you mean 'h100-sxm'"),
         (["search", "--candidates", "w4a8,w5a8"], 2, "unknown weight format '5'"),
         (["search", "--budget", "luts=10"], 2, "smallest achievable is"),
-        (["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_weightless_loss"], 1,
-         "does not depend on the model's weights"),
-        (["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_nan_outputs", "--no-validate"], 2,
-         "the loss of calibration batch 0 is nan"),
-        (["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_wrong_shape", "--no-validate"], 2,
-         "check that the calibration inputs"),
+        (
+            ["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_weightless_loss"],
+            1,
+            "does not depend on the model's weights",
+        ),
+        (
+            ["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_nan_outputs", "--no-validate"],
+            2,
+            "the loss of calibration batch 0 is nan",
+        ),
+        (
+            ["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_wrong_shape", "--no-validate"],
+            2,
+            "check that the calibration inputs",
+        ),
         (["show", "42"], 2, "run 42 is not in"),
         (["search", "--max-drop", "-0.1"], 2, "The 'max_drop' parameter of search must be a number >= 0"),
         (["search", "--max-drop", "100%"], 2, "percentage of the float metric below 100%"),
         (["search", "--max-drop", "a lot"], 2, "The 'max_drop' parameter of search must be"),
         (["search", "--max-drop", "1%", "--no-validate"], 2, "max_drop need measured evaluations, and validate=False"),
-        (["search", "--refine", "3", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_task"], 2,
-         "has no evaluate function, and refine need measured evaluations"),
-        (["search", "--max-drop", "1e-9", "--candidates", "w2a2"], 2,
-         "no configuration is within it: the most precise one the target runs measures"),
+        (
+            ["search", "--refine", "3", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_task"],
+            2,
+            "has no evaluate function, and refine need measured evaluations",
+        ),
+        (
+            ["search", "--max-drop", "1e-9", "--candidates", "w2a2"],
+            2,
+            "no configuration is within it: the most precise one the target runs measures",
+        ),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(capsys, searched, argv, code, message):
@@ -129,12 +169,45 @@ def test_not_a_database(capsys, tmp_path):
 
 def test_measure_then_search_with_the_measured_table(capsys, searched, tmp_path):
     csv = tmp_path / "measured.csv"
-    rows = json.loads(cli_ok(capsys, "measure", "--target", "cpu-x86", "--candidates", "w8a8,w4a8", "--warmup", "1",
-                             "--repeats", "2", "--device", "cpu", "--out", str(csv), "--json").out)
-    assert {(r["layer"], r["candidate"]) for r in rows} == {(l, c) for l in ("conv1", "conv2", "conv3", "conv4", "fc1", "fc2") for c in ("w8a8", "w4a8")}
+    rows = json.loads(
+        cli_ok(
+            capsys,
+            "measure",
+            "--target",
+            "cpu-x86",
+            "--candidates",
+            "w8a8,w4a8",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(csv),
+            "--json",
+        ).out
+    )
+    assert {(r["layer"], r["candidate"]) for r in rows} == {
+        (l, c) for l in ("conv1", "conv2", "conv3", "conv4", "fc1", "fc2") for c in ("w8a8", "w4a8")
+    }
     assert all(r["latency_min_s"] <= r["latency_s"] <= r["latency_max_s"] for r in rows)
-    doc = json.loads(cli_ok(capsys, "search", "--target", "cpu-x86", "--candidates", "w8a8,w4a8", "--measured", str(csv),
-                            "--db", searched, "--json", *FAST).out)
+    doc = json.loads(
+        cli_ok(
+            capsys,
+            "search",
+            "--target",
+            "cpu-x86",
+            "--candidates",
+            "w8a8,w4a8",
+            "--measured",
+            str(csv),
+            "--db",
+            searched,
+            "--json",
+            *FAST,
+        ).out
+    )
     measured = {(r["layer"], r["candidate"]): r["latency_s"] for r in rows}
     for point in doc["points"]:  # every point's latency is the sum of the measured layer latencies
         expected = sum(measured[layer, candidate] for layer, candidate in point["assignment"].items())
@@ -143,7 +216,11 @@ def test_measure_then_search_with_the_measured_table(capsys, searched, tmp_path)
 
 def test_export_every_format(capsys, searched, tmp_path):
     doc = json.loads(cli_ok(capsys, "export", "1", "--point", "0", "--db", searched).out)
-    assert doc["run"] == 1 and doc["point"] == 0 and set(doc["layers"]) == {"conv1", "conv2", "conv3", "conv4", "fc1", "fc2"}
+    assert (
+        doc["run"] == 1
+        and doc["point"] == 0
+        and set(doc["layers"]) == {"conv1", "conv2", "conv3", "conv4", "fc1", "fc2"}
+    )
     layer = doc["layers"]["conv1"]
     assert layer["candidate"] == f"w{layer['weight_format'][3]}a{layer['act_format'][3]}"  # e.g. w2a2 -> int2_pc, int2
     hawq = json.loads(cli_ok(capsys, "export", "1", "--point", "0", "--to", "hawq", "--db", searched).out)
@@ -152,7 +229,10 @@ def test_export_every_format(capsys, searched, tmp_path):
     out = tmp_path / "hf.json"
     cli_ok(capsys, "export", "1", "--point", "0", "--to", "hf", "--out", str(out), "--db", searched)
     hf = json.loads(out.read_text())["quantization_config"]
-    assert hf["quant_method"] == "mpq" and hf["config_groups"]["fc2"]["weights"]["format"] == doc["layers"]["fc2"]["weight_format"]
+    assert (
+        hf["quant_method"] == "mpq"
+        and hf["config_groups"]["fc2"]["weights"]["format"] == doc["layers"]["fc2"]["weight_format"]
+    )
     status, _, err = run_cli(capsys, "export", "1", "--point", "999", "--db", searched)
     assert status == 2 and "run 1 has no point 999" in err
 
@@ -170,13 +250,35 @@ def test_compare_two_runs(capsys, searched):
 
 def test_search_with_an_allowed_drop_reports_the_cheapest_point_within_it(capsys, tmp_path):
     db = str(tmp_path / "drop.db")
-    doc = json.loads(cli_ok(capsys, "search", "--model", f"{ASSETS / 'tasks' / 'tiny_task.py'}:make_task", "--target",
-                            "cpu-x86", "--objective", "weight_bytes", "--max-drop", "5%", "--max-evals", "8",
-                            "--max-samples", "4", "--db", db, "--json").out)
+    doc = json.loads(
+        cli_ok(
+            capsys,
+            "search",
+            "--model",
+            f"{ASSETS / 'tasks' / 'tiny_task.py'}:make_task",
+            "--target",
+            "cpu-x86",
+            "--objective",
+            "weight_bytes",
+            "--max-drop",
+            "5%",
+            "--max-evals",
+            "8",
+            "--max-samples",
+            "4",
+            "--db",
+            db,
+            "--json",
+        ).out
+    )
     assert doc["max_drop"] == "5%" and doc["evaluations"] <= 8
     best = next(p for p in doc["points"] if p["point"] == doc["best_within_drop"])
     assert best["measured_metric"] >= doc["float_metric"] * 0.95
-    within = [p for p in doc["points"] if p["measured_metric"] is not None and p["measured_metric"] >= doc["float_metric"] * 0.95]
+    within = [
+        p
+        for p in doc["points"]
+        if p["measured_metric"] is not None and p["measured_metric"] >= doc["float_metric"] * 0.95
+    ]
     assert best["costs"]["weight_bytes"] == min(p["costs"]["weight_bytes"] for p in within)
     table = cli_ok(capsys, "frontier", "1", "--db", db).out
     assert f"cheapest within a drop of 5%: point {doc['best_within_drop']}" in table.replace("\n", " ")
@@ -189,7 +291,9 @@ def test_exporting_a_point_beaten_on_measurement_warns_naming_the_better_one(cap
     beaten = run.frontier[run.frontier["dominated"].fillna(False).astype(bool)]
     assert len(beaten), "the digits run has points beaten on measurement"
     point = int(beaten["point"].iloc[0])
-    with pytest.warns(mpq.exceptions.DominatedPointWarning, match=rf"point {point} is beaten on measurement by point \d+"):
+    with pytest.warns(
+        mpq.exceptions.DominatedPointWarning, match=rf"point {point} is beaten on measurement by point \d+"
+    ):
         run.export(point)
     out, err = cli_ok(capsys, "export", "1", "--point", str(point), "--db", searched)
     assert json.loads(out)["point"] == point

@@ -246,4 +246,3 @@ def check_costs_never_fall(tables, data, batch):
         hi = costs[costs["candidate"] == high].set_index("layer")
         for column in ("latency_s", "energy_j", "weight_bytes", "dram_bytes", "bops"):
             assert (hi[column] >= lo[column]).all(), (device, low, high, column)
-

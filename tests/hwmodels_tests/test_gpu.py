@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hwmodels
-from mpqvocab import class_names, holds
 from hwmodels._gpu import executed_class
+from mpqvocab import class_names, holds
 
 N = 4096
 H100_PEAKS = hwmodels.load_device("h100-sxm").spec.peak_ops_per_s

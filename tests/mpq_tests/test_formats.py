@@ -6,11 +6,10 @@ import math
 
 import pytest
 import torch
-
-import mpqvocab
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mpqvocab
 from mpq._formats import Candidate, candidate_table, get_candidate, get_format, list_formats
 from mpq._formats.minifloat import FP16
 from mpq.exceptions import InvalidParameterError, UnknownNameError
@@ -20,15 +19,72 @@ FP8 = {"fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
 # Hand-enumerated non-negative grids (OCP MX spec v1.0, section 5.3).
 FP4_E2M1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6]
 FP6_E2M3 = [
-    0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875,  # subnormals
-    1, 1.125, 1.25, 1.375, 1.5, 1.625, 1.75, 1.875,
-    2, 2.25, 2.5, 2.75, 3, 3.25, 3.5, 3.75,
-    4, 4.5, 5, 5.5, 6, 6.5, 7, 7.5,
+    0,
+    0.125,
+    0.25,
+    0.375,
+    0.5,
+    0.625,
+    0.75,
+    0.875,  # subnormals
+    1,
+    1.125,
+    1.25,
+    1.375,
+    1.5,
+    1.625,
+    1.75,
+    1.875,
+    2,
+    2.25,
+    2.5,
+    2.75,
+    3,
+    3.25,
+    3.5,
+    3.75,
+    4,
+    4.5,
+    5,
+    5.5,
+    6,
+    6.5,
+    7,
+    7.5,
 ]
 FP6_E3M2 = [
-    0, 0.0625, 0.125, 0.1875,  # subnormals
-    0.25, 0.3125, 0.375, 0.4375, 0.5, 0.625, 0.75, 0.875, 1, 1.25, 1.5, 1.75,
-    2, 2.5, 3, 3.5, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28,
+    0,
+    0.0625,
+    0.125,
+    0.1875,  # subnormals
+    0.25,
+    0.3125,
+    0.375,
+    0.4375,
+    0.5,
+    0.625,
+    0.75,
+    0.875,
+    1,
+    1.25,
+    1.5,
+    1.75,
+    2,
+    2.5,
+    3,
+    3.5,
+    4,
+    5,
+    6,
+    7,
+    8,
+    10,
+    12,
+    14,
+    16,
+    20,
+    24,
+    28,
 ]
 
 
@@ -80,9 +136,7 @@ def test_fp8_midpoints_round_to_even_like_torch(name):
 @given(data=st.data())
 def test_fp8_any_value_in_range_equals_torch_cast(name, data):
     fmt, dtype = get_format(name), FP8[name]
-    x = torch.tensor(
-        data.draw(st.lists(st.floats(-fmt.max_value, fmt.max_value, width=32), min_size=1, max_size=16))
-    )
+    x = torch.tensor(data.draw(st.lists(st.floats(-fmt.max_value, fmt.max_value, width=32), min_size=1, max_size=16)))
     assert torch.equal(fmt.quantize(x, amax=fmt.max_value), x.to(dtype).float())
 
 
@@ -95,9 +149,7 @@ def test_generic_minifloat_rounding_equals_torch_float16():
 # ---------------------------------------------------------------- FP6 / FP4: grids by hand
 
 
-@pytest.mark.parametrize(
-    ("name", "grid"), [("fp4_e2m1", FP4_E2M1), ("fp6_e2m3", FP6_E2M3), ("fp6_e3m2", FP6_E3M2)]
-)
+@pytest.mark.parametrize(("name", "grid"), [("fp4_e2m1", FP4_E2M1), ("fp6_e2m3", FP6_E2M3), ("fp6_e3m2", FP6_E3M2)])
 def test_fp6_fp4_grids_enumerated_by_hand(name, grid):
     fmt = get_format(name)
     magnitudes = torch.tensor(grid)
@@ -237,9 +289,24 @@ def test_nvfp4_two_level_scale_by_hand():
 
 
 BITS_PER_VALUE = {
-    "int2": 2, "int4": 4, "int8_pc": 8, "int4_g128": 4.125, "int4_g32": 4.5, "int8_g64": 8.25, "int3_g32": 3.5,
-    "fp8_e4m3": 8, "fp8_e5m2": 8, "fp6_e3m2": 6, "fp6_e2m3": 6, "fp4_e2m1": 4,
-    "mxfp8": 8.25, "mxfp6": 6.25, "mxfp4": 4.25, "nvfp4": 4.5, "fp16": 16, "bf16": 16,
+    "int2": 2,
+    "int4": 4,
+    "int8_pc": 8,
+    "int4_g128": 4.125,
+    "int4_g32": 4.5,
+    "int8_g64": 8.25,
+    "int3_g32": 3.5,
+    "fp8_e4m3": 8,
+    "fp8_e5m2": 8,
+    "fp6_e3m2": 6,
+    "fp6_e2m3": 6,
+    "fp4_e2m1": 4,
+    "mxfp8": 8.25,
+    "mxfp6": 6.25,
+    "mxfp4": 4.25,
+    "nvfp4": 4.5,
+    "fp16": 16,
+    "bf16": 16,
 }
 
 
@@ -255,7 +322,11 @@ def test_registry_fields_are_consistent():
         fmt, spec = get_format(name), mpqvocab.format_spec(name)
         assert fmt.name == name
         assert (fmt.family, fmt.element_bits, fmt.bits_per_value, fmt.granularity, fmt.group_size) == (
-            spec.family, spec.element_bits, spec.bits_per_value, spec.granularity, spec.group_size
+            spec.family,
+            spec.element_bits,
+            spec.bits_per_value,
+            spec.granularity,
+            spec.group_size,
         )
         assert fmt.family in ("int", "float", "block", "reference")
         assert (fmt.group_size is None) == (fmt.granularity in ("tensor", "channel"))
@@ -263,7 +334,11 @@ def test_registry_fields_are_consistent():
         scale_bits = amortised / fmt.group_size if fmt.group_size else 0
         assert fmt.bits_per_value == fmt.element_bits + scale_bits
     assert [get_format(n).max_value for n in ("int4", "fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3")] == [
-        7, 448, 57344, 28, 7.5
+        7,
+        448,
+        57344,
+        28,
+        7.5,
     ]
 
 
@@ -292,8 +367,9 @@ def test_values_beyond_amax_saturate(name):
     fmt = get_format(name)
     x = torch.randn(4, 64, generator=torch.Generator().manual_seed(3)) * 3
     assert torch.equal(fmt.quantize(x, amax=1.0), fmt.quantize(x.clamp(-1, 1), amax=1.0))
-    assert torch.equal(get_format("int8").quantize(torch.tensor([2.0, -5.0, 0.5]), amax=1.0),
-                       torch.tensor([1.0, -1.0, 64 / 127]))  # 63.5 -> 64
+    assert torch.equal(
+        get_format("int8").quantize(torch.tensor([2.0, -5.0, 0.5]), amax=1.0), torch.tensor([1.0, -1.0, 64 / 127])
+    )  # 63.5 -> 64
 
 
 def test_reference_formats_cast():
@@ -315,7 +391,6 @@ def test_error_falls_as_bits_rise(gaussian):
         ["mxfp4", "mxfp6", "fp16"],
         ["mxfp4", "mxfp8", "fp16"],  # not mxfp6 > mxfp8: both have 3 mantissa bits, and the MX
     ):  # scale rule saturates E4M3 blocks whose max lands in (448, 512) at 448
-
         errors = [mse(n) for n in chain]
         assert errors == sorted(errors, reverse=True) and len(set(errors)) == len(errors), (chain, errors)
 
@@ -388,8 +463,11 @@ def test_malformed_candidate_states_the_grammar(name):
 
 
 def test_unknown_candidate_format_suggests():
-    with pytest.raises(UnknownNameError, match=r"^candidate 'wnvfp5a8': unknown weight format 'nvfp5'; choose one of .*"
-                       r"\(did you mean 'nvfp4'\?\)\.$"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"^candidate 'wnvfp5a8': unknown weight format 'nvfp5'; choose one of .*"
+        r"\(did you mean 'nvfp4'\?\)\.$",
+    ):
         get_candidate("wnvfp5a8")
     with pytest.raises(UnknownNameError, match="unknown activation format '7'"):
         get_candidate("w4a7")

@@ -26,8 +26,15 @@ def test_macs_match_hand_counts_for_conv2d_and_linear():
     conv, linear = table.to_dict("records")
     # conv: output 8 x 5 x 5 = 200 elements, each 3 * 3 * 3 = 27 MACs
     assert conv == {
-        "layer": "0", "kind": "conv2d", "weight_params": 216, "bias_params": 8, "macs": 200 * 27,
-        "in_elems": 300, "out_elems": 200, "weight_shape": (8, 3, 3, 3), "groups": 1,
+        "layer": "0",
+        "kind": "conv2d",
+        "weight_params": 216,
+        "bias_params": 8,
+        "macs": 200 * 27,
+        "in_elems": 300,
+        "out_elems": 200,
+        "weight_shape": (8, 3, 3, 3),
+        "groups": 1,
     }
     # linear: 10 outputs x 200 inputs
     assert linear["macs"] == 2000 and linear["in_elems"] == 200 and linear["out_elems"] == 10

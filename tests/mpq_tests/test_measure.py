@@ -15,13 +15,13 @@ from torch import nn
 
 import hwmodels
 import mpq
-from mpqvocab._catalogue import NVFP4_BLOCK
 from mpq._formats.minifloat import E2M1, E3M2, E4M3, E5M2
 from mpq._measure import MEASURE_COLUMNS, measure_latency, timing, write_measured_csv
 from mpq._measure.api import _resize_batch
 from mpq._measure.codes import Stored
 from mpq._measure.kernels import _im2col, build_kernel
 from mpq.exceptions import InvalidParameterError, UnknownNameError
+from mpqvocab._catalogue import NVFP4_BLOCK
 
 CPU_CANDIDATES = hwmodels.load_device("cpu-x86").candidates  # w4a8 w8a8 w8a16 w4a16 w16a16 wfp8afp8
 FAST = {"warmup": 1, "repeats": 3}
@@ -273,12 +273,18 @@ def test_a_layer_called_twice_is_timed_over_both_calls(int_mm_spy):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"batch_size": 0}, "The 'batch_size' parameter of measure_latency must be an int in the range [1, inf). Got 0 instead."),
+        (
+            {"batch_size": 0},
+            "The 'batch_size' parameter of measure_latency must be an int in the range [1, inf). Got 0 instead.",
+        ),
         ({"batch_size": 1.5}, "The 'batch_size' parameter of measure_latency must be an int"),
         ({"warmup": -1}, "The 'warmup' parameter of measure_latency must be an int in the range [0, inf). Got -1"),
         ({"repeats": 0}, "The 'repeats' parameter of measure_latency must be an int in the range [1, inf). Got 0"),
         ({"repeats": True}, "The 'repeats' parameter of measure_latency must be an int"),
-        ({"device": "tpu"}, "The 'device' parameter of measure_latency must be one of 'cpu', 'cuda'. Got 'tpu' instead."),
+        (
+            {"device": "tpu"},
+            "The 'device' parameter of measure_latency must be one of 'cpu', 'cuda'. Got 'tpu' instead.",
+        ),
         ({"progress": 3}, "The 'progress' parameter of measure_latency must be a callable"),
         ({"candidates": "w8a8"}, "The 'candidates' parameter of measure_latency must be a non-empty list"),
         ({"candidates": []}, "The 'candidates' parameter of measure_latency must be a non-empty list"),
@@ -293,7 +299,9 @@ def test_bad_parameters_raise_one_line_errors(tiny_task, kwargs, message):
 
 
 def test_unknown_candidate_names_the_known_formats(tiny_task):
-    with pytest.raises(UnknownNameError, match=r"unknown activation format 'int7'; choose one of .*\(did you mean 'int"):
+    with pytest.raises(
+        UnknownNameError, match=r"unknown activation format 'int7'; choose one of .*\(did you mean 'int"
+    ):
         measure_latency(tiny_task, ["w8aint7"])
 
 

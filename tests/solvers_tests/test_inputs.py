@@ -67,8 +67,10 @@ def test_bad_values(three_layers, table, column, value, pattern):
 def test_duplicated_pair(three_layers):
     omega, costs = three_layers
     doubled = pd.concat([costs, costs.iloc[[2]]])
-    expect(r"^costs: pair \(layer 'conv', candidate 'fp16'\) appears 2 times; keep one row",
-           lambda: solvers.solve(omega, doubled))
+    expect(
+        r"^costs: pair \(layer 'conv', candidate 'fp16'\) appears 2 times; keep one row",
+        lambda: solvers.solve(omega, doubled),
+    )
 
 
 def test_non_string_names(three_layers):
@@ -79,8 +81,10 @@ def test_non_string_names(three_layers):
 
 def test_layer_without_cost_rows(three_layers):
     omega, costs = three_layers
-    expect(r"^costs: layer 'fc2' has no row for any of its candidates \(int4, int8, fp16\)",
-           lambda: solvers.solve(omega, costs[costs["layer"] != "fc2"]))
+    expect(
+        r"^costs: layer 'fc2' has no row for any of its candidates \(int4, int8, fp16\)",
+        lambda: solvers.solve(omega, costs[costs["layer"] != "fc2"]),
+    )
 
 
 def test_max_columns_attribute(three_layers):
@@ -99,11 +103,16 @@ def test_unknown_budget_lists_columns(three_layers):
 
 @pytest.mark.parametrize("value", [-1, 0, float("nan"), float("inf"), True, "10"])
 def test_budget_values(three_layers, value):
-    expect(r"^budgets: weight_bytes must be a positive finite number", lambda: solvers.solve(*three_layers, {"weight_bytes": value}))
+    expect(
+        r"^budgets: weight_bytes must be a positive finite number",
+        lambda: solvers.solve(*three_layers, {"weight_bytes": value}),
+    )
 
 
 def test_unknown_tie_layer(three_layers):
-    expect(r"^ties: unknown layer 'fc3'.*did you mean 'fc\d'", lambda: solvers.solve(*three_layers, ties=[["fc1", "fc3"]]))
+    expect(
+        r"^ties: unknown layer 'fc3'.*did you mean 'fc\d'", lambda: solvers.solve(*three_layers, ties=[["fc1", "fc3"]])
+    )
 
 
 def test_tie_given_as_a_string(three_layers):
@@ -114,8 +123,10 @@ def test_tie_without_shared_candidate(three_layers):
     omega, costs = three_layers
     costs = costs[~((costs["layer"] == "fc1") & (costs["candidate"] != "fp16"))]
     costs = costs[~((costs["layer"] == "conv") & (costs["candidate"] == "fp16"))]
-    message = expect(r"^ties: layers conv, fc1 share no candidate \(conv: int4, int8; fc1: fp16\)",
-                     lambda: solvers.solve(omega, costs, ties=[["conv", "fc1"]]))
+    message = expect(
+        r"^ties: layers conv, fc1 share no candidate \(conv: int4, int8; fc1: fp16\)",
+        lambda: solvers.solve(omega, costs, ties=[["conv", "fc1"]]),
+    )
     assert message.endswith("tie only layers that run a common candidate.")
 
 
@@ -125,8 +136,10 @@ def test_overlapping_ties_merge(three_layers):
 
 
 def test_pins_disagreeing_within_a_tie(three_layers):
-    expect(r"^fixed: tied layers conv, fc1 are pinned to both 'int4' and 'int8'",
-           lambda: solvers.solve(*three_layers, ties=[["conv", "fc1"]], fixed={"conv": "int4", "fc1": "int8"}))
+    expect(
+        r"^fixed: tied layers conv, fc1 are pinned to both 'int4' and 'int8'",
+        lambda: solvers.solve(*three_layers, ties=[["conv", "fc1"]], fixed={"conv": "int4", "fc1": "int8"}),
+    )
 
 
 def test_unknown_pinned_layer(three_layers):
@@ -150,9 +163,18 @@ def test_bad_objectives(three_layers, objectives, pattern):
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"max_points": 1}, r"^The 'max_points' parameter of frontier must be an int in the range \[2, inf\)\. Got 1 instead\.$"),
-        ({"backend": "gurobi"}, r"^The 'backend' parameter of frontier must be one of 'auto', 'highs', 'cbc'\. Got 'gurobi'"),
-        ({"time_limit_s": 0}, r"^The 'time_limit_s' parameter of frontier must be a positive finite number of seconds or None"),
+        (
+            {"max_points": 1},
+            r"^The 'max_points' parameter of frontier must be an int in the range \[2, inf\)\. Got 1 instead\.$",
+        ),
+        (
+            {"backend": "gurobi"},
+            r"^The 'backend' parameter of frontier must be one of 'auto', 'highs', 'cbc'\. Got 'gurobi'",
+        ),
+        (
+            {"time_limit_s": 0},
+            r"^The 'time_limit_s' parameter of frontier must be a positive finite number of seconds or None",
+        ),
     ],
 )
 def test_bad_parameters(three_layers, kwargs, pattern):
@@ -167,9 +189,6 @@ def test_extra_columns_and_cost_only_layers_are_ignored(three_layers):
 
 
 def test_import_leaves_heavy_modules_out():
-    code = (
-        "import sys, solvers; "
-        "print(sorted(m for m in ('torch', 'sqlalchemy', 'mpq', 'optuna') if m in sys.modules))"
-    )
+    code = "import sys, solvers; print(sorted(m for m in ('torch', 'sqlalchemy', 'mpq', 'optuna') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -58,22 +58,27 @@ def test_refine_seeds_then_continues_in_sqlite(tables, tmp_path):
     for point in first:
         assert point.status == "measured" and not point.optimal
         assert point.measured_loss == pytest.approx(Measured(omega)(point.assignment))
-        assert point.predicted_loss == pytest.approx(omega.set_index(["layer", "candidate"])["omega"][list(point.assignment.items())].sum())
+        assert point.predicted_loss == pytest.approx(
+            omega.set_index(["layer", "candidate"])["omega"][list(point.assignment.items())].sum()
+        )
 
     second = solvers.refine(omega, costs, measure, seeds=seeds, n_trials=5, **kwargs)
     assert len(optuna.load_study(study_name="mpq", storage=storage).get_trials()) == len(seeds) + 11
     # The front covers both calls: every point of the first call's front is matched or beaten.
     assert non_dominated(second, "weight_bytes")
     for point in first:
-        assert any(p.measured_loss <= point.measured_loss and p.costs["weight_bytes"] <= point.costs["weight_bytes"]
-                   for p in second)
+        assert any(
+            p.measured_loss <= point.measured_loss and p.costs["weight_bytes"] <= point.costs["weight_bytes"]
+            for p in second
+        )
 
 
 def test_an_allocation_is_measured_once(three_layers):
     omega, costs = three_layers  # conv pinned: 9 allocations for 40 trials
     measure = Measured(omega)
-    solvers.refine(omega, costs, measure, objectives=["weight_bytes"], n_trials=40, population_size=4,
-                   fixed={"conv": "int8"})
+    solvers.refine(
+        omega, costs, measure, objectives=["weight_bytes"], n_trials=40, population_size=4, fixed={"conv": "int8"}
+    )
     distinct = {tuple(sorted(call.items())) for call in measure.calls}
     assert len(distinct) == len(measure.calls) <= 9
 
@@ -83,8 +88,14 @@ def test_budgets_shape_the_search(tables):
     sram = costs.groupby("layer")["sram_bytes"].min().max()
     weight = costs.groupby("layer")["weight_bytes"].median().sum()
     points = solvers.refine(
-        omega, costs, Measured(omega), objectives=["latency_s"], n_trials=12, population_size=4,
-        budgets={"sram_bytes": sram, "weight_bytes": weight}, fixed={"block.0-fc": "int4"},
+        omega,
+        costs,
+        Measured(omega),
+        objectives=["latency_s"],
+        n_trials=12,
+        population_size=4,
+        budgets={"sram_bytes": sram, "weight_bytes": weight},
+        fixed={"block.0-fc": "int4"},
     )
     assert points
     for point in points:
@@ -95,15 +106,31 @@ def test_budgets_shape_the_search(tables):
 def test_study_with_other_objectives_is_refused(tables, tmp_path):
     omega, costs = tables
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    solvers.refine(omega, costs, Measured(omega), objectives=["weight_bytes"], n_trials=2, storage=storage, study_name="s")
+    solvers.refine(
+        omega, costs, Measured(omega), objectives=["weight_bytes"], n_trials=2, storage=storage, study_name="s"
+    )
     with pytest.raises(solvers.SolverInputError, match=r"^study 's': has 2 objectives, this call 3"):
-        solvers.refine(omega, costs, Measured(omega), objectives=["weight_bytes", "latency_s"], n_trials=2,
-                       storage=storage, study_name="s")
+        solvers.refine(
+            omega,
+            costs,
+            Measured(omega),
+            objectives=["weight_bytes", "latency_s"],
+            n_trials=2,
+            storage=storage,
+            study_name="s",
+        )
 
 
 def test_seed_outside_the_search_space(tables):
     omega, costs = tables
     seed = solvers.solve(omega, costs)
     with pytest.raises(solvers.SolverInputError, match=r"^seeds: layers block.0-fc are assigned \['int6'\]"):
-        solvers.refine(omega, costs, Measured(omega), objectives=["weight_bytes"], n_trials=2, seeds=[seed],
-                       fixed={"block.0-fc": "int2"})
+        solvers.refine(
+            omega,
+            costs,
+            Measured(omega),
+            objectives=["weight_bytes"],
+            n_trials=2,
+            seeds=[seed],
+            fixed={"block.0-fc": "int2"},
+        )

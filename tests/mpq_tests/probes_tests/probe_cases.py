@@ -90,8 +90,13 @@ def untrained_cnn_task() -> mpq.Task:
     """
     torch.manual_seed(13)
     model = nn.Sequential(
-        nn.Conv2d(1, 8, 3, bias=False), nn.ReLU(), nn.Conv2d(8, 6, 4, bias=False), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 6, bias=False),
+        nn.Conv2d(1, 8, 3, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(8, 6, 4, bias=False),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 6, bias=False),
     ).eval()
     generator = torch.Generator().manual_seed(14)
     x = torch.randn(64, 1, 8, 8, generator=generator)
@@ -166,7 +171,9 @@ def exact_traces(task: mpq.Task, kinds: tuple[str, ...] = ("w", "a"), only=None)
         trace = 0.0
         for inputs, targets in task.calibration:
             captured = {}
-            handle = modules[name].register_forward_pre_hook(lambda m, args: captured.update(a=args[0].detach()))
+            handle = modules[name].register_forward_pre_hook(
+                lambda m, args, captured=captured: captured.update(a=args[0].detach())
+            )
             with torch.no_grad():
                 run_model(task.model, inputs)
             handle.remove()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import probe_cases
 import pytest
 import torch
 
-import probe_cases
 from mpq._probes import ProbeSettings, probe
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import probe_cases
 import pytest
 
-import probe_cases
 from mpq._probes import ProbeSettings, probe
 
 # The tests read the stderr column themselves: the tolerance warning is expected.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import probe_cases
 import pytest
 import torch
 from torch import nn
 
 import mpq
-import probe_cases
 from mpq._probes import ProbeSettings, probe
 from mpq.exceptions import ProbeError
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import probe_cases
 import pytest
 import torch
 
 import mpq
-import probe_cases
 from mpq._probes import ProbeCheckpoint, ProbeSettings, check_loss, probe
 from mpq.exceptions import ProbeError
 

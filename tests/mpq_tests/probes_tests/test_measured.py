@@ -18,11 +18,20 @@ def _loss(model, task) -> list[float]:
 
 def test_measured_is_the_loss_increase_of_apply(mlp_task):
     calls = []
-    table = probe(mlp_task, ["measured"], settings=ProbeSettings(candidates=("w4a8", "w2a4")),
-                  progress=lambda done, total, message: calls.append((done, total)))
+    table = probe(
+        mlp_task,
+        ["measured"],
+        settings=ProbeSettings(candidates=("w4a8", "w2a4")),
+        progress=lambda done, total, message: calls.append((done, total)),
+    )
     assert calls == [(i, 6) for i in range(1, 7)]
     assert list(zip(table["layer"], table["candidate"])) == [
-        ("0", "w4a8"), ("0", "w2a4"), ("2", "w4a8"), ("2", "w2a4"), ("4", "w4a8"), ("4", "w2a4")
+        ("0", "w4a8"),
+        ("0", "w2a4"),
+        ("2", "w4a8"),
+        ("2", "w2a4"),
+        ("4", "w4a8"),
+        ("4", "w2a4"),
     ]
     base = _loss(mlp_task.model, mlp_task)
     for row in table.itertuples():
@@ -45,8 +54,11 @@ def test_probe_leaves_the_model_as_it_was(mlp_task):
     mlp_task.model.train()
     mlp_task.model[2].eval()
     before = {k: v.clone() for k, v in mlp_task.model.state_dict().items()}
-    probe(mlp_task, ["hessian_w", "fisher_a", "measured"],
-          settings=ProbeSettings(candidates=("w4a8",), max_samples=10, tolerance=0.5))
+    probe(
+        mlp_task,
+        ["hessian_w", "fisher_a", "measured"],
+        settings=ProbeSettings(candidates=("w4a8",), max_samples=10, tolerance=0.5),
+    )
     assert mlp_task.model.training and not mlp_task.model[2].training
     assert all(torch.equal(before[k], v) for k, v in mlp_task.model.state_dict().items())
     assert all(p.grad is None for p in mlp_task.model.parameters())

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import probe_cases
 import pytest
 
-import probe_cases
 from mpq._omega import omega
 from mpq._probes import ProbeSettings, probe
 from mpq.exceptions import SensitivityWarning

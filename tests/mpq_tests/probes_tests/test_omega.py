@@ -27,8 +27,10 @@ def _int_round(x: np.ndarray, scale: np.ndarray, levels: int) -> np.ndarray:
 def _inputs(task) -> dict[str, list[np.ndarray]]:
     captured: dict[str, list[np.ndarray]] = {name: [] for name in TRACES_W}
     modules = dict(task.model.named_modules())
-    handles = [modules[n].register_forward_pre_hook(lambda m, a, n=n: captured[n].append(a[0].double().numpy()))
-               for n in TRACES_W]
+    handles = [
+        modules[n].register_forward_pre_hook(lambda m, a, n=n: captured[n].append(a[0].double().numpy()))
+        for n in TRACES_W
+    ]
     with torch.no_grad():
         for x, _ in task.calibration:
             task.model(x)
@@ -55,8 +57,10 @@ def test_omega_is_half_trace_per_element_times_squared_error(mlp_task):
             amax = max(np.abs(a).max() for a in acts)
             act_err = sum(((_int_round(a, amax / 127, 127) - a) ** 2).sum() for a in acts) / n_samples
         else:  # fp16: a cast
-            act_err = sum(((a.astype(np.float32).astype(np.float16).astype(np.float64) - a) ** 2).sum()
-                          for a in acts) / n_samples
+            act_err = (
+                sum(((a.astype(np.float32).astype(np.float16).astype(np.float64) - a) ** 2).sum() for a in acts)
+                / n_samples
+            )
         assert row.weight_sq_err == pytest.approx(weight_err, rel=1e-5)
         assert row.act_sq_err == pytest.approx(act_err, rel=1e-4, abs=1e-12)
         n_w, n_a = w.size, acts[0].shape[1]
@@ -75,8 +79,11 @@ def test_without_activation_traces_the_activation_term_is_zero_and_stated(mlp_ta
 
 
 def test_measured_omega_is_the_measured_increase(mlp_task):
-    rows = [{"layer": n, "probe": "measured", "candidate": c, "value": v}
-            for n, v in TRACES_W.items() for c, v in (("w4a8", v), ("w8a8", v / 10))]
+    rows = [
+        {"layer": n, "probe": "measured", "candidate": c, "value": v}
+        for n, v in TRACES_W.items()
+        for c, v in (("w4a8", v), ("w8a8", v / 10))
+    ]
     result = omega(mlp_task, pd.DataFrame(rows), ["w8a8", "w4a8"], probe="measured")
     assert list(result["omega"]) == [0.08, 0.8, 0.05, 0.5, 0.12, 1.2]
     assert result["omega_w"].isna().all()
@@ -100,8 +107,9 @@ def test_missing_rows_and_bad_arguments_are_one_line_errors(mlp_task):
 
 @pytest.mark.filterwarnings("ignore:.*relative standard error:mpq.exceptions.SensitivityWarning")
 def test_embedding_layers_have_no_activation_term():
-    import mpq
     from torch import nn
+
+    import mpq
 
     class Bag(nn.Module):
         def __init__(self):

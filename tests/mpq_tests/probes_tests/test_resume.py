@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import pandas as pd
+import probe_cases
 import pytest
 import torch
 
-import probe_cases
 from mpq._probes import ProbeCheckpoint, ProbeSettings, probe, probe_key
 
 # Never converging (tolerance 1e-9) makes every family take exactly max_samples samples.
 SETTINGS = ProbeSettings(
-    probes=("hessian_w", "hessian_a", "fisher_w", "measured"), tolerance=1e-9, min_samples=2, max_samples=12,
-    batches_per_sample=1, candidates=("w4a8", "w8a8"),
+    probes=("hessian_w", "hessian_a", "fisher_w", "measured"),
+    tolerance=1e-9,
+    min_samples=2,
+    max_samples=12,
+    batches_per_sample=1,
+    candidates=("w4a8", "w8a8"),
 )
 # Twelve samples are far from the tolerance, and may even be negative: both warnings are expected.
 pytestmark = pytest.mark.filterwarnings("ignore::mpq.exceptions.SensitivityWarning")
@@ -40,8 +44,12 @@ def test_interrupted_then_resumed_equals_uninterrupted(mlp_task, tmp_path, stop_
     with pytest.raises(Interrupted):
         probe(mlp_task, settings=SETTINGS, progress=stop, checkpoint=checkpoint)
     resumed_calls = []
-    resumed = probe(mlp_task, settings=SETTINGS, checkpoint=checkpoint,
-                    progress=lambda done, total, message: resumed_calls.append(message))
+    resumed = probe(
+        mlp_task,
+        settings=SETTINGS,
+        checkpoint=checkpoint,
+        progress=lambda done, total, message: resumed_calls.append(message),
+    )
     pd.testing.assert_frame_equal(_without_timing(resumed), _without_timing(reference))
     # No sample was taken twice: the two runs' progress calls add up to one run's (12 + 12 + 3 x 2 pairs).
     assert len(calls) + len(resumed_calls) == 12 + 12 + 6

@@ -6,11 +6,11 @@ import dataclasses
 import hashlib
 import json
 
+import probe_cases
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import probe_cases
 from mpq._probes import PROBES, ProbeSettings, probe, settings_from_json, settings_hash, settings_to_json
 from mpq.exceptions import InvalidParameterError, UnknownNameError
 
@@ -34,9 +34,11 @@ settings_strategy = st.builds(
 def test_json_round_trip_and_hash_agree_with_equality(settings):
     text = settings_to_json(settings)
     doc = json.loads(text)
-    assert doc["type"] == "ProbeSettings" and doc["version"] == 1 and set(doc["data"]) == {
-        f.name for f in dataclasses.fields(ProbeSettings)
-    }
+    assert (
+        doc["type"] == "ProbeSettings"
+        and doc["version"] == 1
+        and set(doc["data"]) == {f.name for f in dataclasses.fields(ProbeSettings)}
+    )
     assert settings_from_json(text) == settings
     assert settings_hash(settings_from_json(text)) == settings_hash(settings)
     other = dataclasses.replace(settings, seed=(settings.seed + 1) % 2**63)
@@ -100,7 +102,9 @@ def test_bad_arguments(mlp_task):
         probe(mlp_task, settings={"tolerance": 0.1})
     with pytest.raises(InvalidParameterError, match="The 'progress' parameter of probe must be a callable"):
         probe(mlp_task, progress=3)
-    with pytest.raises(InvalidParameterError, match="The 'checkpoint' parameter of probe must have load_probe_checkpoint"):
+    with pytest.raises(
+        InvalidParameterError, match="The 'checkpoint' parameter of probe must have load_probe_checkpoint"
+    ):
         probe(mlp_task, checkpoint="dir/")
 
 

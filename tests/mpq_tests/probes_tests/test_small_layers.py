@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
+import probe_cases
 import pytest
 import torch
 from torch import nn
 
 import mpq
-import probe_cases
 from mpq._layers import layers
 from mpq._probes import ProbeCheckpoint, ProbeSettings, probe
 from mpq._probes.exact import hessian_traces
@@ -62,10 +62,15 @@ def test_exact_hessian_traces_equal_brute_force(case, estimator):
         assert row.value == pytest.approx(exact[(row.probe[-1], row.layer)], rel=1e-5, abs=1e-9), row
 
 
-@pytest.mark.parametrize(("probe_name", "sampler", "form"), [
-    ("fisher_w", "gauss_newton", "hessian"), ("fisher_w", "categorical", "hessian"),
-    ("efisher_w", "gauss_newton", "efisher"), ("hessian_w", "gauss_newton", "hessian"),
-])
+@pytest.mark.parametrize(
+    ("probe_name", "sampler", "form"),
+    [
+        ("fisher_w", "gauss_newton", "hessian"),
+        ("fisher_w", "categorical", "hessian"),
+        ("efisher_w", "gauss_newton", "efisher"),
+        ("hessian_w", "gauss_newton", "hessian"),
+    ],
+)
 def test_exact_traces_equal_the_closed_form(softmax_task, probe_name, sampler, form):
     closed = probe_cases.softmax_regression_traces(softmax_task)[form]
     settings = ProbeSettings(**{**vars(ALL_EXACT), "fisher_sampler": sampler})
@@ -83,8 +88,11 @@ def test_exact_fisher_input_traces_equal_the_gauss_newton_brute_force():
 
 
 def test_exact_max_params_zero_samples_every_layer(softmax_task):
-    table = probe(softmax_task, ["hessian_w"], settings=ProbeSettings(**{**vars(ALL_EXACT), "exact_max_params": 0,
-                                                                         "max_samples": 40}))
+    table = probe(
+        softmax_task,
+        ["hessian_w"],
+        settings=ProbeSettings(**{**vars(ALL_EXACT), "exact_max_params": 0, "max_samples": 40}),
+    )
     assert table.iloc[0]["n_samples"] == 40 and table.iloc[0]["stderr"] > 0
 
 
@@ -102,8 +110,11 @@ def test_samples_coupled_in_the_model_leave_the_input_trace_to_the_sampler():
     wanted = {("w", "0"), ("a", "0"), ("w", "3")}
     values, _ = hessian_traces(graph.run(batch, ["w", "a"]), wanted, batch.size)
     assert set(values) == {("w", "0"), ("w", "3")}  # the input of layer 0 is coupled: sampled
-    table = probe(task, ["hessian_a"], settings=ProbeSettings(estimator="hutchinson", tolerance=1e-6, min_samples=2,
-                                                              max_samples=30))
+    table = probe(
+        task,
+        ["hessian_a"],
+        settings=ProbeSettings(estimator="hutchinson", tolerance=1e-6, min_samples=2, max_samples=30),
+    )
     assert (table["n_samples"] == 30).all()
 
 

@@ -32,8 +32,15 @@ from mpq._storage import RUN_STATUSES, BaseStore, Store
 from mpq.exceptions import InvalidParameterError, RunNotFoundError, StoreError
 
 RUN_FIELDS = dict(
-    task_name="tiny", metric_name="accuracy", model_hash="m" * 64, data_hash="d" * 64, probe_key="k" * 64,
-    target="stm32h743", objectives=["latency_s"], budgets={"weight_bytes": 2e5}, settings={"max_points": 20},
+    task_name="tiny",
+    metric_name="accuracy",
+    model_hash="m" * 64,
+    data_hash="d" * 64,
+    probe_key="k" * 64,
+    target="stm32h743",
+    objectives=["latency_s"],
+    budgets={"weight_bytes": 2e5},
+    settings={"max_points": 20},
     versions={"mpq": "0.1.0"},
 )
 STATE = {"n": 3, "mean": [0.1, 1 / 3, 1e-300], "m2": {"conv1": 2.5e-17}, "done": [[0, "w8a8"]]}
@@ -43,9 +50,17 @@ LAYERS.attrs["max_columns"] = ["sram_bytes"]
 
 
 def point(i: int, **extra: Any) -> dict[str, Any]:
-    return {"point": i, "label": "frontier", "is_baseline": False, "optimal": True, "predicted_loss": 0.5 - 0.1 * i,
-            "costs": {"latency_s": 1e-3 * (i + 1), "sram_bytes": 1024.0}, "measured_metric": 0.9 + 0.01 * i,
-            "assignment": {"conv1": "w8a8", "fc.0-1": "w4a8"}, **extra}
+    return {
+        "point": i,
+        "label": "frontier",
+        "is_baseline": False,
+        "optimal": True,
+        "predicted_loss": 0.5 - 0.1 * i,
+        "costs": {"latency_s": 1e-3 * (i + 1), "sram_bytes": 1024.0},
+        "measured_metric": 0.9 + 0.01 * i,
+        "assignment": {"conv1": "w8a8", "fc.0-1": "w4a8"},
+        **extra,
+    }
 
 
 def sqlite_snapshot(path: Path) -> bytes | None:
@@ -57,8 +72,10 @@ def sqlite_snapshot(path: Path) -> bytes | None:
     wal = path.with_name(path.name + "-wal")
     if not wal.exists() or not wal.stat().st_size:
         return path.read_bytes()
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as source, \
-            contextlib.closing(sqlite3.connect(":memory:")) as copy:
+    with (
+        contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as source,
+        contextlib.closing(sqlite3.connect(":memory:")) as copy,
+    ):
         source.backup(copy)
         return copy.serialize()
 
@@ -139,8 +156,17 @@ class ReadContract:
 
     def test_points_read_back_in_order_with_nullable_dominated(self, url, filled):
         frontier, assignments = self.reader(url).run_points(filled["done"])
-        assert list(frontier.columns) == ["point", "label", "is_baseline", "optimal", "predicted_loss", "latency_s",
-                                          "sram_bytes", "measured_metric", "dominated"]
+        assert list(frontier.columns) == [
+            "point",
+            "label",
+            "is_baseline",
+            "optimal",
+            "predicted_loss",
+            "latency_s",
+            "sram_bytes",
+            "measured_metric",
+            "dominated",
+        ]
         assert list(frontier["point"]) == [0, 1, 2] and frontier.loc[1, "latency_s"] == pytest.approx(2e-3)
         assert math.isnan(frontier.loc[2, "measured_metric"]) and frontier.loc[0, "measured_metric"] == 0.9
         assert str(frontier["dominated"].dtype) == "boolean"
@@ -161,8 +187,20 @@ class ReadContract:
 
     def test_list_runs_is_oldest_first_with_every_column(self, url, filled):
         runs = self.reader(url).list_runs()
-        assert list(runs.columns) == ["run", "status", "task", "target", "objectives", "points", "metric_name",
-                                      "float_metric", "spearman", "created_at", "finished_at", "owner"]
+        assert list(runs.columns) == [
+            "run",
+            "status",
+            "task",
+            "target",
+            "objectives",
+            "points",
+            "metric_name",
+            "float_metric",
+            "spearman",
+            "created_at",
+            "finished_at",
+            "owner",
+        ]
         assert list(runs["run"]) == [filled["done"], filled["failed"]]
         assert list(runs["status"]) == ["done", "failed"] and list(runs["points"]) == [3, 0]
         assert list(runs["target"]) == ["stm32h743", "zcu104"] and runs.loc[0, "objectives"] == "latency_s"
@@ -182,8 +220,11 @@ class ReadContract:
     def test_a_missing_run_names_the_newest(self, url, filled):
         reader = self.reader(url)
         for read in (reader.run_record, reader.run_points, reader.run_tables):
-            with pytest.raises(RunNotFoundError, match=rf"run 7 is not in .*\(the newest is {filled['failed']}\); "
-                                                       r"list them with 'mpq runs'\.$"):
+            with pytest.raises(
+                RunNotFoundError,
+                match=rf"run 7 is not in .*\(the newest is {filled['failed']}\); "
+                r"list them with 'mpq runs'\.$",
+            ):
                 read(7)
 
     def test_a_reader_refuses_every_write_and_leaves_the_store_as_it_was(self, url, filled):
@@ -205,10 +246,13 @@ class ReadContract:
             lambda: reader.save_probe_checkpoint("c1", {"n": 0}),
         ]
         for write in writes:
-            with pytest.raises(StoreError, match=r"was opened for reading, and \w+ writes; open it with Store\(db, "
-                                                 r"mode='write'\)\.$"):
+            with pytest.raises(
+                StoreError,
+                match=r"was opened for reading, and \w+ writes; open it with Store\(db, "
+                r"mode='write'\)\.$",
+            ):
                 write()
-        del reader
+        reader.engine.dispose()  # its connections closed before the file is read back
         assert self.snapshot(url) == before
 
     def test_a_readers_connections_cannot_write(self, url, filled):
@@ -287,10 +331,15 @@ class WriteContract:
 
     def test_writes_to_a_missing_run_are_refused(self, store):
         store.create_run(**RUN_FIELDS)
-        for write in (lambda: store.save_table(7, "layers", LAYERS), lambda: store.save_points(7, [point(0)]),
-                      lambda: store.set_measured(7, 0, 0.5), lambda: store.set_dominated(7, {0: True}),
-                      lambda: store.update_run(7, spearman=0.5), lambda: store.finish_run(7, "done"),
-                      lambda: store.claim_run(7, seen={"status": "failed", "owner": None}, owner="x:1")):
+        for write in (
+            lambda: store.save_table(7, "layers", LAYERS),
+            lambda: store.save_points(7, [point(0)]),
+            lambda: store.set_measured(7, 0, 0.5),
+            lambda: store.set_dominated(7, {0: True}),
+            lambda: store.update_run(7, spearman=0.5),
+            lambda: store.finish_run(7, "done"),
+            lambda: store.claim_run(7, seen={"status": "failed", "owner": None}, owner="x:1"),
+        ):
             with pytest.raises(RunNotFoundError, match=r"run 7 is not in .*\(the newest is 1\)"):
                 write()
 

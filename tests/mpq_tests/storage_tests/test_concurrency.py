@@ -15,8 +15,13 @@ TINY = f"{Path(__file__).parents[2] / 'assets' / 'tasks' / 'tiny_task.py'}:make_
 def two_concurrent_searches(db: Path, *options: str) -> None:
     env = {**os.environ, "MPQ_DB": str(db)}
     processes = [
-        subprocess.Popen([sys.executable, "-m", "mpq.cli", "search", "--target", target, *options],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "mpq.cli", "search", "--target", target, *options],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for target in ("zcu104", "stm32h743")
     ]
     results = [p.communicate(timeout=600) for p in processes]
@@ -35,5 +40,6 @@ def test_two_concurrent_searches_share_one_sqlite_store(tmp_path):
 
 def test_two_concurrent_tiny_searches_share_one_sqlite_store(tmp_path):
     """The fast twin: the tiny task, so that both processes write to the store at about the same time."""
-    two_concurrent_searches(tmp_path / "shared.db", "--model", TINY, "--tolerance", "0.3", "--max-samples", "4",
-                            "--max-points", "4")
+    two_concurrent_searches(
+        tmp_path / "shared.db", "--model", TINY, "--tolerance", "0.3", "--max-samples", "4", "--max-points", "4"
+    )

@@ -68,8 +68,11 @@ def read_only(path: Path) -> str:
 
 @pytest.fixture
 def stored(tiny_task, tmp_path):
-    """A store holding one finished run, settled on disk."""
+    """A store holding one finished run, settled on disk; small pages and no free ones, so that
+    a new run's first write must grow the file (SQLite fills the slack of its pages first)."""
     path = tmp_path / "mpq.db"
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.executescript("PRAGMA page_size = 512; PRAGMA auto_vacuum = FULL; CREATE TABLE t (x); DROP TABLE t;")
     run = mpq.search(tiny_task, db=path, **SEARCH)
     return path, run.frontier, settled_bytes(path)
 

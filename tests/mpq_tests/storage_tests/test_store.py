@@ -78,8 +78,6 @@ def test_wrong_password_and_unreachable_server_are_one_line(postgres_url):
         Store(closed, mode="write")
 
 
-
-
 def test_a_mode_is_read_or_write():
     with pytest.raises(ValueError, match=r"The 'mode' parameter of Store must be one of read, write\. Got 'append'"):
         Store("x.db", mode="append")

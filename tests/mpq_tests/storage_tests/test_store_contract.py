@@ -5,10 +5,6 @@ ProbeCheckpoint folder (the checkpoint methods, all it implements)."""
 from __future__ import annotations
 
 import pytest
-
-from mpq import ProbeCheckpoint
-from mpq._storage import Store
-from mpq.exceptions import StoreError
 from store_contract import (  # this folder is on sys.path (pytest's prepend import mode)
     RUN_FIELDS,
     CheckpointContract,
@@ -16,6 +12,10 @@ from store_contract import (  # this folder is on sys.path (pytest's prepend imp
     StoreContract,
     database_snapshot,
 )
+
+from mpq import ProbeCheckpoint
+from mpq._storage import Store
+from mpq.exceptions import StoreError
 
 
 class TestSQLiteFile(StoreContract):
@@ -37,8 +37,11 @@ class TestReadOnlySQLite(ReadContract):
     def test_even_a_writer_cannot_write_to_it(self, url, filled):
         before = self.snapshot(url)
         writer = Store(f"sqlite:///file:{url}?mode=ro&uri=true", mode="write")
-        with pytest.raises(StoreError, match=r"attempt to write a readonly database; the store is read-only: make the "
-                                             r"file and its folder writable or give another --db") as info:
+        with pytest.raises(
+            StoreError,
+            match=r"attempt to write a readonly database; the store is read-only: make the "
+            r"file and its folder writable or give another --db",
+        ) as info:
             writer.create_run(**RUN_FIELDS)
         assert "\n" not in str(info.value)
         del writer

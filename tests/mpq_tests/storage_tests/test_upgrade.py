@@ -38,17 +38,29 @@ def old(tmp_path) -> Path:
 
 def test_readers_refuse_an_older_schema_and_leave_it_byte_identical(old, capsys):
     before = old.read_bytes()
-    refusal = (rf"^database sqlite:///{old} has schema 0001, this mpq needs {HEAD}; run 'mpq db upgrade --db {old}' "
-               r"\(reading never changes a store\)\.$")
-    for read in (lambda: mpq.list_runs(old), lambda: mpq.open_run(old, 1), lambda: Store(old, mode="read"),
-                 lambda: mpq.open_run(f"sqlite:///file:{old}?mode=ro&uri=true", 1)):
+    refusal = (
+        rf"^database sqlite:///{old} has schema 0001, this mpq needs {HEAD}; run 'mpq db upgrade --db {old}' "
+        r"\(reading never changes a store\)\.$"
+    )
+    for read in (
+        lambda: mpq.list_runs(old),
+        lambda: mpq.open_run(old, 1),
+        lambda: Store(old, mode="read"),
+        lambda: mpq.open_run(f"sqlite:///file:{old}?mode=ro&uri=true", 1),
+    ):
         with pytest.raises(StoreError) as info:
             read()
-        assert "\n" not in str(info.value) and f"run 'mpq db upgrade --db " in str(info.value)
+        assert "\n" not in str(info.value) and "run 'mpq db upgrade --db " in str(info.value)
     with pytest.raises(StoreError, match=refusal):
         mpq.list_runs(old)
-    for command_line in (["runs"], ["show", "1"], ["frontier", "1"], ["export", "1", "--point", "0"],
-                         ["compare", "1", "1"], ["dashboard", "--headless"]):
+    for command_line in (
+        ["runs"],
+        ["show", "1"],
+        ["frontier", "1"],
+        ["export", "1", "--point", "0"],
+        ["compare", "1", "1"],
+        ["dashboard", "--headless"],
+    ):
         with pytest.raises(SystemExit) as info:
             main([*command_line, "--db", str(old)])
         err = capsys.readouterr().err
@@ -62,8 +74,10 @@ def test_a_writer_upgrades_saying_so_in_one_line_and_keeps_every_run(old, caplog
         store = Store(old, mode="write")
     assert store.upgraded_from == "0001" and revision(old) == HEAD
     (line,) = [r.getMessage() for r in caplog.records if r.name == "mpq.storage"]
-    assert line == (f"database sqlite:///{old} had schema 0001; upgraded it to {HEAD} to write to it, keeping every "
-                    "run (an older mpq can no longer open it).")
+    assert line == (
+        f"database sqlite:///{old} had schema 0001; upgraded it to {HEAD} to write to it, keeping every "
+        "run (an older mpq can no longer open it)."
+    )
     record = store.run_record(1)
     # Every run kept: SQLite copies the runs table to add its CHECK (0004); with foreign keys on,
     # that copy would have cascaded to every point.
@@ -82,8 +96,24 @@ def test_a_writer_upgrades_saying_so_in_one_line_and_keeps_every_run(old, caplog
 
 def test_a_search_into_an_older_store_upgrades_it_and_adds_a_run(old, capsys):
     task = Path(__file__).parents[2] / "assets" / "tasks" / "good_task.py"
-    main(["search", "--model", f"{task}:make_task", "--target", "h100-sxm", "--candidates", "w8a8,w4a16",
-          "--no-validate", "--max-samples", "4", "--tolerance", "0.5", "--db", str(old)])
+    main(
+        [
+            "search",
+            "--model",
+            f"{task}:make_task",
+            "--target",
+            "h100-sxm",
+            "--candidates",
+            "w8a8,w4a16",
+            "--no-validate",
+            "--max-samples",
+            "4",
+            "--tolerance",
+            "0.5",
+            "--db",
+            str(old),
+        ]
+    )
     err = capsys.readouterr().err
     assert f"mpq: warning: database sqlite:///{old} had schema 0001; upgraded it to {HEAD}" in err
     assert revision(old) == HEAD
