@@ -14,23 +14,12 @@ import numpy as np
 import pandas as pd
 
 from hwmodels._errors import InvalidParameterError, InvalidTableError
-from mpqvocab import Interval, UnknownNameError, arith_class, check_param, choices_hint, format_spec
+from mpqvocab import LAYER_COLUMNS, Interval, UnknownNameError, arith_class, check_param, choices_hint, format_spec
 
 __all__ = ["LAYER_KINDS", "candidate_classes", "check_batch_size", "check_candidates", "check_layers", "make_pairs"]
 
 LAYER_KINDS = ("linear", "conv1d", "conv2d", "embedding")
 _SHAPE_DIMS = {"linear": 2, "conv1d": 3, "conv2d": 4, "embedding": 2}
-_LAYER_COLUMNS = (
-    "layer",
-    "kind",
-    "weight_params",
-    "bias_params",
-    "macs",
-    "in_elems",
-    "out_elems",
-    "weight_shape",
-    "groups",
-)
 # column -> smallest allowed value
 _LAYER_COUNTS = {
     "weight_params": 1,
@@ -98,7 +87,7 @@ def check_layers(layers: object) -> pd.DataFrame:
             kind, a count that is negative, zero where it must be positive, or not an integer, or
             a ``weight_shape`` whose product is not ``weight_params``.
     """
-    table = _check_frame(layers, "layers", _LAYER_COLUMNS, _LAYERS_FIX).copy()
+    table = _check_frame(layers, "layers", LAYER_COLUMNS, _LAYERS_FIX).copy()
     names = _check_names(table["layer"], "layers", "layer")
     for name, kind in zip(names, table["kind"]):
         if kind not in LAYER_KINDS:

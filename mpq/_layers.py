@@ -12,7 +12,7 @@ from torch import nn
 
 from mpq._task import Inputs, batch_size, hooked, run_model
 from mpq.exceptions import InvalidParameterError, NoQuantizableLayerError, TaskSpecError
-from mpqvocab import InstanceOf
+from mpqvocab import LAYER_COLUMNS, InstanceOf
 
 #: Module types mpq quantizes, and the ``kind`` each gets in the layer table.
 QUANTIZABLE_KINDS: dict[type[nn.Module], str] = {
@@ -21,18 +21,6 @@ QUANTIZABLE_KINDS: dict[type[nn.Module], str] = {
     nn.Conv2d: "conv2d",
     nn.Embedding: "embedding",
 }
-
-LAYER_COLUMNS = [
-    "layer",
-    "kind",
-    "weight_params",
-    "bias_params",
-    "macs",
-    "in_elems",
-    "out_elems",
-    "weight_shape",
-    "groups",
-]
 
 
 def layer_kind(module: nn.Module) -> str | None:

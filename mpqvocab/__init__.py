@@ -34,6 +34,7 @@ from mpqvocab._checks import (
     unknown_name,
 )
 from mpqvocab._errors import InvalidParameterError, UnknownNameError
+from mpqvocab._tables import LAYER_COLUMNS
 
 __all__ = [
     # formats
@@ -61,6 +62,8 @@ __all__ = [
     "choices_hint",
     "unknown_name",
     "format_number",
+    # tables
+    "LAYER_COLUMNS",
     # errors
     "InvalidParameterError",
     "UnknownNameError",

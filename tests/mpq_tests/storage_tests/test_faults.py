@@ -26,8 +26,9 @@ from mpq.exceptions import StoreError
 pytestmark = pytest.mark.filterwarnings("ignore::mpq.exceptions.SensitivityWarning")
 
 FAST = mpq.ProbeSettings(tolerance=0.3, min_samples=3, max_samples=6)
-SEARCH = dict(target="h100-sxm", objectives="weight_bytes", candidates=["w8a8", "w4a16", "wfp8afp8"], settings=FAST,
-              max_points=3)
+SEARCH = dict(
+    target="h100-sxm", objectives="weight_bytes", candidates=["w8a8", "w4a16", "wfp8afp8"], settings=FAST, max_points=3
+)
 
 
 def settled_bytes(path: Path) -> bytes:
@@ -103,8 +104,11 @@ def test_disk_full_mid_run_keeps_what_was_stored_and_the_run_resumes(tiny_task, 
 
     monkeypatch.setattr(Store, "save_points", fill_then_save)
     with disk_full_when(path, full), pytest.raises(StoreError) as info:
-        mpq.search(tiny_task, db=path, **{**SEARCH, "settings": mpq.ProbeSettings(tolerance=0.3, min_samples=3,
-                                                                                 max_samples=6, seed=1)})
+        mpq.search(
+            tiny_task,
+            db=path,
+            **{**SEARCH, "settings": mpq.ProbeSettings(tolerance=0.3, min_samples=3, max_samples=6, seed=1)},
+        )
     assert "the disk is full" in str(info.value)
     assert "Run 2 keeps what was stored before this error" in str(info.value) and "--resume 2" in str(info.value)
     monkeypatch.undo()
@@ -126,7 +130,9 @@ def test_read_only_store_can_be_browsed_not_written(tiny_task, stored):
     url = read_only(path)
     assert mpq.open_run(url, 1).frontier.equals(frontier)
     assert mpq.export(mpq.open_run(url, 1), point=0, to="json")
-    with pytest.raises(StoreError, match=r"attempt to write a readonly database; the store is read-only: make the file"):
+    with pytest.raises(
+        StoreError, match=r"attempt to write a readonly database; the store is read-only: make the file"
+    ):
         mpq.search(tiny_task, db=url, **SEARCH)
     with pytest.raises(StoreError, match="no store at"):
         mpq.list_runs(read_only(path.with_name("missing.db")))
@@ -136,8 +142,18 @@ def test_read_only_store_can_be_browsed_not_written(tiny_task, stored):
 def test_cli_full_and_read_only_stores_are_one_line_errors(stored, capsys):
     path, _, before = stored
     task = Path(__file__).parents[2] / "assets" / "tasks" / "good_task.py"
-    search = ["search", "--model", f"{task}:make_task", "--target", "h100-sxm", "--candidates", "w8a8",
-              "--no-validate", "--max-samples", "10"]
+    search = [
+        "search",
+        "--model",
+        f"{task}:make_task",
+        "--target",
+        "h100-sxm",
+        "--candidates",
+        "w8a8",
+        "--no-validate",
+        "--max-samples",
+        "10",
+    ]
     for db, context, message in [
         (str(path), disk_full_when(path, {"now": True}), "the disk is full"),
         (read_only(path), contextlib.nullcontext(), "the store is read-only"),
