@@ -306,10 +306,10 @@ def search(
             see ``mpq._measured_frontier``), instead of validating a fixed frontier;
             ``run.best(max_drop=...)`` picks it.
         max_evals: Calls of ``task.evaluate`` the search may spend, the float model's included
-            (``run.record["evaluations"]`` counts them); a budget given is spent whole (what
-            the frontier and the baselines leave goes to refinement); default: ``max_points``
-            frontier points in the usable region (within 10 % of float) and every baseline, or
-            50 with ``max_drop``.
+            (``run.record["evaluations"]`` counts them); a budget given is spent whole: on
+            frontier points of the usable region (within 10 % of float) as long as it has
+            unmeasured ones, then the baselines, then refinement; default: ``max_points``
+            frontier points in the usable region and every baseline, or 50 with ``max_drop``.
         refine: More evaluations spent pushing the measured frontier towards lower cost: one-layer
             moves to cheaper candidates from its points, least predicted loss per cost saved
             first, kept where no measured configuration beats them.
@@ -607,8 +607,8 @@ class _Measurer:
     def validate_region(self, usable_drop: float) -> None:
         """Spend the frontier's evaluations where its configurations are usable: bisection over
         the dense proxy frontier finds its cheapest point within ``usable_drop`` of the float
-        metric, then up to ``max_points`` proxy points from there to the most precise one are
-        measured, in an order that covers the region evenly. Without any point within it, the
+        metric, then up to ``max_points`` proxy points (all a named ``max_evals`` allows) from
+        there to the most precise one are measured, in an order that covers the region evenly. Without any point within it, the
         whole proxy frontier is the region."""
         proxy = self._proxy()
         self.search.target = self.store.run_record(self.run_id)["float_metric"] - usable_drop
@@ -619,7 +619,7 @@ class _Measurer:
             keys = [tuple(sorted(p.assignment.items())) for p in region]
             measured = sum(key in self.search.known for key in keys)
             for index in spread(len(region)):
-                if measured >= self.plan.max_points or self.search.left <= 0:
+                if measured >= self._region_points() or self.search.left <= 0:
                     break
                 if keys[index] not in self.search.known:
                     if self.search.metric(region[index]) is None:
@@ -635,6 +635,11 @@ class _Measurer:
         self.search.target = float_metric - drop
         self.search.cheapest_within_drop(self._proxy())
         self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
+
+    def _region_points(self) -> int:
+        """Frontier points to measure in the usable region: ``max_points``, or all a named
+        ``max_evals`` allows (the baselines and refinement then get what the region leaves)."""
+        return self.plan.max_points if self.plan.max_evals is None else self.plan.max_evals
 
     def _planned(self) -> int:
         """Configurations this run plans to measure (beside the float model), for progress."""
@@ -668,7 +673,7 @@ class _Measurer:
                 self.plan.costs,
                 [self.objective],
                 budgets=self.plan.all_budgets,
-                max_points=max(self.plan.max_points, _DROP_PROXY_POINTS),
+                max_points=max(self.plan.max_points, _DROP_PROXY_POINTS, self.plan.max_evals or 0),
             )
         table = pd.DataFrame(
             [
