@@ -86,7 +86,7 @@ def check_point(run: mpq.Run, point: int) -> int:
     Raises:
         InvalidParameterError: the run has no such point (the message lists the ones it has).
     """
-    known = [int(p) for p in run.frontier["point"]] if not run.frontier.empty else []
+    known = sorted(int(p) for p in run.frontier["point"]) if not run.frontier.empty else []
     if point not in known:
         choices = ", ".join(map(str, known)) or "none: the run has no frontier yet"
         raise mpq.exceptions.InvalidParameterError(

@@ -29,7 +29,7 @@ def _point_row(run: Run, point: int) -> pd.Series:
     rows = run.frontier[run.frontier["point"] == point]
     if rows.empty:
         raise InvalidParameterError(
-            f"run {run.id} has no point {point!r}; choose one of {', '.join(map(str, run.frontier['point']))}."
+            f"run {run.id} has no point {point!r}; choose one of {', '.join(map(str, sorted(run.frontier['point'])))}."
         )
     return rows.iloc[0]
 

@@ -68,7 +68,7 @@ class Run:
         rows = self.assignments[self.assignments["point"] == point]
         if rows.empty:
             raise InvalidParameterError(
-                f"run {self.id} has no point {point!r}; choose one of {', '.join(map(str, self.frontier['point']))}."
+                f"run {self.id} has no point {point!r}; choose one of {', '.join(map(str, sorted(self.frontier['point'])))}."
             )
         return dict(zip(rows["layer"], rows["candidate"]))
 
