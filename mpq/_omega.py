@@ -74,7 +74,11 @@ def omega(
         probe: Which traces to use: ``hessian`` (``hessian_w`` + ``hessian_a``), ``fisher``,
             ``efisher``, or ``measured`` (the measured increase itself, no prediction). If the
             table has no activation trace of that probe, the activation term is 0 (the
-            ``act_probe`` column says so).
+            ``act_probe`` column says so). Where the table also holds a ``measured`` row of a
+            (layer, candidate) (the hybrid: ``ProbeSettings(probes=("hessian_w", "hessian_a",
+            "measured"), candidates=(coarse ones))``), that measured increase is the omega:
+            2- and 3-bit formats move a layer far outside the quadratic regime, where the trace
+            misjudges it; ``omega_w``/``omega_a`` keep the quadratic terms.
         layer_table: The model's layer table (:func:`mpq.layers`), when the caller has it
             already; default: traced here.
 
@@ -139,6 +143,9 @@ def omega(
     _warn_negative(
         {**{(w_probe, n): v for (n, _), v in trace_w.items()}, **{(a_probe, n): v for (n, _), v in trace_a.items()}}
     )
+    # Where the table holds a measured increase (the hybrid probe: coarse formats, far outside
+    # the quadratic regime), the measurement is omega; the quadratic terms stay for reference.
+    measured = {(n, c): v for (p, n, c), v in values.items() if p == "measured"}
     n_w = dict(zip(table["layer"], table["weight_params"]))
     n_a = dict(zip(table["layer"], table["in_elems"]))
     for n in names:
@@ -151,7 +158,7 @@ def omega(
                 _row(
                     n,
                     c.name,
-                    omega_w + omega_a,
+                    measured.get((n, c.name), omega_w + omega_a),
                     weight_err[(n, c.name)],
                     act_err.get((n, c.name), 0.0),
                     omega_w,

@@ -8,6 +8,7 @@ stage keeps what it stored, so a resumed run does only what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import platform
@@ -24,7 +25,7 @@ from scipy.stats import spearmanr
 import hwmodels
 import solvers
 from mpq._apply import activation_ranges
-from mpq._formats import candidate_table
+from mpq._formats import candidate_table, get_candidate
 from mpq._layers import layers
 from mpq._measured_frontier import DEFAULT_DROP_EVALS, DropSearch, absolute_drop, check_drop, dominated, spread
 from mpq._omega import omega
@@ -185,7 +186,6 @@ class _Plan:
         if max_evals is not None:
             check_param("search", "max_evals", max_evals, Interval(int, 2, None))
         check_param("search", "refine", refine, Interval(int, 0, None))
-        settings = check_settings("search", settings or ProbeSettings())
         measures = [flag for flag, given in (("max_drop", max_drop is not None), ("refine", refine > 0)) if given]
         if measures and not validate:
             raise InvalidParameterError(
@@ -201,6 +201,7 @@ class _Plan:
         device = hwmodels.load_device(target)
         candidates = tuple(candidates or device.candidates)
         candidates_table = candidate_table(candidates)
+        settings = check_settings("search", _measured_candidates(settings or ProbeSettings(), candidates))
         progress("layers", 0, 1, "running the model once")
         layer_table = layers(task.model, task.calibration[0][0])
         _check_loss(task, layer_table, settings)
@@ -381,6 +382,30 @@ def search(
     with store.running(run_id):
         _run_stages(task, store, run_id, plan, progress, None if resume is not None else measured_before)
     return open_run(store, run_id)
+
+
+#: Element bits at or below which a candidate's loss increase is measured with ``--probe
+#: hybrid``: 2- and 3-bit formats move a layer far outside the quadratic regime.
+HYBRID_MAX_BITS = 3
+
+
+def _measured_candidates(settings: object, candidates: Sequence[str]) -> object:
+    """Settings with the ``measured`` probe but no candidates of their own get the search's: all
+    of them for ``measured`` alone; with trace probes beside (the hybrid), the candidates whose
+    weight or activation elements have at most ``HYBRID_MAX_BITS`` bits (none: trace probes only)."""
+    if not isinstance(settings, ProbeSettings) or "measured" not in settings.probes or settings.candidates:
+        return settings
+    traces = tuple(p for p in settings.probes if p != "measured")
+    if not traces:
+        return dataclasses.replace(settings, candidates=tuple(candidates))
+    coarse = tuple(
+        c
+        for c in candidates
+        if min(get_candidate(c).weight_format.element_bits, get_candidate(c).act_format.element_bits) <= HYBRID_MAX_BITS
+    )
+    if not coarse:
+        return dataclasses.replace(settings, probes=traces)
+    return dataclasses.replace(settings, candidates=coarse)
 
 
 def _highest(plan: _Plan) -> dict[str, str]:

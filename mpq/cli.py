@@ -134,7 +134,7 @@ def search(
     probe: Annotated[
         str,
         typer.Option(
-            help="Sensitivity probe: hessian, fisher (true Fisher), efisher (empirical), or measured (each layer alone at each candidate, the real loss)."
+            help="Sensitivity probe: hessian, fisher (true Fisher), efisher (empirical), measured (each layer alone at each candidate, the real loss), or hybrid (hessian, with the real loss of 2-3 bit candidates)."
         ),
     ] = "hessian",
     tolerance: Annotated[
@@ -186,7 +186,9 @@ def search(
     from mpq._cli_render import dumps, print_run, run_json
 
     budgets = _parse_budgets(budget)
-    probes = ("measured",) if probe == "measured" else (f"{probe}_w", f"{probe}_a")
+    probes = {"measured": ("measured",), "hybrid": ("hessian_w", "hessian_a", "measured")}.get(
+        probe, (f"{probe}_w", f"{probe}_a")
+    )
     settings = mpq.ProbeSettings(
         probes=probes, tolerance=tolerance, max_samples=max_samples, min_samples=min(10, max_samples)
     )

@@ -300,3 +300,27 @@ def test_exporting_a_point_beaten_on_measurement_warns_naming_the_better_one(cap
     assert err.count("\n") == 1 and err.startswith(f"mpq: warning: run 1 point {point} is beaten on measurement")
     fine = int(run.frontier.loc[run.frontier["dominated"] == False, "point"].iloc[0])  # noqa: E712
     assert cli_ok(capsys, "export", "1", "--point", str(fine), "--db", searched).err == ""
+
+
+@pytest.mark.parametrize(("probe", "measured"), [("hybrid", {"w2a2"}), ("measured", {"w2a2", "w4a4", "w4a8", "w8a8"})])
+def test_search_with_the_measured_and_hybrid_probes(capsys, tmp_path, probe, measured):
+    import mpq
+
+    db = str(tmp_path / f"{probe}.db")
+    cli_ok(
+        capsys,
+        "search",
+        "--model",
+        f"{ASSETS / 'tasks' / 'tiny_task.py'}:make_task",
+        "--probe",
+        probe,
+        "--max-samples",
+        "4",
+        "--max-points",
+        "3",
+        "--db",
+        db,
+    )
+    sensitivity = mpq.open_run(db, 1).tables["sensitivity"]
+    assert set(sensitivity.loc[sensitivity.probe == "measured", "candidate"]) == measured
+    assert (probe == "hybrid") == ("hessian_w" in set(sensitivity.probe))
