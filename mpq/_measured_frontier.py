@@ -109,7 +109,8 @@ def spread(count: int) -> list[int]:
     return order
 
 
-def _key(assignment: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+def configuration_key(assignment: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """A configuration (layer -> candidate) as a hashable key: one per distinct configuration."""
     return tuple(sorted(assignment.items()))
 
 
@@ -154,7 +155,7 @@ class DropSearch:
     def metric(self, solution: solvers.Solution) -> float | None:
         """The measured metric of a configuration: remembered, measured now, or None when no
         evaluation is left."""
-        key = _key(solution.assignment)
+        key = configuration_key(solution.assignment)
         if key not in self.known:
             if self.left <= 0:
                 return None
@@ -249,5 +250,5 @@ class DropSearch:
         return not any(
             c <= cost and m >= value and (c < cost or m > value)
             for key, (c, m) in self.known.items()
-            if key != _key(moved.assignment)
+            if key != configuration_key(moved.assignment)
         )

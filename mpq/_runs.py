@@ -11,7 +11,7 @@ import pandas as pd
 
 from mpq._export import export
 from mpq._frontier_columns import cost_columns
-from mpq._measured_frontier import absolute_drop, check_drop
+from mpq._measured_frontier import absolute_drop, check_drop, configuration_key
 from mpq._owners import shown_status
 from mpq._storage import DB, BaseStore, Store
 from mpq._validation import Interval, check_param, unknown_name
@@ -138,7 +138,7 @@ def _evaluations(record: dict[str, Any], frontier: pd.DataFrame, assignments: pd
         return int(record["float_metric"] is not None)
     measured = set(frontier.loc[frontier["measured_metric"].notna(), "point"])
     configurations = {
-        tuple(sorted(zip(rows["layer"], rows["candidate"])))
+        configuration_key(dict(zip(rows["layer"], rows["candidate"])))
         for point, rows in assignments.groupby("point")
         if point in measured
     }

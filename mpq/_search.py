@@ -27,7 +27,15 @@ import solvers
 from mpq._apply import activation_ranges
 from mpq._formats import candidate_table, get_candidate
 from mpq._layers import layers
-from mpq._measured_frontier import DEFAULT_DROP_EVALS, DropSearch, absolute_drop, check_drop, dominated, spread
+from mpq._measured_frontier import (
+    DEFAULT_DROP_EVALS,
+    DropSearch,
+    absolute_drop,
+    check_drop,
+    configuration_key,
+    dominated,
+    spread,
+)
 from mpq._omega import omega
 from mpq._owners import current_owner, owner_alive
 from mpq._probes import PROBES, ProbeSettings, check_loss, probe
@@ -569,26 +577,29 @@ class _Measurer:
             self.remember(by_point[point], float(metric), cost=float(cost))
         self._pending: dict | None = None
         self._label = "search"  # the label of a configuration measured and added as a point
+        # Read once here, kept up to date by _add_point: no store read per evaluation.
+        self._next_point = int(frontier["point"].max()) + 1 if len(frontier) else 0
+        self._baselines = int(frontier["is_baseline"].sum()) if len(frontier) else 0
 
     def remember(self, assignment: Mapping[str, str], metric: float, cost: float) -> None:
         """A stored configuration's measurement (each distinct one counts as one evaluation)."""
-        key = tuple(sorted(assignment.items()))
+        key = configuration_key(assignment)
         if key not in self.search.known:
             self.search.known[key] = (cost, metric)
             self.search.spent += 1
 
     def add_measured(self, assignment: Mapping[str, str], metric: float, label: str) -> None:
         """Store a configuration measured before the run was created, as a point of its own."""
-        if tuple(sorted(assignment.items())) in self.search.known:
+        if configuration_key(assignment) in self.search.known:
             return
         solution = solvers.solve(self.om, self.plan.costs, {}, fixed=dict(assignment))
         self._add_point(label, solution, metric)
         self.remember(assignment, metric, solution.costs[self.objective])
 
     def _add_point(self, label: str, solution: solvers.Solution, metric: float) -> None:
-        frontier, _ = self.store.run_points(self.run_id)
-        first = int(frontier["point"].max()) + 1 if len(frontier) else 0
-        self.store.add_points(self.run_id, _point_rows([(label, False, solution)], first=first, measured=[metric]))
+        rows = _point_rows([(label, False, solution)], first=self._next_point, measured=[metric])
+        self.store.add_points(self.run_id, rows)
+        self._next_point += 1
 
     def _measure_new(self, solution: solvers.Solution) -> float:
         label = self._pending["label"] if self._pending else self._label
@@ -617,7 +628,7 @@ class _Measurer:
                 {self.objective: float(row[self.objective])},
                 bool(row["optimal"]),
             )
-            key = tuple(sorted(solution.assignment.items()))
+            key = configuration_key(solution.assignment)
             if key in self.search.known:  # the same configuration as another point
                 self.store.set_measured(self.run_id, int(row["point"]), self.search.known[key][1])
                 continue
@@ -633,15 +644,15 @@ class _Measurer:
         """Spend the frontier's evaluations where its configurations are usable: bisection over
         the dense proxy frontier finds its cheapest point within ``usable_drop`` of the float
         metric, then up to ``max_points`` proxy points (all a named ``max_evals`` allows) from
-        there to the most precise one are measured, in an order that covers the region evenly. Without any point within it, the
-        whole proxy frontier is the region."""
+        there to the most precise one are measured, in an order that covers the region evenly.
+        Without any point within it, the whole proxy frontier is the region."""
         proxy = self._proxy()
         self.search.target = self.store.run_record(self.run_id)["float_metric"] - usable_drop
         self._label = "frontier"
         try:
             boundary = self.search.bisect(proxy)
             region = proxy[proxy.index(boundary) :] if boundary is not None else proxy
-            keys = [tuple(sorted(p.assignment.items())) for p in region]
+            keys = [configuration_key(p.assignment) for p in region]
             measured = sum(key in self.search.known for key in keys)
             for index in spread(len(region)):
                 if measured >= self._region_points() or self.search.left <= 0:
@@ -670,9 +681,7 @@ class _Measurer:
         """Configurations this run plans to measure (beside the float model), for progress."""
         if self.plan.max_evals is not None or self.plan.max_drop is not None:
             return self.search.max_evals - 1
-        frontier, _ = self.store.run_points(self.run_id)
-        baselines = int(frontier["is_baseline"].sum()) if len(frontier) else 0
-        return self.plan.max_points + baselines + math.ceil(math.log2(_DROP_PROXY_POINTS)) + self.plan.refine
+        return self.plan.max_points + self._baselines + math.ceil(math.log2(_DROP_PROXY_POINTS)) + self.plan.refine
 
     def _proxy(self) -> list[solvers.Solution]:
         """The proxy frontier (exact optima of predicted loss), dense, ascending cost; solved once
