@@ -14,8 +14,9 @@ only a measurement answers it. :class:`DropSearch` answers it with few evaluatio
    the metric within the drop is taken, one that breaks it marks that layer's candidate (and
    every cheaper one of that layer) as misjudged by the proxy and is never tried again.
 
-Refinement (:meth:`DropSearch.refine`) spends extra evaluations the same way from every point of
-the measured frontier, pushing it towards lower cost, then on proxy points not measured yet.
+Refinement (:meth:`DropSearch.refine`) spends extra evaluations where the measured frontier gains
+most: in its widest step, the proxy's optimum inside it, else a one-layer move from the step's
+upper point. :meth:`DropSearch.cover` measures proxy points alone the same way.
 """
 
 from __future__ import annotations
@@ -181,6 +182,28 @@ class DropSearch:
             lo, hi = (lo, mid) if verdict else (mid + 1, hi)
         return proxy[hi]
 
+    def cover(self, proxy: Sequence[solvers.Solution], points: int) -> None:
+        """Measure up to ``points`` configurations of the proxy frontier (ascending cost; those
+        measured before count) where the measured frontier gains most: both ends, then, again and
+        again, the point halfway between the two neighbouring measured ones whose step (cost
+        apart times metric apart, the most area a point between them can add) is widest."""
+        keys = [configuration_key(p.assignment) for p in proxy]
+        for index in (len(proxy) - 1, 0):
+            if sum(key in self.known for key in keys) >= points or self.metric(proxy[index]) is None:
+                return
+        while sum(key in self.known for key in keys) < points:
+            measured = [(i, *self.known[key]) for i, key in enumerate(keys) if key in self.known]
+            steps = [
+                (abs(high_metric - low_metric) * (high_cost - low_cost), high_cost - low_cost, low, high)
+                for (low, low_cost, low_metric), (high, high_cost, high_metric) in zip(measured, measured[1:])
+                if high - low > 1
+            ]
+            if not steps:
+                return
+            *_, low, high = max(steps)
+            if self.metric(proxy[(low + high) // 2]) is None:
+                return
+
     def _moves(self, assignment: Mapping[str, str]) -> list[tuple[float, str, str]]:
         """One-layer moves to a cheaper candidate, least predicted loss per cost saved first."""
         moves = []
@@ -230,20 +253,81 @@ class DropSearch:
             return None
         return self.descend(found, lambda _, value: value >= self.target)
 
-    def refine(self, starts: Sequence[solvers.Solution], extra: int, proxy: Sequence[solvers.Solution] = ()) -> None:
-        """Spend ``extra`` more evaluations: one-layer moves from each start (the measured
-        frontier's points), keeping a move whose configuration no measured one dominates (it
-        extends the measured frontier); once no move is left, the proxy frontier's points not
-        measured yet, in an order that covers it evenly."""
+    def refine(self, extra: int, pool: Sequence[solvers.Solution] = ()) -> None:
+        """Spend ``extra`` more evaluations pushing the measured frontier outward where it gains
+        most. Each evaluation fills the widest step of the measured frontier (the area between a
+        frontier point and the next cheaper one, down to the target; shrunk by the evaluations
+        that already failed to extend it there): with the configuration of ``pool`` (the proxy
+        frontier's points, the baselines) halfway inside the step when one is left, else with the
+        upper point's untried one-layer move of least predicted loss per cost saved. A
+        configuration no measured one dominates joins the frontier; once no step has anything
+        left to try, the pool's unmeasured configurations, in an order that covers it evenly."""
         self.max_evals = self.spent + extra
-        for start in starts:
+        pool = sorted(pool, key=lambda p: p.costs[self.objective])
+        failures: dict[tuple, int] = {}
+        tried: set[tuple[tuple, str, str]] = set()
+        while self.left > 0:
+            step = self._widest_step(pool, failures, tried)
+            if step is None:
+                break
+            upper, solution = step
+            value = self.metric(solution)
+            if value is None:
+                return
+            if not self._extends_frontier(solution, value):
+                failures[upper] = failures.get(upper, 0) + 1
+        for index in spread(len(pool)):
             if self.left <= 0:
                 return
-            self.descend(start, self._extends_frontier)
-        for index in spread(len(proxy)):
-            if self.left <= 0:
-                return
-            self.metric(proxy[index])
+            self.metric(pool[index])
+
+    def _frontier(self) -> list[tuple[float, float, tuple]]:
+        """The measured frontier at or above the target: (cost, metric, configuration), ascending cost."""
+        floor = self._floor()[1]
+        frontier: list[tuple[float, float, tuple]] = []
+        for cost, negative, key in sorted((c, -m, key) for key, (c, m) in self.known.items() if m >= floor):
+            if not frontier or -negative > frontier[-1][1]:
+                frontier.append((cost, -negative, key))
+        return frontier
+
+    def _floor(self) -> tuple[float, float]:
+        """The bottom left corner of the frontier's first step: the all-cheapest cost, and the
+        target metric (without one, the lowest measured)."""
+        cheapest = float(self._cost.groupby(level="layer").min().sum())
+        return cheapest, self.target if self.target is not None else min(m for _, m in self.known.values())
+
+    def _widest_step(
+        self, pool: Sequence[solvers.Solution], failures: Mapping[tuple, int], tried: set[tuple[tuple, str, str]]
+    ) -> tuple[tuple, solvers.Solution] | None:
+        """The next configuration to measure and the frontier point whose step it fills."""
+        frontier = self._frontier()
+        floor_cost, floor_metric = self._floor()
+        steps = []
+        for i, (cost, metric, key) in enumerate(frontier):
+            left_cost, left_metric = (floor_cost, floor_metric) if i == 0 else frontier[i - 1][:2]
+            if i == 0:  # a configuration cheaper than one measured below the target is assumed below it too
+                failed = [c for c, m in self.known.values() if m < floor_metric and c < cost]
+                left_cost = max([floor_cost, *failed])
+            area = (cost - left_cost) * (metric - left_metric)
+            steps.append((area / (1 + failures.get(key, 0)), left_cost, cost, key))
+        for _, left_cost, cost, key in sorted(steps, key=lambda step: step[0], reverse=True):
+            inside = [
+                p
+                for p in pool
+                if left_cost < p.costs[self.objective] < cost and configuration_key(p.assignment) not in self.known
+            ]
+            if inside:
+                return key, inside[len(inside) // 2]
+            assignment = dict(key)
+            for _, layer, candidate in self._moves(assignment):
+                if (key, layer, candidate) in tried:
+                    continue
+                tried.add((key, layer, candidate))
+                moved = {**assignment, layer: candidate}
+                solution = None if configuration_key(moved) in self.known else self._solution(moved)
+                if solution is not None:
+                    return key, solution
+        return None
 
     def _extends_frontier(self, moved: solvers.Solution, value: float) -> bool:
         cost = moved.costs[self.objective]

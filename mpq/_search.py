@@ -536,7 +536,9 @@ def _run_stages(
         if by_region:
             measurer.validate_region(absolute_drop(USABLE_DROP, float_metric))
         if plan.max_drop is None:
-            measurer.validate_stored()
+            # With a named budget, refinement measures the baselines where they extend the frontier.
+            if not (by_region and plan.max_evals is not None):
+                measurer.validate_stored()
         else:
             measurer.cheapest_within_drop(absolute_drop(plan.max_drop, float_metric))
         # A budget the user named is spent whole: what the plan left goes to refinement too.
@@ -575,8 +577,15 @@ class _Measurer:
             measured.get("point", []), measured.get(self.objective, []), measured.get("measured_metric", [])
         ):
             self.remember(by_point[point], float(metric), cost=float(cost))
-        self._pending: dict | None = None
-        self._label = "search"  # the label of a configuration measured and added as a point
+        measured_points = set(measured.get("point", []))
+        # A stored point not measured yet gets its measurement; any other configuration becomes a point.
+        self._stored = {
+            configuration_key(by_point[point]): (point, label)
+            for point, label in zip(frontier.get("point", []), frontier.get("label", []))
+            if point not in measured_points
+        }
+        self._proxy_points: list[solvers.Solution] = []
+        self._proxy_keys: set[tuple] = set()  # measured and added as "frontier" points; others as "search"
         # Read once here, kept up to date by _add_point: no store read per evaluation.
         self._next_point = int(frontier["point"].max()) + 1 if len(frontier) else 0
         self._baselines = int(frontier["is_baseline"].sum()) if len(frontier) else 0
@@ -602,13 +611,14 @@ class _Measurer:
         self._next_point += 1
 
     def _measure_new(self, solution: solvers.Solution) -> float:
-        label = self._pending["label"] if self._pending else self._label
+        key = configuration_key(solution.assignment)
+        point, label = self._stored.pop(key, (None, "frontier" if key in self._proxy_keys else "search"))
         self.progress("validate", self.search.spent - 1, self._planned(), label)
         value = float(validate(self.task, {0: solution.assignment}, act_ranges=self.ranges).iloc[0])
-        if self._pending is not None:  # a stored point: record its measurement
-            self.store.set_measured(self.run_id, self._pending["point"], value)
+        if point is None:
+            self._add_point(label, solution, value)
         else:
-            self._add_point(self._label, solution, value)
+            self.store.set_measured(self.run_id, point, value)
         return value
 
     def validate_stored(self) -> None:
@@ -632,37 +642,22 @@ class _Measurer:
             if key in self.search.known:  # the same configuration as another point
                 self.store.set_measured(self.run_id, int(row["point"]), self.search.known[key][1])
                 continue
-            self._pending = {"point": int(row["point"]), "label": row["label"]}
-            try:
-                if self.search.metric(solution) is None:
-                    break  # max_evals spent
-            finally:
-                self._pending = None
+            if self.search.metric(solution) is None:
+                break  # max_evals spent
         self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
 
     def validate_region(self, usable_drop: float) -> None:
         """Spend the frontier's evaluations where its configurations are usable: bisection over
         the dense proxy frontier finds its cheapest point within ``usable_drop`` of the float
-        metric, then up to ``max_points`` proxy points (all a named ``max_evals`` allows) from
-        there to the most precise one are measured, in an order that covers the region evenly.
-        Without any point within it, the whole proxy frontier is the region."""
+        metric; then, without a named ``max_evals``, up to ``max_points`` proxy points from there
+        to the most precise one are measured where the measured frontier gains most (with one,
+        refinement spends the rest). Without any point within it, the whole proxy frontier is
+        the region."""
         proxy = self._proxy()
         self.search.target = self.store.run_record(self.run_id)["float_metric"] - usable_drop
-        self._label = "frontier"
-        try:
-            boundary = self.search.bisect(proxy)
-            region = proxy[proxy.index(boundary) :] if boundary is not None else proxy
-            keys = [configuration_key(p.assignment) for p in region]
-            measured = sum(key in self.search.known for key in keys)
-            for index in spread(len(region)):
-                if measured >= self._region_points() or self.search.left <= 0:
-                    break
-                if keys[index] not in self.search.known:
-                    if self.search.metric(region[index]) is None:
-                        break
-                    measured += 1
-        finally:
-            self._label = "search"
+        boundary = self.search.bisect(proxy)
+        if self.plan.max_evals is None:
+            self.search.cover(proxy[proxy.index(boundary) :] if boundary is not None else proxy, self.plan.max_points)
 
     def cheapest_within_drop(self, drop: float) -> None:
         """The cheapest configuration within ``drop`` of the float metric, by bisection over the
@@ -671,11 +666,6 @@ class _Measurer:
         self.search.target = float_metric - drop
         self.search.cheapest_within_drop(self._proxy())
         self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
-
-    def _region_points(self) -> int:
-        """Frontier points to measure in the usable region: ``max_points``, or all a named
-        ``max_evals`` allows (the baselines and refinement then get what the region leaves)."""
-        return self.plan.max_points if self.plan.max_evals is None else self.plan.max_evals
 
     def _planned(self) -> int:
         """Configurations this run plans to measure (beside the float model), for progress."""
@@ -686,6 +676,12 @@ class _Measurer:
     def _proxy(self) -> list[solvers.Solution]:
         """The proxy frontier (exact optima of predicted loss), dense, ascending cost; solved once
         per run and stored (the run table ``proxy``), so a resumed run does not solve again."""
+        if not self._proxy_points:
+            self._proxy_points = self._load_or_solve_proxy()
+            self._proxy_keys = {configuration_key(p.assignment) for p in self._proxy_points}
+        return self._proxy_points
+
+    def _load_or_solve_proxy(self) -> list[solvers.Solution]:
         stored = self.store.run_tables(self.run_id).get("proxy")
         if stored is not None:
             costs = [
@@ -728,8 +724,9 @@ class _Measurer:
 
     def refine(self, extra: int) -> None:
         """``extra`` more evaluations: with ``max_drop``, first more local repair of the cheapest
-        configuration within the drop; then one-layer moves from the measured frontier's points,
-        best measured first."""
+        configuration within the drop; then the measured frontier pushed outward where it gains
+        most, from the proxy frontier's points, the stored points not measured yet (the
+        baselines) and one-layer moves (:meth:`DropSearch.refine`)."""
         self.search.max_evals = self.search.spent + extra
         if self.plan.max_drop is not None:
             within = [(cost, key) for key, (cost, metric) in self.search.known.items() if metric >= self.search.target]
@@ -737,20 +734,14 @@ class _Measurer:
                 _, key = min(within)
                 start = solvers.solve(self.om, self.plan.costs, {}, fixed=dict(key))
                 self.search.descend(start, lambda _, value: value >= self.search.target)
-        frontier, assignments = self.store.run_points(self.run_id)
-        measured = frontier[frontier["measured_metric"].notna()]
-        beaten = dominated(measured, [self.objective])
-        starts = []
-        for _, row in measured[~beaten.astype(bool)].sort_values("measured_metric", ascending=False).iterrows():
-            rows = assignments[assignments["point"] == row["point"]]
-            starts.append(solvers.solve(self.om, self.plan.costs, {}, fixed=dict(rows[["layer", "candidate"]].values)))
+        stored = [solvers.solve(self.om, self.plan.costs, {}, fixed=dict(key)) for key in self._stored]
         self.search.misjudged.clear()  # a move that broke the drop may still extend the frontier
-        self.search.refine(starts, self.search.left, self._proxy())
+        self.search.refine(self.search.left, self._proxy() + stored)
         self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
 
 
 #: Points of the proxy frontier the bisections search over.
-_DROP_PROXY_POINTS = 64
+_DROP_PROXY_POINTS = 200
 #: Without ``max_drop``, the frontier's evaluations go to configurations within this drop of
 #: the float metric: further down, a model is rarely one a user deploys.
 USABLE_DROP = "10%"

@@ -109,7 +109,7 @@ def test_refine_extends_the_measured_frontier():
     search, calls = _search(om, costs, damage, None, max_evals=10**6)
     start = _proxy(om, costs)[-1]
     search.metric(start)
-    search.refine([start], extra=8)
+    search.refine(extra=8, pool=[])
     assert len(calls) == 9
     points = pd.DataFrame([(c, m) for c, m in search.known.values()], columns=["latency_s", "measured_metric"])
     assert (~dominated(points, ["latency_s"]).astype(bool)).sum() >= 3  # the walk added non-dominated points

@@ -71,9 +71,13 @@ def test_refine_spends_exactly_its_extra_evaluations_and_extends_the_measured_fr
     calls.clear()
     refined = mpq.search(task, **TARGET, max_evals=6, refine=5, db=tmp_path / "b.db")
     assert refined.record["evaluations"] == len(calls) == plain.record["evaluations"] + 5
-    frontier = refined.frontier[refined.frontier["measured_metric"].notna()]
-    searched = frontier[frontier["label"] == "search"]
-    assert len(searched) == 5 and (~searched["dominated"].astype(bool)).any()
+    measured = refined.frontier[refined.frontier["measured_metric"].notna()]
+    before = plain.frontier[plain.frontier["measured_metric"].notna()]
+    assert len(measured) == len(before) + 5
+    # refinement measured configurations the plain search did not, and one of them is on the measured frontier
+    plain_configurations = {tuple(sorted(plain.assignment(p).items())) for p in before["point"]}
+    is_new = [tuple(sorted(refined.assignment(p).items())) not in plain_configurations for p in measured["point"]]
+    assert sum(is_new) == 5 and (~measured.loc[is_new, "dominated"].astype(bool)).any()
 
 
 def test_an_interrupted_drop_search_resumes_without_measuring_anything_again(tmp_path):
