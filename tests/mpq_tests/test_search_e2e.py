@@ -109,6 +109,11 @@ def test_infeasible_budget_fails_before_any_probe(digits, tmp_path, monkeypatch)
         ),
         ({"budgets": {"flash_bytes": -1}}, mpq.exceptions.InvalidParameterError, r"budgets\['flash_bytes'\]"),
         ({"candidates": ["w5a8"]}, mpq.exceptions.UnknownNameError, "unknown weight format '5'"),
+        (  # a candidate the user names is searched or refused, never dropped without a word
+            {"target": "h100-sxm", "candidates": ["wint4_g128a16", "w8a16"]},
+            mpq.exceptions.InvalidParameterError,
+            r"^candidate 'wint4_g128a16' does not run on h100-sxm; choose among the candidates it runs: w4a16, w4a8, ",
+        ),
         ({"objectives": []}, mpq.exceptions.InvalidParameterError, "must name one or two cost columns"),
     ],
 )
