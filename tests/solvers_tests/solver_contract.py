@@ -9,6 +9,13 @@ import pytest
 from solver_enumeration import enumerate_allocations, nondominated
 
 import solvers
+from solvers._backends import cbc_path
+
+#: The CBC backend's tests run where a CBC executable exists.
+needs_cbc = pytest.mark.skipif(
+    cbc_path() is None,
+    reason="no CBC executable: none on PATH and this PuLP bundles none; pip install pulp[cbc] or put a cbc on PATH",
+)
 
 
 class SolverContract:

@@ -7,6 +7,7 @@ import logging
 
 import pulp
 import pytest
+from solver_contract import needs_cbc
 
 import solvers
 import solvers._backends
@@ -31,10 +32,8 @@ def test_missing_cbc_says_how_to_install(three_layers, monkeypatch):
         solvers.solve(*three_layers, BUDGETS, backend="cbc")
 
 
+@needs_cbc
 def test_auto_falls_back_to_cbc_when_highs_fails(three_layers, monkeypatch, caplog):
-    if cbc_path() is None:
-        pytest.skip("no CBC executable")
-
     def broken_highs(name, time_limit_s=None):
         if name == "highs":
             raise pulp.PulpSolverError("HiGHS: crashed")

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from solver_contract import needs_cbc
 from solver_enumeration import MAXED, SUMMED, enumerate_allocations, meets, nondominated
 
 import solvers
-from solvers._backends import cbc_path
 
 CANDIDATES = ["int2", "int4", "int8", "fp8"]
 BACKEND_EXAMPLES = {"auto": 30, "highs": 25, "cbc": 10}
@@ -79,9 +79,7 @@ def backends():
     """(backend, examples): the default run's counts, and 150 examples of auto under -m slow."""
     return [
         *(
-            pytest.param(
-                name, examples, marks=pytest.mark.skipif(name == "cbc" and cbc_path() is None, reason="no CBC")
-            )
+            pytest.param(name, examples, marks=needs_cbc if name == "cbc" else ())
             for name, examples in BACKEND_EXAMPLES.items()
         ),
         pytest.param("auto", 150, marks=pytest.mark.slow),

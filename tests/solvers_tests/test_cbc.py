@@ -1,14 +1,8 @@
 """The solver contract with the CBC ILP backend (skipped where no CBC executable exists)."""
 
-import pytest
-from solver_contract import SolverContract
+from solver_contract import SolverContract, needs_cbc
 
-from solvers._backends import cbc_path
-
-pytestmark = pytest.mark.skipif(
-    cbc_path() is None,
-    reason="no CBC executable: none on PATH and this PuLP bundles none (pip install pulp[cbc])",
-)
+pytestmark = needs_cbc
 
 
 class TestCbc(SolverContract):

