@@ -4,56 +4,57 @@ Probe a model's per-layer sensitivity, cost every layer at every number format o
 device, and solve for the Pareto frontier of accuracy loss against latency, energy and memory.
 """
 
+import importlib
+
 from mpq import exceptions
-from mpq._apply import activation_ranges, apply
-from mpq._compare import compare
-from mpq._examples import list_examples
-from mpq._export import export
-from mpq._formats import Candidate, NumberFormat, candidate_table, get_candidate, get_format, list_formats
-from mpq._layers import layers
-from mpq._measure import measure_latency, write_measured_csv
-from mpq._omega import omega
-from mpq._probes import ProbeCheckpoint, ProbeSettings, probe
-from mpq._runs import Run, list_runs, open_run
-from mpq._search import search
-from mpq._task import Task
-from mpq._task_spec import load_task
-from mpq._validate import validate
 from mpq.exceptions import MpqError
 from mpq.version import __version__
 
-__all__ = [
+# The public names and the private module each lives in, imported on first use (PEP 562): torch,
+# scipy, pandas and SQLAlchemy load with the function that needs them, so `import mpq.cli` (and
+# `mpq --help`) stays light.
+_LAZY = {
     # tasks
-    "Task",
-    "load_task",
-    "list_examples",
+    "Task": "mpq._task",
+    "load_task": "mpq._task_spec",
+    "list_examples": "mpq._examples",
     # model tables and formats
-    "layers",
-    "NumberFormat",
-    "Candidate",
-    "get_format",
-    "list_formats",
-    "get_candidate",
-    "candidate_table",
-    "activation_ranges",
-    "apply",
+    "layers": "mpq._layers",
+    "NumberFormat": "mpq._formats",
+    "Candidate": "mpq._formats",
+    "get_format": "mpq._formats",
+    "list_formats": "mpq._formats",
+    "get_candidate": "mpq._formats",
+    "candidate_table": "mpq._formats",
+    "activation_ranges": "mpq._apply",
+    "apply": "mpq._apply",
     # probes
-    "ProbeSettings",
-    "ProbeCheckpoint",
-    "probe",
-    "omega",
+    "ProbeSettings": "mpq._probes",
+    "ProbeCheckpoint": "mpq._probes",
+    "probe": "mpq._probes",
+    "omega": "mpq._omega",
     # the workflow
-    "search",
-    "validate",
-    "Run",
-    "open_run",
-    "list_runs",
-    "export",
-    "compare",
-    "measure_latency",
-    "write_measured_csv",
-    # errors and version
-    "exceptions",
-    "MpqError",
-    "__version__",
-]
+    "search": "mpq._search",
+    "validate": "mpq._validate",
+    "Run": "mpq._runs",
+    "open_run": "mpq._runs",
+    "list_runs": "mpq._runs",
+    "export": "mpq._export",
+    "compare": "mpq._compare",
+    "measure_latency": "mpq._measure",
+    "write_measured_csv": "mpq._measure",
+}
+
+__all__ = [*_LAZY, "exceptions", "MpqError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'mpq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from numbers import Integral
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from mpq._export import check_run
+from mpq._measured_frontier import configuration_key
 from mpq.exceptions import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -57,3 +59,46 @@ def compare(first: Run, second: Run, points: tuple[int, int] | None = None) -> t
     layers["changed"] = layers["candidate_first"] != layers["candidate_second"]
     layers.attrs["points"] = chosen
     return frontiers, layers
+
+
+def setting_differences(first: Run, second: Run) -> pd.DataFrame:
+    """What the two runs were searched with that differs: one row per setting (``setting``,
+    ``first``, ``second``): the task, model and data hashes, metric, target, objectives, budgets,
+    candidates, the probe's settings (``probe.tolerance``...) and the search's; empty when none does."""
+
+    def settings(run: Run) -> dict[str, object]:
+        record = run.record
+        found = {
+            "task": record["task_name"],
+            "model": record["model_hash"],
+            "data": record["data_hash"],
+            "metric": record["metric_name"],
+            "target": run.target,
+            "objectives": ", ".join(run.objectives),
+            "budgets": record["budgets"] or None,
+        }
+        for name, value in record["settings"].items():
+            if name == "probe":  # its stored JSON: one setting per field
+                found.update({f"probe.{k}": v for k, v in json.loads(value)["data"].items()})
+            elif name != "target":
+                found[name] = ", ".join(value) if isinstance(value, list) else value
+        return found
+
+    a, b = settings(first), settings(second)
+    rows = [(name, a.get(name), b.get(name)) for name in dict.fromkeys([*a, *b]) if a.get(name) != b.get(name)]
+    return pd.DataFrame(rows, columns=["setting", "first", "second"], dtype=object)
+
+
+def same_points(first: Run, second: Run) -> bool:
+    """Whether the two runs hold the same points: the same configurations with the same label,
+    predicted loss, costs and measured metric (point numbers aside)."""
+
+    def points(run: Run) -> pd.DataFrame:
+        frontier = run.frontier.assign(
+            configuration=[str(configuration_key(run.assignment(int(p)))) for p in run.frontier["point"]]
+        )
+        frontier = frontier.drop(columns="point")
+        return frontier.sort_values([*frontier.columns]).reset_index(drop=True)
+
+    a, b = points(first), points(second)
+    return list(a.columns) == list(b.columns) and a.equals(b)

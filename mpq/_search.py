@@ -25,6 +25,7 @@ from scipy.stats import spearmanr
 import hwmodels
 import solvers
 from mpq._apply import activation_ranges
+from mpq._defaults import DEFAULT_OBJECTIVES, DEFAULT_TARGET
 from mpq._formats import candidate_table, get_candidate
 from mpq._layers import layers
 from mpq._measured_frontier import (
@@ -50,11 +51,6 @@ from mpq.exceptions import DropNotMetError, InvalidParameterError, TaskSpecError
 from mpqvocab import choices_hint, parameter_message
 
 logger = logging.getLogger("mpq.search")
-
-#: The target and objective of a bare ``mpq search``: the digits CNN is the kind of network
-#: FINN's streaming dataflow puts on a Zynq board, and the FPGA runs 2- to 8-bit candidates.
-DEFAULT_TARGET = "zcu104"
-DEFAULT_OBJECTIVES = ("latency_s",)
 
 #: ``progress(stage, done, total, message)``; stages: layers, costs, resume (an unfinished run
 #: of the same search taken up), probe, omega, solve, validate, store.

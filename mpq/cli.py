@@ -13,20 +13,44 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
-import hwmodels
-import solvers
-from mpq._search import DEFAULT_OBJECTIVES, DEFAULT_TARGET
+# Only what --help needs is imported here: each command imports mpq's modules (torch, pandas,
+# SQLAlchemy) itself, so that `mpq --help` answers at once.
+from mpq._defaults import DEFAULT_OBJECTIVES, DEFAULT_TARGET
+
+
+def _untyped_flags(params: list) -> list:
+    """A flag takes no value: its help shows no type (Typer would show ``<bool>``)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Group(TyperGroup):
+    """mpq's command groups: the flags of the group and of each of its commands show no type."""
+
+    def get_params(self, ctx):
+        return _untyped_flags(super().get_params(ctx))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            _untyped_flags(command.get_params(ctx))
+        return command
+
 
 app = typer.Typer(
     name="mpq",
     help="Mixed-precision bit allocation: per-layer number formats on the Pareto frontier of a target device.",
+    cls=_Group,
+    rich_markup_mode="rich",  # help texts escape their literal brackets: \\[default: ...]
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Maintain a results store.", no_args_is_help=True)
+db_app = typer.Typer(help="Maintain a results store.", cls=_Group, rich_markup_mode="rich", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 stdout = Console()
@@ -36,11 +60,17 @@ _state = {"debug": False}
 DbOption = Annotated[
     str | None,
     typer.Option(
-        "--db", envvar="MPQ_DB", help="Results store: a SQLite file or a SQLAlchemy URL [default: ~/.cache/mpq/mpq.db]."
+        "--db",
+        envvar="MPQ_DB",
+        help="Results store: a SQLite file or a SQLAlchemy URL \\[default: ~/.cache/mpq/mpq.db].",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the documented JSON shape instead of a table.")]
 AllOption = Annotated[bool, typer.Option("--all", help="Show every validated point, not only the measured frontier.")]
+WideOption = Annotated[
+    bool,
+    typer.Option("--wide", help="Show every column, wider than the terminal if need be (else some are left out)."),
+]
 
 
 ModelOption = Annotated[
@@ -78,36 +108,6 @@ def _parse_budgets(values: list[str]) -> dict[str, float]:
     return budgets
 
 
-class _StageProgress:
-    """One rich progress bar per pipeline stage, on stderr so --json stays clean; shown from the
-    first report on, so a command that fails before any work prints its error line alone."""
-
-    def __init__(self) -> None:
-        self.bar = Progress(
-            TextColumn("{task.description:<9}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[message]}"),
-            TimeElapsedColumn(),
-            console=stderr,
-        )
-        self.tasks: dict[str, int] = {}
-
-    def __call__(self, stage: str, done: int, total: int, message: str) -> None:
-        if not self.tasks:
-            self.bar.start()
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bar.add_task(stage, total=max(total, 1), message=message)
-        self.bar.update(self.tasks[stage], completed=done, total=max(total, 1), message=message)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.tasks:
-            self.bar.stop()
-
-
 @app.command()
 def search(
     model: Annotated[
@@ -129,7 +129,7 @@ def search(
         typer.Option("--budget", "-b", help="NAME=VALUE upper limit; any number; gives the one optimal point."),
     ] = [],  # noqa: B006
     candidates: Annotated[
-        str | None, typer.Option(help="Comma-separated candidates [default: all the target runs].")
+        str | None, typer.Option(help="Comma-separated candidates \\[default: all the target runs].")
     ] = None,
     probe: Annotated[
         str,
@@ -158,13 +158,14 @@ def search(
         int | None,
         typer.Option(
             metavar="N",
-            help="Evaluations of the task's metric to spend, the float model's included [default: every point; 50 with --max-drop].",
+            help="Evaluations of the task's metric to spend, the float model's included \\[default: every point; 50 with --max-drop].",
         ),
     ] = None,
     refine: Annotated[
         int, typer.Option(metavar="N", help="N more evaluations pushing the measured frontier to lower cost.")
     ] = 0,
     all_points: AllOption = False,
+    wide: WideOption = False,
     resume: Annotated[
         int | None,
         typer.Option(
@@ -183,7 +184,7 @@ def search(
 ) -> None:
     """Probe, cost, solve, validate and store; print the frontier and the run id."""
     import mpq
-    from mpq._cli_render import dumps, print_run, run_json
+    from mpq._cli_render import StageProgress, dumps, print_run, run_json
 
     budgets = _parse_budgets(budget)
     probes = {"measured": ("measured",), "hybrid": ("hessian_w", "hessian_a", "measured")}.get(
@@ -195,7 +196,7 @@ def search(
     if model is None and resume is not None:
         model = mpq.open_run(db, resume).record["model_spec"]
     task = mpq.load_task(model or "example:digits-cnn")
-    with _StageProgress() as progress:
+    with StageProgress(stderr) as progress:
         run = mpq.search(
             task,
             target=target,
@@ -218,15 +219,15 @@ def search(
     if json:
         stdout.print_json(dumps(run_json(run)))
     else:
-        print_run(stdout, run, all_points=all_points)
-        stdout.print(f"run id {run.id} in {run.db}")
+        print_run(stdout, run, all_points=all_points, wide=wide)
+        stdout.print(f"run id {run.id} in {run.db}", soft_wrap=True)
 
 
 @app.command()
-def runs(db: DbOption = None, json: JsonOption = False) -> None:
+def runs(db: DbOption = None, json: JsonOption = False, wide: WideOption = False) -> None:
     """List the runs in a store."""
     import mpq
-    from mpq._cli_render import dumps, rich_table, table_json
+    from mpq._cli_render import dumps, print_runs, table_json
 
     table = mpq.list_runs(db)
     if json:
@@ -234,29 +235,38 @@ def runs(db: DbOption = None, json: JsonOption = False) -> None:
     elif table.empty:
         stdout.print("no runs yet; start one with 'mpq search'.")
     else:
-        stdout.print(rich_table(table.drop(columns=["finished_at", "owner"])))
+        print_runs(stdout, table, wide=wide)
         for run_id in table.loc[table["status"].isin(["failed", "stopped"]), "run"]:
             stdout.print(f"run {run_id} did not finish: 'mpq search --resume {run_id}' (same --db) finishes it.")
 
 
 @app.command()
 def show(
-    run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None, all_points: AllOption = False
+    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    db: DbOption = None,
+    all_points: AllOption = False,
+    wide: WideOption = False,
 ) -> None:
     """Show a run: its settings, frontier and per-layer table."""
     import mpq
-    from mpq._cli_render import print_run, rich_table
+    from mpq._cli_render import print_layers, print_parts, print_run
 
     run = mpq.open_run(db, run_id)
     record = run.record
-    stdout.print(
-        f"run {run.id}: task {record['task_name']} (model {record['model_hash'][:12]}, data {record['data_hash'][:12]}), "
-        f"target {run.target}, objectives {', '.join(run.objectives)}, budgets {record['budgets'] or 'none'}, "
-        f"created {record['created_at']:%Y-%m-%d %H:%M} UTC"
+    print_parts(
+        stdout,
+        [
+            f"run {run.id}: task {record['task_name']} (model {record['model_hash'][:12]}, data {record['data_hash'][:12]})",
+            f"target {run.target}",
+            f"objectives {', '.join(run.objectives)}",
+            f"budgets {record['budgets'] or 'none'}",
+            f"created {record['created_at']:%Y-%m-%d %H:%M} UTC",
+        ],
+        sep=", ",
     )
     if "layers" in run.tables:
-        stdout.print(rich_table(run.tables["layers"], title="layers"))
-    print_run(stdout, run, all_points=all_points)
+        print_layers(stdout, run.tables["layers"], wide=wide)
+    print_run(stdout, run, all_points=all_points, wide=wide)
 
 
 @app.command()
@@ -265,6 +275,7 @@ def frontier(
     db: DbOption = None,
     json: JsonOption = False,
     all_points: AllOption = False,
+    wide: WideOption = False,
 ) -> None:
     """Print a run's frontier (with --json: the stable JSON shape)."""
     import mpq
@@ -274,7 +285,7 @@ def frontier(
     if json:
         stdout.print_json(dumps(run_json(run)))
     else:
-        print_run(stdout, run, all_points=all_points)
+        print_run(stdout, run, all_points=all_points, wide=wide)
 
 
 @app.command()
@@ -307,14 +318,16 @@ def compare(
     second: Annotated[int, typer.Argument(metavar="RUN")],
     points: Annotated[
         str | None,
-        typer.Option(help="K,L: the points of the two runs to diff per layer [default: each run's best]."),
+        typer.Option(help="K,L: the points of the two runs to diff per layer \\[default: each run's best]."),
     ] = None,
     db: DbOption = None,
     json: JsonOption = False,
+    wide: WideOption = False,
 ) -> None:
-    """Two runs' frontiers side by side and the per-layer difference of two points."""
+    """What differs between two runs: settings, frontiers, and the layers two points set apart."""
     import mpq
-    from mpq._cli_render import dumps, frontier_view, rich_table, table_json
+    from mpq._cli_render import dumps, print_compare, table_json
+    from mpq._compare import setting_differences
 
     runs = mpq.open_run(db, first), mpq.open_run(db, second)
     chosen = None
@@ -330,29 +343,28 @@ def compare(
         stdout.print_json(
             dumps(
                 {
+                    "settings": table_json(setting_differences(*runs)),
                     "frontiers": table_json(frontiers),
                     "points": list(layers.attrs["points"]),
                     "layers": table_json(layers),
                 }
             )
         )
-        return
-    for run in runs:
-        stdout.print(rich_table(frontier_view(run), title=f"run {run.id}: {run.record['task_name']} on {run.target}"))
-    a, b = layers.attrs["points"]
-    stdout.print(rich_table(layers, title=f"per layer: run {first} point {a} vs run {second} point {b}"))
+    else:
+        print_compare(stdout, *runs, layers, wide=wide)
 
 
 @app.command()
 def devices(json: JsonOption = False) -> None:
     """List the target devices and the candidates each runs."""
-    from mpq._cli_render import dumps, rich_table, table_json
+    import hwmodels
+    from mpq._cli_render import dumps, print_table, table_json
 
     table = hwmodels.list_devices().drop(columns=["path"])
     if json:
         stdout.print_json(dumps(table_json(table)))
     else:
-        stdout.print(rich_table(table))
+        print_table(stdout, table, wrap=["description", "candidates"])
 
 
 @app.command("probe")
@@ -369,10 +381,11 @@ def probe_command(
     seed: Annotated[int, typer.Option(help="Seed of the random probes.")] = 0,
     db: DbOption = None,
     json: JsonOption = False,
+    wide: WideOption = False,
 ) -> None:
     """Measure per-layer sensitivity and print it with standard errors (resumable: samples are checkpointed in the store)."""
     import mpq
-    from mpq._cli_render import dumps, rich_table, table_json
+    from mpq._cli_render import StageProgress, dumps, print_table, table_json
     from mpq._storage import Store
 
     settings = mpq.ProbeSettings(
@@ -380,7 +393,7 @@ def probe_command(
     )
     task = mpq.load_task(model)
     store = Store(db, mode="write", create=True)
-    with _StageProgress() as progress:
+    with StageProgress(stderr) as progress:
         table = mpq.probe(
             task,
             settings=settings,
@@ -390,34 +403,44 @@ def probe_command(
     if json:
         stdout.print_json(dumps(table_json(table)))
     else:
-        stdout.print(rich_table(table, title=f"sensitivity of {task.name}"))
+        print_table(
+            stdout,
+            table,
+            title=f"sensitivity of {task.name}",
+            optional=["seconds", "backwards", "hvps", "n_params", "converged", "n_samples"],
+            wide=wide,
+        )
 
 
 @app.command()
 def measure(
     model: ModelOption = "example:digits-cnn",
     target: Annotated[
-        str, typer.Option("--target", "-t", help="Device whose candidates to time [default: cpu-x86, this machine].")
+        str, typer.Option("--target", "-t", help="Device whose candidates to time \\[default: cpu-x86, this machine].")
     ] = "cpu-x86",
-    candidates: Annotated[str | None, typer.Option(help="Comma-separated candidates [default: the target's].")] = None,
+    candidates: Annotated[
+        str | None, typer.Option(help="Comma-separated candidates \\[default: the target's].")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size to time at.")] = 1,
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto (cuda when available).")] = "auto",
     warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = 3,
     repeats: Annotated[int, typer.Option(help="Timed runs per (layer, candidate).")] = 20,
     out: Annotated[str | None, typer.Option(help="Write the CSV that 'mpq search --measured' reads.")] = None,
     json: JsonOption = False,
+    wide: WideOption = False,
 ) -> None:
     """Time every layer at every candidate on this machine (warm-up, repeats, spread)."""
     import torch
 
+    import hwmodels
     import mpq
-    from mpq._cli_render import dumps, rich_table, table_json
+    from mpq._cli_render import StageProgress, dumps, print_table, table_json
 
     names = candidates.split(",") if candidates else list(hwmodels.load_device(target).candidates)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     task = mpq.load_task(model)
-    with _StageProgress() as progress:
+    with StageProgress(stderr) as progress:
         table = mpq.measure_latency(
             task,
             names,
@@ -439,8 +462,12 @@ def measure(
         max_us=table.latency_max_s * 1e6,
         dequant_us=table.dequant_s * 1e6,
     )[["layer", "candidate", "median_us", "std_us", "min_us", "max_us", "dequant_us", "kernel"]]
-    stdout.print(
-        rich_table(view, title=f"{task.name} on {device}, batch {batch_size}, {torch.get_num_threads()} threads")
+    print_table(
+        stdout,
+        view,
+        title=f"{task.name} on {device}, batch {batch_size}, {torch.get_num_threads()} threads",
+        optional=["max_us", "min_us", "dequant_us", "kernel", "std_us"],
+        wide=wide,
     )
     if out:
         stdout.print(
@@ -546,6 +573,16 @@ def main(argv: list[str] | None = None) -> None:
         log.removeHandler(lines)
 
 
+def _failures() -> tuple[type[Exception], ...]:
+    """The errors reported in one line: mpq's, the solvers' and the cost models'. Called only once
+    an error is raised, so that `mpq --help` loads neither package (nor pandas)."""
+    import hwmodels
+    import solvers
+    from mpq.exceptions import MpqError
+
+    return MpqError, solvers.SolverError, hwmodels.HwModelError
+
+
 def _main(argv: list[str] | None) -> None:
     from mpq.exceptions import MpqError
 
@@ -565,7 +602,7 @@ def _main(argv: list[str] | None) -> None:
     except typer.TyperException as exc:  # usage errors: Typer shows them with the usage line
         exc.show()
         sys.exit(exc.exit_code)
-    except (MpqError, solvers.SolverError, hwmodels.HwModelError) as exc:
+    except _failures() as exc:
         if _state["debug"]:
             traceback.print_exc()
         sys.exit(_fail(str(exc), 2 if isinstance(exc, ValueError) else 1))

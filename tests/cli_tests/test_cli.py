@@ -1,11 +1,18 @@
-"""The mpq command line: exit codes, one-line errors, the --json shapes."""
+"""The mpq command line: exit codes, one-line errors, the --json shapes, tables at 80 columns."""
 
 import gc
+import io
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+import mpq.cli
+from mpq._cli_render import StageProgress
 from mpq.cli import main
 
 ASSETS = Path(__file__).parents[1] / "assets"
@@ -70,9 +77,9 @@ def test_search_json_shape(searched, capsys):
 def test_runs_show_and_frontier_tables(searched, capsys):
     runs = json.loads(cli_ok(capsys, "runs", "--db", searched, "--json").out)
     assert runs[0]["run"] == 1 and runs[0]["status"] == "done"
-    shown = cli_ok(capsys, "show", "1", "--db", searched, "--all").out
+    shown = cli_ok(capsys, "show", "1", "--db", searched, "--all", "--wide").out
     assert "run 1: task digits-cnn" in shown and "conv1" in shown and "all-w8a8" in shown
-    every = cli_ok(capsys, "frontier", "1", "--db", searched, "--all").out
+    every = cli_ok(capsys, "frontier", "1", "--db", searched, "--all", "--wide").out
     assert "all-w2a2" in every and "beaten" in every
     doc = json.loads(cli_ok(capsys, "frontier", "1", "--db", searched, "--json").out)
     shown = cli_ok(capsys, "frontier", "1", "--db", searched).out
@@ -329,3 +336,144 @@ def test_search_with_the_measured_and_hybrid_probes(capsys, tmp_path, probe, mea
     sensitivity = mpq.open_run(db, 1).tables["sensitivity"]
     assert set(sensitivity.loc[sensitivity.probe == "measured", "candidate"]) == measured
     assert (probe == "hybrid") == ("hessian_w" in set(sensitivity.probe))
+
+
+@pytest.fixture
+def at_80(monkeypatch):
+    """The command line on an 80-column terminal (COLUMNS=80)."""
+    monkeypatch.setattr(mpq.cli, "stdout", Console(width=80))
+    monkeypatch.setattr(mpq.cli, "stderr", Console(width=80, stderr=True))
+
+
+def reads_whole(text: str) -> list[str]:
+    """The lines of ``text``, checked to read whole at 80 columns: none longer, no cell cut."""
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines), "\n".join(line for line in lines if len(line) > 80)
+    assert "…" not in text, text
+    return lines
+
+
+def rows(lines: list[str]) -> list[list[str]]:
+    """The cells of a rich table's body rows."""
+    return [[cell.strip() for cell in line.strip("│").split("│")] for line in lines if line.startswith("│")]
+
+
+def test_runs_show_frontier_and_devices_read_whole_at_80_columns(searched, capsys, at_80):
+    doc = json.loads(cli_ok(capsys, "frontier", "1", "--db", searched, "--json").out)
+    runs = reads_whole(cli_ok(capsys, "runs", "--db", searched).out)
+    assert rows(runs)[0][:4] == ["1", "done", "digits-cnn", "zcu104"]
+    shown = reads_whole(cli_ok(capsys, "show", "1", "--db", searched, "--all").out)
+    assert ["conv2", "conv2d", "32x16x3x3"] in [row[:3] for row in rows(shown)]  # a weight shape on one line
+    assert "created 20" in "\n".join(shown)  # the date is not broken from the word it follows
+    for argv in (["frontier", "1"], ["frontier", "1", "--all"]):
+        lines = reads_whole(cli_ok(capsys, *argv, "--db", searched).out)
+        header = next(line for line in lines if line.startswith("┃"))
+        assert re.search(r"left out at 80 columns; --wide shows all", "\n".join(lines))
+        for row in rows(lines):  # every row's formats add up to the 6 layers, cut or whole
+            formats = row[-1].split()
+            counts = [int(word.rpartition(":")[2]) if ":" in word else int(word[1:]) for word in formats]
+            assert sum(counts) == 6, row
+            assert int(row[0]) in {p["point"] for p in doc["points"]}
+        assert "latency_s" in header and "accuracy" in header and "luts" in header  # objective, metric, budget
+    wide = cli_ok(capsys, "frontier", "1", "--db", searched, "--wide").out
+    assert "predicted_loss" in wide and "left out" not in wide and "…" not in wide
+    reads_whole(cli_ok(capsys, "devices").out)
+
+
+@pytest.fixture(scope="module")
+def mcu_search(searched):
+    """``mpq search --target stm32h743`` at 80 columns (the probe is the digits run's): (stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mpq.cli, "stdout", Console(file=out, width=80))
+        patch.setattr(mpq.cli, "stderr", Console(file=err, width=80))
+        try:
+            main(["search", "--target", "stm32h743", "--db", searched, *FAST])
+        except SystemExit as exc:
+            assert exc.code in (0, None), err.getvalue()
+    return out.getvalue(), err.getvalue()
+
+
+def test_mcu_frontier_shows_flash_and_sram(searched, mcu_search, capsys):
+    lines = reads_whole(mcu_search[0])
+    header = next(line for line in lines if line.startswith("┃"))
+    assert {"latency_s", "accuracy", "flash_bytes", "sram_bytes", "formats"} <= set(header.replace("┃", " ").split())
+    run_id = re.search(r"run id (\d+)", mcu_search[0]).group(1)
+    doc = json.loads(cli_ok(capsys, "frontier", run_id, "--db", searched, "--json").out)
+    costs = {p["point"]: p["costs"] for p in doc["points"]}
+    for row in rows(lines):
+        assert f"{costs[int(row[0])]['flash_bytes']:.0f}" in row and f"{costs[int(row[0])]['sram_bytes']:.0f}" in row
+
+
+def test_the_last_progress_frame_of_a_search_shows_every_stage_done(mcu_search):
+    frame = reads_whole(mcu_search[1])  # a file, not a terminal: rich writes the last frame only
+    stages = [line for line in frame if line[:1].strip()]  # a long message continues on indented lines
+    assert [line.split()[0] for line in stages] == ["layers", "costs", "probe", "omega", "solve", "validate", "store"]
+    for line in stages:
+        assert re.match(r"^\w+ +━{10} +(\d+)/\1 \d+:\d\d:\d\d", line), line
+
+
+def test_the_progress_frame_of_a_failed_stage_stays_where_it_stopped():
+    def frame(fail: bool) -> list[str]:
+        console = Console(file=io.StringIO(), width=80)
+        try:
+            with StageProgress(console) as progress:
+                progress("layers", 0, 1, "running the model once")
+                for sample in range(1, 28):
+                    progress(
+                        "probe", sample, 200, f"hessian: sample {sample}, worst relative stderr 5.0% (hessian_w conv1)"
+                    )
+                progress("validate", 0, 13, "frontier")
+                progress("validate", 7, 13, "frontier")
+                if fail:
+                    raise RuntimeError
+        except RuntimeError:
+            pass
+        return reads_whole(console.file.getvalue())
+
+    done = [line.split()[:3] for line in frame(fail=False) if line[:1].strip()]
+    assert done == [
+        ["layers", "━━━━━━━━━━", "1/1"],
+        ["probe", "━━━━━━━━━━", "27/27"],
+        ["validate", "━━━━━━━━━━", "7/7"],
+    ]
+    failed = frame(fail=True)
+    assert "7/13" in next(line for line in failed if line.startswith("validate"))
+    assert "27/27" in next(line for line in failed if line.startswith("probe"))
+
+
+def test_compare_prints_only_what_differs(searched, mcu_search, capsys, at_80):
+    same = reads_whole(cli_ok(capsys, "compare", "1", "1", "--db", searched).out)
+    assert len(same) == 2 and same[0] == "run 1 against itself: one frontier ('mpq frontier 1' shows it)."
+    assert re.fullmatch(r"run 1 point (\d+) and run 1 point \1 give every layer the same candidate\.", same[1])
+    first = json.loads(cli_ok(capsys, "export", "1", "--point", "0", "--db", searched).out)["layers"]
+    second = json.loads(cli_ok(capsys, "export", "1", "--point", "1", "--db", searched).out)["layers"]
+    changed = {l for l in first if first[l]["candidate"] != second[l]["candidate"]}
+    lines = reads_whole(cli_ok(capsys, "compare", "1", "1", "--points", "0,1", "--db", searched).out)
+    assert f"{len(changed)} of 6 layers differ between run 1 point 0 and run 1 point 1:" in lines
+    assert {row[0] for row in rows(lines)} == changed
+    assert [row[1:] for row in rows(lines)] == [
+        [first[l]["candidate"], second[l]["candidate"]] for l in first if l in changed
+    ]
+    # another target: the settings that differ, and both frontiers
+    other = re.search(r"run id (\d+)", mcu_search[0]).group(1)
+    lines = reads_whole(cli_ok(capsys, "compare", "1", other, "--db", searched).out)
+    assert ["target", "zcu104", "stm32h743"] in rows(lines)
+    assert {"task", "model", "objectives"}.isdisjoint(row[0] for row in rows(lines))
+    titles = {line.strip() for line in lines}
+    assert "run 1: digits-cnn on zcu104" in titles and f"run {other}: digits-cnn on stm32h743" in titles
+    doc = json.loads(cli_ok(capsys, "compare", "1", other, "--db", searched, "--json").out)
+    assert [row["setting"] for row in doc["settings"]] == ["target", "candidates"]
+    assert {f["run"] for f in doc["frontiers"]} == {1, int(other)} and len(doc["layers"]) == 6
+
+
+def test_help_is_light_and_its_flags_take_no_type(capsys):
+    heavy = "torch", "scipy", "pandas", "sqlalchemy", "solvers", "hwmodels"
+    code = f"import sys, mpq.cli; print(sorted(set({heavy!r}) & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    help_text = cli_ok(capsys, "--help").out
+    assert "--debug" in help_text and "<bool>" not in help_text
+    help_text = cli_ok(capsys, "search", "--help").out
+    assert "--json" in help_text and "<bool>" not in help_text
+    assert "[default: all the target runs]" in " ".join(help_text.replace("│", " ").split())
