@@ -1,7 +1,9 @@
 """Pure plotly figure builders for the dashboard: DataFrames in, ``go.Figure`` out, no Streamlit.
 
 Every point-level trace carries the point ids in ``customdata`` (first column), so a chart
-selection maps back to a point; baselines (uniform configurations) are drawn as diamonds.
+selection maps back to a point; baselines (uniform configurations) are drawn as diamonds, named
+in their hover (labels drawn beside clustered diamonds run into one another). Titles sit below
+the chart's toolbar (:func:`chart_layout`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,30 @@ LOW_TO_HIGH_BITS = ("#d62728", "#ff7f0e", "#bcbd22", "#2ca02c", "#17becf", "#1f7
 BASELINE_SYMBOL = "diamond"
 POINT_SYMBOL = "circle"
 BEATEN_COLOR = "#c7c7c7"  # light grey: a point another validated point beats on measurement
+
+
+#: Plotly's toolbar (the modebar) spans the chart's top 28 px from the right edge, and a narrow
+#: chart's toolbar reaches its left-aligned title: titles start below this band.
+TOOLBAR_PX = 36
+TITLE_PX = 26  # one line of title at Streamlit's font size, with its gap to the plot
+
+
+def chart_layout(title: str, *, height: int, top_px: int = 0, **layout) -> dict:
+    """``fig.update_layout`` arguments shared by every chart: ``title`` left-aligned under the
+    toolbar band (:data:`TOOLBAR_PX`), then ``top_px`` more (subplot titles) above the plot.
+
+    Args:
+        title: The chart's title.
+        height: The chart's height in px.
+        top_px: Room between the title and the plot area, in px.
+        **layout: Any other layout settings (``legend``, axes...).
+    """
+    return dict(
+        title=dict(text=title, x=0, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=TOOLBAR_PX)),
+        height=height,
+        margin=dict(t=TOOLBAR_PX + TITLE_PX + top_px, b=40),
+        **layout,
+    )
 
 
 def axis_title(column: str) -> str:
@@ -156,11 +182,7 @@ def frontier_figure(
             legendgroup=name,
             marker=dict(symbol=symbol, size=11 if symbol == BASELINE_SYMBOL else 9, color=color),
         )
-        text = rows["label"].str.removeprefix("all-") if symbol == BASELINE_SYMBOL else None
-        mode = "markers+text" if text is not None else "markers"
-        fig.add_trace(
-            go.Scatter(y=rows[y], name=name, mode=mode, text=text, textposition="top center", **common), row=1, col=1
-        )
+        fig.add_trace(go.Scatter(y=rows[y], name=name, mode="markers", **common), row=1, col=1)
         fig.add_trace(
             go.Scatter(y=rows["measured_metric"], name=name, mode="markers", showlegend=False, **common), row=2, col=1
         )
@@ -197,11 +219,7 @@ def frontier_figure(
     fig.update_yaxes(title_text=axis_title(y), row=1, col=1, **_scale(points[y]))
     fig.update_yaxes(title_text=metric_name, row=2, col=1)
     fig.update_layout(
-        title=title,
-        height=620,
-        clickmode="event+select",
-        legend=dict(orientation="h", y=-0.12),
-        margin=dict(t=70, b=40),
+        **chart_layout(title, height=620, top_px=24, clickmode="event+select", legend=dict(orientation="h", y=-0.12))
     )
     return fig
 
@@ -247,13 +265,14 @@ def layer_bits_figure(
         )
     )
     fig.update_layout(
-        title=title,
-        barmode="overlay",
-        height=420,
-        legend=dict(orientation="h", y=-0.2),
-        xaxis=dict(title="layer", categoryorder="array", categoryarray=list(view["layer"])),
-        yaxis=dict(title="bits per value", rangemode="tozero"),
-        margin=dict(t=60, b=40),
+        **chart_layout(
+            title,
+            height=420,
+            barmode="overlay",
+            legend=dict(orientation="h", y=-0.2),
+            xaxis=dict(title="layer", categoryorder="array", categoryarray=list(view["layer"])),
+            yaxis=dict(title="bits per value", rangemode="tozero"),
+        )
     )
     return fig
 
@@ -302,13 +321,16 @@ def compare_figure(
                 )
             )
     fig.update_layout(
-        title=title,
-        height=560,
-        legend=dict(orientation="h", y=-0.15),
-        xaxis=dict(
-            title=axis_title(x), **(_scale(every[x]) if log_x is None else LOG_AXIS if log_x else dict(type="linear"))
-        ),
-        yaxis=dict(title=axis_title(y), **_scale(every[y])),
+        **chart_layout(
+            title,
+            height=560,
+            legend=dict(orientation="h", y=-0.15),
+            xaxis=dict(
+                title=axis_title(x),
+                **(_scale(every[x]) if log_x is None else LOG_AXIS if log_x else dict(type="linear")),
+            ),
+            yaxis=dict(title=axis_title(y), **_scale(every[y])),
+        )
     )
     return fig
 
@@ -346,12 +368,14 @@ def layer_diff_figure(
             )
         )
     fig.update_layout(
-        title=title,
-        barmode="group",
-        height=420,
-        legend=dict(orientation="h", y=-0.2),
-        xaxis=dict(title="layer", categoryorder="array", categoryarray=list(diff["layer"])),
-        yaxis=dict(title="weight bits per value", rangemode="tozero"),
+        **chart_layout(
+            title,
+            height=420,
+            barmode="group",
+            legend=dict(orientation="h", y=-0.2),
+            xaxis=dict(title="layer", categoryorder="array", categoryarray=list(diff["layer"])),
+            yaxis=dict(title="weight bits per value", rangemode="tozero"),
+        )
     )
     return fig
 
@@ -393,10 +417,12 @@ def calibration_figure(
             )
         )
     fig.update_layout(
-        title=f"{title} (Spearman ρ = {rho})",
-        height=480,
-        legend=dict(orientation="h", y=-0.2),
-        xaxis=dict(title=axis_title("predicted_loss"), **_scale(points["predicted_loss"])),
-        yaxis=dict(title=f"measured {metric_name} drop (float32 minus quantized)"),
+        **chart_layout(
+            f"{title} (Spearman ρ = {rho})",
+            height=480,
+            legend=dict(orientation="h", y=-0.2),
+            xaxis=dict(title=axis_title("predicted_loss"), **_scale(points["predicted_loss"])),
+            yaxis=dict(title=f"measured {metric_name} drop (float32 minus quantized)"),
+        )
     )
     return fig

@@ -122,7 +122,8 @@ def selected_run(runs: pd.DataFrame) -> mpq.Run:
     else:
         st.warning(f"Run {run.id} has status {run.status!r} and no frontier points.")
     if "layers" in run.tables:
-        st.dataframe(views.displayable(run.tables["layers"]), hide_index=True)
+        layers = views.displayable(run.tables["layers"])
+        st.dataframe(layers, hide_index=True, column_order=views.MODEL_LAYER_COLUMNS)
     st.stop()
 
 

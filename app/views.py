@@ -16,6 +16,12 @@ import pandas as pd
 
 import mpq
 
+#: The columns the table of runs, and of a model's layers (``run.tables["layers"]``), show at first:
+#: narrow enough for a laptop's page (1024 px, sidebar open); the table's toolbar (Show/hide
+#: columns) brings back the others.
+RUN_COLUMNS = ("run", "status", "task", "target", "objectives")
+MODEL_LAYER_COLUMNS = ("layer", "kind", "weight_params", "macs", "weight_shape")
+
 #: Frontier columns that describe a point rather than cost it.
 POINT_COLUMNS = ("point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric", "dominated")
 
@@ -146,6 +152,12 @@ def layer_view(run: mpq.Run, point: int) -> pd.DataFrame:
         ]
         view = view.merge(costs[["layer", "candidate", *numeric]], on=["layer", "candidate"], how="left")
     return view.reset_index(drop=True)
+
+
+def layer_columns(objectives: Sequence[str]) -> list[str]:
+    """The columns :func:`layer_view`'s table shows at first (as :data:`RUN_COLUMNS`): the
+    layer, the point's candidate, its omega and its cost in each of the run's ``objectives``."""
+    return ["layer", "candidate", "omega", *objectives]
 
 
 def point_diff(run_a: mpq.Run, point_a: int, run_b: mpq.Run, point_b: int) -> pd.DataFrame:

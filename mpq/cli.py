@@ -481,10 +481,13 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 8501,
     address: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 shares it on the network.")] = "127.0.0.1",
     headless: Annotated[
-        bool, typer.Option("--headless/--open-browser", help="Serve without opening a browser tab.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--headless/--open-browser", help="Only serve (the default), or also open a browser tab on the dashboard."
+        ),
+    ] = True,
 ) -> None:
-    """Open the Streamlit dashboard on a store: runs, frontiers, comparisons, exports (read only)."""
+    """Serve the Streamlit dashboard on a store: runs, frontiers, comparisons, exports (read only)."""
     import importlib.util
     import os
     from pathlib import Path
@@ -505,6 +508,9 @@ def dashboard(
     mpq.list_runs(db)  # a store that cannot be read fails here, in one line, before a server starts
     command = [
         sys.executable,
+        # -P (safe_path): `-m` would put the working directory first on sys.path, and a folder there
+        # named mpq (a checkout, say) would shadow the installed package in the server.
+        "-P",
         "-m",
         "streamlit",
         "run",
@@ -515,6 +521,9 @@ def dashboard(
         address,
         "--server.headless",
         str(headless).lower(),
+        # Streamlit's first start otherwise stops at an email prompt (and, stdin closed, never serves).
+        "--server.showEmailPrompt",
+        "false",
         "--browser.gatherUsageStats",
         "false",
         "--client.toolbarMode",

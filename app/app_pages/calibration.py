@@ -33,6 +33,7 @@ st.subheader("Every run")
 st.dataframe(
     ui.done_runs(runs)[["run", "task", "target", "objectives", "points", "metric_name", "float_metric", "spearman"]],
     hide_index=True,
+    column_order=["run", "task", "target", "objectives", "points", "spearman"],
     column_config={
         "spearman": st.column_config.NumberColumn("Spearman", format="%.3f"),
         "float_metric": st.column_config.NumberColumn("float32 metric", format="%.4f"),

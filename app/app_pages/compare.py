@@ -31,7 +31,7 @@ if not picked:
 
 chosen = {r: ui.open_run(r, runs) for r in picked}
 axes = views.shared_axes(list(chosen.values()))
-x_col, y_col, log_col = st.columns([4, 4, 1])
+x_col, y_col, log_col = st.columns([4, 4, 2])  # room for "log x" on a 1024 px page
 x = x_col.selectbox(
     "x axis",
     axes,
@@ -81,6 +81,9 @@ st.caption(
     f"{changed} of {len(diff)} layers change format; weight bits change by "
     f"{diff['delta_weight_bits'].sum():+g} summed over layers."
 )
-chart_side, table_side = st.columns([2, 3])
-chart_side.plotly_chart(charts.layer_diff_figure(diff, label_a=label_a, label_b=label_b), key="diff_chart")
-table_side.dataframe(diff, hide_index=True)
+st.plotly_chart(charts.layer_diff_figure(diff, label_a=label_a, label_b=label_b), key="diff_chart")
+st.dataframe(
+    diff,
+    hide_index=True,
+    column_order=["layer", "candidate_a", "candidate_b", "delta_weight_bits", "delta_act_bits"],
+)

@@ -8,8 +8,6 @@ import streamlit as st
 import ui
 import views
 
-import mpq
-
 runs = ui.runs_or_stop()
 run = ui.selected_run(runs)
 record = run.record
@@ -71,29 +69,32 @@ point = st.selectbox("Point", [int(p) for p in points["point"]], key=point_key, 
 
 st.subheader(f"Point {point}: formats per layer")
 view = views.layer_view(run, point)
-chart_side, table_side = st.columns([2, 3])
 colors = charts.format_colors(views.run_formats(run))
-chart_side.plotly_chart(
+st.plotly_chart(
     charts.layer_bits_figure(view, colors=colors, title=f"Bits per layer, point {point}"), key=f"bits_{run.id}"
 )
-table_side.dataframe(
+# The full layer table (formats, sensitivity, every cost) is wider than a laptop's page: a few
+# columns show, the table's toolbar (Show/hide columns) brings back the others.
+st.dataframe(
     view,
     hide_index=True,
+    column_order=views.layer_columns(run.objectives),
     column_config={
         c: st.column_config.NumberColumn(charts.axis_title(c), format="%.3g")
         for c in view.columns
         if c.startswith("sensitivity_") or c in ("omega", "latency_s", "energy_j")
     },
 )
+st.caption("More per layer (kind, size, formats, sensitivity, every cost): Show/hide columns in the table's toolbar.")
 
 st.subheader("Export")
 texts = {}
 for column, fmt in zip(st.columns(len(exports.EXPORT_FORMATS)), exports.EXPORT_FORMATS):
-    try:
-        name, mime, texts[fmt] = exports.export_file(run, point, fmt)
-    except mpq.MpqError as exc:
-        column.caption(f"{fmt}: {exc}")
+    reason = exports.unavailable(run, point, fmt)
+    if reason is not None:
+        column.caption(f"{fmt}: {reason}")
         continue
+    name, mime, texts[fmt] = exports.export_file(run, point, fmt)
     column.download_button(
         f"Download {fmt}",
         texts[fmt],

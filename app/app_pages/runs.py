@@ -34,6 +34,7 @@ st.dataframe(
     shown,
     key="runs_table",
     hide_index=True,
+    column_order=views.RUN_COLUMNS,
     on_select=partial(_open_selected, shown["run"].tolist()),
     selection_mode="single-row",
     column_config={
@@ -46,6 +47,9 @@ st.dataframe(
         "finished_at": st.column_config.DatetimeColumn("finished (UTC)", format="YYYY-MM-DD HH:mm"),
     },
 )
-st.caption(f"{len(shown)} of {len(runs)} runs shown. Select a row to make it the sidebar's run.")
+st.caption(
+    f"{len(shown)} of {len(runs)} runs shown. Select a row to make it the sidebar's run; "
+    "Show/hide columns in the table's toolbar adds points, metric, Spearman, times and owner."
+)
 run_id = st.session_state[ui.RUN_KEY]
 st.page_link("app_pages/frontier.py", label=f"Inspect {views.run_label(run_id, runs)}", icon=":material/arrow_forward:")

@@ -5,6 +5,7 @@ to drive the dashboard with Streamlit's AppTest."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import sqlite3
 import subprocess
@@ -19,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from app_support import ENTRYPOINT, FAST  # this folder is on sys.path (pytest's prepend import mode)
+from app_support import ENTRYPOINT, FAST, ROOT  # this folder is on sys.path (pytest's prepend import mode)
 from digits_mlp import make_task as make_mlp_task
 from streamlit.testing.v1 import AppTest
 
@@ -129,13 +130,32 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def served(store, tmp_path_factory) -> Iterator[SimpleNamespace]:
-    """``mpq dashboard --db <store> --headless --port P`` running on 127.0.0.1: ``url``,
-    ``process``, ``port``, ``log`` (the server's output)."""
+    """``mpq dashboard --db <store> --open-browser --port P`` serving on 127.0.0.1 as a new user
+    first starts it: from a folder holding a folder named ``mpq`` (a checkout, say), with a fresh
+    home (no ~/.streamlit) and stdin closed. ``url``, ``process``, ``port``, ``log`` (the server's
+    output), ``cwd`` (that folder) and ``opened`` (a file the stand-in browser writes each URL it
+    is asked to open to)."""
+    base = tmp_path_factory.mktemp("server")
+    cwd, home, bin_dir = base / "work", base / "home", base / "bin"
+    (cwd / "mpq").mkdir(parents=True)
+    (cwd / "mpq" / "__init__.py").write_text("")  # imported instead of mpq, it has no MpqError
+    home.mkdir()
+    bin_dir.mkdir()
+    opened, log = base / "opened.txt", base / "dashboard.log"
+    browser = bin_dir / "xdg-open"  # what Streamlit runs to open a browser on Linux
+    browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    browser.chmod(0o755)
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "dashboard.log"
+    env = {**os.environ, "HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("XDG_CONFIG_HOME", None)
+    command = ["dashboard", "--db", store.db, "--open-browser", "--port", str(port)]
     with log.open("w") as out:  # a file, not a pipe nobody reads
         process = subprocess.Popen(
-            [sys.executable, "-m", "mpq.cli", "dashboard", "--db", store.db, "--headless", "--port", str(port)],
+            # -P: as the mpq console script starts, without the working directory on sys.path
+            [sys.executable, "-P", "-m", "mpq.cli", *command],
+            cwd=cwd,
+            env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))},
+            stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -152,7 +172,7 @@ def served(store, tmp_path_factory) -> Iterator[SimpleNamespace]:
         else:
             process.kill()
             pytest.fail(f"mpq dashboard did not serve {url} in 90 s: {log.read_text()[-2000:]}")
-        yield SimpleNamespace(url=url, process=process, port=port, log=log)
+        yield SimpleNamespace(url=url, process=process, port=port, log=log, cwd=cwd, opened=opened)
     finally:
         process.terminate()
         try:

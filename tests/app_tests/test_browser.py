@@ -1,4 +1,6 @@
-"""A real browser on the served dashboard: headless Debian Chromium driven by Selenium."""
+"""A real browser on the served dashboard: headless Debian Chromium driven by Selenium; every page
+at a desktop's and a laptop's window size, laid out without clipped tables, covered titles or
+exceptions."""
 
 from __future__ import annotations
 
@@ -86,3 +88,86 @@ def test_frontier_and_layer_charts_in_a_real_browser(store, served, browser, tmp
     shot = Path(os.environ.get("MPQ_DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png")
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
+
+
+# One script call reads the whole layout (Streamlit redraws while a test reads it): the script's
+# state, each table's right edge and overflow (a scrolling box inside it wider than the box: columns
+# cut off on the right), each chart's toolbar and title boxes, the text labels drawn on charts,
+# and any exception Streamlit shows.
+LAYOUT_JS = """
+const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+return {
+  state: document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state'),
+  width: window.innerWidth,
+  tables: Array.from(document.querySelectorAll('[data-testid=stDataFrame]')).map(t => ({
+    right: t.getBoundingClientRect().right,
+    overflow: Math.max(0, ...Array.from(t.querySelectorAll('*'))
+      .filter(e => getComputedStyle(e).overflowX !== 'visible')
+      .map(e => e.scrollWidth - e.clientWidth)),
+  })),
+  charts: Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => ({
+    title: p.querySelector('.gtitle')?.textContent ?? '',
+    titleBox: p.querySelector('.gtitle') && box(p.querySelector('.gtitle')),
+    toolbarBox: p.querySelector('.modebar') && box(p.querySelector('.modebar')),
+    labels: Array.from(p.querySelectorAll('.textpoint text')).map(box),
+  })),
+  exceptions: Array.from(document.querySelectorAll('[data-testid=stException]')).map(e => e.innerText),
+  text: document.body.innerText,
+};
+"""
+
+
+def _overlap(a, b) -> bool:
+    """Whether two boxes (left, top, right, bottom) share more than an edge."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _settled_layout(browser, ready) -> dict:
+    """The page's layout once its script finished, ``ready(layout)`` holds and two reads a
+    moment apart agree (tables size their columns after they are drawn)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    reads = []
+
+    def settled(b) -> bool:
+        reads.append(b.execute_script(LAYOUT_JS))
+        now = reads[-1]
+        return now["state"] == "notRunning" and ready(now) and len(reads) > 1 and reads[-2] == now
+
+    WebDriverWait(browser, 60, poll_frequency=0.5).until(settled)
+    return reads[-1]
+
+
+@pytest.mark.parametrize("window", [(1400, 1000), (1024, 768)], ids=["1400x1000", "1024x768"])
+def test_every_page_fits_the_window(store, served, browser, window):
+    browser.set_window_size(*window)
+    fpga, gpu = store.ids["fpga"], store.ids["gpu"]
+    pages = {  # path -> (tables, charts) the page draws
+        f"?run={fpga}": (1, 0),
+        f"frontier?run={fpga}": (1, 2),
+        f"frontier?run={gpu}": (1, 2),  # two objectives: the widest layer table
+        f"frontier?run={store.ids['running']}": (1, 0),  # the layer table of a run in progress
+        f"calibration?run={fpga}": (1, 1),
+        f"compare?run={fpga}": (1, 2),
+    }
+    for path, (tables, charts) in pages.items():
+        browser.get(f"{served.url}/{path}")
+        layout = _settled_layout(
+            browser,
+            lambda now, t=tables, c=charts: (
+                len(now["tables"]) == t
+                and len(now["charts"]) == c
+                and all(chart["title"] and chart["toolbarBox"] for chart in now["charts"])
+            ),
+        )
+        where = f"{path} at {window[0]}x{window[1]}"
+        assert layout["width"] == window[0], where
+        assert not layout["exceptions"] and "Traceback" not in layout["text"], (where, layout["exceptions"])
+        for table in layout["tables"]:
+            assert table["overflow"] <= 1 and table["right"] <= layout["width"], (where, table)
+        for chart in layout["charts"]:
+            toolbar, title = chart["toolbarBox"], chart["titleBox"]
+            assert toolbar[2] > toolbar[0] and title[2] > title[0], (where, chart)  # both drawn
+            assert not _overlap(toolbar, title), (where, chart["title"], toolbar, title)
+            labels = chart["labels"]
+            assert not [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :] if _overlap(a, b)], where

@@ -54,7 +54,8 @@ def test_frontier_figure_panels_baselines_and_selection():
         "formats: w4a8:1 w8a8:1",
     ]
     (marks,) = _by_name(fig, "uniform baselines", "y")
-    assert marks.marker.symbol == "diamond" and list(marks.text) == ["w4a8", "w8a8"]
+    assert marks.marker.symbol == "diamond" and marks.mode == "markers"  # named in the hover, not beside
+    assert [h.split("<br>")[0] for h in marks.hovertext] == ["<b>point 3</b> (all-w4a8)", "<b>point 4</b> (all-w8a8)"]
     ring_top, ring_bottom = fig.select_traces(selector={"name": "selected"})
     assert (ring_top.x[0], ring_top.y[0], ring_bottom.y[0]) == (2e-6, 1e-3, 0.9)
     assert [s.y0 for s in fig.layout.shapes] == [0.98]
@@ -169,3 +170,43 @@ def test_frontier_figure_greys_points_beaten_on_measurement():
     (front,) = _by_name(fig, "frontier", "y")
     (marks,) = _by_name(fig, "uniform baselines", "y")
     assert [int(c[0]) for c in front.customdata] == [2, 1] and [int(c[0]) for c in marks.customdata] == [4]
+
+
+def _every_figure() -> dict:
+    frontier = _frontier()
+    view = pd.DataFrame(
+        {"layer": ["a", "b"], "candidate": ["w8a8", "w4a8"], "weight_bits": [8.0, 4.0], "act_bits": 8.0}
+    )
+    diff = pd.DataFrame(
+        {
+            "layer": ["a"],
+            "candidate_a": ["w8a8"],
+            "candidate_b": ["w4a8"],
+            "weight_bits_a": [8.0],
+            "weight_bits_b": [4.0],
+            "changed": [True],
+        }
+    )
+    calibration = frontier.assign(measured_drop=0.98 - frontier.measured_metric)
+    return {
+        "frontier": charts.frontier_figure(frontier, x="latency_s", y="predicted_loss", metric_name="accuracy"),
+        "layer bits": charts.layer_bits_figure(view),
+        "compare": charts.compare_figure({"run 1": frontier}, x="latency_s", y="measured_metric"),
+        "layer diff": charts.layer_diff_figure(diff, label_a="a", label_b="b"),
+        "calibration": charts.calibration_figure(calibration, metric_name="accuracy", spearman=0.9),
+    }
+
+
+@pytest.mark.parametrize("name", ["frontier", "layer bits", "compare", "layer diff", "calibration"])
+def test_titles_start_below_the_toolbar_and_points_carry_no_labels(name):
+    figure = _every_figure()[name]
+    title = figure.layout.title
+    # Plotly's toolbar takes the chart's top 28 px from the right; on a narrow chart it reaches a
+    # left-aligned title, so the title's top edge is below it, and the plot below the title.
+    assert (title.yref, title.y, title.yanchor, title.xanchor) == ("container", 1, "top", "left")
+    assert title.pad.t >= 28 + 4
+    assert figure.layout.margin.t >= title.pad.t + charts.TITLE_PX
+    # Text beside markers runs together where points cluster (the baselines of a frontier's top
+    # left): points are named in their hover.
+    scatters = [t for t in figure.data if t.type == "scatter"]
+    assert all("text" not in (t.mode or "") for t in scatters), [t.mode for t in scatters]

@@ -72,6 +72,8 @@ def test_runs_page_counts_lists_and_filters(store, open_app):
     assert counts == {"all runs": "6", "done runs": "4", "running runs": "1", "stopped runs": "0", "failed runs": "1"}
     table = at.dataframe[0].value
     assert list(table["run"]) == sorted(store.ids.values(), reverse=True)  # newest first
+    assert list(at.dataframe[0].proto.column_order) == ["run", "status", "task", "target", "objectives"]
+    assert {"points", "spearman", "created_at", "owner"} <= set(table.columns)  # one toolbar click away
 
     at.multiselect(key="filter_targets").set_value(["stm32h743"]).run()
     table = at.dataframe[0].value
@@ -116,8 +118,9 @@ def test_frontier_chart_shows_points_baselines_and_the_measured_metric(store, op
     assert top["x"] == pytest.approx(list(points.latency_s)) and top["y"] == pytest.approx(list(points.predicted_loss))
     assert bottom["y"] == pytest.approx(list(points.measured_metric))
     (marks,) = _traces(figure, "uniform baselines", "y")
-    assert marks["marker"]["symbol"] == "diamond"
-    assert sorted(marks["text"]) == sorted(label.removeprefix("all-") for label in baselines.label)
+    assert marks["marker"]["symbol"] == "diamond" and "text" not in marks
+    named = [h.split("<br>")[0].split(" (")[1].rstrip(")") for h in marks["hovertext"]]
+    assert sorted(named) == sorted(baselines.label)
     # Hover: every point's own summary (its formats, its measured metric).
     first = int(points.point.iloc[0])
     assert views.formats_summary(run.assignment(first)) in top["hovertext"][0]
@@ -166,6 +169,8 @@ def test_selected_point_shows_its_formats_per_layer(store, open_app):
     assert acts["y"] == [mpq.get_candidate(assignment[layer]).act_format.bits_per_value for layer in acts["x"]]
     assert bits["layout"]["xaxis"]["categoryarray"] == list(run.tables["layers"].layer)  # model order
 
+    # A few columns show at first (the page stays narrow); the others are in the table, hidden.
+    assert list(at.dataframe[0].proto.column_order) == ["layer", "candidate", "omega", "latency_s"]
     table = at.dataframe[0].value
     assert dict(zip(table.layer, table.candidate)) == assignment
     sensitivity = run.tables["sensitivity"].query("probe == 'hessian_w'").set_index("layer")["value"]
@@ -224,7 +229,9 @@ def test_hawq_export_refuses_non_integer_formats_in_one_line(store, open_app):
     at = open_app(store.db, "app_pages/frontier.py", run.id)
     at.selectbox(key=f"point_{run.id}").set_value(floating).run()
     assert [b.label for b in at.get("download_button")] == ["Download json", "Download hf"]
-    assert "HAWQ-V3's bit_config holds integer bit widths" in _texts(at.caption)
+    captions = _texts(at.caption)
+    assert f"hawq: HAWQ-V3's bit_config holds integer bit widths, and point {floating} uses" in captions
+    assert "download json or hf instead." in captions and "--to" not in captions  # the page's buttons
 
 
 def test_failed_run_is_shown_plainly(store, open_app):

@@ -1,15 +1,17 @@
 """``mpq dashboard``: one resolver for app/, the store checked first, errors in one line, and a
-real server on the loopback interface."""
+real server on the loopback interface, started as a new user first starts it (any folder, no
+Streamlit prompt, a browser tab only when asked for)."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from app_support import ENTRYPOINT
+from app_support import ENTRYPOINT, render_pages
 
 import mpq
 from mpq import cli
@@ -37,24 +39,33 @@ def _exit_code(capsys, *argv) -> tuple[int, str]:
     return info.value.code, capsys.readouterr().err
 
 
+def _options(argv: list[str]) -> dict[str, str]:
+    start = argv.index(str(ENTRYPOINT)) + 1
+    return dict(zip(argv[start : argv.index("--") : 2], argv[start + 1 : argv.index("--") : 2]))
+
+
 def test_starts_streamlit_on_the_checkouts_app_with_the_store(store, no_exec):
     with pytest.raises(Execed):
         cli.main(["dashboard", "--db", store.db, "--headless", "--port", "8600"])
     ((path, argv),) = no_exec
     assert path == sys.executable
-    assert argv[:5] == [sys.executable, "-m", "streamlit", "run", str(ENTRYPOINT)]
-    options = dict(zip(argv[5 : argv.index("--") : 2], argv[6 : argv.index("--") : 2]))
+    # -P: the working directory stays off sys.path (a folder named mpq there would shadow mpq).
+    assert argv[:6] == [sys.executable, "-P", "-m", "streamlit", "run", str(ENTRYPOINT)]
+    options = _options(argv)
     assert options["--server.port"] == "8600" and options["--server.address"] == "127.0.0.1"
     assert options["--server.headless"] == "true" and options["--browser.gatherUsageStats"] == "false"
     assert argv[argv.index("--") + 1 :] == ["--db", store.db]
 
 
-def test_default_store_and_browser_tab(store, no_exec, monkeypatch):
+@pytest.mark.parametrize(("flags", "headless"), [([], "true"), (["--headless"], "true"), (["--open-browser"], "false")])
+def test_a_browser_tab_only_when_asked_and_never_a_prompt(store, no_exec, monkeypatch, flags, headless):
     monkeypatch.setattr(mpq, "list_runs", lambda db: None)  # the default store may not exist here
     with pytest.raises(Execed):
-        cli.main(["dashboard"])
+        cli.main(["dashboard", *flags])
     ((_, argv),) = no_exec
-    assert argv[argv.index("--server.headless") + 1] == "false" and argv[-1] == "--"
+    options = _options(argv)
+    assert options["--server.headless"] == headless and argv[-1] == "--"
+    assert options["--server.showEmailPrompt"] == "false"  # Streamlit's first-start email prompt
 
 
 def test_unreadable_store_fails_in_one_line_before_any_server(tmp_path, no_exec, capsys):
@@ -87,9 +98,25 @@ def test_missing_streamlit_names_the_extra(store, monkeypatch, no_exec, capsys):
 
 
 def test_serves_the_dashboard_on_loopback(served, store):
-    # The command became the server: the same process, running streamlit on the checkout's app.
+    # The command became the server: the same process, running streamlit on the checkout's app,
+    # in the folder it was started from (one holding a folder named mpq), with a fresh home.
     argv = Path(f"/proc/{served.process.pid}/cmdline").read_bytes().split(b"\0")[:-1]
-    assert [a.decode() for a in argv[1:5]] == ["-m", "streamlit", "run", str(ENTRYPOINT)]
+    assert [a.decode() for a in argv[1:6]] == ["-P", "-m", "streamlit", "run", str(ENTRYPOINT)]
+    assert Path(f"/proc/{served.process.pid}/cwd").resolve() == served.cwd.resolve()
+    assert (served.cwd / "mpq" / "__init__.py").is_file()
     with urllib.request.urlopen(served.url, timeout=10) as page:
         assert page.status == 200 and b'<div id="root">' in page.read()
+    # Each page runs as a browser tab runs it; mpq is the real one (not the folder named mpq).
+    pytest.importorskip(
+        "websockets", reason="needs websockets (installed with Streamlit since its server runs on uvicorn)"
+    )
+    shown = render_pages(served.url, f"run={store.ids['fpga']}")
+    assert sorted(shown) == ["Compare runs", "Frontier", "Predicted vs measured", "Runs"]
+    assert shown == dict.fromkeys(shown, [])
+    # --open-browser: the browser was asked to open the dashboard, and no prompt held the start.
+    deadline = time.monotonic() + 10
+    while not served.opened.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert served.opened.read_text().split() == [served.url]
+    assert "Email" not in served.log.read_text()
     assert mpq.list_runs(store.db)["status"].tolist().count("running") == 1  # the store is untouched
