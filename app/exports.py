@@ -7,6 +7,7 @@ json|hawq|hf`` writes; this module only names the downloaded files.
 from __future__ import annotations
 
 import json
+import warnings
 
 import mpq
 
@@ -18,26 +19,6 @@ EXPORT_FORMATS = {
 }
 
 
-def unavailable(run: mpq.Run, point: int, to: str) -> str | None:
-    """Why the page offers no ``to`` download of the point, worded for the page (None: it does).
-
-    ``run.export`` refuses the same points (hawq for non-INT weights), in words for the command
-    line (``--to json``); the page names its own buttons instead.
-    """
-    if to != "hawq":
-        return None
-    floating = sorted(
-        {name for name in run.assignment(point).values() if mpq.get_candidate(name).weight_format.family != "int"}
-    )
-    if not floating:
-        return None
-    others = " or ".join(fmt for fmt in EXPORT_FORMATS if fmt != to)
-    return (
-        f"HAWQ-V3's bit_config holds integer bit widths, and point {point} uses {', '.join(floating)}: "
-        f"download {others} instead."
-    )
-
-
 def export_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, str]:
     """``(file name, MIME type, text)`` of a download: ``run.export(point, to)`` as indented JSON.
 
@@ -45,6 +26,9 @@ def export_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, str]:
         UnknownNameError: ``to`` is not an export format.
         InvalidParameterError: no such point, or ``hawq`` for a point with non-INT weights.
     """
-    text = json.dumps(run.export(point, to), indent=2, allow_nan=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mpq.exceptions.DominatedPointWarning)  # the page marks beaten points itself
+        document = run.export(point, to)
+    text = json.dumps(document, indent=2, allow_nan=False)
     suffix, mime = EXPORT_FORMATS[to]
     return f"mpq-run{run.id}-point{point}-{suffix}", mime, text

@@ -113,7 +113,7 @@ def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
         if not_int:
             raise InvalidParameterError(
                 f"run {run.id} point {point}: HAWQ-V3's bit_config holds integer bit widths, and this point uses "
-                f"{', '.join(not_int)}; export it with --to json or --to hf."
+                f"{', '.join(not_int)}; export it as json or hf instead."
             )
         return {
             f"bit_config_{run.record['task_name']}_run{run.id}_point{point}": {

@@ -586,12 +586,12 @@ class _Measurer:
         ):
             self.remember(by_point[point], float(metric), cost=float(cost))
         measured_points = set(measured.get("point", []))
-        # A stored point not measured yet gets its measurement; any other configuration becomes a point.
-        self._stored = {
-            configuration_key(by_point[point]): (point, label)
-            for point, label in zip(frontier.get("point", []), frontier.get("label", []))
-            if point not in measured_points
-        }
+        # Stored points not measured yet get their configuration's measurement (a configuration
+        # may be stored twice: a frontier point and a baseline); any other one becomes a point.
+        self._stored: dict[tuple, list[tuple[int, str]]] = {}
+        for point, label in zip(frontier.get("point", []), frontier.get("label", [])):
+            if point not in measured_points:
+                self._stored.setdefault(configuration_key(by_point[point]), []).append((int(point), label))
         self._proxy_points: list[solvers.Solution] = []
         self._proxy_keys: set[tuple] = set()  # measured and added as "frontier" points; others as "search"
         # Read once here, kept up to date by _add_point: no store read per evaluation.
@@ -620,13 +620,14 @@ class _Measurer:
 
     def _measure_new(self, solution: solvers.Solution) -> float:
         key = configuration_key(solution.assignment)
-        point, label = self._stored.pop(key, (None, "frontier" if key in self._proxy_keys else "search"))
+        stored = self._stored.pop(key, [])
+        label = stored[0][1] if stored else "frontier" if key in self._proxy_keys else "search"
         self.progress("validate", self.search.spent - 1, self._planned(), label)
         value = float(validate(self.task, {0: solution.assignment}, act_ranges=self.ranges).iloc[0])
-        if point is None:
-            self._add_point(label, solution, value)
-        else:
+        for point, _ in stored:
             self.store.set_measured(self.run_id, point, value)
+        if not stored:
+            self._add_point(label, solution, value)
         return value
 
     def validate_stored(self) -> None:

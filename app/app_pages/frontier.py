@@ -8,6 +8,8 @@ import streamlit as st
 import ui
 import views
 
+import mpq
+
 runs = ui.runs_or_stop()
 run = ui.selected_run(runs)
 record = run.record
@@ -90,11 +92,11 @@ st.caption("More per layer (kind, size, formats, sensitivity, every cost): Show/
 st.subheader("Export")
 texts = {}
 for column, fmt in zip(st.columns(len(exports.EXPORT_FORMATS)), exports.EXPORT_FORMATS):
-    reason = exports.unavailable(run, point, fmt)
-    if reason is not None:
-        column.caption(f"{fmt}: {reason}")
+    try:
+        name, mime, texts[fmt] = exports.export_file(run, point, fmt)
+    except mpq.exceptions.InvalidParameterError as exc:  # e.g. hawq for float weights: mpq's own reason
+        column.caption(f"{fmt}: {exc}")
         continue
-    name, mime, texts[fmt] = exports.export_file(run, point, fmt)
     column.download_button(
         f"Download {fmt}",
         texts[fmt],

@@ -230,8 +230,8 @@ def test_hawq_export_refuses_non_integer_formats_in_one_line(store, open_app):
     at.selectbox(key=f"point_{run.id}").set_value(floating).run()
     assert [b.label for b in at.get("download_button")] == ["Download json", "Download hf"]
     captions = _texts(at.caption)
-    assert f"hawq: HAWQ-V3's bit_config holds integer bit widths, and point {floating} uses" in captions
-    assert "download json or hf instead." in captions and "--to" not in captions  # the page's buttons
+    assert f"hawq: run {run.id} point {floating}: HAWQ-V3's bit_config holds integer bit widths" in captions
+    assert "export it as json or hf instead." in captions and "--to" not in captions  # no command-line flags
 
 
 def test_failed_run_is_shown_plainly(store, open_app):
