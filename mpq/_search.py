@@ -621,12 +621,13 @@ class _Measurer:
     def _measure_new(self, solution: solvers.Solution) -> float:
         key = configuration_key(solution.assignment)
         stored = self._stored.pop(key, [])
-        label = stored[0][1] if stored else "frontier" if key in self._proxy_keys else "search"
+        # An optimum of the proxy is a frontier point of its own, even where a baseline is the same configuration.
+        label = "frontier" if key in self._proxy_keys else stored[0][1] if stored else "search"
         self.progress("validate", self.search.spent - 1, self._planned(), label)
         value = float(validate(self.task, {0: solution.assignment}, act_ranges=self.ranges).iloc[0])
         for point, _ in stored:
             self.store.set_measured(self.run_id, point, value)
-        if not stored:
+        if not stored or key in self._proxy_keys:
             self._add_point(label, solution, value)
         return value
 

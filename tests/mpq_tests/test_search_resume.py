@@ -38,7 +38,8 @@ def test_interrupted_validation_resumes_without_redoing_anything(tmp_path, monke
     interrupted = mpq.open_run(db, 1)
     assert interrupted.status == "failed" and interrupted.record["error"] == "interrupted (Ctrl-C)"
     validated = interrupted.frontier.measured_metric.notna()
-    assert validated.sum() == 3 and len(interrupted.frontier) > 3
+    # three configurations measured (a proxy optimum that is also a baseline fills two rows)
+    assert interrupted.record["evaluations"] == 1 + 3 and 3 <= validated.sum() < len(interrupted.frontier)
 
     # Nothing stored is computed again: no probe, no omega, no solve; only the missing validations.
     for name in ("probe", "omega"):
@@ -145,7 +146,7 @@ def test_kill_9_mid_probe_then_resume(tmp_path):
     # The same command again finds the run its dead process left and finishes it.
     done = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert RESUMED in done.stderr
+    assert RESUMED in " ".join(done.stderr.split())  # the progress display wraps long messages
     assert list(mpq.list_runs(db)["status"]) == ["done"]
 
 
@@ -163,7 +164,7 @@ def test_kill_9_mid_probe_then_resume_tiny(tmp_path, capsys):
     # The same command again (without the slow loss: the same search) finds the run and finishes it.
     code, _, err = cli(capsys, *argv, "--db", str(db), "--json")
     assert code == 0, err
-    assert RESUMED in err
+    assert RESUMED in " ".join(err.split())  # the progress display wraps long messages
     assert list(mpq.list_runs(db)["status"]) == ["done"]
 
 
