@@ -1,7 +1,7 @@
 """A frontier users can trust: measured hypervolume and the cheapest point within a 1 % drop.
 
     python benchmarks/bench_frontier.py [--tasks digits-cnn/zcu104 ...] [--evals 20 50 100]
-        [--methods mpq-default mpq-refine amp proxy-ilp random] [--seed 0] [--quick]
+        [--methods mpq-default mpq-refine amp proxy-ilp random] [--seed 0] [--quick] [--check-optimum]
 
 One run, same tasks and seeds. Every method gets at most N calls of ``task.evaluate`` (N in
 ``--evals``), the float model's own evaluation counted as one for every method. Probing is not
@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import itertools
 import math
 import os
 import sys
@@ -76,6 +77,7 @@ import solvers  # noqa: E402
 
 DROP = 0.01  # the allowed drop below the float model's metric, in metric units
 SPAN = 10 * DROP  # the hypervolume box's metric height below the float metric
+EXHAUSTIVE_LIMIT = 5000  # design spaces --check-optimum measures exhaustively (digits: 4^6 = 4096)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,7 +348,28 @@ class Row:
     note: str = ""
 
 
-def bench_task(name: str, methods: Sequence[str], caps: Sequence[int], seed: int, folder: Path) -> None:
+def check_optimum(setup: Setup, cheapest: float, threshold: float) -> None:
+    """Measure every configuration cheaper than ``cheapest`` (small design spaces only) and say
+    whether any is within the drop: a tie at ``cheapest`` is then a tie at the optimum."""
+    options = [setup.options(layer) for layer in setup.layer_names]
+    space = math.prod(len(o) for o in options)
+    if space > EXHAUSTIVE_LIMIT:
+        print(f"optimum check: skipped, {space} configurations (more than {EXHAUSTIVE_LIMIT})")
+        return
+    every = (dict(zip(setup.layer_names, c)) for c in itertools.product(*options))
+    cheaper = [a for a in every if setup.total_cost(a) < cheapest * (1 - 1e-9)]
+    note(f"[{setup.name}] optimum check: measuring the {len(cheaper)} configurations cheaper than {cheapest:.4g}")
+    best = max(((setup.measure(a), setup.total_cost(a)) for a in cheaper), default=None)
+    verdict = "none is" if best is None or best[0] < threshold - 1e-9 else "ONE IS"
+    print(
+        f"optimum check: {len(cheaper)} of the {space} configurations cost less than {cheapest:.4g}; {verdict} "
+        f"within the drop" + ("" if best is None else f" (the most accurate of them: {best[0]:.4f} at {best[1]:.4g})")
+    )
+
+
+def bench_task(
+    name: str, methods: Sequence[str], caps: Sequence[int], seed: int, folder: Path, optimum: bool = False
+) -> None:
     spec = TASKS[name]
     start = time.perf_counter()
     task = mpq.load_task(f"example:{spec.example}")
@@ -380,6 +403,9 @@ def bench_task(name: str, methods: Sequence[str], caps: Sequence[int], seed: int
                     Row(method, cap, calls, hypervolume(points, box), cheapest_within(points, threshold), notes)
                 )
     print_table(setup, rows, box, cost_high)
+    found = [r.cheapest for r in rows if r.cheapest is not None]
+    if optimum and found:
+        check_optimum(setup, min(found), threshold)
 
 
 def print_table(setup: Setup, rows: Sequence[Row], box: tuple[float, float, float, float], cost_high: float) -> None:
@@ -429,6 +455,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 8 and 12 evaluations")
+    parser.add_argument(
+        "--check-optimum",
+        action="store_true",
+        help=f"on tasks of at most {EXHAUSTIVE_LIMIT} configurations, measure every one cheaper than the "
+        "cheapest found within the drop",
+    )
     args = parser.parse_args()
     if args.quick:
         args.evals = [8, 12]
@@ -441,7 +473,7 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         for name in args.tasks:
-            bench_task(name, args.methods, sorted(args.evals), args.seed, Path(folder))
+            bench_task(name, args.methods, sorted(args.evals), args.seed, Path(folder), args.check_optimum)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"\nload average {load}; torch threads {torch.get_num_threads()}; seed {args.seed}; "

@@ -2,7 +2,9 @@
 
 JSON shapes (stable; documented in the README):
 - ``mpq frontier RUN --json`` and ``mpq search --json``: ``{"run": id, "task": str, "target": str,
-  "objectives": [..], "metric_name": str, "float_metric": float|null, "spearman": float|null,
+  "objectives": [..], "metric_name": str, "float_metric": float|null, "spearman": float|null (null
+  where the held-out set cannot resolve the measured spread), "rank_note": str|null (the rho, or
+  why none is given),
   "evaluations": int, "max_drop": float|str|null, "best_within_drop": point|null,
   "points": [{"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric",
   "dominated": bool|null, "costs": {column: value}, "assignment": {layer: candidate}}]}``.
@@ -59,6 +61,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "metric_name": run.record["metric_name"],
         "float_metric": _plain(run.record["float_metric"]),
         "spearman": _plain(run.record["spearman"]),
+        "rank_note": run.rank_note,
         "evaluations": run.record["evaluations"],
         "max_drop": run.record["settings"].get("max_drop"),
         "best_within_drop": _best_within_drop(run),
@@ -299,24 +302,6 @@ def print_frontier(console: Console, run: Run, all_points: bool = False, wide: b
     )
 
 
-def _rank_note(run: Run) -> str | None:
-    """Spearman's rho, or why none is given: the measured metric's spread is within a few steps of
-    the smallest difference the held-out set shows (1/N for an accuracy over N samples)."""
-    record, measured = run.record, run.frontier["measured_metric"].dropna()
-    levels = sorted(set(measured.round(12)))
-    if len(levels) >= 2:
-        step = min(b - a for a, b in zip(levels, levels[1:]))
-        spread = levels[-1] - levels[0]
-        if spread <= 3 * step:
-            return (
-                f"no rank correlation: the measured {record['metric_name']} spans {spread:.4g}, within 3 steps "
-                f"of the {step:.4g} the held-out set resolves"
-            )
-    if record["spearman"] is not None:
-        return f"Spearman(predicted loss, measured drop) {record['spearman']:.3f}"
-    return None
-
-
 def print_run(console: Console, run: Run, all_points: bool = False, wide: bool = False) -> None:
     record = run.record
     print_frontier(console, run, all_points, wide)
@@ -330,7 +315,7 @@ def print_run(console: Console, run: Run, all_points: bool = False, wide: bool =
     best = _best_within_drop(run)
     if best is not None:
         summary.append(f"cheapest within a drop of {record['settings']['max_drop']}: point {best}")
-    note = _rank_note(run)
+    note = run.rank_note
     if note:
         summary.append(note)
     if record.get("error"):

@@ -95,6 +95,23 @@ def dominated(frontier: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
     return result
 
 
+def unresolved(measured: pd.Series, metric_name: str) -> str | None:
+    """Why the measured metric cannot rank configurations, or None when it can: its spread is
+    within 3 steps of the smallest difference the held-out set shows (1/N for an accuracy over N
+    samples), so a rank correlation with it would be noise."""
+    levels = sorted(set(measured.dropna().round(12)))
+    if len(levels) < 2:
+        return None
+    step = min(b - a for a, b in zip(levels, levels[1:]))
+    spread = levels[-1] - levels[0]
+    if spread > 3 * step:
+        return None
+    return (
+        f"no rank correlation: the measured {metric_name} spans {spread:.4g}, within 3 steps of the {step:.4g} "
+        "the held-out set resolves"
+    )
+
+
 def spread(count: int) -> list[int]:
     """0..count-1 in an order whose every prefix covers the range evenly: both ends, then midpoints."""
     if count <= 2:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from mpq._export import export
 from mpq._frontier_columns import cost_columns
-from mpq._measured_frontier import absolute_drop, check_drop, configuration_key
+from mpq._measured_frontier import absolute_drop, check_drop, configuration_key, unresolved
 from mpq._owners import shown_status
 from mpq._storage import DB, BaseStore, Store
 from mpq._validation import Interval, check_param, unknown_name
@@ -55,6 +55,18 @@ class Run:
     @property
     def created_at(self) -> datetime:
         return self.record["created_at"]
+
+    @property
+    def rank_note(self) -> str | None:
+        """How well predicted loss ranked the measured configurations: Spearman's rho of predicted
+        loss against the measured drop, or why none is given (the measured metric's spread is
+        within what the held-out set resolves); None before validation."""
+        reason = unresolved(self.frontier["measured_metric"], self.record["metric_name"])
+        if reason is not None:
+            return reason
+        if self.record.get("spearman") is not None:
+            return f"Spearman(predicted loss, measured drop) {self.record['spearman']:.3f}"
+        return None
 
     def assignment(self, point: int) -> dict[str, str]:
         """Layer -> candidate of one point.

@@ -36,6 +36,7 @@ from mpq._measured_frontier import (
     configuration_key,
     dominated,
     spread,
+    unresolved,
 )
 from mpq._omega import omega
 from mpq._owners import current_owner, owner_alive
@@ -867,4 +868,6 @@ def _spearman(frontier: pd.DataFrame, float_metric: float | None) -> float | Non
     drop = float_metric - frontier["measured_metric"]
     if drop.nunique() < 2 or frontier["predicted_loss"].nunique() < 2:
         return None  # a constant ranks nothing
+    if unresolved(frontier["measured_metric"], "metric") is not None:
+        return None  # a rho over differences the held-out set cannot resolve is noise
     return float(spearmanr(frontier["predicted_loss"], drop).statistic)

@@ -27,6 +27,7 @@ else:
     st.caption(
         f"{len(points)} points; a rank correlation near 1 means the predicted loss orders the points as the "
         f"measured {record['metric_name']} does, so the frontier's order can be trusted."
+        + (f" Here: {run.rank_note}." if run.rank_note else "")
     )
 
 st.subheader("Every run")

@@ -23,8 +23,8 @@ facts = [
 ]
 if record.get("float_metric") is not None:
     facts.append(f"float32 {metric} {record['float_metric']:.4f}")
-if record.get("spearman") is not None:
-    facts.append(f"Spearman {record['spearman']:.3f}")
+if run.rank_note is not None:
+    facts.append(run.rank_note)
 st.caption(" · ".join(facts))
 
 points = views.frontier_points(run)

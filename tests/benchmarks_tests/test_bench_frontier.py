@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import sys
 from pathlib import Path
 
@@ -77,3 +78,19 @@ def test_hypervolume_of_a_staircase(bench):
     # (2, 0.5) dominates [2, 10] x [0, 0.5]; (6, 0.8) adds [6, 10] x [0.5, 0.8]; (8, 0.4) adds nothing
     assert bench.hypervolume([(2.0, 0.5), (6.0, 0.8), (8.0, 0.4)], box) == pytest.approx((8 * 0.5 + 4 * 0.3) / 10)
     assert bench.hypervolume([(1.0, 2.0)], box) == pytest.approx(0.9)  # a metric above the box counts as its top
+
+
+def test_the_optimum_check_measures_every_cheaper_configuration(bench, counted, capsys):
+    task, calls = counted
+    setup = setup_of(bench, task)
+    highest = setup.highest()
+    cost = setup.total_cost(highest)
+    bench.check_optimum(setup, cost, setup.float_metric - bench.DROP)
+    everything = [dict(zip(setup.layer_names, c)) for c in itertools.product(*map(setup.options, setup.layer_names))]
+    cheaper = [a for a in everything if setup.total_cost(a) < cost * (1 - 1e-9)]
+    assert len(calls) == 1 + len(cheaper)  # the float model, then each cheaper configuration once
+    out = capsys.readouterr().out
+    assert f"{len(cheaper)} of the {len(everything)} configurations cost less than" in out
+    # below the all-highest cost there is something within the drop on the tiny task
+    within = any(setup.measure(a) >= setup.float_metric - bench.DROP for a in cheaper)
+    assert ("ONE IS within the drop" in out) == within

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpq._measured_frontier import DropSearch, absolute_drop, check_drop, dominated
+from mpq._measured_frontier import DropSearch, absolute_drop, check_drop, dominated, unresolved
 from mpq.exceptions import InvalidParameterError
 
 CANDIDATES = ("w2a2", "w4a4", "w8a8")
@@ -113,3 +113,38 @@ def test_refine_extends_the_measured_frontier():
     assert len(calls) == 9
     points = pd.DataFrame([(c, m) for c, m in search.known.values()], columns=["latency_s", "measured_metric"])
     assert (~dominated(points, ["latency_s"]).astype(bool)).sum() >= 3  # the walk added non-dominated points
+
+
+def test_unresolved_spread_gets_a_reason_not_a_rho():
+    # an accuracy over 500 images moves in steps of 0.002: a spread of 3 steps ranks nothing
+    steps = pd.Series([0.982, 0.984, 0.986, 0.984, float("nan")])
+    reason = unresolved(steps, "accuracy")
+    assert reason == (
+        "no rank correlation: the measured accuracy spans 0.004, within 3 steps of the 0.002 the held-out set resolves"
+    )
+    assert unresolved(pd.Series([0.10, 0.62, 0.97, 0.98]), "accuracy") is None  # a real spread
+    assert unresolved(pd.Series([0.98, 0.98]), "accuracy") is None  # one level: nothing to say here
+
+
+def test_a_run_whose_spread_is_unresolved_stores_no_rho(tmp_path):
+    import mpq
+    from mpq._search import _spearman
+
+    frontier = pd.DataFrame(
+        {"predicted_loss": [1e-5, 2e-5, 3e-5, 4e-5], "measured_metric": [0.984, 0.982, 0.984, 0.986]}
+    )
+    assert _spearman(frontier, float_metric=0.986) is None
+    resolved = frontier.assign(measured_metric=[0.98, 0.90, 0.70, 0.50])
+    assert _spearman(resolved, float_metric=0.986) == pytest.approx(1.0)
+    run = mpq.Run(
+        id=1,
+        db="sqlite://",
+        status="done",
+        record={"metric_name": "accuracy", "spearman": None},
+        frontier=frontier,
+        assignments=pd.DataFrame(),
+        tables={},
+    )
+    assert run.rank_note.startswith("no rank correlation: the measured accuracy spans 0.004")
+    stored = mpq.Run(**{**run.__dict__, "frontier": resolved, "record": {"metric_name": "accuracy", "spearman": 1.0}})
+    assert stored.rank_note == "Spearman(predicted loss, measured drop) 1.000"
