@@ -264,16 +264,7 @@ def layer_bits_figure(
             hovertemplate="%{x}: %{y:g} activation bits<extra></extra>",
         )
     )
-    fig.update_layout(
-        **chart_layout(
-            title,
-            height=420,
-            barmode="overlay",
-            legend=dict(orientation="h", y=-0.2),
-            xaxis=dict(title="layer", categoryorder="array", categoryarray=list(view["layer"])),
-            yaxis=dict(title="bits per value", rangemode="tozero"),
-        )
-    )
+    fig.update_layout(**_per_layer_bars(title, list(view["layer"]), barmode="overlay", y_title="bits per value"))
     return fig
 
 
@@ -367,17 +358,20 @@ def layer_diff_figure(
                 hovertemplate="%{x}: %{text}<extra>" + label + "</extra>",
             )
         )
-    fig.update_layout(
-        **chart_layout(
-            title,
-            height=420,
-            barmode="group",
-            legend=dict(orientation="h", y=-0.2),
-            xaxis=dict(title="layer", categoryorder="array", categoryarray=list(diff["layer"])),
-            yaxis=dict(title="weight bits per value", rangemode="tozero"),
-        )
-    )
+    fig.update_layout(**_per_layer_bars(title, list(diff["layer"]), barmode="group", y_title="weight bits per value"))
     return fig
+
+
+def _per_layer_bars(title: str, layers: list[str], *, barmode: str, y_title: str) -> dict:
+    """The layout of a bar chart over layers in model order, legend below."""
+    return chart_layout(
+        title,
+        height=420,
+        barmode=barmode,
+        legend=dict(orientation="h", y=-0.2),
+        xaxis=dict(title="layer", categoryorder="array", categoryarray=layers),
+        yaxis=dict(title=y_title, rangemode="tozero"),
+    )
 
 
 def calibration_figure(
