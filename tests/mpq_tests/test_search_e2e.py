@@ -1,7 +1,6 @@
 """digits-cnn end to end through the API: probe -> cost -> solve -> validate -> store."""
 
 import pytest
-from scipy.stats import spearmanr
 
 import hwmodels
 import mpq
@@ -32,11 +31,12 @@ def test_frontier_is_validated_and_stored(mcu_run, digits):
     assert points.latency_s.is_monotonic_increasing and points.predicted_loss.is_monotonic_decreasing
     assert frontier.measured_metric.between(0, 1).all()  # every point evaluated (accuracy)
     assert mcu_run.record["float_metric"] > 0.95 and mcu_run.status == "done"
-    # The stored Spearman is the rank correlation of the stored predicted losses with the stored
-    # metric drops, and the probe ranks the points the right way round (0.42 measured on seed 0).
-    drop = mcu_run.record["float_metric"] - frontier.measured_metric
-    assert mcu_run.record["spearman"] == pytest.approx(spearmanr(frontier.predicted_loss, drop).statistic)
-    assert mcu_run.record["spearman"] > 0.2
+    # On the MCU every configuration measures within 3 test images of float (the held-out set
+    # resolves 1/497): a rho there would be noise (0.42 on seed 0), so none is stored, and the run says why.
+    resolution = 1 / 497
+    assert frontier.measured_metric.max() - frontier.measured_metric.min() <= 3 * resolution + 1e-9
+    assert mcu_run.record["spearman"] is None
+    assert mcu_run.rank_note.startswith("no rank correlation: the measured accuracy spans 0.00201")
     # Device capacities are budgets: every point fits the board's SRAM and flash.
     device = hwmodels.load_device("stm32h743")
     assert (frontier.sram_bytes <= device.limits()["sram_bytes"]).all()
