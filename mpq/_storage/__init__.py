@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shlex
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -56,6 +57,17 @@ logger = logging.getLogger("mpq.storage")
 _ALEMBIC_INI = Path(__file__).parent / "alembic.ini"
 # How long a process waits for another one that is creating the same new store.
 _SCHEMA_WAIT_TRIES, _SCHEMA_WAIT_S = 60, 0.5
+#: How long a SQLite writer waits for another process's write lock.
+_LOCK_WAIT_S = 30
+#: The PostgreSQL advisory lock writers hold while they check, create or migrate the schema
+#: (any fixed 64-bit number: b"mpq" as an integer).
+_SCHEMA_LOCK_ID = int.from_bytes(b"mpq", "big")
+
+
+def _outside_transaction(connection, statement: str) -> None:
+    """Run a SQLite PRAGMA on the driver's connection, outside any transaction (``journal_mode``
+    and ``foreign_keys`` are refused or ignored inside one)."""
+    connection.connection.driver_connection.execute(statement)
 
 
 class _SchemaBeingCreated(Exception):
@@ -251,13 +263,25 @@ class Store(BaseStore):
             url = _read_only_url(url)
         # timeout: a writer waits up to 30 s for another process's write lock instead of failing
         # with "database is locked".
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": _LOCK_WAIT_S})
+        writer = self.mode == "write"
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record):
+            if writer:
+                connection.isolation_level = None  # the driver begins nothing: "begin" below does
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+
+        if writer:
+            # A writer's transaction takes the write lock when it begins (and waits for it): a
+            # deferred one that read first and then writes can deadlock with another such
+            # writer, and SQLite then fails one of them at once ("database is locked") instead
+            # of waiting (https://www.sqlite.org/lang_transaction.html, sqlite3_busy_handler).
+            @event.listens_for(engine, "begin")
+            def _begin_immediate(connection):
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
 
@@ -266,13 +290,20 @@ class Store(BaseStore):
         (its header), so a writer sets it once the file is known to be an mpq store."""
         if self.mode != "write" or _sqlite_file(self.engine.url) is None or _read_only(self.engine.url):
             return
-        try:
-            with self.engine.connect() as connection:
-                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-        except SQLAlchemyError as exc:
-            raise store_error(
-                exc, self.where, "check that the database is writable and reachable", opening=True
-            ) from exc
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        with self.engine.connect() as connection:
+            raw = connection.connection.driver_connection  # outside any transaction: see _outside_transaction
+            while raw.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                try:
+                    raw.execute("PRAGMA journal_mode=WAL")
+                except sqlite3.Error as exc:
+                    # Switching needs the file alone: while another process writes, SQLite fails
+                    # at once rather than after its timeout, so wait here the same 30 s.
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise store_error(
+                            exc, self.where, "check that the database is writable and reachable", opening=True
+                        ) from exc
+                    time.sleep(0.05)
 
     # -- schema -----------------------------------------------------------------------------
     @staticmethod
@@ -309,7 +340,10 @@ class Store(BaseStore):
                 if sqlite and self.mode == "write":
                     # Before any transaction (SQLite ignores it inside one): a migration that
                     # copies a table (batch mode) must not cascade the old table's drop.
-                    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                    _outside_transaction(connection, "PRAGMA foreign_keys=OFF")
+                elif self.mode == "write":
+                    # One writer at a time checks, creates or migrates the schema: the others wait here.
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_ID})")
                 try:
                     current = MigrationContext.configure(connection).get_current_revision()
                     tables = set(inspect(connection).get_table_names())
@@ -341,8 +375,7 @@ class Store(BaseStore):
                 finally:
                     connection.rollback()
                     if sqlite and self.mode == "write":
-                        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-                        connection.commit()
+                        _outside_transaction(connection, "PRAGMA foreign_keys=ON")
         except SQLAlchemyError as exc:
             if self._current_revision() == head or "already exists" in str(exc):
                 raise _SchemaBeingCreated from exc  # raced another process creating or migrating it

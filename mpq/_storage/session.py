@@ -14,17 +14,24 @@ from mpq.exceptions import StoreError
 # (https://www.sqlite.org/rescode.html) and PostgreSQL's SQLSTATEs (Appendix A of its manual).
 _DISK_FULL = {"SQLITE_FULL", "53100"}  # 53100: disk_full
 _READ_ONLY = {"SQLITE_READONLY", "25006"}  # 25006: read_only_sql_transaction
+_LOCKED = {"SQLITE_BUSY", "55P03"}  # 55P03: lock_not_available
 
 
-def store_error(exc: SQLAlchemyError, where: str, hint: str, *, opening: bool = False) -> StoreError:
-    """One line naming the store, the driver's reason and the fix (``hint`` when no known fault)."""
-    orig = getattr(exc, "orig", None)
-    reason = str(orig if orig is not None else exc).splitlines()[0]
-    code = getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None)
+def store_error(exc: Exception, where: str, hint: str, *, opening: bool = False) -> StoreError:
+    """One line naming the store, the driver's reason and the fix (``hint`` when no known fault).
+    ``exc``: SQLAlchemy's error, or the driver's own."""
+    driver = getattr(exc, "orig", None) or exc
+    reason = str(driver).splitlines()[0]
+    code = getattr(driver, "sqlite_errorname", None) or getattr(driver, "sqlstate", None)
     if code in _DISK_FULL:
         hint = (
             "the disk is full: free space or give another --db (the failed write was rolled back; what was "
             "stored before it is intact)"
+        )
+    elif code in _LOCKED:
+        hint = (
+            "another process held the store's write lock for longer than mpq waits (30 s): wait for it to finish "
+            "(mpq runs --db lists the runs being written and the process of each) and run again"
         )
     elif code in _READ_ONLY:
         hint = (
