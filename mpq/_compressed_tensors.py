@@ -73,7 +73,7 @@ def _storage(weights: dict[str, Any] | None, acts: dict[str, Any] | None) -> str
         return "nvfp4-pack-quantized"
     if acts is not None:
         return f"{weights['type']}-quantized"
-    return "pack-quantized" if weights["type"] == "int" else "naive-quantized"
+    return "pack-quantized" if weights["type"] == "int" and weights["num_bits"] <= 8 else "naive-quantized"
 
 
 def _some(names: list[str]) -> str:
