@@ -39,15 +39,16 @@ def _args(fmt: NumberFormat, activation: bool) -> dict[str, Any] | None:
     spec = format_spec(fmt.name)
     if spec.family == "reference":
         return None
+    if spec.scale == "fp8_e4m3":  # NVFP4's block scales are scaled by one per-tensor value
+        strategy = "tensor_group"
+    else:
+        strategy = "group" if fmt.granularity == "block" else fmt.granularity
     args: dict[str, Any] = {
         "num_bits": fmt.element_bits,
         "type": "int" if fmt.family == "int" else "float",
         "symmetric": True,  # mpq's scales are symmetric: no zero point
         "group_size": fmt.group_size,
-        # An NVFP4 block scale is itself scaled by one per-tensor value: compressed-tensors' tensor_group.
-        "strategy": "tensor_group"
-        if spec.scale == "fp8_e4m3"
-        else {"block": "group"}.get(fmt.granularity, fmt.granularity),
+        "strategy": strategy,
         "dynamic": False,
     }
     if spec.scale in _SCALE_DTYPES:
