@@ -9,6 +9,7 @@ one line naming the formats the package lacks.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pandas as pd
@@ -71,6 +72,7 @@ def every_candidate() -> list[str]:
     return [f"w{w}a{a}" for w, a in itertools.product(weights, acts)]
 
 
+@functools.cache
 def split_by_export() -> tuple[list[str], dict[str, str]]:
     """The candidates compressed-tensors expresses, and the refusal of each other one."""
     expressed, refused = [], {}
@@ -81,9 +83,6 @@ def split_by_export() -> tuple[list[str], dict[str, str]]:
         except mpq.exceptions.InvalidParameterError as exc:
             refused[candidate] = str(exc)
     return expressed, refused
-
-
-EXPRESSED, REFUSED = split_by_export()
 
 
 def _expected(fmt: mpq.NumberFormat) -> tuple | None:
@@ -99,20 +98,21 @@ def _got(args) -> tuple | None:
 
 
 def test_the_formats_compressed_tensors_lacks_are_refused_by_name():
+    expressed, refused = split_by_export()
     for candidate in every_candidate():
         c = mpq.get_candidate(candidate)
         lacking = sorted({c.weight_format.name, c.act_format.name} & LACKING)
-        assert (candidate in REFUSED) == bool(lacking), candidate
+        assert (candidate in refused) == bool(lacking), candidate
         if lacking:
-            assert REFUSED[candidate] == (
+            assert refused[candidate] == (
                 f"run 7 point 0: compressed-tensors has no {', '.join(lacking)} (its floating-point formats are "
                 "fp8_e4m3, mxfp8, mxfp6, mxfp4, nvfp4); export it as json instead."
             )
-    assert len(EXPRESSED) > 500  # INT at every width and granularity, fp8_e4m3, NVFP4, MX, 16 bits
+    assert len(expressed) > 500  # INT at every width and granularity, fp8_e4m3, NVFP4, MX, 16 bits
 
 
 def test_every_expressible_point_is_a_quantization_config_of_the_package():
-    point = {f"blocks.{i}": candidate for i, candidate in enumerate(EXPRESSED)}
+    point = {f"blocks.{i}": candidate for i, candidate in enumerate(split_by_export()[0])}
     doc = mpq.export(stored_run(point), 0, "compressed-tensors")
     config = QuantizationConfig.model_validate(doc)
     dumped = config.model_dump(mode="json")
@@ -138,12 +138,13 @@ def test_schemes_equal_the_packages_presets(candidate, preset):
 
 
 def test_applied_to_a_model_every_layer_gets_the_formats_mpq_chose():
-    point = {f"blocks.{i}": candidate for i, candidate in enumerate(EXPRESSED)} | {"embed": "w4a8"}
+    expressed = split_by_export()[0]
+    point = {f"blocks.{i}": candidate for i, candidate in enumerate(expressed)} | {"embed": "w4a8"}
     config = QuantizationConfig.model_validate(
         mpq.export(stored_run(point, {"embed": "embedding"}), 0, "compressed-tensors")
     )
     model = nn.Module()
-    model.blocks = nn.ModuleList(nn.Linear(64, 16) for _ in EXPRESSED)
+    model.blocks = nn.ModuleList(nn.Linear(64, 16) for _ in expressed)
     model.embed = nn.Embedding(10, 64)
     torch.manual_seed(0)
     apply_quantization_config(model, config, show_progress=False)
