@@ -1,5 +1,5 @@
-"""A point of a run, written for other tools: plain JSON, HAWQ-V3's bit_config, a Hugging Face
-style ``quantization_config``."""
+"""A point of a run, written for other tools: plain JSON, HAWQ-V3's bit_config, a compressed-tensors
+quantization config (llm-compressor, vLLM, transformers)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mpq._formats import NumberFormat, get_candidate
+from mpq._compressed_tensors import quantization_config
+from mpq._formats import get_candidate
 from mpq._frontier_columns import cost_columns
 from mpq._validation import unknown_name
 from mpq._warnings import mpq_warn
@@ -17,7 +18,7 @@ from mpq.version import __version__
 if TYPE_CHECKING:  # a Run's method calls export: _runs imports this module
     from mpq._runs import Run
 
-EXPORT_FORMATS = ("json", "hawq", "hf")
+EXPORT_FORMATS = ("json", "hawq", "compressed-tensors")
 
 
 def _plain(value: Any) -> Any:
@@ -32,18 +33,6 @@ def _point_row(run: Run, point: int) -> pd.Series:
             f"run {run.id} has no point {point!r}; choose one of {', '.join(map(str, sorted(run.frontier['point'])))}."
         )
     return rows.iloc[0]
-
-
-def _format_spec(fmt: NumberFormat) -> dict[str, Any]:
-    return {
-        "format": fmt.name,
-        "type": fmt.family,
-        "num_bits": fmt.element_bits,
-        "bits_per_value": fmt.bits_per_value,
-        "strategy": fmt.granularity,
-        "group_size": fmt.group_size,
-        "symmetric": True,
-    }
 
 
 def _warn_beaten(run: Run, row: pd.Series) -> None:
@@ -84,16 +73,19 @@ def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
         point: A value of ``run.frontier["point"]``.
         to: ``json`` (layer -> weight and activation formats, with the point's predicted loss,
             costs and measured metric), ``hawq`` (HAWQ-V3's ``bit_config`` dictionary: layer ->
-            integer weight bits; INT formats only), or ``hf`` (a Hugging Face style
-            ``quantization_config`` with a per-layer format map).
+            integer weight bits; INT formats only), or ``compressed-tensors`` (the
+            ``quantization_config`` that llm-compressor quantizes a model to and vLLM loads: a
+            config group per scheme targeting its layers by module name, 16-bit layers under
+            ``ignore``; Linear and Embedding layers only, in INT, fp8_e4m3, NVFP4 and MX formats).
 
     Returns:
         The document, JSON-serialisable.
 
     Raises:
-        UnknownNameError: ``to`` is not one of json, hawq, hf.
-        InvalidParameterError: ``run`` is not a Run, ``to`` not a str, no such point, or ``hawq`` for a
-            point with non-INT weights.
+        UnknownNameError: ``to`` is not one of json, hawq, compressed-tensors.
+        InvalidParameterError: ``run`` is not a Run, ``to`` not a str, no such point, ``hawq`` for a
+            point with non-INT weights, or ``compressed-tensors`` for a point it cannot express
+            (a quantized conv layer, a format it lacks such as fp8_e5m2).
     """
     check_run("export", "run", run)
     if not isinstance(to, str):
@@ -113,25 +105,18 @@ def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
         if not_int:
             raise InvalidParameterError(
                 f"run {run.id} point {point}: HAWQ-V3's bit_config holds integer bit widths, and this point uses "
-                f"{', '.join(not_int)}; export it as json or hf instead."
+                f"{', '.join(not_int)}; export it as json instead."
             )
         return {
             f"bit_config_{run.record['task_name']}_run{run.id}_point{point}": {
                 layer: c.weight_format.element_bits for layer, c in candidates.items()
             }
         }
-    if to == "hf":
-        return {
-            "quantization_config": {
-                "quant_method": "mpq",
-                "mpq_version": __version__,
-                "source": {"run": run.id, "point": point, "target": run.target},
-                "config_groups": {
-                    layer: {"weights": _format_spec(c.weight_format), "input_activations": _format_spec(c.act_format)}
-                    for layer, c in candidates.items()
-                },
-            }
-        }
+    if to == "compressed-tensors":
+        layers = run.tables.get("layers", pd.DataFrame(columns=["layer", "kind"]))
+        return quantization_config(
+            f"run {run.id} point {point}", candidates, dict(zip(layers["layer"], layers["kind"]))
+        )
     return {
         "mpq_version": __version__,
         "run": run.id,

@@ -85,7 +85,8 @@ class Run:
         return dict(zip(rows["layer"], rows["candidate"]))
 
     def export(self, point: int, to: str = "json") -> dict[str, Any]:
-        """One point as a document for another tool: ``json``, ``hawq`` or ``hf`` (see :func:`mpq.export`)."""
+        """One point as a document for another tool: ``json``, ``hawq`` or ``compressed-tensors`` (see
+        :func:`mpq.export`)."""
         return export(self, point, to)
 
     def best(self, max_drop: float | str | None = None, **budgets: float) -> pd.Series:

@@ -293,7 +293,11 @@ def export(
     run_id: Annotated[int, typer.Argument(metavar="RUN")],
     point: Annotated[int, typer.Option(help="The point to export (see 'mpq frontier RUN').")],
     to: Annotated[
-        str, typer.Option(help="json (layer -> formats), hawq (HAWQ-V3 bit_config) or hf (quantization_config).")
+        str,
+        typer.Option(
+            help="json (layer -> formats), hawq (HAWQ-V3 bit_config) or compressed-tensors (the quantization_config "
+            "llm-compressor and vLLM read)."
+        ),
     ] = "json",
     out: Annotated[str | None, typer.Option(help="Write to this file instead of stdout.")] = None,
     db: DbOption = None,
@@ -303,10 +307,16 @@ def export(
 
     import mpq
     from mpq._cli_render import dumps
+    from mpq.exceptions import InvalidParameterError
 
     text = dumps(mpq.open_run(db, run_id).export(point, to))
     if out:
-        Path(out).write_text(text + "\n")
+        try:
+            Path(out).write_text(text + "\n")
+        except OSError as exc:
+            raise InvalidParameterError(
+                f"cannot write {out}: {exc.strerror}; give --out a file in a folder that exists and is writable."
+            ) from None
         stdout.print(f"wrote {out}")
     else:
         print(text)

@@ -90,16 +90,16 @@ st.dataframe(
 st.caption("More per layer (kind, size, formats, sensitivity, every cost): Show/hide columns in the table's toolbar.")
 
 st.subheader("Export")
-texts = {}
+contents = {}
 for column, fmt in zip(st.columns(len(exports.EXPORT_FORMATS)), exports.EXPORT_FORMATS):
     try:
-        name, mime, texts[fmt] = exports.export_file(run, point, fmt)
+        name, mime, contents[fmt] = exports.export_file(run, point, fmt)
     except mpq.exceptions.InvalidParameterError as exc:  # e.g. hawq for float weights: mpq's own reason
         column.caption(f"{fmt}: {exc}")
         continue
     column.download_button(
         f"Download {fmt}",
-        texts[fmt],
+        contents[fmt],
         file_name=name,
         mime=mime,
         key=f"export_{fmt}",
@@ -107,4 +107,4 @@ for column, fmt in zip(st.columns(len(exports.EXPORT_FORMATS)), exports.EXPORT_F
         icon=":material/download:",
     )
 with st.expander("The point as JSON"):
-    st.code(texts["json"], language="json")
+    st.code(contents["json"], language="json")

@@ -198,7 +198,11 @@ def test_export_buttons_serve_the_selected_point(store, open_app, monkeypatch):
     point = int(run.frontier.point.iloc[2])
     at = open_app(store.db, "app_pages/frontier.py", run.id)
     at.selectbox(key=f"point_{run.id}").set_value(point).run()
-    assert [b.label for b in at.get("download_button")] == ["Download json", "Download hawq", "Download hf"]
+    assert [b.label for b in at.get("download_button")] == ["Download json", "Download hawq"]
+    assert (  # the digits CNN's conv layers
+        f"compressed-tensors: run {run.id} point {point}: compressed-tensors quantizes Linear and Embedding layers only"
+        in _texts(at.caption)
+    )
 
     mime, data = served[f"mpq-run{run.id}-point{point}-point.json"]
     exported = json.loads(data)
@@ -213,10 +217,12 @@ def test_export_buttons_serve_the_selected_point(store, open_app, monkeypatch):
     (hawq,) = json.loads(served[f"mpq-run{run.id}-point{point}-hawq-bit-config.json"][1]).values()
     assert hawq == {layer: int(c[1]) for layer, c in run.assignment(point).items()}  # wNaM: N weight bits
 
-    hf = json.loads(served[f"mpq-run{run.id}-point{point}-hf-quantization-config.json"][1])["quantization_config"]
-    assert {layer: m["weights"]["format"] for layer, m in hf["config_groups"].items()} == {
-        layer: mpq.get_candidate(c).weight_format.name for layer, c in run.assignment(point).items()
-    }
+    linear = store.runs["mlp"]  # Linear layers only: compressed-tensors expresses every point
+    at = open_app(store.db, "app_pages/frontier.py", linear.id)
+    point = int(at.selectbox(key=f"point_{linear.id}").value)
+    assert [b.label for b in at.get("download_button")][-1] == "Download compressed-tensors"
+    mime, data = served[f"mpq-run{linear.id}-point{point}-quantization_config.json"]
+    assert mime == "application/json" and json.loads(data) == linear.export(point, "compressed-tensors")
 
 
 def test_hawq_export_refuses_non_integer_formats_in_one_line(store, open_app):
@@ -228,10 +234,10 @@ def test_hawq_export_refuses_non_integer_formats_in_one_line(store, open_app):
     )
     at = open_app(store.db, "app_pages/frontier.py", run.id)
     at.selectbox(key=f"point_{run.id}").set_value(floating).run()
-    assert [b.label for b in at.get("download_button")] == ["Download json", "Download hf"]
+    assert [b.label for b in at.get("download_button")] == ["Download json"]
     captions = _texts(at.caption)
     assert f"hawq: run {run.id} point {floating}: HAWQ-V3's bit_config holds integer bit widths" in captions
-    assert "export it as json or hf instead." in captions and "--to" not in captions  # no command-line flags
+    assert "export it as json instead." in captions and "--to" not in captions  # no command-line flags
 
 
 def test_failed_run_is_shown_plainly(store, open_app):

@@ -106,15 +106,31 @@ def test_exports_are_json_and_name_bad_formats(store):
     assert json.loads(text) == run.export(1, "json")
     with pytest.raises(
         mpq.exceptions.UnknownNameError,
-        match=r"^unknown export format 'hawk'; choose one of hawq, hf, json \(did you mean 'hawq'\?\)\.$",
+        match=r"^unknown export format 'hawk'; choose one of compressed-tensors, hawq, json \(did you mean 'hawq'\?\)\.$",
     ):
         exports.export_file(run, 1, "hawk")
     with pytest.raises(mpq.exceptions.InvalidParameterError, match=rf"^run {run.id} has no point 42; "):
         exports.export_file(run, 42, "json")
 
 
+def test_a_binary_export_is_one_entry_and_downloads_as_bytes(store, monkeypatch):
+    exported = mpq.Run.export
+
+    def export(run, point, to="json"):  # a binary format as mpq would return it: the file's bytes
+        return b"\x08\x07onnx" if to == "onnx" else exported(run, point, to)
+
+    monkeypatch.setattr(mpq.Run, "export", export)
+    monkeypatch.setitem(exports.EXPORT_FORMATS, "onnx", ("model.onnx", "application/octet-stream"))
+    run = store.runs["fpga"]
+    assert exports.export_file(run, 1, "onnx") == (
+        f"mpq-run{run.id}-point1-model.onnx",
+        "application/octet-stream",
+        b"\x08\x07onnx",
+    )
+
+
 def test_the_page_offers_exactly_the_exports_mpq_writes(store):
-    refused = []
+    refused = {}
     for key in ("fpga", "mcu", "gpu", "mlp"):
         run = store.runs[key]
         for point in map(int, run.frontier.point):
@@ -122,11 +138,19 @@ def test_the_page_offers_exactly_the_exports_mpq_writes(store):
                 try:
                     exports.export_file(run, point, fmt)
                 except mpq.exceptions.InvalidParameterError as exc:
-                    refused.append(str(exc))
-    assert refused  # the GPU run has points with float weights
-    for reason in refused:  # the page's words: its own buttons, not the command line's flags
-        assert "HAWQ-V3's bit_config holds integer bit widths" in reason
-        assert reason.endswith("export it as json or hf instead.") and "--" not in reason
+                    refused.setdefault((key, fmt), []).append(str(exc))
+    # The GPU run has points with float weights; the digits CNN's conv layers are no compressed-tensors
+    # layers; the MLP's Linear layers in INT formats are exported every way.
+    assert set(refused) == {
+        ("gpu", "hawq"),
+        ("fpga", "compressed-tensors"),
+        ("mcu", "compressed-tensors"),
+        ("gpu", "compressed-tensors"),
+    }
+    for (_, fmt), reasons in refused.items():
+        for reason in reasons:  # the page's words: its own buttons, not the command line's flags
+            assert reason.endswith("export it as json instead.") and "--" not in reason
+            assert ("HAWQ-V3's bit_config holds integer bit widths" in reason) == (fmt == "hawq")
 
 
 def test_measured_metric_nan_exports_as_null(store):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+import mpq
 import mpq.cli
 from mpq._cli_render import StageProgress
 from mpq.cli import main
@@ -238,15 +239,41 @@ def test_export_every_format(capsys, searched, tmp_path):
     hawq = json.loads(cli_ok(capsys, "export", "1", "--point", "0", "--to", "hawq", "--db", searched).out)
     (config,) = hawq.values()
     assert config == {name: int(spec["weight_format"][3]) for name, spec in doc["layers"].items()}
-    out = tmp_path / "hf.json"
-    cli_ok(capsys, "export", "1", "--point", "0", "--to", "hf", "--out", str(out), "--db", searched)
-    hf = json.loads(out.read_text())["quantization_config"]
-    assert (
-        hf["quant_method"] == "mpq"
-        and hf["config_groups"]["fc2"]["weights"]["format"] == doc["layers"]["fc2"]["weight_format"]
-    )
     status, _, err = run_cli(capsys, "export", "1", "--point", "999", "--db", searched)
     assert status == 2 and "run 1 has no point 999" in err
+
+
+def test_export_compressed_tensors_of_a_linear_model(capsys, tmp_path):
+    db = str(tmp_path / "mlp.db")
+    cli_ok(capsys, "search", "--model", f"{ASSETS.parent / 'app_tests' / 'digits_mlp.py'}:make_task", "--db", db, *FAST)
+    out = tmp_path / "quantization_config.json"
+    said = cli_ok(capsys, "export", "1", "--point", "0", "--to", "compressed-tensors", "--out", str(out), "--db", db)
+    assert re.sub(r"\s", "", said.out) == f"wrote{out}"  # the console wraps a long path
+    config = json.loads(out.read_text())
+    assert config == mpq.open_run(db, 1).export(0, "compressed-tensors")  # what the Python API returns
+    assert config["quant_method"] == "compressed-tensors"
+    targets = {layer for group in config["config_groups"].values() for layer in group["targets"]}
+    assert targets | set(config["ignore"]) == {"0", "2"}  # the MLP's two Linear layers, by module name
+
+
+def test_export_that_cannot_be_written_is_one_line_and_writes_nothing(capsys, searched, tmp_path):
+    out = tmp_path / "quantization_config.json"
+    argv = ["export", "1", "--point", "0", "--db", searched, "--out"]
+    status, _, err = run_cli(capsys, *argv, str(out), "--to", "compressed-tensors")  # digits-cnn: conv layers
+    assert status == 2 and not out.exists()
+    assert (
+        err.startswith(
+            "mpq: error: run 1 point 0: compressed-tensors quantizes Linear and Embedding layers only, and this point "
+            "quantizes conv1 (conv2d), conv2 (conv2d), conv3 (conv2d) and 1 more; export it as json instead."
+        )
+        and len(err.splitlines()) == 1
+    )
+    for missing, why in ((tmp_path / "no" / "p.json", "No such file or directory"), (tmp_path, "Is a directory")):
+        status, _, err = run_cli(capsys, *argv, str(missing))
+        assert status == 2 and err == (
+            f"mpq: error: cannot write {missing}: {why}; give --out a file in a folder that exists and is writable.\n"
+        )
+    assert not (tmp_path / "no").exists()
 
 
 def test_compare_two_runs(capsys, searched):
