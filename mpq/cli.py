@@ -293,9 +293,15 @@ def export(
     run_id: Annotated[int, typer.Argument(metavar="RUN")],
     point: Annotated[int, typer.Option(help="The point to export (see 'mpq frontier RUN').")],
     to: Annotated[
-        str, typer.Option(help="json (layer -> formats), hawq (HAWQ-V3 bit_config) or hf (quantization_config).")
+        str,
+        typer.Option(
+            help="json (layer -> formats), hawq (HAWQ-V3 bit_config), hf (quantization_config), onnx (a model "
+            "with QuantizeLinear/DequantizeLinear, for ONNX Runtime) or qonnx (Quant nodes, for FINN)."
+        ),
     ] = "json",
-    out: Annotated[str | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Write to this file instead of stdout (required for onnx and qonnx).")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Export one point of a run for another tool."""
@@ -303,8 +309,13 @@ def export(
 
     import mpq
     from mpq._cli_render import dumps
+    from mpq._export import FILE_FORMATS
 
-    text = dumps(mpq.open_run(db, run_id).export(point, to))
+    run = mpq.open_run(db, run_id)
+    if to in FILE_FORMATS:
+        stdout.print(f"wrote {run.export(point, to, out)}", soft_wrap=True)
+        return
+    text = dumps(run.export(point, to))
     if out:
         Path(out).write_text(text + "\n")
         stdout.print(f"wrote {out}")
