@@ -304,9 +304,7 @@ def check_formats(run: Run, point: int, plan: dict[str, Candidate], to: str) -> 
     """Refuse a point whose formats the file cannot hold; warn where weights are stored dequantized."""
     names = ", ".join(sorted({c.name for c in plan.values()}))
     if to == "qonnx":
-        not_int = sorted(
-            {f.name for c in plan.values() for f in (c.weight_format, c.act_format) if not _in_qonnx(f)}
-        )
+        not_int = sorted({f.name for c in plan.values() for f in (c.weight_format, c.act_format) if not _in_qonnx(f)})
         if not_int:
             raise InvalidParameterError(
                 f"run {run.id} point {point} ({names}): QONNX's Quant node holds integers with one scale per "
