@@ -19,6 +19,7 @@ import copy
 import logging
 import math
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 ONNX_OPSET = 21  # the first opset with int4 types and blockwise (per group) scales
 QONNX_DOMAIN = "qonnx.custom_op.general"
 MISSING_EXTRA = "pip install -e '.[export]'"
+_WEIGHT_PATH = ".parametrizations.weight"  # where torch.nn.utils.parametrize keeps a layer's weight
 
 
 def _onnx():
@@ -278,6 +280,7 @@ def _fold_weight_quantizers(onnx, proto):
 
     graph = proto.graph
     constants = {init.name: init for init in graph.initializer}
+    layer_of = {}  # folded tensor -> the layer whose weight it is
     folded = []
     for node in graph.node:
         if node.op_type not in ("Reshape", "QuantizeLinear") or not all(name in constants for name in node.input):
@@ -290,9 +293,22 @@ def _fold_weight_quantizers(onnx, proto):
         (value,) = ReferenceEvaluator(single).run(None, {n: numpy_helper.to_array(constants[n]) for n in node.input})
         constants[node.output[0]] = numpy_helper.from_array(value, node.output[0])
         graph.initializer.append(constants[node.output[0]])
+        layer_of[node.output[0]] = layer_of.get(node.input[0], node.input[0].removesuffix(_WEIGHT_PATH + ".original"))
         folded.append(node)
     for node in folded:
         graph.node.remove(node)
+    # Named by layer (conv1.weight_quantized, conv1.weight_scale), not by torch's parametrization path.
+    names = {i.name: i.name.replace(_WEIGHT_PATH + ".0.scale", ".weight_scale") for i in graph.initializer}
+    names |= {n.output[0]: f"{layer_of[n.output[0]]}.weight_quantized" for n in folded if n.op_type == "QuantizeLinear"}
+    names |= {  # an input's scale: a constant the hook holds, which the exporter names layer.lifted_tensor_N
+        n.input[1]: re.sub(r"\.lifted_tensor_\d+$", ".input_scale", n.input[1])
+        for n in graph.node
+        if n.op_type == "QuantizeLinear"
+    }
+    for init in graph.initializer:
+        init.name = names.get(init.name, init.name)
+    for node in graph.node:
+        node.input[:] = [names.get(name, name) for name in node.input]
     used = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
     unused = [init for init in graph.initializer if init.name not in used]
     for init in unused:  # the float weights the integers replace
