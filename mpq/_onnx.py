@@ -21,7 +21,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,7 +146,7 @@ class _WeightQuantizer(nn.Module):
 
     def __init__(self, fmt: NumberFormat, weight: torch.Tensor, onnx_type: int, qonnx: bool) -> None:
         super().__init__()
-        self.fmt, self.onnx_type, self.qonnx = fmt, onnx_type, qonnx
+        self.fmt, self.onnx_type = fmt, onnx_type
         rows = weight.detach().float().reshape(weight.shape[0], -1)
         if fmt.granularity == "group":  # groups run along the flattened rows, as in mpq's quantizer
             blocks = F.pad(rows, (0, -rows.shape[1] % fmt.group_size)).reshape(rows.shape[0], -1, fmt.group_size)
@@ -214,14 +214,23 @@ def _example_inputs(task: Task) -> tuple[tuple, dict]:
     return (tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)), {}
 
 
-def _dynamic(tensors: Any) -> Any:
+def _map_leaves(fn: Callable[[Any], Any], inputs: Any) -> Any:
+    """``inputs`` (a tensor, or dicts, tuples and lists of them) with each leaf replaced by ``fn(leaf)``."""
+    if isinstance(inputs, dict):
+        return {k: _map_leaves(fn, v) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(_map_leaves(fn, v) for v in inputs)
+    return fn(inputs)
+
+
+def _dynamic(inputs: Any) -> Any:
     """Every dimension free where the model allows it (batch, sequence length...)."""
     auto = torch.export.Dim.AUTO
-    if isinstance(tensors, dict):
-        return {k: _dynamic(v) for k, v in tensors.items()}
-    if isinstance(tensors, (tuple, list)):
-        return type(tensors)(_dynamic(t) for t in tensors)
-    return {d: auto for d in range(tensors.dim())} if isinstance(tensors, torch.Tensor) else None
+    return _map_leaves(lambda v: dict.fromkeys(range(v.dim()), auto) if isinstance(v, torch.Tensor) else None, inputs)
+
+
+def _first_sample(inputs: Any) -> Any:
+    return _map_leaves(lambda v: v[:1] if isinstance(v, torch.Tensor) else v, inputs)
 
 
 @contextlib.contextmanager
@@ -237,14 +246,6 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         log.setLevel(level)
-
-
-def _first_sample(tensors: Any) -> Any:
-    if isinstance(tensors, dict):
-        return {k: _first_sample(v) for k, v in tensors.items()}
-    if isinstance(tensors, (tuple, list)):
-        return type(tensors)(_first_sample(t) for t in tensors)
-    return tensors[:1] if isinstance(tensors, torch.Tensor) else tensors
 
 
 def model_proto(task: Task, plan: dict[str, Candidate], to: str):
@@ -332,7 +333,7 @@ def check_formats(run: Run, point: int, plan: dict[str, Candidate], to: str) -> 
     if acts:
         raise InvalidParameterError(
             f"run {run.id} point {point} ({names}): ONNX has no QuantizeLinear for {', '.join(acts)} activations; "
-            "export it as json or hf, or a point with INT, FP8 or fp16 activations."
+            "export it as json, or a point with INT, FP8 or fp16 activations."
         )
     stored = sorted(
         {c.weight_format.name for c in plan.values() if c.weight_format.family != "reference"}

@@ -83,7 +83,7 @@ def test_digits_onnx_holds_the_point_formats_as_quantize_dequantize_pairs(digits
     t = onnx.TensorProto
     assert sorted(weights.values()) == sorted([t.INT8, t.INT4, t.INT4, t.FLOAT8E4M3FN, t.INT4, t.FLOAT8E5M2])
     (group,) = [n for n in dequantized.values() if any(a.name == "block_size" and a.i == 32 for a in n.attribute)]
-    assert types[group.input[0]] == t.INT4
+    assert group.input[0] == "conv3.weight_quantized" and types[group.input[0]] == t.INT4
     activations = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert sorted(a.i for n in activations for a in n.attribute if a.name == "output_dtype") == sorted(
         [t.INT8, t.INT4, t.INT8, t.FLOAT8E4M3FN, t.INT16, t.FLOAT8E5M2]
