@@ -3,6 +3,7 @@ executor, and computes what ``mpq.apply``'s fake-quantized model does."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -222,7 +223,7 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_cli_exports_a_stored_point_and_refuses_a_changed_model_in_one_line(tmp_path, capsys):
+def test_cli_exports_and_times_a_stored_point_and_refuses_a_changed_model_in_one_line(tmp_path, capsys):
     spec, db = write_tagger(tmp_path), str(tmp_path / "mpq.db")
     search = cli(
         capsys, "search", "--model", spec, "--db", db, "--tolerance", "0.3", "--max-samples", "4", "--no-validate"
@@ -236,6 +237,15 @@ def test_cli_exports_a_stored_point_and_refuses_a_changed_model_in_one_line(tmp_
         "",
     )
     assert ort.InferenceSession(str(out)).run(None, {"tokens": np.zeros((2, 6), dtype=np.int64)})[0].shape == (2, 6, 4)
+
+    measure = ["measure", "--runtime", "onnxruntime", "--run", "1", "--point", point, "--db", db, "--warmup", "1"]
+    code, out, err = cli(capsys, *measure, "--repeats", "3", "--json")
+    doc = json.loads(out)
+    assert code == 0 and err == "" and doc["end_to_end"]["repeats"] == 3 and doc["end_to_end"]["latency_s"] > 0
+    assert {"Gather", "DequantizeLinear"} <= {n["op_type"] for n in doc["nodes"]}  # ONNX Runtime may fuse the rest
+    assert sum(n["share"] for n in doc["nodes"]) == pytest.approx(1)
+    code, _, err = cli(capsys, "measure", "--runtime", "onnxruntime", "--db", db)
+    assert code == 2 and err.count("\n") == 1 and "give --run RUN and --point K" in err
 
     write_tagger(tmp_path, seed=1)  # the spec now builds another model
     new = tmp_path / "new.onnx"
