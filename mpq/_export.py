@@ -1,8 +1,9 @@
 """A point of a run, written for other tools: plain JSON, HAWQ-V3's bit_config, a compressed-tensors
-quantization config (llm-compressor, vLLM, transformers)."""
+quantization config (llm-compressor, vLLM, transformers), or a model file (ONNX, QONNX: mpq/_onnx.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -18,7 +19,9 @@ from mpq.version import __version__
 if TYPE_CHECKING:  # a Run's method calls export: _runs imports this module
     from mpq._runs import Run
 
-EXPORT_FORMATS = ("json", "hawq", "compressed-tensors")
+EXPORT_FORMATS = ("json", "hawq", "compressed-tensors", "onnx", "qonnx")
+#: The formats written as a model file at ``out`` rather than returned as a document.
+FILE_FORMATS = ("onnx", "qonnx")
 
 
 def _plain(value: Any) -> Any:
@@ -65,27 +68,35 @@ def check_run(func: str, name: str, run: Any) -> None:
         )
 
 
-def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
-    """One point of a run as a document another tool reads.
+def export(run: Run, point: int, to: str = "json", out: str | Path | None = None) -> dict[str, Any] | Path:
+    """One point of a run as a document or a model file another tool reads.
 
     Args:
         run: The run (``mpq.open_run``).
         point: A value of ``run.frontier["point"]``.
         to: ``json`` (layer -> weight and activation formats, with the point's predicted loss,
             costs and measured metric), ``hawq`` (HAWQ-V3's ``bit_config`` dictionary: layer ->
-            integer weight bits; INT formats only), or ``compressed-tensors`` (the
+            integer weight bits; INT formats only), ``compressed-tensors`` (the
             ``quantization_config`` that llm-compressor quantizes a model to and vLLM loads: a
             config group per scheme targeting its layers by module name, 16-bit layers under
-            ``ignore``; Linear and Embedding layers only, in INT, fp8_e4m3, NVFP4 and MX formats).
+            ``ignore``; Linear and Embedding layers only, in INT, fp8_e4m3, NVFP4 and MX formats),
+            ``onnx`` (the model with QuantizeLinear/DequantizeLinear pairs, opset 21, for ONNX
+            Runtime) or ``qonnx`` (the model with QONNX ``Quant`` nodes, FINN's input; INT
+            per-tensor and per-channel formats only). The model files rebuild the run's model
+            from its stored spec.
+        out: The file ``onnx`` and ``qonnx`` write (required for them; unused by the others).
 
     Returns:
-        The document, JSON-serialisable.
+        The document, JSON-serialisable; for ``onnx`` and ``qonnx``, the path written.
 
     Raises:
-        UnknownNameError: ``to`` is not one of json, hawq, compressed-tensors.
+        UnknownNameError: ``to`` is not one of json, hawq, compressed-tensors, onnx, qonnx.
         InvalidParameterError: ``run`` is not a Run, ``to`` not a str, no such point, ``hawq`` for a
-            point with non-INT weights, or ``compressed-tensors`` for a point it cannot express
-            (a quantized conv layer, a format it lacks such as fp8_e5m2).
+            point with non-INT weights, ``compressed-tensors`` for a point it cannot express (a
+            quantized conv layer, a format it lacks such as fp8_e5m2); for a model file: ``out``
+            missing or not writable, the model the spec builds now is not the run's, or a format
+            the file cannot hold (an activation ONNX has no QuantizeLinear for; any non-INT format
+            in QONNX).
     """
     check_run("export", "run", run)
     if not isinstance(to, str):
@@ -98,6 +109,15 @@ def export(run: Run, point: int, to: str = "json") -> dict[str, Any]:
     row = _point_row(run, point)
     if not pd.isna(row.get("dominated", pd.NA)) and bool(row["dominated"]):
         _warn_beaten(run, row)
+    if to in FILE_FORMATS:
+        from mpq._onnx import export_file  # torch.onnx and onnx load only for a model file
+
+        return export_file(run, point, to, out)
+    if out is not None:
+        raise InvalidParameterError(
+            f"export: out is the file of an onnx or qonnx model; {to} returns its document, so pass no out "
+            "(json.dump writes the document)."
+        )
     assignment = run.assignment(point)
     candidates = {layer: get_candidate(name) for layer, name in assignment.items()}
     if to == "hawq":

@@ -84,10 +84,10 @@ class Run:
             )
         return dict(zip(rows["layer"], rows["candidate"]))
 
-    def export(self, point: int, to: str = "json") -> dict[str, Any]:
-        """One point as a document for another tool: ``json``, ``hawq`` or ``compressed-tensors`` (see
-        :func:`mpq.export`)."""
-        return export(self, point, to)
+    def export(self, point: int, to: str = "json", out: str | Path | None = None) -> dict[str, Any] | Path:
+        """One point for another tool: a ``json``, ``hawq`` or ``compressed-tensors`` document, or
+        an ``onnx`` or ``qonnx`` model file written to ``out`` (see :func:`mpq.export`)."""
+        return export(self, point, to, out)
 
     def best(self, max_drop: float | str | None = None, **budgets: float) -> pd.Series:
         """The best point within budgets, or the cheapest within an allowed drop.

@@ -295,11 +295,14 @@ def export(
     to: Annotated[
         str,
         typer.Option(
-            help="json (layer -> formats), hawq (HAWQ-V3 bit_config) or compressed-tensors (the quantization_config "
-            "llm-compressor and vLLM read)."
+            help="json (layer -> formats), hawq (HAWQ-V3 bit_config), compressed-tensors (the quantization_config "
+            "llm-compressor and vLLM read), onnx (a model with QuantizeLinear/DequantizeLinear, for ONNX Runtime) or "
+            "qonnx (Quant nodes, for FINN)."
         ),
     ] = "json",
-    out: Annotated[str | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Write to this file instead of stdout (required for onnx and qonnx).")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Export one point of a run for another tool."""
@@ -307,9 +310,14 @@ def export(
 
     import mpq
     from mpq._cli_render import dumps
+    from mpq._export import FILE_FORMATS
     from mpq.exceptions import InvalidParameterError
 
-    text = dumps(mpq.open_run(db, run_id).export(point, to))
+    run = mpq.open_run(db, run_id)
+    if to in FILE_FORMATS:
+        stdout.print(f"wrote {run.export(point, to, out)}", soft_wrap=True)
+        return
+    text = dumps(run.export(point, to))
     if out:
         try:
             Path(out).write_text(text + "\n")
@@ -436,16 +444,33 @@ def measure(
     warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = 3,
     repeats: Annotated[int, typer.Option(help="Timed runs per (layer, candidate).")] = 20,
     out: Annotated[str | None, typer.Option(help="Write the CSV that 'mpq search --measured' reads.")] = None,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="torch (every layer at every candidate) or onnxruntime (a run's point exported to ONNX, timed "
+            "end to end and per node; give --run and --point)."
+        ),
+    ] = "torch",
+    run_id: Annotated[int | None, typer.Option("--run", help="The run whose point onnxruntime times.")] = None,
+    point: Annotated[int | None, typer.Option(help="The point onnxruntime times (see 'mpq frontier RUN').")] = None,
+    db: DbOption = None,
     json: JsonOption = False,
     wide: WideOption = False,
 ) -> None:
-    """Time every layer at every candidate on this machine (warm-up, repeats, spread)."""
+    """Time every layer at every candidate on this machine (warm-up, repeats, spread), or with
+    --runtime onnxruntime a run's point exported to ONNX, end to end and per node."""
     import torch
 
     import hwmodels
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
+    from mpq._validation import unknown_name
 
+    if runtime not in ("torch", "onnxruntime"):
+        raise unknown_name("runtime", runtime, ["torch", "onnxruntime"])
+    if runtime == "onnxruntime":
+        _measure_onnxruntime(run_id, point, db, batch_size, warmup, repeats, json, wide)
+        return
     names = candidates.split(",") if candidates else list(hwmodels.load_device(target).candidates)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -483,6 +508,47 @@ def measure(
         stdout.print(
             f"wrote {out}; use it with 'mpq search --measured {out} --target {target} --batch-size {batch_size}'."
         )
+
+
+def _measure_onnxruntime(
+    run_id: int | None,
+    point: int | None,
+    db: str | None,
+    batch_size: int,
+    warmup: int,
+    repeats: int,
+    json: bool,
+    wide: bool,
+) -> None:
+    import mpq
+    from mpq._cli_render import dumps, print_table, table_json
+    from mpq._onnx_latency import onnxruntime_latency
+    from mpq.exceptions import InvalidParameterError
+
+    if run_id is None or point is None:
+        raise InvalidParameterError(
+            "measure --runtime onnxruntime times one point of a run: give --run RUN and --point K "
+            "(see 'mpq frontier RUN')."
+        )
+    run = mpq.open_run(db, run_id)
+    end_to_end, nodes = onnxruntime_latency(run, point, batch_size=batch_size, warmup=warmup, repeats=repeats)
+    if json:
+        stdout.print_json(dumps({"end_to_end": end_to_end, "nodes": table_json(nodes)}))
+        return
+    view = nodes.assign(median_us=nodes.latency_s * 1e6, share_pct=nodes.share * 100)
+    print_table(
+        stdout,
+        view[["node", "op_type", "median_us", "share_pct"]],
+        title=f"run {run.id} point {point} in {end_to_end['runtime']}, batch {batch_size}, per node (profiler)",
+        optional=["share_pct"],
+        wide=wide,
+    )
+    stdout.print(
+        f"end to end: median {end_to_end['latency_s'] * 1e6:.1f} us, std {end_to_end['latency_std_s'] * 1e6:.1f} us, "
+        f"min {end_to_end['latency_min_s'] * 1e6:.1f} us, max {end_to_end['latency_max_s'] * 1e6:.1f} us over "
+        f"{end_to_end['repeats']} runs",
+        soft_wrap=True,
+    )
 
 
 @app.command()

@@ -101,7 +101,12 @@ BAD: dict[str, dict[str, list]] = {
     },
     "mpq.open_run": {"db": [WRONG_TYPE], "run_id": [WRONG_TYPE, -1, 999]},
     "mpq.list_runs": {"db": [WRONG_TYPE]},
-    "mpq.export": {"run": [WRONG_TYPE], "point": [WRONG_TYPE, -1, 999], "to": [WRONG_TYPE, "yaml"]},
+    "mpq.export": {
+        "run": [WRONG_TYPE],
+        "point": [WRONG_TYPE, -1, 999],
+        "to": [WRONG_TYPE, "yaml"],
+        "out": [WRONG_TYPE],
+    },
     "mpq.compare": {"first": [WRONG_TYPE], "second": [WRONG_TYPE], "points": [WRONG_TYPE, (999, 0)]},
     "mpq.measure_latency": {
         "task_or_model": [WRONG_TYPE],
