@@ -106,7 +106,7 @@ def test_exports_are_json_and_name_bad_formats(store):
     assert json.loads(text) == run.export(1, "json")
     with pytest.raises(
         mpq.exceptions.UnknownNameError,
-        match=r"^unknown export format 'hawk'; choose one of compressed-tensors, hawq, json \(did you mean 'hawq'\?\)\.$",
+        match=r"^unknown export format 'hawk'; choose one of compressed-tensors, hawq, json, onnx, qonnx \(did you mean 'hawq'\?\)\.$",
     ):
         exports.export_file(run, 1, "hawk")
     with pytest.raises(mpq.exceptions.InvalidParameterError, match=rf"^run {run.id} has no point 42; "):
