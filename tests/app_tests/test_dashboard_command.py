@@ -97,6 +97,7 @@ def test_missing_streamlit_names_the_extra(store, monkeypatch, no_exec, capsys):
     )
 
 
+@pytest.mark.slow  # fast twin: the server-argument tests (-P, no email prompt)
 def test_serves_the_dashboard_on_loopback(served, store):
     # The command became the server: the same process, running streamlit on the checkout's app,
     # in the folder it was started from (one holding a folder named mpq), with a fresh home.

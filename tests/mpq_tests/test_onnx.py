@@ -65,6 +65,7 @@ def applied(task: mpq.Task, assignment: dict[str, str], *args, **kwargs) -> np.n
         return mpq.apply(task.model, assignment, calibration=task.calibration)(*args, **kwargs).numpy()
 
 
+@pytest.mark.slow  # fast twin: test_embedding_and_conv1d_layers_export_to_onnx_and_qonnx
 def test_digits_point_runs_in_onnxruntime_as_apply_computes_it(digits, heldout, tmp_path):
     run = in_memory_run(digits, "example:digits-cnn", MIXED)
     path = mpq.export(run, 0, to="onnx", out=tmp_path / "digits.onnx")
@@ -195,6 +196,7 @@ def test_embedding_and_conv1d_layers_export_to_onnx_and_qonnx(tmp_path):
     np.testing.assert_allclose(got, applied(task, int_point, sample), atol=1e-5)
 
 
+@pytest.mark.slow  # fast twin: test_embedding_and_conv1d_layers_export_to_onnx_and_qonnx
 def test_qonnx_digits_point_runs_in_the_qonnx_executor_as_apply_computes_it(digits, heldout, tmp_path):
     qonnx = pytest.importorskip("qonnx.core.onnx_exec", reason=EXTRA)
     from qonnx.core.modelwrapper import ModelWrapper
@@ -223,6 +225,7 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow  # fast twins: the export and refusal tests above
 def test_cli_exports_and_times_a_stored_point_and_refuses_a_changed_model_in_one_line(tmp_path, capsys):
     spec, db = write_tagger(tmp_path), str(tmp_path / "mpq.db")
     search = cli(

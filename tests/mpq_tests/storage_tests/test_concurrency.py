@@ -38,6 +38,7 @@ def test_two_concurrent_searches_share_one_sqlite_store(tmp_path):
     two_concurrent_searches(tmp_path / "shared.db", "--tolerance", "0.3", "--max-samples", "4", "--max-points", "5")
 
 
+@pytest.mark.slow  # fast twin: test_locks.py's processes creating one new store
 def test_two_concurrent_tiny_searches_share_one_sqlite_store(tmp_path):
     """The fast twin: the tiny task, so that both processes write to the store at about the same time."""
     two_concurrent_searches(
