@@ -165,6 +165,7 @@ class DropSearch:
         self._omega = self.omega.set_index(["layer", "candidate"])["omega"]
         self._cost = self.costs.set_index(["layer", "candidate"])[self.objective]
         self._offered = self.costs.groupby("layer", sort=False)["candidate"].apply(list).to_dict()
+        self._cheapest_cost = float(self._cost.groupby(level="layer").min().sum())  # every layer at its cheapest
 
     @property
     def left(self) -> int:
@@ -281,10 +282,12 @@ class DropSearch:
         left to try, the pool's unmeasured configurations, in an order that covers it evenly."""
         self.max_evals = self.spent + extra
         pool = sorted(pool, key=lambda p: p.costs[self.objective])
+        # (cost, configuration, solution) of each pool point, computed once for every step's search
+        priced = [(p.costs[self.objective], configuration_key(p.assignment), p) for p in pool]
         failures: dict[tuple, int] = {}
         tried: set[tuple[tuple, str, str]] = set()
         while self.left > 0:
-            step = self._widest_step(pool, failures, tried)
+            step = self._widest_step(priced, failures, tried)
             if step is None:
                 break
             upper, solution = step
@@ -310,29 +313,28 @@ class DropSearch:
     def _floor(self) -> tuple[float, float]:
         """The bottom left corner of the frontier's first step: the all-cheapest cost, and the
         target metric (without one, the lowest measured)."""
-        cheapest = float(self._cost.groupby(level="layer").min().sum())
-        return cheapest, self.target if self.target is not None else min(m for _, m in self.known.values())
+        return self._cheapest_cost, self.target if self.target is not None else min(m for _, m in self.known.values())
 
     def _widest_step(
-        self, pool: Sequence[solvers.Solution], failures: Mapping[tuple, int], tried: set[tuple[tuple, str, str]]
+        self,
+        priced: Sequence[tuple[float, tuple, solvers.Solution]],
+        failures: Mapping[tuple, int],
+        tried: set[tuple[tuple, str, str]],
     ) -> tuple[tuple, solvers.Solution] | None:
         """The next configuration to measure and the frontier point whose step it fills."""
         frontier = self._frontier()
         floor_cost, floor_metric = self._floor()
         steps = []
         for i, (cost, metric, key) in enumerate(frontier):
-            left_cost, left_metric = (floor_cost, floor_metric) if i == 0 else frontier[i - 1][:2]
             if i == 0:  # a configuration cheaper than one measured below the target is assumed below it too
-                failed = [c for c, m in self.known.values() if m < floor_metric and c < cost]
-                left_cost = max([floor_cost, *failed])
+                left_metric = floor_metric
+                left_cost = max([floor_cost, *(c for c, m in self.known.values() if m < floor_metric and c < cost)])
+            else:
+                left_cost, left_metric = frontier[i - 1][:2]
             area = (cost - left_cost) * (metric - left_metric)
             steps.append((area / (1 + failures.get(key, 0)), left_cost, cost, key))
         for _, left_cost, cost, key in sorted(steps, key=lambda step: step[0], reverse=True):
-            inside = [
-                p
-                for p in pool
-                if left_cost < p.costs[self.objective] < cost and configuration_key(p.assignment) not in self.known
-            ]
+            inside = [p for c, k, p in priced if left_cost < c < cost and k not in self.known]
             if inside:
                 return key, inside[len(inside) // 2]
             assignment = dict(key)
