@@ -1,15 +1,18 @@
 """A frontier point in the CLI's export formats, for the dashboard's download buttons.
 
-The files are ``mpq.Run.export(point, to)``'s documents, exactly what ``mpq export RUN --point K
---to FORMAT`` writes; this module only names them. A format is offered by one entry of
-:data:`EXPORT_FORMATS`: ``run.export`` returns a JSON document, downloaded as indented JSON, or
-the bytes of a binary file, downloaded as they are.
+The files are ``mpq.Run.export``'s, exactly what ``mpq export RUN --point K --to FORMAT``
+writes; this module only names them. A format is offered by one entry of
+:data:`EXPORT_FORMATS`: a JSON document is downloaded as indented JSON; a model file
+(:data:`MODEL_FILES`: ``run.export`` rebuilds the model and writes the file, seconds to a minute)
+is written to a temporary folder and downloaded as its bytes.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
+from pathlib import Path
 
 import mpq
 
@@ -18,21 +21,29 @@ EXPORT_FORMATS = {
     "json": ("point.json", "application/json"),
     "hawq": ("hawq-bit-config.json", "application/json"),
     "compressed-tensors": ("quantization_config.json", "application/json"),
+    "onnx": ("qdq.onnx", "application/octet-stream"),
+    "qonnx": ("qonnx.onnx", "application/octet-stream"),
 }
+#: The formats whose export rebuilds the model and writes a file: the page builds them on request.
+MODEL_FILES = ("onnx", "qonnx")
 
 
 def export_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, str | bytes]:
-    """``(file name, MIME type, content)`` of a download: ``run.export(point, to)``, a document as
-    indented JSON text, bytes as they are.
+    """``(file name, MIME type, content)`` of a download: a document as indented JSON text, a
+    model file as its bytes.
 
     Raises:
         UnknownNameError: ``to`` is not an export format.
         InvalidParameterError: no such point, or a format that cannot express the point (``hawq``
-            for non-INT weights, ``compressed-tensors`` for a quantized conv layer...).
+            for non-INT weights, ``compressed-tensors`` for a quantized conv layer, ``qonnx`` for
+            float formats...), a model that cannot be rebuilt, or the export extra missing.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mpq.exceptions.DominatedPointWarning)  # the page marks beaten points itself
-        document = run.export(point, to)
-    content = document if isinstance(document, bytes) else json.dumps(document, indent=2, allow_nan=False)
+        if to in MODEL_FILES:
+            with tempfile.TemporaryDirectory() as folder:
+                content = run.export(point, to, out=Path(folder) / "model.onnx").read_bytes()
+        else:
+            content = json.dumps(run.export(point, to), indent=2, allow_nan=False)
     suffix, mime = EXPORT_FORMATS[to]
     return f"mpq-run{run.id}-point{point}-{suffix}", mime, content

@@ -34,7 +34,7 @@ def _session_inputs(session, inputs: Any) -> dict[str, np.ndarray]:
 def onnxruntime_latency(
     run: Run, point: int, *, batch_size: int = 1, warmup: int = 3, repeats: int = 20
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Time a point's ONNX export in ONNX Runtime on this machine's CPU.
+    """Time a point's ONNX export in ONNX Runtime on this machine's CPU, on torch's thread count.
 
     Args:
         run: The run (``mpq.open_run``); its model is rebuilt from the stored spec.
@@ -70,7 +70,7 @@ def onnxruntime_latency(
     first = _first_sample(task.calibration[0][0])
     sample = _map_leaves(lambda v: _resize_batch(v, 1, batch_size) if isinstance(v, torch.Tensor) else v, first)
 
-    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model, _options(ort), providers=["CPUExecutionProvider"])
     feed = _session_inputs(session, sample)
     for _ in range(warmup):
         session.run(None, feed)
@@ -92,10 +92,19 @@ def onnxruntime_latency(
     return end_to_end, _profiled_nodes(ort, model, feed, warmup, repeats)
 
 
+def _options(ort):
+    """ONNX Runtime on as many threads as torch (``torch.set_num_threads``): both runtimes are
+    then timed alike, and the cpu-x86 cost model is per thread."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return options
+
+
 def _profiled_nodes(ort, model: bytes, feed: dict[str, np.ndarray], warmup: int, repeats: int) -> pd.DataFrame:
     """Median kernel time of every node over ``repeats`` profiled runs (ONNX Runtime's profiler)."""
     with tempfile.TemporaryDirectory() as folder:
-        options = ort.SessionOptions()
+        options = _options(ort)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder) / "mpq")
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

@@ -1,6 +1,8 @@
 """Frontier: a run's frontier on any two objectives with its measured metric, and the selected
 point's per-layer formats beside the layer table (sensitivity, omega, cost), with exports."""
 
+import warnings
+
 import charts
 import exports
 import pandas as pd
@@ -92,6 +94,34 @@ st.caption("More per layer (kind, size, formats, sensitivity, every cost): Show/
 st.subheader("Export")
 contents = {}
 for column, fmt in zip(st.columns(len(exports.EXPORT_FORMATS)), exports.EXPORT_FORMATS):
+    key = f"export_{fmt}"
+    if fmt in exports.MODEL_FILES:  # rebuilding the model takes seconds: only when asked, kept per point
+        built = st.session_state.setdefault("model_files", {})
+        if column.button(f"Build {fmt}", key=f"build_{fmt}", icon=":material/build:"):
+            with st.spinner(f"Exporting point {point} to {fmt}..."), warnings.catch_warnings(record=True) as notes:
+                warnings.simplefilter("always", UserWarning)  # mpq's notes on what the file stores
+                try:
+                    built[(run.db, run.id, point, fmt)] = (*exports.export_file(run, point, fmt), notes)
+                except mpq.exceptions.InvalidParameterError as exc:  # e.g. float formats in QONNX
+                    built[(run.db, run.id, point, fmt)] = str(exc)
+        done = built.get((run.db, run.id, point, fmt))
+        if isinstance(done, str):
+            column.caption(f"{fmt}: {done}")
+        elif done is not None:
+            name, mime, data, notes = done
+            column.download_button(
+                f"Download {fmt}",
+                data,
+                file_name=name,
+                mime=mime,
+                key=key,
+                on_click="ignore",
+                icon=":material/download:",
+            )
+            for note in notes:  # e.g. weights ONNX has no type for, stored dequantized
+                if note.category is UserWarning:
+                    column.caption(f"{fmt}: {note.message}")
+        continue
     try:
         name, mime, contents[fmt] = exports.export_file(run, point, fmt)
     except mpq.exceptions.InvalidParameterError as exc:  # e.g. hawq for float weights: mpq's own reason
@@ -102,7 +132,7 @@ for column, fmt in zip(st.columns(len(exports.EXPORT_FORMATS)), exports.EXPORT_F
         contents[fmt],
         file_name=name,
         mime=mime,
-        key=f"export_{fmt}",
+        key=key,
         on_click="ignore",
         icon=":material/download:",
     )

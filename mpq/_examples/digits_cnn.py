@@ -7,7 +7,9 @@ the user cache directory, keyed by the training recipe, so later runs load them.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -107,9 +109,12 @@ def trained_model(splits: dict | None = None) -> nn.Sequential:
     model = build_model()
     images, labels = (splits or _splits())["train"]
     _train(model, images, labels)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
-    tmp.replace(path)  # atomic: a concurrent run never reads half a file
+    # A file of this process's own, then an atomic rename: a concurrent run never reads half a file,
+    # and two first runs training at once never write into, or rename away, each other's file.
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f"{RECIPE}.", suffix=".tmp", delete=False) as tmp:
+        pass
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp.name)
+    Path(tmp.name).replace(path)
     return model
 
 

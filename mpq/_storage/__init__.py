@@ -18,11 +18,11 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from io import StringIO
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import numpy as np
 import pandas as pd
 from alembic import command
 from alembic.config import Config
@@ -118,14 +118,27 @@ def _finite(value: Any) -> Any:
 
 
 def table_to_json(table: pd.DataFrame) -> str:
-    """A table and its ``attrs`` (the cost model's max_columns, cost_columns...) as one JSON text."""
-    split = json.loads(table.to_json(orient="split", index=False, double_precision=15))
-    return json.dumps({"attrs": table.attrs, "table": split}, default=str)
+    """A table and its ``attrs`` (the cost model's max_columns, cost_columns...) as one JSON text.
+
+    Floats are written as Python's ``json`` writes them (the shortest text that reads back to the
+    same double): a resumed run reads back exactly the numbers it stored, so it solves to the very
+    frontier of an uninterrupted run (pandas' ``to_json`` keeps 15 digits).
+    """
+    split = table.to_dict(orient="split", index=False)
+    rows = [[_plain(value) for value in row] for row in split["data"]]
+    return json.dumps({"attrs": table.attrs, "table": {"columns": split["columns"], "data": rows}}, default=str)
+
+
+def _plain(value: Any) -> Any:
+    """A cell as JSON has it: numpy scalars as Python's, NaN as null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return _finite(value)
 
 
 def table_from_json(text: str) -> pd.DataFrame:
     document = json.loads(text)
-    table = pd.read_json(StringIO(json.dumps(document["table"])), orient="split", dtype=False)
+    table = pd.DataFrame(document["table"]["data"], columns=document["table"]["columns"])
     for column in table.columns:  # JSON has no tuples: shapes come back as lists
         if len(table) and isinstance(table[column].iloc[0], list):
             table[column] = table[column].map(tuple)

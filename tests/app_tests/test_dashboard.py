@@ -9,7 +9,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import warnings
 from contextlib import closing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -364,3 +366,45 @@ def test_calibration_scatter_carries_the_runs_spearman(store, open_app, key):
         assert spearmanr(xs, ys).statistic == pytest.approx(rho)
     table = at.dataframe[0].value
     assert set(table.run) == {store.ids[k] for k in ("fpga", "mcu", "gpu", "mlp")}
+
+
+def test_model_files_are_built_on_request_then_downloaded(store, open_app, monkeypatch):
+    """ONNX and QONNX rebuild the model (seconds): a Build button, then the download of the very
+    bytes run.export wrote, mpq's note on what the file stores, or mpq's refusal in one line."""
+    exported, calls = mpq.Run.export, []
+
+    def export(run, point, to="json", out=None):  # as mpq does, without rebuilding the CNN
+        if to == "qonnx":
+            raise mpq.exceptions.InvalidParameterError(f"run {run.id} point {point}: QONNX holds INT formats only")
+        if to != "onnx":
+            return exported(run, point, to)
+        calls.append(point)
+        warnings.warn("ONNX has no type for fp4_e2m1 weights", UserWarning, stacklevel=2)
+        Path(out).write_bytes(b"onnx bytes")
+        return Path(out)
+
+    served = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def spy(self, data, mimetype, kind, filename=None):
+        served[filename] = (mimetype, data)
+        return original(self, data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
+    monkeypatch.setattr(mpq.Run, "export", export)
+    run = store.runs["fpga"]
+    at = open_app(store.db, "app_pages/frontier.py", run.id)
+    point = int(at.selectbox(key=f"point_{run.id}").value)
+    assert calls == [] and "Download onnx" not in [b.label for b in at.get("download_button")]
+    at.button(key="build_onnx").click().run()
+    assert calls == [point] and [b.label for b in at.get("download_button")][-1] == "Download onnx"
+    assert served[f"mpq-run{run.id}-point{point}-qdq.onnx"] == ("application/octet-stream", b"onnx bytes")
+    assert "onnx: ONNX has no type for fp4_e2m1 weights" in _texts(at.caption)
+    at.run()  # kept for the point: not rebuilt on the next rerun
+    assert calls == [point] and [b.label for b in at.get("download_button")][-1] == "Download onnx"
+    at.button(key="build_qonnx").click().run()
+    assert f"qonnx: run {run.id} point {point}: QONNX holds INT formats only" in _texts(at.caption)
+    assert not at.exception
+    other = int(run.frontier.point.iloc[-1])
+    at.selectbox(key=f"point_{run.id}").set_value(other).run()  # another point: built anew on request
+    assert "Download onnx" not in [b.label for b in at.get("download_button")]

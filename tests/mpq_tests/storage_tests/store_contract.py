@@ -44,7 +44,8 @@ RUN_FIELDS = dict(
     versions={"mpq": "0.1.0"},
 )
 STATE = {"n": 3, "mean": [0.1, 1 / 3, 1e-300], "m2": {"conv1": 2.5e-17}, "done": [[0, "w8a8"]]}
-SENSITIVITY = pd.DataFrame({"layer": ["a", "b"], "probe": ["hessian_w"] * 2, "value": [1.5, -0.25]})
+# Floats 15 significant digits do not hold: a resumed run must read back the very numbers it stored.
+SENSITIVITY = pd.DataFrame({"layer": ["a", "b", "c"], "probe": ["hessian_w"] * 3, "value": [1 / 3, 0.1 + 0.2, -1e-300]})
 LAYERS = pd.DataFrame({"layer": ["conv1", "fc.0-1"], "macs": [10, 20], "weight_shape": [(4, 1, 3, 3), (3, 8)]})
 LAYERS.attrs["max_columns"] = ["sram_bytes"]
 
@@ -290,6 +291,7 @@ class WriteContract:
         store.save_table(run, "layers", LAYERS.head(1))
         tables = store.run_tables(run)
         assert set(tables) == {"layers", "sensitivity"} and len(tables["layers"]) == 1
+        assert tables["sensitivity"]["value"].tolist() == SENSITIVITY["value"].tolist()  # to the last bit
 
     def test_save_points_replaces_all_or_nothing(self, store):
         run = store.create_run(**RUN_FIELDS)

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import mpq
 import mpq._storage as storage
 from mpq._storage import Store
 from mpq.exceptions import StoreError
@@ -110,3 +111,29 @@ def test_processes_creating_one_new_store_at_the_same_instant_all_write(tmp_path
         assert [results.get(timeout=5) for _ in workers] == ["ok"] * 4
         assert len(Store(path, mode="read").list_runs()) == 12
         assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_readers_never_wait_for_a_writer_and_never_block_one(tmp_path, monkeypatch):
+    """``mpq runs``, ``mpq.open_run`` and the dashboard read while searches write: a reader gets
+    the last committed state at once while a writer holds the lock, and a reader holding a
+    snapshot open (a long page render) does not hold up a writer's commits."""
+    path = tmp_path / "c.db"
+    store = Store(path, mode="write", create=True)
+    first = store.create_run(**RUN_FIELDS)
+    monkeypatch.setattr(storage, "_LOCK_WAIT_S", 0.3)  # a reader that waited would fail, not be slow
+    release = _hold_write_lock(path, 5.0)  # a writer mid-transaction
+    assert list(mpq.list_runs(path)["run"]) == [first]
+    assert mpq.open_run(path, first).record["status"] == "running"
+    release.cancel()
+    release.function()  # the writer ends before the second half
+
+    snapshot = sqlite3.connect(path, isolation_level=None)
+    snapshot.execute("BEGIN")
+    (seen,) = snapshot.execute("SELECT count(*) FROM runs").fetchone()  # its read transaction stays open
+    writer = Store(path, mode="write")
+    second = writer.create_run(**RUN_FIELDS)  # refused after 0.3 s if the reader held it up
+    writer.finish_run(second, "done")
+    assert snapshot.execute("SELECT count(*) FROM runs").fetchone() == (seen,)  # its snapshot, unchanged
+    snapshot.execute("COMMIT")
+    assert snapshot.execute("SELECT count(*) FROM runs").fetchone() == (seen + 1,)
+    assert mpq.open_run(path, second).status == "done"

@@ -1,0 +1,151 @@
+"""Does the cpu-x86 frontier's latency order hold in a real runtime? Predicted vs per-layer vs ONNX Runtime.
+
+For each example, a search on ``cpu-x86`` (latency_s; the device file's candidates plus
+``wfp32afp32``, the float model a CPU user starts from, added in a copy of the file as
+mpq's own refusal says) stores the frontier and the uniform baselines. For all-fp32, all-int8
+and up to ``--mixed`` frontier points (spread over the predicted latency) it prints:
+
+* ``predicted_s``: the cost model's latency (the run's ``latency_s``: eager torch kernels);
+* ``per_layer_s``: ``mpq measure``'s per-layer times (``mpq.measure_latency``) summed over
+  the point's configuration;
+* ``ort_s``: the point exported to ONNX (QDQ, opset 21) and timed end to end in ONNX Runtime
+  (``mpq measure --runtime onnxruntime``: median of ``--repeats``);
+
+then the ratios and the Spearman rank correlations between the three over the chosen points, and
+whether the predicted order of the frontier points holds in ONNX Runtime.
+
+    .venv/bin/python benchmarks/bench_onnx_latency.py                      # digits-cnn, minilm-small
+    .venv/bin/python benchmarks/bench_onnx_latency.py --examples digits-cnn --batch-size 32
+
+One torch thread and one ONNX Runtime thread by default (``--threads``): the cores are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+
+import mpq
+from mpq._onnx_latency import onnxruntime_latency
+
+DEVICE_FILE = Path(__file__).resolve().parents[1] / "data" / "devices" / "cpu-x86.toml"
+FLOAT = "wfp32afp32"
+
+
+def device_with_float(folder: Path) -> Path:
+    """A copy of cpu-x86.toml whose candidates include the float model's."""
+    text = DEVICE_FILE.read_text()
+    patched, count = re.subn(r'^candidates = \[(.*)\]$', rf'candidates = [\1, "{FLOAT}"]', text, flags=re.M)
+    assert count == 1, "cpu-x86.toml's candidates line moved"
+    path = folder / "cpu-x86-fp32.toml"
+    path.write_text(patched)
+    return path
+
+
+def chosen_points(run: mpq.Run, mixed: int) -> pd.DataFrame:
+    """all-fp32, all-int8 and up to ``mixed`` distinct frontier configurations spread over latency."""
+    frontier = run.frontier
+    keys = run.assignments.groupby("point")["candidate"].apply(tuple)
+    baselines = frontier[frontier["label"].isin([f"all-{FLOAT}", "all-w8a8"])]
+    points = frontier[~frontier["is_baseline"]].assign(key=lambda f: f["point"].map(keys))
+    points = points.drop_duplicates("key").sort_values("latency_s")
+    points = points[~points["key"].isin(set(baselines["point"].map(keys)))]
+    picks = sorted({round(i) for i in np.linspace(0, len(points) - 1, min(mixed, len(points)))})
+    return pd.concat([baselines, points.iloc[picks].drop(columns="key")], ignore_index=True)
+
+
+def spearman(a: pd.Series, b: pd.Series) -> float:
+    return float(spearmanr(a, b).statistic) if a.nunique() > 1 and b.nunique() > 1 else math.nan
+
+
+def bench(example: str, device: Path, batch_size: int, mixed: int, repeats: int, db: str) -> pd.DataFrame:
+    task = mpq.load_task(f"example:{example}")
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mpq.exceptions.SensitivityWarning)
+        run = mpq.search(task, target=str(device), db=db, batch_size=batch_size, max_points=12)
+    searched_s = time.perf_counter() - start
+    points = chosen_points(run, mixed)
+    candidates = sorted(set(run.assignments["candidate"]))
+    per_layer = mpq.measure_latency(task, candidates, batch_size=batch_size, repeats=repeats)
+    per_layer = per_layer.set_index(["layer", "candidate"])["latency_s"]
+    rows = []
+    for point in points.itertuples():
+        assignment = run.assignment(point.point)
+        ort, _ = onnxruntime_latency(run, point.point, batch_size=batch_size, repeats=repeats)
+        rows.append(
+            {
+                "point": point.point,
+                "label": point.label,
+                "configuration": " ".join(f"{c}:{n}" for c, n in pd.Series(assignment).value_counts().items()),
+                "predicted_s": point.latency_s,
+                "per_layer_s": sum(per_layer[(layer, c)] for layer, c in assignment.items()),
+                "ort_s": ort["latency_s"],
+                "ort_std_s": ort["latency_std_s"],
+                "metric": point.measured_metric,
+            }
+        )
+    table = pd.DataFrame(rows)
+    print(f"=== {example}, batch {batch_size} (search {searched_s:.0f} s, run {run.id})")
+    return table
+
+
+def summary(table: pd.DataFrame) -> dict[str, float]:
+    mixed = table[~table["label"].str.startswith("all-")]
+    return {
+        "spearman predicted~ort (all points)": spearman(table["predicted_s"], table["ort_s"]),
+        "spearman predicted~per_layer": spearman(table["predicted_s"], table["per_layer_s"]),
+        "spearman per_layer~ort": spearman(table["per_layer_s"], table["ort_s"]),
+        "spearman predicted~ort (frontier points)": spearman(mixed["predicted_s"], mixed["ort_s"]),
+        "median ort / predicted": float((table["ort_s"] / table["predicted_s"]).median()),
+        "median per_layer / predicted": float((table["per_layer_s"] / table["predicted_s"]).median()),
+        "median ort / per_layer": float((table["ort_s"] / table["per_layer_s"]).median()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", nargs="+", default=["digits-cnn", "minilm-small"])
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--mixed", type=int, default=4, help="frontier points besides all-fp32 and all-int8")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pd.set_option("display.width", 220)
+    pd.set_option("display.max_colwidth", 48)
+    pd.set_option("display.float_format", lambda v: f"{v:.3g}")
+    import onnxruntime
+
+    print(
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} thread(s), "
+        f"load {os.getloadavg()[0]:.1f}\n"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        device = device_with_float(Path(folder))
+        db = f"sqlite:///{Path(folder) / 'bench.db'}"
+        for example in args.examples:
+            table = bench(example, device, args.batch_size, args.mixed, args.repeats, db)
+            table = table.assign(
+                ort_over_predicted=table["ort_s"] / table["predicted_s"],
+                per_layer_over_predicted=table["per_layer_s"] / table["predicted_s"],
+            )
+            print(table.to_string(index=False))
+            print(pd.Series(summary(table)).to_string(), "\n")
+    print(f"load at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Fault injection: ``kill -9`` at seeded random moments spread over the stages of a digits search.
+
+An uninterrupted run first gives the reference frontier and when each stage began, seen from
+outside as a user's store shows it (the run row, the first probe checkpoint, the finished probe,
+the first stored point, the first validation, the end). Each of ``KILLS`` victims is the same
+command on a new store, killed at a moment drawn (seeded) inside one stage: every stage is hit
+at least once, the rest go to stages drawn by their length. The same command then runs again and
+must finish that run (no second run) with the reference frontier, point for point: labels,
+configurations, predicted losses, costs, measured metrics and measured dominance. The store
+passes SQLite's integrity check after every kill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import mpq
+
+SEARCH = ["search", "--max-points", "8", "--refine", "3", "--json"]
+KILLS = 10
+SEED = 19
+POLL_S = 0.01
+
+# What the store shows once each stage has begun; (stage name, SQL true from then on).
+EVENTS = [
+    ("run created", "SELECT count(*) FROM runs"),
+    ("probe sample stored", "SELECT count(*) FROM probe_checkpoints"),
+    ("probe done", "SELECT count(*) FROM probe_results"),
+    ("points solved", "SELECT count(*) FROM points"),
+    ("first validation", "SELECT count(*) FROM points WHERE measured_metric IS NOT NULL"),
+    ("run done", "SELECT count(*) FROM runs WHERE status = 'done'"),
+]
+# A stage runs from one event to the next; the first from the process's start.
+STAGES = ["start-up", *(name for name, _ in EVENTS[:-1])]
+
+
+def _seen(db: Path) -> int:
+    """How many of EVENTS the store at ``db`` shows (they happen in order)."""
+    if not db.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05)) as connection:
+            for count, (_, sql) in enumerate(EVENTS):
+                if not connection.execute(sql).fetchone()[0]:
+                    return count
+    except sqlite3.OperationalError:  # tables not created yet, or the file is mid-creation
+        return 0
+    return len(EVENTS)
+
+
+def _start(db: Path) -> subprocess.Popen:
+    env = {**os.environ, "MPQ_DB": str(db)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mpq.cli", *SEARCH],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stage_starts(db: Path) -> list[float]:
+    """Run the search uninterrupted; the seconds from its start at which each stage began."""
+    process, start = _start(db), time.monotonic()
+    starts = [0.0]
+    while process.poll() is None:
+        seen = _seen(db)
+        while len(starts) <= seen:
+            starts.append(time.monotonic() - start)
+        time.sleep(POLL_S)
+    assert process.returncode == 0, process.stderr.read()
+    assert _seen(db) == len(EVENTS)
+    while len(starts) <= len(EVENTS):  # stages too short to be seen between two polls
+        starts.append(time.monotonic() - start)
+    return starts
+
+
+def _moments(starts: list[float]) -> list[tuple[int, float]]:
+    """(stage, seconds into it) for every kill: each stage once, then stages drawn by length."""
+    rng = random.Random(SEED)
+    lengths = [starts[i + 1] - starts[i] for i in range(len(STAGES))]
+    stages = list(range(len(STAGES))) + rng.choices(range(len(STAGES)), weights=lengths, k=KILLS - len(STAGES))
+    # Stay inside the stage as the reference ran it: a victim slowed by the load is still in it.
+    return sorted((stage, rng.uniform(0.0, 0.9 * lengths[stage])) for stage in stages)
+
+
+def _frontier(db: Path) -> list[tuple]:
+    run = mpq.open_run(db, 1)
+    assert run.status == "done"
+    columns = ["point", "label", "is_baseline", "predicted_loss", "measured_metric", "dominated", *run.objectives]
+    rows = [tuple(row) for row in run.frontier[columns].itertuples(index=False)]
+    configurations = run.assignments.groupby("point")["candidate"].apply(tuple).to_dict()
+    return [(*row, configurations[row[0]]) for row in rows]
+
+
+def _integrity(db: Path) -> str:
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        return connection.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_frontier(tmp_path):
+    reference_db = tmp_path / "reference.db"
+    starts = _stage_starts(reference_db)
+    reference = _frontier(reference_db)
+    assert len(reference) >= 8
+
+    hit: list[str] = []
+    for kill, (stage, into_s) in enumerate(_moments(starts)):
+        db = tmp_path / f"kill{kill}.db"
+        victim = _start(db)
+        # Wait until the victim's store shows the stage began, then into_s more.
+        while _seen(db) < stage and victim.poll() is None:
+            time.sleep(POLL_S)
+        time.sleep(into_s)
+        assert victim.poll() is None, f"kill {kill} ({STAGES[stage]} + {into_s:.2f} s): the search already ended"
+        at = _seen(db)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        hit.append(STAGES[at])
+        if db.exists():
+            assert _integrity(db) == "ok"
+
+        rerun = _start(db)
+        _, err = rerun.communicate(timeout=600)
+        assert rerun.returncode == 0, f"rerun after kill {kill} in {STAGES[at]}: {err}"
+        assert len(mpq.list_runs(db)) == 1  # the killed run was finished, not left beside a new one
+        assert _frontier(db) == reference, f"kill {kill} in {STAGES[at]}"
+        assert _integrity(db) == "ok"
+    assert set(hit) == set(STAGES), f"stages hit: {hit}"
