@@ -9,15 +9,21 @@ and up to ``--mixed`` frontier points (spread over the predicted latency) it pri
 * ``per_layer_s``: ``mpq measure``'s per-layer times (``mpq.measure_latency``) summed over
   the point's configuration;
 * ``ort_s``: the point exported to ONNX (QDQ, opset 21) and timed end to end in ONNX Runtime
-  (``mpq measure --runtime onnxruntime``: median of ``--repeats``);
+  (``mpq measure --runtime onnxruntime``), and ``ort_qdq_share``: the share of ONNX Runtime's
+  profiled node time spent in QuantizeLinear, DequantizeLinear and Cast nodes (what a fused
+  integer kernel would not spend);
 
 then the ratios and the Spearman rank correlations between the three over the chosen points, and
-whether the predicted order of the frontier points holds in ONNX Runtime.
+whether the predicted order of the frontier points holds in ONNX Runtime. Each example is
+searched twice: with the cost model's ``latency_s``, then with ``mpq measure``'s per-layer table
+in its place (``mpq search --measured``), the same table ``per_layer_s`` sums.
 
     .venv/bin/python benchmarks/bench_onnx_latency.py                      # digits-cnn, minilm-small
     .venv/bin/python benchmarks/bench_onnx_latency.py --examples digits-cnn --batch-size 32
 
-One torch thread and one ONNX Runtime thread by default (``--threads``): the cores are shared.
+One torch thread and one ONNX Runtime thread by default (``--threads``). Times are the minimum
+over ``--repeats`` by default (``--statistic``): on a shared machine the minimum is the run that
+other jobs did not preempt; ``median`` for a quiet one.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+import hwmodels
 import mpq
 from mpq._onnx_latency import onnxruntime_latency
 
@@ -46,7 +53,7 @@ FLOAT = "wfp32afp32"
 def device_with_float(folder: Path) -> Path:
     """A copy of cpu-x86.toml whose candidates include the float model's."""
     text = DEVICE_FILE.read_text()
-    patched, count = re.subn(r'^candidates = \[(.*)\]$', rf'candidates = [\1, "{FLOAT}"]', text, flags=re.M)
+    patched, count = re.subn(r"^candidates = \[(.*)\]$", rf'candidates = [\1, "{FLOAT}"]', text, flags=re.M)
     assert count == 1, "cpu-x86.toml's candidates line moved"
     path = folder / "cpu-x86-fp32.toml"
     path.write_text(patched)
@@ -69,36 +76,49 @@ def spearman(a: pd.Series, b: pd.Series) -> float:
     return float(spearmanr(a, b).statistic) if a.nunique() > 1 and b.nunique() > 1 else math.nan
 
 
-def bench(example: str, device: Path, batch_size: int, mixed: int, repeats: int, db: str) -> pd.DataFrame:
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "Cast"}
+
+
+def bench(example: str, device: Path, args: argparse.Namespace, db: str) -> list[tuple[str, pd.DataFrame]]:
+    """The table of each search of ``example``: on the cost model, then on ``mpq measure``'s table."""
     task = mpq.load_task(f"example:{example}")
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", mpq.exceptions.SensitivityWarning)
-        run = mpq.search(task, target=str(device), db=db, batch_size=batch_size, max_points=12)
-    searched_s = time.perf_counter() - start
-    points = chosen_points(run, mixed)
-    candidates = sorted(set(run.assignments["candidate"]))
-    per_layer = mpq.measure_latency(task, candidates, batch_size=batch_size, repeats=repeats)
-    per_layer = per_layer.set_index(["layer", "candidate"])["latency_s"]
-    rows = []
-    for point in points.itertuples():
-        assignment = run.assignment(point.point)
-        ort, _ = onnxruntime_latency(run, point.point, batch_size=batch_size, repeats=repeats)
-        rows.append(
-            {
-                "point": point.point,
-                "label": point.label,
-                "configuration": " ".join(f"{c}:{n}" for c, n in pd.Series(assignment).value_counts().items()),
-                "predicted_s": point.latency_s,
-                "per_layer_s": sum(per_layer[(layer, c)] for layer, c in assignment.items()),
-                "ort_s": ort["latency_s"],
-                "ort_std_s": ort["latency_std_s"],
-                "metric": point.measured_metric,
-            }
-        )
-    table = pd.DataFrame(rows)
-    print(f"=== {example}, batch {batch_size} (search {searched_s:.0f} s, run {run.id})")
-    return table
+    candidates = list(hwmodels.load_device(device).candidates)
+    measured = mpq.measure_latency(task, candidates, batch_size=args.batch_size, repeats=args.repeats)
+    column = "latency_s" if args.statistic == "median" else "latency_min_s"
+    per_layer = measured.set_index(["layer", "candidate"])[column]
+    tables = []
+    for latency in ("cost model", "measured"):
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", mpq.exceptions.SensitivityWarning)
+            run = mpq.search(
+                task,
+                target=str(device),
+                db=db,
+                batch_size=args.batch_size,
+                max_points=12,
+                measured=measured if latency == "measured" else None,
+            )
+        searched_s = time.perf_counter() - start
+        rows = []
+        for point in chosen_points(run, args.mixed).itertuples():
+            assignment = run.assignment(point.point)
+            ort, nodes = onnxruntime_latency(run, point.point, batch_size=args.batch_size, repeats=args.repeats)
+            rows.append(
+                {
+                    "point": point.point,
+                    "label": point.label,
+                    "configuration": " ".join(f"{c}:{n}" for c, n in pd.Series(assignment).value_counts().items()),
+                    "predicted_s": point.latency_s,
+                    "per_layer_s": sum(per_layer[(layer, c)] for layer, c in assignment.items()),
+                    "ort_s": ort[column],
+                    "ort_qdq_share": nodes.loc[nodes["op_type"].isin(QDQ_OPS), "share"].sum(),
+                    "metric": point.measured_metric,
+                }
+            )
+        title = f"{example}, batch {args.batch_size}, latency_s from the {latency} (search {searched_s:.0f} s, run {run.id})"
+        tables.append((title, pd.DataFrame(rows)))
+    return tables
 
 
 def summary(table: pd.DataFrame) -> dict[str, float]:
@@ -121,6 +141,7 @@ def main() -> None:
     parser.add_argument("--mixed", type=int, default=4, help="frontier points besides all-fp32 and all-int8")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--statistic", choices=["min", "median"], default="min")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pd.set_option("display.width", 220)
@@ -130,20 +151,22 @@ def main() -> None:
 
     print(
         f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
-        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} thread(s), "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} thread(s), {args.statistic} "
+        f"over {args.repeats} repeats, "
         f"load {os.getloadavg()[0]:.1f}\n"
     )
     with tempfile.TemporaryDirectory() as folder:
         device = device_with_float(Path(folder))
         db = f"sqlite:///{Path(folder) / 'bench.db'}"
         for example in args.examples:
-            table = bench(example, device, args.batch_size, args.mixed, args.repeats, db)
-            table = table.assign(
-                ort_over_predicted=table["ort_s"] / table["predicted_s"],
-                per_layer_over_predicted=table["per_layer_s"] / table["predicted_s"],
-            )
-            print(table.to_string(index=False))
-            print(pd.Series(summary(table)).to_string(), "\n")
+            for title, table in bench(example, device, args, db):
+                table = table.assign(
+                    ort_over_predicted=table["ort_s"] / table["predicted_s"],
+                    per_layer_over_predicted=table["per_layer_s"] / table["predicted_s"],
+                )
+                print(f"=== {title}")
+                print(table.to_string(index=False))
+                print(pd.Series(summary(table)).to_string(), "\n", flush=True)
     print(f"load at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -4,7 +4,7 @@ Probe a model's per-layer sensitivity, cost every layer at every number format o
 device, and solve for the Pareto frontier of accuracy loss against latency, energy and memory.
 """
 
-import importlib
+import importlib as _importlib
 
 from mpq import exceptions
 from mpq.exceptions import MpqError
@@ -51,7 +51,7 @@ __all__ = [*_LAZY, "exceptions", "MpqError", "__version__"]
 def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'mpq' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
+    value = getattr(_importlib.import_module(_LAZY[name]), name)
     globals()[name] = value  # later look-ups skip this function
     return value
 

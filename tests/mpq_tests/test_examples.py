@@ -80,6 +80,5 @@ def test_two_first_runs_training_at_once_both_cache_and_load(tmp_path, monkeypat
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         models = list(pool.map(lambda _: digits_cnn.trained_model(splits), range(2)))
     assert [p.name for p in tmp_path.iterdir()] == [f"{digits_cnn.RECIPE}.safetensors"]  # no temporary left
-    cached = digits_cnn.trained_model(splits).state_dict()
-    for name, value in models[0].state_dict().items():
-        assert torch.equal(value, cached[name]), name
+    cached = digits_cnn.trained_model(splits).state_dict()  # loads the file the last rename left: one model whole
+    assert any(all(torch.equal(v, cached[k]) for k, v in m.state_dict().items()) for m in models)
