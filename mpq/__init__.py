@@ -35,6 +35,7 @@ _LAZY = {
     "omega": "mpq._omega",
     # the workflow
     "search": "mpq._search",
+    "ProcessPool": "mpq._scale",
     "validate": "mpq._validate",
     "Run": "mpq._runs",
     "open_run": "mpq._runs",

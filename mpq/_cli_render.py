@@ -306,6 +306,9 @@ def print_run(console: Console, run: Run, all_points: bool = False, wide: bool =
     record = run.record
     print_frontier(console, run, all_points, wide)
     summary = [f"status {run.status}"]
+    device, executor = record["settings"].get("device", "cpu"), record["settings"].get("executor")
+    if device != "cpu" or executor:  # said only where it ran past this machine's CPU
+        summary.append(f"ran on {device}" + (f" with {executor}" if executor else ""))
     if record["float_metric"] is not None:
         summary.append(f"float32 {record['metric_name']} {record['float_metric']:.4f}")
         summary.append(f"{record['evaluations']} evaluations")

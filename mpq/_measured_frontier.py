@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -127,6 +128,19 @@ def spread(count: int) -> list[int]:
     return order
 
 
+def _bisection_order(lo: int, hi: int, count: int) -> list[int]:
+    """The indices a bisection over ``lo..hi`` may measure, level by level (the first: its next
+    midpoint), at most ``count``."""
+    order, intervals = [], [(lo, hi)]
+    while intervals and len(order) < count:
+        low, high = intervals.pop(0)
+        if low < high:
+            mid = (low + high) // 2
+            order.append(mid)
+            intervals += [(low, mid), (mid + 1, high)]
+    return order
+
+
 def configuration_key(assignment: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """A configuration (layer -> candidate) as a hashable key: one per distinct configuration."""
     return tuple(sorted(assignment.items()))
@@ -147,6 +161,13 @@ class DropSearch:
         measure: ``measure(solution) -> metric``: evaluates a configuration (and stores it).
         known: Configuration -> (objective cost, metric) measured before, so nothing is
             measured twice.
+        width: Evaluations that can run at once (an executor's workers). Above 1, before each
+            measurement of the bisection, the covering and the local repair, ``ahead`` gets
+            the configuration measured now and at most ``width - 1`` it may measure next,
+            most likely first: an executor starts them early (and drops those it started
+            before that are no longer among them). What is measured, and in which order,
+            stays what one evaluation at a time measures.
+        ahead: ``ahead(solutions)``: the evaluations to have running (see ``width``).
     """
 
     omega: pd.DataFrame
@@ -158,6 +179,8 @@ class DropSearch:
     spent: int
     measure: Callable[[solvers.Solution], float]
     known: dict[tuple, tuple[float, float]] = field(default_factory=dict)
+    width: int = 1
+    ahead: Callable[[Sequence[solvers.Solution]], None] = lambda solutions: None
     #: (layer, candidate) pairs whose move broke the drop: the proxy misjudged them.
     misjudged: set[tuple[str, str]] = field(default_factory=set)
 
@@ -182,6 +205,12 @@ class DropSearch:
             self.spent += 1
         return self.known[key][1]
 
+    def _ahead(self, now: solvers.Solution, likely: Sequence[solvers.Solution]) -> None:
+        """Hand ``now`` and at most ``width - 1`` of ``likely`` not measured yet to ``ahead``."""
+        if self.width > 1 and self.left > 0:
+            fresh = [s for s in likely if configuration_key(s.assignment) not in self.known]
+            self.ahead([now, *fresh[: min(self.width - 1, self.left - 1)]])
+
     def feasible(self, solution: solvers.Solution) -> bool | None:
         value = self.metric(solution)
         return None if value is None else value >= self.target
@@ -190,10 +219,12 @@ class DropSearch:
         """The cheapest point of the proxy frontier (ascending cost) within the drop, by bisection;
         None when even the most expensive one is not (or cannot be measured)."""
         lo, hi = 0, len(proxy) - 1
+        self._ahead(proxy[hi], [proxy[i] for i in _bisection_order(lo, hi, self.width)])
         if not self.feasible(proxy[hi]):
             return None
         while lo < hi:
             mid = (lo + hi) // 2
+            self._ahead(proxy[mid], [proxy[i] for i in _bisection_order(lo, hi, self.width + 1)[1:]])
             verdict = self.feasible(proxy[mid])
             if verdict is None:
                 break
@@ -218,8 +249,13 @@ class DropSearch:
             ]
             if not steps:
                 return
-            *_, low, high = max(steps)
-            if self.metric(proxy[(low + high) // 2]) is None:
+            steps.sort(reverse=True)
+            *_, low, high = steps[0]
+            mid = (low + high) // 2
+            # Next, most likely: the halves of this step, then the next widest steps.
+            likely = [(low + mid) // 2, (mid + high) // 2] + [(a + b) // 2 for *_, a, b in steps[1:]]
+            self._ahead(proxy[mid], [proxy[i] for i in likely if i not in (low, mid, high)])
+            if self.metric(proxy[mid]) is None:
                 return
 
     def _moves(self, assignment: Mapping[str, str]) -> list[tuple[float, str, str]]:
@@ -246,10 +282,14 @@ class DropSearch:
         misjudged."""
         current = start
         while self.left > 0:
-            for _, layer, candidate in self._moves(current.assignment):
+            moves = self._moves(current.assignment)
+            for i, (_, layer, candidate) in enumerate(moves):
                 moved = self._solution({**current.assignment, layer: candidate})
                 if moved is None:
                     continue
+                if self.width > 1:  # the next moves of the list: measured next if this one is refused
+                    following = (self._solution({**current.assignment, m: c}) for _, m, c in moves[i + 1 :])
+                    self._ahead(moved, list(islice((s for s in following if s is not None), self.width - 1)))
                 value = self.metric(moved)
                 if value is None:
                     return current

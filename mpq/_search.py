@@ -9,11 +9,13 @@ stage keeps what it stored, so a resumed run does only what is missing.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import platform
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -44,9 +46,10 @@ from mpq._probes import PROBES, ProbeSettings, check_loss, probe
 from mpq._probes.checkpoint import data_hash, model_hash, probe_key
 from mpq._probes.settings import check_settings, settings_from_json, settings_to_json
 from mpq._runs import Run, open_run
+from mpq._scale import EXECUTOR, Handle, Runner, check_device, describe_executor, placed
 from mpq._storage import DB, Store, table_to_json
-from mpq._task import Task, run_model
-from mpq._validate import evaluate, validate
+from mpq._task import Task, model_device, run_model
+from mpq._validate import evaluate, evaluate_configuration
 from mpq._validation import InstanceOf, Interval, OneOf, check_param, unknown_name
 from mpq.exceptions import DropNotMetError, InvalidParameterError, TaskSpecError
 from mpqvocab import choices_hint, parameter_message
@@ -71,6 +74,8 @@ _SAME_SEARCH = (
     "budgets",
     "settings",
 )
+#: Settings of how a run ran, not of what it searches: a run resumes on another device or executor.
+_EXECUTION = ("device", "executor")
 
 
 def _versions() -> dict[str, str]:
@@ -157,10 +162,6 @@ class _Plan:
         progress: Progress,
     ) -> _Plan:
         """Check every argument a user can get wrong, trace the model once and cost it."""
-        if not isinstance(task, Task):
-            raise InvalidParameterError(
-                f"The 'task' parameter of search must be an mpq.Task. Got {type(task).__name__} instead."
-            )
         if isinstance(objectives, str):
             objectives = (objectives,)
         if not isinstance(objectives, Iterable) or not all(isinstance(o, str) for o in objectives):
@@ -281,6 +282,8 @@ def search(
     max_drop: float | str | None = None,
     max_evals: int | None = None,
     refine: int = 0,
+    device: str | None = None,
+    executor: Executor | None = None,
     db: str | Path | Store | None = None,
     resume: int | None = None,
     fresh: bool = False,
@@ -330,6 +333,20 @@ def search(
         refine: More evaluations spent pushing the measured frontier towards lower cost: one-layer
             moves to cheaper candidates from its points, least predicted loss per cost saved
             first, kept where no measured configuration beats them.
+        device: Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where the
+            task's model is. The model (in place, moved back at the end) and the calibration
+            batches move there once; the probe, apply and every evaluation run there, so
+            ``task.evaluate`` must bring its held-out data to the model's device. Recorded in
+            ``run.record["settings"]["device"]``.
+        executor: Where the evaluations run (the validation of the points and baselines, the
+            refinement's, the ``measured`` probe's pairs): any ``concurrent.futures.Executor``,
+            such as :class:`mpq.ProcessPool`, a Dask client's ``get_executor()`` or a Ray
+            pool's. A worker rebuilds the task from its spec (``task.spec``, set by
+            :func:`mpq.load_task`; example name or ``file.py:factory``), checks its weight and
+            data hashes, and keeps it for its next calls. Independent evaluations are submitted
+            together; results are stored in submission order as they arrive, so the run stores
+            what a serial run stores, and an interrupted run resumes with what was stored. A call
+            whose worker died is retried once, alone. Default: this process.
         db: The store: None (``~/.cache/mpq/mpq.db``), a SQLite path or a SQLAlchemy URL.
         resume: The id of an unfinished run (interrupted, killed or failed) to finish: the
             tables, points and validations it stored are kept, the rest is done. Its target,
@@ -353,8 +370,11 @@ def search(
             before anything is stored, naming both metrics).
         SearchInterrupted: Ctrl-C; the message says how to resume.
         StoreError: the store cannot be opened or written.
+        WorkerError: an evaluation's worker died twice.
     """
     check_param("search", "fresh", fresh, OneOf((True, False)))
+    check_param("search", "executor", executor, EXECUTOR)
+    device = check_device("search", device)
     check_param("search", "db", db, DB)
     if resume is not None:
         check_param("search", "resume", resume, Interval(int, 1, None))
@@ -365,40 +385,50 @@ def search(
             )
         )
     progress = progress or _silent
-    if resume is not None:
-        store = db if isinstance(db, Store) else Store(db, mode="write")
-        record = _claim_for_resume(task, store, resume)
-        if record is None:  # finished already
-            return open_run(store, resume)
-        run_id, plan = resume, _Plan.stored(record, store.run_tables(resume))
-    else:
-        plan = _Plan.new(
-            task,
-            target=target,
-            objectives=objectives,
-            budgets=budgets,
-            candidates=candidates,
-            settings=settings,
-            batch_size=batch_size,
-            measured=measured,
-            max_points=max_points,
-            validate=validate,
-            max_drop=max_drop,
-            max_evals=max_evals,
-            refine=refine,
-            progress=progress,
+    if not isinstance(task, Task):
+        raise InvalidParameterError(
+            f"The 'task' parameter of search must be an mpq.Task. Got {type(task).__name__} instead."
         )
-        measured_before = _check_drop_reachable(task, plan, progress) if plan.max_drop is not None else None
-        store = db if isinstance(db, Store) else Store(db, mode="write", create=True)
-        fields = plan.record_fields(task)
-        run_id = None if fresh else _resume_abandoned(store, fields, plan.costs, progress)
-        if run_id is None:
-            run_id = store.create_run(
-                tables={"layers": plan.layer_table, "costs": plan.costs}, owner=current_owner(), **fields
+    with placed(task, device) as task:
+        if resume is not None:
+            store = db if isinstance(db, Store) else Store(db, mode="write")
+            record = _claim_for_resume(task, store, resume)
+            if record is None:  # finished already
+                return open_run(store, resume)
+            run_id, plan = resume, _Plan.stored(record, store.run_tables(resume))
+            runner = Runner(task, executor)
+            runner.check()
+        else:
+            plan = _Plan.new(
+                task,
+                target=target,
+                objectives=objectives,
+                budgets=budgets,
+                candidates=candidates,
+                settings=settings,
+                batch_size=batch_size,
+                measured=measured,
+                max_points=max_points,
+                validate=validate,
+                max_drop=max_drop,
+                max_evals=max_evals,
+                refine=refine,
+                progress=progress,
             )
-    with store.running(run_id):
-        _run_stages(task, store, run_id, plan, progress, None if resume is not None else measured_before)
-    return open_run(store, run_id)
+            runner = Runner(task, executor)
+            runner.check()  # every worker error a user can fix comes before anything is stored
+            measured_before = _check_drop_reachable(task, plan, runner, progress) if plan.max_drop is not None else None
+            store = db if isinstance(db, Store) else Store(db, mode="write", create=True)
+            fields = plan.record_fields(task)
+            fields["settings"] |= {"device": str(model_device(task.model)), "executor": describe_executor(executor)}
+            run_id = None if fresh else _resume_abandoned(store, fields, plan.costs, progress)
+            if run_id is None:
+                run_id = store.create_run(
+                    tables={"layers": plan.layer_table, "costs": plan.costs}, owner=current_owner(), **fields
+                )
+        with store.running(run_id):
+            _run_stages(task, store, run_id, plan, runner, progress, None if resume is not None else measured_before)
+        return open_run(store, run_id)
 
 
 #: Element bits at or below which a candidate's loss increase is measured with ``--probe
@@ -437,13 +467,14 @@ def _highest(plan: _Plan) -> dict[str, str]:
     return dict(zip(best["layer"], best["candidate"]))
 
 
-def _check_drop_reachable(task: Task, plan: _Plan, progress: Progress) -> dict[str, object]:
+def _check_drop_reachable(task: Task, plan: _Plan, runner: Runner, progress: Progress) -> dict[str, object]:
     """Measure the float model and the most precise configuration before anything is stored; a drop
     that not even the latter meets is refused. Returns both measurements, so the run reuses them."""
     progress("validate", 0, 2, "float model and the most precise configuration")
     float_metric = evaluate(task, task.model)
     highest = _highest(plan)
-    metric = float(validate(task, {0: highest}).iloc[0])
+    ranges = activation_ranges(task.model, task.calibration)
+    metric = runner.call(evaluate_configuration, (highest, ranges), "the most precise configuration")
     drop = absolute_drop(plan.max_drop, float_metric)
     if metric < float_metric - drop:
         raise DropNotMetError(
@@ -457,10 +488,11 @@ def _check_drop_reachable(task: Task, plan: _Plan, progress: Progress) -> dict[s
 def _resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress: Progress) -> int | None:
     """The id of an unfinished run of this same search that nobody is running (interrupted,
     failed, or its process killed), claimed for this process; None when there is none."""
-    same = {name: fields[name] for name in _SAME_SEARCH}
+    same = {name: fields[name] for name in _SAME_SEARCH if name != "settings"}
+    settings = _search_settings(fields["settings"])
     costs_json = table_to_json(costs)
     for record in store.unfinished_runs(**same):
-        if owner_alive(store.url, record) is not False:
+        if _search_settings(record["settings"]) != settings or owner_alive(store.url, record) is not False:
             continue
         stored_costs = store.run_tables(record["id"]).get("costs")
         if stored_costs is None or table_to_json(stored_costs) != costs_json:
@@ -472,6 +504,11 @@ def _resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress:
             )
             return record["id"]
     return None
+
+
+def _search_settings(settings: Mapping) -> dict:
+    """The settings that make two runs the same search (as JSON reads them back): not how they ran."""
+    return json.loads(json.dumps({k: v for k, v in settings.items() if k not in _EXECUTION}, default=str))
 
 
 def _claim_for_resume(task: Task, store: Store, run_id: int) -> dict | None:
@@ -502,13 +539,14 @@ def _run_stages(
     store: Store,
     run_id: int,
     plan: _Plan,
+    runner: Runner,
     progress: Progress,
     measured_before: Mapping[str, object] | None = None,
 ) -> None:
     stored = store.run_tables(run_id)
     sensitivity = stored.get("sensitivity")
     if sensitivity is None:
-        sensitivity = _sensitivity(task, store, plan, progress)
+        sensitivity = _sensitivity(task, store, plan, runner, progress)
         store.save_table(run_id, "sensitivity", sensitivity)
 
     om = stored.get("omega")
@@ -539,7 +577,7 @@ def _run_stages(
             before = (measured_before or {}).get("float_metric")
             float_metric = evaluate(task, task.model) if before is None else before
             store.update_run(run_id, float_metric=float_metric)
-        measurer = _Measurer(task, store, run_id, om, plan, progress)
+        measurer = _Measurer(task, store, run_id, om, plan, runner, progress)
         if measured_before and "highest" in measured_before:
             measurer.add_measured(*measured_before["highest"], label="highest")
         if by_region:
@@ -565,8 +603,13 @@ class _Measurer:
     """Measured evaluations of one run: each configuration evaluated once and stored at once (as
     a point), bounded by the run's ``max_evals``, the float model's evaluation included."""
 
-    def __init__(self, task: Task, store: Store, run_id: int, om: pd.DataFrame, plan: _Plan, progress: Progress):
+    def __init__(
+        self, task: Task, store: Store, run_id: int, om: pd.DataFrame, plan: _Plan, runner: Runner, progress: Progress
+    ):
         self.task, self.store, self.run_id, self.om, self.plan, self.progress = task, store, run_id, om, plan, progress
+        self.runner = runner
+        #: Configuration -> its evaluation, submitted ahead with the others of a batch.
+        self._submitted: dict[tuple, Handle] = {}
         self.ranges = activation_ranges(task.model, task.calibration)
         self.objective = plan.objectives[0]
         frontier, assignments = store.run_points(run_id)
@@ -579,6 +622,8 @@ class _Measurer:
             max_evals=plan.max_evals or (DEFAULT_DROP_EVALS if plan.max_drop is not None else 10**9),
             spent=1,
             measure=self._measure_new,
+            width=runner.width,
+            ahead=self._ahead,
         )
         by_point = {p: dict(rows[["layer", "candidate"]].values) for p, rows in assignments.groupby("point")}
         measured = frontier[frontier["measured_metric"].notna()] if len(frontier) else frontier
@@ -625,36 +670,67 @@ class _Measurer:
         # An optimum of the proxy is a frontier point of its own, even where a baseline is the same configuration.
         label = "frontier" if key in self._proxy_keys else stored[0][1] if stored else "search"
         self.progress("validate", self.search.spent - 1, self._planned(), label)
-        value = float(validate(self.task, {0: solution.assignment}, act_ranges=self.ranges).iloc[0])
+        point = stored[0][0] if stored else self._next_point
+        handle = self._submitted.pop(key, None) or self._submit(solution, point)
+        handle.label = f"point {point}"  # submitted ahead, it had no number yet
+        value = float(handle.result())
         for point, _ in stored:
             self.store.set_measured(self.run_id, point, value)
         if not stored or key in self._proxy_keys:
             self._add_point(label, solution, value)
         return value
 
+    def _submit(self, solution: solvers.Solution, point: int | None) -> Handle:
+        return self.runner.submit(evaluate_configuration, (solution.assignment, self.ranges), f"point {point}")
+
+    def _drop_ahead(self) -> None:
+        """Cancel the evaluations submitted ahead that no phase took: the executor is left idle."""
+        for handle in self._submitted.values():
+            handle.cancel()
+        self._submitted = {}
+
+    def _ahead(self, solutions: Sequence[solvers.Solution]) -> None:
+        """Have these evaluations running (:class:`DropSearch`'s ``width``): those submitted ahead
+        before and no longer among them are cancelled (once started, their results are dropped)."""
+        wanted = {configuration_key(s.assignment): s for s in solutions}
+        for key in [k for k in self._submitted if k not in wanted]:
+            self._submitted.pop(key).cancel()
+        for key, solution in wanted.items():
+            if key not in self._submitted:
+                self._submitted[key] = self._submit(solution, None)
+
     def validate_stored(self) -> None:
         """Measure the stored points (frontier in an order that covers it evenly, then the
-        baselines) until ``max_evals``; a configuration stored twice is measured once."""
+        baselines) until ``max_evals``; a configuration stored twice is measured once. The
+        evaluations are independent: all of them are submitted at once, and stored in order."""
         frontier, assignments = self.store.run_points(self.run_id)
         proxy = frontier[~frontier["is_baseline"]].sort_values(self.objective)
         order = [proxy.index[i] for i in spread(len(proxy))] + list(frontier.index[frontier["is_baseline"]])
+        todo = []
         for index in order:
             row = frontier.loc[index]
-            if not pd.isna(row["measured_metric"]):
-                continue
-            rows = assignments[assignments["point"] == row["point"]]
-            solution = solvers.Solution(
-                dict(rows[["layer", "candidate"]].values),
-                float(row["predicted_loss"]),
-                {self.objective: float(row[self.objective])},
-                bool(row["optimal"]),
-            )
-            key = configuration_key(solution.assignment)
-            if key in self.search.known:  # the same configuration as another point
-                self.store.set_measured(self.run_id, int(row["point"]), self.search.known[key][1])
-                continue
-            if self.search.metric(solution) is None:
-                break  # max_evals spent
+            if pd.isna(row["measured_metric"]):
+                rows = assignments[assignments["point"] == row["point"]]
+                solution = solvers.Solution(
+                    dict(rows[["layer", "candidate"]].values),
+                    float(row["predicted_loss"]),
+                    {self.objective: float(row[self.objective])},
+                    bool(row["optimal"]),
+                )
+                todo.append((int(row["point"]), solution, configuration_key(solution.assignment)))
+        ahead = list(dict.fromkeys(key for _, _, key in todo if key not in self.search.known))[: self.search.left]
+        first = {key: (point, solution) for point, solution, key in reversed(todo)}
+        self._drop_ahead()
+        self._submitted = {key: self._submit(first[key][1], first[key][0]) for key in ahead}
+        try:
+            for point, solution, key in todo:
+                if key in self.search.known:  # the same configuration as another point
+                    self.store.set_measured(self.run_id, point, self.search.known[key][1])
+                    continue
+                if self.search.metric(solution) is None:
+                    break  # max_evals spent
+        finally:
+            self._drop_ahead()
         self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
 
     def validate_region(self, usable_drop: float) -> None:
@@ -669,6 +745,7 @@ class _Measurer:
         boundary = self.search.bisect(proxy)
         if self.plan.max_evals is None:
             self.search.cover(proxy[proxy.index(boundary) :] if boundary is not None else proxy, self.plan.max_points)
+        self._drop_ahead()
 
     def cheapest_within_drop(self, drop: float) -> None:
         """The cheapest configuration within ``drop`` of the float metric, by bisection over the
@@ -676,6 +753,7 @@ class _Measurer:
         float_metric = self.store.run_record(self.run_id)["float_metric"]
         self.search.target = float_metric - drop
         self.search.cheapest_within_drop(self._proxy())
+        self._drop_ahead()
         self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
 
     def _planned(self) -> int:
@@ -748,6 +826,7 @@ class _Measurer:
         stored = [solvers.solve(self.om, self.plan.costs, {}, fixed=dict(key)) for key in self._stored]
         self.search.misjudged.clear()  # a move that broke the drop may still extend the frontier
         self.search.refine(self.search.left, self._proxy() + stored)
+        self._drop_ahead()
         self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
 
 
@@ -758,7 +837,7 @@ _DROP_PROXY_POINTS = 200
 USABLE_DROP = "10%"
 
 
-def _sensitivity(task: Task, store: Store, plan: _Plan, progress: Progress) -> pd.DataFrame:
+def _sensitivity(task: Task, store: Store, plan: _Plan, runner: Runner, progress: Progress) -> pd.DataFrame:
     """The stored probe of this model, data and settings, or a new one (checkpointed in the store)."""
     key = probe_key(task, plan.settings)
     found = store.find_probe(key)
@@ -771,6 +850,7 @@ def _sensitivity(task: Task, store: Store, plan: _Plan, progress: Progress) -> p
         checkpoint=store,
         layer_table=plan.layer_table,
         progress=lambda done, total, message: progress("probe", done, total, message),
+        executor=runner.executor,
     )
     store.save_probe(
         key,

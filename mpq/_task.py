@@ -64,6 +64,25 @@ def hooked(handles: Iterable[RemovableHandle]) -> Iterator[None]:
             handle.remove()
 
 
+def to_device(obj: Any, device: torch.device) -> Any:
+    """``obj`` with every tensor in it (nested in dicts, lists and tuples) on ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, Mapping):
+        return {key: to_device(value, device) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(value, device) for value in obj)
+    return obj
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's weights are: the device of its first parameter (or buffer); CPU without any."""
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()), None)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
 def batch_size(inputs: Inputs) -> int:
     """Number of samples in a batch of inputs (the first dimension of its first tensor)."""
     if isinstance(inputs, Mapping):

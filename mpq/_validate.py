@@ -29,6 +29,13 @@ def evaluate(task: Task, model: torch.nn.Module) -> float:
     return value
 
 
+def evaluate_configuration(
+    task: Task, memo: dict, assignment: Mapping[str, str], act_ranges: Mapping[str, float]
+) -> float:
+    """The task's metric of its model at one configuration (a :class:`mpq._scale.Runner` call)."""
+    return evaluate(task, apply(task.model, assignment, act_ranges=act_ranges))
+
+
 def validate(
     task: Task,
     assignments: Mapping[Hashable, Mapping[str, str]],

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -108,6 +110,30 @@ def _parse_budgets(values: list[str]) -> dict[str, float]:
     return budgets
 
 
+@contextmanager
+def _executor(workers: int | None, dask: str | None) -> Iterator[object]:
+    """The executor of --workers or --dask (None without either), stopped after the search."""
+    from mpq._scale import ProcessPool, close_executor, dask_executor
+    from mpq._validation import Interval, check_param
+    from mpq.exceptions import InvalidParameterError
+
+    if workers is not None and dask is not None:
+        raise InvalidParameterError("--workers and --dask: give one of the two (local processes, or a Dask cluster).")
+    if workers is not None:
+        check_param("search", "workers", workers, Interval(int, 1, None))
+        executor = ProcessPool(workers)
+    elif dask is not None:
+        logging.getLogger("distributed").setLevel(logging.ERROR)  # mpq's output holds only mpq's lines
+        executor = dask_executor(dask)
+    else:
+        yield None
+        return
+    try:
+        yield executor
+    finally:
+        close_executor(executor)
+
+
 @app.command()
 def search(
     model: Annotated[
@@ -164,6 +190,21 @@ def search(
     refine: Annotated[
         int, typer.Option(metavar="N", help="N more evaluations pushing the measured frontier to lower cost.")
     ] = 0,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Run the model there: cpu, cuda, cuda:1 \\[default: where the task's model is]."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="Run the evaluations and the measured probe on N local processes."),
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Run the evaluations and the measured probe on the Dask scheduler at ADDRESS (tcp://host:8786).",
+        ),
+    ] = None,
     all_points: AllOption = False,
     wide: WideOption = False,
     resume: Annotated[
@@ -196,7 +237,7 @@ def search(
     if model is None and resume is not None:
         model = mpq.open_run(db, resume).record["model_spec"]
     task = mpq.load_task(model or "example:digits-cnn")
-    with StageProgress(stderr) as progress:
+    with _executor(workers, dask) as executor, StageProgress(stderr) as progress:
         run = mpq.search(
             task,
             target=target,
@@ -211,6 +252,8 @@ def search(
             max_drop=_parse_drop(max_drop),
             max_evals=max_evals,
             refine=refine,
+            device=device,
+            executor=executor,
             db=db,
             resume=resume,
             fresh=fresh,

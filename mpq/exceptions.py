@@ -19,6 +19,7 @@ __all__ = [
     "DropNotMetError",
     "StoreError",
     "ProbeError",
+    "WorkerError",
     "SearchInterrupted",
     "SensitivityWarning",
     "DominatedPointWarning",
@@ -60,6 +61,10 @@ class StoreError(MpqError):
 
 class ProbeError(MpqError):
     """A sensitivity probe failed (NaN loss, no gradient, ...)."""
+
+
+class WorkerError(MpqError):
+    """A worker of the search's executor died twice running the same evaluation."""
 
 
 class SearchInterrupted(MpqError, KeyboardInterrupt):

@@ -65,6 +65,7 @@ BAD: dict[str, dict[str, list]] = {
         "progress": [WRONG_TYPE],
         "checkpoint": [WRONG_TYPE],
         "layer_table": [WRONG_TYPE],
+        "executor": [WRONG_TYPE],
     },
     "mpq.omega": {
         "task": [WRONG_TYPE],
@@ -93,6 +94,8 @@ BAD: dict[str, dict[str, list]] = {
         "validate": [WRONG_TYPE],
         "max_drop": [WRONG_TYPE, -0.1, "100%"],
         "max_evals": [WRONG_TYPE, 1],
+        "device": [WRONG_TYPE, "nope", "meta", "cuda:99"],
+        "executor": [WRONG_TYPE],
         "refine": [WRONG_TYPE, -1],
         "db": [WRONG_TYPE],
         "resume": [WRONG_TYPE, -1],

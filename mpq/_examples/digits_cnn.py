@@ -18,7 +18,7 @@ from torch import nn
 
 from mpq._examples._cache import cache_dir
 from mpq._examples._registry import register_example
-from mpq._task import Task
+from mpq._task import Task, model_device
 
 logger = logging.getLogger("mpq.examples.digits_cnn")
 
@@ -119,9 +119,10 @@ def trained_model(splits: dict | None = None) -> nn.Sequential:
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy of ``model`` on a labelled set, in [0, 1]."""
+    """Top-1 accuracy of ``model`` on a labelled set, in [0, 1], on the model's device."""
+    device = model_device(model)
     with torch.no_grad():
-        return float((model(images).argmax(dim=1) == labels).float().mean())
+        return float((model(images.to(device)).argmax(dim=1) == labels.to(device)).float().mean())
 
 
 @register_example("digits-cnn", "6-layer CNN trained on scikit-learn's 8x8 digits; metric: test accuracy")

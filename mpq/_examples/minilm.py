@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mpq._examples._registry import register_example
-from mpq._task import Task
+from mpq._task import Task, model_device, to_device
 from mpq.exceptions import TaskSpecError
 
 CORPUS = Path(__file__).parent / "data" / "stdlib_sentences.txt"
@@ -94,9 +94,10 @@ def make_minilm_task(name: str, n_calibration: int, n_heldout: int, max_length: 
     heldout_inputs, heldout_reference = with_reference(corpus[n_calibration : n_calibration + n_heldout])
 
     def fidelity(quantized: nn.Module) -> float:
+        device = model_device(quantized)  # the held-out data goes where the search runs the model
         with torch.no_grad():
-            embeddings = quantized(**heldout_inputs)
-        return float(nn.functional.cosine_similarity(embeddings, heldout_reference, dim=-1).mean())
+            embeddings = quantized(**to_device(heldout_inputs, device))
+        return float(nn.functional.cosine_similarity(embeddings, heldout_reference.to(device), dim=-1).mean())
 
     return Task(
         name=name,

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 
 import pandas as pd
 import torch
@@ -19,6 +20,7 @@ from mpq._probes.hutchinson import HessianFamily
 from mpq._probes.measured import run_measured
 from mpq._probes.sampling import Key, RunningStats, run_family, sample_generator
 from mpq._probes.settings import PROBES, ProbeSettings, check_settings, check_task, families
+from mpq._scale import EXECUTOR, Runner
 from mpq._task import Task
 from mpq._validation import check_param
 from mpq._warnings import mpq_warn
@@ -52,6 +54,7 @@ def probe(
     progress: Progress | None = None,
     checkpoint: CheckpointStore | None = None,
     layer_table: pd.DataFrame | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Measure how sensitive the task's loss is to every quantizable layer.
 
@@ -81,6 +84,9 @@ def probe(
         checkpoint: Where to save and resume the state, e.g. ``ProbeCheckpoint("probes/")``.
         layer_table: The model's layer table (:func:`mpq.layers` on the first calibration
             batch), when the caller has it already; default: traced here.
+        executor: Where the ``measured`` pairs run (any ``concurrent.futures.Executor``: an
+            :class:`mpq.ProcessPool`, a Dask client's ``get_executor()``); each worker rebuilds
+            the task from ``task.spec`` (:func:`mpq.load_task`), hash checked. Default: here.
 
     Returns:
         The sensitivity table, one row per (layer, probe) for trace probes and per (layer,
@@ -125,6 +131,7 @@ def probe(
             f"ProbeCheckpoint(path). Got {type(checkpoint).__name__} instead."
         )
     check_param("probe", "layer_table", layer_table, LAYER_TABLE)
+    check_param("probe", "executor", executor, EXECUTOR)
     for name in settings.candidates:
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
 
@@ -148,10 +155,11 @@ def probe(
             if family_name == "measured":
                 measured = run_measured(
                     graph,
-                    batches,
+                    settings.micro_batch_size,
                     settings.candidates,
                     state.setdefault("measured", {}),
                     lambda done, total, message: (save(), report(done, total, message)),
+                    Runner(task, executor),
                 )
                 if not any(value for _, _, value, _ in measured["pairs"]):
                     raise ProbeError(

@@ -93,7 +93,7 @@ def hessian_traces(run: Pass, targets: set[Target], batch_size: int) -> tuple[di
                 sub, grads, per_sample = _keep(sub, keep), [g for g, k in zip(grads, keep) if k], [False] * sum(keep)
     traces = []
     for t, g, samplewise in zip(sub.tensors, grads, per_sample):
-        total = torch.zeros((), dtype=torch.float64)
+        total = torch.zeros((), dtype=torch.float64, device=t.device)
         for start, k, vectors in _unit_vectors(t, samplewise, batch_size):
             products += k
             if g.requires_grad:  # else the loss is linear in t: a zero block
@@ -132,7 +132,7 @@ def fisher_traces(
             per_sample = [False] * sum(keep)
     traces = []
     for t, jt, samplewise in zip(sub.tensors, transposed, per_sample):
-        total = torch.zeros((), dtype=torch.float64)
+        total = torch.zeros((), dtype=torch.float64, device=t.device)
         for _, k, vectors in _unit_vectors(t, samplewise, batch_size):
             passes += k
             jv = _batched_grad(jt, u, vectors)  # (k, *output.shape): J_t e_i
@@ -171,8 +171,8 @@ def _sample0_probes(run: Pass, per_sample: list[bool], batch_size: int) -> list[
             probes.append(None)
             continue
         v = torch.zeros(batch_size, t.numel() // batch_size, dtype=t.dtype)
-        v[0] = torch.randn(v.shape[1], generator=generator, dtype=t.dtype)
-        probes.append(v.reshape(t.shape))
+        v[0] = torch.randn(v.shape[1], generator=generator, dtype=t.dtype)  # the CPU generator's numbers
+        probes.append(v.reshape(t.shape).to(t.device))
     return probes
 
 
@@ -191,8 +191,8 @@ def _unit_vectors(t: torch.Tensor, per_sample: bool, batch_size: int) -> Iterato
     size = t.numel() // batch_size if per_sample else t.numel()
     for start in range(0, size, CHUNK):
         k = min(CHUNK, size - start)
-        eye = torch.zeros(k, size, dtype=t.dtype)
-        eye[torch.arange(k), start + torch.arange(k)] = 1
+        eye = torch.zeros(k, size, dtype=t.dtype, device=t.device)
+        eye[torch.arange(k, device=t.device), start + torch.arange(k, device=t.device)] = 1
         if per_sample:
             eye = eye.unsqueeze(1).expand(k, batch_size, size).contiguous()
         yield start, k, eye.reshape(k, *t.shape)
@@ -200,7 +200,7 @@ def _unit_vectors(t: torch.Tensor, per_sample: bool, batch_size: int) -> Iterato
 
 def _diagonal(products: torch.Tensor, start: int, k: int, per_sample: bool, batch_size: int) -> torch.Tensor:
     """``sum_c products[c]`` at unit vector ``c``'s element(s), in float64."""
-    index = torch.arange(k)
+    index = torch.arange(k, device=products.device)
     if per_sample:
         return products.reshape(k, batch_size, -1)[index, :, start + index].double().sum()
     return products.reshape(k, -1)[index, start + index].double().sum()
@@ -216,4 +216,4 @@ def _batched_grad(value: torch.Tensor, wrt: torch.Tensor, vectors: torch.Tensor)
     except RuntimeError:  # an operator without a batching rule: one product at a time
         outs = [torch.autograd.grad(value, wrt, v, retain_graph=True, allow_unused=True)[0] for v in vectors]
         out = None if outs[0] is None else torch.stack(outs)
-    return torch.zeros(vectors.shape, dtype=wrt.dtype) if out is None else out
+    return torch.zeros(vectors.shape, dtype=wrt.dtype, device=wrt.device) if out is None else out

@@ -81,6 +81,7 @@ class OutputCurvature:
     ) -> torch.Tensor:
         """``e_n = F_n r_n``, ``r`` Rademacher: noise with covariance ``F_n F_n^T`` per sample."""
         r = torch.empty(factor.shape[0], factor.shape[2], dtype=torch.float64).bernoulli_(0.5, generator=generator)
+        r = r.to(factor.device)  # drawn on the CPU generator: the same numbers on every device
         return torch.einsum("nik,nk->ni", factor, r * 2 - 1).reshape(shape).to(dtype)
 
 
@@ -117,17 +118,17 @@ def output_curvature(task_name: str, loss_fn, output: torch.Tensor, targets) -> 
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(loss_fn(z, targets), z, create_graph=True)
     if not grad.requires_grad:  # the loss is linear in the output
-        return OutputCurvature(grad.detach(), torch.zeros(n, m, m, dtype=torch.float64), None)
+        return OutputCurvature(grad.detach(), torch.zeros(n, m, m, dtype=torch.float64, device=z.device), None)
     columns = []
     for k in range(m):
-        basis = torch.zeros(n, m, dtype=z.dtype)
+        basis = torch.zeros(n, m, dtype=z.dtype, device=z.device)
         basis[:, k] = 1
         (col,) = torch.autograd.grad(
             grad, z, basis.reshape(z.shape), retain_graph=True, allow_unused=True, materialize_grads=True
         )
         columns.append(col.reshape(n, m))
     blocks = torch.stack(columns, dim=2).double()  # [n, i, k] = d^2 L / dz_ni dz_nk
-    probe = torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=z.dtype)
+    probe = torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=z.dtype).to(z.device)
     (full,) = torch.autograd.grad(grad, z, probe, allow_unused=True, materialize_grads=True)
     by_blocks = torch.einsum("nik,nk->ni", blocks, probe.reshape(n, m).double())
     error = float((full.reshape(n, m).double() - by_blocks).norm())
@@ -212,14 +213,15 @@ class FisherFamily:
             return curvature.noise(curvature.positive, output.shape, output.dtype, generator)
         z = self._loss_input(batch, output)
         if self.sampler == "categorical":
-            labels = torch.multinomial(torch.softmax(z.detach().double(), dim=1), 1, generator=generator)[:, 0]
+            probabilities = torch.softmax(z.detach().double(), dim=1).cpu()  # the CPU generator draws
+            labels = torch.multinomial(probabilities, 1, generator=generator)[:, 0].to(z.device)
             targets, signs = labels.to(_label_dtype(batch.targets)), torch.ones(n)
         else:
             targets = batch.targets
             signs = torch.empty(n).bernoulli_(0.5, generator=generator) * 2 - 1
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(task.loss_fn(z, targets), z)
-        return grad * (math.sqrt(n) * signs.to(grad.dtype)).reshape(-1, *[1] * (grad.dim() - 1))
+        return grad * (math.sqrt(n) * signs.to(grad.device, grad.dtype)).reshape(-1, *[1] * (grad.dim() - 1))
 
     def _loss_input(self, batch: Batch, output: torch.Tensor) -> torch.Tensor:
         """The detached output to differentiate ``loss_fn`` at, after the checks of the non-GN samplers."""
@@ -255,7 +257,7 @@ class FisherFamily:
         p = torch.softmax(z.detach().double(), dim=1)
         columns = []
         for c in range(z.shape[1]):
-            labels = torch.full((n,), c, dtype=_label_dtype(batch.targets))
+            labels = torch.full((n,), c, dtype=_label_dtype(batch.targets), device=z.device)
             with torch.enable_grad():
                 (grad,) = torch.autograd.grad(task.loss_fn(z, labels), z)
             columns.append(grad.double())

@@ -244,5 +244,6 @@ def hvp(value: torch.Tensor, run: Pass, vectors: list[torch.Tensor], *, retain_g
 
 
 def rademacher_like(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A tensor of independent +-1 entries, shape and dtype of ``t``."""
-    return torch.empty_like(t).bernoulli_(0.5, generator=generator).mul_(2).sub_(1)
+    """A tensor of independent +-1 entries, shape, dtype and device of ``t``: drawn from the CPU
+    generator, then moved, so that a sample draws the same numbers on every device."""
+    return torch.empty(t.shape, dtype=t.dtype).bernoulli_(0.5, generator=generator).mul_(2).sub_(1).to(t.device)

@@ -17,8 +17,9 @@ from collections.abc import Callable
 import torch
 
 from mpq._apply import activation_ranges, apply
-from mpq._probes.graph import Batch, LayerGraph
-from mpq._task import run_model
+from mpq._probes.graph import Batch, LayerGraph, calibration_batches
+from mpq._scale import Runner
+from mpq._task import Task, run_model
 
 
 def calibration_losses(model: torch.nn.Module, loss_fn, batches: list[Batch]) -> list[float]:
@@ -39,44 +40,63 @@ def weighted_mean_and_stderr(values: list[float], weights: list[float]) -> tuple
 
 def run_measured(
     graph: LayerGraph,
-    batches: list[Batch],
+    micro_batch_size: int | None,
     candidates: tuple[str, ...],
     state: dict,
     after_pair: Callable[[int, int, str], None],
+    runner: Runner,
 ) -> dict:
     """Measure every (layer, candidate) pair not yet in ``state``; call ``after_pair`` after each.
 
     Args:
         graph: The model's layer graph (its task and layers).
-        batches: The calibration batches.
+        micro_batch_size: The calibration batches' split (:func:`calibration_batches`).
         candidates: Candidate names.
         state: ``{"pairs": [[layer, candidate, value, stderr], ...], "seconds": float}`` of the
-            pairs already measured (empty to start); updated in place.
+            pairs already measured (empty to start); updated in place. ``seconds`` sums the
+            pairs' compute time, wherever they ran.
         after_pair: ``after_pair(done, total, message)``, called once ``state`` holds the pair:
             saves it and reports progress; may raise to interrupt.
+        runner: Where the pairs run: all of them are submitted at once, and taken in order.
 
     Returns:
         ``state``, every pair measured.
     """
-    task = graph.task
     state.setdefault("pairs", [])
     state.setdefault("seconds", 0.0)
     done = {(layer, candidate) for layer, candidate, _, _ in state["pairs"]}
     todo = [(layer, c) for layer in graph.layers for c in candidates if (layer, c) not in done]
-    if not todo:
-        return state
-    start = time.perf_counter()
-    base = calibration_losses(task.model, task.loss_fn, batches)
-    ranges = activation_ranges(task.model, task.calibration, graph.act_layers)
-    weights = [b.weight for b in batches]
     total = len(graph.layers) * len(candidates)
-    state["seconds"] += time.perf_counter() - start
-    for layer, candidate in todo:
-        start = time.perf_counter()
-        quantized = apply(task.model, {layer: candidate}, act_ranges=ranges)
-        losses = calibration_losses(quantized, task.loss_fn, batches)
-        value, stderr = weighted_mean_and_stderr([q - b for q, b in zip(losses, base)], weights)
-        state["pairs"].append([layer, candidate, value, stderr])
-        state["seconds"] += time.perf_counter() - start
-        after_pair(len(state["pairs"]), total, f"measured: {layer} at {candidate}: loss {value:+.4g}")
+    act_layers = tuple(graph.act_layers)
+    handles = [
+        runner.submit(measure_pair, (micro_batch_size, act_layers, layer, c), f"measured probe pair {layer} at {c}")
+        for layer, c in todo
+    ]
+    try:
+        for (layer, candidate), handle in zip(todo, handles):
+            value, stderr, seconds = handle.result()
+            state["pairs"].append([layer, candidate, value, stderr])
+            state["seconds"] += seconds
+            after_pair(len(state["pairs"]), total, f"measured: {layer} at {candidate}: loss {value:+.4g}")
+    finally:
+        for handle in handles:
+            handle.cancel()  # interrupted: the pairs not started yet do not run
     return state
+
+
+def measure_pair(
+    task: Task, memo: dict, micro_batch_size: int | None, act_layers: tuple[str, ...], layer: str, candidate: str
+) -> tuple[float, float, float]:
+    """The loss increase of ``layer`` alone at ``candidate``, its standard error, and the seconds
+    it took (the float losses and activation ranges, computed once per process, included)."""
+    start = time.perf_counter()
+    key = ("measured", micro_batch_size, act_layers)
+    if key not in memo:
+        batches = calibration_batches(task.calibration, micro_batch_size)
+        base = calibration_losses(task.model, task.loss_fn, batches)
+        memo[key] = batches, base, activation_ranges(task.model, task.calibration, list(act_layers))
+    batches, base, ranges = memo[key]
+    quantized = apply(task.model, {layer: candidate}, act_ranges=ranges)
+    losses = calibration_losses(quantized, task.loss_fn, batches)
+    value, stderr = weighted_mean_and_stderr([q - b for q, b in zip(losses, base)], [b.weight for b in batches])
+    return value, stderr, time.perf_counter() - start

@@ -148,3 +148,23 @@ def test_a_run_whose_spread_is_unresolved_stores_no_rho(tmp_path):
     assert run.rank_note.startswith("no rank correlation: the measured accuracy spans 0.004")
     stored = mpq.Run(**{**run.__dict__, "frontier": resolved, "record": {"metric_name": "accuracy", "spearman": 1.0}})
     assert stored.rank_note == "Spearman(predicted loss, measured drop) 1.000"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_evaluations_started_ahead_change_nothing_that_is_measured(seed):
+    om, costs, damage = _tables(seed)
+    proxy = _proxy(om, costs)
+    one, calls = _search(om, costs, damage, 1.0 - 0.05, max_evals=20)
+    one.cover(proxy, 6)
+    one.cheapest_within_drop(proxy)
+    wide, wide_calls = _search(om, costs, damage, 1.0 - 0.05, max_evals=20)
+    handed = []
+    wide.width, wide.ahead = 4, handed.append
+    wide.cover(proxy, 6)
+    wide.cheapest_within_drop(proxy)
+    assert wide_calls == calls and wide.known == one.known  # the same configurations, in the same order
+    assert handed and all(1 <= len(group) <= 4 for group in handed)
+    # each group leads with the configuration measured next, then ones that may be measured after it
+    measured = [tuple(sorted(c.items())) for c in calls]
+    assert all(tuple(sorted(group[0].assignment.items())) in measured for group in handed)
+    assert any(len(group) > 1 for group in handed)
