@@ -3,8 +3,10 @@
 An uninterrupted run first gives the reference frontier and when each stage began, seen from
 outside as a user's store shows it (the run row, the first probe checkpoint, the finished probe,
 the first stored point, the first validation, the end). Each of ``KILLS`` victims is the same
-command on a new store, killed at a moment drawn (seeded) inside one stage: every stage is hit
-at least once, the rest go to stages drawn by their length. The same command then runs again and
+command on a new store, killed at a moment drawn (seeded) inside one stage, its length as the
+reference's scaled by the victim's own pace (the machine's load varies): every stage is hit at
+least once, the rest go to stages drawn by their length; a victim that finished before its kill
+(at most two) is not rerun. The same command then runs again and
 must finish that run (no second run) with the reference frontier, point for point: labels,
 configurations, predicted losses, costs, measured metrics and measured dominance. The store
 passes SQLite's integrity check after every kill.
@@ -86,12 +88,29 @@ def _stage_starts(db: Path) -> list[float]:
 
 
 def _moments(starts: list[float]) -> list[tuple[int, float]]:
-    """(stage, seconds into it) for every kill: each stage once, then stages drawn by length."""
+    """(stage, fraction of it) for every kill: each stage once, then stages drawn by length."""
     rng = random.Random(SEED)
     lengths = [starts[i + 1] - starts[i] for i in range(len(STAGES))]
     stages = list(range(len(STAGES))) + rng.choices(range(len(STAGES)), weights=lengths, k=KILLS - len(STAGES))
-    # Stay inside the stage as the reference ran it: a victim slowed by the load is still in it.
-    return sorted((stage, rng.uniform(0.0, 0.9 * lengths[stage])) for stage in stages)
+    return sorted((stage, rng.uniform(0.0, 0.9)) for stage in stages)
+
+
+def _kill_inside(victim: subprocess.Popen, db: Path, starts: list[float], stage: int, fraction: float) -> int:
+    """SIGKILL ``victim`` ``fraction`` into ``stage`` (its length as the reference's, scaled by
+    how much slower or faster the victim reached it: the machine's load changes), or as the
+    next stage begins if it comes first; the events its store showed then."""
+    start = time.monotonic()
+    while _seen(db) < stage and victim.poll() is None:
+        time.sleep(POLL_S)
+    reached_s = time.monotonic() - start
+    pace = reached_s / starts[stage] if starts[stage] > 1.0 else 1.0
+    deadline = time.monotonic() + fraction * (starts[stage + 1] - starts[stage]) * pace
+    while time.monotonic() < deadline and _seen(db) == stage and victim.poll() is None:
+        time.sleep(POLL_S)
+    at = _seen(db)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    return at
 
 
 def _frontier(db: Path) -> list[tuple]:
@@ -116,17 +135,11 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_frontier(tm
     assert len(reference) >= 8
 
     hit: list[str] = []
-    for kill, (stage, into_s) in enumerate(_moments(starts)):
+    for kill, (stage, fraction) in enumerate(_moments(starts)):
         db = tmp_path / f"kill{kill}.db"
-        victim = _start(db)
-        # Wait until the victim's store shows the stage began, then into_s more.
-        while _seen(db) < stage and victim.poll() is None:
-            time.sleep(POLL_S)
-        time.sleep(into_s)
-        assert victim.poll() is None, f"kill {kill} ({STAGES[stage]} + {into_s:.2f} s): the search already ended"
-        at = _seen(db)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
+        at = _kill_inside(_start(db), db, starts, stage, fraction)
+        if at == len(EVENTS):  # the victim finished its run before the kill: nothing to resume
+            continue
         hit.append(STAGES[at])
         if db.exists():
             assert _integrity(db) == "ok"
@@ -137,4 +150,4 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_frontier(tm
         assert len(mpq.list_runs(db)) == 1  # the killed run was finished, not left beside a new one
         assert _frontier(db) == reference, f"kill {kill} in {STAGES[at]}"
         assert _integrity(db) == "ok"
-    assert set(hit) == set(STAGES), f"stages hit: {hit}"
+    assert len(hit) >= KILLS - 2 and set(hit) == set(STAGES), f"stages hit: {hit}"
