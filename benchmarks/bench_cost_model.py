@@ -44,6 +44,7 @@ from scipy.stats import spearmanr
 import hwmodels
 import mpq
 from mpq._measure import measure_latency
+from mpqvocab import format_spec
 
 # The cost model's numbers fitted here (TOML keys) and their units; plus the peak (ops/s, a key
 # of [peak_ops_per_s]) of every class the measured pairs executed in.
@@ -55,11 +56,8 @@ FITTED = {
 
 
 def format_class(fmt_name: str) -> str:
-    """The arithmetic class hwmodels runs a format in (see hwmodels/_formats.py)."""
-    fmt = mpq.get_format(fmt_name)
-    if fmt.family == "reference":
-        return "fp16"
-    return f"{'int' if fmt.family == 'int' else 'fp'}{fmt.element_bits}"
+    """The arithmetic class hwmodels gives a format (the vocabulary's catalogue)."""
+    return format_spec(fmt_name).arith_class
 
 
 def compare(task: mpq.Task, target: str, where: str, batch_size: int, warmup: int, repeats: int) -> pd.DataFrame:

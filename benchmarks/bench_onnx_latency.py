@@ -1,8 +1,8 @@
 """Does the cpu-x86 frontier's latency order hold in a real runtime? Predicted vs per-layer vs ONNX Runtime.
 
-For each example, a search on ``cpu-x86`` (latency_s; the device file's candidates plus
-``wfp32afp32``, the float model a CPU user starts from, added in a copy of the file as
-mpq's own refusal says) stores the frontier and the uniform baselines. For all-fp32, all-int8
+For each example, a search on ``--target`` (``cpu-x86``, the VNNI machine's model, or
+``cpu-x86-avx2``; latency_s; the device file's candidates and ``wfp32afp32``, the float model a
+CPU user starts from, added to a copy of cpu-x86's file as mpq's own refusal says) stores the frontier and the uniform baselines. For all-fp32, all-int8
 and up to ``--mixed`` frontier points (spread over the predicted latency) it prints:
 
 * ``predicted_s``: the cost model's latency (the run's ``latency_s``: eager torch kernels);
@@ -19,7 +19,7 @@ searched twice: with the cost model's ``latency_s``, then with ``mpq measure``'s
 in its place (``mpq search --measured``), the same table ``per_layer_s`` sums.
 
     .venv/bin/python benchmarks/bench_onnx_latency.py                      # digits-cnn, minilm-small
-    .venv/bin/python benchmarks/bench_onnx_latency.py --examples digits-cnn --batch-size 32
+    .venv/bin/python benchmarks/bench_onnx_latency.py --target cpu-x86-avx2 --latency "cost model"
 
 One torch thread and one ONNX Runtime thread by default (``--threads``). Times are the minimum
 over ``--repeats`` by default (``--statistic``): on a shared machine the minimum is the run that
@@ -46,16 +46,18 @@ import hwmodels
 import mpq
 from mpq._onnx_latency import onnxruntime_latency
 
-DEVICE_FILE = Path(__file__).resolve().parents[1] / "data" / "devices" / "cpu-x86.toml"
 FLOAT = "wfp32afp32"
 
 
-def device_with_float(folder: Path) -> Path:
-    """A copy of cpu-x86.toml whose candidates include the float model's."""
-    text = DEVICE_FILE.read_text()
+def device_with_float(target: str, folder: Path) -> Path:
+    """The target's device file, or a copy whose candidates include the float model's."""
+    source = hwmodels.device_dir() / f"{target}.toml"
+    if FLOAT in hwmodels.load_device(target).candidates:
+        return source
+    text = source.read_text()
     patched, count = re.subn(r"^candidates = \[(.*)\]$", rf'candidates = [\1, "{FLOAT}"]', text, flags=re.M)
-    assert count == 1, "cpu-x86.toml's candidates line moved"
-    path = folder / "cpu-x86-fp32.toml"
+    assert count == 1, f"{target}.toml's candidates line moved"
+    path = folder / f"{target}-fp32.toml"
     path.write_text(patched)
     return path
 
@@ -87,7 +89,7 @@ def bench(example: str, device: Path, args: argparse.Namespace, db: str) -> list
     column = "latency_s" if args.statistic == "median" else "latency_min_s"
     per_layer = measured.set_index(["layer", "candidate"])[column]
     tables = []
-    for latency in ("cost model", "measured"):
+    for latency in args.latency:
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", mpq.exceptions.SensitivityWarning)
@@ -137,6 +139,14 @@ def summary(table: pd.DataFrame) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", nargs="+", default=["digits-cnn", "minilm-small"])
+    parser.add_argument("--target", default="cpu-x86", help="a CPU device file: cpu-x86 (VNNI), cpu-x86-avx2")
+    parser.add_argument(
+        "--latency",
+        nargs="+",
+        choices=["cost model", "measured"],
+        default=["cost model", "measured"],
+        help="search on the target's cost model, on mpq measure's table, or both",
+    )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--mixed", type=int, default=4, help="frontier points besides all-fp32 and all-int8")
     parser.add_argument("--repeats", type=int, default=50)
@@ -156,7 +166,7 @@ def main() -> None:
         f"load {os.getloadavg()[0]:.1f}\n"
     )
     with tempfile.TemporaryDirectory() as folder:
-        device = device_with_float(Path(folder))
+        device = device_with_float(args.target, Path(folder))
         db = f"sqlite:///{Path(folder) / 'bench.db'}"
         for example in args.examples:
             for title, table in bench(example, device, args, db):

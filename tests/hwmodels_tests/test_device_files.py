@@ -83,7 +83,7 @@ def test_unknown_device_lists_the_known_ones_and_suggests_one(name, closest):
     with pytest.raises(hwmodels.UnknownDeviceError) as err:
         hwmodels.load_device(name)
     message = str(err.value)
-    assert message.startswith(f"unknown device '{name}'; choose one of a100, cpu-x86, h100-sxm,")
+    assert message.startswith(f"unknown device '{name}'; choose one of a100, cpu-x86, cpu-x86-avx2, h100-sxm,")
     assert f"(did you mean '{closest}'?)" in message
     assert "\n" not in message
 
