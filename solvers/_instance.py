@@ -109,17 +109,18 @@ class Instance:
     def solutions(
         self,
         choices: np.ndarray,
-        optimal: bool | Sequence[bool] = True,
+        gap: float | Sequence[float] | None = 0.0,
         *,
         measured: Sequence[float] | None = None,
     ) -> list[Solution]:
         """One `Solution` per row of `choices` (`P x G` option indices).
 
-        `optimal` (one flag, or one per row) sets `Solution.optimal` and the status
-        (`"optimal"`/`"feasible"`); with `measured` losses the status is `"measured"`.
+        `gap` (one bound, or one per row; None: unknown) sets `Solution.gap`, `optimal`
+        (a gap of 0.0) and the status (`"optimal"`/`"feasible"`); with `measured` losses the
+        status is `"measured"`.
         """
         choices = np.asarray(choices, dtype=int).reshape(-1, self.loss.shape[0])
-        optimal = np.broadcast_to(np.asarray(optimal, dtype=bool), len(choices))
+        gaps = [None] * len(choices) if gap is None else np.broadcast_to(np.asarray(gap, dtype=float), len(choices))
         losses = self.column_values("loss", choices)
         columns = {name: self.column_values(name, choices) for name in self.costs}
         candidate_ids = np.take_along_axis(self.option_cand, choices.T, axis=1).T
@@ -129,9 +130,10 @@ class Instance:
                 assignment=dict(zip(self.layers, names[row].tolist())),
                 predicted_loss=float(losses[row]),
                 costs={name: float(values[row]) for name, values in columns.items()},
-                optimal=bool(optimal[row]),
-                status="measured" if measured is not None else "optimal" if optimal[row] else "feasible",
+                optimal=bool(gaps[row] == 0.0),
+                status="measured" if measured is not None else "optimal" if gaps[row] == 0.0 else "feasible",
                 measured_loss=None if measured is None else float(measured[row]),
+                gap=None if gaps[row] is None else float(gaps[row]),
             )
             for row in range(len(choices))
         ]
