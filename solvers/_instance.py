@@ -103,7 +103,7 @@ class Instance:
     def column_values(self, name: str, choices: np.ndarray) -> np.ndarray:
         """Value of cost column `name` (or `"loss"`) for each row of `choices` (`P x G`)."""
         values = self.loss if name == "loss" else self.costs[name]
-        picked = np.take_along_axis(values[None, :, :], choices[:, :, None], axis=2)[:, :, 0]
+        picked = values[self.rows, choices]  # a plain gather: the complete frontier has 10^5 rows
         return picked.max(axis=1) if name in self.max_columns else picked.sum(axis=1)
 
     def solutions(
@@ -123,7 +123,7 @@ class Instance:
         gaps = [None] * len(choices) if gap is None else np.broadcast_to(np.asarray(gap, dtype=float), len(choices))
         losses = self.column_values("loss", choices)
         columns = {name: self.column_values(name, choices) for name in self.costs}
-        candidate_ids = np.take_along_axis(self.option_cand, choices.T, axis=1).T
+        candidate_ids = self.option_cand[self.rows, choices]
         names = np.asarray(self.cand_names, dtype=object)[candidate_ids[:, self.group_of]]
         return [
             Solution(

@@ -91,10 +91,18 @@ def _pareto_sorted(loss: np.ndarray, cost: np.ndarray, valid: np.ndarray) -> tup
 
 def nondominated(loss: np.ndarray, cost: np.ndarray, alive: np.ndarray) -> np.ndarray:
     """Indices among `alive` of the (loss, cost) points no other point beats, by increasing
-    cost; of equal points the first is kept."""
-    alive = alive[np.lexsort((loss[alive], cost[alive]))]
-    best_before = np.concatenate([[np.inf], np.minimum.accumulate(loss[alive])[:-1]])
-    return alive[loss[alive] < best_before]
+    cost; of equal points the first is kept.
+
+    The stable sort (timsort) merges runs already sorted by cost in near-linear time, so the
+    callers lay partial sums out one option after another (each option's run sorted).
+    """
+    alive = alive[np.argsort(cost[alive], kind="stable")]
+    loss_sorted = loss[alive]
+    best_before = np.concatenate([[np.inf], np.minimum.accumulate(loss_sorted)[:-1]])
+    alive = alive[loss_sorted < best_before]
+    # Of kept points with equal cost, the last has the least loss: it beats the others.
+    cost_kept = cost[alive]
+    return alive[np.append(cost_kept[1:] != cost_kept[:-1], True)[: len(alive)]]
 
 
 @dataclass(frozen=True)
@@ -302,17 +310,17 @@ class Knapsack:
         slack = np.zeros(1)
         trail = []
         for step, item in enumerate(items):
-            width = len(item.cost)
-            loss = (loss[:, None] + item.loss).ravel()
-            cost = (cost[:, None] + item.cost).ravel()
-            slack = (slack[:, None] + item.slack).ravel()
+            states = len(loss)
+            loss = (item.loss[:, None] + loss).ravel()  # one option after another (see nondominated)
+            cost = (item.cost[:, None] + cost).ravel()
+            slack = (item.slack[:, None] + slack).ravel()
             # loss of any completion >= bound + slack + lam * (unused budget).
             unused = np.maximum(0.0, budget - cost - max_rest[step + 1])
             feasible = (slack + lam * unused <= gap) & (cost + min_rest[step + 1] <= budget)
             alive = nondominated(loss, cost, np.flatnonzero(feasible))
             if len(alive) > _MAX_STATES:
                 raise StateOverflow(f"{len(alive)} partial sums at budget {budget}")
-            trail.append((alive // width, alive % width))
+            trail.append((alive % states, alive // states))
             loss, cost, slack = loss[alive], cost[alive], slack[alive]
         state = int(np.argmin(loss))
         best = float(loss[state])
@@ -335,13 +343,13 @@ class Knapsack:
         loss, cost = np.zeros(1), np.zeros(1)
         trail = []
         for group in self.rows:
-            width = int(self.count[group])
-            loss = (loss[:, None] + self.loss[group, :width]).ravel()
-            cost = (cost[:, None] + self.cost[group, :width]).ravel()
+            width, states = int(self.count[group]), len(loss)
+            loss = (self.loss[group, :width, None] + loss).ravel()  # one option after another
+            cost = (self.cost[group, :width, None] + cost).ravel()
             alive = nondominated(loss, cost, np.flatnonzero(cost + min_rest[group + 1] <= budget))
             if len(alive) > max_points:
                 return None
-            trail.append((alive // width, alive % width))
+            trail.append((alive % states, alive // states))
             loss, cost = loss[alive], cost[alive]
         choices = np.empty((len(loss), len(self.rows)), dtype=int)
         state = np.arange(len(loss))
