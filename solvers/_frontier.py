@@ -193,7 +193,11 @@ def frontier(
 
     With `backend="auto"` and no summed budget besides the objective columns, the
     two-objective frontier comes from a frontier merge and the exact knapsack DP (see
-    `solvers.solve`); otherwise from ILPs (epsilon-constraint: each point costs two solves,
+    `solvers.solve`), one knapsack (its hull sorted once) for every budget: the 200 default
+    points of a 560-layer LLM in about a second, of an 18,432-layer MoE in about ten. Should
+    a budget's DP outgrow its cap of 200,000 partial sums (not seen on realistic tables),
+    its point is the best allocation found, with `optimal=False` and its proven `gap`.
+    Otherwise the frontier comes from ILPs (epsilon-constraint: each point costs two solves,
     and costs within a relative 1e-7 of each other count as equal).
 
     Args:
@@ -219,7 +223,8 @@ def frontier(
     Returns:
         The points sorted by the first cost objective (ascending, so predicted loss
         descending for two objectives). Each point's `optimal` is True when it was proven
-        optimal for a budget equal to its own cost(s).
+        optimal for a budget equal to its own cost(s); otherwise its `gap` bounds how far
+        (see `Solution`).
 
     Raises:
         InfeasibleBudgetError: No allocation meets the budgets.

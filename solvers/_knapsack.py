@@ -285,7 +285,10 @@ class Knapsack:
                     low_cost * len(g) + taken * (high_cost - low_cost),
                     self.loss[g, lo].sum() + np.append(0.0, np.cumsum(drop[members]))[taken],
                     slack[taken],
-                    lambda index, g=g, lo=lo, hi=hi, taken=taken: (g, np.where(np.arange(len(g)) < taken[index], hi, lo)),
+                    lambda index, g=g, lo=lo, hi=hi, taken=taken: (
+                        g,
+                        np.where(np.arange(len(g)) < taken[index], hi, lo),
+                    ),
                 )
             )
         return items

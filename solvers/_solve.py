@@ -165,7 +165,7 @@ def minimise(
 
     With `backend="auto"` and at most one summed budget, the exact knapsack DP answers in
     milliseconds (and already breaks ties by the least cost on that budget's column);
-    otherwise PuLP solves the ILP.
+    otherwise, or when the DP outgrows its cap, PuLP solves the ILP.
 
     Args:
         then: A cost column minimised among the allocations of least objective (a second
