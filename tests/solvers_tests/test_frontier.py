@@ -177,3 +177,20 @@ def test_points_past_the_dp_cap_carry_a_proven_gap(layers120, monkeypatch):
         assert exact.optimal
         # The gap is a bound: nothing within the point's cost beats its loss by more.
         assert exact.predicted_loss * (1 - 1e-9) <= point.predicted_loss <= exact.predicted_loss + point.gap + 1e-12
+
+
+def test_layers_of_one_shape_enter_the_dp_as_few_items():
+    """2000 layers of one size (an MoE's experts): the free layers of the DP share their option
+    costs, so they merge into a few items, and the optimum still equals the ILP's."""
+    omega, costs = random_tables(np.random.default_rng(9), 2000, 4, sizes=1)
+    budget = {"weight_bytes": budget_at(costs, "weight_bytes", 0.3)}
+    instance = solvers._solve.setup("solve", omega, costs, budget, (), None, "auto", None).instance()
+    knapsack = solvers._knapsack.Knapsack(instance.loss, instance.costs["weight_bytes"], instance.valid)
+    _, _, reduced, _ = knapsack._relaxation(budget["weight_bytes"])
+    second = np.sort(reduced, axis=1)[:, 1]
+    free = np.flatnonzero(second <= np.sort(second)[500])  # the 500 groups closest to the LP's choice
+    assert len(knapsack._items(reduced, free, second[free].max())) < 50
+    dp = solvers.solve(omega, costs, budget)
+    assert dp.predicted_loss == pytest.approx(
+        solvers.solve(omega, costs, budget, backend="highs").predicted_loss, rel=1e-9
+    )
