@@ -29,7 +29,11 @@ Pareto set in (c, l), and the problem has two classical exact tools, both used h
   allowed options' costs are one DP item whose option j = 0..m puts the j groups whose loss
   drops most on the dearer option (any j of them cost the same, and those j lose least).
   The 13,000 free groups of an 18,432-layer MoE table at a tight budget become tens of
-  items.
+  items. When the option costs above each group's cheapest are integers (bytes, BOPs,
+  LUTs), every allocation's cost lies on a lattice `min_cost + k * unit` (unit: their
+  greatest common divisor); the budget rounds down to it before the relaxation, so the
+  budget left below one unit, which no allocation can use, no longer weakens the bound
+  (on an MoE's weight bytes, the gap between hull vertices mostly closes there).
 """
 
 from __future__ import annotations
@@ -138,6 +142,12 @@ class Knapsack:
         self.loss_scale = float(finite_loss.max(axis=1).sum())
         self.cost_scale = float(np.where(np.isfinite(self.cost), self.cost, 0.0).max(axis=1).sum())
         self.cost_tol = _COST_RTOL * self.cost_scale
+        # Integer option costs above each group's cheapest (bytes, BOPs, LUTs) put every
+        # allocation's cost on the lattice min_cost + k * unit: a budget rounds down to it,
+        # and the Lagrangian bound no longer counts the budget below one unit as usable.
+        steps = np.where(np.isfinite(self.cost), self.cost - self.cost[:, :1], 0.0)
+        integral = bool(np.all(steps == np.floor(steps))) and steps.max(initial=0.0) < 2.0**62
+        self.unit = float(np.gcd.reduce(steps.astype(np.int64).ravel())) if integral else 0.0
 
         # Convex-hull increments of every group, by gift wrapping from its cheapest option.
         position = np.arange(width)
@@ -185,8 +195,16 @@ class Knapsack:
         lowest = priced.min(axis=1)
         return applied, lam, priced - lowest[:, None], float(lowest.sum() - lam * budget)
 
+    def _on_lattice(self, budget: float) -> float:
+        """`budget` (its rounding slack included) rounded down to the costs' lattice, if any,
+        with the slack added back (far below one unit, so no dearer allocation gets in)."""
+        if self.unit <= 2 * self.cost_tol:
+            return budget
+        return self.min_cost + (budget - self.min_cost) // self.unit * self.unit + self.cost_tol
+
     def lp_bound(self, budget: float) -> float:
         """Lower bound on the loss of any allocation with cost <= `budget` (LP relaxation)."""
+        budget = self._on_lattice(budget + self.cost_tol)
         if budget < self.min_cost:
             return math.inf
         return self._relaxation(budget)[3]
@@ -207,6 +225,7 @@ class Knapsack:
         budget += self.cost_tol
         if budget < self.min_cost:
             return None
+        budget = self._on_lattice(budget)
         applied, lam, reduced, bound = self._relaxation(budget)
         if applied == len(self.inc_slope):
             return self.to_original(self.top)
