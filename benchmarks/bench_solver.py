@@ -1,19 +1,30 @@
-"""Solver benchmark: one optimal solve, the two-objective frontier, and the HAWQ-V3 baseline.
+"""Solver benchmark: one optimal solve, the two-objective frontier, and the one-ILP-per-budget baselines.
 
-Run: .venv/bin/python benchmarks/bench_solver.py [--baseline-solves N] [--seed S]
+Run: .venv/bin/python benchmarks/bench_solver.py [--baseline-solves N] [--scale-solves N] [--part P] [--seed S]
 
-Synthetic, seeded tables for (a) the 224 linear layers of a 7B LLaMA-style model and (b) a
-1000-layer model of varied shapes, 8 candidates each. For each model and each cost objective
-(weight_bytes, latency_s) it prints the time of one optimal `solvers.solve`, of
-`solvers.frontier(max_points=100)`, and of the baseline: `solvers.solve(backend="cbc")`
-re-solved at the same 100 evenly spaced budgets (what HAWQ-V3 does), with the speedup and the
-largest loss gap between the baseline's optimum and the best frontier point within the same
-budget (positive: the frontier is worse).
+Synthetic, seeded tables, 8 candidates per layer, omega = trace x params x 2^(-2 effective
+bits) with log-normal traces, costs from the real shapes:
+
+* `--part small` (LLaMA-7B's 224 linear layers; 1000 layers of varied shapes): for each cost
+  objective (weight_bytes, latency_s), one optimal `solvers.solve`,
+  `solvers.frontier(max_points=100)`, and `solvers.solve(backend="cbc")` re-solved at the
+  same 100 evenly spaced budgets (what HAWQ-V3 does), with the speedup and the largest loss
+  gap between the baseline's optimum and the best frontier point within the same budget.
+* `--part scale` (LLaMA-70B's 560 linear layers; an MoE of 48 blocks x 128 experts x 3 =
+  18,432 expert layers): the default 200-point frontier, one solve, and one ILP per budget
+  with HiGHS and with CBC (the ModelOpt / HAWQ-V3 way) at `--scale-solves` of the 200
+  budgets, extrapolated to 200; the largest loss gap to the HiGHS optimum at those budgets
+  and the largest gap the solver itself proves; then ties (128 experts per tie group), a
+  max budget and two summed budgets on the MoE table.
+
+The machine's load is printed: ratios against baselines run in the same process are what
+carry over between machines.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -48,6 +59,21 @@ def llama7b_shapes() -> list[tuple[int, int]]:
     return block * 32
 
 
+def llama70b_shapes() -> list[tuple[int, int]]:
+    """(in, out) of the 7 linear layers of each of LLaMA-2-70B's 80 blocks (8 KV heads of 128)."""
+    block = [(8192, 8192), (8192, 1024), (8192, 1024), (8192, 8192)] + [(8192, 28672)] * 2 + [(28672, 8192)]
+    return block * 80
+
+
+MOE_BLOCKS, MOE_EXPERTS = 48, 128
+
+
+def moe_shapes() -> list[tuple[int, int]]:
+    """(in, out) of gate, up and down of every expert of a 48-block, 128-expert MoE (hidden
+    2048, expert FFN 768, Qwen3-30B-A3B's shapes), block by block and expert by expert."""
+    return [(2048, 768), (2048, 768), (768, 2048)] * (MOE_BLOCKS * MOE_EXPERTS)
+
+
 def varied_shapes(count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     dims = np.array([256, 512, 768, 1024, 2048, 3072, 4096])
     return list(zip(rng.choice(dims, count).tolist(), rng.choice(dims, count).tolist()))
@@ -80,9 +106,7 @@ def bench(model: str, omega: pd.DataFrame, costs: pd.DataFrame, column: str, bas
         warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
         points, frontier_s = timed(lambda: solvers.frontier(omega, costs, [column], max_points=100))
         default_points, default_s = timed(lambda: solvers.frontier(omega, costs, [column]))
-    point_cost = np.array([p.costs[column] for p in points])
-    point_loss = np.array([p.predicted_loss for p in points])
-    budgets = np.linspace(point_cost[0], point_cost[-1], 100)
+    budgets = np.linspace(points[0].costs[column], points[-1].costs[column], 100)
     _, solve_s = timed(lambda: solvers.solve(omega, costs, {column: budgets[50]}))
     _, highs_s = timed(lambda: solvers.solve(omega, costs, {column: budgets[50]}, backend="highs"))
 
@@ -90,10 +114,6 @@ def bench(model: str, omega: pd.DataFrame, costs: pd.DataFrame, column: str, bas
     baseline, baseline_s = timed(
         lambda: [solvers.solve(omega, costs, {column: b}, backend="cbc") for b in timed_budgets]
     )
-    gaps = [
-        (point_loss[point_cost <= budget * (1 + 1e-9)].min() - solution.predicted_loss) / abs(solution.predicted_loss)
-        for budget, solution in zip(timed_budgets, baseline)
-    ]
     baseline_s *= len(budgets) / len(timed_budgets)
     return {
         "model": model,
@@ -106,8 +126,110 @@ def bench(model: str, omega: pd.DataFrame, costs: pd.DataFrame, column: str, bas
         "baseline_cbc_s": baseline_s,
         "speedup": baseline_s / frontier_s,
         "gap_checked": len(timed_budgets),
-        "max_rel_gap": max(gaps),
+        "max_rel_gap": grid_gaps(points, column, timed_budgets, baseline),
     }
+
+
+def grid_gaps(points: list, column: str, budgets, exact) -> float:
+    """Largest (best frontier loss within budget - exact optimum) over `budgets`, relative to
+    the optimum (> 0: the frontier is worse; the ILP's own 1e-9 tolerance shows as noise)."""
+    cost = np.array([p.costs[column] for p in points])
+    loss = np.array([p.predicted_loss for p in points])
+    return max(
+        (loss[cost <= budget * (1 + 1e-9)].min() - solution.predicted_loss) / abs(solution.predicted_loss)
+        for budget, solution in zip(budgets, exact)
+    )
+
+
+def per_budget_ilp(omega, costs, column: str, budgets: np.ndarray, backend: str, limit_s: float | None):
+    """One `solvers.solve(backend=...)` per budget: (solutions found, seconds, solves stopped
+    at `limit_s`, whose time is a lower bound)."""
+    found, stopped = [], 0
+    start = time.perf_counter()
+    for budget in budgets:
+        try:
+            solution = solvers.solve(omega, costs, {column: budget}, backend=backend, time_limit_s=limit_s)
+        except solvers.SolverError:  # no allocation within the limit
+            stopped += 1
+            continue
+        stopped += not solution.optimal
+        if solution.optimal:
+            found.append((budget, solution))
+    return found, time.perf_counter() - start, stopped
+
+
+def bench_scale(model, omega, costs, column: str, solves: dict[str, int], limit_s: float) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
+        points, frontier_s = timed(lambda: solvers.frontier(omega, costs, [column]))
+    count = len(points)
+    budgets = np.linspace(points[0].costs[column], points[-1].costs[column], count)
+    _, solve_s = timed(lambda: solvers.solve(omega, costs, {column: budgets[count // 2]}))
+    row = {
+        "model": model,
+        "objective": column,
+        "frontier_s": frontier_s,
+        "points": count,
+        "proven": sum(p.optimal for p in points),
+        "max_proven_gap": max(p.gap for p in points),
+        "solve_s": solve_s,
+    }
+    exact = []
+    for backend, n in solves.items():
+        if not n:
+            row[f"{backend}_per_budget_s"] = row[f"speedup_{backend}"] = "-"
+            continue
+        picked = budgets[np.linspace(0, count - 1, n + 2)[1:-1].round().astype(int)]  # interior budgets
+        found, seconds, stopped = per_budget_ilp(omega, costs, column, picked, backend, limit_s)
+        at_least = ">=" if stopped else ""
+        row[f"{backend}_per_budget_s"] = f"{at_least}{seconds * count / n:.3g} ({n} timed)"
+        row[f"speedup_{backend}"] = f"{at_least}{seconds * count / n / frontier_s:.3g}x"
+        exact += found
+    row["max_rel_gap_ilp"] = grid_gaps(points, column, *zip(*exact)) if exact else "-"
+    return row
+
+
+def moe_constraints(omega: pd.DataFrame, costs: pd.DataFrame) -> list[dict]:
+    """Ties (the 128 experts of each block's gate, up and down share a format), a max budget
+    and two summed budgets on the MoE table: seconds and proven gap of each call."""
+    layers = omega["layer"].unique()
+    per_block = 3 * MOE_EXPERTS
+    ties = [
+        list(layers[block * per_block + proj : (block + 1) * per_block : 3])
+        for block in range(MOE_BLOCKS)
+        for proj in range(3)
+    ]
+    # A per-layer limit (e.g. a kernel's buffer): the largest layer's bytes, at most int6.
+    capped = costs.assign(layer_bytes=costs["weight_bytes"])
+    capped.attrs["max_columns"] = ["layer_bytes"]
+
+    def budget(column: str, fraction: float) -> float:
+        per_layer = costs.groupby("layer")[column]
+        low, high = per_layer.min().sum(), per_layer.max().sum()
+        return float(low + fraction * (high - low))
+
+    weight, latency = budget("weight_bytes", 0.3), budget("latency_s", 0.35)
+    layer_cap = {"layer_bytes": 2048 * 768 * 6 / 8}
+    calls = {
+        "solve, ties (144 groups of 128 experts)": lambda: [
+            solvers.solve(omega, costs, {"weight_bytes": weight}, ties)
+        ],
+        "frontier, ties": lambda: solvers.frontier(omega, costs, ["weight_bytes"], ties=ties),
+        "solve, max budget": lambda: [solvers.solve(omega, capped, {"weight_bytes": weight, **layer_cap})],
+        "frontier, max budget": lambda: solvers.frontier(omega, capped, ["weight_bytes"], layer_cap),
+        "solve, two summed budgets (ILP, HiGHS)": lambda: [
+            solvers.solve(omega, costs, {"weight_bytes": weight, "latency_s": latency})
+        ],
+    }
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)
+        for case, call in calls.items():
+            points, seconds = timed(call)
+            rows.append(
+                {"case": case, "seconds": seconds, "points": len(points), "max_proven_gap": max(p.gap for p in points)}
+            )
+    return rows
 
 
 def main() -> None:
@@ -118,20 +240,64 @@ def main() -> None:
         default=10,
         help="CBC solves timed per case, evenly picked among the 100 budgets (100: all; fewer extrapolate)",
     )
+    parser.add_argument(
+        "--scale-solves",
+        type=int,
+        default=5,
+        help="ILP solves timed per backend and scale case, evenly picked among the 200 budgets, extrapolated to 200",
+    )
+    parser.add_argument("--moe-solves", type=int, default=2, help="HiGHS solves timed per MoE case (CBC: 1)")
+    parser.add_argument("--cbc-limit-s", type=float, default=300.0, help="time limit of each scale ILP solve")
+    parser.add_argument("--part", choices=["all", "small", "scale"], default="all")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
+    pd.set_option("display.width", 250)
+    print(f"load: {os.getloadavg()[0]:.2f} (1-minute average) on {os.cpu_count()} cores")
+    if args.part in ("all", "scale"):
+        scale(args.scale_solves, args.moe_solves, args.cbc_limit_s, args.seed)
+    if args.part in ("all", "small"):
+        small(args.baseline_solves, args.seed)
+    print(f"load at the end: {os.getloadavg()[0]:.2f}")
+
+
+def scale(solves: int, moe_solves: int, limit_s: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    models = {"llama-70b": tables(llama70b_shapes(), rng), "moe-18432": tables(moe_shapes(), rng)}
+    # One ILP of the MoE table takes HiGHS about half a minute and CBC minutes: fewer are timed.
+    plans = {
+        ("llama-70b", "weight_bytes"): {"highs": solves, "cbc": solves},
+        ("llama-70b", "latency_s"): {"highs": solves, "cbc": solves},
+        ("moe-18432", "weight_bytes"): {"highs": moe_solves, "cbc": 1},
+        ("moe-18432", "latency_s"): {"highs": moe_solves, "cbc": 0},
+    }
+    results = [bench_scale(model, *models[model], column, plan, limit_s) for (model, column), plan in plans.items()]
+    print(pd.DataFrame(results).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(
+        "frontier_s: solvers.frontier at its default 200 budgets; {highs,cbc}_per_budget_s: "
+        "solvers.solve(backend=...) at the (n timed) budgets evenly picked among those 200, extrapolated to 200 "
+        f"(one ILP per budget, as ModelOpt and HAWQ-V3; '>=': a solve hit the {limit_s:g} s limit); "
+        "max_rel_gap_ilp: (best frontier loss within budget - ILP optimum) / optimum at the timed budgets "
+        "(noise of the ILP's 1e-9 tolerance); max_proven_gap: the largest Solution.gap of the frontier "
+        "(0: every point proven optimal)."
+    )
+    print(pd.DataFrame(moe_constraints(*models["moe-18432"])).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    omega, costs = models["llama-70b"]
+    points, seconds = timed(lambda: solvers.frontier(omega, costs, ["weight_bytes"], max_points=1_000_000))
+    print(f"llama-70b complete exact frontier, loss vs weight_bytes: {len(points)} points in {seconds:.1f} s")
+
+
+def small(baseline_solves: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
     models = {"llama-7b": tables(llama7b_shapes(), rng), "varied-1000": tables(varied_shapes(1000, rng), rng)}
     results = []
     for model, (omega, costs) in models.items():
         for column in ("weight_bytes", "latency_s"):
-            results.append(bench(model, omega, costs, column, args.baseline_solves))
-    pd.set_option("display.width", 250)
+            results.append(bench(model, omega, costs, column, baseline_solves))
     print(pd.DataFrame(results).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    if args.baseline_solves < 100:
+    if baseline_solves < 100:
         print(
-            f"baseline_cbc_s: {args.baseline_solves} of the 100 CBC solves timed, extrapolated to 100; "
-            f"max_rel_gap checked at those {args.baseline_solves} budgets."
+            f"baseline_cbc_s: {baseline_solves} of the 100 CBC solves timed, extrapolated to 100; "
+            f"max_rel_gap checked at those {baseline_solves} budgets."
         )
     print(
         "baseline: solvers.solve(backend='cbc') at np.linspace(first, last frontier cost, 100) (HAWQ-V3);"

@@ -20,7 +20,7 @@ except ImportError:  # make_solver("highs") says how to install it
 
 from solvers._errors import BackendUnavailableError, unknown_name
 
-__all__ = ["BACKENDS", "cbc_path", "make_solver"]
+__all__ = ["BACKENDS", "REL_GAP", "cbc_path", "make_solver"]
 
 BACKENDS = ("highs", "cbc")
 
@@ -28,7 +28,7 @@ BACKENDS = ("highs", "cbc")
 # by the model (solvers._ilp), so these absolute tolerances are meaningful: with HiGHS's
 # defaults (mip_abs_gap 1e-6, feasibility 1e-6) it stops at allocations measurably worse than
 # the optimum on 1000-layer instances.
-_REL_GAP = 1e-9
+REL_GAP = 1e-9
 _ABS_GAP = 0.0
 _FEASIBILITY_TOL = 1e-9
 
@@ -89,7 +89,7 @@ def make_solver(name: str, time_limit_s: float | None = None) -> pulp.LpSolver:
         solver = _QuietHiGHS(
             msg=False,
             timeLimit=time_limit_s,
-            gapRel=_REL_GAP,
+            gapRel=REL_GAP,
             gapAbs=_ABS_GAP,
             primal_feasibility_tolerance=_FEASIBILITY_TOL,
             mip_feasibility_tolerance=_FEASIBILITY_TOL,
@@ -110,7 +110,7 @@ def make_solver(name: str, time_limit_s: float | None = None) -> pulp.LpSolver:
             path=path,
             msg=False,
             timeLimit=time_limit_s,
-            gapRel=_REL_GAP,
+            gapRel=REL_GAP,
             gapAbs=_ABS_GAP,
             options=[f"primalTolerance {_FEASIBILITY_TOL}", f"integerTolerance {_FEASIBILITY_TOL}"],
         )

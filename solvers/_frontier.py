@@ -12,7 +12,7 @@ import pandas as pd
 from solvers._errors import ApproximateFrontierWarning, TruncatedFrontierWarning
 from solvers._inputs import check_costs, check_int, check_objectives
 from solvers._instance import Instance
-from solvers._knapsack import Knapsack, nondominated
+from solvers._knapsack import Knapsack, StateOverflow, nondominated
 from solvers._solution import Solution
 from solvers._solve import Problem, minimise, setup
 
@@ -24,7 +24,7 @@ _STEP_RTOL = 1e-7
 # Weights per direction of the scalarised two-objective frontiers that approximate three.
 _SCALARISATIONS = 8
 
-Point = tuple[np.ndarray, bool]  # option index per group, proven optimal
+Point = tuple[np.ndarray, float]  # option index per group, proven gap (0.0: optimal)
 
 
 class _Front:
@@ -40,6 +40,13 @@ class _Front:
         summed = problem.summed()
         self.limit = summed.get(column, math.inf)
         self.others = {n: v for n, v in summed.items() if n != column}
+        # With nothing else binding, one knapsack (its hull increments sorted once) serves
+        # every budget of the frontier.
+        self.knapsack = (
+            Knapsack(loss, instance.costs[column], instance.valid)
+            if problem.backend == "auto" and not self.others
+            else None
+        )
 
     def _minimise(self, objective: np.ndarray, summed: Mapping[str, float], then: str | None = None) -> Point | None:
         problem = self.problem
@@ -49,15 +56,22 @@ class _Front:
         return float(self.instance.column_values(self.column, point[0][None])[0])
 
     def point(self, limit: float) -> Point | None:
-        return self._minimise(self.loss, {**self.others, self.column: limit}, then=self.column)
+        if self.knapsack is None:
+            return self._minimise(self.loss, {**self.others, self.column: limit}, then=self.column)
+        try:
+            choice = self.knapsack.optimum(limit)
+        except StateOverflow as overflow:
+            # The grid keeps its pace past the DP's cap (an ILP per point would not, at this
+            # size): the best allocation found, with its proven gap.
+            return overflow.incumbent, overflow.gap
+        return None if choice is None else (choice, 0.0)
 
     def complete(self, max_points: int) -> list[Point] | None:
         """Every non-dominated point, or None past `max_points`."""
         limit = self.limit
-        if self.problem.backend == "auto" and not self.others:
-            knapsack = Knapsack(self.loss, self.instance.costs[self.column], self.instance.valid)
-            choices = knapsack.frontier(limit, max_points)
-            return None if choices is None else [(choice, True) for choice in choices]
+        if self.knapsack is not None:
+            choices = self.knapsack.frontier(limit, max_points)
+            return None if choices is None else [(choice, 0.0) for choice in choices]
         # Epsilon-constraint: the next point is the optimum strictly cheaper than the last.
         points: list[Point] = []
         while (found := self.point(limit)) is not None:
@@ -74,10 +88,14 @@ class _Front:
         """Optima at `np.linspace(low, high, count)`: `low` is the least achievable cost,
         `high` the cost of the least-loss point (capped by `limit`)."""
         top = self.point(self.limit)
-        cheapest = self._minimise(self.instance.costs[self.column], self.others)
-        if top is None or cheapest is None:
+        if self.knapsack is not None:
+            low = self.knapsack.min_cost
+        else:
+            cheapest = self._minimise(self.instance.costs[self.column], self.others)
+            low = None if cheapest is None else self.cost(cheapest)
+        if top is None or low is None:
             return []
-        limits = np.linspace(self.cost(cheapest), min(self.limit, self.cost(top)), count)
+        limits = np.linspace(low, min(self.limit, self.cost(top)), count)
         return [point for point in map(self.point, limits) if point is not None]
 
 
@@ -175,7 +193,11 @@ def frontier(
 
     With `backend="auto"` and no summed budget besides the objective columns, the
     two-objective frontier comes from a frontier merge and the exact knapsack DP (see
-    `solvers.solve`); otherwise from ILPs (epsilon-constraint: each point costs two solves,
+    `solvers.solve`), one knapsack (its hull sorted once) for every budget: the 200 default
+    points of a 560-layer LLM in under a second, of an 18,432-layer MoE in 3 to 7. Should
+    a budget's DP outgrow its cap of 200,000 partial sums (not seen on realistic tables),
+    its point is the best allocation found, with `optimal=False` and its proven `gap`.
+    Otherwise the frontier comes from ILPs (epsilon-constraint: each point costs two solves,
     and costs within a relative 1e-7 of each other count as equal).
 
     Args:
@@ -201,7 +223,8 @@ def frontier(
     Returns:
         The points sorted by the first cost objective (ascending, so predicted loss
         descending for two objectives). Each point's `optimal` is True when it was proven
-        optimal for a budget equal to its own cost(s).
+        optimal for a budget equal to its own cost(s); otherwise its `gap` bounds how far
+        (see `Solution`).
 
     Raises:
         InfeasibleBudgetError: No allocation meets the budgets.
@@ -228,7 +251,7 @@ def frontier(
         raise problem.infeasible()
 
     choices = np.stack([choice for choice, _ in points])
-    proven = np.array([optimal for _, optimal in points])
+    gaps = np.array([gap for _, gap in points])
     values = np.column_stack(
         [instance.column_values("loss", choices), *(instance.column_values(c, choices) for c in columns)]
     )
@@ -251,4 +274,4 @@ def frontier(
             TruncatedFrontierWarning,
             stacklevel=2,
         )
-    return instance.solutions(choices[keep], proven[keep])
+    return instance.solutions(choices[keep], gaps[keep])

@@ -173,7 +173,7 @@ def check_tables(omega: object, costs: object) -> Tables:
         costs[[*KEY_COLUMNS, *cost_columns]], on=list(KEY_COLUMNS), how="inner", sort=False
     )
     layers = tuple(pd.unique(omega["layer"]))
-    present = set(pairs["layer"])
+    present = set(pairs["layer"].unique())  # unique first: iterating every row is slow at MoE scale
     for layer in layers:
         if layer not in present:
             offered = omega.loc[omega["layer"] == layer, "candidate"].tolist()
@@ -181,7 +181,7 @@ def check_tables(omega: object, costs: object) -> Tables:
                 f"costs: layer {layer!r} has no row for any of its candidates "
                 f"({', '.join(offered)}); add its cost rows or drop the layer from omega."
             )
-    ignored = set(costs["layer"]) - set(layers)
+    ignored = set(costs["layer"].unique()) - set(layers)
     if ignored:
         logger.debug("cost rows of %d layers absent from omega are ignored", len(ignored))
     return Tables(
@@ -256,12 +256,13 @@ def check_ties(ties: object, tables: Tables) -> list[list[str]]:
     if isinstance(ties, str) or not isinstance(ties, Iterable):
         raise SolverInputError(f"ties: expected a list of layer groups, got {ties!r}; pass e.g. [['a', 'b']].")
     groups = []
+    known = set(tables.layers)  # a tuple's `in` would scan 18,432 MoE layers per tied layer
     for group in ties:
         if isinstance(group, str) or not isinstance(group, Iterable):
             raise SolverInputError(f"ties: group {group!r} is not a list of layer names; pass e.g. [['a', 'b']].")
         group = list(group)
         for layer in group:
-            if layer not in tables.layers:
+            if layer not in known:
                 raise unknown_name("ties", "layer", layer, tables.layers)
         groups.append(group)
     return groups
@@ -275,8 +276,9 @@ def check_fixed(fixed: object, tables: Tables) -> dict[str, str]:
         raise SolverInputError(
             f"fixed: expected a mapping of layer to candidate, got {type(fixed).__name__}; pass e.g. {{'fc1': 'int8'}}."
         )
+    known = set(tables.layers)
     for layer, candidate in fixed.items():
-        if layer not in tables.layers:
+        if layer not in known:
             raise unknown_name("fixed", "layer", layer, tables.layers)
         offered = tables.candidates_of(layer)
         if candidate not in offered:

@@ -103,35 +103,37 @@ class Instance:
     def column_values(self, name: str, choices: np.ndarray) -> np.ndarray:
         """Value of cost column `name` (or `"loss"`) for each row of `choices` (`P x G`)."""
         values = self.loss if name == "loss" else self.costs[name]
-        picked = np.take_along_axis(values[None, :, :], choices[:, :, None], axis=2)[:, :, 0]
+        picked = values[self.rows, choices]  # a plain gather: the complete frontier has 10^5 rows
         return picked.max(axis=1) if name in self.max_columns else picked.sum(axis=1)
 
     def solutions(
         self,
         choices: np.ndarray,
-        optimal: bool | Sequence[bool] = True,
+        gap: float | Sequence[float] | None = 0.0,
         *,
         measured: Sequence[float] | None = None,
     ) -> list[Solution]:
         """One `Solution` per row of `choices` (`P x G` option indices).
 
-        `optimal` (one flag, or one per row) sets `Solution.optimal` and the status
-        (`"optimal"`/`"feasible"`); with `measured` losses the status is `"measured"`.
+        `gap` (one bound, or one per row; None: unknown) sets `Solution.gap`, `optimal`
+        (a gap of 0.0) and the status (`"optimal"`/`"feasible"`); with `measured` losses the
+        status is `"measured"`.
         """
         choices = np.asarray(choices, dtype=int).reshape(-1, self.loss.shape[0])
-        optimal = np.broadcast_to(np.asarray(optimal, dtype=bool), len(choices))
+        gaps = [None] * len(choices) if gap is None else np.broadcast_to(np.asarray(gap, dtype=float), len(choices))
         losses = self.column_values("loss", choices)
         columns = {name: self.column_values(name, choices) for name in self.costs}
-        candidate_ids = np.take_along_axis(self.option_cand, choices.T, axis=1).T
+        candidate_ids = self.option_cand[self.rows, choices]
         names = np.asarray(self.cand_names, dtype=object)[candidate_ids[:, self.group_of]]
         return [
             Solution(
                 assignment=dict(zip(self.layers, names[row].tolist())),
                 predicted_loss=float(losses[row]),
                 costs={name: float(values[row]) for name, values in columns.items()},
-                optimal=bool(optimal[row]),
-                status="measured" if measured is not None else "optimal" if optimal[row] else "feasible",
+                optimal=bool(gaps[row] == 0.0),
+                status="measured" if measured is not None else "optimal" if gaps[row] == 0.0 else "feasible",
                 measured_loss=None if measured is None else float(measured[row]),
+                gap=None if gaps[row] is None else float(gaps[row]),
             )
             for row in range(len(choices))
         ]
@@ -213,14 +215,17 @@ def build_instance(tables: Tables, ties: list[list[str]], fixed: dict[str, str])
 
     sizes = pd.Series(group_of).value_counts()
     columns = ["omega", *tables.cost_columns]
-    options = (
-        pairs.groupby(["group", "candidate"], sort=False)
-        .agg(
-            n_layers=("omega", "count"),
-            **{c: (c, "max" if c in tables.max_columns else "sum") for c in columns},
+    if groups == len(layers):  # no ties: each pair is an option already (a groupby costs 20 ms per call)
+        options = pairs[["group", "candidate", *columns]].assign(n_layers=1)
+    else:
+        options = (
+            pairs.groupby(["group", "candidate"], sort=False)
+            .agg(
+                n_layers=("omega", "count"),
+                **{c: (c, "max" if c in tables.max_columns else "sum") for c in columns},
+            )
+            .reset_index()
         )
-        .reset_index()
-    )
     options = options[options["n_layers"].to_numpy() == sizes[options["group"]].to_numpy()]
     for group in np.setdiff1d(np.arange(groups), options["group"].unique()):
         offered = {layer: tables.candidates_of(layer) for layer in members(group)}

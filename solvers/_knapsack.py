@@ -15,17 +15,32 @@ Pareto set in (c, l), and the problem has two classical exact tools, both used h
   `lam`, its bound `LB`, and a feasible greedy allocation. The reduced costs
   r[g,k] = l + lam*c - min_k(l + lam*c) >= 0 bound every allocation x with cost <= B:
   loss(x) = LB + sum_g r[g,x_g] + lam*(B - cost(x)). Any allocation at least as good as an
-  incumbent of loss UB therefore uses only options with r <= UB - LB, and only the few
+  incumbent of loss UB therefore uses only options with r <= UB - LB, and only the
   groups with two such options stay free. A DP over the free groups (partial sums pruned by
   dominance, by the bound above and by the budget) then finds the optimum exactly, with the
-  lowest cost among equal losses (a non-dominated point). A first DP over the 64 groups with
-  the smallest second reduced cost improves the greedy incumbent, which shrinks the exact
-  DP's core from hundreds of groups to tens.
+  lowest cost among equal losses (a non-dominated point): its certificate is that no partial
+  sum within the bound is left.
+
+  The incumbent and the DP decide the speed at scale. The LP's greedy allocation is filled
+  with the later increments (by slope) that still fit the budget, and a first DP over the 64
+  groups with the smallest second reduced cost improves it further; on LLM-sized tables this
+  brings UB to the optimum, and UB - LB to the integrality gap. LLM and MoE tables repeat a
+  few layer shapes, so free groups share option costs: free groups with the same two
+  allowed options' costs are one DP item whose option j = 0..m puts the j groups whose loss
+  drops most on the dearer option (any j of them cost the same, and those j lose least).
+  The 13,000 free groups of an 18,432-layer MoE table at a tight budget become tens of
+  items. When the option costs above each group's cheapest are integers (bytes, BOPs,
+  LUTs), every allocation's cost lies on a lattice `min_cost + k * unit` (unit: their
+  greatest common divisor); the budget rounds down to it before the relaxation, so the
+  budget left below one unit, which no allocation can use, no longer weakens the bound
+  (on an MoE's weight bytes, the gap between hull vertices mostly closes there).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,16 +48,27 @@ __all__ = ["Knapsack", "StateOverflow", "nondominated"]
 
 # Free groups of the incumbent-improving DP (a heuristic: any size keeps the result exact).
 _CORE_GROUPS = 64
+# Passes of the incumbent's greedy fill (a heuristic: any number keeps the result exact).
+_FILL_ROUNDS = 50
 # Partial sums one DP may hold before the caller falls back to an ILP.
 _MAX_STATES = 200_000
 # Relative slack on reduced-cost tests, so rounding never drops an optimal option.
-_RTOL = 1e-9
+_RTOL = 1e-12
 # Relative slack on budget tests: sums of the same costs in another order differ by rounding.
 _COST_RTOL = 1e-12
 
 
 class StateOverflow(RuntimeError):
-    """The DP held more than `_MAX_STATES` partial sums; solve this budget another way."""
+    """The DP held more than `_MAX_STATES` partial sums; solve this budget another way.
+
+    Attributes:
+        incumbent: The best allocation found before (caller's columns), within the budget.
+        gap: Proven bound on how far its loss lies above the optimum (the Lagrangian bound's).
+    """
+
+    def __init__(self, message: str, incumbent: np.ndarray | None = None, gap: float = math.inf) -> None:
+        super().__init__(message)
+        self.incumbent, self.gap = incumbent, gap
 
 
 def _pareto_sorted(loss: np.ndarray, cost: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,10 +95,29 @@ def _pareto_sorted(loss: np.ndarray, cost: np.ndarray, valid: np.ndarray) -> tup
 
 def nondominated(loss: np.ndarray, cost: np.ndarray, alive: np.ndarray) -> np.ndarray:
     """Indices among `alive` of the (loss, cost) points no other point beats, by increasing
-    cost; of equal points the first is kept."""
-    alive = alive[np.lexsort((loss[alive], cost[alive]))]
-    best_before = np.concatenate([[np.inf], np.minimum.accumulate(loss[alive])[:-1]])
-    return alive[loss[alive] < best_before]
+    cost; of equal points the first is kept.
+
+    The stable sort (timsort) merges runs already sorted by cost in near-linear time, so the
+    callers lay partial sums out one option after another (each option's run sorted).
+    """
+    alive = alive[np.argsort(cost[alive], kind="stable")]
+    loss_sorted = loss[alive]
+    best_before = np.concatenate([[np.inf], np.minimum.accumulate(loss_sorted)[:-1]])
+    alive = alive[loss_sorted < best_before]
+    # Of kept points with equal cost, the last has the least loss: it beats the others.
+    cost_kept = cost[alive]
+    return alive[np.append(cost_kept[1:] != cost_kept[:-1], True)[: len(alive)]]
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One step of the DP: its options' cost, loss and reduced cost, and `picks(index)`,
+    the groups it decides and their option indices for option `index`."""
+
+    cost: np.ndarray
+    loss: np.ndarray
+    slack: np.ndarray
+    picks: Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
 class Knapsack:
@@ -97,6 +142,12 @@ class Knapsack:
         self.loss_scale = float(finite_loss.max(axis=1).sum())
         self.cost_scale = float(np.where(np.isfinite(self.cost), self.cost, 0.0).max(axis=1).sum())
         self.cost_tol = _COST_RTOL * self.cost_scale
+        # Integer option costs above each group's cheapest (bytes, BOPs, LUTs) put every
+        # allocation's cost on the lattice min_cost + k * unit: a budget rounds down to it,
+        # and the Lagrangian bound no longer counts the budget below one unit as usable.
+        steps = np.where(np.isfinite(self.cost), self.cost - self.cost[:, :1], 0.0)
+        integral = bool(np.all(steps == np.floor(steps))) and steps.max(initial=0.0) < 2.0**62
+        self.unit = float(np.gcd.reduce(steps.astype(np.int64).ravel())) if integral else 0.0
 
         # Convex-hull increments of every group, by gift wrapping from its cheapest option.
         position = np.arange(width)
@@ -125,11 +176,10 @@ class Knapsack:
             group = start = end = step = np.zeros(0, dtype=int)
             slope = np.zeros(0)
         order = np.lexsort((step, group, -slope))
-        self.inc_group, self.inc_end, self.inc_slope = group[order], end[order], slope[order]
-        start = start[order]
-        self.inc_cum_cost = self.min_cost + np.cumsum(
-            self.cost[self.inc_group, self.inc_end] - self.cost[self.inc_group, start]
-        )
+        self.inc_group, self.inc_start, self.inc_end = group[order], start[order], end[order]
+        self.inc_slope = slope[order]
+        self.inc_cost = self.cost[self.inc_group, self.inc_end] - self.cost[self.inc_group, self.inc_start]
+        self.inc_cum_cost = self.min_cost + np.cumsum(self.inc_cost)
 
     def to_original(self, choices: np.ndarray) -> np.ndarray:
         """Map choices (one index per group, any leading shape) to the caller's columns."""
@@ -145,8 +195,16 @@ class Knapsack:
         lowest = priced.min(axis=1)
         return applied, lam, priced - lowest[:, None], float(lowest.sum() - lam * budget)
 
+    def _on_lattice(self, budget: float) -> float:
+        """`budget` (its rounding slack included) rounded down to the costs' lattice, if any,
+        with the slack added back (far below one unit, so no dearer allocation gets in)."""
+        if self.unit <= 2 * self.cost_tol:
+            return budget
+        return self.min_cost + (budget - self.min_cost) // self.unit * self.unit + self.cost_tol
+
     def lp_bound(self, budget: float) -> float:
         """Lower bound on the loss of any allocation with cost <= `budget` (LP relaxation)."""
+        budget = self._on_lattice(budget + self.cost_tol)
         if budget < self.min_cost:
             return math.inf
         return self._relaxation(budget)[3]
@@ -161,11 +219,13 @@ class Knapsack:
             allocation costs more than `budget`.
 
         Raises:
-            StateOverflow: The DP needed too many partial sums (not seen on realistic tables).
+            StateOverflow: The DP needed too many partial sums (not seen on realistic
+                tables); it carries the best allocation found and its proven gap.
         """
         budget += self.cost_tol
         if budget < self.min_cost:
             return None
+        budget = self._on_lattice(budget)
         applied, lam, reduced, bound = self._relaxation(budget)
         if applied == len(self.inc_slope):
             return self.to_original(self.top)
@@ -174,60 +234,122 @@ class Knapsack:
         second = np.sort(reduced, axis=1)[:, 1]  # a break exists, so some group has 2 options
         tol = _RTOL * (self.loss_scale + lam * self.cost_scale)
 
+        greedy = self._filled(applied, greedy, budget)
         best = float(self.loss[self.rows, greedy].sum())
-        core = np.argsort(second, kind="stable")[:_CORE_GROUPS]
-        core = core[second[core] <= best - bound + tol]
-        if len(core):
-            greedy, best = self._dp(budget, lam, reduced, second, core, greedy, best - bound + tol)
-        free = np.flatnonzero(second <= best - bound + tol)
-        choice, _ = self._dp(budget, lam, reduced, second, free, greedy, best - bound + tol)
+        try:
+            core = np.argsort(second, kind="stable")[:_CORE_GROUPS]
+            core = core[second[core] <= best - bound + tol]
+            if len(core):
+                greedy, best = self._dp(budget, lam, reduced, core, greedy, best - bound + tol)
+            free = np.flatnonzero(second <= best - bound + tol)
+            choice, _ = self._dp(budget, lam, reduced, free, greedy, best - bound + tol)
+        except StateOverflow as overflow:
+            raise StateOverflow(str(overflow), self.to_original(greedy), max(0.0, best - bound)) from None
         return self.to_original(choice)
 
+    def _filled(self, applied: int, choice: np.ndarray, budget: float) -> np.ndarray:
+        """`choice` (the LP's whole increments) with later increments added by slope while
+        they fit the budget, skipping those that do not (a better incumbent shrinks the DP)."""
+        choice = choice.copy()
+        room = budget - float(self.cost[self.rows, choice].sum())
+        later = np.arange(applied + 1, len(self.inc_slope))
+        for _ in range(_FILL_ROUNDS):
+            later = later[(self.inc_start[later] == choice[self.inc_group[later]]) & (self.inc_cost[later] <= room)]
+            if not len(later):
+                break
+            # Distinct groups (one increment starts at each group's current option): the
+            # prefix that fits is taken at once, the rest is scanned again with less room.
+            taken = later[np.cumsum(self.inc_cost[later]) <= room]
+            choice[self.inc_group[taken]] = self.inc_end[taken]
+            room -= float(self.inc_cost[taken].sum())
+            later = later[len(taken) :]
+        return choice
+
+    def _items(self, reduced: np.ndarray, free: np.ndarray, gap: float) -> list[_Item]:
+        """The DP's items over the `free` groups, using options with reduced cost <= `gap`.
+
+        A group with three or more such options is an item of its own. Groups with exactly
+        two, whose two costs are equal, form one item: with j of its m groups on the dearer
+        option, the j whose loss drops most are best, so its options are j = 0..m (those
+        within `gap`). LLM and MoE tables repeat a few layer shapes, so thousands of free
+        groups become tens of items.
+        """
+        allowed = reduced[free] <= gap
+        columns = np.argsort(~allowed, axis=1, kind="stable")  # allowed options first, by cost
+        counts = allowed.sum(axis=1)
+        items = []
+        for row in np.flatnonzero(counts != 2):
+            group, options = free[row], columns[row, : counts[row]]
+            items.append(
+                _Item(
+                    self.cost[group, options],
+                    self.loss[group, options],
+                    reduced[group, options],
+                    lambda index, group=group, options=options: ([group], options[index]),
+                )
+            )
+        two = counts == 2
+        groups, low, high = free[two], columns[two, 0], columns[two, 1]
+        keys = np.stack([self.cost[groups, low], self.cost[groups, high]], axis=1)
+        kind = np.unique(keys, axis=0, return_inverse=True)[1].ravel()
+        drop = self.loss[groups, high] - self.loss[groups, low]
+        order = np.lexsort((drop, kind))
+        for members in np.split(order, np.flatnonzero(np.diff(kind[order])) + 1) if len(order) else []:
+            g, lo, hi = groups[members], low[members], high[members]
+            slack = reduced[g, lo].sum() + np.append(0.0, np.cumsum(reduced[g, hi] - reduced[g, lo]))
+            taken = np.flatnonzero(slack <= gap)
+            low_cost, high_cost = keys[members[0]]
+            items.append(
+                _Item(
+                    low_cost * len(g) + taken * (high_cost - low_cost),
+                    self.loss[g, lo].sum() + np.append(0.0, np.cumsum(drop[members]))[taken],
+                    slack[taken],
+                    lambda index, g=g, lo=lo, hi=hi, taken=taken: (
+                        g,
+                        np.where(np.arange(len(g)) < taken[index], hi, lo),
+                    ),
+                )
+            )
+        return items
+
     def _dp(
-        self,
-        budget: float,
-        lam: float,
-        reduced: np.ndarray,
-        second: np.ndarray,
-        free: np.ndarray,
-        base: np.ndarray,
-        gap: float,
+        self, budget: float, lam: float, reduced: np.ndarray, free: np.ndarray, base: np.ndarray, gap: float
     ) -> tuple[np.ndarray, float]:
         """Least-loss allocation that differs from `base` only on `free` groups, using options
-        with reduced cost <= `gap` and total reduced cost <= `gap` (`second`: each group's
-        second-smallest reduced cost)."""
-        # Groups whose alternatives cost most reduced cost first: they prune partial sums
-        # early, and the nearly-free groups, which multiply them, come last.
-        free = free[np.argsort(-second[free], kind="stable")]
+        with reduced cost <= `gap` and total reduced cost <= `gap`."""
+        items = self._items(reduced, free, gap)
+        # Items whose alternatives cost most reduced cost first: they prune partial sums
+        # early, and the nearly-free items, which multiply them, come last.
+        second = [np.sort(item.slack)[1] if len(item.slack) > 1 else np.inf for item in items]
+        items = [items[i] for i in np.argsort(-np.asarray(second), kind="stable")]
         fixed = np.ones(len(self.rows), dtype=bool)
         fixed[free] = False
-        allowed = reduced[free] <= gap
-        free_cost = self.cost[free]
-        min_rest = np.append(np.cumsum(np.where(allowed, free_cost, np.inf).min(axis=1)[::-1])[::-1], 0.0)
-        max_rest = np.append(np.cumsum(np.where(allowed, free_cost, -np.inf).max(axis=1)[::-1])[::-1], 0.0)
+        min_rest = np.append(np.cumsum([item.cost.min() for item in items][::-1])[::-1], 0.0)
+        max_rest = np.append(np.cumsum([item.cost.max() for item in items][::-1])[::-1], 0.0)
 
         loss = np.array([self.loss[self.rows[fixed], base[fixed]].sum()])
         cost = np.array([self.cost[self.rows[fixed], base[fixed]].sum()])
         slack = np.zeros(1)
         trail = []
-        for step, group in enumerate(free):
-            options = np.flatnonzero(allowed[step])
-            loss = (loss[:, None] + self.loss[group, options]).ravel()
-            cost = (cost[:, None] + self.cost[group, options]).ravel()
-            slack = (slack[:, None] + reduced[group, options]).ravel()
+        for step, item in enumerate(items):
+            states = len(loss)
+            loss = (item.loss[:, None] + loss).ravel()  # one option after another (see nondominated)
+            cost = (item.cost[:, None] + cost).ravel()
+            slack = (item.slack[:, None] + slack).ravel()
             # loss of any completion >= bound + slack + lam * (unused budget).
             unused = np.maximum(0.0, budget - cost - max_rest[step + 1])
             feasible = (slack + lam * unused <= gap) & (cost + min_rest[step + 1] <= budget)
             alive = nondominated(loss, cost, np.flatnonzero(feasible))
             if len(alive) > _MAX_STATES:
                 raise StateOverflow(f"{len(alive)} partial sums at budget {budget}")
-            trail.append((alive // len(options), options[alive % len(options)]))
+            trail.append((alive % states, alive // states))
             loss, cost, slack = loss[alive], cost[alive], slack[alive]
         state = int(np.argmin(loss))
         best = float(loss[state])
         choice = base.copy()
-        for group, (parent, option) in zip(free[::-1], trail[::-1]):
-            choice[group] = option[state]
+        for item, (parent, option) in zip(items[::-1], trail[::-1]):
+            groups, options = item.picks(int(option[state]))
+            choice[groups] = options
             state = parent[state]
         return choice, best
 
@@ -243,13 +365,13 @@ class Knapsack:
         loss, cost = np.zeros(1), np.zeros(1)
         trail = []
         for group in self.rows:
-            width = int(self.count[group])
-            loss = (loss[:, None] + self.loss[group, :width]).ravel()
-            cost = (cost[:, None] + self.cost[group, :width]).ravel()
+            width, states = int(self.count[group]), len(loss)
+            loss = (self.loss[group, :width, None] + loss).ravel()  # one option after another
+            cost = (self.cost[group, :width, None] + cost).ravel()
             alive = nondominated(loss, cost, np.flatnonzero(cost + min_rest[group + 1] <= budget))
             if len(alive) > max_points:
                 return None
-            trail.append((alive // width, alive % width))
+            trail.append((alive % states, alive // states))
             loss, cost = loss[alive], cost[alive]
         choices = np.empty((len(loss), len(self.rows)), dtype=int)
         state = np.arange(len(loss))

@@ -157,5 +157,5 @@ def refine(
             measured.append(trial.values[0])
     if not choices:
         return []
-    points = instance.solutions(np.stack(choices), False, measured=measured)
+    points = instance.solutions(np.stack(choices), None, measured=measured)
     return sorted(points, key=lambda p: (p.costs[columns[0]], p.measured_loss))

@@ -21,10 +21,19 @@ class Solution:
             `costs.attrs["max_columns"]` when set). Units are the columns' own
             (`latency_s` in seconds, `weight_bytes` in bytes, ...).
         optimal: True when the assignment is proven optimal for its budgets (for a frontier
-            point: proven optimal for a budget equal to its own cost, hence non-dominated).
-        status: `"optimal"`; `"feasible"` when an ILP backend stopped at its time limit with an
-            unproven solution; `"measured"` for points returned by `refine`.
+            point: proven optimal for a budget equal to its own cost, hence non-dominated);
+            for the solvers' results, exactly when `gap == 0.0`.
+        status: `"optimal"`; `"feasible"` when the optimality is not proven (an ILP backend
+            stopped at its time limit, or a frontier point's dynamic programme outgrew its
+            cap; `gap` bounds how far from optimal); `"measured"` for points returned by
+            `refine`.
         measured_loss: The loss measured by `refine`'s objective function; None elsewhere.
+        gap: Proven bound on how far `predicted_loss` lies above the least predicted loss
+            within the same budgets (for a frontier point: within its own cost; for a
+            three-objective point: of the weighted loss it minimised), in the omega
+            table's unit: 0.0 when proven optimal (a DP or Lagrangian certificate, or the
+            ILP backend's proof), else the distance to a Lagrangian (LP) lower bound. None
+            where no bound is known (`refine`'s measured points, Solutions built by hand).
     """
 
     assignment: dict[str, str]
@@ -33,3 +42,4 @@ class Solution:
     optimal: bool
     status: str = "optimal"
     measured_loss: float | None = None
+    gap: float | None = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from solvers._backends import BACKENDS
+from solvers._backends import BACKENDS, REL_GAP
 from solvers._errors import InfeasibleBudgetError, SolverError
 from solvers._ilp import Row, solve_ilp
 from solvers._inputs import (
@@ -132,14 +132,19 @@ def setup(
     )
 
 
-def _objective_scale(instance: Instance, objective: np.ndarray, summed: Mapping[str, float]) -> float | None:
+def _lower_bound(instance: Instance, objective: np.ndarray, summed: Mapping[str, float]) -> float:
+    """Lower bound on `objective` under the summed budgets: the best single-budget LP
+    (Lagrangian) bound, or the sum of the group minima."""
+    floor = float(np.where(instance.valid, objective, np.inf).min(axis=1).sum())
+    bounds = (Knapsack(objective, instance.costs[n], instance.valid).lp_bound(v) for n, v in summed.items())
+    return max([floor, *bounds])
+
+
+def _objective_scale(instance: Instance, objective: np.ndarray, bound: float) -> float | None:
     """Rough size of the optimal objective above its group-minimum floor, for ILP scaling:
-    the best single-budget LP bound, else the smallest positive option offset."""
+    `bound` (a lower bound on the optimum) above the floor, else the smallest positive
+    option offset."""
     floor = np.where(instance.valid, objective, np.inf).min(axis=1)
-    bound = max(
-        (Knapsack(objective, instance.costs[n], instance.valid).lp_bound(v) for n, v in summed.items()),
-        default=-math.inf,
-    )
     if math.isfinite(bound) and bound > floor.sum():
         return bound - float(floor.sum())
     offsets = (objective - floor[:, None])[instance.valid]
@@ -160,46 +165,56 @@ def minimise(
 
     With `backend="auto"` and at most one summed budget, the exact knapsack DP answers in
     milliseconds (and already breaks ties by the least cost on that budget's column);
-    otherwise PuLP solves the ILP.
+    otherwise, or when the DP outgrows its cap, PuLP solves the ILP.
 
     Args:
         then: A cost column minimised among the allocations of least objective (a second
             ILP bounds the objective at its optimum); None to stop at the least objective.
 
     Returns:
-        (option index per group, proven optimal), or None when infeasible.
+        (option index per group, proven gap: 0.0 when optimal, else the distance to the
+        Lagrangian bound), or None when infeasible.
     """
     if backend == "auto" and len(summed) <= 1 and then in (None, *summed):
         name, limit = next(iter(summed.items()), (None, math.inf))
         cost = instance.costs[name] if name else np.zeros_like(objective)
         try:
             choice = Knapsack(objective, cost, instance.valid).optimum(limit)
-            return None if choice is None else (choice, True)
+            return None if choice is None else (choice, 0.0)
         except StateOverflow as overflow:
             logger.info("knapsack DP overflowed (%s); solving the ILP instead", overflow)
     rows = [Row(instance.costs[n], v) for n, v in summed.items()]
 
-    def ilp(goal: np.ndarray, extra: list[Row]):
+    def ilp(goal: np.ndarray, extra: list[Row], bound: float):
         return solve_ilp(
             instance.valid,
             goal,
             rows + extra,
             backend=backend,
             time_limit_s=time_limit_s,
-            objective_scale=_objective_scale(instance, goal, summed),
+            objective_scale=_objective_scale(instance, goal, bound),
         )
 
-    best = ilp(objective, [])
+    bound = _lower_bound(instance, objective, summed)
+    best = ilp(objective, [], bound)
     if best is None:
         return None
-    if then is None:
-        return best.choice, best.optimal
     value = float(objective[instance.rows, best.choice].sum())
+
+    def proven(choice: np.ndarray) -> tuple[np.ndarray, float]:
+        found = float(objective[instance.rows, choice].sum())
+        # Within the backends' own relative optimality gap the bound proves the optimum.
+        gap = found - bound
+        return choice, 0.0 if best.optimal or gap <= REL_GAP * abs(found) else gap
+
+    if then is None:
+        return proven(best.choice)
     magnitude = float(np.abs(np.where(instance.valid, objective, 0.0)).max(axis=1).sum())
-    tied = ilp(instance.costs[then], [Row(objective, value + 1e-9 * max(abs(value), magnitude))])
-    if tied is None:  # rounding at the bound: keep the first optimum
-        return best.choice, best.optimal
-    return tied.choice, best.optimal and tied.optimal
+    limit = Row(objective, value + 1e-9 * max(abs(value), magnitude))
+    tied = ilp(instance.costs[then], [limit], _lower_bound(instance, instance.costs[then], summed))
+    # Rounding at the bound can leave no tie: keep the first optimum. An unproven tie-break
+    # keeps the loss of the first (to the bound row's 1e-9); only its cost may not be least.
+    return proven(best.choice if tied is None else tied.choice)
 
 
 def summed_feasible(instance: Instance, summed: Mapping[str, float], backend: str, time_limit_s: float | None) -> bool:
@@ -240,7 +255,7 @@ def solve(
             else the ILP with HiGHS (CBC if HiGHS is missing or fails); `"highs"` or `"cbc"`:
             always the PuLP ILP with that solver.
         time_limit_s: Limit of each ILP run in seconds; an allocation found by then comes back
-            with `optimal=False` and `status="feasible"`.
+            with `optimal=False`, `status="feasible"` and its `gap` to the Lagrangian bound.
 
     Returns:
         The optimal `Solution`; budgets hold to a relative 1e-9 (rounding).
@@ -268,5 +283,5 @@ def solve(
         found = minimise(instance, instance.loss, summed, problem.backend, problem.time_limit_s)
     if found is None:
         raise problem.infeasible()
-    choice, optimal = found
-    return instance.solutions(choice[None], optimal)[0]
+    choice, gap = found
+    return instance.solutions(choice[None], gap)[0]

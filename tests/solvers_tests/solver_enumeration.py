@@ -61,14 +61,18 @@ def nondominated(values: np.ndarray) -> set[tuple[float, ...]]:
 
 
 def random_tables(
-    rng: np.random.Generator, n_layers: int, n_candidates: int, *, drop: float = 0.0
+    rng: np.random.Generator, n_layers: int, n_candidates: int, *, drop: float = 0.0, sizes: int = 63
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded random tables with float values (for instances too big to enumerate)."""
+    """Seeded random tables with float values (for instances too big to enumerate).
+
+    Layers have one of `sizes` parameter counts: few sizes repeat costs across layers, as the
+    blocks of an LLM or the experts of an MoE do.
+    """
     candidates = ["int2", "int3", "int4", "int6", "int8", "fp8", "fp6", "fp16"][:n_candidates]
     bits = np.array([2, 3, 4, 6, 8, 8, 6, 16])[:n_candidates]
     rows = []
     for i in range(n_layers):
-        params = int(rng.integers(1, 64)) * 4096
+        params = int(rng.integers(1, sizes + 1)) * 4096
         sensitivity = rng.lognormal(0, 1.5)
         for name, b in zip(candidates, bits):
             rows.append(

@@ -48,7 +48,7 @@ def test_auto_falls_back_to_cbc_when_highs_fails(three_layers, monkeypatch, capl
         solvers.solve(*three_layers, BUDGETS, backend="highs")
 
 
-def test_unproven_allocation_is_flagged(three_layers, monkeypatch):
+def test_unproven_allocation_carries_its_gap_to_the_lagrangian_bound(three_layers, monkeypatch):
     class StoppedEarly(pulp.HiGHS):
         """HiGHS that reports a time-limit stop with an allocation in hand."""
 
@@ -58,8 +58,12 @@ def test_unproven_allocation_is_flagged(three_layers, monkeypatch):
             return status
 
     monkeypatch.setattr(solvers._ilp, "make_solver", lambda name, time_limit_s=None: StoppedEarly(msg=False))
+    # weight_bytes <= 100: the optimum 3.5 lies above the LP bound 3.0 (fc1 half way to fp16).
+    solution = solvers.solve(*three_layers, {"weight_bytes": 100}, backend="highs", time_limit_s=1)
+    assert (solution.optimal, solution.status, solution.gap) == (False, "feasible", pytest.approx(0.5))
+    # BUDGETS: the optimum 6.0 meets the latency LP bound, which proves it without the backend.
     solution = solvers.solve(*three_layers, BUDGETS, backend="highs", time_limit_s=1)
-    assert (solution.optimal, solution.status) == (False, "feasible")
+    assert (solution.optimal, solution.status, solution.gap) == (True, "optimal", 0.0)
 
 
 def test_highs_prints_nothing_not_even_its_banner(capfd):

@@ -178,3 +178,30 @@ def test_truncated_frontier_holds_the_optima_on_the_budget_grid(problem, max_poi
     for budget in np.linspace(low, high, max_points):
         best = feasible.loc[feasible["weight_bytes"] <= budget, "loss"].min()
         assert min(l for l, c in got if c <= budget) == best
+
+
+def test_budgets_between_lattice_points_against_enumeration():
+    """Option costs 0.25 + 3k bytes: every allocation costs 1.5 + 3j, so the DP rounds a budget
+    down to that lattice, which tightens its Lagrangian bound. At every budget between and
+    on the lattice points, the optimum and the bound agree with enumeration."""
+    rng = np.random.default_rng(4)
+    layers = [f"l{i}" for i in range(6)]
+    frame = pd.DataFrame(
+        [
+            (layer, f"c{k}", float(loss), 0.25 + 3 * step)
+            for layer in layers
+            for k, (loss, step) in enumerate(
+                zip(sorted(rng.integers(0, 80, 3), reverse=True), sorted(rng.choice(5, 3, replace=False)))
+            )
+        ],
+        columns=["layer", "candidate", "omega", "weight_bytes"],
+    )
+    omega, costs = frame[["layer", "candidate", "omega"]], frame[["layer", "candidate", "weight_bytes"]]
+    allocations = enumerate_allocations(omega, costs)
+    instance = solvers._solve.setup("solve", omega, costs, None, (), None, "auto", None).instance()
+    knapsack = solvers._knapsack.Knapsack(instance.loss, instance.costs["weight_bytes"], instance.valid)
+    assert knapsack.unit == 3.0
+    for budget in np.arange(allocations["weight_bytes"].min(), allocations["weight_bytes"].max() + 1, 0.75):
+        best = allocations.loc[allocations["weight_bytes"] <= budget, "loss"].min()
+        assert solvers.solve(omega, costs, {"weight_bytes": budget}).predicted_loss == best
+        assert knapsack.lp_bound(budget) <= best + 1e-9

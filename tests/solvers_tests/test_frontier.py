@@ -20,6 +20,13 @@ def layers120():
 
 
 @pytest.fixture(scope="module")
+def layers300():
+    """300 layers of 4 sizes, 4 candidates: the DP merges free layers of equal option costs
+    into one item. (8 candidates: the slow twin; HiGHS takes four times as long.)"""
+    return random_tables(np.random.default_rng(5), 300, 4, sizes=4)
+
+
+@pytest.fixture(scope="module")
 def layers8():
     return random_tables(np.random.default_rng(3), 8, 4)
 
@@ -132,3 +139,58 @@ def test_anchor_costs_add_the_exact_optimum_at_each_cost_to_a_truncated_frontier
 def test_anchor_costs_are_checked(layers8):
     with pytest.raises(solvers.InvalidParameterError, match=r"The 'anchor_costs\[0\]' parameter of frontier"):
         solvers.frontier(*layers8, ["weight_bytes"], anchor_costs=[-1.0])
+
+
+def check_grid_against_ilp(tables, column, count):
+    """The frontier at `count` budgets against one HiGHS solve per budget: equal losses."""
+    omega, costs = tables
+    with pytest.warns(solvers.TruncatedFrontierWarning):
+        points = solvers.frontier(omega, costs, [column], max_points=count)
+    assert len(points) == count and all(p.optimal and p.gap == 0.0 for p in points)
+    cost = np.array([p.costs[column] for p in points])
+    loss = np.array([p.predicted_loss for p in points])
+    for budget in np.linspace(cost[0], cost[-1], count):
+        ilp = solvers.solve(omega, costs, {column: budget}, backend="highs")
+        assert ilp.optimal
+        assert loss[cost <= budget * (1 + 1e-12)].min() == pytest.approx(ilp.predicted_loss, rel=1e-9, abs=0)
+
+
+def test_frontier_of_300_layers_equals_per_budget_ilp_solves(layers300):
+    check_grid_against_ilp(layers300, "weight_bytes", 20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("column", ["weight_bytes", "latency_s"])
+def test_frontier_of_300_layers_equals_per_budget_ilp_solves_slow(column):
+    check_grid_against_ilp(random_tables(np.random.default_rng(5), 300, 8, sizes=4), column, 20)
+
+
+def test_points_past_the_dp_cap_carry_a_proven_gap(layers120, monkeypatch):
+    omega, costs = layers120
+    monkeypatch.setattr(solvers._knapsack, "_MAX_STATES", 0)  # every DP overflows
+    with pytest.warns(solvers.TruncatedFrontierWarning):
+        points = solvers.frontier(omega, costs, ["weight_bytes"], max_points=8)
+    unproven = [p for p in points if not p.optimal]
+    assert unproven and all(p.status == "feasible" and p.gap > 0 for p in unproven)
+    for point in points:
+        exact = solvers.solve(omega, costs, {"weight_bytes": point.costs["weight_bytes"]})  # the ILP, past the cap
+        assert exact.optimal
+        # The gap is a bound: nothing within the point's cost beats its loss by more.
+        assert exact.predicted_loss * (1 - 1e-9) <= point.predicted_loss <= exact.predicted_loss + point.gap + 1e-12
+
+
+def test_layers_of_one_shape_enter_the_dp_as_few_items():
+    """2000 layers of one size (an MoE's experts): the free layers of the DP share their option
+    costs, so they merge into a few items, and the optimum still equals the ILP's."""
+    omega, costs = random_tables(np.random.default_rng(9), 2000, 4, sizes=1)
+    budget = {"weight_bytes": budget_at(costs, "weight_bytes", 0.3)}
+    instance = solvers._solve.setup("solve", omega, costs, budget, (), None, "auto", None).instance()
+    knapsack = solvers._knapsack.Knapsack(instance.loss, instance.costs["weight_bytes"], instance.valid)
+    _, _, reduced, _ = knapsack._relaxation(budget["weight_bytes"])
+    second = np.sort(reduced, axis=1)[:, 1]
+    free = np.flatnonzero(second <= np.sort(second)[500])  # the 500 groups closest to the LP's choice
+    assert len(knapsack._items(reduced, free, second[free].max())) < 50
+    dp = solvers.solve(omega, costs, budget)
+    assert dp.predicted_loss == pytest.approx(
+        solvers.solve(omega, costs, budget, backend="highs").predicted_loss, rel=1e-9
+    )

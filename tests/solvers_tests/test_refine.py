@@ -56,7 +56,7 @@ def test_refine_seeds_then_continues_in_sqlite(tables, tmp_path):
     assert [measure.calls[i] for i in range(len(seeds))] == [getattr(s, "assignment", s) for s in seeds]
     assert first and non_dominated(first, "weight_bytes")
     for point in first:
-        assert point.status == "measured" and not point.optimal
+        assert point.status == "measured" and not point.optimal and point.gap is None
         assert point.measured_loss == pytest.approx(Measured(omega)(point.assignment))
         assert point.predicted_loss == pytest.approx(
             omega.set_index(["layer", "candidate"])["omega"][list(point.assignment.items())].sum()
