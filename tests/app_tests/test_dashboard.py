@@ -187,15 +187,21 @@ def test_selected_point_shows_its_formats_per_layer(store, open_app):
     assert views.point_from_selection({"points": [{"customdata": [point]}]}) == point
 
 
-def test_export_buttons_serve_the_selected_point(store, open_app, monkeypatch):
-    served = {}
+@pytest.fixture
+def served(monkeypatch) -> dict[str, tuple[str, bytes]]:
+    """File name -> (MIME type, bytes) of every download the page serves."""
+    files = {}
     original = MemoryMediaFileStorage.load_and_get_id
 
     def spy(self, data, mimetype, kind, filename=None):
-        served[filename] = (mimetype, data)
+        files[filename] = (mimetype, data)
         return original(self, data, mimetype, kind, filename)
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
+    return files
+
+
+def test_export_buttons_serve_the_selected_point(store, open_app, served):
     run = store.runs["fpga"]
     point = int(run.frontier.point.iloc[2])
     at = open_app(store.db, "app_pages/frontier.py", run.id)
@@ -368,7 +374,7 @@ def test_calibration_scatter_carries_the_runs_spearman(store, open_app, key):
     assert set(table.run) == {store.ids[k] for k in ("fpga", "mcu", "gpu", "mlp")}
 
 
-def test_model_files_are_built_on_request_then_downloaded(store, open_app, monkeypatch):
+def test_model_files_are_built_on_request_then_downloaded(store, open_app, served, monkeypatch):
     """ONNX and QONNX rebuild the model (seconds): a Build button, then the download of the very
     bytes run.export wrote, mpq's note on what the file stores, or mpq's refusal in one line."""
     exported, calls = mpq.Run.export, []
@@ -383,14 +389,6 @@ def test_model_files_are_built_on_request_then_downloaded(store, open_app, monke
         Path(out).write_bytes(b"onnx bytes")
         return Path(out)
 
-    served = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def spy(self, data, mimetype, kind, filename=None):
-        served[filename] = (mimetype, data)
-        return original(self, data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
     monkeypatch.setattr(mpq.Run, "export", export)
     run = store.runs["fpga"]
     at = open_app(store.db, "app_pages/frontier.py", run.id)
