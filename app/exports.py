@@ -47,3 +47,16 @@ def export_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, str | byte
             content = json.dumps(run.export(point, to), indent=2, allow_nan=False)
     suffix, mime = EXPORT_FORMATS[to]
     return f"mpq-run{run.id}-point{point}-{suffix}", mime, content
+
+
+def model_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, bytes, list[str]]:
+    """:func:`export_file` of a model file, and mpq's notes on what the file stores (weights
+    ONNX has no type for, stored dequantized).
+
+    Raises:
+        The errors of :func:`export_file`.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        name, mime, content = export_file(run, point, to)
+    return name, mime, content, [str(w.message) for w in caught if w.category is UserWarning]

@@ -29,7 +29,6 @@ other jobs did not preempt; ``median`` for a quiet one.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import tempfile
@@ -40,10 +39,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import spearmanr
+from bench_cost_model import spearman  # this folder is on sys.path when run as a script
 
 import hwmodels
 import mpq
+from mpq._cli_render import formats_summary
 from mpq._onnx_latency import onnxruntime_latency
 
 FLOAT = "wfp32afp32"
@@ -72,10 +72,6 @@ def chosen_points(run: mpq.Run, mixed: int) -> pd.DataFrame:
     points = points[~points["key"].isin(set(baselines["point"].map(keys)))]
     picks = sorted({round(i) for i in np.linspace(0, len(points) - 1, min(mixed, len(points)))})
     return pd.concat([baselines, points.iloc[picks].drop(columns="key")], ignore_index=True)
-
-
-def spearman(a: pd.Series, b: pd.Series) -> float:
-    return float(spearmanr(a, b).statistic) if a.nunique() > 1 and b.nunique() > 1 else math.nan
 
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "Cast"}
@@ -110,7 +106,7 @@ def bench(example: str, device: Path, args: argparse.Namespace, db: str) -> list
                 {
                     "point": point.point,
                     "label": point.label,
-                    "configuration": " ".join(f"{c}:{n}" for c, n in pd.Series(assignment).value_counts().items()),
+                    "configuration": formats_summary(assignment),
                     "predicted_s": point.latency_s,
                     "per_layer_s": sum(per_layer[(layer, c)] for layer, c in assignment.items()),
                     "ort_s": ort[column],

@@ -249,6 +249,11 @@ def budget_columns(run: Run) -> list[str]:
     return [c for c in limits if c in run.frontier.columns and c not in run.objectives]
 
 
+def formats_summary(assignment: dict[str, str]) -> str:
+    """``"w8a8:3 w4a8:2 w4a4:1"``: how many layers run each candidate, the most used first."""
+    return " ".join(f"{c}:{n}" for c, n in pd.Series(assignment).value_counts().items())
+
+
 def frontier_view(run: Run, all_points: bool = False) -> pd.DataFrame:
     """The shown points: label, predicted loss, the objectives, the measured metric (when
     validated), the device's budget columns, and the formats: the layers per candidate, the most
@@ -259,10 +264,7 @@ def frontier_view(run: Run, all_points: bool = False) -> pd.DataFrame:
     if all_points and measured:
         frontier["beaten"] = ["yes" if flag is True else "" for flag in frontier["dominated"].astype(object)]
         shown.append("beaten")
-    frontier["formats"] = [
-        " ".join(f"{c}:{n}" for c, n in pd.Series(run.assignment(int(p))).value_counts().items())
-        for p in frontier["point"]
-    ]
+    frontier["formats"] = [formats_summary(run.assignment(int(p))) for p in frontier["point"]]
     shown += [*budget_columns(run), "formats"]
     return frontier[shown].rename(columns={"measured_metric": run.record["metric_name"]}).reset_index(drop=True)
 

@@ -1,8 +1,6 @@
 """Frontier: a run's frontier on any two objectives with its measured metric, and the selected
 point's per-layer formats beside the layer table (sensitivity, omega, cost), with exports."""
 
-import warnings
-
 import charts
 import exports
 import pandas as pd
@@ -92,35 +90,40 @@ st.dataframe(
 st.caption("More per layer (kind, size, formats, sensitivity, every cost): Show/hide columns in the table's toolbar.")
 
 st.subheader("Export")
+
+
+def model_file_column(column, fmt: str) -> None:
+    """A model file (ONNX, QONNX): the model is rebuilt (seconds), so it is built when asked and
+    kept per point; then its download, mpq's notes on it, or mpq's refusal."""
+    built = st.session_state.setdefault("model_files", {})
+    key = (run.db, run.id, point, fmt)
+    if column.button(f"Build {fmt}", key=f"build_{fmt}", icon=":material/build:"):
+        with st.spinner(f"Exporting point {point} to {fmt}..."):
+            try:
+                built[key] = exports.model_file(run, point, fmt)
+            except mpq.exceptions.InvalidParameterError as exc:  # e.g. float formats in QONNX
+                built[key] = str(exc)
+    if isinstance(built.get(key), str):
+        column.caption(f"{fmt}: {built[key]}")
+    elif key in built:
+        name, mime, data, notes = built[key]
+        column.download_button(
+            f"Download {fmt}",
+            data,
+            file_name=name,
+            mime=mime,
+            key=f"export_{fmt}",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        for note in notes:
+            column.caption(f"{fmt}: {note}")
+
+
 contents = {}
 for column, fmt in zip(st.columns(len(exports.EXPORT_FORMATS)), exports.EXPORT_FORMATS):
-    key = f"export_{fmt}"
-    if fmt in exports.MODEL_FILES:  # rebuilding the model takes seconds: only when asked, kept per point
-        built = st.session_state.setdefault("model_files", {})
-        if column.button(f"Build {fmt}", key=f"build_{fmt}", icon=":material/build:"):
-            with st.spinner(f"Exporting point {point} to {fmt}..."), warnings.catch_warnings(record=True) as notes:
-                warnings.simplefilter("always", UserWarning)  # mpq's notes on what the file stores
-                try:
-                    built[(run.db, run.id, point, fmt)] = (*exports.export_file(run, point, fmt), notes)
-                except mpq.exceptions.InvalidParameterError as exc:  # e.g. float formats in QONNX
-                    built[(run.db, run.id, point, fmt)] = str(exc)
-        done = built.get((run.db, run.id, point, fmt))
-        if isinstance(done, str):
-            column.caption(f"{fmt}: {done}")
-        elif done is not None:
-            name, mime, data, notes = done
-            column.download_button(
-                f"Download {fmt}",
-                data,
-                file_name=name,
-                mime=mime,
-                key=key,
-                on_click="ignore",
-                icon=":material/download:",
-            )
-            for note in notes:  # e.g. weights ONNX has no type for, stored dequantized
-                if note.category is UserWarning:
-                    column.caption(f"{fmt}: {note.message}")
+    if fmt in exports.MODEL_FILES:
+        model_file_column(column, fmt)
         continue
     try:
         name, mime, contents[fmt] = exports.export_file(run, point, fmt)
@@ -132,7 +135,7 @@ for column, fmt in zip(st.columns(len(exports.EXPORT_FORMATS)), exports.EXPORT_F
         contents[fmt],
         file_name=name,
         mime=mime,
-        key=key,
+        key=f"export_{fmt}",
         on_click="ignore",
         icon=":material/download:",
     )

@@ -46,7 +46,7 @@ from mpq._storage.models import (
     RunTableModel,
     utcnow,
 )
-from mpq._storage.session import session_scope, store_error
+from mpq._storage.session import LOCK_WAIT_S, session_scope, store_error
 from mpq.exceptions import InvalidParameterError, RunNotFoundError, SearchInterrupted, StoreError
 from mpqvocab import InstanceOf
 
@@ -57,8 +57,7 @@ logger = logging.getLogger("mpq.storage")
 _ALEMBIC_INI = Path(__file__).parent / "alembic.ini"
 # How long a process waits for another one that is creating the same new store.
 _SCHEMA_WAIT_TRIES, _SCHEMA_WAIT_S = 60, 0.5
-#: How long a SQLite writer waits for another process's write lock.
-_LOCK_WAIT_S = 30
+_LOCK_WAIT_S = LOCK_WAIT_S  # here, so that a test can shorten the wait
 #: The PostgreSQL advisory lock writers hold while they check, create or migrate the schema
 #: (any fixed 64-bit number: b"mpq" as an integer).
 _SCHEMA_LOCK_ID = int.from_bytes(b"mpq", "big")
@@ -274,7 +273,7 @@ class Store(BaseStore):
             return create_engine(url, pool_pre_ping=True)
         if path is not None and self.mode == "read":
             url = _read_only_url(url)
-        # timeout: a writer waits up to 30 s for another process's write lock instead of failing
+        # timeout: a writer waits for another process's write lock instead of failing at once
         # with "database is locked".
         engine = create_engine(url, connect_args={"timeout": _LOCK_WAIT_S})
         writer = self.mode == "write"
@@ -311,7 +310,7 @@ class Store(BaseStore):
                     raw.execute("PRAGMA journal_mode=WAL")
                 except sqlite3.Error as exc:
                     # Switching needs the file alone: while another process writes, SQLite fails
-                    # at once rather than after its timeout, so wait here the same 30 s.
+                    # at once rather than after its timeout, so wait here as long.
                     if "locked" not in str(exc) or time.monotonic() > deadline:
                         raise store_error(
                             exc, self.where, "check that the database is writable and reachable", opening=True

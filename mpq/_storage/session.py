@@ -15,6 +15,8 @@ from mpq.exceptions import StoreError
 _DISK_FULL = {"SQLITE_FULL", "53100"}  # 53100: disk_full
 _READ_ONLY = {"SQLITE_READONLY", "25006"}  # 25006: read_only_sql_transaction
 _LOCKED = {"SQLITE_BUSY", "55P03"}  # 55P03: lock_not_available
+#: How long a SQLite writer waits for another process's write lock.
+LOCK_WAIT_S = 30
 
 
 def store_error(exc: Exception, where: str, hint: str, *, opening: bool = False) -> StoreError:
@@ -30,7 +32,7 @@ def store_error(exc: Exception, where: str, hint: str, *, opening: bool = False)
         )
     elif code in _LOCKED:
         hint = (
-            "another process held the store's write lock for longer than mpq waits (30 s): wait for it to finish "
+            f"another process held the store's write lock for longer than mpq waits ({LOCK_WAIT_S} s): wait for it to finish "
             "(mpq runs --db lists the runs being written and the process of each) and run again"
         )
     elif code in _READ_ONLY:
