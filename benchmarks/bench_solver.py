@@ -1,6 +1,7 @@
 """Solver benchmark: one optimal solve, the two-objective frontier, and the one-ILP-per-budget baselines.
 
-Run: .venv/bin/python benchmarks/bench_solver.py [--baseline-solves N] [--scale-solves N] [--part P] [--seed S]
+Run: .venv/bin/python benchmarks/bench_solver.py [--baseline-solves N] [--scale-solves N] [--moe-solves N]
+     [--cbc-limit-s S] [--part P] [--seed S]
 
 Synthetic, seeded tables, 8 candidates per layer, omega = trace x params x 2^(-2 effective
 bits) with log-normal traces, costs from the real shapes:
@@ -111,9 +112,7 @@ def bench(model: str, omega: pd.DataFrame, costs: pd.DataFrame, column: str, bas
     _, highs_s = timed(lambda: solvers.solve(omega, costs, {column: budgets[50]}, backend="highs"))
 
     timed_budgets = budgets[np.linspace(0, 99, min(baseline_solves, 100)).round().astype(int)]
-    baseline, baseline_s = timed(
-        lambda: [solvers.solve(omega, costs, {column: b}, backend="cbc") for b in timed_budgets]
-    )
+    baseline, baseline_s, _ = per_budget_ilp(omega, costs, column, timed_budgets, "cbc", None)
     baseline_s *= len(budgets) / len(timed_budgets)
     return {
         "model": model,
@@ -126,7 +125,7 @@ def bench(model: str, omega: pd.DataFrame, costs: pd.DataFrame, column: str, bas
         "baseline_cbc_s": baseline_s,
         "speedup": baseline_s / frontier_s,
         "gap_checked": len(timed_budgets),
-        "max_rel_gap": grid_gaps(points, column, timed_budgets, baseline),
+        "max_rel_gap": grid_gaps(points, column, *zip(*baseline)),
     }
 
 
@@ -142,8 +141,8 @@ def grid_gaps(points: list, column: str, budgets, exact) -> float:
 
 
 def per_budget_ilp(omega, costs, column: str, budgets: np.ndarray, backend: str, limit_s: float | None):
-    """One `solvers.solve(backend=...)` per budget: (solutions found, seconds, solves stopped
-    at `limit_s`, whose time is a lower bound)."""
+    """One `solvers.solve(backend=...)` per budget: ((budget, solution) of each proven optimum,
+    seconds, solves stopped at `limit_s`, whose time is a lower bound)."""
     found, stopped = [], 0
     start = time.perf_counter()
     for budget in budgets:
@@ -189,6 +188,10 @@ def bench_scale(model, omega, costs, column: str, solves: dict[str, int], limit_
     return row
 
 
+def print_table(rows: list[dict]) -> None:
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+
+
 def moe_constraints(omega: pd.DataFrame, costs: pd.DataFrame) -> list[dict]:
     """Ties (the 128 experts of each block's gate, up and down share a format), a max budget
     and two summed budgets on the MoE table: seconds and proven gap of each call."""
@@ -211,7 +214,7 @@ def moe_constraints(omega: pd.DataFrame, costs: pd.DataFrame) -> list[dict]:
     weight, latency = budget("weight_bytes", 0.3), budget("latency_s", 0.35)
     layer_cap = {"layer_bytes": 2048 * 768 * 6 / 8}
     calls = {
-        "solve, ties (144 groups of 128 experts)": lambda: [
+        f"solve, ties ({len(ties)} groups of {MOE_EXPERTS} experts)": lambda: [
             solvers.solve(omega, costs, {"weight_bytes": weight}, ties)
         ],
         "frontier, ties": lambda: solvers.frontier(omega, costs, ["weight_bytes"], ties=ties),
@@ -271,7 +274,7 @@ def scale(solves: int, moe_solves: int, limit_s: float, seed: int) -> None:
         ("moe-18432", "latency_s"): {"highs": moe_solves, "cbc": 0},
     }
     results = [bench_scale(model, *models[model], column, plan, limit_s) for (model, column), plan in plans.items()]
-    print(pd.DataFrame(results).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print_table(results)
     print(
         "frontier_s: solvers.frontier at its default 200 budgets; {highs,cbc}_per_budget_s: "
         "solvers.solve(backend=...) at the (n timed) budgets evenly picked among those 200, extrapolated to 200 "
@@ -280,7 +283,7 @@ def scale(solves: int, moe_solves: int, limit_s: float, seed: int) -> None:
         "(noise of the ILP's 1e-9 tolerance); max_proven_gap: the largest Solution.gap of the frontier "
         "(0: every point proven optimal)."
     )
-    print(pd.DataFrame(moe_constraints(*models["moe-18432"])).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print_table(moe_constraints(*models["moe-18432"]))
     omega, costs = models["llama-70b"]
     points, seconds = timed(lambda: solvers.frontier(omega, costs, ["weight_bytes"], max_points=1_000_000))
     print(f"llama-70b complete exact frontier, loss vs weight_bytes: {len(points)} points in {seconds:.1f} s")
@@ -293,7 +296,7 @@ def small(baseline_solves: int, seed: int) -> None:
     for model, (omega, costs) in models.items():
         for column in ("weight_bytes", "latency_s"):
             results.append(bench(model, omega, costs, column, baseline_solves))
-    print(pd.DataFrame(results).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print_table(results)
     if baseline_solves < 100:
         print(
             f"baseline_cbc_s: {baseline_solves} of the 100 CBC solves timed, extrapolated to 100; "

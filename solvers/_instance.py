@@ -213,10 +213,9 @@ def build_instance(tables: Tables, ties: list[list[str]], fixed: dict[str, str])
     pinned = pairs["group"].map(pins)
     pairs = pairs[pinned.isna() | (pairs["candidate"] == pinned)]
 
-    sizes = pd.Series(group_of).value_counts()
     columns = ["omega", *tables.cost_columns]
     if groups == len(layers):  # no ties: each pair is an option already (a groupby costs 20 ms per call)
-        options = pairs[["group", "candidate", *columns]].assign(n_layers=1)
+        options = pairs[["group", "candidate", *columns]]
     else:
         options = (
             pairs.groupby(["group", "candidate"], sort=False)
@@ -226,7 +225,9 @@ def build_instance(tables: Tables, ties: list[list[str]], fixed: dict[str, str])
             )
             .reset_index()
         )
-    options = options[options["n_layers"].to_numpy() == sizes[options["group"]].to_numpy()]
+        # A tied group's option is a candidate that every one of its layers runs.
+        sizes = pd.Series(group_of).value_counts()
+        options = options[options["n_layers"].to_numpy() == sizes[options["group"]].to_numpy()]
     for group in np.setdiff1d(np.arange(groups), options["group"].unique()):
         offered = {layer: tables.candidates_of(layer) for layer in members(group)}
         listing = "; ".join(f"{layer}: {', '.join(c)}" for layer, c in offered.items())

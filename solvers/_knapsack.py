@@ -195,16 +195,17 @@ class Knapsack:
         lowest = priced.min(axis=1)
         return applied, lam, priced - lowest[:, None], float(lowest.sum() - lam * budget)
 
-    def _on_lattice(self, budget: float) -> float:
-        """`budget` (its rounding slack included) rounded down to the costs' lattice, if any,
-        with the slack added back (far below one unit, so no dearer allocation gets in)."""
-        if self.unit <= 2 * self.cost_tol:
+    def _usable(self, budget: float) -> float:
+        """`budget` plus its rounding slack, rounded down to the costs' lattice, if any, with
+        the slack added back (far below one unit, so no dearer allocation gets in)."""
+        budget += self.cost_tol
+        if self.unit <= 2 * self.cost_tol or not math.isfinite(budget):  # inf // unit is nan
             return budget
         return self.min_cost + (budget - self.min_cost) // self.unit * self.unit + self.cost_tol
 
     def lp_bound(self, budget: float) -> float:
         """Lower bound on the loss of any allocation with cost <= `budget` (LP relaxation)."""
-        budget = self._on_lattice(budget + self.cost_tol)
+        budget = self._usable(budget)
         if budget < self.min_cost:
             return math.inf
         return self._relaxation(budget)[3]
@@ -222,10 +223,9 @@ class Knapsack:
             StateOverflow: The DP needed too many partial sums (not seen on realistic
                 tables); it carries the best allocation found and its proven gap.
         """
-        budget += self.cost_tol
+        budget = self._usable(budget)
         if budget < self.min_cost:
             return None
-        budget = self._on_lattice(budget)
         applied, lam, reduced, bound = self._relaxation(budget)
         if applied == len(self.inc_slope):
             return self.to_original(self.top)

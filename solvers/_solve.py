@@ -199,7 +199,6 @@ def minimise(
     best = ilp(objective, [], bound)
     if best is None:
         return None
-    value = float(objective[instance.rows, best.choice].sum())
 
     def proven(choice: np.ndarray) -> tuple[np.ndarray, float]:
         found = float(objective[instance.rows, choice].sum())
@@ -209,6 +208,7 @@ def minimise(
 
     if then is None:
         return proven(best.choice)
+    value = float(objective[instance.rows, best.choice].sum())
     magnitude = float(np.abs(np.where(instance.valid, objective, 0.0)).max(axis=1).sum())
     limit = Row(objective, value + 1e-9 * max(abs(value), magnitude))
     tied = ilp(instance.costs[then], [limit], _lower_bound(instance, instance.costs[then], summed))
