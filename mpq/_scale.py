@@ -41,6 +41,9 @@ EXECUTOR = InstanceOf(
 #: (distributed is not imported unless the user runs on it).
 _DASK_LOST = ("KilledWorker", "CommClosedError", "FutureCancelledError")
 
+#: What ``device`` takes, as a refusal names it.
+_DEVICE_NAME = "a device name such as 'cpu', 'cuda' or 'cuda:1'"
+
 
 def check_device(func: str, device: object) -> torch.device | None:
     """``device`` as a torch device (None stays None: the model's own); one that does not exist
@@ -51,9 +54,7 @@ def check_device(func: str, device: object) -> torch.device | None:
     try:
         found = torch.device(device)
     except RuntimeError:
-        raise InvalidParameterError(
-            parameter_message(func, "device", "a device name such as 'cpu', 'cuda' or 'cuda:1'", device)
-        ) from None
+        raise InvalidParameterError(parameter_message(func, "device", _DEVICE_NAME, device)) from None
     if found.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -67,9 +68,7 @@ def check_device(func: str, device: object) -> torch.device | None:
                 f"device {str(device)!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}; name one of them."
             )
     elif found.type != "cpu":
-        raise InvalidParameterError(
-            parameter_message(func, "device", "a device name such as 'cpu', 'cuda' or 'cuda:1'", device)
-        )
+        raise InvalidParameterError(parameter_message(func, "device", _DEVICE_NAME, device))
     return found
 
 
@@ -165,10 +164,6 @@ def _call_on_worker(function: Callable, ref: TaskRef, args: tuple) -> Any:
     return function(task, memo, *args)
 
 
-def _where(task: Task, memo: dict) -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 class Handle:
     """One submitted call: its result, the call retried once (alone) when its worker died."""
 
@@ -257,8 +252,8 @@ class Runner:
         executor = self.executor
         if isinstance(executor, ProcessPool):
             return executor.workers
-        client = getattr(executor, "_client", None)  # distributed's ClientExecutor: the cluster's threads
-        if client is not None:
+        client = _dask_client(executor)
+        if client is not None:  # the cluster's threads
             return max(1, sum(client.nthreads().values()))
         return getattr(executor, "_max_workers", 1)  # concurrent.futures' pools
 
@@ -322,13 +317,18 @@ class ProcessPool(Executor):
         return f"ProcessPool({self.workers})"
 
 
+def _dask_client(executor: Executor | None) -> Any:
+    """The Dask client of distributed's ``ClientExecutor`` (None for any other executor)."""
+    return getattr(executor, "_client", None)
+
+
 def describe_executor(executor: Executor | None) -> str | None:
     """How a run's settings record its executor: ``processes x4``, ``dask tcp://host:8786``."""
     if executor is None:
         return None
     if isinstance(executor, ProcessPool):
         return f"processes x{executor.workers}"
-    client = getattr(executor, "_client", None)  # distributed's ClientExecutor
+    client = _dask_client(executor)
     if client is not None:
         return f"dask {client.scheduler.address}"
     return type(executor).__name__
@@ -360,7 +360,7 @@ def dask_executor(address: str) -> Executor:
 
 def close_executor(executor: Executor) -> None:
     """Stop the executor's calls that have not started, and the Dask client it came with."""
-    client = getattr(executor, "_client", None)
+    client = _dask_client(executor)
     if client is None:
         executor.shutdown(wait=True, cancel_futures=True)
     else:
