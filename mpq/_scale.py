@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -123,14 +123,19 @@ def task_ref(task: Task) -> TaskRef:
 
 #: The task this worker process rebuilt last, and what its calls keep between them.
 _WORKER: dict[TaskRef, tuple[Task, dict]] = {}
+#: Held while a worker rebuilds its task or prepares a call's state: a worker with threads (a
+#: ThreadPoolExecutor, a Dask worker) shares one task, and preparing hooks its model.
+_PREPARING = threading.RLock()
 
 
 def worker_task(ref: TaskRef) -> tuple[Task, dict]:
     """The task ``ref`` names, rebuilt on this worker the first time (hashes checked) and kept,
     with a dict the calls on it keep their prepared state in."""
-    found = _WORKER.get(ref)
-    if found is not None:
-        return found
+    with _PREPARING:
+        return _WORKER.get(ref) or _rebuild(ref)
+
+
+def _rebuild(ref: TaskRef) -> tuple[Task, dict]:
     from mpq._probes.checkpoint import data_hash, model_hash
     from mpq._task_spec import load_task
 
@@ -157,6 +162,15 @@ def worker_task(ref: TaskRef) -> tuple[Task, dict]:
     _WORKER.clear()  # one task per worker process: a new search's task replaces the last one
     _WORKER[ref] = (on_device(task, device), {})
     return _WORKER[ref]
+
+
+def prepared(memo: dict, key: Hashable, make: Callable[[], Any]) -> Any:
+    """``memo[key]``, made by ``make()`` the first time: once per worker, however many threads
+    call it at once (``make`` may hook the task's model; another thread's copy would inherit the hooks)."""
+    with _PREPARING:
+        if key not in memo:
+            memo[key] = make()
+        return memo[key]
 
 
 def _call_on_worker(function: Callable, ref: TaskRef, args: tuple) -> Any:
