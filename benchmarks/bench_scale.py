@@ -40,7 +40,7 @@ import mpq
 from mpq._apply import activation_ranges
 from mpq._probes.graph import LayerGraph
 from mpq._probes.measured import measure_pair
-from mpq._scale import Runner
+from mpq._scale import Runner, _where
 from mpq._validate import evaluate_configuration
 
 #: The default search's shape: ``max_points``, the bisection's steps over the proxy frontier's
@@ -77,8 +77,10 @@ def measured_here(points: int, workers: int) -> float:
     with mpq.ProcessPool(workers) as pool:
         runner = Runner(task, pool)
         start = time.perf_counter()
-        for _ in range(workers):  # every worker started, torch imported, the task rebuilt
-            runner.check()
+        # Submitted together: one after another, each would find the first worker idle, and a
+        # spawn pool starts another process only when none is idle.
+        for handle in [runner.submit(_where, (), "starting a worker") for _ in range(workers)]:
+            handle.result()  # every worker started, torch imported, the task rebuilt
         start_s = time.perf_counter() - start
         pooled, pooled_s = validate_all(runner, configs, ranges)
     assert pooled == serial, "the workers measured other metrics than this process"
@@ -94,14 +96,15 @@ def measured_here(points: int, workers: int) -> float:
 def minilm_times() -> tuple[float, float, str]:
     """One MiniLM-L6 evaluation (all-w8a8) and one measured-probe pair, timed here."""
     task = mpq.load_task("example:minilm")
-    names = list(mpq.layers(task.model, task.calibration[0][0])["layer"])
+    table = mpq.layers(task.model, task.calibration[0][0])
+    names = list(table["layer"])
     ranges = activation_ranges(task.model, task.calibration)
     runner = Runner(task)
     runner.call(evaluate_configuration, (dict.fromkeys(names, "w8a8"), ranges), "warm-up")
     start = time.perf_counter()
     runner.call(evaluate_configuration, (dict.fromkeys(names, "w8a8"), ranges), "all-w8a8")
     eval_s = time.perf_counter() - start
-    acts = tuple(LayerGraph(task, mpq.layers(task.model, task.calibration[0][0])).act_layers)
+    acts = tuple(LayerGraph(task, table).act_layers)
     runner.call(measure_pair, (None, acts, names[1], "w8a8"), "warm-up")  # the float losses, once
     start = time.perf_counter()
     runner.call(measure_pair, (None, acts, names[2], "w4a8"), "pair")

@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -41,6 +41,9 @@ EXECUTOR = InstanceOf(
 #: (distributed is not imported unless the user runs on it).
 _DASK_LOST = ("KilledWorker", "CommClosedError", "FutureCancelledError")
 
+#: What ``device`` takes, as a refusal names it.
+_DEVICE_NAME = "a device name such as 'cpu', 'cuda' or 'cuda:1'"
+
 
 def check_device(func: str, device: object) -> torch.device | None:
     """``device`` as a torch device (None stays None: the model's own); one that does not exist
@@ -51,9 +54,7 @@ def check_device(func: str, device: object) -> torch.device | None:
     try:
         found = torch.device(device)
     except RuntimeError:
-        raise InvalidParameterError(
-            parameter_message(func, "device", "a device name such as 'cpu', 'cuda' or 'cuda:1'", device)
-        ) from None
+        raise InvalidParameterError(parameter_message(func, "device", _DEVICE_NAME, device)) from None
     if found.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -67,9 +68,7 @@ def check_device(func: str, device: object) -> torch.device | None:
                 f"device {str(device)!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}; name one of them."
             )
     elif found.type != "cpu":
-        raise InvalidParameterError(
-            parameter_message(func, "device", "a device name such as 'cpu', 'cuda' or 'cuda:1'", device)
-        )
+        raise InvalidParameterError(parameter_message(func, "device", _DEVICE_NAME, device))
     return found
 
 
@@ -124,14 +123,19 @@ def task_ref(task: Task) -> TaskRef:
 
 #: The task this worker process rebuilt last, and what its calls keep between them.
 _WORKER: dict[TaskRef, tuple[Task, dict]] = {}
+#: Held while a worker rebuilds its task or prepares a call's state: a worker with threads (a
+#: ThreadPoolExecutor, a Dask worker) shares one task, and preparing hooks its model.
+_PREPARING = threading.RLock()
 
 
 def worker_task(ref: TaskRef) -> tuple[Task, dict]:
     """The task ``ref`` names, rebuilt on this worker the first time (hashes checked) and kept,
     with a dict the calls on it keep their prepared state in."""
-    found = _WORKER.get(ref)
-    if found is not None:
-        return found
+    with _PREPARING:
+        return _WORKER.get(ref) or _rebuild(ref)
+
+
+def _rebuild(ref: TaskRef) -> tuple[Task, dict]:
     from mpq._probes.checkpoint import data_hash, model_hash
     from mpq._task_spec import load_task
 
@@ -160,13 +164,18 @@ def worker_task(ref: TaskRef) -> tuple[Task, dict]:
     return _WORKER[ref]
 
 
+def prepared(memo: dict, key: Hashable, make: Callable[[], Any]) -> Any:
+    """``memo[key]``, made by ``make()`` the first time: once per worker, however many threads
+    call it at once (``make`` may hook the task's model; another thread's copy would inherit the hooks)."""
+    with _PREPARING:
+        if key not in memo:
+            memo[key] = make()
+        return memo[key]
+
+
 def _call_on_worker(function: Callable, ref: TaskRef, args: tuple) -> Any:
     task, memo = worker_task(ref)
     return function(task, memo, *args)
-
-
-def _where(task: Task, memo: dict) -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Handle:
@@ -257,8 +266,8 @@ class Runner:
         executor = self.executor
         if isinstance(executor, ProcessPool):
             return executor.workers
-        client = getattr(executor, "_client", None)  # distributed's ClientExecutor: the cluster's threads
-        if client is not None:
+        client = _dask_client(executor)
+        if client is not None:  # the cluster's threads
             return max(1, sum(client.nthreads().values()))
         return getattr(executor, "_max_workers", 1)  # concurrent.futures' pools
 
@@ -322,13 +331,18 @@ class ProcessPool(Executor):
         return f"ProcessPool({self.workers})"
 
 
+def _dask_client(executor: Executor | None) -> Any:
+    """The Dask client of distributed's ``ClientExecutor`` (None for any other executor)."""
+    return getattr(executor, "_client", None)
+
+
 def describe_executor(executor: Executor | None) -> str | None:
     """How a run's settings record its executor: ``processes x4``, ``dask tcp://host:8786``."""
     if executor is None:
         return None
     if isinstance(executor, ProcessPool):
         return f"processes x{executor.workers}"
-    client = getattr(executor, "_client", None)  # distributed's ClientExecutor
+    client = _dask_client(executor)
     if client is not None:
         return f"dask {client.scheduler.address}"
     return type(executor).__name__
@@ -360,7 +374,7 @@ def dask_executor(address: str) -> Executor:
 
 def close_executor(executor: Executor) -> None:
     """Stop the executor's calls that have not started, and the Dask client it came with."""
-    client = getattr(executor, "_client", None)
+    client = _dask_client(executor)
     if client is None:
         executor.shutdown(wait=True, cancel_futures=True)
     else:

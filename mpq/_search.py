@@ -469,7 +469,8 @@ def _highest(plan: _Plan) -> dict[str, str]:
 
 def _check_drop_reachable(task: Task, plan: _Plan, runner: Runner, progress: Progress) -> dict[str, object]:
     """Measure the float model and the most precise configuration before anything is stored; a drop
-    that not even the latter meets is refused. Returns both measurements, so the run reuses them."""
+    that not even the latter meets is refused. Returns both measurements and the activation
+    ranges, so the run reuses them."""
     progress("validate", 0, 2, "float model and the most precise configuration")
     float_metric = evaluate(task, task.model)
     highest = _highest(plan)
@@ -482,7 +483,7 @@ def _check_drop_reachable(task: Task, plan: _Plan, runner: Runner, progress: Pro
             f"measures {metric:.4g} {task.metric_name} against the float model's {float_metric:.4g} (a drop of "
             f"{float_metric - metric:.4g}); allow a drop of at least that, or add more precise candidates."
         )
-    return {"float_metric": float_metric, "highest": (highest, metric)}
+    return {"float_metric": float_metric, "highest": (highest, metric), "act_ranges": ranges}
 
 
 def _resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress: Progress) -> int | None:
@@ -577,7 +578,8 @@ def _run_stages(
             before = (measured_before or {}).get("float_metric")
             float_metric = evaluate(task, task.model) if before is None else before
             store.update_run(run_id, float_metric=float_metric)
-        measurer = _Measurer(task, store, run_id, om, plan, runner, progress)
+        ranges = (measured_before or {}).get("act_ranges")
+        measurer = _Measurer(task, store, run_id, om, plan, runner, progress, ranges)
         if measured_before and "highest" in measured_before:
             measurer.add_measured(*measured_before["highest"], label="highest")
         if by_region:
@@ -604,13 +606,21 @@ class _Measurer:
     a point), bounded by the run's ``max_evals``, the float model's evaluation included."""
 
     def __init__(
-        self, task: Task, store: Store, run_id: int, om: pd.DataFrame, plan: _Plan, runner: Runner, progress: Progress
+        self,
+        task: Task,
+        store: Store,
+        run_id: int,
+        om: pd.DataFrame,
+        plan: _Plan,
+        runner: Runner,
+        progress: Progress,
+        ranges: Mapping[str, float] | None = None,
     ):
         self.task, self.store, self.run_id, self.om, self.plan, self.progress = task, store, run_id, om, plan, progress
         self.runner = runner
         #: Configuration -> its evaluation, submitted ahead with the others of a batch.
         self._submitted: dict[tuple, Handle] = {}
-        self.ranges = activation_ranges(task.model, task.calibration)
+        self.ranges = activation_ranges(task.model, task.calibration) if ranges is None else ranges
         self.objective = plan.objectives[0]
         frontier, assignments = store.run_points(run_id)
         self.search = DropSearch(

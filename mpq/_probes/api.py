@@ -134,6 +134,8 @@ def probe(
     check_param("probe", "executor", executor, EXECUTOR)
     for name in settings.candidates:
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
+    # A task the executor's workers cannot rebuild fails now too (Runner), not after the trace probes.
+    runner = Runner(task, executor) if "measured" in families(settings) else None
 
     key = probe_key(task, settings) if checkpoint is not None else None
     state = (checkpoint.load_probe_checkpoint(key) if checkpoint is not None else None) or {}
@@ -159,7 +161,7 @@ def probe(
                     settings.candidates,
                     state.setdefault("measured", {}),
                     lambda done, total, message: (save(), report(done, total, message)),
-                    Runner(task, executor),
+                    runner,
                 )
                 if not any(value for _, _, value, _ in measured["pairs"]):
                     raise ProbeError(

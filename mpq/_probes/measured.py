@@ -18,7 +18,7 @@ import torch
 
 from mpq._apply import activation_ranges, apply
 from mpq._probes.graph import Batch, LayerGraph, calibration_batches
-from mpq._scale import Runner
+from mpq._scale import Runner, prepared
 from mpq._task import Task, run_model
 
 
@@ -90,12 +90,13 @@ def measure_pair(
     """The loss increase of ``layer`` alone at ``candidate``, its standard error, and the seconds
     it took (the float losses and activation ranges, computed once per process, included)."""
     start = time.perf_counter()
-    key = ("measured", micro_batch_size, act_layers)
-    if key not in memo:
+
+    def prepare() -> tuple:
         batches = calibration_batches(task.calibration, micro_batch_size)
         base = calibration_losses(task.model, task.loss_fn, batches)
-        memo[key] = batches, base, activation_ranges(task.model, task.calibration, list(act_layers))
-    batches, base, ranges = memo[key]
+        return batches, base, activation_ranges(task.model, task.calibration, list(act_layers))
+
+    batches, base, ranges = prepared(memo, ("measured", micro_batch_size, act_layers), prepare)
     quantized = apply(task.model, {layer: candidate}, act_ranges=ranges)
     losses = calibration_losses(quantized, task.loss_fn, batches)
     value, stderr = weighted_mean_and_stderr([q - b for q, b in zip(losses, base)], [b.weight for b in batches])

@@ -2,6 +2,8 @@
 a worker that dies is retried once; what a user can get wrong is refused before anything is
 stored; a device runs the same code path as the CPU."""
 
+import threading
+import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -170,6 +172,36 @@ def test_a_task_a_worker_cannot_rebuild_is_refused_before_anything_is_stored(tmp
             executor=Failing(ModuleNotFoundError("No module named 'mpq'", name="mpq"), everything=True),
         )
     assert not db.exists()
+
+
+def test_probe_refuses_a_task_its_workers_cannot_rebuild_before_the_trace_probes_run():
+    task = mpq.load_task(TINY)
+    unspecified = mpq.Task("tiny", task.model, task.calibration, task.loss_fn, task.evaluate)
+    reports = []
+    with ThreadPoolExecutor(1) as pool, pytest.raises(InvalidParameterError, match="has no --model spec"):
+        mpq.probe(
+            unspecified,
+            settings=mpq.ProbeSettings(probes=("hessian_w", "measured"), candidates=("w8a8",)),
+            executor=pool,
+            progress=lambda *report: reports.append(report),
+        )
+    assert reports == []  # refused before the Hessian samples ran
+
+
+def test_threads_of_one_worker_prepare_its_state_once():
+    # Two threads preparing at once hooked the shared model together: a copy made by one of them
+    # carried the other's range hooks, and the measured probe's values came out other than serial.
+    made = []
+
+    def make():
+        made.append(threading.get_ident())
+        time.sleep(0.05)  # long enough for every thread to arrive while the first prepares
+        return len(made)
+
+    memo = {}
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda _: _scale.prepared(memo, "state", make), range(4)))
+    assert len(made) == 1 and found == [1, 1, 1, 1]
 
 
 def run_cli(capsys, *argv):
