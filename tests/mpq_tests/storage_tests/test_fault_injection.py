@@ -6,7 +6,8 @@ the first stored point, the first validation, the end). Each of ``KILLS`` victim
 command on a new store, killed at a moment drawn (seeded) inside one stage, its length as the
 reference's scaled by the victim's own pace (the machine's load varies): every stage is hit at
 least once, the rest go to stages drawn by their length; a victim that finished before its kill
-(at most two) is not rerun. The same command then runs again and
+(at most two) is not rerun, and a stage no kill landed in (shorter here than its paced estimate)
+is aimed at again, at its very start. The same command then runs again and
 must finish that run (no second run) with the reference frontier, point for point: labels,
 configurations, predicted losses, costs, measured metrics and measured dominance. The store
 passes SQLite's integrity check after every kill.
@@ -30,6 +31,7 @@ import mpq
 
 SEARCH = ["search", "--max-points", "8", "--refine", "3", "--json"]
 KILLS = 10
+RETRIES = 3  # further kills aimed at a stage the seeded ones missed
 SEED = 19
 POLL_S = 0.01
 
@@ -129,6 +131,23 @@ def _integrity(db: Path) -> str:
         return connection.execute("PRAGMA integrity_check").fetchone()[0]
 
 
+def _kill_then_rerun(db: Path, starts: list[float], stage: int, fraction: float, reference: list[tuple]) -> str | None:
+    """Kill a victim inside ``stage``, rerun the same command, check the store; the stage the
+    kill landed in (None when the victim finished first: nothing to resume)."""
+    at = _kill_inside(_start(db), db, starts, stage, fraction)
+    if at == len(EVENTS):
+        return None
+    if db.exists():
+        assert _integrity(db) == "ok"
+    rerun = _start(db)
+    _, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, f"rerun after a kill in {STAGES[at]}: {err}"
+    assert len(mpq.list_runs(db)) == 1  # the killed run was finished, not left beside a new one
+    assert _frontier(db) == reference, f"kill in {STAGES[at]}"
+    assert _integrity(db) == "ok"
+    return STAGES[at]
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_frontier(tmp_path):
     reference_db = tmp_path / "reference.db"
@@ -136,20 +155,14 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_frontier(tm
     reference = _frontier(reference_db)
     assert len(reference) >= 8
 
-    hit: list[str] = []
-    for kill, (stage, fraction) in enumerate(_moments(starts)):
-        db = tmp_path / f"kill{kill}.db"
-        at = _kill_inside(_start(db), db, starts, stage, fraction)
-        if at == len(EVENTS):  # the victim finished its run before the kill: nothing to resume
-            continue
-        hit.append(STAGES[at])
-        if db.exists():
-            assert _integrity(db) == "ok"
-
-        rerun = _start(db)
-        _, err = rerun.communicate(timeout=600)
-        assert rerun.returncode == 0, f"rerun after kill {kill} in {STAGES[at]}: {err}"
-        assert len(mpq.list_runs(db)) == 1  # the killed run was finished, not left beside a new one
-        assert _frontier(db) == reference, f"kill {kill} in {STAGES[at]}"
-        assert _integrity(db) == "ok"
-    assert len(hit) >= KILLS - 2 and set(hit) == set(STAGES), f"stages hit: {hit}"
+    victims = iter(tmp_path / f"victim{n}.db" for n in range(KILLS + RETRIES * len(STAGES)))
+    hit = [_kill_then_rerun(next(victims), starts, stage, fraction, reference) for stage, fraction in _moments(starts)]
+    assert sum(stage is not None for stage in hit) >= KILLS - 2, f"stages hit: {hit}"
+    # A stage shorter on this machine than the reference's paced estimate can be overshot: aim
+    # again at a missed one, killing as soon as the store shows it began.
+    for stage, name in enumerate(STAGES):
+        for _ in range(RETRIES):
+            if name in hit:
+                break
+            hit.append(_kill_then_rerun(next(victims), starts, stage, 0.0, reference))
+    assert set(STAGES) <= set(hit), f"stages hit: {hit}"
