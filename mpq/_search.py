@@ -669,9 +669,12 @@ class _Measurer:
         self._add_point(label, solution, metric)
         self.remember(assignment, metric, solution.costs[self.objective])
 
-    def _add_point(self, label: str, solution: solvers.Solution, metric: float) -> None:
+    def _add_point(self, label: str, solution: solvers.Solution, metric: float, stored: Sequence[int] = ()) -> None:
+        """Store a measured configuration as a new point, and its metric on the ``stored`` points
+        of the same configuration, in one transaction: a process killed between the two would
+        resume with the configuration known and never add the point."""
         rows = _point_rows([(label, False, solution)], first=self._next_point, measured=[metric])
-        self.store.add_points(self.run_id, rows)
+        self.store.add_points(self.run_id, rows, measured={point: metric for point in stored})
         self._next_point += 1
 
     def _measure_new(self, solution: solvers.Solution) -> float:
@@ -684,10 +687,10 @@ class _Measurer:
         handle = self._submitted.pop(key, None) or self._submit(solution, point)
         handle.label = f"point {point}"  # submitted ahead, it had no number yet
         value = float(handle.result())
-        for point, _ in stored:
-            self.store.set_measured(self.run_id, point, value)
         if not stored or key in self._proxy_keys:
-            self._add_point(label, solution, value)
+            self._add_point(label, solution, value, stored=[point for point, _ in stored])
+        else:
+            self.store.set_measured(self.run_id, {point: value for point, _ in stored})
         return value
 
     def _submit(self, solution: solvers.Solution, point: int | None) -> Handle:
@@ -735,7 +738,7 @@ class _Measurer:
         try:
             for point, solution, key in todo:
                 if key in self.search.known:  # the same configuration as another point
-                    self.store.set_measured(self.run_id, point, self.search.known[key][1])
+                    self.store.set_measured(self.run_id, {point: self.search.known[key][1]})
                     continue
                 if self.search.metric(solution) is None:
                     break  # max_evals spent

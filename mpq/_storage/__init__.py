@@ -472,10 +472,13 @@ class Store(BaseStore):
             session.execute(delete(PointModel).where(PointModel.run_id == run_id))
             self._insert_points(session, run_id, points)
 
-    def add_points(self, run_id: int, points: Sequence[Mapping[str, Any]]) -> None:
+    def add_points(
+        self, run_id: int, points: Sequence[Mapping[str, Any]], measured: Mapping[int, float] | None = None
+    ) -> None:
         self._writing("add_points")
         with self._session() as session:
             self._get_run(session, run_id)
+            self._set_measured(session, run_id, measured or {}, "add_points")
             self._insert_points(session, run_id, points)
 
     @staticmethod
@@ -518,10 +521,15 @@ class Store(BaseStore):
             )
         return rows
 
-    def set_measured(self, run_id: int, point: int, value: float) -> None:
+    def set_measured(self, run_id: int, measured: Mapping[int, float]) -> None:
         self._writing("set_measured")
         with self._session() as session:
-            self._points(session, run_id, [point], "set_measured")[int(point)].measured_metric = _finite(float(value))
+            self._set_measured(session, run_id, measured, "set_measured")
+
+    def _set_measured(self, session, run_id: int, measured: Mapping[int, float], method: str) -> None:
+        rows = self._points(session, run_id, list(measured), method)
+        for point, value in measured.items():
+            rows[int(point)].measured_metric = _finite(float(value))
 
     def set_dominated(self, run_id: int, dominated: Mapping[int, bool | None]) -> None:
         self._writing("set_dominated")

@@ -131,23 +131,30 @@ class BaseStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def add_points(self, run_id: int, points: Sequence[Mapping[str, Any]]) -> None:
+    def add_points(
+        self, run_id: int, points: Sequence[Mapping[str, Any]], measured: Mapping[int, float] | None = None
+    ) -> None:
         """Add points to the run's, all or none; a point number the run has already is refused
         (``StoreError``) and nothing is added.
 
         Args:
             run_id: The run.
             points: As for :meth:`save_points`, numbered after the run's own.
+            measured: As for :meth:`set_measured`, in the same transaction (one evaluation
+                stored as a new point and on points of the same configuration).
         """
 
     @abc.abstractmethod
-    def set_measured(self, run_id: int, point: int, value: float) -> None:
-        """Record the validated metric of one point (validation resumes point by point).
+    def set_measured(self, run_id: int, measured: Mapping[int, float]) -> None:
+        """Record the validated metric of points (validation resumes point by point), in one
+        transaction.
 
         Args:
             run_id: The run.
-            point: A point of the run.
-            value: The measured metric.
+            measured: Point -> its measured metric.
+
+        Raises:
+            InvalidParameterError: a point the run does not have; nothing is changed.
         """
 
     @abc.abstractmethod

@@ -15,7 +15,7 @@ import torch
 
 import mpq
 import solvers
-from mpq import _search
+from mpq import _search, _storage
 from mpq.exceptions import InvalidParameterError, SearchInterrupted
 
 FAST = mpq.ProbeSettings(tolerance=0.2, min_samples=4, max_samples=8)
@@ -64,6 +64,31 @@ def test_interrupted_validation_resumes_without_redoing_anything(tmp_path, monke
     before, after = measured(interrupted), measured(resumed)
     assert len(before) == 3 and {key: after[key] for key in before} == before  # kept as measured
     assert mpq.search(task, db=db, resume=1).frontier.equals(resumed.frontier)  # done: returned as is
+
+
+def test_a_proxy_optimum_that_is_also_a_baseline_survives_an_interruption_as_its_own_point(tmp_path, monkeypatch):
+    """Its one evaluation is stored on the baseline and as a new "frontier" point: a run stopped
+    there must resume to the uninterrupted frontier (once these were two writes, and a kill
+    between them lost the point for good: the configuration counted as measured)."""
+    task = mpq.load_task("example:digits-cnn")
+    uninterrupted = mpq.search(task, settings=FAST, db=tmp_path / "reference.db")
+    add_points = _storage.Store.add_points
+
+    def killed_on_the_shared_write(store, run_id, points, measured=None):
+        if measured:
+            raise KeyboardInterrupt
+        add_points(store, run_id, points, measured)
+
+    db = tmp_path / "mpq.db"
+    monkeypatch.setattr(_storage.Store, "add_points", killed_on_the_shared_write)
+    with pytest.raises(SearchInterrupted):
+        mpq.search(task, settings=FAST, db=db)
+    monkeypatch.undo()
+    resumed = mpq.search(task, settings=FAST, db=db)
+    assert resumed.id == 1 and resumed.status == "done"
+    columns = ["point", "label", "is_baseline", "measured_metric", "dominated"]
+    assert resumed.frontier[columns].equals(uninterrupted.frontier[columns])
+    assert resumed.assignments.equals(uninterrupted.assignments)
 
 
 @pytest.mark.filterwarnings("ignore::mpq.exceptions.SensitivityWarning")  # 1 % is out of reach in 6 samples, on purpose

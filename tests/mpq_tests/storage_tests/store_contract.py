@@ -238,7 +238,7 @@ class ReadContract:
             lambda: reader.save_table(filled["done"], "omega", SENSITIVITY),
             lambda: reader.save_points(filled["done"], []),
             lambda: reader.add_points(filled["done"], []),
-            lambda: reader.set_measured(filled["done"], 2, 0.5),
+            lambda: reader.set_measured(filled["done"], {2: 0.5}),
             lambda: reader.set_dominated(filled["done"], {2: True}),
             lambda: reader.update_run(filled["failed"], status="running"),
             lambda: reader.claim_run(filled["failed"], seen={"status": "failed", "owner": "host-a:2"}, owner="x:1"),
@@ -307,19 +307,26 @@ class WriteContract:
 
     def test_add_points_appends_all_or_nothing(self, store):
         run = store.create_run(**RUN_FIELDS)
-        store.save_points(run, [point(0)])
+        store.save_points(run, [point(0, measured_metric=None)])
         store.add_points(run, [point(1, measured_metric=0.5)])
         assert list(store.run_points(run)[0].point) == [0, 1]
         with pytest.raises(StoreError):  # point 1 is the run's already
             store.add_points(run, [point(2), point(1)])
         frontier, assignments = store.run_points(run)
         assert list(frontier.point) == [0, 1] and set(assignments.point) == {0, 1}
+        # One evaluation stored as a new point and on an existing one: both or neither.
+        with pytest.raises(InvalidParameterError, match=r"Got 9 instead"):
+            store.add_points(run, [point(2, measured_metric=0.25)], measured={0: 0.25, 9: 0.25})
+        frontier = store.run_points(run)[0]
+        assert list(frontier.point) == [0, 1] and frontier["measured_metric"].isna().tolist() == [True, False]
+        store.add_points(run, [point(2, measured_metric=0.25)], measured={0: 0.25})
+        assert store.run_points(run)[0]["measured_metric"].tolist() == [0.25, 0.5, 0.25]
 
     def test_measured_and_dominated_are_set_per_point(self, store):
         run = store.create_run(**RUN_FIELDS)
         store.save_points(run, [point(0, measured_metric=None), point(1, measured_metric=None)])
         assert store.run_points(run)[0]["dominated"].isna().all()
-        store.set_measured(run, 1, 0.75)
+        store.set_measured(run, {1: 0.75})
         store.set_dominated(run, {0: True, 1: False})
         store.set_dominated(run, {0: None})
         frontier = store.run_points(run)[0]
@@ -328,15 +335,16 @@ class WriteContract:
         with pytest.raises(InvalidParameterError, match=r"must be a point of run \d+\. Got 9 instead\.$"):
             store.set_dominated(run, {1: True, 9: True})
         with pytest.raises(InvalidParameterError, match=r"Got 9 instead"):
-            store.set_measured(run, 9, 0.5)
-        assert store.run_points(run)[0]["dominated"].tolist() == [pd.NA, False]  # nothing changed
+            store.set_measured(run, {0: 0.5, 9: 0.5})
+        frontier = store.run_points(run)[0]  # nothing changed
+        assert frontier["dominated"].tolist() == [pd.NA, False] and math.isnan(frontier["measured_metric"][0])
 
     def test_writes_to_a_missing_run_are_refused(self, store):
         store.create_run(**RUN_FIELDS)
         for write in (
             lambda: store.save_table(7, "layers", LAYERS),
             lambda: store.save_points(7, [point(0)]),
-            lambda: store.set_measured(7, 0, 0.5),
+            lambda: store.set_measured(7, {0: 0.5}),
             lambda: store.set_dominated(7, {0: True}),
             lambda: store.update_run(7, spearman=0.5),
             lambda: store.finish_run(7, "done"),
