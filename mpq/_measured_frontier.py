@@ -161,6 +161,12 @@ class DropSearch:
         measure: ``measure(solution) -> metric``: evaluates a configuration (and stores it).
         known: Configuration -> (objective cost, metric) measured before, so nothing is
             measured twice.
+        replay: Configuration -> metric measured by this search before it was interrupted. A
+            resumed search runs its phases again from the start: a configuration found here is
+            taken from here, not measured again, but counts as spent when it is asked for, as it
+            did then; so the resumed search makes the choices, and spends the evaluations, of
+            one never interrupted (with ``known``, it would begin knowing what it measured
+            later, and choose otherwise).
         width: Evaluations that can run at once (an executor's workers). Above 1, before each
             measurement of the bisection, the covering and the local repair, ``ahead`` gets
             the configuration measured now and at most ``width - 1`` it may measure next,
@@ -179,6 +185,7 @@ class DropSearch:
     spent: int
     measure: Callable[[solvers.Solution], float]
     known: dict[tuple, tuple[float, float]] = field(default_factory=dict)
+    replay: dict[tuple, float] = field(default_factory=dict)
     width: int = 1
     ahead: Callable[[Sequence[solvers.Solution]], None] = lambda solutions: None
     #: (layer, candidate) pairs whose move broke the drop: the proxy misjudged them.
@@ -201,15 +208,18 @@ class DropSearch:
         if key not in self.known:
             if self.left <= 0:
                 return None
-            self.known[key] = (solution.costs[self.objective], self.measure(solution))
+            value = self.replay.pop(key) if key in self.replay else self.measure(solution)
+            self.known[key] = (solution.costs[self.objective], value)
             self.spent += 1
         return self.known[key][1]
 
     def _ahead(self, now: solvers.Solution, likely: Sequence[solvers.Solution]) -> None:
-        """Hand ``now`` and at most ``width - 1`` of ``likely`` not measured yet to ``ahead``."""
+        """Hand ``now`` and at most ``width - 1`` of ``likely`` not measured yet to ``ahead``
+        (those to replay are not measured again)."""
         if self.width > 1 and self.left > 0:
             fresh = [s for s in likely if configuration_key(s.assignment) not in self.known]
-            self.ahead([now, *fresh[: min(self.width - 1, self.left - 1)]])
+            wanted = [now, *fresh[: min(self.width - 1, self.left - 1)]]
+            self.ahead([s for s in wanted if configuration_key(s.assignment) not in self.replay])
 
     def feasible(self, solution: solvers.Solution) -> bool | None:
         value = self.metric(solution)

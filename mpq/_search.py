@@ -581,7 +581,7 @@ def _run_stages(
         ranges = (measured_before or {}).get("act_ranges")
         measurer = _Measurer(task, store, run_id, om, plan, runner, progress, ranges)
         if measured_before and "highest" in measured_before:
-            measurer.add_measured(*measured_before["highest"], label="highest")
+            measurer.add_measured(*measured_before["highest"], label=MEASURED_BEFORE_RUN)
         if by_region:
             measurer.validate_region(absolute_drop(USABLE_DROP, float_metric))
         if plan.max_drop is None:
@@ -637,10 +637,18 @@ class _Measurer:
         )
         by_point = {p: dict(rows[["layer", "candidate"]].values) for p, rows in assignments.groupby("point")}
         measured = frontier[frontier["measured_metric"].notna()] if len(frontier) else frontier
-        for point, cost, metric in zip(
-            measured.get("point", []), measured.get(self.objective, []), measured.get("measured_metric", [])
+        # A resumed run: its phases replay what they measured before (the configuration measured
+        # before the run began is known from the start, as it was then).
+        for point, label, cost, metric in zip(
+            measured.get("point", []),
+            measured.get("label", []),
+            measured.get(self.objective, []),
+            measured.get("measured_metric", []),
         ):
-            self.remember(by_point[point], float(metric), cost=float(cost))
+            if label == MEASURED_BEFORE_RUN:
+                self.remember(by_point[point], float(metric), cost=float(cost))
+            else:
+                self.search.replay[configuration_key(by_point[point])] = float(metric)
         measured_points = set(measured.get("point", []))
         # Stored points not measured yet get their configuration's measurement (a configuration
         # may be stored twice: a frontier point and a baseline); any other one becomes a point.
@@ -715,33 +723,37 @@ class _Measurer:
     def validate_stored(self) -> None:
         """Measure the stored points (frontier in an order that covers it evenly, then the
         baselines) until ``max_evals``; a configuration stored twice is measured once. The
-        evaluations are independent: all of them are submitted at once, and stored in order."""
+        evaluations are independent: all of them are submitted at once, and stored in order.
+        Points measured already are asked for too, in their place: a resumed run replays them."""
         frontier, assignments = self.store.run_points(self.run_id)
         proxy = frontier[~frontier["is_baseline"]].sort_values(self.objective)
         order = [proxy.index[i] for i in spread(len(proxy))] + list(frontier.index[frontier["is_baseline"]])
         todo = []
         for index in order:
             row = frontier.loc[index]
-            if pd.isna(row["measured_metric"]):
-                rows = assignments[assignments["point"] == row["point"]]
-                solution = solvers.Solution(
-                    dict(rows[["layer", "candidate"]].values),
-                    float(row["predicted_loss"]),
-                    {self.objective: float(row[self.objective])},
-                    bool(row["optimal"]),
-                )
-                todo.append((int(row["point"]), solution, configuration_key(solution.assignment)))
-        ahead = list(dict.fromkeys(key for _, _, key in todo if key not in self.search.known))[: self.search.left]
-        first = {key: (point, solution) for point, solution, key in reversed(todo)}
+            rows = assignments[assignments["point"] == row["point"]]
+            solution = solvers.Solution(
+                dict(rows[["layer", "candidate"]].values),
+                float(row["predicted_loss"]),
+                {self.objective: float(row[self.objective])},
+                bool(row["optimal"]),
+            )
+            todo.append((int(row["point"]), solution, pd.isna(row["measured_metric"])))
+        known, replay = self.search.known, self.search.replay
+        keys = [configuration_key(solution.assignment) for _, solution, _ in todo]
+        next_keys = list(dict.fromkeys(key for key in keys if key not in known))
+        ahead = [key for key in next_keys[: self.search.left] if key not in replay]
+        first = {key: (point, solution) for (point, solution, _), key in reversed(list(zip(todo, keys)))}
         self._drop_ahead()
         self._submitted = {key: self._submit(first[key][1], first[key][0]) for key in ahead}
         try:
-            for point, solution, key in todo:
-                if key in self.search.known:  # the same configuration as another point
-                    self.store.set_measured(self.run_id, {point: self.search.known[key][1]})
-                    continue
-                if self.search.metric(solution) is None:
+            for (point, solution, unmeasured), key in zip(todo, keys):
+                measured_elsewhere = key in known or key in replay  # another point's, or before a resume
+                value = self.search.metric(solution)
+                if value is None:
                     break  # max_evals spent
+                if unmeasured and measured_elsewhere:
+                    self.store.set_measured(self.run_id, {point: value})
         finally:
             self._drop_ahead()
         self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
@@ -843,6 +855,8 @@ class _Measurer:
         self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
 
 
+#: The label of the point measured before a ``max_drop`` run began (its most precise configuration).
+MEASURED_BEFORE_RUN = "highest"
 #: Points of the proxy frontier the bisections search over.
 _DROP_PROXY_POINTS = 200
 #: Without ``max_drop``, the frontier's evaluations go to configurations within this drop of

@@ -98,10 +98,41 @@ def test_evaluations_stop_at_max_evals_and_nothing_is_measured_twice():
     search.cheapest_within_drop(_proxy(om, costs))
     assert len(calls) == 5 and search.left == 0
     again, calls_again = _search(om, costs, damage, 1.0 - 0.05, max_evals=6)
-    again.known = dict(search.known)  # a resumed run: what was measured is known
-    again.spent = search.spent
+    again.replay = {key: metric for key, (_, metric) in search.known.items()}  # a resumed run
     again.cheapest_within_drop(_proxy(om, costs))
-    assert calls_again == []
+    assert calls_again == [] and again.spent == search.spent and again.known == search.known
+
+
+@pytest.mark.parametrize("stopped_after", [3, 8, 11, 13])  # in the bisection, covering, refinement
+def test_a_search_interrupted_anywhere_replays_to_the_choices_of_one_never_interrupted(stopped_after):
+    om, costs, damage = _tables(4)
+    proxy = _proxy(om, costs)
+
+    def phases(search):  # as a run's: bisection and covering of the proxy, then refinement
+        search.target = 1.0 - 0.05
+        search.cover(proxy[proxy.index(search.bisect(proxy)) :], 4)
+        search.refine(extra=5, pool=proxy)
+
+    uninterrupted, calls = _search(om, costs, damage, None, max_evals=10**6)
+    phases(uninterrupted)
+    assert len(calls) > stopped_after
+
+    interrupted, _ = _search(om, costs, damage, None, max_evals=10**6)
+    measure = interrupted.measure
+
+    def measure_then_stop(solution):
+        if interrupted.spent - 1 == stopped_after:
+            raise KeyboardInterrupt
+        return measure(solution)
+
+    interrupted.measure = measure_then_stop
+    with pytest.raises(KeyboardInterrupt):
+        phases(interrupted)
+    resumed, calls_resumed = _search(om, costs, damage, None, max_evals=10**6)
+    resumed.replay = {key: metric for key, (_, metric) in interrupted.known.items()}
+    phases(resumed)
+    assert list(resumed.known.items()) == list(uninterrupted.known.items())  # the same, in the same order
+    assert calls_resumed == calls[stopped_after:] and resumed.spent == uninterrupted.spent and not resumed.replay
 
 
 def test_refine_extends_the_measured_frontier():
