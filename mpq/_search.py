@@ -726,11 +726,10 @@ class _Measurer:
         evaluations are independent: all of them are submitted at once, and stored in order.
         Points measured already are asked for too, in their place: a resumed run replays them."""
         frontier, assignments = self.store.run_points(self.run_id)
-        proxy = frontier[~frontier["is_baseline"]].sort_values(self.objective)
-        order = [proxy.index[i] for i in spread(len(proxy))] + list(frontier.index[frontier["is_baseline"]])
+        by_point = frontier.set_index("point", drop=False)
         todo = []
-        for index in order:
-            row = frontier.loc[index]
+        for point in self._validation_order(frontier):
+            row = by_point.loc[point]
             rows = assignments[assignments["point"] == row["point"]]
             solution = solvers.Solution(
                 dict(rows[["layer", "candidate"]].values),
@@ -757,6 +756,20 @@ class _Measurer:
         finally:
             self._drop_ahead()
         self.progress("validate", self.search.spent - 1, self.search.spent - 1, "done")
+
+    def _validation_order(self, frontier: pd.DataFrame) -> list[int]:
+        """The points :meth:`validate_stored` asks for, in order: the frontier's in an order that
+        covers it evenly, then the baselines. Fixed the first time (the run table
+        ``validation_order``): a resumed run asks for the same points, not those refinement
+        added since."""
+        stored = self.store.run_tables(self.run_id).get("validation_order")
+        if stored is not None:
+            return [int(point) for point in stored["point"]]
+        proxy = frontier[~frontier["is_baseline"]].sort_values(self.objective)
+        order = [int(proxy["point"].iloc[i]) for i in spread(len(proxy))]
+        order += [int(point) for point in frontier.loc[frontier["is_baseline"], "point"]]
+        self.store.save_table(self.run_id, "validation_order", pd.DataFrame({"point": order}))
+        return order
 
     def validate_region(self, usable_drop: float) -> None:
         """Spend the frontier's evaluations where its configurations are usable: bisection over

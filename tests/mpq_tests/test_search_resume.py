@@ -71,7 +71,8 @@ def test_a_proxy_optimum_that_is_also_a_baseline_survives_an_interruption_as_its
     there must resume to the uninterrupted frontier (once these were two writes, and a kill
     between them lost the point for good: the configuration counted as measured)."""
     task = mpq.load_task("example:digits-cnn")
-    uninterrupted = mpq.search(task, settings=FAST, db=tmp_path / "reference.db")
+    db = tmp_path / "mpq.db"  # one store: the second run reuses the first one's probe
+    uninterrupted = mpq.search(task, settings=FAST, db=db)
     add_points = _storage.Store.add_points
 
     def killed_on_the_shared_write(store, run_id, points, measured=None):
@@ -79,16 +80,69 @@ def test_a_proxy_optimum_that_is_also_a_baseline_survives_an_interruption_as_its
             raise KeyboardInterrupt
         add_points(store, run_id, points, measured)
 
-    db = tmp_path / "mpq.db"
     monkeypatch.setattr(_storage.Store, "add_points", killed_on_the_shared_write)
     with pytest.raises(SearchInterrupted):
-        mpq.search(task, settings=FAST, db=db)
+        mpq.search(task, settings=FAST, db=db, fresh=True)
     monkeypatch.undo()
     resumed = mpq.search(task, settings=FAST, db=db)
-    assert resumed.id == 1 and resumed.status == "done"
+    assert resumed.id == 2 and resumed.status == "done"
     columns = ["point", "label", "is_baseline", "measured_metric", "dominated"]
     assert resumed.frontier[columns].equals(uninterrupted.frontier[columns])
     assert resumed.assignments.equals(uninterrupted.assignments)
+
+
+def _stopped_at_every_evaluation_then_resumed(tmp_path, stops, **options):
+    """Interrupt the same search at its ``stops``-th evaluations (the float model's is the first),
+    resume each, and compare with the uninterrupted run: the same frontier and configurations,
+    and (without ``max_drop``, whose check measures again before it finds the run) only the
+    evaluations the interrupted run had not made."""
+    task = mpq.load_task("example:digits-cnn")
+    evaluate, calls = task.evaluate, {"made": 0, "stop": None}
+
+    def counted(model):
+        calls["made"] += 1
+        if calls["made"] == calls["stop"]:
+            raise KeyboardInterrupt
+        return evaluate(model)
+
+    task.evaluate = counted
+    db = tmp_path / "mpq.db"  # one store: every run reuses the first one's probe
+    reference = mpq.search(task, settings=FAST, db=db, fresh=True, **options)
+    total = calls["made"]
+    columns = ["point", "label", "is_baseline", "predicted_loss", "measured_metric", "dominated"]
+    for stop in [s for s in stops if s <= total] if stops else range(2, total + 1):
+        runs_before = len(mpq.list_runs(db))
+        calls.update(made=0, stop=stop)
+        with pytest.raises((SearchInterrupted, KeyboardInterrupt)):  # the latter: before the run is stored
+            mpq.search(task, settings=FAST, db=db, fresh=True, **options)
+        calls.update(made=0, stop=None)
+        resumed = mpq.search(task, settings=FAST, db=db, **options)
+        assert resumed.status == "done" and resumed.id == runs_before + 1  # the interrupted run, finished
+        assert len(mpq.list_runs(db)) == runs_before + 1
+        assert resumed.frontier[columns].equals(reference.frontier[columns]), f"stopped at evaluation {stop}"
+        assert resumed.assignments.equals(reference.assignments), f"stopped at evaluation {stop}"
+        if "max_drop" not in options:
+            assert calls["made"] == total - stop + 1, f"stopped at evaluation {stop}"
+
+
+def test_a_run_stopped_in_any_phase_resumes_to_the_uninterrupted_frontier(tmp_path):
+    # evaluations 2-6: bisection and covering of the proxy frontier; 7-10: baselines; 11-12: refinement
+    _stopped_at_every_evaluation_then_resumed(tmp_path, [8, 12], max_points=4, refine=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_points": 8, "refine": 3},
+        {"objectives": ["latency_s", "weight_bytes"], "max_points": 4, "refine": 2},
+        {"max_drop": "2%", "refine": 2},
+        {"max_points": 4, "max_evals": 9},
+    ],
+    ids=["region", "two-objectives", "max-drop", "max-evals"],
+)
+def test_a_run_stopped_at_every_evaluation_resumes_to_the_uninterrupted_frontier(tmp_path, options):
+    _stopped_at_every_evaluation_then_resumed(tmp_path, None, **options)
 
 
 @pytest.mark.filterwarnings("ignore::mpq.exceptions.SensitivityWarning")  # 1 % is out of reach in 6 samples, on purpose

@@ -5,12 +5,12 @@ outside as a user's store shows it (the run row, the first probe checkpoint, the
 the first stored point, the first validation, the end). Each of ``KILLS`` victims is the same
 command on a new store, killed at a moment drawn (seeded) inside one stage, its length as the
 reference's scaled by the victim's own pace (the machine's load varies): every stage is hit at
-least once, the rest go to stages drawn by their length; a victim that finished before its kill
-(at most two) is not rerun, and a stage no kill landed in (shorter here than its paced estimate)
-is aimed at again, at its very start. The same command then runs again and
-must finish that run (no second run) with the reference frontier, point for point: labels,
-configurations, predicted losses, costs, measured metrics and measured dominance. The store
-passes SQLite's integrity check after every kill.
+least once, at its very start, the rest go to stages drawn by their length. A victim that
+finished before its kill (at most two) is not rerun; a stage no kill landed in (shorter here
+than its paced estimate) is aimed at again. The same command then runs again and must finish
+that run (no second run) with the reference frontier, point for point: labels, configurations,
+predicted losses, costs, measured metrics and measured dominance. The store passes SQLite's
+integrity check after every kill.
 """
 
 from __future__ import annotations
@@ -90,11 +90,14 @@ def _stage_starts(db: Path) -> list[float]:
 
 
 def _moments(starts: list[float]) -> list[tuple[int, float]]:
-    """(stage, fraction of it) for every kill: each stage once, then stages drawn by length."""
+    """(stage, fraction of it) for every kill: each stage once at its very start (just after the
+    write that began it, where a write belonging with it may still be pending; start-up anywhere
+    in its first 90 %), then stages drawn by length, anywhere in their first 90 %."""
     rng = random.Random(SEED)
     lengths = [starts[i + 1] - starts[i] for i in range(len(STAGES))]
-    stages = list(range(len(STAGES))) + rng.choices(range(len(STAGES)), weights=lengths, k=KILLS - len(STAGES))
-    return sorted((stage, rng.uniform(0.0, 0.9)) for stage in stages)
+    drawn = rng.choices(range(len(STAGES)), weights=lengths, k=KILLS - len(STAGES))
+    firsts = [(stage, 0.0 if stage else rng.uniform(0.0, 0.9)) for stage in range(len(STAGES))]
+    return sorted(firsts + [(stage, rng.uniform(0.0, 0.9)) for stage in drawn])
 
 
 def _kill_inside(victim: subprocess.Popen, db: Path, starts: list[float], stage: int, fraction: float) -> int:
