@@ -21,8 +21,11 @@ setup: $(BIN)/mpq
 demo: $(BIN)/mpq
 	$(BIN)/mpq search
 
+# -n 2: two pytest-xdist workers, one per core of the 2-core machines this project runs on (every
+# test keeps torch at one thread). --dist loadfile: a file's tests stay on one worker, so a
+# session fixture (the dashboard's store of six searches) is built once, not once per worker.
 test: $(BIN)/mpq
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The tests marked slow (deselected by default in pyproject.toml); pytest exits 5 when none is collected.
 test-slow: $(BIN)/mpq

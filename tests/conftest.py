@@ -77,6 +77,7 @@ def postgres_url():
     Skipped where no server is configured, except in CI, where a missing server is a failure.
     """
     import os
+    import time
     import uuid
 
     base = os.environ.get("MPQ_TEST_POSTGRES_URL")
@@ -93,8 +94,17 @@ def postgres_url():
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     yield url.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    # FORCE ends the test's own leftover connections, but not an autovacuum worker that has just
+    # started on the new database (only a superuser or pg_signal_backend may): wait it out.
+    for attempt in range(50):
+        try:
+            with psycopg.connect(admin, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

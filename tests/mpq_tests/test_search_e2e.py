@@ -40,7 +40,7 @@ def test_frontier_is_validated_and_stored(mcu_run, digits):
     # Device capacities are budgets: every point fits the board's SRAM and flash.
     device = hwmodels.load_device("stm32h743")
     assert (frontier.sram_bytes <= device.limits()["sram_bytes"]).all()
-    assert set(mcu_run.tables) == {"layers", "sensitivity", "costs", "omega", "proxy"}
+    assert set(mcu_run.tables) == {"layers", "sensitivity", "costs", "omega", "proxy", "validation_order"}
     # A point's stored assignment, applied for real, reproduces its measured metric.
     best = mcu_run.best()
     quantized = mpq.apply(digits.model, mcu_run.assignment(int(best.point)), calibration=digits.calibration)
