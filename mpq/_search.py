@@ -579,7 +579,7 @@ def _run_stages(
             float_metric = evaluate(task, task.model) if before is None else before
             store.update_run(run_id, float_metric=float_metric)
         ranges = (measured_before or {}).get("act_ranges")
-        measurer = _Measurer(task, store, run_id, om, plan, runner, progress, ranges)
+        measurer = _Measurer(task, store, run_id, om, plan, runner, progress, stored, ranges)
         if measured_before and "highest" in measured_before:
             measurer.add_measured(*measured_before["highest"], label=MEASURED_BEFORE_RUN)
         if by_region:
@@ -614,10 +614,13 @@ class _Measurer:
         plan: _Plan,
         runner: Runner,
         progress: Progress,
+        tables: Mapping[str, pd.DataFrame],
         ranges: Mapping[str, float] | None = None,
     ):
         self.task, self.store, self.run_id, self.om, self.plan, self.progress = task, store, run_id, om, plan, progress
         self.runner = runner
+        #: The run's tables stored before this process took it up (a resumed run's ``proxy``...).
+        self._tables = tables
         #: Configuration -> its evaluation, submitted ahead with the others of a batch.
         self._submitted: dict[tuple, Handle] = {}
         self.ranges = activation_ranges(task.model, task.calibration) if ranges is None else ranges
@@ -677,12 +680,14 @@ class _Measurer:
         self._add_point(label, solution, metric)
         self.remember(assignment, metric, solution.costs[self.objective])
 
-    def _add_point(self, label: str, solution: solvers.Solution, metric: float, stored: Sequence[int] = ()) -> None:
-        """Store a measured configuration as a new point, and its metric on the ``stored`` points
-        of the same configuration, in one transaction: a process killed between the two would
-        resume with the configuration known and never add the point."""
+    def _add_point(
+        self, label: str, solution: solvers.Solution, metric: float, on_stored: Mapping[int, float] | None = None
+    ) -> None:
+        """Store a measured configuration as a new point, and its metric on the stored points of
+        the same configuration (``on_stored``), in one transaction: a process killed between the
+        two would resume with the configuration known and never add the point."""
         rows = _point_rows([(label, False, solution)], first=self._next_point, measured=[metric])
-        self.store.add_points(self.run_id, rows, measured={point: metric for point in stored})
+        self.store.add_points(self.run_id, rows, measured=on_stored)
         self._next_point += 1
 
     def _measure_new(self, solution: solvers.Solution) -> float:
@@ -695,10 +700,11 @@ class _Measurer:
         handle = self._submitted.pop(key, None) or self._submit(solution, point)
         handle.label = f"point {point}"  # submitted ahead, it had no number yet
         value = float(handle.result())
+        on_stored = {stored_point: value for stored_point, _ in stored}
         if not stored or key in self._proxy_keys:
-            self._add_point(label, solution, value, stored=[point for point, _ in stored])
+            self._add_point(label, solution, value, on_stored)
         else:
-            self.store.set_measured(self.run_id, {point: value for point, _ in stored})
+            self.store.set_measured(self.run_id, on_stored)
         return value
 
     def _submit(self, solution: solvers.Solution, point: int | None) -> Handle:
@@ -726,18 +732,18 @@ class _Measurer:
         evaluations are independent: all of them are submitted at once, and stored in order.
         Points measured already are asked for too, in their place: a resumed run replays them."""
         frontier, assignments = self.store.run_points(self.run_id)
-        by_point = frontier.set_index("point", drop=False)
+        by_point = frontier.set_index("point")
         todo = []
         for point in self._validation_order(frontier):
             row = by_point.loc[point]
-            rows = assignments[assignments["point"] == row["point"]]
+            rows = assignments[assignments["point"] == point]
             solution = solvers.Solution(
                 dict(rows[["layer", "candidate"]].values),
                 float(row["predicted_loss"]),
                 {self.objective: float(row[self.objective])},
                 bool(row["optimal"]),
             )
-            todo.append((int(row["point"]), solution, pd.isna(row["measured_metric"])))
+            todo.append((point, solution, pd.isna(row["measured_metric"])))
         known, replay = self.search.known, self.search.replay
         keys = [configuration_key(solution.assignment) for _, solution, _ in todo]
         next_keys = list(dict.fromkeys(key for key in keys if key not in known))
@@ -762,7 +768,7 @@ class _Measurer:
         covers it evenly, then the baselines. Fixed the first time (the run table
         ``validation_order``): a resumed run asks for the same points, not those refinement
         added since."""
-        stored = self.store.run_tables(self.run_id).get("validation_order")
+        stored = self._tables.get("validation_order")
         if stored is not None:
             return [int(point) for point in stored["point"]]
         proxy = frontier[~frontier["is_baseline"]].sort_values(self.objective)
@@ -809,7 +815,7 @@ class _Measurer:
         return self._proxy_points
 
     def _load_or_solve_proxy(self) -> list[solvers.Solution]:
-        stored = self.store.run_tables(self.run_id).get("proxy")
+        stored = self._tables.get("proxy")
         if stored is not None:
             costs = [
                 c for c in stored.columns if c not in ("proxy_point", "layer", "candidate", "predicted_loss", "optimal")

@@ -478,7 +478,8 @@ class Store(BaseStore):
         self._writing("add_points")
         with self._session() as session:
             self._get_run(session, run_id)
-            self._set_measured(session, run_id, measured or {}, "add_points")
+            if measured:
+                self._set_measured(session, run_id, measured, "add_points")
             self._insert_points(session, run_id, points)
 
     @staticmethod

@@ -110,7 +110,9 @@ def _stopped_at_every_evaluation_then_resumed(tmp_path, stops, **options):
     reference = mpq.search(task, settings=FAST, db=db, fresh=True, **options)
     total = calls["made"]
     columns = ["point", "label", "is_baseline", "predicted_loss", "measured_metric", "dominated"]
-    for stop in [s for s in stops if s <= total] if stops else range(2, total + 1):
+    stops = stops or range(2, total + 1)
+    assert max(stops) <= total, f"the search made {total} evaluations: stops {stops} would not all stop it"
+    for stop in stops:
         runs_before = len(mpq.list_runs(db))
         calls.update(made=0, stop=stop)
         with pytest.raises((SearchInterrupted, KeyboardInterrupt)):  # the latter: before the run is stored
@@ -126,7 +128,7 @@ def _stopped_at_every_evaluation_then_resumed(tmp_path, stops, **options):
 
 
 def test_a_run_stopped_in_any_phase_resumes_to_the_uninterrupted_frontier(tmp_path):
-    # evaluations 2-6: bisection and covering of the proxy frontier; 7-10: baselines; 11-12: refinement
+    # evaluations 2-7: bisection and covering of the proxy frontier; 8-10: baselines; 11-12: refinement
     _stopped_at_every_evaluation_then_resumed(tmp_path, [8, 12], max_points=4, refine=2)
 
 
