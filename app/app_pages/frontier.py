@@ -114,7 +114,7 @@ def model_file_column(column, fmt: str) -> None:
         with st.spinner(f"Exporting point {point} to {fmt}..."):
             try:
                 built[key] = exports.model_file(run, point, fmt)
-            except mpq.exceptions.InvalidParameterError as exc:  # e.g. float formats in QONNX
+            except mpq.exceptions.MpqError as exc:  # float formats in QONNX, a model spec moved since the search
                 built[key] = str(exc)
     if isinstance(built.get(key), str):
         column.caption(f"{fmt}: {built[key]}")
