@@ -37,6 +37,7 @@ def export_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, str | byte
         InvalidParameterError: no such point, or a format that cannot express the point (``hawq``
             for non-INT weights, ``compressed-tensors`` for a quantized conv layer, ``qonnx`` for
             float formats...), a model that cannot be rebuilt, or the export extra missing.
+        TaskSpecError: a model file's stored ``--model`` spec no longer loads (its script moved).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mpq.exceptions.DominatedPointWarning)  # the page marks beaten points itself

@@ -194,7 +194,7 @@ def frontier(
     With `backend="auto"` and no summed budget besides the objective columns, the
     two-objective frontier comes from a frontier merge and the exact knapsack DP (see
     `solvers.solve`), one knapsack (its hull sorted once) for every budget: the 200 default
-    points of a 560-layer LLM in under a second, of an 18,432-layer MoE in 3 to 7. Should
+    points of a 560-layer LLM in under a second, of an 18,432-layer MoE in 3 to 7 seconds. Should
     a budget's DP outgrow its cap of 200,000 partial sums (not seen on realistic tables),
     its point is the best allocation found, with `optimal=False` and its proven `gap`.
     Otherwise the frontier comes from ILPs (epsilon-constraint: each point costs two solves,

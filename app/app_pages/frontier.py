@@ -92,6 +92,19 @@ st.caption("More per layer (kind, size, formats, sensitivity, every cost): Show/
 st.subheader("Export")
 
 
+def download(column, fmt: str, name: str, mime: str, data: str | bytes) -> None:
+    """The download button of one export format, the same for a document and a model file."""
+    column.download_button(
+        f"Download {fmt}",
+        data,
+        file_name=name,
+        mime=mime,
+        key=f"export_{fmt}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
+
+
 def model_file_column(column, fmt: str) -> None:
     """A model file (ONNX, QONNX): the model is rebuilt (seconds), so it is built when asked and
     kept per point; then its download, mpq's notes on it, or mpq's refusal."""
@@ -101,21 +114,13 @@ def model_file_column(column, fmt: str) -> None:
         with st.spinner(f"Exporting point {point} to {fmt}..."):
             try:
                 built[key] = exports.model_file(run, point, fmt)
-            except mpq.exceptions.InvalidParameterError as exc:  # e.g. float formats in QONNX
+            except mpq.exceptions.MpqError as exc:  # float formats in QONNX, a model spec moved since the search
                 built[key] = str(exc)
     if isinstance(built.get(key), str):
         column.caption(f"{fmt}: {built[key]}")
     elif key in built:
         name, mime, data, notes = built[key]
-        column.download_button(
-            f"Download {fmt}",
-            data,
-            file_name=name,
-            mime=mime,
-            key=f"export_{fmt}",
-            on_click="ignore",
-            icon=":material/download:",
-        )
+        download(column, fmt, name, mime, data)
         for note in notes:
             column.caption(f"{fmt}: {note}")
 
@@ -130,14 +135,6 @@ for column, fmt in zip(st.columns(len(exports.EXPORT_FORMATS)), exports.EXPORT_F
     except mpq.exceptions.InvalidParameterError as exc:  # e.g. hawq for float weights: mpq's own reason
         column.caption(f"{fmt}: {exc}")
         continue
-    column.download_button(
-        f"Download {fmt}",
-        contents[fmt],
-        file_name=name,
-        mime=mime,
-        key=f"export_{fmt}",
-        on_click="ignore",
-        icon=":material/download:",
-    )
+    download(column, fmt, name, mime, contents[fmt])
 with st.expander("The point as JSON"):
     st.code(contents["json"], language="json")

@@ -406,3 +406,22 @@ def test_model_files_are_built_on_request_then_downloaded(store, open_app, serve
     other = int(run.frontier.point.iloc[-1])
     at.selectbox(key=f"point_{run.id}").set_value(other).run()  # another point: built anew on request
     assert "Download onnx" not in [b.label for b in at.get("download_button")]
+
+
+def test_a_model_that_cannot_be_rebuilt_is_one_line_not_a_traceback(store, open_app, monkeypatch):
+    """Build rebuilds the model from the run's spec: a script moved since the search is mpq's one
+    line (TaskSpecError, not only InvalidParameterError), under the button."""
+    exported = mpq.Run.export
+    reason = "--model 'gone.py:build': file 'gone.py' does not exist; check the path."
+
+    def export(run, point, to="json", out=None):
+        if to in ("onnx", "qonnx"):
+            raise mpq.exceptions.TaskSpecError(reason)
+        return exported(run, point, to)
+
+    monkeypatch.setattr(mpq.Run, "export", export)
+    run = store.runs["fpga"]
+    at = open_app(store.db, "app_pages/frontier.py", run.id)
+    at.button(key="build_onnx").click().run()
+    assert not at.exception
+    assert f"onnx: {reason}" in _texts(at.caption)
