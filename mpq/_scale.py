@@ -241,8 +241,10 @@ class Runner:
             return None
         try:
             return self.executor.submit(_call_on_worker, function, self.ref, args)
-        except BrokenExecutor as exc:
-            raise _Lost(f"{type(exc).__name__}: {exc}") from None
+        except BrokenExecutor as exc:  # refused at submit: lost like a call whose worker died, when its result is asked
+            future = Future()
+            future.set_exception(exc)
+            return future
 
     def outcome(self, future: Future) -> Any:
         try:

@@ -111,6 +111,25 @@ def test_an_evaluation_whose_worker_died_runs_again_and_the_run_is_the_serial_on
     assert executor.failed == 1
 
 
+class Refusing(Failing):
+    """Failing, whose failures are raised by ``submit`` itself: a broken concurrent.futures pool
+    refuses new calls so."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = super().submit(fn, *args, **kwargs)
+        if future.exception() is not None:
+            raise future.exception()
+        return future
+
+
+def test_an_evaluation_a_broken_executor_refused_runs_again_and_the_run_is_the_serial_one(serial, tmp_path):
+    # The refusal escaped from submit as mpq's internal _Lost, a traceback, not retried.
+    db = tmp_path / "mpq.db"
+    executor = Refusing(LOST, times=1)
+    assert_same(stored(mpq.search(mpq.load_task(TINY), db=db, executor=executor, **SEARCH), db), serial)
+    assert executor.failed == 1
+
+
 def test_a_worker_that_dies_twice_fails_the_run_naming_the_point(tmp_path):
     executor = Failing(LOST)
     with pytest.raises(WorkerError, match=r"^point \d+: its worker died twice \(BrokenExecutor: .*; then .*\); check"):
