@@ -48,7 +48,7 @@ _DEVICE_NAME = "a device name such as 'cpu', 'cuda' or 'cuda:1'"
 def check_device(func: str, device: object) -> torch.device | None:
     """``device`` as a torch device (None stays None: the model's own); one that does not exist
     here, such as ``cuda`` without a GPU, is refused before anything runs."""
-    check_param(func, "device", device, InstanceOf((str, torch.device), "a device name such as 'cpu' or 'cuda'", True))
+    check_param(func, "device", device, InstanceOf((str, torch.device), _DEVICE_NAME, True))
     if device is None:
         return None
     try:
@@ -140,6 +140,10 @@ def _rebuild(ref: TaskRef) -> tuple[Task, dict]:
     from mpq._task_spec import load_task
 
     where = f"worker {socket.gethostname()}:{os.getpid()}"
+    try:  # before the task is built: a worker without the search's GPU is refused at once
+        device = check_device("search", ref.device)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"{where}: {exc}") from None
     try:
         task = load_task(ref.spec)
     except MpqError as exc:
@@ -155,10 +159,6 @@ def _rebuild(ref: TaskRef) -> tuple[Task, dict]:
                 f"--model {ref.spec!r}: {where} rebuilt it with {what} {current[:12]}, but the searched task's "
                 f"hashes {expected[:12]}; give every worker the same file, weights, data and mpq version."
             )
-    try:
-        device = check_device("search", ref.device)
-    except InvalidParameterError as exc:
-        raise InvalidParameterError(f"{where}: {exc}") from None
     _WORKER.clear()  # one task per worker process: a new search's task replaces the last one
     _WORKER[ref] = (on_device(task, device), {})
     return _WORKER[ref]

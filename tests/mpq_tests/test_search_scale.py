@@ -301,3 +301,12 @@ def test_a_worker_without_the_searchs_gpu_says_so():
         InvalidParameterError, match=r"^worker .*: device 'cuda:0': torch .* sees no GPU on this machine"
     ):
         _scale.worker_task(_scale.TaskRef(ref.spec, ref.model_hash, ref.data_hash, "cuda:0"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a worker without a GPU is the case")
+def test_a_worker_without_the_searchs_gpu_refuses_before_building_the_task(monkeypatch):
+    built = []
+    monkeypatch.setattr("mpq._task_spec.load_task", built.append)  # building a real task can take minutes
+    with pytest.raises(InvalidParameterError, match="sees no GPU on this machine"):
+        _scale.worker_task(_scale.TaskRef(TINY, "model", "data", "cuda:0"))
+    assert built == []
