@@ -41,6 +41,9 @@ EXECUTOR = InstanceOf(
 #: (distributed is not imported unless the user runs on it).
 _DASK_LOST = ("KilledWorker", "CommClosedError", "FutureCancelledError")
 
+#: A :class:`ProcessPool`'s (and ``--workers``') number of processes.
+WORKERS = Interval(int, 1, None)
+
 #: What ``device`` takes, as a refusal names it.
 _DEVICE_NAME = "a device name such as 'cpu', 'cuda' or 'cuda:1'"
 
@@ -298,7 +301,7 @@ class ProcessPool(Executor):
     """
 
     def __init__(self, workers: int):
-        check_param("ProcessPool", "workers", workers, Interval(int, 1, None))
+        check_param("ProcessPool", "workers", workers, WORKERS)
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()

@@ -251,6 +251,15 @@ def test_cli_bad_executor_or_device_is_one_line_exit_2_nothing_stored(tmp_path, 
     assert not db.exists()
 
 
+def test_cli_bad_workers_are_refused_before_the_task_is_built(tmp_path, capsys, monkeypatch):
+    built = []
+    monkeypatch.setattr(mpq, "load_task", built.append)  # the default task trains on its first run
+    for flags in (("--workers", "0"), ("--workers", "2", "--dask", "tcp://127.0.0.1:9")):
+        code, err = run_cli(capsys, "search", "--db", str(tmp_path / "mpq.db"), *flags)
+        assert code == 2 and "workers" in err, err
+    assert built == []
+
+
 @pytest.mark.slow  # two worker processes start; the fast twins: the API tests above
 def test_cli_workers(tmp_path, capsys):
     main(["search", "--model", TINY, "--db", str(tmp_path / "mpq.db"), "--max-points", "4", "--workers", "2"])
