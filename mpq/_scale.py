@@ -41,6 +41,9 @@ EXECUTOR = InstanceOf(
 #: (distributed is not imported unless the user runs on it).
 _DASK_LOST = ("KilledWorker", "CommClosedError", "FutureCancelledError")
 
+#: A :class:`ProcessPool`'s (and ``--workers``') number of processes.
+WORKERS = Interval(int, 1, None)
+
 #: What ``device`` takes, as a refusal names it.
 _DEVICE_NAME = "a device name such as 'cpu', 'cuda' or 'cuda:1'"
 
@@ -48,7 +51,7 @@ _DEVICE_NAME = "a device name such as 'cpu', 'cuda' or 'cuda:1'"
 def check_device(func: str, device: object) -> torch.device | None:
     """``device`` as a torch device (None stays None: the model's own); one that does not exist
     here, such as ``cuda`` without a GPU, is refused before anything runs."""
-    check_param(func, "device", device, InstanceOf((str, torch.device), "a device name such as 'cpu' or 'cuda'", True))
+    check_param(func, "device", device, InstanceOf((str, torch.device), _DEVICE_NAME, True))
     if device is None:
         return None
     try:
@@ -140,6 +143,10 @@ def _rebuild(ref: TaskRef) -> tuple[Task, dict]:
     from mpq._task_spec import load_task
 
     where = f"worker {socket.gethostname()}:{os.getpid()}"
+    try:  # before the task is built: a worker without the search's GPU is refused at once
+        device = check_device("search", ref.device)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"{where}: {exc}") from None
     try:
         task = load_task(ref.spec)
     except MpqError as exc:
@@ -155,10 +162,6 @@ def _rebuild(ref: TaskRef) -> tuple[Task, dict]:
                 f"--model {ref.spec!r}: {where} rebuilt it with {what} {current[:12]}, but the searched task's "
                 f"hashes {expected[:12]}; give every worker the same file, weights, data and mpq version."
             )
-    try:
-        device = check_device("search", ref.device)
-    except InvalidParameterError as exc:
-        raise InvalidParameterError(f"{where}: {exc}") from None
     _WORKER.clear()  # one task per worker process: a new search's task replaces the last one
     _WORKER[ref] = (on_device(task, device), {})
     return _WORKER[ref]
@@ -241,8 +244,10 @@ class Runner:
             return None
         try:
             return self.executor.submit(_call_on_worker, function, self.ref, args)
-        except BrokenExecutor as exc:
-            raise _Lost(f"{type(exc).__name__}: {exc}") from None
+        except BrokenExecutor as exc:  # refused at submit: lost like a call whose worker died, when its result is asked
+            future = Future()
+            future.set_exception(exc)
+            return future
 
     def outcome(self, future: Future) -> Any:
         try:
@@ -296,7 +301,7 @@ class ProcessPool(Executor):
     """
 
     def __init__(self, workers: int):
-        check_param("ProcessPool", "workers", workers, Interval(int, 1, None))
+        check_param("ProcessPool", "workers", workers, WORKERS)
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()

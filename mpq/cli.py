@@ -113,14 +113,14 @@ def _parse_budgets(values: list[str]) -> dict[str, float]:
 @contextmanager
 def _executor(workers: int | None, dask: str | None) -> Iterator[object]:
     """The executor of --workers or --dask (None without either), stopped after the search."""
-    from mpq._scale import ProcessPool, close_executor, dask_executor
-    from mpq._validation import Interval, check_param
+    from mpq._scale import WORKERS, ProcessPool, close_executor, dask_executor
+    from mpq._validation import check_param
     from mpq.exceptions import InvalidParameterError
 
     if workers is not None and dask is not None:
         raise InvalidParameterError("--workers and --dask: give one of the two (local processes, or a Dask cluster).")
     if workers is not None:
-        check_param("search", "workers", workers, Interval(int, 1, None))
+        check_param("search", "workers", workers, WORKERS)
         executor = ProcessPool(workers)
     elif dask is not None:
         logging.getLogger("distributed").setLevel(logging.ERROR)  # mpq's output holds only mpq's lines
@@ -236,29 +236,30 @@ def search(
     )
     if model is None and resume is not None:
         model = mpq.open_run(db, resume).record["model_spec"]
-    task = mpq.load_task(model or "example:digits-cnn")
-    with _executor(workers, dask) as executor, StageProgress(stderr) as progress:
-        run = mpq.search(
-            task,
-            target=target,
-            objectives=objective,
-            budgets=budgets,
-            candidates=candidates.split(",") if candidates else None,
-            settings=settings,
-            batch_size=batch_size,
-            measured=measured,
-            max_points=max_points,
-            validate=validate,
-            max_drop=_parse_drop(max_drop),
-            max_evals=max_evals,
-            refine=refine,
-            device=device,
-            executor=executor,
-            db=db,
-            resume=resume,
-            fresh=fresh,
-            progress=progress,
-        )
+    with _executor(workers, dask) as executor:  # a bad --workers or --dask is refused before the task is built
+        task = mpq.load_task(model or "example:digits-cnn")
+        with StageProgress(stderr) as progress:
+            run = mpq.search(
+                task,
+                target=target,
+                objectives=objective,
+                budgets=budgets,
+                candidates=candidates.split(",") if candidates else None,
+                settings=settings,
+                batch_size=batch_size,
+                measured=measured,
+                max_points=max_points,
+                validate=validate,
+                max_drop=_parse_drop(max_drop),
+                max_evals=max_evals,
+                refine=refine,
+                device=device,
+                executor=executor,
+                db=db,
+                resume=resume,
+                fresh=fresh,
+                progress=progress,
+            )
     if json:
         stdout.print_json(dumps(run_json(run)))
     else:

@@ -111,6 +111,25 @@ def test_an_evaluation_whose_worker_died_runs_again_and_the_run_is_the_serial_on
     assert executor.failed == 1
 
 
+class Refusing(Failing):
+    """Failing, whose failures are raised by ``submit`` itself: a broken concurrent.futures pool
+    refuses new calls so."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = super().submit(fn, *args, **kwargs)
+        if future.exception() is not None:
+            raise future.exception()
+        return future
+
+
+def test_an_evaluation_a_broken_executor_refused_runs_again_and_the_run_is_the_serial_one(serial, tmp_path):
+    # The refusal escaped from submit as mpq's internal _Lost, a traceback, not retried.
+    db = tmp_path / "mpq.db"
+    executor = Refusing(LOST, times=1)
+    assert_same(stored(mpq.search(mpq.load_task(TINY), db=db, executor=executor, **SEARCH), db), serial)
+    assert executor.failed == 1
+
+
 def test_a_worker_that_dies_twice_fails_the_run_naming_the_point(tmp_path):
     executor = Failing(LOST)
     with pytest.raises(WorkerError, match=r"^point \d+: its worker died twice \(BrokenExecutor: .*; then .*\); check"):
@@ -232,6 +251,15 @@ def test_cli_bad_executor_or_device_is_one_line_exit_2_nothing_stored(tmp_path, 
     assert not db.exists()
 
 
+def test_cli_bad_workers_are_refused_before_the_task_is_built(tmp_path, capsys, monkeypatch):
+    built = []
+    monkeypatch.setattr(mpq, "load_task", built.append)  # the default task trains on its first run
+    for flags in (("--workers", "0"), ("--workers", "2", "--dask", "tcp://127.0.0.1:9")):
+        code, err = run_cli(capsys, "search", "--db", str(tmp_path / "mpq.db"), *flags)
+        assert code == 2 and "workers" in err, err
+    assert built == []
+
+
 @pytest.mark.slow  # two worker processes start; the fast twins: the API tests above
 def test_cli_workers(tmp_path, capsys):
     main(["search", "--model", TINY, "--db", str(tmp_path / "mpq.db"), "--max-points", "4", "--workers", "2"])
@@ -282,3 +310,12 @@ def test_a_worker_without_the_searchs_gpu_says_so():
         InvalidParameterError, match=r"^worker .*: device 'cuda:0': torch .* sees no GPU on this machine"
     ):
         _scale.worker_task(_scale.TaskRef(ref.spec, ref.model_hash, ref.data_hash, "cuda:0"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a worker without a GPU is the case")
+def test_a_worker_without_the_searchs_gpu_refuses_before_building_the_task(monkeypatch):
+    built = []
+    monkeypatch.setattr("mpq._task_spec.load_task", built.append)  # building a real task can take minutes
+    with pytest.raises(InvalidParameterError, match="sees no GPU on this machine"):
+        _scale.worker_task(_scale.TaskRef(TINY, "model", "data", "cuda:0"))
+    assert built == []
