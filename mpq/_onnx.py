@@ -21,7 +21,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from mpq._formats import Candidate, NumberFormat, get_candidate
 from mpq._formats.base import block_amax
 from mpq._layers import layer_kind
 from mpq._probes.checkpoint import data_hash, model_hash
-from mpq._task import Task
+from mpq._task import Task, map_leaves
 from mpq._task_spec import load_task
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError
@@ -214,23 +214,14 @@ def _example_inputs(task: Task) -> tuple[tuple, dict]:
     return (tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)), {}
 
 
-def _map_leaves(fn: Callable[[Any], Any], inputs: Any) -> Any:
-    """``inputs`` (a tensor, or dicts, tuples and lists of them) with each leaf replaced by ``fn(leaf)``."""
-    if isinstance(inputs, dict):
-        return {k: _map_leaves(fn, v) for k, v in inputs.items()}
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(_map_leaves(fn, v) for v in inputs)
-    return fn(inputs)
-
-
 def _dynamic(inputs: Any) -> Any:
     """Every dimension free where the model allows it (batch, sequence length...)."""
     auto = torch.export.Dim.AUTO
-    return _map_leaves(lambda v: dict.fromkeys(range(v.dim()), auto) if isinstance(v, torch.Tensor) else None, inputs)
+    return map_leaves(lambda v: dict.fromkeys(range(v.dim()), auto) if isinstance(v, torch.Tensor) else None, inputs)
 
 
 def _first_sample(inputs: Any) -> Any:
-    return _map_leaves(lambda v: v[:1] if isinstance(v, torch.Tensor) else v, inputs)
+    return map_leaves(lambda v: v[:1] if isinstance(v, torch.Tensor) else v, inputs)
 
 
 @contextlib.contextmanager

@@ -64,15 +64,18 @@ def hooked(handles: Iterable[RemovableHandle]) -> Iterator[None]:
             handle.remove()
 
 
+def map_leaves(fn: Callable[[Any], Any], obj: Any) -> Any:
+    """``obj`` (a tensor, or dicts, lists and tuples of them) with each leaf replaced by ``fn(leaf)``."""
+    if isinstance(obj, Mapping):
+        return {key: map_leaves(fn, value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(map_leaves(fn, value) for value in obj)
+    return fn(obj)
+
+
 def to_device(obj: Any, device: torch.device) -> Any:
     """``obj`` with every tensor in it (nested in dicts, lists and tuples) on ``device``."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, Mapping):
-        return {key: to_device(value, device) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(value, device) for value in obj)
-    return obj
+    return map_leaves(lambda leaf: leaf.to(device) if isinstance(leaf, torch.Tensor) else leaf, obj)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
