@@ -104,16 +104,9 @@ class Failing(Executor):
 LOST = _scale.BrokenExecutor("A process in the process pool was terminated abruptly")
 
 
-def test_an_evaluation_whose_worker_died_runs_again_and_the_run_is_the_serial_one(serial, tmp_path):
-    db = tmp_path / "mpq.db"
-    executor = Failing(LOST, times=1)
-    assert_same(stored(mpq.search(mpq.load_task(TINY), db=db, executor=executor, **SEARCH), db), serial)
-    assert executor.failed == 1
-
-
 class Refusing(Failing):
     """Failing, whose failures are raised by ``submit`` itself: a broken concurrent.futures pool
-    refuses new calls so."""
+    refuses new calls so (that refusal once escaped as mpq's internal _Lost, a traceback, not retried)."""
 
     def submit(self, fn, /, *args, **kwargs):
         future = super().submit(fn, *args, **kwargs)
@@ -122,10 +115,10 @@ class Refusing(Failing):
         return future
 
 
-def test_an_evaluation_a_broken_executor_refused_runs_again_and_the_run_is_the_serial_one(serial, tmp_path):
-    # The refusal escaped from submit as mpq's internal _Lost, a traceback, not retried.
+@pytest.mark.parametrize("executor_type", [Failing, Refusing], ids=["died-running", "refused-at-submit"])
+def test_an_evaluation_whose_worker_died_runs_again_and_the_run_is_the_serial_one(serial, tmp_path, executor_type):
     db = tmp_path / "mpq.db"
-    executor = Refusing(LOST, times=1)
+    executor = executor_type(LOST, times=1)
     assert_same(stored(mpq.search(mpq.load_task(TINY), db=db, executor=executor, **SEARCH), db), serial)
     assert executor.failed == 1
 
