@@ -15,7 +15,8 @@ import torch
 
 from mpq._formats import get_candidate
 from mpq._measure.api import _resize_batch
-from mpq._onnx import MISSING_EXTRA, _first_sample, _map_leaves, check_formats, model_proto, rebuilt_task
+from mpq._onnx import MISSING_EXTRA, _first_sample, check_formats, model_proto, rebuilt_task
+from mpq._task import map_leaves
 from mpq._validation import Interval, check_param
 from mpq.exceptions import InvalidParameterError
 
@@ -68,7 +69,7 @@ def onnxruntime_latency(
     model = model_proto(task, plan, "onnx").SerializeToString()
     # One calibration sample repeated to the batch size (the export leaves the batch dimension free).
     first = _first_sample(task.calibration[0][0])
-    sample = _map_leaves(lambda v: _resize_batch(v, 1, batch_size) if isinstance(v, torch.Tensor) else v, first)
+    sample = map_leaves(lambda v: _resize_batch(v, 1, batch_size) if isinstance(v, torch.Tensor) else v, first)
 
     session = ort.InferenceSession(model, _options(ort), providers=["CPUExecutionProvider"])
     feed = _session_inputs(session, sample)
