@@ -5,6 +5,7 @@ A device file (``data/devices/<name>.toml``; the name is the file stem) holds::
     kind = "gpu"                       # gpu | fpga | mcu | cpu: picks the cost model
     description = "NVIDIA H100 SXM5"   # one line for listings
     candidates = ["w8a8", "w4a16"]     # candidate names the device runs
+    activation_grid = "symmetric"      # asymmetric | unsigned | symmetric: what its kernels take
     ...                                # the numbers the kind's cost model reads (its spec)
     [energy]                           # optional overrides of the Horowitz defaults
 
@@ -45,6 +46,12 @@ class Device:
         kind: ``"gpu"``, ``"fpga"``, ``"mcu"`` or ``"cpu"``; selects the cost model.
         description: One line for listings.
         candidates: Candidate names the device runs, in file order.
+        activation_grid: The integer grid its kernels take for a layer's input:
+            ``asymmetric`` (a zero point; unsigned when the input is never negative),
+            ``unsigned`` (unsigned when never negative, else symmetric) or ``symmetric`` (zero
+            point 0). Absent from the file: ``symmetric``, which every integer kernel runs.
+            The zero point costs nothing at run time: ``sum w (q - z) = sum w q - z sum w``, and
+            the second term is a per-channel constant folded into the int32 bias.
         spec: The kind's spec record (``RooflineSpec``, ``FpgaSpec`` or ``McuSpec``) with the
             datasheet numbers the cost model reads.
         energy: Per-operation and per-byte energies (Horowitz defaults plus file overrides).
@@ -55,6 +62,7 @@ class Device:
     kind: str
     description: str
     candidates: tuple[str, ...]
+    activation_grid: str
     spec: Any
     energy: EnergyTable
     path: Path
@@ -67,6 +75,10 @@ class Device:
             ``{"flash_bytes": ..., "sram_bytes": ...}`` on an MCU; empty for GPU and CPU.
         """
         return self.spec.limits()
+
+
+#: The integer grids a device's kernels may take for inputs (``Device.activation_grid``).
+ACTIVATION_GRIDS = ("asymmetric", "unsigned", "symmetric")
 
 
 def device_dir() -> Path:
@@ -146,6 +158,7 @@ def _read(path: Path) -> Device:
         kind=kind,
         description=reader.string("description"),
         candidates=reader.string_list("candidates"),
+        activation_grid=reader.choice("activation_grid", ACTIVATION_GRIDS, "symmetric"),
         spec=model.spec.read(reader),
         energy=read_energy(reader.table("energy", required=False)),
         path=path,

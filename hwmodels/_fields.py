@@ -94,6 +94,17 @@ class FieldReader:
             raise self.error(key, f"must be a non-empty string, got {value!r}")
         return value
 
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        """Read an optional string that must be one of ``choices`` (``default`` when absent)."""
+        value = self._get(key, False, f"one of {', '.join(choices)}")
+        if value is None:
+            return default
+        if value not in choices:
+            raise self.error(
+                key, f"must be one of {', '.join(choices)}, got {value!r}", f"use {choices_hint(value, choices)}."
+            )
+        return value
+
     def string_list(self, key: str) -> tuple[str, ...]:
         """Read a required non-empty list of distinct non-empty strings."""
         value = self._get(key, True, "a list of names")

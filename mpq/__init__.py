@@ -27,7 +27,10 @@ _LAZY = {
     "get_candidate": "mpq._formats",
     "candidate_table": "mpq._formats",
     "activation_ranges": "mpq._apply",
+    "calibrate": "mpq._apply",
     "apply": "mpq._apply",
+    "QuantizerSettings": "mpq._quantizer",
+    "Calibration": "mpq._quantizer",
     # probes
     "ProbeSettings": "mpq._probes",
     "ProbeCheckpoint": "mpq._probes",

@@ -11,8 +11,11 @@ eigenvectors, so ``dW^T H_W dW ~ tr(H_W) / n_W * ||dW||^2``, which gives::
 ``trace_w`` and ``trace_a`` are a probe's traces (``hessian_w``/``hessian_a``, or the Fisher
 pair, which estimates the same curvature), ``n_w`` the weight's elements, ``n_a`` the input's
 elements per sample, ``weight_sq_err = ||Q(W) - W||^2`` and ``act_sq_err = E_n ||Q(A_n) - A_n||^2``
-per calibration sample (inputs quantized as :func:`mpq.apply` does, with ranges calibrated on the
-same batches). INT, FP and block formats therefore land on one scale: the loss's.
+per calibration sample, both by the calibrated quantizer :func:`mpq.apply` uses (:mod:`mpq._quantizer`:
+clipped weights, unsigned or zero-pointed inputs, ranges calibrated on the same batches). INT,
+FP and block formats therefore land on one scale: the loss's. Bias correction removes the mean
+of the output error that ``dW`` causes; the trace model keeps ``||dW||^2`` whole (the mean is a
+small part of it once weights are clipped by error).
 
 The factor 1/2 is the Taylor coefficient: with it, omega predicts the measured increase itself
 (DESIGN.md writes the formula without it; the factor changes no ranking and no solution). The
@@ -33,12 +36,13 @@ from collections.abc import Iterable
 import pandas as pd
 import torch
 
-from mpq._apply import activation_ranges
-from mpq._formats import Candidate, NumberFormat, get_candidate
+from mpq._apply import calibrate
+from mpq._formats import Candidate, get_candidate
 from mpq._layers import LAYER_TABLE, layers
 from mpq._probes.settings import check_task
+from mpq._quantizer import Calibration
 from mpq._task import Task, batch_size, hooked, run_model
-from mpq._validation import OneOf, check_param
+from mpq._validation import InstanceOf, OneOf, check_param
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError, SensitivityWarning
 
@@ -64,6 +68,7 @@ def omega(
     probe: str = "hessian",
     *,
     layer_table: pd.DataFrame | None = None,
+    quantizer: Calibration | None = None,
 ) -> pd.DataFrame:
     """Predict the loss increase of quantizing each layer alone to each candidate.
 
@@ -81,6 +86,8 @@ def omega(
             misjudges it; ``omega_w``/``omega_a`` keep the quadratic terms.
         layer_table: The model's layer table (:func:`mpq.layers`), when the caller has it
             already; default: traced here.
+        quantizer: The calibrated quantizer (:func:`mpq.calibrate`) whose errors enter omega;
+            default: calibrated on ``task.calibration`` with ``QuantizerSettings()``.
 
     Returns:
         One row per (layer, candidate), layers in the order they run: ``layer``;
@@ -112,9 +119,11 @@ def omega(
     names = list(table["layer"])
     act_layers = [n for n, kind in zip(table["layer"], table["kind"]) if kind != "embedding"]
     values = _sensitivity_values(sensitivity)
+    check_param("omega", "quantizer", quantizer, InstanceOf((Calibration,), "an mpq.calibrate result", optional=True))
+    calibrated = calibrate(task.model, task.calibration) if quantizer is None else quantizer
 
-    weight_err = weight_sq_errors(task.model, names, parsed)
-    act_err = act_sq_errors(task, act_layers, parsed)
+    weight_err = weight_sq_errors(task.model, names, parsed, calibrated)
+    act_err = act_sq_errors(task, act_layers, parsed, calibrated)
     rows = []
     if probe == "measured":
         measured = _require(values, "measured", [(n, c.name) for n in names for c in parsed], probe)
@@ -179,7 +188,7 @@ def _row(layer, candidate, value, w_err, a_err, omega_w, omega_a, act_probe) -> 
 
 
 def weight_sq_errors(
-    model: torch.nn.Module, names: list[str], candidates: list[Candidate]
+    model: torch.nn.Module, names: list[str], candidates: list[Candidate], calibrated: Calibration
 ) -> dict[tuple[str, str], float]:
     """``||Q(W) - W||^2`` of every layer at every candidate (each weight format quantized once)."""
     modules = dict(model.named_modules())
@@ -187,30 +196,31 @@ def weight_sq_errors(
     out = {}
     with torch.no_grad():
         for name in names:
-            by_format = {f: _sq_err(fmt, modules[name].weight, None) for f, fmt in formats.items()}
+            weight = modules[name].weight
+            by_format = {
+                f: _sq_err(calibrated.quantize_weight(name, fmt, weight), weight) for f, fmt in formats.items()
+            }
             out |= {(name, c.name): by_format[c.weight_format.name] for c in candidates}
     return out
 
 
-def act_sq_errors(task: Task, names: list[str], candidates: list[Candidate]) -> dict[tuple[str, str], float]:
-    """``E_n ||Q(A_n) - A_n||^2`` per calibration sample, every layer and candidate.
-
-    Inputs are quantized as :class:`mpq._apply.InputQuantizer` does: formats with a static scale
-    use the layer's input range calibrated on the same batches; the others scale from the data.
-    """
+def act_sq_errors(
+    task: Task, names: list[str], candidates: list[Candidate], calibrated: Calibration
+) -> dict[tuple[str, str], float]:
+    """``E_n ||Q(A_n) - A_n||^2`` per calibration sample, every layer and candidate, by the
+    input quantizers :func:`mpq.apply` hooks on (``calibrated.input_quantizer``)."""
     if not names:
         return {}
     formats = {c.act_format.name: c.act_format for c in candidates}
-    needs_range = any(fmt.uses_range for fmt in formats.values())
-    ranges = activation_ranges(task.model, task.calibration, names) if needs_range else {}
+    quantizers = {(name, f): calibrated.input_quantizer(name, fmt) for name in names for f, fmt in formats.items()}
     sums = {(name, f): 0.0 for name in names for f in formats}
     modules = dict(task.model.named_modules())
 
     def hook(name: str):
         def record(module: torch.nn.Module, args: tuple) -> None:
             x = args[0].detach()
-            for f, fmt in formats.items():
-                sums[(name, f)] += _sq_err(fmt, x, ranges.get(name) if fmt.uses_range else None)
+            for f in formats:
+                sums[(name, f)] += _sq_err(quantizers[(name, f)].quantize(x), x)
 
         return record
 
@@ -223,8 +233,8 @@ def act_sq_errors(task: Task, names: list[str], candidates: list[Candidate]) -> 
     return {(name, c.name): sums[(name, c.act_format.name)] / n_samples for name in names for c in candidates}
 
 
-def _sq_err(fmt: NumberFormat, x: torch.Tensor, amax: float | None) -> float:
-    return float((fmt.quantize(x, amax).double() - x.double()).pow(2).sum())
+def _sq_err(quantized: torch.Tensor, x: torch.Tensor) -> float:
+    return float((quantized.double() - x.double()).pow(2).sum())
 
 
 def _sensitivity_values(sensitivity: object) -> dict[tuple[str, str, str | None], float]:

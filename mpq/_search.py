@@ -26,7 +26,7 @@ from scipy.stats import spearmanr
 
 import hwmodels
 import solvers
-from mpq._apply import activation_ranges
+from mpq._apply import calibrate
 from mpq._defaults import DEFAULT_OBJECTIVES, DEFAULT_TARGET
 from mpq._formats import candidate_table, get_candidate
 from mpq._layers import layers
@@ -44,7 +44,8 @@ from mpq._omega import omega
 from mpq._owners import current_owner, owner_alive
 from mpq._probes import PROBES, ProbeSettings, check_loss, probe
 from mpq._probes.checkpoint import data_hash, model_hash, probe_key
-from mpq._probes.settings import check_settings, settings_from_json, settings_to_json
+from mpq._probes.settings import check_settings, for_device, settings_from_json, settings_to_json, with_quantizer
+from mpq._quantizer import Calibration
 from mpq._runs import Run, open_run
 from mpq._scale import EXECUTOR, Handle, Runner, check_device, describe_executor, placed
 from mpq._storage import DB, Store, table_to_json
@@ -218,6 +219,7 @@ class _Plan:
                 f"{device.path.name} and target that file."
             )
         settings = check_settings("search", _measured_candidates(settings or ProbeSettings(), candidates))
+        settings = for_device(settings, device.activation_grid)
         progress("layers", 0, 1, "running the model once")
         layer_table = layers(task.model, task.calibration[0][0])
         _check_loss(task, layer_table, settings)
@@ -282,6 +284,8 @@ def search(
     max_drop: float | str | None = None,
     max_evals: int | None = None,
     refine: int = 0,
+    ranges: str | None = None,
+    bias_correction: bool | None = None,
     device: str | None = None,
     executor: Executor | None = None,
     db: str | Path | Store | None = None,
@@ -333,6 +337,13 @@ def search(
         refine: More evaluations spent pushing the measured frontier towards lower cost: one-layer
             moves to cheaper candidates from its points, least predicted loss per cost saved
             first, kept where no measured configuration beats them.
+        ranges: How the quantizer chooses clipping ranges: ``mse`` (default), ``max`` or
+            ``percentile`` (:class:`mpq.QuantizerSettings`); replaces ``settings.quantizer.ranges``.
+        bias_correction: Remove the mean output shift weight quantization causes (default on);
+            replaces ``settings.quantizer.bias_correction``. The quantizer's input grid is the
+            one the target's kernels take (its file's ``activation_grid``), or a stricter one
+            given in ``settings.quantizer``. The settings are recorded in the run
+            (``run.record["quantizer"]``) and are part of the probe's cache key.
         device: Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where the
             task's model is. The model (in place, moved back at the end) and the calibration
             batches move there once; the probe, apply and every evaluation run there, so
@@ -405,7 +416,7 @@ def search(
                 objectives=objectives,
                 budgets=budgets,
                 candidates=candidates,
-                settings=settings,
+                settings=with_quantizer("search", settings or ProbeSettings(), ranges, bias_correction),
                 batch_size=batch_size,
                 measured=measured,
                 max_points=max_points,
@@ -474,7 +485,7 @@ def _check_drop_reachable(task: Task, plan: _Plan, runner: Runner, progress: Pro
     progress("validate", 0, 2, "float model and the most precise configuration")
     float_metric = evaluate(task, task.model)
     highest = _highest(plan)
-    ranges = activation_ranges(task.model, task.calibration)
+    ranges = calibrate(task.model, task.calibration, quantizer=plan.settings.quantizer)
     metric = runner.call(evaluate_configuration, (highest, ranges), "the most precise configuration")
     drop = absolute_drop(plan.max_drop, float_metric)
     if metric < float_metric - drop:
@@ -554,7 +565,12 @@ def _run_stages(
     if om is None:
         progress("omega", 0, 1, "quantization noise of every layer at every candidate")
         om = omega(
-            task, sensitivity, plan.candidates, probe=PROBES[plan.settings.probes[0]][0], layer_table=plan.layer_table
+            task,
+            sensitivity,
+            plan.candidates,
+            probe=PROBES[plan.settings.probes[0]][0],
+            layer_table=plan.layer_table,
+            quantizer=calibrate(task.model, task.calibration, quantizer=plan.settings.quantizer),
         )
         store.save_table(run_id, "omega", om)
 
@@ -615,7 +631,7 @@ class _Measurer:
         runner: Runner,
         progress: Progress,
         tables: Mapping[str, pd.DataFrame],
-        ranges: Mapping[str, float] | None = None,
+        ranges: Calibration | None = None,
     ):
         self.task, self.store, self.run_id, self.om, self.plan, self.progress = task, store, run_id, om, plan, progress
         self.runner = runner
@@ -623,7 +639,8 @@ class _Measurer:
         self._tables = tables
         #: Configuration -> its evaluation, submitted ahead with the others of a batch.
         self._submitted: dict[tuple, Handle] = {}
-        self.ranges = activation_ranges(task.model, task.calibration) if ranges is None else ranges
+        quantizer = plan.settings.quantizer
+        self.ranges = calibrate(task.model, task.calibration, quantizer=quantizer) if ranges is None else ranges
         self.objective = plan.objectives[0]
         frontier, assignments = store.run_points(run_id)
         self.search = DropSearch(

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mpq._apply import activation_ranges, apply
+from mpq._apply import apply, calibrate
+from mpq._quantizer import Calibration
 from mpq._task import Task
 from mpq._validation import InstanceOf, check_param
 from mpq.exceptions import InvalidParameterError, TaskSpecError
@@ -29,9 +30,7 @@ def evaluate(task: Task, model: torch.nn.Module) -> float:
     return value
 
 
-def evaluate_configuration(
-    task: Task, memo: dict, assignment: Mapping[str, str], act_ranges: Mapping[str, float]
-) -> float:
+def evaluate_configuration(task: Task, memo: dict, assignment: Mapping[str, str], act_ranges: Calibration) -> float:
     """The task's metric of its model at one configuration (a :class:`mpq._scale.Runner` call)."""
     return evaluate(task, apply(task.model, assignment, act_ranges=act_ranges))
 
@@ -50,8 +49,9 @@ def validate(
         task: The task; ``task.evaluate`` scores a model on held-out data (higher is better).
         assignments: Key -> configuration (layer -> candidate name), e.g.
             ``{p: run.assignment(p) for p in run.frontier["point"]}``.
-        act_ranges: Calibrated input range of every layer (:func:`mpq.activation_ranges`);
-            default: calibrated once on ``task.calibration``.
+        act_ranges: The calibrated quantizer (:func:`mpq.calibrate`), or ``{layer: max
+            |input|}`` for mpq's first quantizer (see :func:`mpq.apply`); default:
+            ``mpq.calibrate(task.model, task.calibration)``, once.
         progress: ``progress(done, total, key)`` before each evaluation.
         on_result: ``on_result(key, metric)`` after each evaluation, e.g. to store it, so an
             interrupted validation keeps what it measured.
@@ -86,12 +86,15 @@ def validate(
             f"Got {type(assignments).__name__} instead."
         )
     check_param(
-        "validate", "act_ranges", act_ranges, InstanceOf((Mapping,), "a mapping of layer to range", optional=True)
+        "validate",
+        "act_ranges",
+        act_ranges,
+        InstanceOf((Calibration, Mapping), "an mpq.calibrate result", optional=True),
     )
     for name, callback in (("progress", progress), ("on_result", on_result)):
         if callback is not None and not callable(callback):
             raise InvalidParameterError(parameter_message("validate", name, "a callable or None", callback))
-    ranges = activation_ranges(task.model, task.calibration) if act_ranges is None else act_ranges
+    ranges = calibrate(task.model, task.calibration) if act_ranges is None else act_ranges
     metrics = {}
     for done, (key, assignment) in enumerate(assignments.items()):
         if progress is not None:

@@ -159,6 +159,7 @@ def probe(
                     graph,
                     settings.micro_batch_size,
                     settings.candidates,
+                    settings.quantizer,
                     state.setdefault("measured", {}),
                     lambda done, total, message: (save(), report(done, total, message)),
                     runner,

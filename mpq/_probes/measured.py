@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 import torch
 
-from mpq._apply import activation_ranges, apply
+from mpq._apply import apply, calibrate
 from mpq._probes.graph import Batch, LayerGraph, calibration_batches
+from mpq._quantizer import QuantizerSettings
 from mpq._scale import Runner, prepared
 from mpq._task import Task, run_model
 
@@ -42,6 +43,7 @@ def run_measured(
     graph: LayerGraph,
     micro_batch_size: int | None,
     candidates: tuple[str, ...],
+    quantizer: QuantizerSettings,
     state: dict,
     after_pair: Callable[[int, int, str], None],
     runner: Runner,
@@ -52,6 +54,7 @@ def run_measured(
         graph: The model's layer graph (its task and layers).
         micro_batch_size: The calibration batches' split (:func:`calibration_batches`).
         candidates: Candidate names.
+        quantizer: The quantizer settings every pair is quantized with.
         state: ``{"pairs": [[layer, candidate, value, stderr], ...], "seconds": float}`` of the
             pairs already measured (empty to start); updated in place. ``seconds`` sums the
             pairs' compute time, wherever they ran.
@@ -67,9 +70,8 @@ def run_measured(
     done = {(layer, candidate) for layer, candidate, _, _ in state["pairs"]}
     todo = [(layer, c) for layer in graph.layers for c in candidates if (layer, c) not in done]
     total = len(graph.layers) * len(candidates)
-    act_layers = tuple(graph.act_layers)
     handles = [
-        runner.submit(measure_pair, (micro_batch_size, act_layers, layer, c), f"measured probe pair {layer} at {c}")
+        runner.submit(measure_pair, (micro_batch_size, quantizer, layer, c), f"measured probe pair {layer} at {c}")
         for layer, c in todo
     ]
     try:
@@ -85,18 +87,18 @@ def run_measured(
 
 
 def measure_pair(
-    task: Task, memo: dict, micro_batch_size: int | None, act_layers: tuple[str, ...], layer: str, candidate: str
+    task: Task, memo: dict, micro_batch_size: int | None, quantizer: QuantizerSettings, layer: str, candidate: str
 ) -> tuple[float, float, float]:
     """The loss increase of ``layer`` alone at ``candidate``, its standard error, and the seconds
-    it took (the float losses and activation ranges, computed once per process, included)."""
+    it took (the float losses and the calibrated quantizer, computed once per process, included)."""
     start = time.perf_counter()
 
     def prepare() -> tuple:
         batches = calibration_batches(task.calibration, micro_batch_size)
         base = calibration_losses(task.model, task.loss_fn, batches)
-        return batches, base, activation_ranges(task.model, task.calibration, list(act_layers))
+        return batches, base, calibrate(task.model, task.calibration, quantizer=quantizer)
 
-    batches, base, ranges = prepared(memo, ("measured", micro_batch_size, act_layers), prepare)
+    batches, base, ranges = prepared(memo, ("measured", micro_batch_size, quantizer), prepare)
     quantized = apply(task.model, {layer: candidate}, act_ranges=ranges)
     losses = calibration_losses(quantized, task.loss_fn, batches)
     value, stderr = weighted_mean_and_stderr([q - b for q, b in zip(losses, base)], [b.weight for b in batches])

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mpq._quantizer import LEGACY_QUANTIZER, RANGE_METHODS, QuantizerSettings, check_quantizer
 from mpq._task import Task
 from mpq._validation import Interval, OneOf, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError
@@ -36,6 +37,8 @@ ESTIMATORS = ("split", "hutchinson")
 
 #: How the ``fisher`` family draws output-space noise (see :mod:`mpq._probes.fisher`).
 FISHER_SAMPLERS = ("gauss_newton", "categorical")
+
+QUANTIZER_FIELDS = {f.name for f in dataclasses.fields(QuantizerSettings)}
 
 _JSON_TYPE = "ProbeSettings"
 _JSON_VERSION = 1
@@ -74,6 +77,10 @@ class ProbeSettings:
             matrix for any loss) or ``categorical`` (labels drawn from softmax(output), FIT's
             sampled Fisher; classification with a mean cross-entropy only).
         candidates: Candidate names the ``measured`` probe quantizes every layer to.
+        quantizer: The quantizer the ``measured`` probe, omega's error terms and every
+            evaluation use (:class:`mpq.QuantizerSettings`); part of the probe's cache key. A
+            stored settings document without it is one of mpq's first quantizer
+            (``LEGACY_QUANTIZER``), which is what such a run was measured with.
         exact_max_params: Trace targets (a layer's weight, or its input per sample) with at
             most this many elements (``n_params``) may have their trace computed exactly, one
             Hessian- or Jacobian-vector product per element and calibration batch: those still
@@ -97,6 +104,7 @@ class ProbeSettings:
     fisher_sampler: str = "gauss_newton"
     candidates: tuple[str, ...] = ()
     exact_max_params: int = 256
+    quantizer: QuantizerSettings = QuantizerSettings()
 
 
 def check_task(func: str, task: Any) -> Task:
@@ -145,6 +153,7 @@ def check_settings(func: str, settings: Any) -> ProbeSettings:
     check_param(func, "noise_draws", settings.noise_draws, Interval(int, 1, None, closed="left"))
     check_param(func, "fisher_sampler", settings.fisher_sampler, OneOf(FISHER_SAMPLERS))
     check_param(func, "exact_max_params", settings.exact_max_params, Interval(int, 0, None, closed="left"))
+    check_quantizer(func, settings.quantizer)
     candidates = _names(func, "candidates", settings.candidates)
     if "measured" in probes and not candidates:
         raise InvalidParameterError(
@@ -152,6 +161,26 @@ def check_settings(func: str, settings: Any) -> ProbeSettings:
             "pass ProbeSettings(candidates=('w4a8', 'w8a8', ...))."
         )
     return dataclasses.replace(settings, probes=probes, candidates=candidates)
+
+
+def with_quantizer(func: str, settings: ProbeSettings, ranges: Any, bias_correction: Any) -> ProbeSettings:
+    """``settings`` with the quantizer's range method and bias correction replaced where given."""
+    quantizer = settings.quantizer
+    if ranges is not None:
+        check_param(func, "ranges", ranges, OneOf(RANGE_METHODS))
+        quantizer = dataclasses.replace(quantizer, ranges=ranges)
+    if bias_correction is not None:
+        check_param(func, "bias_correction", bias_correction, OneOf((True, False)))
+        quantizer = dataclasses.replace(quantizer, bias_correction=bias_correction)
+    return dataclasses.replace(settings, quantizer=quantizer)
+
+
+def for_device(settings: ProbeSettings, act_grid: str) -> ProbeSettings:
+    """``settings`` whose quantizer's input grid is one the device's kernels take: the stricter
+    of the settings' and the device's (symmetric runs on every kernel, unsigned on asymmetric ones)."""
+    strictness = {"asymmetric": 0, "unsigned": 1, "symmetric": 2}
+    grid = max(settings.quantizer.act_grid, act_grid, key=strictness.__getitem__)
+    return dataclasses.replace(settings, quantizer=dataclasses.replace(settings.quantizer, act_grid=grid))
 
 
 def _names(func: str, field: str, value: Any) -> tuple[str, ...]:
@@ -192,6 +221,8 @@ def settings_to_json(settings: ProbeSettings) -> str:
             f"Got {type(settings).__name__} instead."
         )
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()}
+    if settings.quantizer == LEGACY_QUANTIZER:  # as written before the field existed: same hash
+        del data["quantizer"]
     doc = {"type": _JSON_TYPE, "version": _JSON_VERSION, "data": data}
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
@@ -203,7 +234,8 @@ def settings_from_json(text: str) -> ProbeSettings:
         text: The JSON string.
 
     Returns:
-        The settings; fields missing from ``data`` take their defaults.
+        The settings; fields missing from ``data`` take their defaults, except ``quantizer``,
+        which is then ``LEGACY_QUANTIZER`` (the document predates it).
 
     Raises:
         InvalidParameterError: not JSON, another type or version, or unknown fields.
@@ -225,7 +257,14 @@ def settings_from_json(text: str) -> ProbeSettings:
     unknown = sorted(set(data) - known) if isinstance(data, dict) else None
     if unknown is None or unknown:
         raise InvalidParameterError(f"probe settings: unknown fields {unknown}; use only {', '.join(sorted(known))}.")
-    return ProbeSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "quantizer"}
+    quantizer = data.get("quantizer")
+    if quantizer is not None and (not isinstance(quantizer, dict) or set(quantizer) - QUANTIZER_FIELDS):
+        raise InvalidParameterError(
+            f"probe settings: quantizer {quantizer!r} is not a QuantizerSettings; use only {sorted(QUANTIZER_FIELDS)}."
+        )
+    fields["quantizer"] = LEGACY_QUANTIZER if quantizer is None else QuantizerSettings(**quantizer)
+    return ProbeSettings(**fields)
 
 
 def settings_hash(settings: ProbeSettings) -> str:

@@ -1,0 +1,436 @@
+"""The calibrated quantizer: how a layer's weight and input become values of a number format.
+
+One quantizer serves every stage: :func:`mpq.apply` (so every measured point), omega's error
+terms, the ONNX/QONNX/compressed-tensors exports and the cost models' zero-point charge. Its
+rules, set by :class:`QuantizerSettings`:
+
+- **Weights**: symmetric (zero point 0) at the format's granularity; INT formats on the full
+  two's-complement grid (INT2: -2, -1, 0, 1); each tensor or output channel clipped at the range
+  the method picks: ``max`` (the largest |w|), ``mse`` (the clip minimising ``||Q(w) - w||^2``
+  over 100 candidates from 1.0 down to 0.01 of the largest |w|), ``percentile`` (that percentile
+  of |w|). Group and block formats take their scales from every group's data.
+- **Inputs** (per tensor, calibrated): an input never negative on the calibration data uses the
+  unsigned grid ``0 .. 2**b - 1``; others an asymmetric grid with an integer zero point, or a
+  symmetric one where the target's kernels need it (``act_grid``). The range is the method's:
+  ``max`` (min and max seen), ``mse`` (the shrink of that range minimising the squared error over
+  a 2048-bin histogram of the inputs), ``percentile`` (the percentiles of the histogram).
+- **Bias correction** (Nagel et al., "Data-Free Quantization", ICCV 2019, section 4.2, estimated
+  on the calibration data as AIMET and MCT do): quantizing a weight shifts the layer's mean
+  output by ``(Q(W) - W) E[x]``; that shift is subtracted from the bias.
+
+``LEGACY_QUANTIZER`` is mpq's first quantizer (symmetric narrow grids scaled by max |x|, no
+bias correction): runs stored before the settings existed reproduce with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from mpq._formats import NumberFormat
+from mpq._formats.base import ScaledFormat
+from mpq._formats.integer import IntGrid, full_range
+from mpq._task import hooked, run_model
+from mpq._validation import Interval, OneOf, check_param
+from mpq.exceptions import InvalidParameterError
+
+logger = logging.getLogger("mpq.quantizer")
+
+#: How a range is chosen (see the module docstring).
+RANGE_METHODS = ("max", "mse", "percentile")
+#: What an input's integer grid may be: zero-pointed, unsigned only when never negative, or symmetric.
+ACT_GRIDS = ("asymmetric", "unsigned", "symmetric")
+#: The weights' INT grid: every two's-complement code, or symmetric without the lowest.
+WEIGHT_GRIDS = ("full", "narrow")
+
+#: Histogram bins of a layer's inputs (mse and percentile ranges are chosen on it).
+HISTOGRAM_BINS = 2048
+#: Clip candidates of the mse method: 1.00, 0.99, ... 0.01 of the max.
+MSE_RATIOS = torch.linspace(1.0, 0.01, 100, dtype=torch.float64)
+
+_JSON_TYPE = "QuantizerSettings"
+_JSON_VERSION = 1
+
+
+@dataclass(frozen=True)
+class QuantizerSettings:
+    """How weights and inputs are quantized (the module docstring gives the rules).
+
+    Attributes:
+        ranges: How a clipping range is chosen: ``mse`` (default: the best measured, see the
+            README's quantizer table), ``max`` or ``percentile``.
+        bias_correction: Remove the mean output shift that weight quantization causes through
+            the layer's bias (estimated on the calibration data).
+        act_grid: The integer grid of a quantized input: ``asymmetric`` (unsigned when never
+            negative, else a zero point), ``unsigned`` (unsigned when never negative, else
+            symmetric: FINN's streams), ``symmetric`` (zero point 0: GPU tensor cores).
+            A device file's ``activation_grid`` says which its kernels take.
+        weight_grid: ``full`` (every code of the bits) or ``narrow`` (symmetric, mpq's first
+            quantizer).
+        percentile: The percentile the ``percentile`` method clips at (of |w| per channel for
+            weights; at both ends of the inputs).
+    """
+
+    ranges: str = "mse"
+    bias_correction: bool = True
+    act_grid: str = "asymmetric"
+    weight_grid: str = "full"
+    percentile: float = 99.99
+
+
+#: mpq's first quantizer: what runs stored without settings were measured with.
+LEGACY_QUANTIZER = QuantizerSettings(ranges="max", bias_correction=False, act_grid="symmetric", weight_grid="narrow")
+
+
+def check_quantizer(func: str, settings: object) -> QuantizerSettings:
+    """Check every field of ``settings``; raise the one-line error of the first bad one."""
+    if not isinstance(settings, QuantizerSettings):
+        raise InvalidParameterError(
+            f"The 'quantizer' parameter of {func} must be an mpq.QuantizerSettings. "
+            f"Got {type(settings).__name__} instead."
+        )
+    check_param(func, "ranges", settings.ranges, OneOf(RANGE_METHODS))
+    check_param(func, "bias_correction", settings.bias_correction, OneOf((True, False)))
+    check_param(func, "act_grid", settings.act_grid, OneOf(ACT_GRIDS))
+    check_param(func, "weight_grid", settings.weight_grid, OneOf(WEIGHT_GRIDS))
+    check_param(func, "percentile", settings.percentile, Interval(float, 50, 100, closed="right"))
+    return settings
+
+
+def quantizer_to_json(settings: QuantizerSettings) -> str:
+    """The versioned JSON form ``{"type": "QuantizerSettings", "version": 1, "data": {...}}``,
+    canonical (sorted keys, no whitespace): equal settings give equal strings."""
+    doc = {"type": _JSON_TYPE, "version": _JSON_VERSION, "data": dataclasses.asdict(settings)}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def quantizer_from_json(text: str | None) -> QuantizerSettings:
+    """Settings written by :func:`quantizer_to_json`; None (a run stored before the settings
+    existed) is :data:`LEGACY_QUANTIZER`, the quantizer it was measured with."""
+    if text is None:
+        return LEGACY_QUANTIZER
+    try:
+        doc = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise InvalidParameterError(
+            f"quantizer settings: not valid JSON ({exc}); pass what quantizer_to_json wrote."
+        ) from None
+    if not isinstance(doc, dict) or doc.get("type") != _JSON_TYPE or doc.get("version") != _JSON_VERSION:
+        raise InvalidParameterError(
+            f"quantizer settings: expected type {_JSON_TYPE!r} version {_JSON_VERSION}; this mpq cannot read "
+            f"{text[:80]!r}."
+        )
+    known = {f.name for f in dataclasses.fields(QuantizerSettings)}
+    data = doc.get("data")
+    if not isinstance(data, dict) or set(data) - known:
+        raise InvalidParameterError(f"quantizer settings: unknown fields in {text[:80]!r}; use only {sorted(known)}.")
+    return check_quantizer("quantizer_from_json", QuantizerSettings(**data))
+
+
+def quantizer_hash(settings: QuantizerSettings) -> str:
+    """SHA-256 hex digest of the canonical JSON: part of the probe's cache key."""
+    return hashlib.sha256(quantizer_to_json(settings).encode()).hexdigest()
+
+
+@dataclass
+class InputStats:
+    """What the calibration batches showed of one layer's input.
+
+    Attributes:
+        lo, hi: The smallest and largest value.
+        histogram: Counts of ``HISTOGRAM_BINS`` equal bins over ``[lo, hi]`` (float64); None
+            when the range method does not need it (``max``).
+        mean: ``E[x]`` per sample position: ``(in_features,)`` for a linear layer, ``(C, *spatial)``
+            for a convolution (``(C,)`` when batches differ in spatial size); None for an
+            Embedding (indices).
+    """
+
+    lo: float
+    hi: float
+    histogram: torch.Tensor | None = None
+    mean: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class InputQuantizer:
+    """Forward pre-hook that fake-quantizes a layer's first input.
+
+    Either symmetric at ``amax`` through the format (``scale`` None; ``amax`` None: from the
+    data), or affine on an integer grid: ``q = clamp(round(x / scale) + zero_point, qmin, qmax)``,
+    ``x' = (q - zero_point) * scale``, which is ONNX QuantizeLinear/DequantizeLinear's arithmetic.
+    """
+
+    fmt: NumberFormat
+    amax: float | None = None
+    scale: float | None = None
+    zero_point: int = 0
+    qmin: int = 0
+    qmax: int = 0
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale is None:
+            return self.fmt.quantize(x, self.amax)
+        q = torch.clamp(torch.round(x / self.scale) + self.zero_point, self.qmin, self.qmax)
+        return ((q - self.zero_point) * self.scale).to(x.dtype)
+
+    @property
+    def unsigned(self) -> bool:
+        return self.scale is not None and self.qmin == 0
+
+    def __call__(self, module: nn.Module, args: tuple) -> tuple:
+        return (self.quantize(args[0]), *args[1:])
+
+
+@dataclass(eq=False)
+class Calibration:
+    """A calibrated quantizer: the settings and every layer's input statistics.
+
+    Get one with :func:`mpq.calibrate`; pass it to :func:`mpq.apply` (``act_ranges=``),
+    :func:`mpq.validate` and :func:`mpq.omega` so they quantize alike. Picklable (sent to workers).
+
+    Attributes:
+        settings: The quantizer settings.
+        inputs: ``{layer: InputStats}`` of every layer that ran (Embeddings: mean only).
+    """
+
+    settings: QuantizerSettings
+    inputs: dict[str, InputStats]
+    _weight_clips: dict = field(default_factory=dict, repr=False)
+
+    def input_quantizer(self, layer: str, fmt: NumberFormat) -> InputQuantizer:
+        """The quantizer of ``layer``'s input at ``fmt``; formats without a static scale (group,
+        block, fp16) scale from the data. Raises if ``fmt`` needs a range the layer lacks."""
+        if not fmt.uses_range:
+            return InputQuantizer(fmt)
+        stats = self.inputs.get(layer)
+        if stats is None:
+            raise InvalidParameterError(
+                f"apply: {layer} did not run on the calibration batches, so its input range is unknown; assign "
+                "it a candidate with a group, block or fp16 activation format, or leave it out."
+            )
+        return _input_quantizer(fmt, stats, self.settings)
+
+    def quantize_weight(self, layer: str, fmt: NumberFormat, weight: torch.Tensor) -> torch.Tensor:
+        """``layer``'s weight fake-quantized at ``fmt`` (its clip chosen once, then cached)."""
+        fmt = weight_format(fmt, self.settings)
+        key = (layer, fmt.name)
+        if key not in self._weight_clips:
+            self._weight_clips[key] = weight_clip(fmt, weight, self.settings)
+        return fmt.quantize(weight, self._weight_clips[key])
+
+    def weight_clip(self, layer: str, fmt: NumberFormat, weight: torch.Tensor) -> torch.Tensor | None:
+        """The clip :meth:`quantize_weight` uses (per row, or one), None where scales come from the data."""
+        self.quantize_weight(layer, fmt, weight)
+        return self._weight_clips[(layer, weight_format(fmt, self.settings).name)]
+
+    def bias_shift(self, layer: str, module: nn.Module, quantized_weight: torch.Tensor) -> torch.Tensor | None:
+        """The mean output shift ``(Q(W) - W) E[x]`` of a Linear or Conv layer; None without a
+        mean input or with bias correction off."""
+        stats = self.inputs.get(layer)
+        if not self.settings.bias_correction or stats is None or stats.mean is None:
+            return None
+        delta = (quantized_weight - module.weight).detach().to(torch.float64)
+        mean = stats.mean.to(torch.float64)
+        if isinstance(module, nn.Linear):
+            return (delta @ mean).to(module.weight.dtype)
+        if mean.dim() > 1:  # E[x] per position: the shift is the convolution of the mean input
+            out = module._conv_forward(mean.unsqueeze(0), delta, None)
+            return out.mean(dim=tuple(range(2, out.dim()))).squeeze(0).to(module.weight.dtype)
+        if module.groups != 1:
+            return None
+        # Batches of different spatial sizes keep a per-channel mean (padded edges not modelled).
+        return (delta.sum(dim=tuple(range(2, delta.dim()))) @ mean).to(module.weight.dtype)
+
+
+def weight_format(fmt: NumberFormat, settings: QuantizerSettings) -> NumberFormat:
+    """The format a weight rounds on: INT formats on their full grid unless ``narrow``."""
+    if settings.weight_grid == "full" and isinstance(fmt, ScaledFormat) and isinstance(fmt.grid, IntGrid):
+        return full_range(fmt)
+    return fmt
+
+
+def weight_clip(fmt: NumberFormat, weight: torch.Tensor, settings: QuantizerSettings) -> torch.Tensor | None:
+    """The clipping range of a weight at ``fmt``: one per output channel (``channel``) or one
+    (``tensor``) by the settings' method; None for group and block formats (from the data)."""
+    if fmt.granularity not in ("tensor", "channel") or fmt.family == "reference":
+        return None
+    with torch.no_grad():
+        rows = weight.detach().float().reshape(weight.shape[0] if weight.dim() > 1 else 1, -1)
+        if fmt.granularity == "tensor":
+            rows = rows.reshape(1, -1)
+        amax = rows.abs().amax(1)
+        if settings.ranges == "percentile":
+            clip = torch.quantile(rows.abs(), settings.percentile / 100, dim=1) if rows.shape[1] < 2**24 else amax
+        elif settings.ranges == "mse":
+            clip = _mse_clip(fmt, rows, amax)
+        else:
+            clip = amax
+    return clip.reshape(()) if fmt.granularity == "tensor" else clip
+
+
+def _mse_clip(fmt: NumberFormat, rows: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
+    """Per row, the clip among ``MSE_RATIOS * amax`` with the least squared error (ties: the widest)."""
+    best_err = torch.full_like(amax, math.inf)
+    best = amax.clone()
+    for ratio in MSE_RATIOS.tolist():
+        clip = amax * ratio
+        err = (fmt.quantize(rows, clip) - rows).pow(2).sum(1)
+        better = err < best_err
+        best = torch.where(better, clip, best)
+        best_err = torch.where(better, err, best_err)
+    return best
+
+
+def _input_quantizer(fmt: NumberFormat, stats: InputStats, settings: QuantizerSettings) -> InputQuantizer:
+    """The input quantizer of one layer at one format: the grid by ``act_grid``, the range by the method."""
+    if fmt.granularity != "tensor" or fmt.family not in ("int", "float"):
+        return InputQuantizer(fmt, amax=max(-stats.lo, stats.hi))  # NVFP4: its per-tensor scale is max-based
+    candidates = _ranges(stats, settings)
+    quantizers = [_grid_quantizer(fmt, lo, hi, stats, settings) for lo, hi in candidates]
+    if len(quantizers) == 1:
+        return quantizers[0]
+    centres, counts = _bins(stats)
+    errors = [float((counts * (q.quantize(centres) - centres).pow(2)).sum()) for q in quantizers]
+    return quantizers[min(range(len(errors)), key=errors.__getitem__)]  # first minimum: the widest
+
+
+def _ranges(stats: InputStats, settings: QuantizerSettings) -> list[tuple[float, float]]:
+    """Candidate (lo, hi) ranges of an input: one for max and percentile, a shrinking series for mse."""
+    lo, hi = min(stats.lo, 0.0), max(stats.hi, 0.0)
+    if settings.ranges == "max" or stats.histogram is None:
+        return [(lo, hi)]
+    if settings.ranges == "percentile":
+        centres, counts = _bins(stats)
+        cumulative = torch.cumsum(counts, 0) / counts.sum()
+        tail = 1 - settings.percentile / 100
+        low = float(centres[int(torch.searchsorted(cumulative, tail))]) if lo < 0 else 0.0
+        high = float(centres[min(int(torch.searchsorted(cumulative, 1 - tail)), len(centres) - 1)])
+        return [(min(low, 0.0), max(high, 0.0))]
+    return [(lo * r, hi * r) for r in MSE_RATIOS.tolist()]
+
+
+def _bins(stats: InputStats) -> tuple[torch.Tensor, torch.Tensor]:
+    edges = torch.linspace(stats.lo, stats.hi, HISTOGRAM_BINS + 1, dtype=torch.float64)
+    return ((edges[1:] + edges[:-1]) / 2).float(), stats.histogram
+
+
+def _grid_quantizer(
+    fmt: NumberFormat, lo: float, hi: float, stats: InputStats, settings: QuantizerSettings
+) -> InputQuantizer:
+    """The quantizer of ``fmt`` over ``[lo, hi]`` (lo <= 0 <= hi) on the grid ``act_grid`` allows."""
+    if fmt.family != "int":  # minifloats are symmetric
+        return InputQuantizer(fmt, amax=max(-lo, hi))
+    bits = fmt.element_bits
+    levels = 2**bits - 1
+    never_negative = stats.lo >= 0
+    if never_negative and settings.act_grid in ("asymmetric", "unsigned"):
+        return InputQuantizer(fmt, scale=_positive(hi / levels), zero_point=0, qmin=0, qmax=levels)
+    if settings.act_grid == "asymmetric":
+        scale = _positive((hi - lo) / levels)
+        zero_point = int(min(max(round(-lo / scale), 0), levels))
+        return InputQuantizer(fmt, scale=scale, zero_point=zero_point, qmin=0, qmax=levels)
+    if settings.weight_grid == "narrow":  # mpq's first quantizer: the format's symmetric narrow grid
+        return InputQuantizer(fmt, amax=max(-lo, hi))
+    half = 2 ** (bits - 1)
+    return InputQuantizer(fmt, scale=_positive(max(-lo, hi) / (half - 0.5)), zero_point=0, qmin=-half, qmax=half - 1)
+
+
+def _positive(scale: float) -> float:
+    """A zero scale (an input that is always 0) as 1: it quantizes to 0 either way."""
+    return scale if scale > 0 else 1.0
+
+
+def collect_inputs(
+    model: nn.Module, calibration: Iterable, names: list[str], settings: QuantizerSettings, kinds: Mapping[str, str]
+) -> dict[str, InputStats]:
+    """Run the calibration batches (twice when a histogram is needed) and gather every named
+    layer's :class:`InputStats`; ``kinds`` gives each layer's kind (``embedding``: mean not taken)."""
+    modules = dict(model.named_modules())
+    lows: dict[str, torch.Tensor] = {}
+    highs: dict[str, torch.Tensor] = {}
+    sums: dict[str, torch.Tensor | None] = {}
+    channel_sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def first_pass(name: str):
+        def hook(module: nn.Module, args: tuple) -> None:
+            x = args[0].detach()
+            if kinds[name] == "embedding":
+                return
+            lows[name] = torch.minimum(lows[name], x.min()) if name in lows else x.min()
+            highs[name] = torch.maximum(highs[name], x.max()) if name in highs else x.max()
+            x64 = x.to(torch.float64)
+            if kinds[name] == "linear":
+                sample = x64.reshape(-1, x.shape[-1])
+                sums[name] = sample.sum(0) + (sums[name] if name in sums else 0)
+                counts[name] = counts.get(name, 0) + sample.shape[0]
+                return
+            total = x64.sum(0)
+            previous = sums.get(name, 0)
+            same_shape = name not in sums or (previous is not None and previous.shape == total.shape)
+            sums[name] = total + previous if same_shape else None
+            channel = x64.transpose(0, 1).reshape(x.shape[1], -1)
+            channel_sums[name] = channel.mean(1) * x.shape[0] + channel_sums.get(name, 0)
+            counts[name] = counts.get(name, 0) + x.shape[0]
+
+        return hook
+
+    run_calibration(model, calibration, {n: modules[n].register_forward_pre_hook(first_pass(n)) for n in names})
+    stats = {}
+    for name in lows:
+        mean = sums[name] / counts[name] if sums[name] is not None else channel_sums[name] / counts[name]
+        stats[name] = InputStats(float(lows[name]), float(highs[name]), None, mean.float())
+    if settings.ranges != "max" and stats:
+        histograms = {name: torch.zeros(HISTOGRAM_BINS, dtype=torch.float64) for name in stats}
+
+        def second_pass(name: str):
+            def hook(module: nn.Module, args: tuple) -> None:
+                s = stats[name]
+                x = args[0].detach().float()
+                histograms[name] += torch.histc(x, HISTOGRAM_BINS, s.lo, s.hi).to(torch.float64)
+
+            return hook
+
+        run_calibration(model, calibration, {n: modules[n].register_forward_pre_hook(second_pass(n)) for n in stats})
+        for name, histogram in histograms.items():
+            stats[name].histogram = histogram
+    logger.debug("calibrated the inputs of %d layers", len(stats))
+    return stats
+
+
+def run_calibration(model: nn.Module, calibration: Iterable, handles: Mapping[str, Any]) -> int:
+    """Run every calibration batch once under ``torch.no_grad`` with the hooks, then remove them.
+
+    Returns:
+        The number of batches.
+
+    Raises:
+        InvalidParameterError: a batch is not an ``(inputs, targets)`` pair, or there is none.
+    """
+    n_batches = 0
+    with hooked(handles.values()):
+        for batch in calibration:
+            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                raise InvalidParameterError(
+                    f"calibration batch {n_batches}: expected an (inputs, targets) pair, got "
+                    f"{type(batch).__name__}; pass batches as Task.calibration holds them."
+                )
+            run_model(model, batch[0])
+            n_batches += 1
+    if n_batches == 0:
+        raise InvalidParameterError("calibration has no batches; pass at least one (inputs, targets) batch.")
+    return n_batches
+
+
+def describe(settings: QuantizerSettings) -> dict[str, Any]:
+    """The settings as a plain dict, for ``run.record`` and ``--json``."""
+    return dataclasses.asdict(settings)
