@@ -30,11 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from mpq._apply import _input_ranges
+from mpq._apply import calibrate
 from mpq._formats import Candidate, NumberFormat, get_candidate
 from mpq._formats.base import block_amax
 from mpq._layers import layer_kind
 from mpq._probes.checkpoint import data_hash, model_hash
+from mpq._quantizer import InputQuantizer, QuantizerSettings, weight_format
 from mpq._task import Task, map_leaves
 from mpq._task_spec import load_task
 from mpq._warnings import mpq_warn
@@ -63,39 +64,57 @@ def _onnx():
 
 
 # The marker the exporter translates: fake-quantize ``x`` with ``scale`` along ``axis`` (-1: one
-# scale) in blocks of ``block_size`` (0: none), after clipping at ``clip`` (inf: no clip), into
-# ONNX type ``onnx_type`` holding ``bits``-bit values.
+# scale) in blocks of ``block_size`` (0: none), after clipping to ``[low, high]`` (infinite: no
+# clip), into ONNX type ``onnx_type`` holding ``bits``-bit values with ``zero_point`` (-1: none,
+# symmetric); ``narrow``: the symmetric grid without its lowest code (mpq's first quantizer).
 @torch.library.custom_op("mpq_export::quantize", mutates_args=())
 def _quantize(
-    x: torch.Tensor, scale: torch.Tensor, clip: float, axis: int, block_size: int, onnx_type: int, bits: int
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    low: float,
+    high: float,
+    zero_point: int,
+    axis: int,
+    block_size: int,
+    onnx_type: int,
+    bits: int,
+    narrow: bool,
 ) -> torch.Tensor:
     return x.clone()  # the exporter traces the op's shape only; its ONNX translation does the work
 
 
 @_quantize.register_fake
-def _(x, scale, clip, axis, block_size, onnx_type, bits):
+def _(x, scale, low, high, zero_point, axis, block_size, onnx_type, bits, narrow):
     return torch.empty_like(x)
 
 
-def _qdq_translation(x, scale, clip: float, axis: int, block_size: int, onnx_type: int, bits: int):
+def _qdq_translation(x, scale, low: float, high: float, zero_point: int, axis, block_size, onnx_type, bits, narrow):
+    from onnx import helper
     from onnxscript import opset21 as op
 
-    if math.isfinite(clip):  # mpq saturates at the calibrated range; QuantizeLinear alone at the type's
-        x = op.Clip(x, op.Constant(value_float=-clip), op.Constant(value_float=clip))
+    if math.isfinite(high):  # mpq saturates at the calibrated range; QuantizeLinear alone at the type's
+        x = op.Clip(x, op.Constant(value_float=low), op.Constant(value_float=high))
     axis = max(axis, 0)
-    q = op.QuantizeLinear(x, scale, axis=axis, block_size=block_size, output_dtype=onnx_type)
-    return op.DequantizeLinear(q, scale, axis=axis, block_size=block_size)
+    if zero_point < 0:
+        q = op.QuantizeLinear(x, scale, axis=axis, block_size=block_size, output_dtype=onnx_type)
+        return op.DequantizeLinear(q, scale, axis=axis, block_size=block_size)
+    zero = op.Constant(value=helper.make_tensor("zero_point", onnx_type, [], [zero_point]))
+    q = op.QuantizeLinear(x, scale, zero, axis=axis, block_size=block_size)
+    return op.DequantizeLinear(q, scale, zero, axis=axis, block_size=block_size)
 
 
-def _quant_translation(x, scale, clip: float, axis: int, block_size: int, onnx_type: int, bits: int):
+def _quant_translation(x, scale, low: float, high: float, zero_point: int, axis, block_size, onnx_type, bits, narrow):
     from onnxscript import opset21 as op
     from onnxscript.values import Opset
 
-    # Quant saturates at +-(2**(bits-1) - 1) (signed, narrow), the grid mpq rounds on; rounding
-    # "ROUND" is numpy's, half to even like torch.round.
+    # Quant rounds x / scale + zeropt ("ROUND": numpy's, half to even like torch.round) and
+    # saturates at the grid of ``bits``: unsigned 0 .. 2**bits - 1 with a zero point, or signed
+    # (narrow: without the lowest code), the grids mpq rounds on.
     quant = Opset(QONNX_DOMAIN, 1).Quant
-    zero, width = op.Constant(value_float=0.0), op.Constant(value_float=float(bits))
-    return quant(x, scale, zero, width, signed=1, narrow=1, rounding_mode="ROUND", _outputs=1)
+    zero = op.Constant(value_float=float(max(zero_point, 0)))
+    width = op.Constant(value_float=float(bits))
+    signed = int(zero_point < 0)
+    return quant(x, scale, zero, width, signed=signed, narrow=int(narrow), rounding_mode="ROUND", _outputs=1)
 
 
 def _register_quant_schema(onnx) -> None:
@@ -122,13 +141,17 @@ def _register_quant_schema(onnx) -> None:
     )
 
 
-def _onnx_type(onnx, fmt: NumberFormat) -> int:
-    """The ONNX element type that holds a format's values: int2/int3 in int4, int6 in int8."""
+def _onnx_type(onnx, fmt: NumberFormat, unsigned: bool = False) -> int:
+    """The ONNX element type that holds a format's values: int2/int3 in int4, int6 in int8;
+    ``unsigned`` codes (a zero-pointed or unsigned grid) in uint4/uint8/uint16."""
     if fmt.family == "float":
         return {"fp8_e4m3": onnx.TensorProto.FLOAT8E4M3FN, "fp8_e5m2": onnx.TensorProto.FLOAT8E5M2}[fmt.name]
-    if fmt.element_bits <= 4:
-        return onnx.TensorProto.INT4
-    return onnx.TensorProto.INT8 if fmt.element_bits <= 8 else onnx.TensorProto.INT16
+    types = (
+        (onnx.TensorProto.UINT4, onnx.TensorProto.UINT8, onnx.TensorProto.UINT16)
+        if unsigned
+        else (onnx.TensorProto.INT4, onnx.TensorProto.INT8, onnx.TensorProto.INT16)
+    )
+    return types[0] if fmt.element_bits <= 4 else types[1] if fmt.element_bits <= 8 else types[2]
 
 
 def _in_onnx(fmt: NumberFormat) -> bool:
@@ -142,67 +165,91 @@ def _safe(scale: torch.Tensor) -> torch.Tensor:
 
 
 class _WeightQuantizer(nn.Module):
-    """Parametrization: the weight through the quantize op, with the scales mpq's format gives it."""
+    """Parametrization: the weight through the quantize op, with the scales mpq's quantizer chose.
 
-    def __init__(self, fmt: NumberFormat, weight: torch.Tensor, onnx_type: int, qonnx: bool) -> None:
+    It holds the weight mpq fake-quantized (every value a code times its scale), so the
+    QuantizeLinear folded into integer initializers gives exactly mpq's codes, clipping included.
+    """
+
+    def __init__(
+        self, fmt: NumberFormat, weight: torch.Tensor, quantized: torch.Tensor, clip, onnx_type: int, qonnx: bool
+    ) -> None:
         super().__init__()
         self.fmt, self.onnx_type = fmt, onnx_type
-        rows = weight.detach().float().reshape(weight.shape[0], -1)
         if fmt.granularity == "group":  # groups run along the flattened rows, as in mpq's quantizer
+            rows = weight.detach().float().reshape(weight.shape[0], -1)
             blocks = F.pad(rows, (0, -rows.shape[1] % fmt.group_size)).reshape(rows.shape[0], -1, fmt.group_size)
             scale = fmt._scale(block_amax(blocks)).squeeze(-1)
-        elif fmt.granularity == "channel":
-            scale = fmt._scale(rows.abs().amax(1))
-            if qonnx:  # Quant broadcasts its scale numpy-style
-                scale = scale.reshape(-1, *[1] * (weight.dim() - 1))
         else:
-            scale = fmt._scale(rows.abs().amax())
+            scale = fmt._scale(clip.float())
+            if fmt.granularity == "channel" and qonnx:  # Quant broadcasts its scale numpy-style
+                scale = scale.reshape(-1, *[1] * (quantized.dim() - 1))
+        self.register_buffer("quantized", quantized.detach().clone())
         self.register_buffer("scale", _safe(scale))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         group = self.fmt.granularity == "group"
         axis = {"group": 1, "channel": 0}.get(self.fmt.granularity, -1)
-        x = weight.reshape(weight.shape[0], -1) if group else weight
-        bits = self.fmt.element_bits
-        out = _quantize(x, self.scale, math.inf, axis, self.fmt.group_size or 0, self.onnx_type, bits)
-        return out.reshape(weight.shape)
+        x = self.quantized.reshape(self.quantized.shape[0], -1) if group else self.quantized
+        narrow = getattr(self.fmt.grid, "narrow", False)
+        args = (math.inf, math.inf, -1, axis, self.fmt.group_size or 0, self.onnx_type, self.fmt.element_bits, narrow)
+        return _quantize(x, self.scale, -math.inf, *args[1:]).reshape(weight.shape)
 
 
 class _InputQuantizer:
-    """Forward pre-hook: the layer's input through the quantize op at its calibrated range."""
+    """Forward pre-hook: the layer's input through the quantize op, as mpq's input quantizer does."""
 
-    def __init__(self, fmt: NumberFormat, amax: float | None, onnx_type: int) -> None:
-        self.fmt, self.onnx_type = fmt, onnx_type
-        self.amax = amax
-        self.scale = None if amax is None else _safe(fmt._scale(torch.tensor(amax, dtype=torch.float32)))
+    def __init__(self, quantizer: InputQuantizer, onnx) -> None:
+        fmt = quantizer.fmt
+        self.quantizer, self.fmt = quantizer, fmt
+        if quantizer.scale is not None:  # an integer grid: codes qmin..qmax around a zero point
+            self.onnx_type = _onnx_type(onnx, fmt, unsigned=quantizer.qmin == 0)
+            self.scale = torch.tensor(quantizer.scale, dtype=torch.float32)
+            zero = quantizer.zero_point
+            self.low, self.high = (quantizer.qmin - zero) * quantizer.scale, (quantizer.qmax - zero) * quantizer.scale
+            self.zero_point = zero if quantizer.qmin == 0 else -1
+        elif fmt.family != "reference":  # symmetric at amax through the format's own grid
+            self.onnx_type = _onnx_type(onnx, fmt)
+            self.scale = _safe(fmt._scale(torch.tensor(quantizer.amax, dtype=torch.float32)))
+            self.low, self.high, self.zero_point = -quantizer.amax, quantizer.amax, -1
 
     def __call__(self, module: nn.Module, args: tuple) -> tuple:
         x = args[0]
         if self.fmt.family == "reference":  # fp16/bf16: a cast and back, which ONNX writes as two Casts
             return (self.fmt.quantize(x), *args[1:])
-        return (_quantize(x, self.scale, self.amax, -1, 0, self.onnx_type, self.fmt.element_bits), *args[1:])
+        narrow = getattr(getattr(self.fmt, "grid", None), "narrow", False) and self.zero_point < 0
+        bits = self.fmt.element_bits
+        out = _quantize(x, self.scale, self.low, self.high, self.zero_point, -1, 0, self.onnx_type, bits, narrow)
+        return (out, *args[1:])
 
 
-def marked_model(task: Task, plan: dict[str, Candidate], to: str, onnx) -> nn.Module:
+def marked_model(task: Task, plan: dict[str, Candidate], to: str, onnx, quantizer: QuantizerSettings) -> nn.Module:
     """A copy of the task's model whose quantized layers call the quantize op (``to``: onnx or
-    qonnx); weights ONNX has no type for hold their exact dequantized values instead."""
+    qonnx), quantized by mpq's quantizer with the run's settings (bias correction included);
+    weights ONNX has no type for hold their exact dequantized values instead."""
     modules = dict(task.model.named_modules())
     quantizes_input = {layer: layer_kind(modules[layer]) != "embedding" for layer in plan}
-    needs_range = [layer for layer, c in plan.items() if quantizes_input[layer] and c.act_format.uses_range]
-    ranges = _input_ranges(task.model, needs_range, task.calibration, None)
+    calibrated = calibrate(task.model, task.calibration, list(plan), quantizer=quantizer)
     model = copy.deepcopy(task.model).eval().requires_grad_(False)
     copies = dict(model.named_modules())
     for layer, candidate in plan.items():
-        module, weight_fmt, act_fmt = copies[layer], candidate.weight_format, candidate.act_format
+        module, act_fmt = copies[layer], candidate.act_format
+        weight_fmt = weight_format(candidate.weight_format, quantizer)
+        with torch.no_grad():
+            quantized = calibrated.quantize_weight(layer, candidate.weight_format, module.weight)
+            shift = calibrated.bias_shift(layer, module, quantized) if quantizes_input[layer] else None
+            if shift is not None:
+                bias = torch.zeros_like(shift) if module.bias is None else module.bias
+                module.bias = nn.Parameter(bias - shift, requires_grad=False)
         if _in_onnx(weight_fmt):
-            quantizer = _WeightQuantizer(weight_fmt, module.weight, _onnx_type(onnx, weight_fmt), to == "qonnx")
-            parametrize.register_parametrization(module, "weight", quantizer, unsafe=True)
+            clip = calibrated.weight_clip(layer, candidate.weight_format, module.weight)
+            onnx_type = _onnx_type(onnx, weight_fmt)
+            quantizer_module = _WeightQuantizer(weight_fmt, module.weight, quantized, clip, onnx_type, to == "qonnx")
+            parametrize.register_parametrization(module, "weight", quantizer_module, unsafe=True)
         else:
-            with torch.no_grad():
-                module.weight = nn.Parameter(weight_fmt.quantize(module.weight), requires_grad=False)
+            module.weight = nn.Parameter(quantized, requires_grad=False)
         if quantizes_input[layer] and act_fmt.name != "fp32":
-            onnx_type = _onnx_type(onnx, act_fmt) if act_fmt.family != "reference" else 0
-            module.register_forward_pre_hook(_InputQuantizer(act_fmt, ranges.get(layer), onnx_type))
+            module.register_forward_pre_hook(_InputQuantizer(calibrated.input_quantizer(layer, act_fmt), onnx))
     return model
 
 
@@ -239,10 +286,11 @@ def _quiet() -> Iterator[None]:
         log.setLevel(level)
 
 
-def model_proto(task: Task, plan: dict[str, Candidate], to: str):
-    """The ONNX (``to="onnx"``) or QONNX (``"qonnx"``) model of a task's model under an assignment."""
+def model_proto(task: Task, plan: dict[str, Candidate], to: str, quantizer: QuantizerSettings):
+    """The ONNX (``to="onnx"``) or QONNX (``"qonnx"``) model of a task's model under an
+    assignment, quantized with the run's quantizer settings."""
     onnx = _onnx()
-    model = marked_model(task, plan, to, onnx)
+    model = marked_model(task, plan, to, onnx, quantizer)
     if to == "qonnx":
         _register_quant_schema(onnx)
     translation = _quant_translation if to == "qonnx" else _qdq_translation
@@ -395,7 +443,7 @@ def export_file(run: Run, point: int, to: str, out: object) -> Path:
     path = writable_path(out, to)
     plan = {layer: get_candidate(name) for layer, name in run.assignment(point).items()}
     check_formats(run, point, plan, to)
-    proto = model_proto(rebuilt_task(run), plan, to)
+    proto = model_proto(rebuilt_task(run), plan, to, run.quantizer)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         _onnx().save(proto, tmp)

@@ -66,7 +66,7 @@ def onnxruntime_latency(
     plan = {layer: get_candidate(name) for layer, name in run.assignment(point).items()}
     check_formats(run, point, plan, "onnx")
     task = rebuilt_task(run)
-    model = model_proto(task, plan, "onnx").SerializeToString()
+    model = model_proto(task, plan, "onnx", run.quantizer).SerializeToString()
     # One calibration sample repeated to the batch size (the export leaves the batch dimension free).
     first = _first_sample(task.calibration[0][0])
     sample = map_leaves(lambda v: _resize_batch(v, 1, batch_size) if isinstance(v, torch.Tensor) else v, first)

@@ -13,6 +13,8 @@ from mpq._export import export
 from mpq._frontier_columns import cost_columns
 from mpq._measured_frontier import absolute_drop, check_drop, configuration_key, unresolved
 from mpq._owners import shown_status
+from mpq._probes.settings import settings_from_json
+from mpq._quantizer import QuantizerSettings, describe
 from mpq._storage import DB, BaseStore, Store
 from mpq._validation import Interval, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError
@@ -29,8 +31,9 @@ class Run:
             that ran it on this host has ended (``kill -9``, a crash); ``mpq search --resume``
             (or the same search again) finishes a failed or stopped run.
         record: Every stored field of the run (hashes, settings, budgets, versions, error...),
-            and ``evaluations``: the calls of ``task.evaluate`` the run spent (the float model's
-            and one per distinct measured configuration).
+            ``evaluations``: the calls of ``task.evaluate`` the run spent (the float model's
+            and one per distinct measured configuration), and ``quantizer``: the quantizer
+            settings (:class:`mpq.QuantizerSettings` as a dict).
         frontier: One row per point; columns: see :data:`mpq._frontier_columns.FRONTIER_COLUMNS_DOC`.
         assignments: One row per (point, layer): ``point``, ``layer``, ``candidate``.
         tables: The pipeline tables by name (``layers``, ``sensitivity``, ``omega``, ``costs``).
@@ -55,6 +58,12 @@ class Run:
     @property
     def created_at(self) -> datetime:
         return self.record["created_at"]
+
+    @property
+    def quantizer(self) -> QuantizerSettings:
+        """The quantizer settings every point of the run was measured with (mpq's first
+        quantizer, ``LEGACY_QUANTIZER``, for runs stored before the settings existed)."""
+        return QuantizerSettings(**self.record["quantizer"])
 
     @property
     def rank_note(self) -> str | None:
@@ -179,6 +188,7 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
     record = store.run_record(run_id)
     frontier, assignments = store.run_points(run_id)
     record["evaluations"] = _evaluations(record, frontier, assignments)
+    record["quantizer"] = describe(settings_from_json(record["settings"]["probe"]).quantizer)
     if len(frontier):  # points are numbered as measured; a person reads them by cost
         order = [record["objectives"][0], "predicted_loss", "point"]
         frontier = pd.concat([frontier[~frontier["is_baseline"]].sort_values(order), frontier[frontier["is_baseline"]]])

@@ -121,7 +121,7 @@ def test_a_user_device_file_outside_the_folder_works(device_file, tables):
         (
             "zcu104",
             {"dsps = 1728": "dsps = 1728\nlutz = 5  # x"},
-            "'lutz' is not a known key here; use one of brams, candidates",
+            "'lutz' is not a known key here; use one of activation_grid, brams, candidates",
         ),
         ("zcu104", {"dsps = 1728": "dsps = 1728\nlutz = 5  # x"}, "(did you mean 'luts'?)"),
         (

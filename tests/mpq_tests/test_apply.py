@@ -1,4 +1,9 @@
-"""mpq.apply: a fake-quantized copy; weights on the grid, activations on the calibrated grid."""
+"""mpq.apply: a fake-quantized copy; weights on the grid, activations on the calibrated grid.
+
+Tests of structure (hooks, tied weights, embeddings, the hand-built network) run mpq's first
+quantizer (``LEGACY_QUANTIZER``: symmetric grids, max ranges), whose grid is simplest to write by
+hand; the calibrated quantizer's own rules are tested in test_quantizer.py.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from torch import nn
 
 from mpq._apply import activation_ranges, apply
 from mpq._formats import get_format
+from mpq._quantizer import LEGACY_QUANTIZER, QuantizerSettings
 from mpq.exceptions import InvalidParameterError, UnknownNameError
 
 
@@ -72,18 +78,19 @@ def test_activation_ranges_are_max_abs_inputs_over_batches(model, calibration):
 
 def test_apply_returns_a_copy_and_leaves_the_model_untouched(model, calibration):
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    quantized = apply(model, {"conv": "w4a8", "fc": "w2a8"}, calibration=calibration)
+    no_correction = QuantizerSettings(bias_correction=False)
+    quantized = apply(model, {"conv": "w4a8", "fc": "w2a8"}, calibration=calibration, quantizer=no_correction)
     assert quantized is not model and quantized.fc is not model.fc
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.conv._forward_pre_hooks and not model.fc._forward_pre_hooks
     assert not torch.equal(quantized.fc.weight, model.fc.weight)
     assert not quantized.training
     assert not any(p.requires_grad for p in quantized.parameters())
-    assert torch.equal(quantized.fc.bias, model.fc.bias)  # biases stay float
+    assert torch.equal(quantized.fc.bias, model.fc.bias)  # biases stay float without bias correction
 
 
-def test_quantized_weights_lie_on_the_grid(model, calibration):
-    quantized = apply(model, {"conv": "w4a8", "fc": "wint4_g32a8"}, calibration=calibration)
+def test_quantized_weights_lie_on_the_legacy_grid(model, calibration):
+    quantized = apply(model, {"conv": "w4a8", "fc": "wint4_g32a8"}, calibration=calibration, quantizer=LEGACY_QUANTIZER)
     w = model.conv.weight.detach().reshape(4, -1)
     q = quantized.conv.weight.reshape(4, -1)
     scale = w.abs().amax(1, keepdim=True) / 7  # int4 per output channel
@@ -94,9 +101,9 @@ def test_quantized_weights_lie_on_the_grid(model, calibration):
     assert torch.equal(quantized.fc.weight, get_format("int4_g32").quantize(model.fc.weight.detach()))
 
 
-def test_activations_lie_on_the_int8_grid_of_the_calibrated_range(model, calibration, images):
+def test_activations_lie_on_the_legacy_int8_grid_of_the_calibrated_range(model, calibration, images):
     fc_range = activation_ranges(model, calibration)["fc"]
-    quantized = apply(model, {"fc": "w8a8"}, calibration=calibration)
+    quantized = apply(model, {"fc": "w8a8"}, calibration=calibration, quantizer=LEGACY_QUANTIZER)
     seen = capture_input(quantized.fc)
     quantized(images * 3)  # larger than calibration: some inputs saturate
     scale = fc_range / 127
@@ -108,7 +115,7 @@ def test_activations_lie_on_the_int8_grid_of_the_calibrated_range(model, calibra
 
 def test_the_copy_computes_the_hand_built_quantized_network(model, calibration, images):
     ranges = activation_ranges(model, calibration)
-    quantized = apply(model, {"conv": "wfp8afp8", "fc": "w4a8"}, calibration=calibration)
+    quantized = apply(model, {"conv": "wfp8afp8", "fc": "w4a8"}, calibration=calibration, quantizer=LEGACY_QUANTIZER)
     fp8, int4_pc, int8 = get_format("fp8_e4m3"), get_format("int4_pc"), get_format("int8")
     with torch.no_grad():
         h = F.conv2d(fp8.quantize(images, ranges["conv"]), fp8.quantize(model.conv.weight), model.conv.bias)
@@ -156,7 +163,7 @@ def test_embedding_quantizes_only_its_weight():
     torch.manual_seed(0)
     model = TextNet().eval()
     ids = torch.randint(0, 50, (4, 7))
-    quantized = apply(model, {"emb": "w4a8", "fc": "w8a16"})  # a8 is ignored for the embedding
+    quantized = apply(model, {"emb": "w4a8", "fc": "w8a16"}, quantizer=LEGACY_QUANTIZER)  # a8 ignored for the embedding
     assert not quantized.emb._forward_pre_hooks
     assert torch.equal(quantized.emb.weight, get_format("int4_pc").quantize(model.emb.weight.detach()))
     assert torch.isfinite(quantized(ids)).all()
@@ -170,7 +177,7 @@ def test_tied_weights_are_quantized_per_layer():
     head = nn.Linear(16, 50, bias=False)
     head.weight = model.emb.weight
     model.head = head
-    quantized = apply(model, {"head": "w2a16"})
+    quantized = apply(model, {"head": "w2a16"}, quantizer=LEGACY_QUANTIZER)
     assert torch.equal(quantized.emb.weight, model.emb.weight)
     assert torch.equal(quantized.head.weight, get_format("int2_pc").quantize(model.emb.weight.detach()))
 

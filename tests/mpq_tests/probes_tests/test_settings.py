@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mpq._probes import PROBES, ProbeSettings, probe, settings_from_json, settings_hash, settings_to_json
+from mpq._quantizer import LEGACY_QUANTIZER, QuantizerSettings
 from mpq.exceptions import InvalidParameterError, UnknownNameError
 
 settings_strategy = st.builds(
@@ -27,6 +28,13 @@ settings_strategy = st.builds(
     fisher_sampler=st.sampled_from(["gauss_newton", "categorical"]),
     candidates=st.lists(st.sampled_from(["w4a8", "w8a8", "wfp8afp8", "w4a16"]), unique=True).map(tuple),
     exact_max_params=st.integers(0, 4096),
+    quantizer=st.builds(
+        QuantizerSettings,
+        ranges=st.sampled_from(["max", "mse", "percentile"]),
+        bias_correction=st.booleans(),
+        act_grid=st.sampled_from(["asymmetric", "unsigned", "symmetric"]),
+        weight_grid=st.sampled_from(["full", "narrow"]),
+    ),
 )
 
 
@@ -37,8 +45,9 @@ def test_json_round_trip_and_hash_agree_with_equality(settings):
     assert (
         doc["type"] == "ProbeSettings"
         and doc["version"] == 1
-        and set(doc["data"]) == {f.name for f in dataclasses.fields(ProbeSettings)}
+        and set(doc["data"]) | {"quantizer"} == {f.name for f in dataclasses.fields(ProbeSettings)}
     )
+    assert ("quantizer" in doc["data"]) == (settings.quantizer != LEGACY_QUANTIZER)
     assert settings_from_json(text) == settings
     assert settings_hash(settings_from_json(text)) == settings_hash(settings)
     other = dataclasses.replace(settings, seed=(settings.seed + 1) % 2**63)
@@ -51,9 +60,26 @@ def test_default_settings_have_a_pinned_json_and_hash():
         '{"data":{"batches_per_sample":null,"candidates":[],"estimator":"split","exact_max_params":256,'
         '"fisher_sampler":"gauss_newton",'
         '"max_samples":200,"micro_batch_size":null,"min_samples":10,"noise_draws":2,'
-        '"probes":["hessian_w","hessian_a"],"seed":0,"tolerance":0.05},"type":"ProbeSettings","version":1}'
+        '"probes":["hessian_w","hessian_a"],"quantizer":{"act_grid":"asymmetric","bias_correction":true,'
+        '"percentile":99.99,"ranges":"mse","weight_grid":"full"},"seed":0,"tolerance":0.05},'
+        '"type":"ProbeSettings","version":1}'
     )
     assert settings_hash(ProbeSettings()) == hashlib.sha256(settings_to_json(ProbeSettings()).encode()).hexdigest()
+
+
+def test_a_document_from_before_the_quantizer_reads_as_the_legacy_quantizer_with_its_old_hash():
+    # Written by mpq before QuantizerSettings existed: runs stored with it resume and export as measured.
+    old = (
+        '{"data":{"batches_per_sample":null,"candidates":[],"estimator":"split","exact_max_params":256,'
+        '"fisher_sampler":"gauss_newton",'
+        '"max_samples":200,"micro_batch_size":null,"min_samples":10,"noise_draws":2,'
+        '"probes":["hessian_w","hessian_a"],"seed":0,"tolerance":0.05},"type":"ProbeSettings","version":1}'
+    )
+    settings = settings_from_json(old)
+    assert settings == dataclasses.replace(ProbeSettings(), quantizer=LEGACY_QUANTIZER)
+    assert settings_to_json(settings) == old  # the same probe key: its stored probe is found
+    with pytest.raises(InvalidParameterError, match="quantizer .* is not a QuantizerSettings"):
+        settings_from_json(old.replace('"seed":0', '"quantizer":{"rm":1},"seed":0'))
 
 
 def test_from_json_accepts_only_probe_settings():
