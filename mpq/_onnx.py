@@ -48,6 +48,7 @@ ONNX_OPSET = 21  # the first opset with int4 types and blockwise (per group) sca
 QONNX_DOMAIN = "qonnx.custom_op.general"
 MISSING_EXTRA = "pip install -e '.[export]'"
 _WEIGHT_PATH = ".parametrizations.weight"  # where torch.nn.utils.parametrize keeps a layer's weight
+_QUANTIZED_WEIGHT = _WEIGHT_PATH + ".0.quantized"  # the buffer of mpq's quantized weight there
 
 
 def _onnx():
@@ -92,15 +93,18 @@ def _qdq_translation(x, scale, low: float, high: float, zero_point: int, axis, b
     from onnx import helper
     from onnxscript import opset21 as op
 
-    if math.isfinite(high):  # mpq saturates at the calibrated range; QuantizeLinear alone at the type's
-        x = op.Clip(x, op.Constant(value_float=low), op.Constant(value_float=high))
     axis = max(axis, 0)
-    if zero_point < 0:
+    if zero_point < 0:  # symmetric: saturate at mpq's range first; QuantizeLinear alone saturates at the type's
+        if math.isfinite(high):
+            x = op.Clip(x, op.Constant(value_float=low), op.Constant(value_float=high))
         q = op.QuantizeLinear(x, scale, axis=axis, block_size=block_size, output_dtype=onnx_type)
         return op.DequantizeLinear(q, scale, axis=axis, block_size=block_size)
     zero = op.Constant(value=helper.make_tensor("zero_point", onnx_type, [], [zero_point]))
-    q = op.QuantizeLinear(x, scale, zero, axis=axis, block_size=block_size)
-    return op.DequantizeLinear(q, scale, zero, axis=axis, block_size=block_size)
+    out = op.DequantizeLinear(op.QuantizeLinear(x, scale, zero), scale, zero)
+    if bits not in (4, 8, 16):  # fewer bits than the unsigned type holds: clamp the codes to 0..2**bits - 1
+        # (after DequantizeLinear: ONNX Runtime's Clip->QuantizeLinear fusion rejects uint4 zero points)
+        out = op.Clip(out, op.Constant(value_float=low), op.Constant(value_float=high))
+    return out
 
 
 def _quant_translation(x, scale, low: float, high: float, zero_point: int, axis, block_size, onnx_type, bits, narrow):
@@ -192,8 +196,9 @@ class _WeightQuantizer(nn.Module):
         axis = {"group": 1, "channel": 0}.get(self.fmt.granularity, -1)
         x = self.quantized.reshape(self.quantized.shape[0], -1) if group else self.quantized
         narrow = getattr(self.fmt.grid, "narrow", False)
-        args = (math.inf, math.inf, -1, axis, self.fmt.group_size or 0, self.onnx_type, self.fmt.element_bits, narrow)
-        return _quantize(x, self.scale, -math.inf, *args[1:]).reshape(weight.shape)
+        block_size, bits = self.fmt.group_size or 0, self.fmt.element_bits
+        out = _quantize(x, self.scale, -math.inf, math.inf, -1, axis, block_size, self.onnx_type, bits, narrow)
+        return out.reshape(weight.shape)
 
 
 class _InputQuantizer:
@@ -333,7 +338,7 @@ def _fold_weight_quantizers(onnx, proto):
         (value,) = ReferenceEvaluator(single).run(None, {n: numpy_helper.to_array(constants[n]) for n in node.input})
         constants[node.output[0]] = numpy_helper.from_array(value, node.output[0])
         graph.initializer.append(constants[node.output[0]])
-        layer_of[node.output[0]] = layer_of.get(node.input[0], node.input[0].removesuffix(_WEIGHT_PATH + ".original"))
+        layer_of[node.output[0]] = layer_of.get(node.input[0], node.input[0].removesuffix(_QUANTIZED_WEIGHT))
         folded.append(node)
     for node in folded:
         graph.node.remove(node)

@@ -63,7 +63,7 @@ class Run:
     def quantizer(self) -> QuantizerSettings:
         """The quantizer settings every point of the run was measured with (mpq's first
         quantizer, ``LEGACY_QUANTIZER``, for runs stored before the settings existed)."""
-        return QuantizerSettings(**self.record["quantizer"])
+        return settings_from_json(self.record["settings"]["probe"]).quantizer
 
     @property
     def rank_note(self) -> str | None:

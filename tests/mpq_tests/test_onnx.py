@@ -16,7 +16,9 @@ import torch
 
 import mpq
 from mpq._examples.digits_cnn import _splits
+from mpq._probes import ProbeSettings, settings_to_json
 from mpq._probes.checkpoint import data_hash, model_hash
+from mpq._quantizer import LEGACY_QUANTIZER
 from mpq._runs import Run
 from mpq.cli import main
 from mpq.exceptions import InvalidParameterError
@@ -32,14 +34,19 @@ DIGITS_LAYERS = ("conv1", "conv2", "conv3", "conv4", "fc1", "fc2")
 MIXED = dict(zip(DIGITS_LAYERS, ("w8a8", "w4a4", "wint4_g32aint8", "wfp8afp8", "w3aint16", "wfp8_e5m2afp8_e5m2")))
 
 
-def in_memory_run(task: mpq.Task, spec: str, *points: dict[str, str]) -> Run:
-    """A run as ``open_run`` gives it, one point per assignment, without a search."""
+def in_memory_run(
+    task: mpq.Task, spec: str, *points: dict[str, str], quantizer: mpq.QuantizerSettings | None = None
+) -> Run:
+    """A run as ``open_run`` gives it, one point per assignment, without a search, measured with
+    ``quantizer`` (default: ``QuantizerSettings()``)."""
     frontier = pd.DataFrame({"point": range(len(points)), "dominated": False})
     assignments = pd.DataFrame(
         [(point, layer, c) for point, assignment in enumerate(points) for layer, c in assignment.items()],
         columns=["point", "layer", "candidate"],
     )
     record = {"model_spec": spec, "model_hash": model_hash(task.model), "data_hash": data_hash(task.calibration)}
+    probe = ProbeSettings(quantizer=quantizer or mpq.QuantizerSettings())
+    record["settings"] = {"probe": settings_to_json(probe)}
     return Run(1, "sqlite://", "done", record, frontier, assignments, {})
 
 
@@ -60,21 +67,34 @@ def outputs(path, inputs: dict[str, np.ndarray], optimized: bool = True) -> np.n
     return ort.InferenceSession(str(path), options).run(None, inputs)[0]
 
 
-def applied(task: mpq.Task, assignment: dict[str, str], *args, **kwargs) -> np.ndarray:
+def applied(
+    task: mpq.Task, assignment: dict[str, str], *args, quantizer: mpq.QuantizerSettings | None = None, **kwargs
+) -> np.ndarray:
     with torch.no_grad():
-        return mpq.apply(task.model, assignment, calibration=task.calibration)(*args, **kwargs).numpy()
+        model = mpq.apply(task.model, assignment, calibration=task.calibration, quantizer=quantizer)
+        return model(*args, **kwargs).numpy()
+
+
+def assert_same_outputs(got: np.ndarray, expected: np.ndarray) -> None:
+    """Row by row (one input each) equal to 1e-4, but for at most 0.5 % of rows: ONNX Runtime sums
+    a layer's products in another order, and an input that lands within an ulp of a rounding tie
+    of the next quantizer may round to the neighbouring code (one image in 497 of the digits set,
+    seen with mpq's first quantizer as with the calibrated one)."""
+    close = np.isclose(got, expected, rtol=1e-7, atol=1e-4).all(axis=tuple(range(1, got.ndim)))
+    assert close.mean() >= 0.995, f"{(~close).sum()} of {len(close)} outputs differ"
 
 
 @pytest.mark.slow  # fast twin: test_embedding_and_conv1d_layers_export_to_onnx_and_qonnx
-def test_digits_point_runs_in_onnxruntime_as_apply_computes_it(digits, heldout, tmp_path):
-    run = in_memory_run(digits, "example:digits-cnn", MIXED)
+@pytest.mark.parametrize("quantizer", [mpq.QuantizerSettings(), LEGACY_QUANTIZER], ids=["calibrated", "legacy"])
+def test_digits_point_runs_in_onnxruntime_as_apply_computes_it(digits, heldout, tmp_path, quantizer):
+    run = in_memory_run(digits, "example:digits-cnn", MIXED, quantizer=quantizer)
     path = mpq.export(run, 0, to="onnx", out=tmp_path / "digits.onnx")
     assert path == tmp_path / "digits.onnx"
     onnx.checker.check_model(str(path))
-    expected = applied(digits, MIXED, heldout)
+    expected = applied(digits, MIXED, heldout, quantizer=quantizer)
     optimized = outputs(path, {"input": heldout.numpy()})
     assert (optimized.argmax(1) == expected.argmax(1)).mean() >= 0.995
-    np.testing.assert_allclose(outputs(path, {"input": heldout.numpy()}, optimized=False), expected, atol=1e-4)
+    assert_same_outputs(outputs(path, {"input": heldout.numpy()}, optimized=False), expected)
 
 
 def test_digits_onnx_holds_the_point_formats_as_quantize_dequantize_pairs(digits, tmp_path):
@@ -87,9 +107,13 @@ def test_digits_onnx_holds_the_point_formats_as_quantize_dequantize_pairs(digits
     (group,) = [n for n in dequantized.values() if any(a.name == "block_size" and a.i == 32 for a in n.attribute)]
     assert group.input[0] == "conv3.weight_quantized" and types[group.input[0]] == t.INT4
     activations = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
-    assert sorted(a.i for n in activations for a in n.attribute if a.name == "output_dtype") == sorted(
-        [t.INT8, t.INT4, t.INT8, t.FLOAT8E4M3FN, t.INT16, t.FLOAT8E5M2]
-    )
+    # Symmetric (no zero point): the type is an attribute; with a zero point, the zero point's type.
+    symmetric = [a.i for n in activations for a in n.attribute if a.name == "output_dtype" and a.i]
+    assert sorted(symmetric) == sorted([t.FLOAT8E4M3FN, t.FLOAT8E5M2])
+    zero_points = [n.input[2] for n in activations if len(n.input) == 3]
+    constants = {n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant"}
+    # Every integer input here follows a ReLU or is an image (never negative): the unsigned grid.
+    assert sorted(constants[z].data_type for z in zero_points) == sorted([t.UINT8, t.UINT4, t.UINT8, t.UINT16])
     assert not any(name.endswith(".original") for name in types)  # no float copy of a quantized weight
 
 
@@ -98,10 +122,10 @@ def test_a_weight_format_onnx_lacks_is_stored_dequantized_with_a_note(digits, he
     with pytest.warns(UserWarning, match=r"ONNX has no type for fp6_e3m2, mxfp4 weights; they are stored as"):
         path = mpq.export(in_memory_run(digits, "example:digits-cnn", assignment), 0, "onnx", tmp_path / "m.onnx")
     stored = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
-    exact = mpq.get_format("mxfp4").quantize(digits.model.conv2.weight.detach())
+    exact = mpq.get_format("mxfp4").quantize(digits.model.conv2.weight.detach())  # block scales: from the data
     np.testing.assert_array_equal(stored["conv2.weight"], exact.numpy())
     expected = applied(digits, assignment, heldout)
-    np.testing.assert_allclose(outputs(path, {"input": heldout.numpy()}, optimized=False), expected, atol=1e-4)
+    assert_same_outputs(outputs(path, {"input": heldout.numpy()}, optimized=False), expected)
 
 
 @pytest.mark.parametrize(
