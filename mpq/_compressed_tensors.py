@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from mpq._formats import Candidate, NumberFormat
+from mpq._quantizer import QuantizerSettings
 from mpq.exceptions import InvalidParameterError
 from mpqvocab import FormatSpec, format_spec, list_format_specs
 
@@ -33,9 +34,9 @@ def _expressible(spec: FormatSpec) -> bool:
     return _FLOAT_GRIDS.get(spec.element_bits) == grid and (spec.family == "block" or spec.element_bits == 8)
 
 
-def _args(fmt: NumberFormat, activation: bool) -> dict[str, Any] | None:
-    """compressed-tensors' QuantizationArgs of a format, as the package writes them; None for the
-    unquantized (16- and 32-bit) formats."""
+def _args(fmt: NumberFormat, activation: bool, quantizer: QuantizerSettings) -> dict[str, Any] | None:
+    """compressed-tensors' QuantizationArgs of a format, as the package writes them and mpq's
+    quantizer quantizes; None for the unquantized (16- and 32-bit) formats."""
     spec = format_spec(fmt.name)
     if spec.family == "reference":
         return None
@@ -46,18 +47,22 @@ def _args(fmt: NumberFormat, activation: bool) -> dict[str, Any] | None:
     args: dict[str, Any] = {
         "num_bits": fmt.element_bits,
         "type": "int" if fmt.family == "int" else "float",
-        "symmetric": True,  # mpq's scales are symmetric: no zero point
+        # Weights are symmetric (full grid: compressed-tensors' own, scale = max / 7.5 for int4); INT
+        # inputs take a zero point unless the quantizer's grid is symmetric (legacy runs, GPUs).
+        "symmetric": not (activation and fmt.family == "int" and quantizer.act_grid != "symmetric"),
         "group_size": fmt.group_size,
         "strategy": strategy,
         "dynamic": False,
     }
     if spec.scale in _SCALE_DTYPES:
         args["scale_dtype"] = _SCALE_DTYPES[spec.scale]
+    if not activation and quantizer.ranges == "mse" and fmt.granularity in ("tensor", "channel"):
+        args["observer"] = "mse"  # the clip minimising the weight's squared error, as mpq chooses it
     if activation:
         if not fmt.uses_range:  # group and MX scales come from each input, as mpq computes them
             args["dynamic"] = True
-        else:  # the largest magnitude seen over the calibration batches, as mpq calibrates
-            args["observer"] = "static_minmax"
+        else:  # static ranges calibrated over the batches: min/max, or the error-minimising clip
+            args["observer"] = "mse" if quantizer.ranges == "mse" else "static_minmax"
             if spec.scale == "fp8_e4m3":
                 args["dynamic"] = "local"  # NVFP4: static tensor scale, block scales from each input
     return args
@@ -81,13 +86,16 @@ def _some(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def quantization_config(where: str, candidates: dict[str, Candidate], kinds: dict[str, str | None]) -> dict[str, Any]:
+def quantization_config(
+    where: str, candidates: dict[str, Candidate], kinds: dict[str, str | None], quantizer: QuantizerSettings
+) -> dict[str, Any]:
     """The compressed-tensors config of one assignment.
 
     Args:
         where: ``run R point K``, the start of an error message.
         candidates: Layer (module name) -> candidate, in the model's order.
         kinds: Layer -> layer-table kind (linear, conv2d, embedding...).
+        quantizer: The run's quantizer settings (zero points, range observers).
 
     Raises:
         InvalidParameterError: a quantized layer is not Linear or Embedding, or a format has no
@@ -117,8 +125,8 @@ def quantization_config(where: str, candidates: dict[str, Candidate], kinds: dic
         )
     groups: dict[str, dict[str, Any]] = {}
     for layer, c in quantized.items():
-        weights = _args(c.weight_format, activation=False)
-        acts = None if kinds.get(layer) == "embedding" else _args(c.act_format, activation=True)  # token ids
+        weights = _args(c.weight_format, False, quantizer)
+        acts = None if kinds.get(layer) == "embedding" else _args(c.act_format, True, quantizer)  # token ids
         scheme = {"weights": weights, "input_activations": acts, "output_activations": None}
         group = next((g for g in groups.values() if {k: g[k] for k in scheme} == scheme), None)
         if group is None:

@@ -11,6 +11,7 @@ import pandas as pd
 from mpq._compressed_tensors import quantization_config
 from mpq._formats import get_candidate
 from mpq._frontier_columns import cost_columns
+from mpq._quantizer import describe
 from mpq._validation import unknown_name
 from mpq._warnings import mpq_warn
 from mpq.exceptions import DominatedPointWarning, InvalidParameterError
@@ -135,7 +136,7 @@ def export(run: Run, point: int, to: str = "json", out: str | Path | None = None
     if to == "compressed-tensors":
         layers = run.tables.get("layers", pd.DataFrame(columns=["layer", "kind"]))
         return quantization_config(
-            f"run {run.id} point {point}", candidates, dict(zip(layers["layer"], layers["kind"]))
+            f"run {run.id} point {point}", candidates, dict(zip(layers["layer"], layers["kind"])), run.quantizer
         )
     return {
         "mpq_version": __version__,
@@ -147,6 +148,7 @@ def export(run: Run, point: int, to: str = "json", out: str | Path | None = None
         "predicted_loss": _plain(row["predicted_loss"]),
         "measured_metric": _plain(row["measured_metric"]),
         "metric_name": run.record["metric_name"],
+        "quantizer": describe(run.quantizer),
         "costs": {c: _plain(row[c]) for c in cost_columns(run.frontier)},
         "layers": {
             layer: {

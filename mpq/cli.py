@@ -190,6 +190,17 @@ def search(
     refine: Annotated[
         int, typer.Option(metavar="N", help="N more evaluations pushing the measured frontier to lower cost.")
     ] = 0,
+    ranges: Annotated[
+        str,
+        typer.Option(
+            metavar="METHOD",
+            help="How the quantizer clips: mse (the range with the least squared error), max, or percentile.",
+        ),
+    ] = "mse",
+    bias_correction: Annotated[
+        bool,
+        typer.Option(help="Remove the mean output shift that weight quantization causes, through each bias."),
+    ] = True,
     device: Annotated[
         str | None,
         typer.Option(help="Run the model there: cpu, cuda, cuda:1 \\[default: where the task's model is]."),
@@ -253,6 +264,8 @@ def search(
                 max_drop=_parse_drop(max_drop),
                 max_evals=max_evals,
                 refine=refine,
+                ranges=ranges,
+                bias_correction=bias_correction,
                 device=device,
                 executor=executor,
                 db=db,

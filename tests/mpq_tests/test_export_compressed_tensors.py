@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 import mpq
+from mpq._probes import ProbeSettings, settings_to_json
+from mpq._quantizer import LEGACY_QUANTIZER
 
 pytest.importorskip("compressed_tensors", reason="needs the [export] extra: pip install -e '.[export]'")
 from compressed_tensors.compressors.format import infer_module_format  # noqa: E402
@@ -51,14 +53,18 @@ PRESETS = {
 }
 
 
-def stored_run(assignment: dict[str, str], kinds: dict[str, str] | None = None) -> mpq.Run:
-    """A run whose point 0 is ``assignment`` (layer -> candidate), every layer linear unless ``kinds`` says."""
+def stored_run(
+    assignment: dict[str, str], kinds: dict[str, str] | None = None, quantizer: mpq.QuantizerSettings | None = None
+) -> mpq.Run:
+    """A run whose point 0 is ``assignment`` (layer -> candidate), every layer linear unless ``kinds``
+    says, measured with ``quantizer`` (default ``QuantizerSettings()``)."""
     kinds = {layer: "linear" for layer in assignment} | (kinds or {})
+    probe = ProbeSettings(quantizer=quantizer or mpq.QuantizerSettings())
     return mpq.Run(
         id=7,
         db="sqlite://",
         status="done",
-        record={},
+        record={"settings": {"probe": settings_to_json(probe)}},
         frontier=pd.DataFrame({"point": [0]}),
         assignments=pd.DataFrame({"point": 0, "layer": list(assignment), "candidate": list(assignment.values())}),
         tables={"layers": pd.DataFrame({"layer": list(kinds), "kind": list(kinds.values())})},
@@ -132,7 +138,10 @@ def test_every_expressible_point_is_a_quantization_config_of_the_package():
 
 @pytest.mark.parametrize(("candidate", "preset"), PRESETS.items())
 def test_schemes_equal_the_packages_presets(candidate, preset):
-    (group,) = mpq.export(stored_run({"fc": candidate}), 0, "compressed-tensors")["config_groups"].values()
+    # The presets are symmetric min-max schemes: mpq's first quantizer's (a run stored before the
+    # calibrated quantizer exports as it was measured).
+    run = stored_run({"fc": candidate}, quantizer=LEGACY_QUANTIZER)
+    (group,) = mpq.export(run, 0, "compressed-tensors")["config_groups"].values()
     ours = QuantizationScheme.model_validate(group).model_dump(exclude={"targets", "format"})
     assert ours == preset_name_to_scheme(preset, ["fc"]).model_dump(exclude={"targets", "format"})
 
@@ -159,6 +168,18 @@ def test_applied_to_a_model_every_layer_gets_the_formats_mpq_chose():
             assert scheme is None, layer
         else:
             assert (_got(scheme.weights), _got(scheme.input_activations)) == (weights, acts), candidate
+
+
+@pytest.mark.parametrize(("act_grid", "symmetric"), [("asymmetric", False), ("unsigned", False), ("symmetric", True)])
+def test_the_calibrated_quantizer_exports_zero_points_and_mse_observers(act_grid, symmetric):
+    quantizer = mpq.QuantizerSettings(act_grid=act_grid)
+    doc = mpq.export(stored_run({"fc": "w4a8", "head": "wfp8afp8"}, quantizer=quantizer), 0, "compressed-tensors")
+    config = QuantizationConfig.model_validate(doc)  # the package reads the asymmetric scheme
+    by_target = {tuple(g.targets): g for g in config.config_groups.values()}
+    ints, floats = by_target[("fc",)], by_target[("head",)]
+    assert (ints.input_activations.symmetric, ints.input_activations.observer) == (symmetric, "mse")
+    assert (ints.weights.symmetric, ints.weights.observer) == (True, "mse")  # weights: no zero point
+    assert floats.input_activations.symmetric  # minifloats have no zero point
 
 
 def test_an_embeddings_activation_format_is_left_out():
