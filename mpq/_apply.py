@@ -170,6 +170,8 @@ def apply(
             f"The 'assignment' parameter of apply must be a mapping of layer name to candidate. "
             f"Got {type(assignment).__name__} instead."
         )
+    if quantizer is not None:
+        check_quantizer("apply", quantizer)
     modules = dict(model.named_modules())
     plan = {_quantizable_layer(modules, layer): get_candidate(c) for layer, c in assignment.items()}
     quantizes_input = {layer: layer_kind(modules[layer]) != "embedding" for layer in plan}

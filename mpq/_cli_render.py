@@ -305,14 +305,6 @@ def print_frontier(console: Console, run: Run, all_points: bool = False, wide: b
     )
 
 
-def quantizer_summary(quantizer: dict[str, Any]) -> str:
-    """One phrase for a run's quantizer settings, e.g. ``quantizer: mse ranges, asymmetric inputs, bias corrected``."""
-    if quantizer["weight_grid"] == "narrow" and quantizer["act_grid"] == "symmetric":
-        return "quantizer: mpq's first (symmetric, max |x| ranges)"
-    corrected = ", bias corrected" if quantizer["bias_correction"] else ""
-    return f"quantizer: {quantizer['ranges']} ranges, {quantizer['act_grid']} inputs{corrected}"
-
-
 def print_run(console: Console, run: Run, all_points: bool = False, wide: bool = False) -> None:
     record = run.record
     print_frontier(console, run, all_points, wide)
@@ -326,8 +318,7 @@ def print_run(console: Console, run: Run, all_points: bool = False, wide: bool =
         hidden = int(run.frontier["measured_metric"].notna().sum()) - len(shown_points(run, all_points))
         if hidden > 0:
             summary.append(f"{hidden} validated points beaten on measurement hidden (--all shows them)")
-    if "quantizer" in record:
-        summary.append(quantizer_summary(record["quantizer"]))
+    summary.append(run.quantizer.summary())
     best = _best_within_drop(run)
     if best is not None:
         summary.append(f"cheapest within a drop of {record['settings']['max_drop']}: point {best}")

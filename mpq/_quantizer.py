@@ -86,6 +86,13 @@ class QuantizerSettings:
     weight_grid: str = "full"
     percentile: float = 99.99
 
+    def summary(self) -> str:
+        """One phrase for listings, e.g. ``quantizer: mse ranges, asymmetric inputs, bias corrected``."""
+        if self.weight_grid == "narrow" and self.act_grid == "symmetric" and self.ranges == "max":
+            return "quantizer: mpq's first (symmetric, max |x| ranges)"
+        corrected = ", bias corrected" if self.bias_correction else ""
+        return f"quantizer: {self.ranges} ranges, {self.act_grid} inputs{corrected}"
+
 
 #: mpq's first quantizer: what runs stored without settings were measured with.
 LEGACY_QUANTIZER = QuantizerSettings(ranges="max", bias_correction=False, act_grid="symmetric", weight_grid="narrow")
@@ -98,11 +105,11 @@ def check_quantizer(func: str, settings: object) -> QuantizerSettings:
             f"The 'quantizer' parameter of {func} must be an mpq.QuantizerSettings. "
             f"Got {type(settings).__name__} instead."
         )
-    check_param(func, "ranges", settings.ranges, OneOf(RANGE_METHODS))
-    check_param(func, "bias_correction", settings.bias_correction, OneOf((True, False)))
-    check_param(func, "act_grid", settings.act_grid, OneOf(ACT_GRIDS))
-    check_param(func, "weight_grid", settings.weight_grid, OneOf(WEIGHT_GRIDS))
-    check_param(func, "percentile", settings.percentile, Interval(float, 50, 100, closed="right"))
+    check_param(func, "quantizer['ranges']", settings.ranges, OneOf(RANGE_METHODS))
+    check_param(func, "quantizer['bias_correction']", settings.bias_correction, OneOf((True, False)))
+    check_param(func, "quantizer['act_grid']", settings.act_grid, OneOf(ACT_GRIDS))
+    check_param(func, "quantizer['weight_grid']", settings.weight_grid, OneOf(WEIGHT_GRIDS))
+    check_param(func, "quantizer['percentile']", settings.percentile, Interval(float, 50, 100, closed="right"))
     return settings
 
 

@@ -14,7 +14,7 @@ from mpq._frontier_columns import cost_columns
 from mpq._measured_frontier import absolute_drop, check_drop, configuration_key, unresolved
 from mpq._owners import shown_status
 from mpq._probes.settings import settings_from_json
-from mpq._quantizer import QuantizerSettings, describe
+from mpq._quantizer import LEGACY_QUANTIZER, QuantizerSettings, describe
 from mpq._storage import DB, BaseStore, Store
 from mpq._validation import Interval, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError
@@ -63,7 +63,8 @@ class Run:
     def quantizer(self) -> QuantizerSettings:
         """The quantizer settings every point of the run was measured with (mpq's first
         quantizer, ``LEGACY_QUANTIZER``, for runs stored before the settings existed)."""
-        return settings_from_json(self.record["settings"]["probe"]).quantizer
+        probe = self.record.get("settings", {}).get("probe")
+        return LEGACY_QUANTIZER if probe is None else settings_from_json(probe).quantizer
 
     @property
     def rank_note(self) -> str | None:
@@ -188,7 +189,8 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
     record = store.run_record(run_id)
     frontier, assignments = store.run_points(run_id)
     record["evaluations"] = _evaluations(record, frontier, assignments)
-    record["quantizer"] = describe(settings_from_json(record["settings"]["probe"]).quantizer)
+    probe = record.get("settings", {}).get("probe")
+    record["quantizer"] = describe(LEGACY_QUANTIZER if probe is None else settings_from_json(probe).quantizer)
     if len(frontier):  # points are numbered as measured; a person reads them by cost
         order = [record["objectives"][0], "predicted_loss", "point"]
         frontier = pd.concat([frontier[~frontier["is_baseline"]].sort_values(order), frontier[frontier["is_baseline"]]])

@@ -52,11 +52,18 @@ BAD: dict[str, dict[str, list]] = {
         "calibration": [WRONG_TYPE],
         "layer_names": [WRONG_TYPE, ["nope"]],
     },
+    "mpq.calibrate": {
+        "model": [WRONG_TYPE],
+        "calibration": [WRONG_TYPE],
+        "layer_names": [WRONG_TYPE, ["nope"]],
+        "quantizer": [WRONG_TYPE, mpq.QuantizerSettings(ranges="nope"), mpq.QuantizerSettings(percentile=10.0)],
+    },
     "mpq.apply": {
         "model": [WRONG_TYPE],
         "assignment": [WRONG_TYPE, {"nope": "w8a8"}, {"0": "w99a8"}],
         "calibration": [WRONG_TYPE],
         "act_ranges": [WRONG_TYPE],
+        "quantizer": [WRONG_TYPE, mpq.QuantizerSettings(act_grid="nope")],
     },
     "mpq.probe": {
         "task": [WRONG_TYPE],
@@ -73,6 +80,7 @@ BAD: dict[str, dict[str, list]] = {
         "candidates": [WRONG_TYPE, ["w99a8"]],
         "probe": [WRONG_TYPE, "nope"],
         "layer_table": [WRONG_TYPE],
+        "quantizer": [WRONG_TYPE],
     },
     "mpq.validate": {
         "task": [WRONG_TYPE],
@@ -97,6 +105,8 @@ BAD: dict[str, dict[str, list]] = {
         "device": [WRONG_TYPE, "nope", "meta", "cuda:99"],
         "executor": [WRONG_TYPE],
         "refine": [WRONG_TYPE, -1],
+        "ranges": [WRONG_TYPE, "nope"],
+        "bias_correction": [WRONG_TYPE, "yes"],
         "db": [WRONG_TYPE],
         "resume": [WRONG_TYPE, -1],
         "fresh": [WRONG_TYPE],
@@ -200,6 +210,7 @@ def valid_arguments(name: str, ctx: SimpleNamespace) -> dict:
         "mpq.get_candidate": {},
         "mpq.candidate_table": {},
         "mpq.activation_ranges": {"model": task.model, "calibration": task.calibration, "layer_names": None},
+        "mpq.calibrate": {"model": task.model, "calibration": task.calibration},
         "mpq.apply": {"model": task.model, "assignment": {"0": "w8a8"}, "calibration": task.calibration},
         "mpq.probe": {"task": task, "settings": ctx.settings},
         "mpq.omega": {"task": task, "sensitivity": ctx.sensitivity, "candidates": ["w8a8", "w4a8"]},

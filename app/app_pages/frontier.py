@@ -23,6 +23,7 @@ facts = [
 ]
 if record.get("float_metric") is not None:
     facts.append(f"float32 {metric} {record['float_metric']:.4f}")
+facts.append(run.quantizer.summary())
 if run.rank_note is not None:
     facts.append(run.rank_note)
 st.caption(" · ".join(facts))

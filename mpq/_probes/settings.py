@@ -165,6 +165,8 @@ def check_settings(func: str, settings: Any) -> ProbeSettings:
 
 def with_quantizer(func: str, settings: ProbeSettings, ranges: Any, bias_correction: Any) -> ProbeSettings:
     """``settings`` with the quantizer's range method and bias correction replaced where given."""
+    if not isinstance(settings, ProbeSettings):
+        check_settings(func, settings)  # raises the template's one line
     quantizer = settings.quantizer
     if ranges is not None:
         check_param(func, "ranges", ranges, OneOf(RANGE_METHODS))

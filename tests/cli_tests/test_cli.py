@@ -261,18 +261,16 @@ def test_export_that_cannot_be_written_is_one_line_and_writes_nothing(capsys, se
     argv = ["export", "1", "--point", "0", "--db", searched, "--out"]
     status, _, err = run_cli(capsys, *argv, str(out), "--to", "compressed-tensors")  # digits-cnn: conv layers
     assert status == 2 and not out.exists()
-    assert (
-        err.startswith(
-            "mpq: error: run 1 point 0: compressed-tensors quantizes Linear and Embedding layers only, and this point "
-            "quantizes conv1 (conv2d), conv2 (conv2d), conv3 (conv2d) and 1 more; export it as json instead."
-        )
-        and len(err.splitlines()) == 1
-    )
+    errors = [line for line in err.splitlines() if not line.startswith("mpq: warning: ")]  # point 0 may be beaten
+    assert errors == [
+        "mpq: error: run 1 point 0: compressed-tensors quantizes Linear and Embedding layers only, and this point "
+        "quantizes conv1 (conv2d), conv2 (conv2d), conv3 (conv2d) and 1 more; export it as json instead."
+    ]
     for missing, why in ((tmp_path / "no" / "p.json", "No such file or directory"), (tmp_path, "Is a directory")):
         status, _, err = run_cli(capsys, *argv, str(missing))
-        assert status == 2 and err == (
-            f"mpq: error: cannot write {missing}: {why}; give --out a file in a folder that exists and is writable.\n"
-        )
+        assert status == 2 and [line for line in err.splitlines() if not line.startswith("mpq: warning: ")] == [
+            f"mpq: error: cannot write {missing}: {why}; give --out a file in a folder that exists and is writable."
+        ]
     assert not (tmp_path / "no").exists()
 
 
@@ -490,7 +488,8 @@ def test_compare_prints_only_what_differs(searched, mcu_search, capsys, at_80):
     titles = {line.strip() for line in lines}
     assert "run 1: digits-cnn on zcu104" in titles and f"run {other}: digits-cnn on stm32h743" in titles
     doc = json.loads(cli_ok(capsys, "compare", "1", other, "--db", searched, "--json").out)
-    assert [row["setting"] for row in doc["settings"]] == ["target", "candidates"]
+    # The quantizer's input grid is each target's own (zcu104: unsigned, FINN; the MCU: zero points).
+    assert [row["setting"] for row in doc["settings"]] == ["target", "probe.quantizer", "candidates"]
     assert {f["run"] for f in doc["frontiers"]} == {1, int(other)} and len(doc["layers"]) == 6
 
 

