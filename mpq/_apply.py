@@ -184,7 +184,11 @@ def apply(
         for layer, candidate in plan.items():
             module = copies[layer]
             weight = calibrated.quantize_weight(layer, candidate.weight_format, module.weight)
-            shift = calibrated.bias_shift(layer, module, weight) if quantizes_input[layer] else None
+            shift = (
+                calibrated.bias_shift(layer, module, candidate.weight_format, weight)
+                if quantizes_input[layer]
+                else None
+            )
             module.weight = nn.Parameter(weight, requires_grad=False)
             if shift is not None:
                 bias = torch.zeros_like(shift) if module.bias is None else module.bias

@@ -242,7 +242,11 @@ def marked_model(task: Task, plan: dict[str, Candidate], to: str, onnx, quantize
         weight_fmt = weight_format(candidate.weight_format, quantizer)
         with torch.no_grad():
             quantized = calibrated.quantize_weight(layer, candidate.weight_format, module.weight)
-            shift = calibrated.bias_shift(layer, module, quantized) if quantizes_input[layer] else None
+            shift = (
+                calibrated.bias_shift(layer, module, candidate.weight_format, quantized)
+                if quantizes_input[layer]
+                else None
+            )
             if shift is not None:
                 bias = torch.zeros_like(shift) if module.bias is None else module.bias
                 module.bias = nn.Parameter(bias - shift, requires_grad=False)

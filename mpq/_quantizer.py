@@ -15,8 +15,8 @@ rules, set by :class:`QuantizerSettings`:
   ``max`` (min and max seen), ``mse`` (the shrink of that range minimising the squared error over
   a 2048-bin histogram of the inputs), ``percentile`` (the percentiles of the histogram).
 - **Bias correction** (Nagel et al., "Data-Free Quantization", ICCV 2019, section 4.2, estimated
-  on the calibration data as AIMET and MCT do): quantizing a weight shifts the layer's mean
-  output by ``(Q(W) - W) E[x]``; that shift is subtracted from the bias.
+  on the calibration data as AIMET and MCT do): quantizing a weight per tensor or channel shifts
+  the layer's mean output by ``(Q(W) - W) E[x]``; that shift is subtracted from the bias.
 
 ``LEGACY_QUANTIZER`` is mpq's first quantizer (symmetric narrow grids scaled by max |x|, no
 bias correction): runs stored before the settings existed reproduce with it.
@@ -239,11 +239,18 @@ class Calibration:
         self.quantize_weight(layer, fmt, weight)
         return self._weight_clips[(layer, weight_format(fmt, self.settings).name)]
 
-    def bias_shift(self, layer: str, module: nn.Module, quantized_weight: torch.Tensor) -> torch.Tensor | None:
-        """The mean output shift ``(Q(W) - W) E[x]`` of a Linear or Conv layer; None without a
-        mean input or with bias correction off."""
+    def bias_shift(
+        self, layer: str, module: nn.Module, fmt: NumberFormat, quantized_weight: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The mean output shift ``(Q(W) - W) E[x]`` of a Linear or Conv layer whose weight is
+        quantized at ``fmt``; None without a mean input, with bias correction off, or for a group or
+        block format: those scale every group by its own max and clip nothing, so their rounding
+        error has no systematic mean, and a correction estimated on the calibration batches would
+        only add that estimate's noise (measured: README, "The quantizer")."""
         stats = self.inputs.get(layer)
         if not self.settings.bias_correction or stats is None or stats.mean is None:
+            return None
+        if fmt.granularity not in ("tensor", "channel"):
             return None
         delta = (quantized_weight - module.weight).detach().to(torch.float64)
         mean = stats.mean.to(torch.float64)
