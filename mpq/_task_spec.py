@@ -56,6 +56,10 @@ def _call_factory(path: Path, factory_name: str, spec: str) -> Task:
     sys.modules[module_name] = module
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:  # sys.exit() in the user's file would end mpq without a word
+        raise TaskSpecError(
+            f"--model {spec!r}: importing {str(path)!r} exited (SystemExit {exc.code}); a task file must not exit."
+        ) from None
     except Exception as exc:  # the user's file: report its failure as one line
         raise TaskSpecError(
             f"--model {spec!r}: importing {str(path)!r} raised {type(exc).__name__}: {exc}; fix the file."
@@ -69,6 +73,10 @@ def _call_factory(path: Path, factory_name: str, spec: str) -> Task:
         )
     try:
         return factory()
+    except SystemExit as exc:
+        raise TaskSpecError(
+            f"--model {spec!r}: {factory_name}() exited (SystemExit {exc.code}); return an mpq.Task instead."
+        ) from None
     except Exception as exc:
         raise TaskSpecError(
             f"--model {spec!r}: {factory_name}() raised {type(exc).__name__}: {exc}; fix the factory."

@@ -78,6 +78,31 @@ WideOption = Annotated[
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help="example:digits-cnn | example:minilm | path/to/file.py:make_task.")
 ]
+#: The task that rebuilds a stored run's model (a reader's --model): a store is data, so the file
+#: it names is imported only when the user names it here or passes --trust-stored-model.
+RebuildOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="The task that rebuilds the run's model (path/to/file.py:make_task), checked by hash \\[default: the "
+        "run's own when it is a built-in example].",
+    ),
+]
+TrustStoredOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-stored-model",
+        help="Rebuild the run's model from the task file the store names (runs that file: only for a store you trust).",
+    ),
+]
+
+
+def _rebuild_spec(run_id: int, stored: str | None, model: str | None, trust: bool) -> str | None:
+    """The --model a command rebuilds a stored run's model from (see mpq._trust)."""
+    from mpq._trust import stored_spec_to_build
+
+    return stored_spec_to_build(run_id, stored, stored if trust and model is None else model)
 
 
 @app.callback()
@@ -213,6 +238,7 @@ def search(
             metavar="RUN", help="Finish an interrupted run (same --model); its other settings are the run's own."
         ),
     ] = None,
+    trust_stored_model: TrustStoredOption = False,
     fresh: Annotated[
         bool,
         typer.Option(
@@ -235,7 +261,7 @@ def search(
         probes=probes, tolerance=tolerance, max_samples=max_samples, min_samples=min(10, max_samples)
     )
     if model is None and resume is not None:
-        model = mpq.open_run(db, resume).record["model_spec"]
+        model = _rebuild_spec(resume, mpq.open_run(db, resume).record["model_spec"], None, trust_stored_model)
     with _executor(workers, dask) as executor:  # a bad --workers or --dask is refused before the task is built
         task = mpq.load_task(model or "example:digits-cnn")
         with StageProgress(stderr) as progress:
@@ -347,29 +373,28 @@ def export(
     out: Annotated[
         str | None, typer.Option(help="Write to this file instead of stdout (required for onnx and qonnx).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (else refused).")] = False,
+    model: RebuildOption = None,
+    trust_stored_model: TrustStoredOption = False,
     db: DbOption = None,
 ) -> None:
     """Export one point of a run for another tool."""
-    from pathlib import Path
-
     import mpq
     from mpq._cli_render import dumps
     from mpq._export import FILE_FORMATS
-    from mpq.exceptions import InvalidParameterError
+    from mpq._files import check_new_file, write_text_atomically
 
     run = mpq.open_run(db, run_id)
+    if out:
+        check_new_file(out, force)
     if to in FILE_FORMATS:
-        stdout.print(f"wrote {run.export(point, to, out)}", soft_wrap=True)
+        spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
+        stdout.print(f"wrote {run.export(point, to, out, model=spec)}", soft_wrap=True)
         return
     text = dumps(run.export(point, to))
     if out:
-        try:
-            Path(out).write_text(text + "\n")
-        except OSError as exc:
-            raise InvalidParameterError(
-                f"cannot write {out}: {exc.strerror}; give --out a file in a folder that exists and is writable."
-            ) from None
-        stdout.print(f"wrote {out}")
+        write_text_atomically(out, text + "\n")
+        stdout.print(f"wrote {out}", soft_wrap=True)
     else:
         print(text)
 
@@ -476,7 +501,15 @@ def probe_command(
 
 @app.command()
 def measure(
-    model: ModelOption = "example:digits-cnn",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="example:digits-cnn (default) | example:minilm | path/to/file.py:make_task; with --run, the task "
+            "that rebuilds the run's model \\[default: the run's own when it is a built-in example].",
+        ),
+    ] = None,
     target: Annotated[
         str, typer.Option("--target", "-t", help="Device whose candidates to time \\[default: cpu-x86, this machine].")
     ] = "cpu-x86",
@@ -497,6 +530,7 @@ def measure(
     ] = "torch",
     run_id: Annotated[int | None, typer.Option("--run", help="The run whose point onnxruntime times.")] = None,
     point: Annotated[int | None, typer.Option(help="The point onnxruntime times (see 'mpq frontier RUN').")] = None,
+    trust_stored_model: TrustStoredOption = False,
     db: DbOption = None,
     json: JsonOption = False,
     wide: WideOption = False,
@@ -513,12 +547,12 @@ def measure(
     if runtime not in ("torch", "onnxruntime"):
         raise unknown_name("runtime", runtime, ["torch", "onnxruntime"])
     if runtime == "onnxruntime":
-        _measure_onnxruntime(run_id, point, db, batch_size, warmup, repeats, json, wide)
+        _measure_onnxruntime(run_id, point, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide)
         return
     names = candidates.split(",") if candidates else list(hwmodels.load_device(target).candidates)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    task = mpq.load_task(model)
+    task = mpq.load_task(model or "example:digits-cnn")
     with StageProgress(stderr) as progress:
         table = mpq.measure_latency(
             task,
@@ -557,6 +591,8 @@ def measure(
 def _measure_onnxruntime(
     run_id: int | None,
     point: int | None,
+    model: str | None,
+    trust_stored_model: bool,
     db: str | None,
     batch_size: int,
     warmup: int,
@@ -575,7 +611,10 @@ def _measure_onnxruntime(
             "(see 'mpq frontier RUN')."
         )
     run = mpq.open_run(db, run_id)
-    end_to_end, nodes = onnxruntime_latency(run, point, batch_size=batch_size, warmup=warmup, repeats=repeats)
+    spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
+    end_to_end, nodes = onnxruntime_latency(
+        run, point, batch_size=batch_size, warmup=warmup, repeats=repeats, model=spec
+    )
     if json:
         stdout.print_json(dumps({"end_to_end": end_to_end, "nodes": table_json(nodes)}))
         return
@@ -606,6 +645,21 @@ def dashboard(
             "--headless/--open-browser", help="Only serve (the default), or also open a browser tab on the dashboard."
         ),
     ] = True,
+    choose_store: Annotated[
+        bool,
+        typer.Option(
+            "--choose-store",
+            help="Let the page pick any store this server can reach (else it shows --db and nothing else).",
+        ),
+    ] = False,
+    allow_model: Annotated[
+        list[str],
+        typer.Option(
+            metavar="SPEC",
+            help="A task (path/to/file.py:make_task) whose runs' models Build may rebuild: it imports that file "
+            "(repeatable; built-in examples need none).",
+        ),
+    ] = [],  # noqa: B006
 ) -> None:
     """Serve the Streamlit dashboard on a store: runs, frontiers, comparisons, exports (read only)."""
     import importlib.util
@@ -613,6 +667,7 @@ def dashboard(
     from pathlib import Path
 
     import mpq
+    from mpq._trust import canonical_spec
 
     # One resolver: the checkout's app/ beside the mpq package, else the copy a wheel ships as
     # package data (mpq/_dashboard, mapped from app/ in pyproject.toml).
@@ -650,6 +705,8 @@ def dashboard(
         "minimal",
         "--",
         *(["--db", db] if db else []),
+        *(["--choose-store"] if choose_store else []),
+        *(arg for spec in allow_model for arg in ("--allow-model", canonical_spec(spec))),
     ]
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,0 +1,127 @@
+"""Trust boundaries and operator faults (issue 26): a store is data, the task file it names is
+code; every failure is one line with the right exit code; nothing half-written."""
+
+import gc
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from mpq.cli import main
+
+FAST = ["--tolerance", "0.2", "--max-samples", "8"]
+
+#: A task file that leaves a marker beside itself when imported: the proof that it ran.
+MARKER_TASK = """\
+from pathlib import Path
+
+Path(__file__).with_name("MARKER").write_text("imported")
+
+
+def make_task():
+    raise SystemExit(7)
+"""
+
+
+def run_cli(capsys, *argv):
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A store with one digits-cnn search (run 1)."""
+    db = str(tmp_path_factory.mktemp("faults") / "mpq.db")
+    try:
+        main(["search", "--db", db, "--json", *FAST, "--max-points", "3"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return db
+
+
+def store_naming(searched: str, folder: Path, spec: str) -> str:
+    """A copy of ``searched`` whose run 1 names ``spec`` as its model (as a store handed over may)."""
+    gc.collect()
+    copy = folder / "handed-over.db"
+    with closing(sqlite3.connect(searched)) as source, closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+    with closing(sqlite3.connect(copy)) as target, target:
+        target.execute("UPDATE runs SET model_spec = ? WHERE id = 1", (spec,))
+    return str(copy)
+
+
+@pytest.fixture
+def marker_store(searched, tmp_path):
+    """``(db, spec, marker)``: a store whose run 1 names a marker-writing task file."""
+    task = tmp_path / "evil.py"
+    task.write_text(MARKER_TASK)
+    spec = f"{task}:make_task"
+    return store_naming(searched, tmp_path, spec), spec, tmp_path / "MARKER"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "1", "--point", "0", "--to", "onnx", "--out", "{tmp}/m.onnx"],
+        ["export", "1", "--point", "0", "--to", "qonnx", "--out", "{tmp}/m.onnx"],
+        ["measure", "--runtime", "onnxruntime", "--run", "1", "--point", "0"],
+        ["search", "--resume", "1"],
+    ],
+)
+def test_readers_never_import_the_task_file_a_store_names(capsys, marker_store, tmp_path, argv):
+    db, spec, marker = marker_store
+    status, out, err = run_cli(capsys, *(a.format(tmp=tmp_path) for a in argv), "--db", db)
+    assert not marker.exists()
+    assert status == 2 and out == ""
+    assert err == (
+        f"mpq: error: run 1: its model is rebuilt by {spec!r}, a file the store names, and importing it runs that "
+        f"file's code; give it yourself once you have checked it (--model {spec}, or model= in Python), or "
+        "--trust-stored-model for a store you trust.\n"
+    )
+
+
+@pytest.mark.parametrize("allow", [["--model", "{spec}"], ["--trust-stored-model"]])
+def test_a_stored_task_file_runs_when_the_user_names_or_trusts_it(capsys, marker_store, tmp_path, allow):
+    db, spec, marker = marker_store
+    argv = ["export", "1", "--point", "0", "--to", "onnx", "--out", str(tmp_path / "m.onnx"), "--db", db]
+    status, _, err = run_cli(capsys, *argv, *(a.format(spec=spec) for a in allow))
+    assert marker.exists()  # imported on the user's word; its factory's sys.exit(7) is one line
+    assert status == 2 and err.count("\n") == 1 and "make_task() exited (SystemExit 7)" in err
+
+
+def test_an_export_never_replaces_a_file_unless_forced(capsys, searched, tmp_path):
+    out = tmp_path / "point.json"
+    out.write_text("mine\n")
+    argv = ["export", "1", "--point", "0", "--db", searched, "--out", str(out)]
+    status, _, err = run_cli(capsys, *argv)
+    assert status == 2 and out.read_text() == "mine\n"
+    assert (
+        err
+        == f"mpq: error: --out {str(out)!r} exists; give --force to replace it, or another --out (nothing was written).\n"
+    )
+    main([*argv, "--force"])
+    assert capsys.readouterr().out == f"wrote {out}\n" and '"point": 0' in out.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["point.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("to", ["json", "hawq"])
+def test_a_write_that_fails_leaves_the_old_file_whole(searched, tmp_path, to):
+    """A file size limit (as a full disk) stops the write: the file replaced stays as it was."""
+    out = tmp_path / "point.json"
+    out.write_text('{"kept": true}\n')
+    script = (
+        "import resource, sys; from mpq.cli import main; "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (64, resource.RLIM_INFINITY)); main(sys.argv[1:])"
+    )
+    argv = ["export", "1", "--point", "0", "--to", to, "--db", searched, "--out", str(out), "--force"]
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        f"mpq: error: cannot write {out}: File too large; give --out a file in a folder that exists and is writable.\n"
+    )
+    assert out.read_text() == '{"kept": true}\n' and [p.name for p in tmp_path.iterdir()] == ["point.json"]
