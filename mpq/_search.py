@@ -28,6 +28,7 @@ import hwmodels
 import solvers
 from mpq._apply import activation_ranges
 from mpq._defaults import DEFAULT_OBJECTIVES, DEFAULT_TARGET
+from mpq._fingerprint import check_same_code, task_code
 from mpq._formats import candidate_table, get_candidate
 from mpq._layers import layers
 from mpq._measured_frontier import (
@@ -139,6 +140,7 @@ class _Plan:
                 "max_drop": self.max_drop,
                 "max_evals": self.max_evals,
                 "refine": self.refine,
+                "task_code": task_code(task),  # another loss or metric is another search
             },
         )
 
@@ -516,6 +518,7 @@ def _claim_for_resume(task: Task, store: Store, run_id: int) -> dict | None:
     """The record of the run ``--resume`` names, claimed for this process; None when it is done.
     Another model or data, or a run a live process is running, is refused."""
     record = store.run_record(run_id)
+    check_same_code(task, record, run_id)
     for what, stored, current in (
         ("model", record["model_hash"], model_hash(task.model)),
         ("calibration data", record["data_hash"], data_hash(task.calibration)),
