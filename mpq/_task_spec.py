@@ -3,6 +3,7 @@ factory function in a user's file."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -50,7 +51,9 @@ def _call_factory(path: Path, factory_name: str, spec: str) -> Task:
         raise TaskSpecError(f"--model {spec!r}: file {str(path)!r} does not exist; check the path.")
     if not factory_name.isidentifier():
         raise TaskSpecError(f"--model {spec!r}: {factory_name!r} is not a function name; give path/to/file.py:factory.")
-    module_name = f"_mpq_user_task_{abs(hash(str(path.resolve())))}"
+    # The same name in every process (hash() of a str is salted per process): a function's
+    # fingerprint, what makes a search the same search, holds the module it is defined in.
+    module_name = f"_mpq_user_task_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module
