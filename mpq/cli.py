@@ -7,7 +7,9 @@ Errors are caught in one place (:func:`main`): one line on stderr, exit 2 for ba
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,8 +32,31 @@ def _untyped_flags(params: list) -> list:
     return params
 
 
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM inside a command, carried past Typer, which turns a KeyboardInterrupt
+    into a bare exit 130 and drops mpq's message (the run and its resume command)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt):
+        super().__init__(str(interrupt))
+        self.interrupt = interrupt
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that a run is stored as interrupted, resumable."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated("SIGTERM")
+
+
 class _Group(TyperGroup):
     """mpq's command groups: the flags of the group and of each of its commands show no type."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Stopped(exc) from exc
 
     def get_params(self, ctx):
         return _untyped_flags(super().get_params(ctx))
@@ -751,11 +776,16 @@ def main(argv: list[str] | None = None) -> None:
 
     log, lines = logging.getLogger("mpq"), _LogLines()
     log.addHandler(lines)
+    # SIGTERM (a scheduler's stop, `kill`) stops a run as Ctrl-C does: stored, resumable, said so.
+    own_signals = threading.current_thread() is threading.main_thread()  # only there can Python set them
+    terminate = signal.signal(signal.SIGTERM, _terminate) if own_signals else None
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning  # one line, not a source location inside Typer
             _main(argv)
     finally:
+        if own_signals:
+            signal.signal(signal.SIGTERM, terminate)
         log.removeHandler(lines)
 
 
@@ -778,13 +808,16 @@ def _main(argv: list[str] | None) -> None:
             sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt) as exc:
+    except (typer.Abort, KeyboardInterrupt, _Stopped) as exc:
+        interrupt = exc.interrupt if isinstance(exc, _Stopped) else exc
+        terminated = isinstance(interrupt, _Terminated) or isinstance(interrupt.__cause__, _Terminated)
         message = (
-            str(exc)
-            if isinstance(exc, MpqError)
-            else "interrupted; probe samples already taken are saved: run the same command again to resume them."
+            str(interrupt)
+            if isinstance(interrupt, MpqError)
+            else f"{'terminated (SIGTERM)' if terminated else 'interrupted'}; probe samples already taken are saved: "
+            "run the same command again to resume them."
         )
-        sys.exit(_fail(message, 130))
+        sys.exit(_fail(message, 143 if terminated else 130))
     except typer.TyperException as exc:  # usage errors: Typer shows them with the usage line
         exc.show()
         sys.exit(exc.exit_code)

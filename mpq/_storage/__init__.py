@@ -568,7 +568,8 @@ class Store(BaseStore):
         """The lifecycle of a run this process runs (created or claimed for it already).
 
         Inside, the run counts as this process's (``mpq._owners.ACTIVE``), so the listing does
-        not show it as stopped. Ctrl-C marks it failed as interrupted and raises
+        not show it as stopped. Ctrl-C (or a KeyboardInterrupt naming its signal, SIGTERM) marks it
+        failed as interrupted and raises
         :class:`SearchInterrupted` with the command that resumes it; any other error marks it
         failed with the error's first line, and is raised again. Where the store refuses even
         that write (a full disk, a read-only file), its StoreError says how to finish the run.
@@ -577,7 +578,7 @@ class Store(BaseStore):
         try:
             yield
         except KeyboardInterrupt as exc:
-            self._mark_failed(run_id, "interrupted (Ctrl-C)", exc)
+            self._mark_failed(run_id, f"interrupted ({str(exc) or 'Ctrl-C'})", exc)
             raise SearchInterrupted(
                 f"search interrupted; run {run_id} keeps what was done: finish it with "
                 f"'mpq search --resume {run_id}' (same --model and --db)."

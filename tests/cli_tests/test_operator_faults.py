@@ -5,6 +5,7 @@ import gc
 import sqlite3
 import subprocess
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -125,3 +126,48 @@ def test_a_write_that_fails_leaves_the_old_file_whole(searched, tmp_path, to):
         f"mpq: error: cannot write {out}: File too large; give --out a file in a folder that exists and is writable.\n"
     )
     assert out.read_text() == '{"kept": true}\n' and [p.name for p in tmp_path.iterdir()] == ["point.json"]
+
+
+def test_ctrl_c_names_the_run_and_how_to_resume_it(capsys, tmp_path, monkeypatch):
+    from mpq import _search
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_search, "probe", interrupted)
+    db = str(tmp_path / "mpq.db")
+    status, out, err = run_cli(capsys, "search", "--db", db, *FAST)
+    assert status == 130 and out == ""
+    assert err.splitlines()[-1] == (
+        "mpq: error: search interrupted; run 1 keeps what was done: finish it with 'mpq search --resume 1' "
+        "(same --model and --db)."
+    )
+
+
+def test_sigterm_stops_a_search_resumable_and_says_so(tmp_path):
+    import mpq
+
+    db = tmp_path / "mpq.db"
+    search = subprocess.Popen(
+        [sys.executable, "-m", "mpq.cli", "search", "--db", str(db), "--max-samples", "200", "--tolerance", "1e-6"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(600):  # the run is stored before the probe starts
+            if db.exists() and not mpq.list_runs(db).empty:
+                break
+            assert search.poll() is None, search.communicate()
+            time.sleep(0.1)
+        search.terminate()
+        out, err = search.communicate(timeout=120)
+    finally:
+        search.kill()
+    assert search.returncode == 143 and out == ""
+    assert err.splitlines()[-1] == (
+        "mpq: error: search interrupted; run 1 keeps what was done: finish it with 'mpq search --resume 1' "
+        "(same --model and --db)."
+    )
+    run = mpq.open_run(db, 1)
+    assert run.status == "failed" and run.record["error"] == "interrupted (SIGTERM)"
