@@ -102,8 +102,8 @@ def _sqlite_file(url: URL) -> Path | None:
 
 
 def _read_only(url: URL) -> bool:
-    """A SQLite URI opened with ``mode=ro``: SQLite refuses every write to it."""
-    return url.query.get("mode") == "ro"
+    """A SQLite URL that asks for a read-only store (``mode=ro`` or ``immutable=1``)."""
+    return url.query.get("mode") == "ro" or url.query.get("immutable") in ("1", "true")
 
 
 def _record(run: RunModel) -> dict[str, Any]:
@@ -145,15 +145,22 @@ def table_from_json(text: str) -> pd.DataFrame:
     return table
 
 
-def _read_only_url(url: URL) -> URL:
+def _read_only_url(url: URL, path: Path) -> URL:
     """The same SQLite file as a URI opened with ``mode=ro``: SQLite then refuses every write,
-    the pragmas that change the file included."""
-    if _read_only(url):
-        return url
-    if url.query.get("uri") in ("true", "1"):
-        return url.update_query_dict({"mode": "ro"})
-    path = quote(str(Path(url.database).expanduser().resolve()), safe="/")
-    return url.set(database=f"file:{path}").update_query_dict({"mode": "ro", "uri": "true"})
+    the pragmas that change the file included. SQLite reads ``mode`` and ``immutable`` only from a
+    URI (``uri=true``): given without it, they would be ignored and the store written.
+
+    A store in WAL mode needs its ``-shm`` file, which SQLite cannot create in a folder it cannot
+    write: there, with no ``-wal`` file (no writer can be at work), it is opened ``immutable``,
+    which reads the file as it is without the ``-shm``."""
+    if url.query.get("uri") not in ("true", "1"):
+        file = quote(str(path.expanduser().resolve()), safe="/")
+        url = url.set(database=f"file:{file}").update_query_dict({"uri": "true"})
+    url = url.update_query_dict({"mode": "ro"})
+    wal = path.with_name(f"{path.name}-wal")
+    if not os.access(path.expanduser().resolve().parent, os.W_OK) and not wal.exists():
+        url = url.update_query_dict({"immutable": "1"})
+    return url
 
 
 def _check_status(status: Any, method: str) -> None:
@@ -253,8 +260,13 @@ class Store(BaseStore):
                 raise StoreError(
                     f"{self.where}: no store at {str(path)!r}; run 'mpq search --db {path}' first or fix the path."
                 )
-            if mode == "write":
-                path.parent.mkdir(parents=True, exist_ok=True)
+            if mode == "write" and db is None:
+                path.parent.mkdir(parents=True, exist_ok=True)  # the default store's folder, in the user's cache
+            elif mode == "write" and not path.parent.is_dir():
+                raise InvalidParameterError(
+                    f"--db {str(db)!r}: its folder {str(path.parent)!r} does not exist; create it first, or give a "
+                    "file in a folder that exists."
+                )
         try:
             self.engine = self._make_engine(url, path)
         except ImportError as exc:  # the database driver is an optional extra
@@ -271,8 +283,8 @@ class Store(BaseStore):
             if self.mode == "read":  # every transaction read-only: the server refuses any write
                 return create_engine(url, pool_pre_ping=True, execution_options={"postgresql_readonly": True})
             return create_engine(url, pool_pre_ping=True)
-        if path is not None and self.mode == "read":
-            url = _read_only_url(url)
+        if path is not None and (self.mode == "read" or _read_only(url)):
+            url = _read_only_url(url, path)
         # timeout: a writer waits for another process's write lock instead of failing at once
         # with "database is locked".
         engine = create_engine(url, connect_args={"timeout": _LOCK_WAIT_S})

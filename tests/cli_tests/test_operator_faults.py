@@ -171,3 +171,41 @@ def test_sigterm_stops_a_search_resumable_and_says_so(tmp_path):
     )
     run = mpq.open_run(db, 1)
     assert run.status == "failed" and run.record["error"] == "interrupted (SIGTERM)"
+
+
+def test_a_url_that_asks_for_read_only_is_never_written(capsys, searched, tmp_path):
+    db = store_naming(searched, tmp_path, "example:digits-cnn")
+    before = Path(db).read_bytes()
+    for query in ("mode=ro", "immutable=1"):
+        status, _, err = run_cli(capsys, "search", "--db", f"sqlite:///{db}?{query}", *FAST, "--target", "h100-sxm")
+        assert status == 1 and "the store is read-only" in err.splitlines()[-1]
+        main(["runs", "--db", f"sqlite:///{db}?{query}"])
+        assert "done" in capsys.readouterr().out
+    gc.collect()
+    assert Path(db).read_bytes() == before
+
+
+def test_a_store_in_a_folder_nobody_may_write_is_read_without_a_write(capsys, searched, tmp_path, monkeypatch):
+    """A WAL store needs its -shm file, which SQLite cannot create in a read-only folder (simulated:
+    root, who runs CI, may write anywhere): it is read as it is, and nothing appears beside it."""
+    import os
+
+    db = store_naming(searched, tmp_path, "example:digits-cnn")
+    access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: access(path, mode) and not (mode & os.W_OK and Path(path) == tmp_path)
+    )
+    main(["runs", "--db", db])
+    assert "done" in capsys.readouterr().out
+    gc.collect()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["handed-over.db"]
+
+
+def test_a_store_in_a_missing_folder_is_refused_not_created(capsys, tmp_path):
+    db = tmp_path / "typo" / "deeper" / "mpq.db"
+    status, _, err = run_cli(capsys, "search", "--db", str(db), *FAST)
+    assert status == 2 and not (tmp_path / "typo").exists()
+    assert err.splitlines()[-1] == (
+        f"mpq: error: --db {str(db)!r}: its folder {str(db.parent)!r} does not exist; create it first, or give a "
+        "file in a folder that exists."
+    )
