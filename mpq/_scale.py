@@ -31,6 +31,8 @@ from mpqvocab import parameter_message
 
 #: Seconds ``dask_executor`` waits for a scheduler to answer.
 DASK_CONNECT_TIMEOUT_S = 10.0
+#: Seconds past it before a connection that is still being made is given up.
+DASK_HANDSHAKE_GRACE_S = 2.0
 
 #: The ``executor`` parameter of search and probe.
 EXECUTOR = InstanceOf(
@@ -227,6 +229,7 @@ class Runner:
     """
 
     def __init__(self, task: Task, executor: Executor | None = None):
+        _check_not_forking(executor)
         self.task, self.executor = task, executor
         self.memo: dict = {}
         self.ref = task_ref(task) if executor is not None else None
@@ -281,6 +284,19 @@ class Runner:
         task file, other weights or data) is refused in one line."""
         if self.executor is not None:
             self.call(_where, (), "rebuilding the task on a worker")
+
+
+def _check_not_forking(executor: Executor | None) -> None:
+    """Refuse a process pool that forks its workers (Python's default on Linux): a process forked
+    from one where torch has started its thread pools waits for ever on locks no thread will
+    release (two idle workers, a search that never ends)."""
+    context = getattr(executor, "_mp_context", None) if isinstance(executor, ProcessPoolExecutor) else None
+    if context is not None and context.get_start_method() == "fork":
+        raise InvalidParameterError(
+            "executor: this ProcessPoolExecutor forks its workers (Python's default on Linux), and a process forked "
+            "after torch started its threads hangs; pass mpq.ProcessPool(N), or ProcessPoolExecutor(N, "
+            "mp_context=multiprocessing.get_context('spawn'))."
+        )
 
 
 def _where(task: Task, memo: dict) -> str:
@@ -365,16 +381,35 @@ def dask_executor(address: str) -> Executor:
         raise InvalidParameterError(
             "--dask needs the distributed package, which is not installed; pip install 'mpq[scale]'."
         ) from None
-    try:
-        client = distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT_S, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    found: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            found["client"] = distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT_S, set_as_default=False)
+        except Exception as exc:  # reported below, from the caller's thread
+            found["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            found["tls"] = isinstance(exc, TypeError) and "TLS" in str(exc)
+
+    # distributed's own timeout covers the TCP connection, not a listener that accepts and never
+    # answers (it waited for ever): the connection gets its own thread and a deadline. A client
+    # half made stays in that thread, so its clean-up (and its noise) never reaches the user.
+    thread = threading.Thread(target=connect, name="mpq-dask-connect", daemon=True)
+    thread.start()
+    thread.join(DASK_CONNECT_TIMEOUT_S + DASK_HANDSHAKE_GRACE_S)
+    if "client" in found:
+        return found["client"].get_executor()
+    if found.get("tls"):
         raise InvalidParameterError(
-            f"--dask {address!r}: no Dask scheduler answered within {DASK_CONNECT_TIMEOUT_S:g} s ({first}); start "
-            "one ('dask scheduler', then 'dask worker ADDRESS' on each machine) or give its address, e.g. "
-            "tcp://host:8786."
-        ) from None
-    return client.get_executor()
+            f"--dask {address!r}: a tls:// scheduler needs this machine's TLS settings, and none are set; put them "
+            "in Dask's configuration (distributed.comm.tls.ca-file, .client.cert and .client.key in "
+            "~/.config/dask/distributed.yaml, or DASK_DISTRIBUTED__COMM__TLS__CA_FILE and the like), then run again."
+        )
+    reason = found.get("error", "it accepted the connection and never answered")
+    raise InvalidParameterError(
+        f"--dask {address!r}: no Dask scheduler answered within {DASK_CONNECT_TIMEOUT_S:g} s ({reason}); start "
+        "one ('dask scheduler', then 'dask worker ADDRESS' on each machine) or give its address, e.g. "
+        "tcp://host:8786."
+    )
 
 
 def close_executor(executor: Executor) -> None:

@@ -14,6 +14,7 @@ import pytest
 from mpq.cli import main
 
 FAST = ["--tolerance", "0.2", "--max-samples", "8"]
+TINY = f"{Path(__file__).parents[1] / 'assets' / 'tasks' / 'tiny_task.py'}:make_task"
 
 #: A task file that leaves a marker beside itself when imported: the proof that it ran.
 MARKER_TASK = """\
@@ -209,3 +210,44 @@ def test_a_store_in_a_missing_folder_is_refused_not_created(capsys, tmp_path):
         f"mpq: error: --db {str(db)!r}: its folder {str(db.parent)!r} does not exist; create it first, or give a "
         "file in a folder that exists."
     )
+
+
+def test_a_forking_process_pool_is_refused_in_one_line(tmp_path):
+    """Forked after torch started its threads, the workers hung the search (20 minutes, idle)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import mpq
+    from mpq.exceptions import InvalidParameterError
+
+    with (
+        ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool,
+        pytest.raises(InvalidParameterError, match=r"^executor: this ProcessPoolExecutor forks its workers"),
+    ):
+        mpq.search(mpq.load_task(TINY), db=tmp_path / "mpq.db", executor=pool, max_points=3)
+    assert not (tmp_path / "mpq.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("scheme", "message"),
+    [
+        ("tls", "a tls:// scheduler needs this machine's TLS settings, and none are set; put them in Dask's"),
+        ("tcp", "no Dask scheduler answered within 10 s (it accepted the connection and never answered)"),
+    ],
+)
+def test_a_dask_scheduler_that_never_answers_or_needs_tls_is_one_line(capsys, tmp_path, scheme, message):
+    """A listener that accepts and never answers (it hung the search for ever); tls:// without
+    TLS settings (a TypeError traceback, then distributed's own ~20 s later)."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(5)  # the kernel accepts connections: nobody answers them
+        address = f"{scheme}://127.0.0.1:{listener.getsockname()[1]}"
+        started = time.monotonic()
+        status, out, err = run_cli(capsys, "search", "--dask", address, "--db", str(tmp_path / "mpq.db"))
+    assert time.monotonic() - started < 30
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"mpq: error: --dask {address!r}: {message}")
+    gc.collect()
+    assert capsys.readouterr().err == ""  # nothing from a half-made client
