@@ -11,6 +11,7 @@ from pathlib import Path
 from mpq._examples import make_example
 from mpq._task import Task, check_task
 from mpq.exceptions import TaskSpecError
+from mpqvocab import shown
 
 
 def load_task(spec: str) -> Task:
@@ -47,8 +48,12 @@ def load_task(spec: str) -> Task:
 def _call_factory(path: Path, factory_name: str, spec: str) -> Task:
     if path.suffix != ".py":
         raise TaskSpecError(f"--model {spec!r}: {str(path)!r} is not a .py file; give path/to/file.py:factory.")
-    if not path.is_file():
-        raise TaskSpecError(f"--model {spec!r}: file {str(path)!r} does not exist; check the path.")
+    try:
+        found = path.is_file()
+    except OSError:  # a name the system refuses (too long)
+        found = False
+    if not found:
+        raise TaskSpecError(f"--model {shown(spec)}: file {shown(str(path))} does not exist; check the path.")
     if not factory_name.isidentifier():
         raise TaskSpecError(f"--model {spec!r}: {factory_name!r} is not a function name; give path/to/file.py:factory.")
     # The same name in every process (hash() of a str is salted per process): a function's

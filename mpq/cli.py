@@ -282,8 +282,10 @@ def search(
     probes = {"measured": ("measured",), "hybrid": ("hessian_w", "hessian_a", "measured")}.get(
         probe, (f"{probe}_w", f"{probe}_a")
     )
+    # The fewest samples a probe may take (2) at least, so that a --max-samples below it is refused
+    # naming --max-samples, the flag the user gave.
     settings = mpq.ProbeSettings(
-        probes=probes, tolerance=tolerance, max_samples=max_samples, min_samples=min(10, max_samples)
+        probes=probes, tolerance=tolerance, max_samples=max_samples, min_samples=max(2, min(10, max_samples))
     )
     if model is None and resume is not None:
         model = _rebuild_spec(resume, mpq.open_run(db, resume).record["model_spec"], None, trust_stored_model)

@@ -19,6 +19,7 @@ __all__ = [
     "DropNotMetError",
     "StoreError",
     "ProbeError",
+    "LossIndependentError",
     "WorkerError",
     "SearchInterrupted",
     "SensitivityWarning",
@@ -61,6 +62,11 @@ class StoreError(MpqError):
 
 class ProbeError(MpqError):
     """A sensitivity probe failed (NaN loss, no gradient, ...)."""
+
+
+class LossIndependentError(ProbeError, ValueError):
+    """The task's loss does not depend on the model's weights: the task is wrong (bad input), and
+    nothing can be probed."""
 
 
 class WorkerError(MpqError):

@@ -109,6 +109,7 @@ BAD: dict[str, dict[str, list]] = {
         "point": [WRONG_TYPE, -1, 999],
         "to": [WRONG_TYPE, "yaml"],
         "out": [WRONG_TYPE],
+        "model": [WRONG_TYPE],
     },
     "mpq.compare": {"first": [WRONG_TYPE], "second": [WRONG_TYPE], "points": [WRONG_TYPE, (999, 0)]},
     "mpq.measure_latency": {

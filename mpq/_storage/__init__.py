@@ -48,7 +48,7 @@ from mpq._storage.models import (
 )
 from mpq._storage.session import LOCK_WAIT_S, session_scope, store_error
 from mpq.exceptions import InvalidParameterError, RunNotFoundError, SearchInterrupted, StoreError
-from mpqvocab import InstanceOf
+from mpqvocab import InstanceOf, shown
 
 __all__ = ["DB", "BaseStore", "Store", "RUN_STATUSES", "db_url", "default_db_url", "table_from_json", "table_to_json"]
 
@@ -239,34 +239,22 @@ class Store(BaseStore):
         self.upgraded_from: str | None = None
         try:
             url = make_url(self.url)
-        except ArgumentError as exc:
-            raise StoreError(
-                f"--db {self.url!r} is not a database URL; give a file path or a SQLAlchemy URL such as postgresql+psycopg://user@host/db."
-            ) from exc
+        except ArgumentError:
+            raise self._not_a_url() from None
         # The command that upgrades this store, as the user would type it (never with its password).
-        shown = db if db is None or url.password is None else url.render_as_string(hide_password=True)
-        self._upgrade_command = "mpq db upgrade" + ("" if shown is None else f" --db {shlex.quote(str(shown))}")
+        typed = db if db is None or url.password is None else url.render_as_string(hide_password=True)
+        self._upgrade_command = "mpq db upgrade" + ("" if typed is None else f" --db {shlex.quote(str(typed))}")
         # A SQLite URL has no password; shown as given, its URI filename stays readable.
         self.where = (
             f"database {self.url if url.get_backend_name() == 'sqlite' else url.render_as_string(hide_password=True)}"
         )
         path = _sqlite_file(url)
-        if path is not None:
-            if path.is_dir():
-                raise StoreError(
-                    f"{self.where}: {str(path)!r} is a directory; give a file path such as {str(path / 'mpq.db')!r}."
-                )
-            if not path.exists() and (not create or _read_only(url)):
-                raise StoreError(
-                    f"{self.where}: no store at {str(path)!r}; run 'mpq search --db {path}' first or fix the path."
-                )
-            if mode == "write" and db is None:
-                path.parent.mkdir(parents=True, exist_ok=True)  # the default store's folder, in the user's cache
-            elif mode == "write" and not path.parent.is_dir():
-                raise InvalidParameterError(
-                    f"--db {str(db)!r}: its folder {str(path.parent)!r} does not exist; create it first, or give a "
-                    "file in a folder that exists."
-                )
+        try:
+            self._check_file(db, url, path, mode, create)
+        except OSError as exc:  # a name the system refuses: too long, a component not a folder
+            raise InvalidParameterError(
+                f"--db {shown(str(db))}: {exc.strerror}; give the path of a store file (or a SQLAlchemy URL)."
+            ) from None
         try:
             self.engine = self._make_engine(url, path)
         except ImportError as exc:  # the database driver is an optional extra
@@ -274,9 +262,37 @@ class Store(BaseStore):
                 f"{self.where}: its driver {exc.name!r} is not installed; run 'pip install mpq[postgres]' "
                 "(or the driver your URL names)."
             ) from exc
+        except ArgumentError:  # a scheme SQLAlchemy has no dialect for (foo://bar)
+            raise self._not_a_url() from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.upgraded_from = self._check_schema(create)
         self._use_wal()
+
+    def _not_a_url(self) -> InvalidParameterError:
+        return InvalidParameterError(
+            f"--db {shown(self.url)} is not a database URL mpq can open; give a file path or a SQLAlchemy URL such "
+            "as sqlite:///runs.db or postgresql+psycopg://user@host/db."
+        )
+
+    def _check_file(self, db: str | Path | None, url: URL, path: Path | None, mode: Mode, create: bool) -> None:
+        """A SQLite store's file: not a folder, there for a reader, in a folder that exists."""
+        if path is None:
+            return
+        if path.is_dir():
+            raise StoreError(
+                f"{self.where}: {str(path)!r} is a directory; give a file path such as {str(path / 'mpq.db')!r}."
+            )
+        if not path.exists() and (not create or _read_only(url)):
+            raise StoreError(
+                f"{self.where}: no store at {str(path)!r}; run 'mpq search --db {path}' first or fix the path."
+            )
+        if mode == "write" and db is None:
+            path.parent.mkdir(parents=True, exist_ok=True)  # the default store's folder, in the user's cache
+        elif mode == "write" and not path.parent.is_dir():
+            raise InvalidParameterError(
+                f"--db {str(db)!r}: its folder {str(path.parent)!r} does not exist; create it first, or give a "
+                "file in a folder that exists."
+            )
 
     def _make_engine(self, url: URL, path: Path | None) -> Engine:
         if url.get_backend_name() != "sqlite":
@@ -624,7 +640,8 @@ class Store(BaseStore):
 
     # -- reading runs -----------------------------------------------------------------------
     def _get_run(self, session, run_id: int) -> RunModel:
-        run = session.get(RunModel, int(run_id))
+        # An id past SQLite's and PostgreSQL's 64-bit integers is no run (the driver would overflow).
+        run = session.get(RunModel, int(run_id)) if 0 < int(run_id) < 2**63 else None
         if run is None:
             newest = session.scalar(select(RunModel.id).order_by(RunModel.id.desc()).limit(1))
             hint = f"the newest is {newest}" if newest is not None else "the store has no runs yet"

@@ -251,3 +251,15 @@ def test_a_dask_scheduler_that_never_answers_or_needs_tls_is_one_line(capsys, tm
     assert err.startswith(f"mpq: error: --dask {address!r}: {message}")
     gc.collect()
     assert capsys.readouterr().err == ""  # nothing from a half-made client
+
+
+@pytest.mark.parametrize(
+    ("db", "message"),
+    [
+        ("foo://bar", "--db 'foo://bar' is not a database URL mpq can open; give a file path or a SQLAlchemy URL"),
+        ("/tmp/" + "x" * 15000, "(15005 characters): File name too long; give the path of a store file"),
+    ],
+)
+def test_a_db_nothing_can_open_is_one_line(capsys, db, message):
+    status, out, err = run_cli(capsys, "runs", "--db", db)
+    assert status == 2 and out == "" and err.count("\n") == 1 and message in err
