@@ -47,7 +47,7 @@ from mpq._storage.models import (
     utcnow,
 )
 from mpq._storage.session import LOCK_WAIT_S, session_scope, store_error
-from mpq.exceptions import InvalidParameterError, RunNotFoundError, SearchInterrupted, StoreError
+from mpq.exceptions import InvalidParameterError, MpqError, RunNotFoundError, SearchInterrupted, StoreError
 from mpqvocab import InstanceOf, shown
 
 __all__ = ["DB", "BaseStore", "Store", "RUN_STATUSES", "db_url", "default_db_url", "table_from_json", "table_to_json"]
@@ -599,7 +599,8 @@ class Store(BaseStore):
         not show it as stopped. Ctrl-C (or a KeyboardInterrupt naming its signal, SIGTERM) marks it
         failed as interrupted and raises
         :class:`SearchInterrupted` with the command that resumes it; any other error marks it
-        failed with the error's first line, and is raised again. Where the store refuses even
+        failed with the error's first line, and is raised again (an mpq error with the command
+        that finishes the run appended: a full disk, a worker that died, an evaluate that raised). Where the store refuses even
         that write (a full disk, a read-only file), its StoreError says how to finish the run.
         """
         ACTIVE.add((self.url, run_id))
@@ -614,7 +615,12 @@ class Store(BaseStore):
         except BaseException as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._mark_failed(run_id, f"{type(exc).__name__}: {message}", exc)
-            raise
+            if not isinstance(exc, MpqError):  # a bug, or another package's error: as it is
+                raise
+            raise type(exc)(
+                f"{exc} Run {run_id} keeps what was stored before this error: once its cause is fixed, finish it "
+                f"with 'mpq search --resume {run_id}' (same --model and --db)."
+            ) from exc
         finally:
             ACTIVE.discard((self.url, run_id))
 

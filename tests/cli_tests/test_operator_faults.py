@@ -263,3 +263,21 @@ def test_a_dask_scheduler_that_never_answers_or_needs_tls_is_one_line(capsys, tm
 def test_a_db_nothing_can_open_is_one_line(capsys, db, message):
     status, out, err = run_cli(capsys, "runs", "--db", db)
     assert status == 2 and out == "" and err.count("\n") == 1 and message in err
+
+
+def test_a_run_that_fails_names_itself_and_how_to_finish_it(capsys, tmp_path, monkeypatch):
+    """A full disk mid-run whose failure could still be recorded (space freed, another write
+    smaller) said only 'the disk is full', not the run left behind."""
+    from mpq._storage import Store
+    from mpq.exceptions import StoreError
+
+    def disk_full(store, run_id, points):
+        raise StoreError(f"{store.where}: database or disk is full; the disk is full: free space or give another --db.")
+
+    monkeypatch.setattr(Store, "save_points", disk_full)
+    status, out, err = run_cli(capsys, "search", "--model", TINY, "--db", str(tmp_path / "mpq.db"), *FAST)
+    assert status == 1 and out == ""
+    assert err.splitlines()[-1].endswith(
+        "the disk is full: free space or give another --db. Run 1 keeps what was stored before this error: once its "
+        "cause is fixed, finish it with 'mpq search --resume 1' (same --model and --db)."
+    )
