@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from mpq._task import Task, model_device, to_device
+from mpq._timeout import EvaluationLimit, current_limit, evaluation_limit
 from mpq._validation import InstanceOf, Interval, check_param
 from mpq.exceptions import InvalidParameterError, MpqError, TaskSpecError, WorkerError
 from mpqvocab import parameter_message
@@ -104,12 +105,14 @@ class TaskRef:
         model_hash: The driver's :func:`model_hash`.
         data_hash: The driver's :func:`data_hash` of the calibration batches.
         device: Where the worker runs the model (``cpu``, ``cuda:0``).
+        eval_limit: The search's ``--eval-timeout``, which the worker holds its evaluations to.
     """
 
     spec: str
     model_hash: str
     data_hash: str
     device: str
+    eval_limit: EvaluationLimit = EvaluationLimit()
 
 
 def task_ref(task: Task) -> TaskRef:
@@ -123,7 +126,9 @@ def task_ref(task: Task) -> TaskRef:
         )
     prefix, _, name = task.spec.rpartition(":")
     spec = task.spec if prefix == "example" else f"{Path(prefix).resolve()}:{name}"
-    return TaskRef(spec, model_hash(task.model), data_hash(task.calibration), str(model_device(task.model)))
+    return TaskRef(
+        spec, model_hash(task.model), data_hash(task.calibration), str(model_device(task.model)), current_limit()
+    )
 
 
 #: The task this worker process rebuilt last, and what its calls keep between them.
@@ -180,7 +185,10 @@ def prepared(memo: dict, key: Hashable, make: Callable[[], Any]) -> Any:
 
 def _call_on_worker(function: Callable, ref: TaskRef, args: tuple) -> Any:
     task, memo = worker_task(ref)
-    return function(task, memo, *args)
+    if ref.eval_limit == current_limit():  # a thread of the driver's process: set there already
+        return function(task, memo, *args)
+    with evaluation_limit(ref.eval_limit):
+        return function(task, memo, *args)
 
 
 class Handle:

@@ -50,6 +50,7 @@ from mpq._runs import Run, open_run
 from mpq._scale import EXECUTOR, Handle, Runner, check_device, describe_executor, placed
 from mpq._storage import DB, Store, table_to_json
 from mpq._task import Task, model_device, run_model
+from mpq._timeout import check_limit, evaluation_limit
 from mpq._validate import evaluate, evaluate_configuration
 from mpq._validation import InstanceOf, Interval, OneOf, check_param, unknown_name
 from mpq.exceptions import DropNotMetError, InvalidParameterError, TaskSpecError
@@ -290,6 +291,8 @@ def search(
     resume: int | None = None,
     fresh: bool = False,
     progress: Progress | None = None,
+    eval_timeout: float | None = None,
+    on_eval_timeout: str = "stop",
 ) -> Run:
     """Find the per-layer formats of ``task``'s model on the Pareto frontier for ``target``.
 
@@ -358,6 +361,11 @@ def search(
             and cost table) that no process is running any more is resumed the same way.
         fresh: Start a new run even when such an unfinished run is in the store.
         progress: ``progress(stage, done, total, message)`` callback.
+        eval_timeout: Seconds a call of ``task.evaluate`` may take; one that runs longer is
+            abandoned (:mod:`mpq._timeout`). Default: no limit.
+        on_eval_timeout: ``stop``: the run fails (resumable) with ``EvaluationTimeoutError``;
+            ``skip``: the configuration is recorded as not measured and the search goes on (the
+            float model's evaluation always stops it).
 
     Returns:
         The stored run (``run.frontier``, ``run.best(...)``).
@@ -373,6 +381,7 @@ def search(
         SearchInterrupted: Ctrl-C; the message says how to resume.
         StoreError: the store cannot be opened or written.
         WorkerError: an evaluation's worker died twice.
+        EvaluationTimeoutError: an evaluation ran past ``eval_timeout`` (with ``stop``).
     """
     check_param("search", "fresh", fresh, OneOf((True, False)))
     check_param("search", "executor", executor, EXECUTOR)
@@ -387,11 +396,12 @@ def search(
             )
         )
     progress = progress or _silent
+    limit = check_limit("search", eval_timeout, on_eval_timeout)
     if not isinstance(task, Task):
         raise InvalidParameterError(
             f"The 'task' parameter of search must be an mpq.Task. Got {type(task).__name__} instead."
         )
-    with placed(task, device) as task:
+    with placed(task, device) as task, evaluation_limit(limit):
         if resume is not None:
             store = db if isinstance(db, Store) else Store(db, mode="write")
             record = _claim_for_resume(task, store, resume)

@@ -255,6 +255,21 @@ def search(
             help="Run the evaluations and the measured probe on the Dask scheduler at ADDRESS (tcp://host:8786).",
         ),
     ] = None,
+    eval_timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="End an evaluation that runs longer than this; --on-eval-timeout says what follows \\[default: no limit].",
+        ),
+    ] = None,
+    on_eval_timeout: Annotated[
+        str,
+        typer.Option(
+            metavar="stop|skip",
+            help="After an evaluation past --eval-timeout: stop (the run fails, resumable) or skip (its configuration "
+            "is recorded as not measured and the search goes on).",
+        ),
+    ] = "stop",
     all_points: AllOption = False,
     wide: WideOption = False,
     resume: Annotated[
@@ -312,6 +327,8 @@ def search(
                 resume=resume,
                 fresh=fresh,
                 progress=progress,
+                eval_timeout=eval_timeout,
+                on_eval_timeout=on_eval_timeout,
             )
     if json:
         stdout.print_json(dumps(run_json(run)))

@@ -21,6 +21,7 @@ __all__ = [
     "ProbeError",
     "LossIndependentError",
     "WorkerError",
+    "EvaluationTimeoutError",
     "SearchInterrupted",
     "SensitivityWarning",
     "DominatedPointWarning",
@@ -71,6 +72,10 @@ class LossIndependentError(ProbeError, ValueError):
 
 class WorkerError(MpqError):
     """A worker of the search's executor died twice running the same evaluation."""
+
+
+class EvaluationTimeoutError(MpqError):
+    """An evaluation ran past the search's ``eval_timeout`` (``--eval-timeout``), and the search stops."""
 
 
 class SearchInterrupted(MpqError, KeyboardInterrupt):

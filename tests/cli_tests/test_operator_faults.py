@@ -29,10 +29,15 @@ def make_task():
 
 
 def run_cli(capsys, *argv):
-    with pytest.raises(SystemExit) as info:
+    """``mpq *argv`` in this process: its exit code (0 for a command that returns), stdout, stderr."""
+    try:
         main(list(argv))
+    except SystemExit as exc:
+        code = exc.code or 0
+    else:
+        code = 0
     out, err = capsys.readouterr()
-    return info.value.code, out, err
+    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -281,3 +286,49 @@ def test_a_run_that_fails_names_itself_and_how_to_finish_it(capsys, tmp_path, mo
         "the disk is full: free space or give another --db. Run 1 keeps what was stored before this error: once its "
         "cause is fixed, finish it with 'mpq search --resume 1' (same --model and --db)."
     )
+
+
+#: A task whose evaluate hangs on quantized models (the float model's evaluation returns at once).
+HANGING_TASK = f"""\
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parents[1] / "assets" / "tasks")!r})
+import tiny_task
+
+
+def make_task():
+    task = tiny_task.make_task()
+    evaluate, float_model = task.evaluate, task.model
+
+    def hanging(model):
+        if model is not float_model:
+            time.sleep(3600)
+        return evaluate(model)
+
+    task.evaluate = hanging
+    return task
+"""
+
+
+@pytest.mark.parametrize("action", ["stop", "skip"])
+def test_an_evaluation_that_hangs_is_ended_at_the_timeout(capsys, tmp_path, action):
+    (tmp_path / "hanging.py").write_text(HANGING_TASK)
+    db = tmp_path / "mpq.db"
+    argv = ["search", "--model", f"{tmp_path / 'hanging.py'}:make_task", "--db", str(db), *FAST, "--max-points", "2"]
+    started = time.monotonic()
+    status, out, err = run_cli(capsys, *argv, "--eval-timeout", "0.5", "--on-eval-timeout", action)
+    assert time.monotonic() - started < 120
+    import mpq
+
+    run = mpq.open_run(db, 1)
+    if action == "stop":
+        assert status == 1 and out == "" and run.status == "failed"
+        assert err.splitlines()[-1] == (
+            "mpq: error: task 'tiny': an evaluation ran past --eval-timeout 0.5 s and was abandoned; make evaluate "
+            "faster or raise --eval-timeout (--on-eval-timeout skip records such a configuration as not measured and "
+            "goes on). Run 1 keeps what was stored before this error: once its cause is fixed, finish it with "
+            "'mpq search --resume 1' (same --model and --db)."
+        )
+        assert run.record["error"].startswith("EvaluationTimeoutError: task 'tiny': an evaluation ran past")
+    else:
+        assert status == 0 and run.status == "done" and run.frontier["measured_metric"].isna().all()
+        assert "mpq: warning: task 'tiny': an evaluation ran past --eval-timeout 0.5 s and was abandoned" in err
