@@ -363,14 +363,14 @@ def show(
 ) -> None:
     """Show a run: its settings, frontier and per-layer table."""
     import mpq
-    from mpq._cli_render import print_layers, print_parts, print_run
+    from mpq._cli_render import plain, print_layers, print_parts, print_run
 
     run = mpq.open_run(db, run_id)
     record = run.record
     print_parts(
         stdout,
         [
-            f"run {run.id}: task {record['task_name']} (model {record['model_hash'][:12]}, data {record['data_hash'][:12]})",
+            f"run {run.id}: task {plain(record['task_name'])} (model {record['model_hash'][:12]}, data {record['data_hash'][:12]})",
             f"target {run.target}",
             f"objectives {', '.join(run.objectives)}",
             f"budgets {record['budgets'] or 'none'}",

@@ -332,3 +332,17 @@ def test_an_evaluation_that_hangs_is_ended_at_the_timeout(capsys, tmp_path, acti
     else:
         assert status == 0 and run.status == "done" and run.frontier["measured_metric"].isna().all()
         assert "mpq: warning: task 'tiny': an evaluation ran past --eval-timeout 0.5 s and was abandoned" in err
+
+
+def test_stored_text_prints_as_written(capsys, searched, tmp_path):
+    """A task name with a right-to-left override and rich markup (a terminal hyperlink) printed
+    raw in mpq runs."""
+    db = store_naming(searched, tmp_path, "example:digits-cnn")
+    with closing(sqlite3.connect(db)) as target, target:
+        target.execute(
+            "UPDATE runs SET task_name = ? WHERE id = 1", ("cnn\u202eevil [link=http://example.com]x[/link]",)
+        )
+    for argv in (["runs", "--db", db, "--wide"], ["show", "1", "--db", db]):
+        main(argv)
+        out = capsys.readouterr().out
+        assert "\u202e" not in out and "[link=http://example.com]x[/link]" in " ".join(out.split())
