@@ -30,14 +30,12 @@ def make_task():
 
 def run_cli(capsys, *argv):
     """``mpq *argv`` in this process: its exit code (0 for a command that returns), stdout, stderr."""
+    code = 0
     try:
         main(list(argv))
     except SystemExit as exc:
         code = exc.code or 0
-    else:
-        code = 0
-    out, err = capsys.readouterr()
-    return code, out, err
+    return (code, *capsys.readouterr())
 
 
 @pytest.fixture(scope="module")
