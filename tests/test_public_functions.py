@@ -101,6 +101,8 @@ BAD: dict[str, dict[str, list]] = {
         "resume": [WRONG_TYPE, -1],
         "fresh": [WRONG_TYPE],
         "progress": [WRONG_TYPE],
+        "eval_timeout": [WRONG_TYPE, 0, -1.0],
+        "on_eval_timeout": [WRONG_TYPE, "retry"],
     },
     "mpq.open_run": {"db": [WRONG_TYPE], "run_id": [WRONG_TYPE, -1, 999]},
     "mpq.list_runs": {"db": [WRONG_TYPE]},
