@@ -28,6 +28,19 @@ EXPORT_FORMATS = {
 MODEL_FILES = ("onnx", "qonnx")
 
 
+def build_unavailable(run: mpq.Run) -> str:
+    """Why the page does not rebuild a run's model (``run.model_spec_allowed`` is False), and how
+    the operator allows it."""
+    spec = run.record.get("model_spec")
+    if spec is None:
+        return f"run {run.id} stores no model spec (it predates them), so its model cannot be rebuilt."
+    return (
+        f"Build is off for run {run.id}: its model is rebuilt by {spec!r}, a file the store names, and importing it "
+        f"would run that file's code on this server; once you have checked the file, start the dashboard with "
+        f"--allow-model {spec}."
+    )
+
+
 def export_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, str | bytes]:
     """``(file name, MIME type, content)`` of a download: a document as indented JSON text, a
     model file as its bytes.
@@ -43,7 +56,9 @@ def export_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, str | byte
         warnings.simplefilter("ignore", mpq.exceptions.DominatedPointWarning)  # the page marks beaten points itself
         if to in MODEL_FILES:
             with tempfile.TemporaryDirectory() as folder:
-                content = run.export(point, to, out=Path(folder) / "model.onnx").read_bytes()
+                # The page calls this only where run.model_spec_allowed: the operator allowed the spec.
+                spec = run.record["model_spec"]
+                content = run.export(point, to, out=Path(folder) / "model.onnx", model=spec).read_bytes()
         else:
             content = json.dumps(run.export(point, to), indent=2, allow_nan=False)
     suffix, mime = EXPORT_FORMATS[to]

@@ -26,10 +26,27 @@ def db_from_args(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
     Returns:
         A SQLite path or SQLAlchemy URL, or None.
     """
+    return _arguments(argv).db or environ.get("MPQ_DB") or None
+
+
+def store_choosable(argv: Sequence[str]) -> bool:
+    """Whether the page may choose another store than the one it started on (``--choose-store``):
+    otherwise whoever reaches the page sees that store and nothing else."""
+    return _arguments(argv).choose_store
+
+
+def allowed_models(argv: Sequence[str]) -> list[str]:
+    """The ``--model`` specs the operator allowed Build to rebuild (``--allow-model``, repeated)."""
+    return _arguments(argv).allow_model
+
+
+def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--db")
+    parser.add_argument("--choose-store", action="store_true")
+    parser.add_argument("--allow-model", action="append", default=[])
     known, _ = parser.parse_known_args(list(argv))
-    return known.db or environ.get("MPQ_DB") or None
+    return known
 
 
 @st.cache_data(ttl=RUN_LIST_TTL_S, show_spinner=False)

@@ -18,7 +18,10 @@ RUN_KEY = "run"
 
 
 def current_db() -> str | None:
-    """The store picked in the sidebar (None: mpq's default store)."""
+    """The store the dashboard started on (None: mpq's default store), or, started with
+    ``--choose-store``, the one picked in the sidebar."""
+    if not queries.store_choosable(sys.argv[1:]):
+        return queries.db_from_args(sys.argv[1:], os.environ)
     return (st.session_state.get(DB_KEY) or "").strip() or None
 
 
@@ -41,25 +44,32 @@ def sidebar() -> pd.DataFrame | None:
         The run list (``mpq.list_runs`` columns), or None when the store cannot be read (the
         reason is shown in one line on the page).
     """
-    if DB_KEY not in st.session_state:
+    choosable = queries.store_choosable(sys.argv[1:])
+    if choosable and DB_KEY not in st.session_state:
         st.session_state[DB_KEY] = queries.db_from_args(sys.argv[1:], os.environ) or ""
     with st.sidebar:
-        st.text_input(
-            "Store",
-            key=DB_KEY,
-            placeholder="~/.cache/mpq/mpq.db",
-            help="A SQLite file or a SQLAlchemy URL (postgresql+psycopg://user@host/db); read only.",
-        )
+        if choosable:
+            st.text_input(
+                "Store",
+                key=DB_KEY,
+                placeholder="~/.cache/mpq/mpq.db",
+                help="A SQLite file or a SQLAlchemy URL (postgresql+psycopg://user@host/db); read only.",
+            )
+        else:  # no widget: nothing a page's visitor sends can change the store
+            st.caption(
+                f"Store: {views.plain(views.hide_password(current_db() or '~/.cache/mpq/mpq.db'))} (set by mpq "
+                "dashboard --db; --choose-store lets the page pick another)"
+            )
         st.button("Reload", on_click=queries.clear, help="Read the store again (new runs, runs that finished).")
     db = current_db()
     try:
         runs = queries.list_runs(db)
     except mpq.MpqError as exc:
-        st.error(f"Cannot read the store: {exc}")
+        st.error(f"Cannot read the store: {views.plain(exc)}")
         return None
     except ImportError as exc:  # a URL whose database driver is not installed
         st.error(
-            f"Cannot read the store: its database driver is missing ({exc}); "
+            f"Cannot read the store: its database driver is missing ({views.plain(exc)}); "
             "install it, e.g. pip install 'mpq[postgres]' for PostgreSQL."
         )
         return None
@@ -99,7 +109,7 @@ def selected_run(runs: pd.DataFrame) -> mpq.Run:
     if run.status == "done" and not run.frontier.empty:
         return run
     record = run.record
-    st.header(f"Run {run.id}: {record['task_name']} on {run.target}")
+    st.header(f"Run {run.id}: {views.plain(record['task_name'])} on {views.plain(run.target)}")
     started = f"{record['created_at']:%Y-%m-%d %H:%M} UTC"
     stored = ", ".join(sorted(run.tables)) or "nothing yet"
     if run.status == "running":
@@ -110,11 +120,13 @@ def selected_run(runs: pd.DataFrame) -> mpq.Run:
     elif run.status == "stopped":
         st.warning(
             f"Run {run.id} stopped without finishing (started {started}): the process running it "
-            f"({record['owner']}) has ended. Stored so far: {stored}."
+            f"({views.plain(record['owner'])}) has ended. Stored so far: {stored}."
         )
         st.caption(f"`mpq search --resume {run.id}` (or the same search again) finishes it from there.")
     elif run.status == "failed":
-        st.error(f"Run {run.id} failed (started {started}): {record.get('error') or 'no error was recorded'}")
+        st.error(
+            f"Run {run.id} failed (started {started}): {views.plain(record.get('error') or 'no error was recorded')}"
+        )
         st.caption(
             f"Stored before it failed: {stored}. Fix the cause, then `mpq search --resume {run.id}` "
             "(or the same search again) finishes it from there."

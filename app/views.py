@@ -303,3 +303,26 @@ def best_point(run: mpq.Run) -> int:
         return int(run.best()["point"])
     except mpq.MpqError:
         return int(run.frontier["point"].iloc[0])
+
+
+#: Characters that make Markdown of plain text (links and images need their brackets; Streamlit's
+#: coloured text too): a stored task name or error is shown as written, never as a link, an image,
+#: code or emphasis.
+_MARKDOWN = set("\\`*_[]<>!|~$")
+#: Bidirectional controls (U+202A-U+202E, U+2066-U+2069) reorder the text shown around them.
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def plain(text: object) -> str:
+    """``text`` (a task name, a stored error) to show in Streamlit's Markdown as it was written:
+    Markdown's characters escaped, bidirectional and other control characters dropped."""
+    kept = (c for c in str(text) if c not in _BIDI and (c.isprintable() or c == " "))
+    return "".join(f"\\{c}" if c in _MARKDOWN else c for c in kept)
+
+
+def hide_password(db: str) -> str:
+    """A store URL as the page may show it: a password in it replaced by ``***``."""
+    scheme, sep, rest = db.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    return f"{scheme}{sep}{user}:***@{host}" if sep and at and colon else db

@@ -28,7 +28,7 @@ from hwmodels._energy import EnergyTable, read_energy
 from hwmodels._errors import DeviceSpecError, HwModelError, UnknownDeviceError
 from hwmodels._fields import FieldReader
 from hwmodels._registry import get_cost_model
-from mpqvocab import choices_hint
+from mpqvocab import choices_hint, shown
 
 __all__ = ["Device", "device_dir", "list_devices", "load_device"]
 
@@ -129,17 +129,25 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
         )
     if _looks_like_path(name_or_path):
         path = Path(name_or_path).expanduser()
-        if not path.is_file():
-            raise DeviceSpecError(f"{path}: device file not found; check the path.")
+        if not _is_file(path):
+            raise DeviceSpecError(f"{shown(str(path))}: device file not found; check the path.")
         return path.resolve()
     name = name_or_path.strip().lower()
     path = device_dir() / f"{name}.toml"
-    if not path.is_file():
+    if not _is_file(path):
         raise UnknownDeviceError(
-            f"unknown device {name_or_path!r}; choose one of {choices_hint(name, known_device_names())}, "
+            f"unknown device {shown(name_or_path)}; choose one of {choices_hint(name, known_device_names())}, "
             "or pass the path of a .toml device file."
         )
     return path
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the system refuses (too long: ``is_file`` raises)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _read(path: Path) -> Device:

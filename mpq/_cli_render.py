@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.segment import Segments
@@ -94,6 +95,17 @@ def dumps(value: Any) -> str:
     return json.dumps(value, indent=2, default=_plain)
 
 
+#: Bidirectional controls (U+202A-U+202E, U+2066-U+2069): printed raw, they reorder the text
+#: around them on the user's terminal (a task name shown right to left).
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def plain(text: object) -> str:
+    """Stored free text (a task name, an error) as a table or a line shows it: bidirectional and
+    other control characters dropped, rich's markup escaped (``[link=...]`` stays text)."""
+    return escape("".join(c for c in str(text) if c not in _BIDI and (c.isprintable() or c == " ")))
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
@@ -102,8 +114,8 @@ def _fmt(value: Any) -> str:
             return str(int(value))  # bytes, resources, cycles: exact, and no wider than "1.234e+08"
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
-        return ", ".join(map(str, value))
-    return str(value)
+        return plain(", ".join(map(str, value)))
+    return plain(value)
 
 
 @dataclass(frozen=True)
@@ -296,7 +308,7 @@ def print_frontier(console: Console, run: Run, all_points: bool = False, wide: b
     print_table(
         console,
         view,
-        title=f"run {run.id}: {run.record['task_name']} on {run.target}",
+        title=f"run {run.id}: {plain(run.record['task_name'])} on {plain(run.target)}",
         optional=["label", *(["predicted_loss"] if measured else []), *reversed(budgets), "formats"],
         fill=Fill(
             "formats", _fewer_formats, "formats: layers per candidate, the most used first; +N: layers in others"
@@ -326,7 +338,7 @@ def print_run(console: Console, run: Run, all_points: bool = False, wide: bool =
     if note:
         summary.append(note)
     if record.get("error"):
-        summary.append(f"error: {record['error']}")
+        summary.append(f"error: {plain(record['error'])}")
     print_parts(console, summary)
 
 

@@ -12,7 +12,7 @@ from mpq._compressed_tensors import quantization_config
 from mpq._formats import get_candidate
 from mpq._frontier_columns import cost_columns
 from mpq._quantizer import describe
-from mpq._validation import unknown_name
+from mpq._validation import InstanceOf, check_param, unknown_name
 from mpq._warnings import mpq_warn
 from mpq.exceptions import DominatedPointWarning, InvalidParameterError
 from mpq.version import __version__
@@ -69,7 +69,9 @@ def check_run(func: str, name: str, run: Any) -> None:
         )
 
 
-def export(run: Run, point: int, to: str = "json", out: str | Path | None = None) -> dict[str, Any] | Path:
+def export(
+    run: Run, point: int, to: str = "json", out: str | Path | None = None, *, model: str | None = None
+) -> dict[str, Any] | Path:
     """One point of a run as a document or a model file another tool reads.
 
     Args:
@@ -83,9 +85,12 @@ def export(run: Run, point: int, to: str = "json", out: str | Path | None = None
             ``ignore``; Linear and Embedding layers only, in INT, fp8_e4m3, NVFP4 and MX formats),
             ``onnx`` (the model with QuantizeLinear/DequantizeLinear pairs, opset 21, for ONNX
             Runtime) or ``qonnx`` (the model with QONNX ``Quant`` nodes, FINN's input; INT
-            per-tensor and per-channel formats only). The model files rebuild the run's model
-            from its stored spec.
+            per-tensor and per-channel formats only). The model files rebuild the run's model.
         out: The file ``onnx`` and ``qonnx`` write (required for them; unused by the others).
+        model: The ``--model`` spec that rebuilds the run's model for ``onnx`` and ``qonnx``
+            (checked by hash against the run). Default: the run's stored spec when it is a
+            built-in example; a stored ``file.py:factory`` spec is code the store names, so it is
+            rebuilt only when passed here (``model=run.record["model_spec"]`` once you trust it).
 
     Returns:
         The document, JSON-serialisable; for ``onnx`` and ``qonnx``, the path written.
@@ -98,8 +103,10 @@ def export(run: Run, point: int, to: str = "json", out: str | Path | None = None
             missing or not writable, the model the spec builds now is not the run's, or a format
             the file cannot hold (an activation ONNX has no QuantizeLinear for; any non-INT format
             in QONNX).
+        TaskSpecError: a model file of a run whose stored spec imports a file, without ``model``.
     """
     check_run("export", "run", run)
+    check_param("export", "model", model, InstanceOf((str,), "a --model spec such as 'path/to/file.py:factory'", True))
     if not isinstance(to, str):
         raise InvalidParameterError(
             f"The 'to' parameter of export must be a str among {', '.join(EXPORT_FORMATS)}. "
@@ -113,7 +120,7 @@ def export(run: Run, point: int, to: str = "json", out: str | Path | None = None
     if to in FILE_FORMATS:
         from mpq._onnx import export_file  # torch.onnx and onnx load only for a model file
 
-        return export_file(run, point, to, out)
+        return export_file(run, point, to, out, model)
     if out is not None:
         raise InvalidParameterError(
             f"export: out is the file of an onnx or qonnx model; {to} returns its document, so pass no out "

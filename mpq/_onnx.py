@@ -38,6 +38,7 @@ from mpq._probes.checkpoint import data_hash, model_hash
 from mpq._quantizer import InputQuantizer, QuantizerSettings, weight_format
 from mpq._task import Task, map_leaves
 from mpq._task_spec import load_task
+from mpq._trust import stored_spec_to_build
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError
 
@@ -404,9 +405,10 @@ def _in_qonnx(fmt: NumberFormat) -> bool:
     return fmt.family == "int" and fmt.granularity in ("tensor", "channel")
 
 
-def rebuilt_task(run: Run) -> Task:
-    """The run's task, rebuilt from its stored ``--model`` spec, with the same model and data."""
-    spec = run.record.get("model_spec")
+def rebuilt_task(run: Run, model: str | None = None) -> Task:
+    """The run's task, rebuilt from ``model`` (else its stored ``--model`` spec, where that runs no
+    file: :mod:`mpq._trust`), with the same model and data."""
+    spec = stored_spec_to_build(run.id, run.record.get("model_spec"), model)
     if spec is None:
         raise InvalidParameterError(
             f"run {run.id} stores no model spec (it predates them), so its model cannot be rebuilt; search the "
@@ -447,12 +449,12 @@ def _why_not(path: Path) -> str:
     return "its folder does not exist" if not path.parent.is_dir() else "its folder is not writable"
 
 
-def export_file(run: Run, point: int, to: str, out: object) -> Path:
+def export_file(run: Run, point: int, to: str, out: object, model: str | None = None) -> Path:
     """Write one point of a run as an ONNX or QONNX model file (see :func:`mpq.export`)."""
     path = writable_path(out, to)
     plan = {layer: get_candidate(name) for layer, name in run.assignment(point).items()}
     check_formats(run, point, plan, to)
-    proto = model_proto(rebuilt_task(run), plan, to, run.quantizer)
+    proto = model_proto(rebuilt_task(run, model), plan, to, run.quantizer)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         _onnx().save(proto, tmp)

@@ -33,16 +33,17 @@ def _session_inputs(session, inputs: Any) -> dict[str, np.ndarray]:
 
 
 def onnxruntime_latency(
-    run: Run, point: int, *, batch_size: int = 1, warmup: int = 3, repeats: int = 20
+    run: Run, point: int, *, batch_size: int = 1, warmup: int = 3, repeats: int = 20, model: str | None = None
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Time a point's ONNX export in ONNX Runtime on this machine's CPU, on torch's thread count.
 
     Args:
-        run: The run (``mpq.open_run``); its model is rebuilt from the stored spec.
+        run: The run (``mpq.open_run``); its model is rebuilt as :func:`mpq.export` rebuilds it.
         point: A value of ``run.frontier["point"]``.
         batch_size: Samples per inference (the first calibration batch, sliced or repeated).
         warmup: Untimed inferences first.
         repeats: Timed inferences, and profiled ones.
+        model: The ``--model`` spec that rebuilds the run's model (see :func:`mpq.export`).
 
     Returns:
         ``(end_to_end, nodes)``: the end-to-end seconds (``latency_s`` median, ``latency_std_s``,
@@ -65,13 +66,13 @@ def onnxruntime_latency(
         ) from None
     plan = {layer: get_candidate(name) for layer, name in run.assignment(point).items()}
     check_formats(run, point, plan, "onnx")
-    task = rebuilt_task(run)
-    model = model_proto(task, plan, "onnx", run.quantizer).SerializeToString()
+    task = rebuilt_task(run, model)
+    proto = model_proto(task, plan, "onnx", run.quantizer).SerializeToString()
     # One calibration sample repeated to the batch size (the export leaves the batch dimension free).
     first = _first_sample(task.calibration[0][0])
     sample = map_leaves(lambda v: _resize_batch(v, 1, batch_size) if isinstance(v, torch.Tensor) else v, first)
 
-    session = ort.InferenceSession(model, _options(ort), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(proto, _options(ort), providers=["CPUExecutionProvider"])
     feed = _session_inputs(session, sample)
     for _ in range(warmup):
         session.run(None, feed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from mpq._owners import shown_status
 from mpq._probes.settings import settings_from_json
 from mpq._quantizer import LEGACY_QUANTIZER, QuantizerSettings, describe
 from mpq._storage import DB, BaseStore, Store
+from mpq._trust import canonical_spec, runs_code
 from mpq._validation import Interval, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError
 
@@ -94,10 +96,24 @@ class Run:
             )
         return dict(zip(rows["layer"], rows["candidate"]))
 
-    def export(self, point: int, to: str = "json", out: str | Path | None = None) -> dict[str, Any] | Path:
+    def export(
+        self, point: int, to: str = "json", out: str | Path | None = None, *, model: str | None = None
+    ) -> dict[str, Any] | Path:
         """One point for another tool: a ``json``, ``hawq`` or ``compressed-tensors`` document, or
-        an ``onnx`` or ``qonnx`` model file written to ``out`` (see :func:`mpq.export`)."""
-        return export(self, point, to, out)
+        an ``onnx`` or ``qonnx`` model file written to ``out``, its model rebuilt from ``model``
+        (see :func:`mpq.export`)."""
+        return export(self, point, to, out, model=model)
+
+    def model_spec_allowed(self, allowed: Iterable[str] = ()) -> bool:
+        """Whether rebuilding this run's model (an ONNX export) runs only code the caller allowed:
+        its stored ``--model`` spec is a built-in example, or one of ``allowed`` (a task file's
+        path compared resolved). A store is data: the file it names is code.
+
+        Args:
+            allowed: ``--model`` specs the caller trusts (the dashboard's ``--allow-model``).
+        """
+        spec = self.record.get("model_spec")
+        return spec is not None and (not runs_code(spec) or canonical_spec(spec) in set(map(canonical_spec, allowed)))
 
     def best(self, max_drop: float | str | None = None, **budgets: float) -> pd.Series:
         """The best point within budgets, or the cheapest within an allowed drop.

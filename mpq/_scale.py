@@ -25,12 +25,15 @@ from typing import Any
 import torch
 
 from mpq._task import Task, model_device, to_device
+from mpq._timeout import EvaluationLimit, current_limit, evaluation_limit
 from mpq._validation import InstanceOf, Interval, check_param
 from mpq.exceptions import InvalidParameterError, MpqError, TaskSpecError, WorkerError
 from mpqvocab import parameter_message
 
 #: Seconds ``dask_executor`` waits for a scheduler to answer.
 DASK_CONNECT_TIMEOUT_S = 10.0
+#: Seconds past it before a connection that is still being made is given up.
+DASK_HANDSHAKE_GRACE_S = 2.0
 
 #: The ``executor`` parameter of search and probe.
 EXECUTOR = InstanceOf(
@@ -102,12 +105,14 @@ class TaskRef:
         model_hash: The driver's :func:`model_hash`.
         data_hash: The driver's :func:`data_hash` of the calibration batches.
         device: Where the worker runs the model (``cpu``, ``cuda:0``).
+        eval_limit: The search's ``--eval-timeout``, which the worker holds its evaluations to.
     """
 
     spec: str
     model_hash: str
     data_hash: str
     device: str
+    eval_limit: EvaluationLimit = EvaluationLimit()
 
 
 def task_ref(task: Task) -> TaskRef:
@@ -121,7 +126,9 @@ def task_ref(task: Task) -> TaskRef:
         )
     prefix, _, name = task.spec.rpartition(":")
     spec = task.spec if prefix == "example" else f"{Path(prefix).resolve()}:{name}"
-    return TaskRef(spec, model_hash(task.model), data_hash(task.calibration), str(model_device(task.model)))
+    return TaskRef(
+        spec, model_hash(task.model), data_hash(task.calibration), str(model_device(task.model)), current_limit()
+    )
 
 
 #: The task this worker process rebuilt last, and what its calls keep between them.
@@ -178,7 +185,10 @@ def prepared(memo: dict, key: Hashable, make: Callable[[], Any]) -> Any:
 
 def _call_on_worker(function: Callable, ref: TaskRef, args: tuple) -> Any:
     task, memo = worker_task(ref)
-    return function(task, memo, *args)
+    if ref.eval_limit == current_limit():  # a thread of the driver's process: set there already
+        return function(task, memo, *args)
+    with evaluation_limit(ref.eval_limit):
+        return function(task, memo, *args)
 
 
 class Handle:
@@ -227,6 +237,7 @@ class Runner:
     """
 
     def __init__(self, task: Task, executor: Executor | None = None):
+        _check_not_forking(executor)
         self.task, self.executor = task, executor
         self.memo: dict = {}
         self.ref = task_ref(task) if executor is not None else None
@@ -281,6 +292,19 @@ class Runner:
         task file, other weights or data) is refused in one line."""
         if self.executor is not None:
             self.call(_where, (), "rebuilding the task on a worker")
+
+
+def _check_not_forking(executor: Executor | None) -> None:
+    """Refuse a process pool that forks its workers (Python's default on Linux): a process forked
+    from one where torch has started its thread pools waits for ever on locks no thread will
+    release (two idle workers, a search that never ends)."""
+    context = getattr(executor, "_mp_context", None) if isinstance(executor, ProcessPoolExecutor) else None
+    if context is not None and context.get_start_method() == "fork":
+        raise InvalidParameterError(
+            "executor: this ProcessPoolExecutor forks its workers (Python's default on Linux), and a process forked "
+            "after torch started its threads hangs; pass mpq.ProcessPool(N), or ProcessPoolExecutor(N, "
+            "mp_context=multiprocessing.get_context('spawn'))."
+        )
 
 
 def _where(task: Task, memo: dict) -> str:
@@ -365,16 +389,35 @@ def dask_executor(address: str) -> Executor:
         raise InvalidParameterError(
             "--dask needs the distributed package, which is not installed; pip install 'mpq[scale]'."
         ) from None
-    try:
-        client = distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT_S, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    found: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            found["client"] = distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT_S, set_as_default=False)
+        except Exception as exc:  # reported below, from the caller's thread
+            found["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            found["tls"] = isinstance(exc, TypeError) and "TLS" in str(exc)
+
+    # distributed's own timeout covers the TCP connection, not a listener that accepts and never
+    # answers (it waited for ever): the connection gets its own thread and a deadline. A client
+    # half made stays in that thread, so its clean-up (and its noise) never reaches the user.
+    thread = threading.Thread(target=connect, name="mpq-dask-connect", daemon=True)
+    thread.start()
+    thread.join(DASK_CONNECT_TIMEOUT_S + DASK_HANDSHAKE_GRACE_S)
+    if "client" in found:
+        return found["client"].get_executor()
+    if found.get("tls"):
         raise InvalidParameterError(
-            f"--dask {address!r}: no Dask scheduler answered within {DASK_CONNECT_TIMEOUT_S:g} s ({first}); start "
-            "one ('dask scheduler', then 'dask worker ADDRESS' on each machine) or give its address, e.g. "
-            "tcp://host:8786."
-        ) from None
-    return client.get_executor()
+            f"--dask {address!r}: a tls:// scheduler needs this machine's TLS settings, and none are set; put them "
+            "in Dask's configuration (distributed.comm.tls.ca-file, .client.cert and .client.key in "
+            "~/.config/dask/distributed.yaml, or DASK_DISTRIBUTED__COMM__TLS__CA_FILE and the like), then run again."
+        )
+    reason = found.get("error", "it accepted the connection and never answered")
+    raise InvalidParameterError(
+        f"--dask {address!r}: no Dask scheduler answered within {DASK_CONNECT_TIMEOUT_S:g} s ({reason}); start "
+        "one ('dask scheduler', then 'dask worker ADDRESS' on each machine) or give its address, e.g. "
+        "tcp://host:8786."
+    )
 
 
 def close_executor(executor: Executor) -> None:

@@ -28,6 +28,7 @@ import hwmodels
 import solvers
 from mpq._apply import calibrate
 from mpq._defaults import DEFAULT_OBJECTIVES, DEFAULT_TARGET
+from mpq._fingerprint import check_same_code, task_code
 from mpq._formats import candidate_table, get_candidate
 from mpq._layers import layers
 from mpq._measured_frontier import (
@@ -50,6 +51,7 @@ from mpq._runs import Run, open_run
 from mpq._scale import EXECUTOR, Handle, Runner, check_device, describe_executor, placed
 from mpq._storage import DB, Store, table_to_json
 from mpq._task import Task, model_device, run_model
+from mpq._timeout import check_limit, evaluation_limit
 from mpq._validate import evaluate, evaluate_configuration
 from mpq._validation import InstanceOf, Interval, OneOf, check_param, unknown_name
 from mpq.exceptions import DropNotMetError, InvalidParameterError, TaskSpecError
@@ -140,6 +142,7 @@ class _Plan:
                 "max_drop": self.max_drop,
                 "max_evals": self.max_evals,
                 "refine": self.refine,
+                "task_code": task_code(task),  # another loss or metric is another search
             },
         )
 
@@ -292,6 +295,8 @@ def search(
     resume: int | None = None,
     fresh: bool = False,
     progress: Progress | None = None,
+    eval_timeout: float | None = None,
+    on_eval_timeout: str = "stop",
 ) -> Run:
     """Find the per-layer formats of ``task``'s model on the Pareto frontier for ``target``.
 
@@ -367,6 +372,11 @@ def search(
             and cost table) that no process is running any more is resumed the same way.
         fresh: Start a new run even when such an unfinished run is in the store.
         progress: ``progress(stage, done, total, message)`` callback.
+        eval_timeout: Seconds a call of ``task.evaluate`` may take; one that runs longer is
+            abandoned (:mod:`mpq._timeout`). Default: no limit.
+        on_eval_timeout: ``stop``: the run fails (resumable) with ``EvaluationTimeoutError``;
+            ``skip``: the configuration is recorded as not measured and the search goes on (the
+            float model's evaluation always stops it).
 
     Returns:
         The stored run (``run.frontier``, ``run.best(...)``).
@@ -382,6 +392,7 @@ def search(
         SearchInterrupted: Ctrl-C; the message says how to resume.
         StoreError: the store cannot be opened or written.
         WorkerError: an evaluation's worker died twice.
+        EvaluationTimeoutError: an evaluation ran past ``eval_timeout`` (with ``stop``).
     """
     check_param("search", "fresh", fresh, OneOf((True, False)))
     check_param("search", "executor", executor, EXECUTOR)
@@ -396,11 +407,12 @@ def search(
             )
         )
     progress = progress or _silent
+    limit = check_limit("search", eval_timeout, on_eval_timeout)
     if not isinstance(task, Task):
         raise InvalidParameterError(
             f"The 'task' parameter of search must be an mpq.Task. Got {type(task).__name__} instead."
         )
-    with placed(task, device) as task:
+    with placed(task, device) as task, evaluation_limit(limit):
         if resume is not None:
             store = db if isinstance(db, Store) else Store(db, mode="write")
             record = _claim_for_resume(task, store, resume)
@@ -527,6 +539,7 @@ def _claim_for_resume(task: Task, store: Store, run_id: int) -> dict | None:
     """The record of the run ``--resume`` names, claimed for this process; None when it is done.
     Another model or data, or a run a live process is running, is refused."""
     record = store.run_record(run_id)
+    check_same_code(task, record, run_id)
     for what, stored, current in (
         ("model", record["model_hash"], model_hash(task.model)),
         ("calibration data", record["data_hash"], data_hash(task.calibration)),

@@ -3,6 +3,7 @@ factory function in a user's file."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from mpq._examples import make_example
 from mpq._task import Task, check_task
 from mpq.exceptions import TaskSpecError
+from mpqvocab import shown
 
 
 def load_task(spec: str) -> Task:
@@ -46,16 +48,26 @@ def load_task(spec: str) -> Task:
 def _call_factory(path: Path, factory_name: str, spec: str) -> Task:
     if path.suffix != ".py":
         raise TaskSpecError(f"--model {spec!r}: {str(path)!r} is not a .py file; give path/to/file.py:factory.")
-    if not path.is_file():
-        raise TaskSpecError(f"--model {spec!r}: file {str(path)!r} does not exist; check the path.")
+    try:
+        found = path.is_file()
+    except OSError:  # a name the system refuses (too long)
+        found = False
+    if not found:
+        raise TaskSpecError(f"--model {shown(spec)}: file {shown(str(path))} does not exist; check the path.")
     if not factory_name.isidentifier():
         raise TaskSpecError(f"--model {spec!r}: {factory_name!r} is not a function name; give path/to/file.py:factory.")
-    module_name = f"_mpq_user_task_{abs(hash(str(path.resolve())))}"
+    # The same name in every process (hash() of a str is salted per process): a function's
+    # fingerprint, what makes a search the same search, holds the module it is defined in.
+    module_name = f"_mpq_user_task_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:  # sys.exit() in the user's file would end mpq without a word
+        raise TaskSpecError(
+            f"--model {spec!r}: importing {str(path)!r} exited (SystemExit {exc.code}); a task file must not exit."
+        ) from None
     except Exception as exc:  # the user's file: report its failure as one line
         raise TaskSpecError(
             f"--model {spec!r}: importing {str(path)!r} raised {type(exc).__name__}: {exc}; fix the file."
@@ -69,6 +81,10 @@ def _call_factory(path: Path, factory_name: str, spec: str) -> Task:
         )
     try:
         return factory()
+    except SystemExit as exc:
+        raise TaskSpecError(
+            f"--model {spec!r}: {factory_name}() exited (SystemExit {exc.code}); return an mpq.Task instead."
+        ) from None
     except Exception as exc:
         raise TaskSpecError(
             f"--model {spec!r}: {factory_name}() raised {type(exc).__name__}: {exc}; fix the factory."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Mapping
 
 import numpy as np
@@ -11,15 +12,23 @@ import torch
 from mpq._apply import apply, calibrate
 from mpq._quantizer import Calibration
 from mpq._task import Task
+from mpq._timeout import evaluate_within_limit
 from mpq._validation import InstanceOf, check_param
-from mpq.exceptions import InvalidParameterError, TaskSpecError
+from mpq.exceptions import EvaluationTimeoutError, InvalidParameterError, TaskSpecError
 from mpqvocab import parameter_message
 
 
-def evaluate(task: Task, model: torch.nn.Module) -> float:
-    """The task's metric of ``model``; a failure of the user's evaluate is one line naming it."""
+def evaluate(task: Task, model: torch.nn.Module, *, may_skip: bool = False) -> float:
+    """The task's metric of ``model``; a failure of the user's evaluate is one line naming it.
+    Held to the search's ``--eval-timeout`` (:mod:`mpq._timeout`): NaN for an evaluation past it
+    that ``may_skip`` (a configuration's, with ``--on-eval-timeout skip``)."""
     try:
-        value = float(task.evaluate(model))
+        value = evaluate_within_limit(task.evaluate, model, f"task {task.name!r}", may_skip=may_skip)
+        if value is None:
+            return math.nan
+        value = float(value)
+    except EvaluationTimeoutError:
+        raise
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise TaskSpecError(
@@ -32,7 +41,7 @@ def evaluate(task: Task, model: torch.nn.Module) -> float:
 
 def evaluate_configuration(task: Task, memo: dict, assignment: Mapping[str, str], act_ranges: Calibration) -> float:
     """The task's metric of its model at one configuration (a :class:`mpq._scale.Runner` call)."""
-    return evaluate(task, apply(task.model, assignment, act_ranges=act_ranges))
+    return evaluate(task, apply(task.model, assignment, act_ranges=act_ranges), may_skip=True)
 
 
 def validate(

@@ -7,7 +7,9 @@ Errors are caught in one place (:func:`main`): one line on stderr, exit 2 for ba
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,8 +32,31 @@ def _untyped_flags(params: list) -> list:
     return params
 
 
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM inside a command, carried past Typer, which turns a KeyboardInterrupt
+    into a bare exit 130 and drops mpq's message (the run and its resume command)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt):
+        super().__init__(str(interrupt))
+        self.interrupt = interrupt
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that a run is stored as interrupted, resumable."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated("SIGTERM")
+
+
 class _Group(TyperGroup):
     """mpq's command groups: the flags of the group and of each of its commands show no type."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Stopped(exc) from exc
 
     def get_params(self, ctx):
         return _untyped_flags(super().get_params(ctx))
@@ -78,6 +103,31 @@ WideOption = Annotated[
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help="example:digits-cnn | example:minilm | path/to/file.py:make_task.")
 ]
+#: The task that rebuilds a stored run's model (a reader's --model): a store is data, so the file
+#: it names is imported only when the user names it here or passes --trust-stored-model.
+RebuildOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="The task that rebuilds the run's model (path/to/file.py:make_task), checked by hash \\[default: the "
+        "run's own when it is a built-in example].",
+    ),
+]
+TrustStoredOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-stored-model",
+        help="Rebuild the run's model from the task file the store names (runs that file: only for a store you trust).",
+    ),
+]
+
+
+def _rebuild_spec(run_id: int, stored: str | None, model: str | None, trust: bool) -> str | None:
+    """The --model a command rebuilds a stored run's model from (see mpq._trust)."""
+    from mpq._trust import stored_spec_to_build
+
+    return stored_spec_to_build(run_id, stored, stored if trust and model is None else model)
 
 
 @app.callback()
@@ -216,6 +266,21 @@ def search(
             help="Run the evaluations and the measured probe on the Dask scheduler at ADDRESS (tcp://host:8786).",
         ),
     ] = None,
+    eval_timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="End an evaluation that runs longer than this; --on-eval-timeout says what follows \\[default: no limit].",
+        ),
+    ] = None,
+    on_eval_timeout: Annotated[
+        str,
+        typer.Option(
+            metavar="stop|skip",
+            help="After an evaluation past --eval-timeout: stop (the run fails, resumable) or skip (its configuration "
+            "is recorded as not measured and the search goes on).",
+        ),
+    ] = "stop",
     all_points: AllOption = False,
     wide: WideOption = False,
     resume: Annotated[
@@ -224,6 +289,7 @@ def search(
             metavar="RUN", help="Finish an interrupted run (same --model); its other settings are the run's own."
         ),
     ] = None,
+    trust_stored_model: TrustStoredOption = False,
     fresh: Annotated[
         bool,
         typer.Option(
@@ -242,11 +308,13 @@ def search(
     probes = {"measured": ("measured",), "hybrid": ("hessian_w", "hessian_a", "measured")}.get(
         probe, (f"{probe}_w", f"{probe}_a")
     )
+    # The fewest samples a probe may take (2) at least, so that a --max-samples below it is refused
+    # naming --max-samples, the flag the user gave.
     settings = mpq.ProbeSettings(
-        probes=probes, tolerance=tolerance, max_samples=max_samples, min_samples=min(10, max_samples)
+        probes=probes, tolerance=tolerance, max_samples=max_samples, min_samples=max(2, min(10, max_samples))
     )
     if model is None and resume is not None:
-        model = mpq.open_run(db, resume).record["model_spec"]
+        model = _rebuild_spec(resume, mpq.open_run(db, resume).record["model_spec"], None, trust_stored_model)
     with _executor(workers, dask) as executor:  # a bad --workers or --dask is refused before the task is built
         task = mpq.load_task(model or "example:digits-cnn")
         with StageProgress(stderr) as progress:
@@ -272,6 +340,8 @@ def search(
                 resume=resume,
                 fresh=fresh,
                 progress=progress,
+                eval_timeout=eval_timeout,
+                on_eval_timeout=on_eval_timeout,
             )
     if json:
         stdout.print_json(dumps(run_json(run)))
@@ -306,14 +376,14 @@ def show(
 ) -> None:
     """Show a run: its settings, frontier and per-layer table."""
     import mpq
-    from mpq._cli_render import print_layers, print_parts, print_run
+    from mpq._cli_render import plain, print_layers, print_parts, print_run
 
     run = mpq.open_run(db, run_id)
     record = run.record
     print_parts(
         stdout,
         [
-            f"run {run.id}: task {record['task_name']} (model {record['model_hash'][:12]}, data {record['data_hash'][:12]})",
+            f"run {run.id}: task {plain(record['task_name'])} (model {record['model_hash'][:12]}, data {record['data_hash'][:12]})",
             f"target {run.target}",
             f"objectives {', '.join(run.objectives)}",
             f"budgets {record['budgets'] or 'none'}",
@@ -360,29 +430,28 @@ def export(
     out: Annotated[
         str | None, typer.Option(help="Write to this file instead of stdout (required for onnx and qonnx).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (else refused).")] = False,
+    model: RebuildOption = None,
+    trust_stored_model: TrustStoredOption = False,
     db: DbOption = None,
 ) -> None:
     """Export one point of a run for another tool."""
-    from pathlib import Path
-
     import mpq
     from mpq._cli_render import dumps
     from mpq._export import FILE_FORMATS
-    from mpq.exceptions import InvalidParameterError
+    from mpq._files import check_new_file, write_text_atomically
 
     run = mpq.open_run(db, run_id)
+    if out:
+        check_new_file(out, force)
     if to in FILE_FORMATS:
-        stdout.print(f"wrote {run.export(point, to, out)}", soft_wrap=True)
+        spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
+        stdout.print(f"wrote {run.export(point, to, out, model=spec)}", soft_wrap=True)
         return
     text = dumps(run.export(point, to))
     if out:
-        try:
-            Path(out).write_text(text + "\n")
-        except OSError as exc:
-            raise InvalidParameterError(
-                f"cannot write {out}: {exc.strerror}; give --out a file in a folder that exists and is writable."
-            ) from None
-        stdout.print(f"wrote {out}")
+        write_text_atomically(out, text + "\n")
+        stdout.print(f"wrote {out}", soft_wrap=True)
     else:
         print(text)
 
@@ -489,7 +558,15 @@ def probe_command(
 
 @app.command()
 def measure(
-    model: ModelOption = "example:digits-cnn",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="example:digits-cnn (default) | example:minilm | path/to/file.py:make_task; with --run, the task "
+            "that rebuilds the run's model \\[default: the run's own when it is a built-in example].",
+        ),
+    ] = None,
     target: Annotated[
         str, typer.Option("--target", "-t", help="Device whose candidates to time \\[default: cpu-x86, this machine].")
     ] = "cpu-x86",
@@ -510,6 +587,7 @@ def measure(
     ] = "torch",
     run_id: Annotated[int | None, typer.Option("--run", help="The run whose point onnxruntime times.")] = None,
     point: Annotated[int | None, typer.Option(help="The point onnxruntime times (see 'mpq frontier RUN').")] = None,
+    trust_stored_model: TrustStoredOption = False,
     db: DbOption = None,
     json: JsonOption = False,
     wide: WideOption = False,
@@ -526,12 +604,12 @@ def measure(
     if runtime not in ("torch", "onnxruntime"):
         raise unknown_name("runtime", runtime, ["torch", "onnxruntime"])
     if runtime == "onnxruntime":
-        _measure_onnxruntime(run_id, point, db, batch_size, warmup, repeats, json, wide)
+        _measure_onnxruntime(run_id, point, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide)
         return
     names = candidates.split(",") if candidates else list(hwmodels.load_device(target).candidates)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    task = mpq.load_task(model)
+    task = mpq.load_task(model or "example:digits-cnn")
     with StageProgress(stderr) as progress:
         table = mpq.measure_latency(
             task,
@@ -570,6 +648,8 @@ def measure(
 def _measure_onnxruntime(
     run_id: int | None,
     point: int | None,
+    model: str | None,
+    trust_stored_model: bool,
     db: str | None,
     batch_size: int,
     warmup: int,
@@ -588,7 +668,10 @@ def _measure_onnxruntime(
             "(see 'mpq frontier RUN')."
         )
     run = mpq.open_run(db, run_id)
-    end_to_end, nodes = onnxruntime_latency(run, point, batch_size=batch_size, warmup=warmup, repeats=repeats)
+    spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
+    end_to_end, nodes = onnxruntime_latency(
+        run, point, batch_size=batch_size, warmup=warmup, repeats=repeats, model=spec
+    )
     if json:
         stdout.print_json(dumps({"end_to_end": end_to_end, "nodes": table_json(nodes)}))
         return
@@ -619,6 +702,21 @@ def dashboard(
             "--headless/--open-browser", help="Only serve (the default), or also open a browser tab on the dashboard."
         ),
     ] = True,
+    choose_store: Annotated[
+        bool,
+        typer.Option(
+            "--choose-store",
+            help="Let the page pick any store this server can reach (else it shows --db and nothing else).",
+        ),
+    ] = False,
+    allow_model: Annotated[
+        list[str],
+        typer.Option(
+            metavar="SPEC",
+            help="A task (path/to/file.py:make_task) whose runs' models Build may rebuild: it imports that file "
+            "(repeatable; built-in examples need none).",
+        ),
+    ] = [],  # noqa: B006
 ) -> None:
     """Serve the Streamlit dashboard on a store: runs, frontiers, comparisons, exports (read only)."""
     import importlib.util
@@ -626,6 +724,7 @@ def dashboard(
     from pathlib import Path
 
     import mpq
+    from mpq._trust import canonical_spec
 
     # One resolver: the checkout's app/ beside the mpq package, else the copy a wheel ships as
     # package data (mpq/_dashboard, mapped from app/ in pyproject.toml).
@@ -663,6 +762,8 @@ def dashboard(
         "minimal",
         "--",
         *(["--db", db] if db else []),
+        *(["--choose-store"] if choose_store else []),
+        *(arg for spec in allow_model for arg in ("--allow-model", canonical_spec(spec))),
     ]
     sys.stdout.flush()
     sys.stderr.flush()
@@ -707,11 +808,16 @@ def main(argv: list[str] | None = None) -> None:
 
     log, lines = logging.getLogger("mpq"), _LogLines()
     log.addHandler(lines)
+    # SIGTERM (a scheduler's stop, `kill`) stops a run as Ctrl-C does: stored, resumable, said so.
+    own_signals = threading.current_thread() is threading.main_thread()  # only there can Python set them
+    terminate = signal.signal(signal.SIGTERM, _terminate) if own_signals else None
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning  # one line, not a source location inside Typer
             _main(argv)
     finally:
+        if own_signals:
+            signal.signal(signal.SIGTERM, terminate)
         log.removeHandler(lines)
 
 
@@ -734,13 +840,16 @@ def _main(argv: list[str] | None) -> None:
             sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt) as exc:
+    except (typer.Abort, KeyboardInterrupt, _Stopped) as exc:
+        interrupt = exc.interrupt if isinstance(exc, _Stopped) else exc
+        terminated = isinstance(interrupt, _Terminated) or isinstance(interrupt.__cause__, _Terminated)
         message = (
-            str(exc)
-            if isinstance(exc, MpqError)
-            else "interrupted; probe samples already taken are saved: run the same command again to resume them."
+            str(interrupt)
+            if isinstance(interrupt, MpqError)
+            else f"{'terminated (SIGTERM)' if terminated else 'interrupted'}; probe samples already taken are saved: "
+            "run the same command again to resume them."
         )
-        sys.exit(_fail(message, 130))
+        sys.exit(_fail(message, 143 if terminated else 130))
     except typer.TyperException as exc:  # usage errors: Typer shows them with the usage line
         exc.show()
         sys.exit(exc.exit_code)

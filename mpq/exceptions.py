@@ -19,7 +19,9 @@ __all__ = [
     "DropNotMetError",
     "StoreError",
     "ProbeError",
+    "LossIndependentError",
     "WorkerError",
+    "EvaluationTimeoutError",
     "SearchInterrupted",
     "SensitivityWarning",
     "DominatedPointWarning",
@@ -63,8 +65,17 @@ class ProbeError(MpqError):
     """A sensitivity probe failed (NaN loss, no gradient, ...)."""
 
 
+class LossIndependentError(ProbeError, ValueError):
+    """The task's loss does not depend on the model's weights: the task is wrong (bad input), and
+    nothing can be probed."""
+
+
 class WorkerError(MpqError):
     """A worker of the search's executor died twice running the same evaluation."""
+
+
+class EvaluationTimeoutError(MpqError):
+    """An evaluation ran past the search's ``eval_timeout`` (``--eval-timeout``), and the search stops."""
 
 
 class SearchInterrupted(MpqError, KeyboardInterrupt):

@@ -31,6 +31,7 @@ from mpqvocab._checks import (
     did_you_mean,
     format_number,
     parameter_message,
+    shown,
     unknown_name,
 )
 from mpqvocab._errors import InvalidParameterError, UnknownNameError
@@ -60,6 +61,7 @@ __all__ = [
     "parameter_message",
     "did_you_mean",
     "choices_hint",
+    "shown",
     "unknown_name",
     "format_number",
     # tables

@@ -99,9 +99,28 @@ class InstanceOf:
 PATH = InstanceOf((str, PathLike), "a file path (str or os.PathLike)")
 
 
+#: Characters of a value a message shows; a longer one (a 15,000-character --target) is cut.
+SHOWN_CHARS = 80
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` as a one-line message shows it: cut to :data:`SHOWN_CHARS` characters, with
+    the length it had.
+
+    Example:
+        >>> shown("x" * 100)
+        "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (100 characters)"
+    """
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    length = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[: SHOWN_CHARS + 1]}...{length}"
+
+
 def parameter_message(func: str, name: str, expected: object, value: Any) -> str:
     """The template: ``The 'name' parameter of func must be <expected>. Got <value> instead.``"""
-    return f"The {name!r} parameter of {func} must be {expected}. Got {value!r} instead."
+    return f"The {name!r} parameter of {func} must be {expected}. Got {shown(value)} instead."
 
 
 def check_param(
@@ -169,7 +188,7 @@ def unknown_name(
         unknown format 'fp8_e4m2'; choose one of fp8_e4m3, int8 (did you mean 'fp8_e4m3'?).
     """
     prefix = f"{subject}: " if subject else ""
-    return error(f"{prefix}unknown {what} {name!r}; choose one of {choices_hint(name, known)}.")
+    return error(f"{prefix}unknown {what} {shown(name)}; choose one of {choices_hint(name, known)}.")
 
 
 def format_number(value: float) -> str:

@@ -111,6 +111,8 @@ BAD: dict[str, dict[str, list]] = {
         "resume": [WRONG_TYPE, -1],
         "fresh": [WRONG_TYPE],
         "progress": [WRONG_TYPE],
+        "eval_timeout": [WRONG_TYPE, 0, -1.0],
+        "on_eval_timeout": [WRONG_TYPE, "retry"],
     },
     "mpq.open_run": {"db": [WRONG_TYPE], "run_id": [WRONG_TYPE, -1, 999]},
     "mpq.list_runs": {"db": [WRONG_TYPE]},
@@ -119,6 +121,7 @@ BAD: dict[str, dict[str, list]] = {
         "point": [WRONG_TYPE, -1, 999],
         "to": [WRONG_TYPE, "yaml"],
         "out": [WRONG_TYPE],
+        "model": [WRONG_TYPE],
     },
     "mpq.compare": {"first": [WRONG_TYPE], "second": [WRONG_TYPE], "points": [WRONG_TYPE, (999, 0)]},
     "mpq.measure_latency": {

@@ -10,7 +10,7 @@ runs = ui.runs_or_stop()
 run = ui.selected_run(runs)
 record = run.record
 
-st.title(f"Predicted vs measured: run {run.id}, {record['task_name']} on {run.target}")
+st.title(f"Predicted vs measured: run {run.id}, {views.plain(record['task_name'])} on {views.plain(run.target)}")
 points = views.calibration_points(run)
 if points.empty:
     st.info(f"Run {run.id} was not validated (searched with --no-validate), so it has no measured metric to compare.")

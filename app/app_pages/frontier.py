@@ -1,9 +1,12 @@
 """Frontier: a run's frontier on any two objectives with its measured metric, and the selected
 point's per-layer formats beside the layer table (sensitivity, omega, cost), with exports."""
 
+import sys
+
 import charts
 import exports
 import pandas as pd
+import queries
 import streamlit as st
 import ui
 import views
@@ -15,7 +18,7 @@ run = ui.selected_run(runs)
 record = run.record
 metric = record["metric_name"]
 
-st.title(f"Run {run.id}: {record['task_name']} on {run.target}")
+st.title(f"Run {run.id}: {views.plain(record['task_name'])} on {views.plain(run.target)}")
 facts = [
     f"objectives {', '.join(run.objectives)}",
     f"budgets {record.get('budgets') or 'none'}",
@@ -109,6 +112,11 @@ def download(column, fmt: str, name: str, mime: str, data: str | bytes) -> None:
 def model_file_column(column, fmt: str) -> None:
     """A model file (ONNX, QONNX): the model is rebuilt (seconds), so it is built when asked and
     kept per point; then its download, mpq's notes on it, or mpq's refusal."""
+    if not run.model_spec_allowed(queries.allowed_models(sys.argv[1:])):
+        # Disabled, and its value never read: no visitor of the page makes the server import a file.
+        column.button(f"Build {fmt}", key=f"build_{fmt}", icon=":material/build:", disabled=True)
+        column.caption(f"{fmt}: {views.plain(exports.build_unavailable(run))}")
+        return
     built = st.session_state.setdefault("model_files", {})
     key = (run.db, run.id, point, fmt)
     if column.button(f"Build {fmt}", key=f"build_{fmt}", icon=":material/build:"):
@@ -118,7 +126,7 @@ def model_file_column(column, fmt: str) -> None:
             except mpq.exceptions.MpqError as exc:  # float formats in QONNX, a model spec moved since the search
                 built[key] = str(exc)
     if isinstance(built.get(key), str):
-        column.caption(f"{fmt}: {built[key]}")
+        column.caption(f"{fmt}: {views.plain(built[key])}")
     elif key in built:
         name, mime, data, notes = built[key]
         download(column, fmt, name, mime, data)

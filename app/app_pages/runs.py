@@ -52,4 +52,8 @@ st.caption(
     "Show/hide columns in the table's toolbar adds points, metric, Spearman, times and owner."
 )
 run_id = st.session_state[ui.RUN_KEY]
-st.page_link("app_pages/frontier.py", label=f"Inspect {views.run_label(run_id, runs)}", icon=":material/arrow_forward:")
+st.page_link(
+    "app_pages/frontier.py",
+    label=f"Inspect {views.plain(views.run_label(run_id, runs))}",
+    icon=":material/arrow_forward:",
+)

@@ -24,7 +24,7 @@ from mpq._scale import EXECUTOR, Runner
 from mpq._task import Task
 from mpq._validation import check_param
 from mpq._warnings import mpq_warn
-from mpq.exceptions import InvalidParameterError, ProbeError, SensitivityWarning
+from mpq.exceptions import InvalidParameterError, LossIndependentError, ProbeError, SensitivityWarning
 
 logger = logging.getLogger("mpq.probes")
 
@@ -165,7 +165,7 @@ def probe(
                     runner,
                 )
                 if not any(value for _, _, value, _ in measured["pairs"]):
-                    raise ProbeError(
+                    raise LossIndependentError(
                         f"task {task.name}: quantizing any one layer to any candidate leaves the calibration loss "
                         "exactly as it was: the loss does not depend on the model's weights; compute loss_fn from "
                         "the model's output."
@@ -254,7 +254,7 @@ def check_loss(task: Task, layer_table: pd.DataFrame, settings: ProbeSettings) -
             return
         family = HessianFamily(graph, ["w"], settings.estimator)  # one draw: only exact zeros matter
         if not any(family.draw(batch, sample_generator(settings.seed, "check", 0)).values()):
-            raise ProbeError(
+            raise LossIndependentError(
                 f"task {task.name}: the loss of calibration batch 0 does not depend on the model's weights (its "
                 "gradient and curvature are exactly 0 for every layer); compute loss_fn from the model's output."
             )

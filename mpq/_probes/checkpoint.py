@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from mpq._fingerprint import callable_hash
 from mpq._probes.settings import ProbeSettings, settings_hash
 from mpq._task import Task
 
@@ -96,7 +97,9 @@ def data_hash(calibration: Any) -> str:
 
 
 def probe_key(task: Task, settings: ProbeSettings) -> str:
-    """The key a probe's state is saved under: a hash of weights, data and settings.
+    """The key a probe's state is saved under: a hash of weights, data, settings and the loss
+    (its code and what it reads: :func:`mpq._fingerprint.callable_hash`), so that a probe of
+    another loss is never reused.
 
     Args:
         task: The task.
@@ -105,7 +108,13 @@ def probe_key(task: Task, settings: ProbeSettings) -> str:
     Returns:
         64 hex characters.
     """
-    parts = [str(STATE_VERSION), model_hash(task.model), data_hash(task.calibration), settings_hash(settings)]
+    parts = [
+        str(STATE_VERSION),
+        model_hash(task.model),
+        data_hash(task.calibration),
+        settings_hash(settings),
+        callable_hash(task.loss_fn),
+    ]
     return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from torch.func import functional_call
 
 from mpq._task import Inputs, Targets, Task, batch_size
-from mpq.exceptions import ProbeError
+from mpq.exceptions import LossIndependentError, ProbeError
 
 #: Targets of a trace: ("w", layer) is the layer's weight, ("a", layer) its input activation.
 Target = tuple[str, str]
@@ -183,7 +183,7 @@ class LayerGraph:
                 "finite scalar tensor."
             )
         if not loss.requires_grad:
-            raise ProbeError(
+            raise LossIndependentError(
                 f"task {self.task.name}: the loss does not depend on the model's weights (loss_fn returned a tensor "
                 "without a gradient: detached, built from .item() or under torch.no_grad); compute it from the "
                 "model's output with differentiable torch operations."

@@ -47,8 +47,8 @@ from mpq._storage.models import (
     utcnow,
 )
 from mpq._storage.session import LOCK_WAIT_S, session_scope, store_error
-from mpq.exceptions import InvalidParameterError, RunNotFoundError, SearchInterrupted, StoreError
-from mpqvocab import InstanceOf
+from mpq.exceptions import InvalidParameterError, MpqError, RunNotFoundError, SearchInterrupted, StoreError
+from mpqvocab import InstanceOf, shown
 
 __all__ = ["DB", "BaseStore", "Store", "RUN_STATUSES", "db_url", "default_db_url", "table_from_json", "table_to_json"]
 
@@ -102,8 +102,8 @@ def _sqlite_file(url: URL) -> Path | None:
 
 
 def _read_only(url: URL) -> bool:
-    """A SQLite URI opened with ``mode=ro``: SQLite refuses every write to it."""
-    return url.query.get("mode") == "ro"
+    """A SQLite URL that asks for a read-only store (``mode=ro`` or ``immutable=1``)."""
+    return url.query.get("mode") == "ro" or url.query.get("immutable") in ("1", "true")
 
 
 def _record(run: RunModel) -> dict[str, Any]:
@@ -145,15 +145,22 @@ def table_from_json(text: str) -> pd.DataFrame:
     return table
 
 
-def _read_only_url(url: URL) -> URL:
+def _read_only_url(url: URL, path: Path) -> URL:
     """The same SQLite file as a URI opened with ``mode=ro``: SQLite then refuses every write,
-    the pragmas that change the file included."""
-    if _read_only(url):
-        return url
-    if url.query.get("uri") in ("true", "1"):
-        return url.update_query_dict({"mode": "ro"})
-    path = quote(str(Path(url.database).expanduser().resolve()), safe="/")
-    return url.set(database=f"file:{path}").update_query_dict({"mode": "ro", "uri": "true"})
+    the pragmas that change the file included. SQLite reads ``mode`` and ``immutable`` only from a
+    URI (``uri=true``): given without it, they would be ignored and the store written.
+
+    A store in WAL mode needs its ``-shm`` file, which SQLite cannot create in a folder it cannot
+    write: there, with no ``-wal`` file (no writer can be at work), it is opened ``immutable``,
+    which reads the file as it is without the ``-shm``."""
+    if url.query.get("uri") not in ("true", "1"):
+        file = quote(str(path.expanduser().resolve()), safe="/")
+        url = url.set(database=f"file:{file}").update_query_dict({"uri": "true"})
+    url = url.update_query_dict({"mode": "ro"})
+    wal = path.with_name(f"{path.name}-wal")
+    if not os.access(path.expanduser().resolve().parent, os.W_OK) and not wal.exists():
+        url = url.update_query_dict({"immutable": "1"})
+    return url
 
 
 def _check_status(status: Any, method: str) -> None:
@@ -232,29 +239,22 @@ class Store(BaseStore):
         self.upgraded_from: str | None = None
         try:
             url = make_url(self.url)
-        except ArgumentError as exc:
-            raise StoreError(
-                f"--db {self.url!r} is not a database URL; give a file path or a SQLAlchemy URL such as postgresql+psycopg://user@host/db."
-            ) from exc
+        except ArgumentError:
+            raise self._not_a_url() from None
         # The command that upgrades this store, as the user would type it (never with its password).
-        shown = db if db is None or url.password is None else url.render_as_string(hide_password=True)
-        self._upgrade_command = "mpq db upgrade" + ("" if shown is None else f" --db {shlex.quote(str(shown))}")
+        typed = db if db is None or url.password is None else url.render_as_string(hide_password=True)
+        self._upgrade_command = "mpq db upgrade" + ("" if typed is None else f" --db {shlex.quote(str(typed))}")
         # A SQLite URL has no password; shown as given, its URI filename stays readable.
         self.where = (
             f"database {self.url if url.get_backend_name() == 'sqlite' else url.render_as_string(hide_password=True)}"
         )
         path = _sqlite_file(url)
-        if path is not None:
-            if path.is_dir():
-                raise StoreError(
-                    f"{self.where}: {str(path)!r} is a directory; give a file path such as {str(path / 'mpq.db')!r}."
-                )
-            if not path.exists() and (not create or _read_only(url)):
-                raise StoreError(
-                    f"{self.where}: no store at {str(path)!r}; run 'mpq search --db {path}' first or fix the path."
-                )
-            if mode == "write":
-                path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._check_file(db, url, path, mode, create)
+        except OSError as exc:  # a name the system refuses: too long, a component not a folder
+            raise InvalidParameterError(
+                f"--db {shown(str(db))}: {exc.strerror}; give the path of a store file (or a SQLAlchemy URL)."
+            ) from None
         try:
             self.engine = self._make_engine(url, path)
         except ImportError as exc:  # the database driver is an optional extra
@@ -262,17 +262,45 @@ class Store(BaseStore):
                 f"{self.where}: its driver {exc.name!r} is not installed; run 'pip install mpq[postgres]' "
                 "(or the driver your URL names)."
             ) from exc
+        except ArgumentError:  # a scheme SQLAlchemy has no dialect for (foo://bar)
+            raise self._not_a_url() from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.upgraded_from = self._check_schema(create)
         self._use_wal()
+
+    def _not_a_url(self) -> InvalidParameterError:
+        return InvalidParameterError(
+            f"--db {shown(self.url)} is not a database URL mpq can open; give a file path or a SQLAlchemy URL such "
+            "as sqlite:///runs.db or postgresql+psycopg://user@host/db."
+        )
+
+    def _check_file(self, db: str | Path | None, url: URL, path: Path | None, mode: Mode, create: bool) -> None:
+        """A SQLite store's file: not a folder, there for a reader, in a folder that exists."""
+        if path is None:
+            return
+        if path.is_dir():
+            raise StoreError(
+                f"{self.where}: {str(path)!r} is a directory; give a file path such as {str(path / 'mpq.db')!r}."
+            )
+        if not path.exists() and (not create or _read_only(url)):
+            raise StoreError(
+                f"{self.where}: no store at {str(path)!r}; run 'mpq search --db {path}' first or fix the path."
+            )
+        if mode == "write" and db is None:
+            path.parent.mkdir(parents=True, exist_ok=True)  # the default store's folder, in the user's cache
+        elif mode == "write" and not path.parent.is_dir():
+            raise InvalidParameterError(
+                f"--db {str(db)!r}: its folder {str(path.parent)!r} does not exist; create it first, or give a "
+                "file in a folder that exists."
+            )
 
     def _make_engine(self, url: URL, path: Path | None) -> Engine:
         if url.get_backend_name() != "sqlite":
             if self.mode == "read":  # every transaction read-only: the server refuses any write
                 return create_engine(url, pool_pre_ping=True, execution_options={"postgresql_readonly": True})
             return create_engine(url, pool_pre_ping=True)
-        if path is not None and self.mode == "read":
-            url = _read_only_url(url)
+        if path is not None and (self.mode == "read" or _read_only(url)):
+            url = _read_only_url(url, path)
         # timeout: a writer waits for another process's write lock instead of failing at once
         # with "database is locked".
         engine = create_engine(url, connect_args={"timeout": _LOCK_WAIT_S})
@@ -568,16 +596,18 @@ class Store(BaseStore):
         """The lifecycle of a run this process runs (created or claimed for it already).
 
         Inside, the run counts as this process's (``mpq._owners.ACTIVE``), so the listing does
-        not show it as stopped. Ctrl-C marks it failed as interrupted and raises
+        not show it as stopped. Ctrl-C (or a KeyboardInterrupt naming its signal, SIGTERM) marks it
+        failed as interrupted and raises
         :class:`SearchInterrupted` with the command that resumes it; any other error marks it
-        failed with the error's first line, and is raised again. Where the store refuses even
+        failed with the error's first line, and is raised again (an mpq error with the command
+        that finishes the run appended: a full disk, a worker that died, an evaluate that raised). Where the store refuses even
         that write (a full disk, a read-only file), its StoreError says how to finish the run.
         """
         ACTIVE.add((self.url, run_id))
         try:
             yield
         except KeyboardInterrupt as exc:
-            self._mark_failed(run_id, "interrupted (Ctrl-C)", exc)
+            self._mark_failed(run_id, f"interrupted ({str(exc) or 'Ctrl-C'})", exc)
             raise SearchInterrupted(
                 f"search interrupted; run {run_id} keeps what was done: finish it with "
                 f"'mpq search --resume {run_id}' (same --model and --db)."
@@ -585,7 +615,12 @@ class Store(BaseStore):
         except BaseException as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._mark_failed(run_id, f"{type(exc).__name__}: {message}", exc)
-            raise
+            if not isinstance(exc, MpqError):  # a bug, or another package's error: as it is
+                raise
+            raise type(exc)(
+                f"{exc} Run {run_id} keeps what was stored before this error: once its cause is fixed, finish it "
+                f"with 'mpq search --resume {run_id}' (same --model and --db)."
+            ) from exc
         finally:
             ACTIVE.discard((self.url, run_id))
 
@@ -611,7 +646,8 @@ class Store(BaseStore):
 
     # -- reading runs -----------------------------------------------------------------------
     def _get_run(self, session, run_id: int) -> RunModel:
-        run = session.get(RunModel, int(run_id))
+        # An id past SQLite's and PostgreSQL's 64-bit integers is no run (the driver would overflow).
+        run = session.get(RunModel, int(run_id)) if 0 < int(run_id) < 2**63 else None
         if run is None:
             newest = session.scalar(select(RunModel.id).order_by(RunModel.id.desc()).limit(1))
             hint = f"the newest is {newest}" if newest is not None else "the store has no runs yet"

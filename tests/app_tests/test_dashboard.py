@@ -93,7 +93,7 @@ def test_sidebar_starts_on_the_newest_finished_run_or_the_linked_one(store, open
     at = open_app(store.db)
     newest_done = max(store.ids[k] for k in ("fpga", "mcu", "gpu", "mlp"))
     assert at.sidebar.selectbox(key="run").value == newest_done
-    assert at.sidebar.text_input(key="db").value == store.db  # from $MPQ_DB
+    assert f"Store: {views.plain(store.db)} (set by mpq dashboard --db" in _texts(at.sidebar.caption)  # from $MPQ_DB
 
     monkeypatch.setenv("MPQ_DB", store.db)
     linked = AppTest.from_file(str(ENTRYPOINT), default_timeout=60)
@@ -379,7 +379,7 @@ def test_model_files_are_built_on_request_then_downloaded(store, open_app, serve
     bytes run.export wrote, mpq's note on what the file stores, or mpq's refusal in one line."""
     exported, calls = mpq.Run.export, []
 
-    def export(run, point, to="json", out=None):  # as mpq does, without rebuilding the CNN
+    def export(run, point, to="json", out=None, model=None):  # as mpq does, without rebuilding the CNN
         if to == "qonnx":
             raise mpq.exceptions.InvalidParameterError(f"run {run.id} point {point}: QONNX holds INT formats only")
         if to != "onnx":
@@ -414,7 +414,7 @@ def test_a_model_that_cannot_be_rebuilt_is_one_line_not_a_traceback(store, open_
     exported = mpq.Run.export
     reason = "--model 'gone.py:build': file 'gone.py' does not exist; check the path."
 
-    def export(run, point, to="json", out=None):
+    def export(run, point, to="json", out=None, model=None):
         if to in ("onnx", "qonnx"):
             raise mpq.exceptions.TaskSpecError(reason)
         return exported(run, point, to)
@@ -425,3 +425,78 @@ def test_a_model_that_cannot_be_rebuilt_is_one_line_not_a_traceback(store, open_
     at.button(key="build_onnx").click().run()
     assert not at.exception
     assert f"onnx: {reason}" in _texts(at.caption)
+
+
+#: A task file that leaves a marker beside itself when imported: the proof that it ran.
+MARKER_TASK = """\
+from pathlib import Path
+
+Path(__file__).with_name("MARKER").write_text("imported")
+
+
+def make_task():
+    raise SystemExit(7)
+"""
+
+
+@pytest.fixture
+def handed_over(store, tmp_path):
+    """A copy of the store as someone else may hand it over: every run names a marker-writing task
+    file as its model, and Markdown (a link, an image) as its task name and error."""
+    (tmp_path / "evil.py").write_text(MARKER_TASK)
+    spec, db = f"{tmp_path / 'evil.py'}:make_task", tmp_path / "handed-over.db"
+    with closing(sqlite3.connect(store.db)) as source, closing(sqlite3.connect(db)) as copy:
+        source.backup(copy)
+    with closing(sqlite3.connect(db)) as copy, copy:
+        copy.execute(
+            "UPDATE runs SET model_spec = ?, task_name = task_name || ' [click](http://example.com/x)', "
+            "error = '![pixel](http://example.com/p.png) \u202eevil' WHERE error IS NOT NULL OR 1",
+            (spec,),
+        )
+    return str(db), spec, tmp_path / "MARKER"
+
+
+def test_no_button_imports_the_task_file_a_store_names(store, handed_over, open_app):
+    db, spec, marker = handed_over
+    for page in PAGES:
+        for run in (store.ids["fpga"], store.ids["failed"]):
+            at = open_app(db, page, run)
+            for button in [b for b in at.button if not b.disabled]:  # a browser cannot click the others
+                button.click()
+                at.run()
+            assert not at.exception, [e.value for e in at.exception]
+    assert not marker.exists()
+    at = open_app(db, "app_pages/frontier.py", store.ids["fpga"])
+    assert at.button(key="build_onnx").disabled and at.button(key="build_qonnx").disabled
+    reason = f"Build is off for run {store.ids['fpga']}: its model is rebuilt by {spec!r}, a file the store names"
+    assert views.plain(reason) in _texts(at.caption)
+    assert views.plain(f"start the dashboard with --allow-model {spec}.") in _texts(at.caption)
+
+
+def test_stored_markdown_is_shown_as_written(store, handed_over, open_app):
+    db, _, _ = handed_over
+    at = open_app(db, "app_pages/frontier.py", store.ids["failed"])
+    shown = _texts(at.header) + _texts(at.error)
+    assert "\\[click\\](http://example.com/x)" in shown and "\\!\\[pixel\\](http://example.com/p.png)" in shown
+    assert "\u202e" not in shown
+
+
+def test_an_allowed_task_file_is_built(store, handed_over, open_app, monkeypatch):
+    db, spec, marker = handed_over
+    monkeypatch.setattr(sys, "argv", ["streamlit_app.py", "--allow-model", spec])
+    at = open_app(db, "app_pages/frontier.py", store.ids["fpga"])
+    at.button(key="build_onnx").click().run()
+    assert marker.exists()  # the operator allowed it: imported; its factory's exit is mpq's one line
+    assert views.plain("make_task() exited (SystemExit 7)") in _texts(at.caption) and not at.exception
+
+
+def test_the_page_shows_its_store_and_nothing_else_unless_allowed(store, empty_db, open_app, monkeypatch):
+    at = open_app(store.db)
+    assert not at.sidebar.text_input  # no widget a visitor could point at another store
+    at.session_state["db"] = empty_db  # what a crafted session could send
+    at.run()
+    assert at.sidebar.selectbox(key="run").value == max(store.ids[k] for k in ("fpga", "mcu", "gpu", "mlp"))
+    monkeypatch.setattr(sys, "argv", ["streamlit_app.py", "--choose-store"])
+    at = open_app(store.db)
+    at.sidebar.text_input(key="db").set_value(empty_db).run()
+    assert "No runs in" in _texts(at.info)

@@ -57,6 +57,20 @@ def test_starts_streamlit_on_the_checkouts_app_with_the_store(store, no_exec):
     assert argv[argv.index("--") + 1 :] == ["--db", store.db]
 
 
+def test_choosing_a_store_and_building_from_a_task_file_are_the_operators_flags(store, no_exec, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Execed):
+        cli.main(["dashboard", "--db", store.db, "--choose-store", "--allow-model", "task.py:make_task"])
+    ((_, argv),) = no_exec
+    assert argv[argv.index("--") + 1 :] == [
+        "--db",
+        store.db,
+        "--choose-store",
+        "--allow-model",
+        f"{tmp_path / 'task.py'}:make_task",  # resolved where the operator typed it
+    ]
+
+
 @pytest.mark.parametrize(("flags", "headless"), [([], "true"), (["--headless"], "true"), (["--open-browser"], "false")])
 def test_a_browser_tab_only_when_asked_and_never_a_prompt(store, no_exec, monkeypatch, flags, headless):
     monkeypatch.setattr(mpq, "list_runs", lambda db: None)  # the default store may not exist here

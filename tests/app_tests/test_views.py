@@ -119,7 +119,7 @@ def test_exports_are_json_and_name_bad_formats(store):
 def test_a_model_file_export_downloads_as_the_bytes_run_export_writes(store, monkeypatch):
     exported = mpq.Run.export
 
-    def export(run, point, to="json", out=None):  # as mpq does: the model file written at ``out``
+    def export(run, point, to="json", out=None, model=None):  # as mpq does: the model file written at ``out``
         if to not in exports.MODEL_FILES:
             return exported(run, point, to)
         Path(out).write_bytes(b"\x08\x07" + to.encode())

@@ -124,7 +124,7 @@ def test_devices_lists_every_target(capsys):
         (["search", "--budget", "luts=10"], 2, "smallest achievable is"),
         (
             ["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_weightless_loss"],
-            1,
+            2,
             "does not depend on the model's weights",
         ),
         (
@@ -138,6 +138,11 @@ def test_devices_lists_every_target(capsys):
             "check that the calibration inputs",
         ),
         (["show", "42"], 2, "run 42 is not in"),
+        # issue 26: each of these was a traceback, or named a parameter the user did not give
+        (["show", "99999999999999999999999"], 2, "run 99999999999999999999999 is not in"),
+        (["search", "--target", "x" * 15000], 2, "x... (15000 characters); choose one of a100, cpu-x86"),
+        (["search", "--model", "x" * 15000 + ".py:make"], 2, "(15008 characters): file 'xxx"),
+        (["search", "--max-samples", "0"], 2, "The 'max_samples' parameter of search must be an int in the range"),
         (["search", "--max-drop", "-0.1"], 2, "The 'max_drop' parameter of search must be a number >= 0"),
         (["search", "--max-drop", "100%"], 2, "percentage of the float metric below 100%"),
         (["search", "--max-drop", "a lot"], 2, "The 'max_drop' parameter of search must be"),

@@ -206,7 +206,7 @@ def test_embedding_and_conv1d_layers_export_to_onnx_and_qonnx(tmp_path):
     onnx_point = {"embed": "wint4_g32a8", "conv": "w4a8", "head": "wfp8afp8"}
     int_point = {"embed": "w4a8", "conv": "w3a6", "head": "w8a8"}
     run = in_memory_run(task, spec, onnx_point, int_point)
-    path = run.export(0, "onnx", tmp_path / "tagger.onnx")
+    path = run.export(0, "onnx", tmp_path / "tagger.onnx", model=spec)  # a task file: rebuilt when named
     expected = applied(task, onnx_point, tokens)
     np.testing.assert_allclose(outputs(path, {"tokens": tokens.numpy()}, optimized=False), expected, atol=1e-5)
     np.testing.assert_allclose(outputs(path, {"tokens": tokens.numpy()}), expected, atol=1e-2)
@@ -214,7 +214,7 @@ def test_embedding_and_conv1d_layers_export_to_onnx_and_qonnx(tmp_path):
     qonnx = pytest.importorskip("qonnx.core.onnx_exec", reason=EXTRA)
     from qonnx.core.modelwrapper import ModelWrapper
 
-    model = ModelWrapper(str(run.export(1, "qonnx", tmp_path / "tagger.qonnx")))
+    model = ModelWrapper(str(run.export(1, "qonnx", tmp_path / "tagger.qonnx", model=spec)))
     sample = tokens[:1, :6]  # QONNX models keep the traced shapes: one sample, as FINN streams them
     got = qonnx.execute_onnx(model, {"tokens": sample.numpy()})[model.graph.output[0].name]
     np.testing.assert_allclose(got, applied(task, int_point, sample), atol=1e-5)
@@ -258,14 +258,16 @@ def test_cli_exports_and_times_a_stored_point_and_refuses_a_changed_model_in_one
     assert search[0] == 0, search[2]
     point = str(mpq.open_run(db, 1).frontier["point"].iloc[0])
     out = tmp_path / "tagger.onnx"
-    assert cli(capsys, "export", "1", "--point", point, "--to", "onnx", "--out", str(out), "--db", db) == (
+    export = ["export", "1", "--point", point, "--model", spec, "--db", db]  # the task file, named by the user
+    assert cli(capsys, *export, "--to", "onnx", "--out", str(out)) == (
         0,
         f"wrote {out}\n",
         "",
     )
     assert ort.InferenceSession(str(out)).run(None, {"tokens": np.zeros((2, 6), dtype=np.int64)})[0].shape == (2, 6, 4)
 
-    measure = ["measure", "--runtime", "onnxruntime", "--run", "1", "--point", point, "--db", db, "--warmup", "1"]
+    measure = ["measure", "--runtime", "onnxruntime", "--run", "1", "--point", point, "--model", spec, "--db", db]
+    measure += ["--warmup", "1"]
     code, out, err = cli(capsys, *measure, "--repeats", "3", "--json")
     doc = json.loads(out)
     assert code == 0 and err == "" and doc["end_to_end"]["repeats"] == 3 and doc["end_to_end"]["latency_s"] > 0
@@ -276,10 +278,10 @@ def test_cli_exports_and_times_a_stored_point_and_refuses_a_changed_model_in_one
 
     write_tagger(tmp_path, seed=1)  # the spec now builds another model
     new = tmp_path / "new.onnx"
-    code, _, err = cli(capsys, "export", "1", "--point", point, "--to", "onnx", "--out", str(new), "--db", db)
+    code, _, err = cli(capsys, *export, "--to", "onnx", "--out", str(new))
     assert code == 2 and err.count("\n") == 1 and "(mpq search --model" in err, err
     assert not new.exists()
-    code, _, err = cli(capsys, "export", "1", "--point", point, "--to", "qonnx", "--db", db)
+    code, _, err = cli(capsys, *export, "--to", "qonnx")
     assert (
         code == 2
         and err

@@ -95,20 +95,21 @@ def test_an_interrupted_drop_search_resumes_without_measuring_anything_again(tmp
     uninterrupted = mpq.search(task, **TARGET, max_drop=0.002, max_evals=10, refine=3, db=tmp_path / "whole.db")
     total = len(calls)
 
-    stop_after = 7
+    stop_after, stop = 7, {"at": total + 7}
 
     def interrupting(model: nn.Module) -> float:
-        if len(calls) == total + stop_after:
+        if len(calls) == stop["at"]:
             raise KeyboardInterrupt
         calls.append(1)
         return make_task().evaluate(model)
 
+    # One evaluate function for both: a run resumes only with the metric it measured.
+    stopping = dataclasses.replace(task, evaluate=interrupting)
     with pytest.raises(SearchInterrupted):
-        mpq.search(
-            dataclasses.replace(task, evaluate=interrupting), **TARGET, max_drop=0.002, max_evals=10, refine=3, db=db
-        )
+        mpq.search(stopping, **TARGET, max_drop=0.002, max_evals=10, refine=3, db=db)
     calls.clear()
-    resumed = mpq.search(task, **TARGET, max_drop=0.002, max_evals=10, refine=3, db=db, resume=1)
+    stop["at"] = None
+    resumed = mpq.search(stopping, **TARGET, max_drop=0.002, max_evals=10, refine=3, db=db, resume=1)
     assert resumed.status == "done"
     assert resumed.record["evaluations"] == uninterrupted.record["evaluations"]
     assert len(calls) == uninterrupted.record["evaluations"] - stop_after  # nothing measured twice

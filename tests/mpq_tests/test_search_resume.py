@@ -32,6 +32,9 @@ def interrupt_at(stage: str, after: int):
 
 def test_interrupted_validation_resumes_without_redoing_anything(tmp_path, monkeypatch):
     task = mpq.load_task("example:digits-cnn")
+    evaluations = []
+    evaluate = task.evaluate
+    task.evaluate = lambda model: evaluations.append(1) or evaluate(model)  # one metric for both runs
     db = tmp_path / "mpq.db"
     with pytest.raises(SearchInterrupted, match=r"run 1 keeps what was done: finish it with 'mpq search --resume 1'"):
         mpq.search(task, settings=FAST, db=db, progress=interrupt_at("validate", 3))
@@ -45,9 +48,7 @@ def test_interrupted_validation_resumes_without_redoing_anything(tmp_path, monke
     for name in ("probe", "omega"):
         monkeypatch.setattr(_search, name, lambda *a, **k: pytest.fail("recomputed a stored stage"))
     monkeypatch.setattr(solvers, "frontier", lambda *a, **k: pytest.fail("solved again"))
-    evaluations = []
-    evaluate = task.evaluate
-    task.evaluate = lambda model: evaluations.append(1) or evaluate(model)
+    evaluations.clear()
     resumed = mpq.search(task, db=db, resume=1)
     assert resumed.id == 1 and resumed.status == "done" and resumed.record["error"] is None
     # only what was not measured yet: every evaluation is counted once (the float32 metric is stored)

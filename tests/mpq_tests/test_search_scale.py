@@ -145,13 +145,14 @@ def test_an_interrupted_parallel_run_resumes_with_what_its_workers_stored(serial
         if stage == "validate" and done >= 3:
             raise KeyboardInterrupt
 
-    with ThreadPoolExecutor(2) as pool, pytest.raises(SearchInterrupted):
-        mpq.search(mpq.load_task(TINY), db=db, executor=pool, progress=stop, **SEARCH)
-    assert mpq.open_run(db, 1).record["evaluations"] >= 1 + 3
     evaluations = []
     task = mpq.load_task(TINY)
     evaluate = task.evaluate
-    task.evaluate = lambda model: evaluations.append(1) or evaluate(model)
+    task.evaluate = lambda model: evaluations.append(1) or evaluate(model)  # one metric for both runs
+    with ThreadPoolExecutor(2) as pool, pytest.raises(SearchInterrupted):
+        mpq.search(task, db=db, executor=pool, progress=stop, **SEARCH)
+    assert mpq.open_run(db, 1).record["evaluations"] >= 1 + 3
+    evaluations.clear()
     resumed = mpq.search(task, db=db, **SEARCH)  # the same search, without the executor: it resumes run 1
     assert resumed.id == 1 and resumed.record["settings"]["executor"] == "ThreadPoolExecutor"
     assert len(evaluations) < resumed.record["evaluations"] - 1  # what the workers finished is kept
