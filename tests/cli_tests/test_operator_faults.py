@@ -1,6 +1,7 @@
 """Trust boundaries and operator faults (issue 26): a store is data, the task file it names is
 code; every failure is one line with the right exit code; nothing half-written."""
 
+import contextlib
 import gc
 import sqlite3
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mpq.cli import main
+from mpq.exceptions import StoreError
 
 FAST = ["--tolerance", "0.2", "--max-samples", "8"]
 TINY = f"{Path(__file__).parents[1] / 'assets' / 'tasks' / 'tiny_task.py'}:make_task"
@@ -90,13 +92,19 @@ def test_readers_never_import_the_task_file_a_store_names(capsys, marker_store, 
     )
 
 
+def without_warnings(err: str) -> list[str]:
+    """stderr's lines but mpq's warnings (exporting point 0, which a search may have beaten, warns)."""
+    return [line for line in err.splitlines() if not line.startswith("mpq: warning: ")]
+
+
 @pytest.mark.parametrize("allow", [["--model", "{spec}"], ["--trust-stored-model"]])
 def test_a_stored_task_file_runs_when_the_user_names_or_trusts_it(capsys, marker_store, tmp_path, allow):
     db, spec, marker = marker_store
     argv = ["export", "1", "--point", "0", "--to", "onnx", "--out", str(tmp_path / "m.onnx"), "--db", db]
     status, _, err = run_cli(capsys, *argv, *(a.format(spec=spec) for a in allow))
     assert marker.exists()  # imported on the user's word; its factory's sys.exit(7) is one line
-    assert status == 2 and err.count("\n") == 1 and "make_task() exited (SystemExit 7)" in err
+    errors = without_warnings(err)
+    assert status == 2 and len(errors) == 1 and "make_task() exited (SystemExit 7)" in errors[0]
 
 
 def test_an_export_never_replaces_a_file_unless_forced(capsys, searched, tmp_path):
@@ -105,10 +113,9 @@ def test_an_export_never_replaces_a_file_unless_forced(capsys, searched, tmp_pat
     argv = ["export", "1", "--point", "0", "--db", searched, "--out", str(out)]
     status, _, err = run_cli(capsys, *argv)
     assert status == 2 and out.read_text() == "mine\n"
-    assert (
-        err
-        == f"mpq: error: --out {str(out)!r} exists; give --force to replace it, or another --out (nothing was written).\n"
-    )
+    assert without_warnings(err) == [
+        f"mpq: error: --out {str(out)!r} exists; give --force to replace it, or another --out (nothing was written)."
+    ]
     main([*argv, "--force"])
     assert capsys.readouterr().out == f"wrote {out}\n" and '"point": 0' in out.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["point.json"]  # no temporary file left
@@ -126,9 +133,9 @@ def test_a_write_that_fails_leaves_the_old_file_whole(searched, tmp_path, to):
     argv = ["export", "1", "--point", "0", "--to", to, "--db", searched, "--out", str(out), "--force"]
     done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr == (
-        f"mpq: error: cannot write {out}: File too large; give --out a file in a folder that exists and is writable.\n"
-    )
+    assert without_warnings(done.stderr) == [
+        f"mpq: error: cannot write {out}: File too large; give --out a file in a folder that exists and is writable."
+    ]
     assert out.read_text() == '{"kept": true}\n' and [p.name for p in tmp_path.iterdir()] == ["point.json"]
 
 
@@ -160,8 +167,9 @@ def test_sigterm_stops_a_search_resumable_and_says_so(tmp_path):
     )
     try:
         for _ in range(600):  # the run is stored before the probe starts
-            if db.exists() and not mpq.list_runs(db).empty:
-                break
+            with contextlib.suppress(StoreError):  # the schema may be half made: not yet a store
+                if db.exists() and not mpq.list_runs(db).empty:
+                    break
             assert search.poll() is None, search.communicate()
             time.sleep(0.1)
         search.terminate()
