@@ -25,8 +25,6 @@ bias correction): runs stored before the settings existed reproduce with it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -56,9 +54,6 @@ WEIGHT_GRIDS = ("full", "narrow")
 HISTOGRAM_BINS = 2048
 #: Clip candidates of the mse method: 1.00, 0.99, ... 0.01 of the max.
 MSE_RATIOS = torch.linspace(1.0, 0.01, 100, dtype=torch.float64)
-
-_JSON_TYPE = "QuantizerSettings"
-_JSON_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -111,41 +106,6 @@ def check_quantizer(func: str, settings: object) -> QuantizerSettings:
     check_param(func, "quantizer['weight_grid']", settings.weight_grid, OneOf(WEIGHT_GRIDS))
     check_param(func, "quantizer['percentile']", settings.percentile, Interval(float, 50, 100, closed="right"))
     return settings
-
-
-def quantizer_to_json(settings: QuantizerSettings) -> str:
-    """The versioned JSON form ``{"type": "QuantizerSettings", "version": 1, "data": {...}}``,
-    canonical (sorted keys, no whitespace): equal settings give equal strings."""
-    doc = {"type": _JSON_TYPE, "version": _JSON_VERSION, "data": dataclasses.asdict(settings)}
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
-
-
-def quantizer_from_json(text: str | None) -> QuantizerSettings:
-    """Settings written by :func:`quantizer_to_json`; None (a run stored before the settings
-    existed) is :data:`LEGACY_QUANTIZER`, the quantizer it was measured with."""
-    if text is None:
-        return LEGACY_QUANTIZER
-    try:
-        doc = json.loads(text)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise InvalidParameterError(
-            f"quantizer settings: not valid JSON ({exc}); pass what quantizer_to_json wrote."
-        ) from None
-    if not isinstance(doc, dict) or doc.get("type") != _JSON_TYPE or doc.get("version") != _JSON_VERSION:
-        raise InvalidParameterError(
-            f"quantizer settings: expected type {_JSON_TYPE!r} version {_JSON_VERSION}; this mpq cannot read "
-            f"{text[:80]!r}."
-        )
-    known = {f.name for f in dataclasses.fields(QuantizerSettings)}
-    data = doc.get("data")
-    if not isinstance(data, dict) or set(data) - known:
-        raise InvalidParameterError(f"quantizer settings: unknown fields in {text[:80]!r}; use only {sorted(known)}.")
-    return check_quantizer("quantizer_from_json", QuantizerSettings(**data))
-
-
-def quantizer_hash(settings: QuantizerSettings) -> str:
-    """SHA-256 hex digest of the canonical JSON: part of the probe's cache key."""
-    return hashlib.sha256(quantizer_to_json(settings).encode()).hexdigest()
 
 
 @dataclass
