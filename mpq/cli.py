@@ -190,6 +190,13 @@ def search(
     refine: Annotated[
         int, typer.Option(metavar="N", help="N more evaluations pushing the measured frontier to lower cost.")
     ] = 0,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME[,NAME...]",
+            help="How the evaluations are spent, in order: region, frontier, drop, refine, greedy, nsga2 \\[default: drop with --max-drop, frontier with --budget, else region; then refine with --refine or --max-evals].",
+        ),
+    ] = None,
     device: Annotated[
         str | None,
         typer.Option(help="Run the model there: cpu, cuda, cuda:1 \\[default: where the task's model is]."),
@@ -253,6 +260,7 @@ def search(
                 max_drop=_parse_drop(max_drop),
                 max_evals=max_evals,
                 refine=refine,
+                strategy=strategy,
                 device=device,
                 executor=executor,
                 db=db,

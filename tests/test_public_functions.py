@@ -97,6 +97,7 @@ BAD: dict[str, dict[str, list]] = {
         "device": [WRONG_TYPE, "nope", "meta", "cuda:99"],
         "executor": [WRONG_TYPE],
         "refine": [WRONG_TYPE, -1],
+        "strategy": [WRONG_TYPE, "nope", "drop"],
         "db": [WRONG_TYPE],
         "resume": [WRONG_TYPE, -1],
         "fresh": [WRONG_TYPE],
@@ -130,6 +131,11 @@ BAD: dict[str, dict[str, list]] = {
         "fixed": [WRONG_TYPE, {"a": "int99"}],
         "backend": [WRONG_TYPE, "nope"],
         "time_limit_s": [WRONG_TYPE, -1.0],
+    },
+    "solvers.price": {
+        "omega": [WRONG_TYPE],
+        "costs": [WRONG_TYPE],
+        "assignment": [WRONG_TYPE, {"a": "int99", "b": "int4"}, {"a": "int4"}],
     },
     "solvers.frontier": {
         "omega": [WRONG_TYPE],
@@ -225,6 +231,7 @@ def valid_arguments(name: str, ctx: SimpleNamespace) -> dict:
         "mpq.write_measured_csv": {"table": ctx.measured, "path": ctx.tmp / "measured.csv"},
         "solvers.solve": {**solver_args, "budgets": {"weight_bytes": 150}},
         "solvers.frontier": {**solver_args, "objectives": ["weight_bytes"]},
+        "solvers.price": {**solver_args, "assignment": {"a": "int8", "b": "int4"}},
         "solvers.refine": {
             **solver_args,
             "objective_fn": lambda assignment: 0.0,

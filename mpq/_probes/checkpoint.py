@@ -105,7 +105,12 @@ def probe_key(task: Task, settings: ProbeSettings) -> str:
     Returns:
         64 hex characters.
     """
-    parts = [str(STATE_VERSION), model_hash(task.model), data_hash(task.calibration), settings_hash(settings)]
+    return probe_key_of(model_hash(task.model), data_hash(task.calibration), settings)
+
+
+def probe_key_of(weights_hash: str, calibration_hash: str, settings: ProbeSettings) -> str:
+    """:func:`probe_key` from the hashes of the model and the data, when they are known already."""
+    parts = [str(STATE_VERSION), weights_hash, calibration_hash, settings_hash(settings)]
     return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
 
