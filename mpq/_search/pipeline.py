@@ -81,15 +81,17 @@ def run_stages(
 
     frontier, _ = store.run_points(run_id)
     settings, chain = plan.settings, plan.strategy
-    if settings.max_drop is None and frontier.empty:
+    # The solver's points are stored for the frontier strategy to measure (or to be shown
+    # unmeasured), unless a covering measures the proxy's optima itself; the uniform baselines
+    # too, except in a search for a drop (it measures the uniform configurations it needs).
+    solved = ("frontier" in chain and "region" not in chain) or not settings.validate
+    if (settings.max_drop is None or solved) and frontier.empty:
         progress(
             "solve", 0, 1, f"{'optimal point' if plan.budgets else 'frontier'} over {len(om)} (layer, candidate) pairs"
         )
-        # A covering measures the proxy's optima itself: then only the baselines are stored now.
-        labelled = _solve(om, plan, frontier=not (settings.validate and "region" in chain))
-        store.save_points(run_id, point_rows(labelled, first=0))
+        store.save_points(run_id, point_rows(_solve(om, plan, frontier=solved), first=0))
         frontier, _ = store.run_points(run_id)
-    elif settings.max_drop is None:
+    elif settings.max_drop is None or solved:
         progress("solve", 1, 1, f"reused the {len(frontier)} stored points")
     if "validation_order" not in stored and len(frontier):
         stored["validation_order"] = validation_order(frontier, plan.objectives[0])
@@ -203,7 +205,7 @@ def _uniforms(om: pd.DataFrame, plan: Plan) -> dict[str, solvers.Solution]:
 
 
 def _solve(om: pd.DataFrame, plan: Plan, *, frontier: bool) -> list[tuple[str, bool, solvers.Solution]]:
-    """The frontier (or the one budgeted optimum; none unless ``frontier``) and the uniform
+    """The frontier (or the one budgeted optimum; neither without ``frontier``) and the uniform
     baselines, labelled.
 
     With one objective, the frontier also holds the optimum at each baseline's own cost, so
