@@ -143,7 +143,11 @@ def test_devices_lists_every_target(capsys):
         (["search", "--max-drop", "a lot"], 2, "The 'max_drop' parameter of search must be"),
         (["search", "--max-drop", "1%", "--no-validate"], 2, "max_drop need measured evaluations, and validate=False"),
         (["search", "--strategy", "regoin"], 2, "unknown strategy 'regoin'"),
-        (["search", "--strategy", "region,drop"], 2, "strategy 'drop' finds the cheapest configuration within max_drop"),
+        (
+            ["search", "--strategy", "region,drop"],
+            2,
+            "strategy 'drop' finds the cheapest configuration within max_drop",
+        ),
         (
             ["search", "--refine", "3", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_task"],
             2,
