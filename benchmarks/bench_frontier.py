@@ -390,14 +390,19 @@ def print_table(setup: Setup, rows: Sequence[Row], box: tuple[float, float, floa
                 verdict.append(f"N={cap}: OVER THE CAP ({at[mine].evaluations} evaluations)")
                 continue
             others = [r for m, r in at.items() if m != mine]
-            hv_ahead = all(at[mine].hv > r.hv for r in others)
+            # Another strategy of mpq's measuring the same configurations ties, to the printed digits.
+            hv = round(at[mine].hv, 4)
+            hv_verdict = (
+                "ahead"
+                if all(hv > round(r.hv, 4) for r in others)
+                else "ahead or tied"
+                if all(hv >= round(r.hv, 4) for r in others)
+                else "BEHIND"
+            )
             inf = float("inf")
             mine_cost = at[mine].cheapest if at[mine].cheapest is not None else inf
             cost_ahead = all(mine_cost <= (r.cheapest if r.cheapest is not None else inf) for r in others)
-            verdict.append(
-                f"N={cap}: hypervolume {'ahead' if hv_ahead else 'BEHIND'}, "
-                f"cheapest {'ahead or tied' if cost_ahead else 'BEHIND'}"
-            )
+            verdict.append(f"N={cap}: hypervolume {hv_verdict}, cheapest {'ahead or tied' if cost_ahead else 'BEHIND'}")
         if verdict:
             print(f"{mine} against every other method: " + "; ".join(verdict))
 

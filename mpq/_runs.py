@@ -13,7 +13,7 @@ from mpq._export import export
 from mpq._frontier_columns import cost_columns
 from mpq._measured_frontier import absolute_drop, check_drop, configuration_key, unresolved
 from mpq._owners import shown_status
-from mpq._storage import DB, BaseStore, Store
+from mpq._storage import DB, open_store
 from mpq._validation import Interval, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError
 
@@ -175,7 +175,7 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
     """
     check_param("open_run", "db", db, DB)
     check_param("open_run", "run_id", run_id, Interval(int, 1, None, closed="left"))
-    store = db if isinstance(db, BaseStore) else Store(db, mode="read")
+    store = open_store(db, "read")
     record = store.run_record(run_id)
     frontier, assignments = store.run_points(run_id)
     record["evaluations"] = _evaluations(record, frontier, assignments)
@@ -208,7 +208,7 @@ def list_runs(db: str | Path | None = None) -> pd.DataFrame:
         the process that last ran it; None before schema 0003).
     """
     check_param("list_runs", "db", db, DB)
-    store = db if isinstance(db, BaseStore) else Store(db, mode="read")
+    store = open_store(db, "read")
     runs = store.list_runs()
     runs["status"] = [
         shown_status(store.url, {"id": run, "status": status, "owner": owner})

@@ -33,7 +33,7 @@ from mpq._search.pipeline import calibrate, check_drop_reachable, run_stages
 from mpq._search.plan import Plan, Progress
 from mpq._search.resume import claim_for_resume, resume_abandoned
 from mpq._search.strategies import Strategy
-from mpq._storage import DB, Store
+from mpq._storage import DB, Store, open_store
 from mpq._task import Task, model_device
 from mpq._validation import Interval, OneOf, check_param
 from mpq.exceptions import InvalidParameterError
@@ -178,7 +178,7 @@ def search(
     with placed(task, device) as task:
         before = None
         if resume is not None:
-            store = db if isinstance(db, Store) else Store(db, mode="write")
+            store = open_store(db, "write")
             plan = Plan.stored(store.run_record(resume), store.run_tables(resume))
             identity = Identity.of(task, plan.settings.probe)
             if claim_for_resume(store, resume, identity) is None:  # finished already
@@ -210,7 +210,7 @@ def search(
             calibration = calibrate(task) if plan.settings.validate else None
             if plan.settings.max_drop is not None:
                 before = check_drop_reachable(task, plan, runner, calibration, progress)
-            store = db if isinstance(db, Store) else Store(db, mode="write", create=True)
+            store = open_store(db, "write", create=True)
             identity = Identity.of(task, plan.settings.probe)
             fields = plan.record_fields(task, identity)
             fields["settings"] |= {"device": str(model_device(task.model)), "executor": describe_executor(executor)}
