@@ -277,12 +277,12 @@ def check_fixed(fixed: object, tables: Tables, subject: str = "fixed") -> dict[s
             f"{subject}: expected a mapping of layer to candidate, got {type(fixed).__name__}; pass e.g. {{'fc1': 'int8'}}."
         )
     known = set(tables.layers)
+    offered = set(zip(tables.pairs["layer"], tables.pairs["candidate"]))  # once: a lookup per pin
     for layer, candidate in fixed.items():
         if layer not in known:
             raise unknown_name(subject, "layer", layer, tables.layers)
-        offered = tables.candidates_of(layer)
-        if candidate not in offered:
-            raise unknown_name(f"{subject}[{layer!r}]", "candidate", candidate, offered)
+        if (layer, candidate) not in offered:
+            raise unknown_name(f"{subject}[{layer!r}]", "candidate", candidate, tables.candidates_of(layer))
     return dict(fixed)
 
 

@@ -51,7 +51,8 @@ def price(omega: pd.DataFrame, costs: pd.DataFrame, assignment: Mapping[str, str
             f"{' and more' if len(missing) > 3 else ''}; give every layer of the omega table a candidate."
         )
     ordered = {layer: assignment[layer] for layer in tables.layers}
-    rows = tables.pairs.set_index(["layer", "candidate"]).loc[list(ordered.items())]
+    chosen = pd.DataFrame({"layer": list(ordered), "candidate": list(ordered.values())})
+    rows = chosen.merge(tables.pairs, on=["layer", "candidate"], how="left", sort=False)
     return Solution(
         assignment=ordered,
         predicted_loss=float(rows["omega"].sum()),
