@@ -44,7 +44,7 @@ class SearchSettings:
 
     Stored with the run (``run.record["settings"]``) as JSON with a ``version``, and compared to
     recognise the same search. A new setting is one field here, with the default that runs
-    stored before it get back, and its check in :meth:`Plan.new`.
+    stored before it get back, and its check in :meth:`check` (and its parameter of ``search``).
     """
 
     #: 1: runs stored before the settings had a version (no ``strategy``).
@@ -61,6 +61,40 @@ class SearchSettings:
     refine: int = 0
     #: The strategies the search runs, in order (names, or objects given to ``search``); empty: the default.
     strategy: tuple = ()
+
+    @staticmethod
+    def check(task: Task, **values: object) -> dict:
+        """Check the settings a user gives (all but target, candidates and probe, which the plan
+        checks against the device): a new setting adds its check here. Returns them, ready for
+        the constructor (the strategy as its checked chain)."""
+        batch_size, max_points, validate = values["batch_size"], values["max_points"], values["validate"]
+        max_drop, max_evals, refine = values["max_drop"], values["max_evals"], values["refine"]
+        check_param("search", "batch_size", batch_size, Interval(int, 1, None))
+        check_param("search", "max_points", max_points, Interval(int, 2, None))
+        check_param("search", "validate", validate, OneOf((True, False)))
+        if max_drop is not None:
+            check_drop(max_drop)
+        if max_evals is not None:
+            check_param("search", "max_evals", max_evals, Interval(int, 2, None))
+        check_param("search", "refine", refine, Interval(int, 0, None))
+        chain = check_strategy(values["strategy"], max_drop=max_drop, max_evals=max_evals)
+        measures = [
+            flag
+            for flag, given in (("max_drop", max_drop is not None), ("refine", refine > 0), ("strategy", bool(chain)))
+            if given
+        ]
+        if measures and not validate:
+            raise InvalidParameterError(
+                f"{' and '.join(measures)} need measured evaluations, and validate=False (--no-validate) turns them "
+                "off; drop one of the two."
+            )
+        if validate and task.evaluate is None:
+            what = " and ".join(measures) + " need" if measures else "its points need"
+            raise InvalidParameterError(
+                f"task {task.name!r} has no evaluate function, and {what} measured evaluations; "
+                "give Task(evaluate=...)" + ("." if measures else " or pass validate=False (--no-validate).")
+            )
+        return {**values, "strategy": chain}
 
     def to_json(self) -> dict:
         data = {field.name: getattr(self, field.name) for field in fields(self)}
@@ -150,17 +184,15 @@ class Plan:
         budgets: Mapping[str, float] | None,
         candidates: Sequence[str] | None,
         settings: ProbeSettings | None,
-        batch_size: int,
         measured: str | Path | pd.DataFrame | None,
-        max_points: int,
-        validate: bool,
-        max_drop: float | str | None,
-        max_evals: int | None,
-        refine: int,
-        strategy: object,
         progress: Progress,
+        **values: object,
     ) -> Plan:
-        """Check every argument a user can get wrong, trace the model once and cost it."""
+        """Check every argument a user can get wrong, trace the model once and cost it.
+
+        ``values``: the rest of :class:`SearchSettings` (``batch_size``, ``max_points``...),
+        checked by :meth:`SearchSettings.check`.
+        """
         if isinstance(objectives, str):
             objectives = (objectives,)
         if not isinstance(objectives, Iterable) or not all(isinstance(o, str) for o in objectives):
@@ -183,31 +215,7 @@ class Plan:
         budgets = dict(budgets or {})
         for name, limit in budgets.items():
             check_param("search", f"budgets[{name!r}]", limit, Interval(float, 0, None, closed="neither"))
-        check_param("search", "batch_size", batch_size, Interval(int, 1, None))
-        check_param("search", "max_points", max_points, Interval(int, 2, None))
-        check_param("search", "validate", validate, OneOf((True, False)))
-        if max_drop is not None:
-            check_drop(max_drop)
-        if max_evals is not None:
-            check_param("search", "max_evals", max_evals, Interval(int, 2, None))
-        check_param("search", "refine", refine, Interval(int, 0, None))
-        chain = check_strategy(strategy, max_drop=max_drop, max_evals=max_evals)
-        measures = [
-            flag
-            for flag, given in (("max_drop", max_drop is not None), ("refine", refine > 0), ("strategy", bool(chain)))
-            if given
-        ]
-        if measures and not validate:
-            raise InvalidParameterError(
-                f"{' and '.join(measures)} need measured evaluations, and validate=False (--no-validate) turns them "
-                "off; drop one of the two."
-            )
-        if validate and task.evaluate is None:
-            what = " and ".join(measures) + " need" if measures else "its points need"
-            raise InvalidParameterError(
-                f"task {task.name!r} has no evaluate function, and {what} measured evaluations; "
-                "give Task(evaluate=...)" + ("." if measures else " or pass validate=False (--no-validate).")
-            )
+        values = SearchSettings.check(task, **values)
         device = hwmodels.load_device(target)
         named = tuple(candidates or ())
         candidates = named or tuple(device.candidates)
@@ -226,22 +234,13 @@ class Plan:
         layer_table = layers(task.model, task.calibration[0][0])
         _check_loss(task, layer_table, probe_settings)
         progress("costs", 0, 1, f"costing {len(layer_table)} layers x {len(candidates)} candidates on {device.name}")
-        costs = hwmodels.cost_table(layer_table, device, candidates_table, batch_size=batch_size, measured=measured)
+        costs = hwmodels.cost_table(
+            layer_table, device, candidates_table, batch_size=values["batch_size"], measured=measured
+        )
         _check_cost_names(costs, objectives, "objective")
         _check_cost_names(costs, list(budgets), "budget")
         plan = cls(
-            SearchSettings(
-                target=str(target),
-                candidates=candidates,
-                probe=probe_settings,
-                batch_size=batch_size,
-                max_points=max_points,
-                validate=validate,
-                max_drop=max_drop,
-                max_evals=max_evals,
-                refine=refine,
-                strategy=chain,
-            ),
+            SearchSettings(target=str(target), candidates=candidates, probe=probe_settings, **values),
             device,
             objectives,
             {k: float(v) for k, v in budgets.items()},
