@@ -93,7 +93,9 @@ def run_stages(
         frontier, _ = store.run_points(run_id)
     elif settings.max_drop is None or solved:
         progress("solve", 1, 1, f"reused the {len(frontier)} stored points")
-    if "validation_order" not in stored and len(frontier):
+    # The order of the points the solve stored, fixed before any is measured (also when the process
+    # died between the two writes); a run whose points are measurements has none.
+    if "validation_order" not in stored and len(frontier) and frontier["measured_metric"].isna().all():
         stored["validation_order"] = validation_order(frontier, plan.objectives[0])
         store.save_table(run_id, "validation_order", stored["validation_order"])
 
