@@ -174,7 +174,7 @@ class Evaluator:
                 self._started[key] = self.submit(solution)
 
     def settle(self) -> None:
-        """Cancel every evaluation started ahead that no strategy took: the executor is left idle."""
+        """Cancel every evaluation started ahead that no strategy took (after each strategy): the executor is left idle."""
         for pending in self._started.values():
             pending.cancel()
         self._started = {}

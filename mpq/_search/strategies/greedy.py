@@ -68,4 +68,3 @@ class Greedy:
             if value is None:
                 return
             low, high = (middle, high) if value >= floor else (low, middle - 1)
-        evaluator.settle()

@@ -84,4 +84,3 @@ class CheapestWithinDrop:
         found = bisect(evaluator, evaluator.proxy(), floor)
         if found is not None:
             descend(evaluator, found, lambda value: value >= floor, set())
-        evaluator.settle()

@@ -63,4 +63,3 @@ class Nsga2:
                     break
         finally:
             optuna.logging.set_verbosity(verbosity)
-        evaluator.settle()

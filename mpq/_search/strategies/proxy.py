@@ -130,7 +130,6 @@ class ProxyPoints:
         for solution in pool:
             if evaluator.metric(solution) is None:
                 break  # max_evals spent
-        evaluator.settle()
 
 
 class Covering:
@@ -151,4 +150,3 @@ class Covering:
             cover(evaluator, proxy[proxy.index(boundary) :] if boundary is not None else proxy, evaluator.max_points)
         points = evaluator.max_points // 2
         sweep(evaluator, proxy, evaluator.max_points, min(points, evaluator.left // 2) if named else points)
-        evaluator.settle()

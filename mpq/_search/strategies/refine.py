@@ -40,7 +40,6 @@ class Refinement:
             if evaluator.left <= 0:
                 break
             evaluator.metric(pool[index])
-        evaluator.settle()
 
 
 def _widen(evaluator: Evaluator, pool: Sequence[solvers.Solution], floor: float) -> None:

@@ -23,4 +23,3 @@ def cheaper_uniforms(evaluator: Evaluator) -> None:
         incumbent = cheapest_within(evaluator, floor)
         if incumbent is None or solution.costs[evaluator.objective] < incumbent.costs[evaluator.objective]:
             evaluator.metric(solution)
-    evaluator.settle()
