@@ -73,8 +73,12 @@ class Evaluator:
             later, and choose otherwise).
         width: Evaluations that can run at once (an executor's workers); see :meth:`ahead`.
         budget_named: Whether the user named ``max_evals`` (then it is spent whole, by refinement).
-        reserved: Evaluations held back from the strategies (for the cheaper uniform
-            configurations a search with a drop measures last).
+        bits: Candidate -> (weight bits, activation bits) per value; where given, a uniform
+            configuration is shown outside the drop by a measured configuration at least as
+            precise on every layer that measured outside it (the assumption local repair makes:
+            a coarser candidate is no better).
+        owing: Whether the evaluations :meth:`owed` are held back from :attr:`left` (while the
+            strategies of a search given a drop run).
     """
 
     omega: pd.DataFrame
@@ -95,8 +99,10 @@ class Evaluator:
     replay: dict[tuple, float] = field(default_factory=dict)
     width: int = 1
     budget_named: bool = False
-    reserved: int = 0
+    bits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    owing: bool = False
     _started: dict[tuple, Pending] = field(default_factory=dict, repr=False)
+    _owed: tuple[int, int] = (-1, 0)  # (len(known) it was counted at, the count): known only grows
 
     def __post_init__(self) -> None:
         self._omega = self.omega.set_index(["layer", "candidate"])["omega"]
@@ -111,7 +117,40 @@ class Evaluator:
     @property
     def left(self) -> int:
         """Evaluations the strategies may still spend."""
-        return self.max_evals - self.spent - self.reserved
+        return self.max_evals - self.spent - (self.owed() if self.owing else 0)
+
+    def owed(self) -> int:
+        """The uniform configurations a search given a drop still has to measure: those not
+        measured yet, nor shown outside the drop, that cost less than the incumbent (the
+        cheapest measured within the drop; every one while there is none). It shrinks as the
+        strategies find cheaper incumbents, so the evaluations it holds back are the ones the
+        guarantee may need, no more."""
+        if self.floor is None:
+            return 0
+        if self._owed[0] != len(self.known):
+            within = [cost for cost, metric in self.known.values() if metric >= self.floor]
+            incumbent = min(within, default=float("inf"))
+            count = sum(
+                configuration_key(u.assignment) not in self.known
+                and u.costs[self.objective] < incumbent
+                and not self.shown_outside(u)
+                for u in self.uniforms.values()
+            )
+            self._owed = (len(self.known), count)
+        return self._owed[1]
+
+    def shown_outside(self, solution: solvers.Solution) -> bool:
+        """Whether a configuration measured outside the drop is at least as precise as
+        ``solution`` on every layer (by :attr:`bits`): then ``solution`` is taken to be outside too."""
+        if self.floor is None or not self.bits:
+            return False
+        needed = {layer: self.bits[candidate] for layer, candidate in solution.assignment.items()}
+        for key, (_, metric) in self.known.items():
+            if metric < self.floor and all(
+                self.bits[c][0] >= needed[layer][0] and self.bits[c][1] >= needed[layer][1] for layer, c in key
+            ):
+                return True
+        return False
 
     def cost(self, layer: str, candidate: str) -> float:
         """One layer's cost on the objective at ``candidate``."""

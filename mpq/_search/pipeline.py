@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 
 import solvers
 from mpq._apply import activation_ranges
+from mpq._formats import candidate_table
 from mpq._measured_frontier import absolute_drop, dominated, unresolved
 from mpq._omega import omega
 from mpq._probes import PROBES, probe
@@ -145,6 +146,9 @@ def _measure(
         proxy=measurements.proxy,
         pool=measurements.pool(tables.get("validation_order")),
         uniforms=_uniforms(om, plan),
+        bits={
+            row.candidate: (row.weight_bits, row.act_bits) for row in candidate_table(settings.candidates).itertuples()
+        },
         replay=measurements.replay,
         width=runner.width,
         budget_named=named,

@@ -34,7 +34,6 @@ import importlib
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from mpq._measured_frontier import configuration_key
 from mpq._search.evaluator import Evaluator
 from mpq._search.strategies.greedy import Greedy
 from mpq._search.strategies.local import CheapestWithinDrop
@@ -161,21 +160,18 @@ def make_strategy(entry: str | Strategy) -> Strategy:
 
 def spend(evaluator: Evaluator, chain: Sequence[str | Strategy], *, refine: int = 0) -> None:
     """Run ``chain`` over ``evaluator``; with a drop, then every uniform configuration cheaper
-    than the incumbent (evaluations reserved for it from the start).
+    than the incumbent (the evaluations it may need are held back from the strategies).
 
     ``refine`` is the refinement's own evaluations: a ``refine`` strategy spends those, plus what
     a named ``max_evals`` has left when it starts.
     """
-    if evaluator.drop is not None:
-        evaluator.reserved = sum(
-            configuration_key(u.assignment) not in evaluator.known for u in evaluator.uniforms.values()
-        )
+    evaluator.owing = True
     try:
         for entry in chain:
             strategy = make_strategy(entry)
             if isinstance(strategy, Refinement):
                 left = evaluator.left if evaluator.budget_named else 0
-                evaluator.max_evals = evaluator.spent + evaluator.reserved + refine + left
+                evaluator.max_evals = evaluator.max_evals - evaluator.left + refine + left
             strategy.run(evaluator)
             evaluator.settle()
         cheaper_uniforms(evaluator)
