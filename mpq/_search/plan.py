@@ -59,7 +59,8 @@ class SearchSettings:
     max_drop: float | str | None = None
     max_evals: int | None = None
     refine: int = 0
-    #: The strategies the search runs, in order (names, or objects given to ``search``); empty: the default.
+    #: The strategies the search runs, in order (names, or objects given to ``search``): the
+    #: named ones, else :func:`default_strategy`'s; empty in runs stored before version 2.
     strategy: tuple = ()
 
     @staticmethod
@@ -148,7 +149,7 @@ class Plan:
 
     @property
     def strategy(self) -> tuple:
-        """The strategies the search runs: the ones named, else :func:`default_strategy`'s."""
+        """The strategies the search runs (a run stored before they were named: the default's)."""
         s = self.settings
         return s.strategy or default_strategy(
             max_drop=s.max_drop,
@@ -239,6 +240,14 @@ class Plan:
         )
         _check_cost_names(costs, objectives, "objective")
         _check_cost_names(costs, list(budgets), "budget")
+        if not values["strategy"]:  # stored as resolved: a resumed run keeps it whatever a later default is
+            values["strategy"] = default_strategy(
+                max_drop=values["max_drop"],
+                max_evals=values["max_evals"],
+                refine=values["refine"],
+                budgets=budgets,
+                objectives=objectives,
+            )
         plan = cls(
             SearchSettings(target=str(target), candidates=candidates, probe=probe_settings, **values),
             device,
