@@ -1,29 +1,26 @@
 """A frontier users can trust: measured hypervolume and the cheapest point within a 1 % drop.
 
     python benchmarks/bench_frontier.py [--tasks digits-cnn/zcu104 ...] [--evals 20 50 100]
-        [--methods mpq-default mpq-refine amp proxy-ilp random] [--seed 0] [--quick] [--check-optimum]
+        [--methods mpq-default mpq-refine region frontier drop greedy nsga2 proxy-ilp random] [--seed 0]
+        [--quick] [--check-optimum]
 
 One run, same tasks and seeds. Every method gets at most N calls of ``task.evaluate`` (N in
 ``--evals``), the float model's own evaluation counted as one for every method. Probing is not
 an evaluation: the sensitivity, omega and cost tables are computed once per task and shared by
 the methods that use them (mpq's own searches share one store per task, so they probe once).
 
-Methods:
+Methods: every strategy of ``mpq.search`` (``mpq._search.strategies``), each through
+``mpq.search(..., max_evals=N)``, and two baselines outside mpq:
 
-* ``mpq-default``: ``mpq.search(task, target, objectives=[obj], max_evals=N, validate=True)``.
+* ``mpq-default``: ``mpq.search(task, target, objectives=[obj], max_evals=N)``: the strategies
+  ``default_strategy`` picks (``region`` then ``refine``).
 * ``mpq-refine``: ``mpq.search(..., max_drop=DROP, max_evals=N - N // 2, refine=N // 2)``: the
   allowed-drop search spends half the evaluations, measured refinement the other half.
-* ``amp``: AIMET's automatic mixed precision re-implemented from its description. All-highest
-  (every layer at its most expensive candidate on the objective) is evaluated first. Phase 1
-  evaluates each layer alone at each cheaper candidate, the rest at the highest, in model layer
-  order and, within a layer, from the most to the least expensive candidate (AIMET's order: by
-  quantizer group, then candidate). Candidates that save nothing on the objective are skipped
-  (AIMET would evaluate them; skipping favours AMP). The changes are sorted by measured drop
-  (from all-highest) per cost saved (AMP's greedy order, with BOPs replaced by the objective);
-  phase 2 applies them cumulatively in that order (a change only applies if it makes its layer
-  cheaper than it already is) and binary-searches the longest prefix within the drop. When N
-  is too small for all of phase 1, phase 1 stops early in layer order, leaving exactly the
-  evaluations phase 2's binary search needs over the changes measured so far.
+* ``region``, ``frontier``, ``drop``, ``greedy``, ``nsga2``: ``mpq.search(..., strategy=NAME,
+  max_evals=N)``, with ``max_drop=DROP`` for ``drop`` and ``greedy``. ``greedy`` is AIMET's
+  automatic mixed precision (AMP) as mpq builds it: each layer alone at each cheaper candidate
+  (all-highest elsewhere), then the changes by measured drop per cost saved, the longest prefix
+  within the drop by bisection; a small N cuts phase 1 short.
 * ``proxy-ilp`` (today's frontier): ``solvers.frontier(omega, costs, [obj], max_points=200)``
   (the exact frontier when it has at most 200 points, else the optima at 200 evenly spaced
   budgets); all of it is evaluated when it has at most N - 1 points, else N - 1 points spread
@@ -92,8 +89,18 @@ TASKS = {
     "minilm-small/h100-sxm": TaskSpec("minilm-small", "h100-sxm", "weight_bytes"),
     "digits-cnn/pynq-z1": TaskSpec("digits-cnn", "pynq-z1", "latency_s"),
 }
-METHODS = ("mpq-default", "mpq-refine", "amp", "proxy-ilp", "random")
-MPQ_KEYWORDS = ("max_evals", "max_drop", "refine")
+#: mpq.search's keywords of each of its methods, at N evaluations.
+MPQ_METHODS: dict[str, Callable[[int], dict]] = {
+    "mpq-default": lambda n: {"max_evals": n},
+    "mpq-refine": lambda n: {"max_drop": DROP, "max_evals": n - n // 2, "refine": n // 2},
+    "region": lambda n: {"strategy": "region", "max_evals": n},
+    "frontier": lambda n: {"strategy": "frontier", "max_evals": n},
+    "drop": lambda n: {"strategy": "drop", "max_drop": DROP, "max_evals": n},
+    "greedy": lambda n: {"strategy": "greedy", "max_drop": DROP, "max_evals": n},
+    "nsga2": lambda n: {"strategy": "nsga2", "max_evals": n},
+}
+METHODS = (*MPQ_METHODS, "proxy-ilp", "random")
+MPQ_KEYWORDS = ("max_evals", "max_drop", "refine", "strategy")
 
 
 def note(message: str) -> None:
@@ -222,45 +229,6 @@ def run_proxy_ilp(setup: Setup, ledger: Ledger, seed: int) -> None:
         ledger.measure(point.assignment)
 
 
-def run_amp(setup: Setup, ledger: Ledger, seed: int) -> dict[str, str] | None:
-    """AIMET AMP (see the module docstring); returns phase 2's configuration, None if none is within the drop."""
-    cost = setup.cost
-    highest = setup.highest()
-    threshold = setup.float_metric - DROP
-    base = ledger.measure(highest)
-    changes = [
-        (layer, candidate)
-        for layer in setup.layer_names
-        for candidate in setup.options(layer)
-        if cost[layer, candidate] < cost[layer, highest[layer]]
-    ]
-    # Phase 1, truncated so that phase 2's binary search over what was measured still fits.
-    phase1 = len(changes)
-    while phase1 > 0 and phase1 + math.ceil(math.log2(phase1 + 1)) > ledger.left:
-        phase1 -= 1
-    measured = []
-    for layer, candidate in changes[:phase1]:
-        drop = base - ledger.measure({**highest, layer: candidate})
-        saved = cost[layer, highest[layer]] - cost[layer, candidate]
-        measured.append((drop / saved, -saved, layer, candidate))
-    if base < threshold:
-        return None  # not even all-highest is within the drop: AMP has nothing to offer
-    # Phase 2: the cumulative configurations in AMP's greedy order, then a binary search.
-    configs, current = [highest], dict(highest)
-    for _, _, layer, candidate in sorted(measured, key=lambda m: m[:2]):
-        if cost[layer, candidate] < cost[layer, current[layer]]:
-            current[layer] = candidate
-            configs.append(dict(current))
-    low, high = 0, len(configs) - 1  # configs[low] is known within the drop
-    while low < high:
-        middle = (low + high + 1) // 2
-        if ledger.measure(configs[middle]) >= threshold:
-            low = middle
-        else:
-            high = middle - 1
-    return configs[low]
-
-
 # ---- mpq's own searches -------------------------------------------------------------------------
 
 
@@ -269,10 +237,8 @@ def mpq_has_keywords() -> bool:
     return all(k in parameters for k in MPQ_KEYWORDS)
 
 
-def run_mpq(
-    setup: Setup, cap: int, db: Path, *, refine: bool, label: str
-) -> tuple[list[tuple[float, float]], int, str]:
-    """One ``mpq.search`` with ``max_evals=cap``: its measured points, the evaluate calls, and notes.
+def run_mpq(setup: Setup, cap: int, db: Path, *, method: str, label: str) -> tuple[list[tuple[float, float]], int, str]:
+    """One ``mpq.search`` of ``method`` at ``cap`` evaluations: its measured points, the evaluate calls, and notes.
 
     The notes flag a search over its cap, and a ``run.record["evaluations"]`` or a
     ``run.best(max_drop=...)`` that disagrees with what was counted and measured here.
@@ -289,19 +255,7 @@ def run_mpq(
 
     task = dataclasses.replace(setup.task, evaluate=counted)
     spec = setup.spec
-    if refine:
-        run = mpq.search(
-            task,
-            target=spec.target,
-            objectives=[spec.objective],
-            max_drop=DROP,
-            max_evals=cap - cap // 2,
-            refine=cap // 2,
-            db=db,
-            validate=True,
-        )
-    else:
-        run = mpq.search(task, target=spec.target, objectives=[spec.objective], max_evals=cap, db=db, validate=True)
+    run = mpq.search(task, target=spec.target, objectives=[spec.objective], db=db, **MPQ_METHODS[method](cap))
     frontier = run.frontier[run.frontier["measured_metric"].notna()]
     points = list(zip(frontier[spec.objective].astype(float), frontier["measured_metric"].astype(float)))
     notes = [f"over the cap: {calls} > {cap}"] if calls > cap else []
@@ -379,7 +333,7 @@ def bench_task(
     cost_low = setup.total_cost(setup.lowest())
     box = (cost_low, cost_high, setup.float_metric - SPAN, setup.float_metric)
     threshold = setup.float_metric - DROP
-    runners: dict[str, Callable] = {"amp": run_amp, "proxy-ilp": run_proxy_ilp, "random": run_random}
+    runners: dict[str, Callable] = {"proxy-ilp": run_proxy_ilp, "random": run_random}
     rows = []
     with_keywords = mpq_has_keywords()
     for method in methods:
@@ -397,7 +351,7 @@ def bench_task(
                 rows.append(Row(method, cap, None, None, None, "skipped: mpq.search lacks " + "/".join(MPQ_KEYWORDS)))
             else:
                 points, calls, notes = run_mpq(
-                    setup, cap, folder / f"{name.replace('/', '_')}.db", refine=method == "mpq-refine", label=label
+                    setup, cap, folder / f"{name.replace('/', '_')}.db", method=method, label=label
                 )
                 rows.append(
                     Row(method, cap, calls, hypervolume(points, box), cheapest_within(points, threshold), notes)
@@ -414,7 +368,7 @@ def print_table(setup: Setup, rows: Sequence[Row], box: tuple[float, float, floa
         f"\n{setup.name}: {metric} against {spec.objective}; float {metric} {setup.float_metric:.4f}, "
         f"within the drop: >= {setup.float_metric - DROP:.4f}; "
         f"hypervolume box {spec.objective} [{box[0]:.4g}, {box[1]:.4g}] x "
-        f"{metric} [{box[2]:.4f}, {box[3]:.4f}]; all-highest costs {cost_high:.4g}; amp, proxy-ilp and random "
+        f"{metric} [{box[2]:.4f}, {box[3]:.4f}]; all-highest costs {cost_high:.4g}; proxy-ilp and random "
         f"measured {setup.evaluate_calls} distinct configurations between them"
     )
     print(f"{'method':<12} {'N':>4} {'evals':>5} {'hypervolume':>11} {'cheapest':>10} {'rel':>6}  note")
@@ -426,7 +380,7 @@ def print_table(setup: Setup, rows: Sequence[Row], box: tuple[float, float, floa
         if r.hv is not None and r.cheapest is None:
             cheapest, rel = "none", "-"
         print(f"{r.method:<12} {r.cap:>4} {evals:>5} {hv:>11} {cheapest:>10} {rel:>6}  {r.note}")
-    for mine in ("mpq-default", "mpq-refine"):
+    for mine in ("mpq-default",):
         verdict = []
         for cap in sorted({r.cap for r in rows}):
             at = {r.method: r for r in rows if r.cap == cap and r.hv is not None}
@@ -435,17 +389,22 @@ def print_table(setup: Setup, rows: Sequence[Row], box: tuple[float, float, floa
             if at[mine].evaluations > cap:
                 verdict.append(f"N={cap}: OVER THE CAP ({at[mine].evaluations} evaluations)")
                 continue
-            others = [r for m, r in at.items() if not m.startswith("mpq")]
-            hv_ahead = all(at[mine].hv > r.hv for r in others)
+            others = [r for m, r in at.items() if m != mine]
+            # Another strategy of mpq's measuring the same configurations ties, to the printed digits.
+            hv = round(at[mine].hv, 4)
+            hv_verdict = (
+                "ahead"
+                if all(hv > round(r.hv, 4) for r in others)
+                else "ahead or tied"
+                if all(hv >= round(r.hv, 4) for r in others)
+                else "BEHIND"
+            )
             inf = float("inf")
             mine_cost = at[mine].cheapest if at[mine].cheapest is not None else inf
             cost_ahead = all(mine_cost <= (r.cheapest if r.cheapest is not None else inf) for r in others)
-            verdict.append(
-                f"N={cap}: hypervolume {'ahead' if hv_ahead else 'BEHIND'}, "
-                f"cheapest {'ahead or tied' if cost_ahead else 'BEHIND'}"
-            )
+            verdict.append(f"N={cap}: hypervolume {hv_verdict}, cheapest {'ahead or tied' if cost_ahead else 'BEHIND'}")
         if verdict:
-            print(f"{mine} against amp, proxy-ilp and random: " + "; ".join(verdict))
+            print(f"{mine} against every other method: " + "; ".join(verdict))
 
 
 def main() -> None:
@@ -468,7 +427,7 @@ def main() -> None:
         parser.error("--evals: every count must be at least 2 (the float model is one)")
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    if not mpq_has_keywords() and any(m.startswith("mpq") for m in args.methods):
+    if not mpq_has_keywords() and any(m in MPQ_METHODS for m in args.methods):
         print(f"note: mpq.search does not take {', '.join(MPQ_KEYWORDS)} yet; the mpq rows are skipped.")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:

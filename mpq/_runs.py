@@ -16,7 +16,7 @@ from mpq._measured_frontier import absolute_drop, check_drop, configuration_key,
 from mpq._owners import shown_status
 from mpq._probes.settings import settings_from_json
 from mpq._quantizer import LEGACY_QUANTIZER, QuantizerSettings, describe
-from mpq._storage import DB, BaseStore, Store
+from mpq._storage import DB, open_store
 from mpq._trust import canonical_spec, runs_code
 from mpq._validation import Interval, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError
@@ -201,7 +201,7 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
     """
     check_param("open_run", "db", db, DB)
     check_param("open_run", "run_id", run_id, Interval(int, 1, None, closed="left"))
-    store = db if isinstance(db, BaseStore) else Store(db, mode="read")
+    store = open_store(db, "read")
     record = store.run_record(run_id)
     frontier, assignments = store.run_points(run_id)
     record["evaluations"] = _evaluations(record, frontier, assignments)
@@ -236,7 +236,7 @@ def list_runs(db: str | Path | None = None) -> pd.DataFrame:
         the process that last ran it; None before schema 0003).
     """
     check_param("list_runs", "db", db, DB)
-    store = db if isinstance(db, BaseStore) else Store(db, mode="read")
+    store = open_store(db, "read")
     runs = store.list_runs()
     runs["status"] = [
         shown_status(store.url, {"id": run, "status": status, "owner": owner})

@@ -251,6 +251,13 @@ def search(
         bool,
         typer.Option(help="Remove the mean output shift that weight quantization causes, through each bias."),
     ] = True,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME[,NAME...]",
+            help="How the evaluations are spent, in order: region, frontier, drop, refine, greedy, nsga2 \\[default: drop with --max-drop, frontier with --budget, else region; then refine with --refine or --max-evals].",
+        ),
+    ] = None,
     device: Annotated[
         str | None,
         typer.Option(help="Run the model there: cpu, cuda, cuda:1 \\[default: where the task's model is]."),
@@ -334,6 +341,7 @@ def search(
                 refine=refine,
                 ranges=ranges,
                 bias_correction=bias_correction,
+                strategy=strategy,
                 device=device,
                 executor=executor,
                 db=db,

@@ -268,21 +268,21 @@ def check_ties(ties: object, tables: Tables) -> list[list[str]]:
     return groups
 
 
-def check_fixed(fixed: object, tables: Tables) -> dict[str, str]:
-    """Check pinned layers: known layer -> one of that layer's candidates."""
+def check_fixed(fixed: object, tables: Tables, subject: str = "fixed") -> dict[str, str]:
+    """Check pinned layers (or, as `subject`, a configuration): known layer -> one of that layer's candidates."""
     if fixed is None:
         return {}
     if not isinstance(fixed, Mapping):
         raise SolverInputError(
-            f"fixed: expected a mapping of layer to candidate, got {type(fixed).__name__}; pass e.g. {{'fc1': 'int8'}}."
+            f"{subject}: expected a mapping of layer to candidate, got {type(fixed).__name__}; pass e.g. {{'fc1': 'int8'}}."
         )
     known = set(tables.layers)
+    offered = set(zip(tables.pairs["layer"], tables.pairs["candidate"]))  # once: a lookup per pin
     for layer, candidate in fixed.items():
         if layer not in known:
-            raise unknown_name("fixed", "layer", layer, tables.layers)
-        offered = tables.candidates_of(layer)
-        if candidate not in offered:
-            raise unknown_name(f"fixed[{layer!r}]", "candidate", candidate, offered)
+            raise unknown_name(subject, "layer", layer, tables.layers)
+        if (layer, candidate) not in offered:
+            raise unknown_name(f"{subject}[{layer!r}]", "candidate", candidate, tables.candidates_of(layer))
     return dict(fixed)
 
 

@@ -26,7 +26,7 @@ class Solution:
         status: `"optimal"`; `"feasible"` when the optimality is not proven (an ILP backend
             stopped at its time limit, or a frontier point's dynamic programme outgrew its
             cap; `gap` bounds how far from optimal); `"measured"` for points returned by
-            `refine`.
+            `refine`; `"priced"` for a configuration `price` was given.
         measured_loss: The loss measured by `refine`'s objective function; None elsewhere.
         gap: Proven bound on how far `predicted_loss` lies above the least predicted loss
             within the same budgets (for a frontier point: within its own cost; for a

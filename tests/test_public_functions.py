@@ -107,6 +107,7 @@ BAD: dict[str, dict[str, list]] = {
         "refine": [WRONG_TYPE, -1],
         "ranges": [WRONG_TYPE, "nope"],
         "bias_correction": [WRONG_TYPE, "yes"],
+        "strategy": [WRONG_TYPE, "nope", "drop"],
         "db": [WRONG_TYPE],
         "resume": [WRONG_TYPE, -1],
         "fresh": [WRONG_TYPE],
@@ -143,6 +144,11 @@ BAD: dict[str, dict[str, list]] = {
         "fixed": [WRONG_TYPE, {"a": "int99"}],
         "backend": [WRONG_TYPE, "nope"],
         "time_limit_s": [WRONG_TYPE, -1.0],
+    },
+    "solvers.price": {
+        "omega": [WRONG_TYPE],
+        "costs": [WRONG_TYPE],
+        "assignment": [WRONG_TYPE, {"a": "int99", "b": "int4"}, {"a": "int4"}],
     },
     "solvers.frontier": {
         "omega": [WRONG_TYPE],
@@ -239,6 +245,7 @@ def valid_arguments(name: str, ctx: SimpleNamespace) -> dict:
         "mpq.write_measured_csv": {"table": ctx.measured, "path": ctx.tmp / "measured.csv"},
         "solvers.solve": {**solver_args, "budgets": {"weight_bytes": 150}},
         "solvers.frontier": {**solver_args, "objectives": ["weight_bytes"]},
+        "solvers.price": {**solver_args, "assignment": {"a": "int8", "b": "int4"}},
         "solvers.refine": {
             **solver_args,
             "objective_fn": lambda assignment: 0.0,

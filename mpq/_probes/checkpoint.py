@@ -108,13 +108,12 @@ def probe_key(task: Task, settings: ProbeSettings) -> str:
     Returns:
         64 hex characters.
     """
-    parts = [
-        str(STATE_VERSION),
-        model_hash(task.model),
-        data_hash(task.calibration),
-        settings_hash(settings),
-        callable_hash(task.loss_fn),
-    ]
+    return probe_key_of(model_hash(task.model), data_hash(task.calibration), settings, callable_hash(task.loss_fn))
+
+
+def probe_key_of(weights_hash: str, calibration_hash: str, settings: ProbeSettings, loss_hash: str) -> str:
+    """:func:`probe_key` from the hashes of the model, the data and the loss, when they are known already."""
+    parts = [str(STATE_VERSION), weights_hash, calibration_hash, settings_hash(settings), loss_hash]
     return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
 

@@ -170,6 +170,12 @@ def _check_status(status: Any, method: str) -> None:
         )
 
 
+def open_store(db: str | Path | BaseStore | None, mode: Mode, *, create: bool = False) -> BaseStore:
+    """The store ``db`` names: ``db`` itself when it is a store already, else a :class:`Store`
+    opened in ``mode`` (``create``: with ``write``, create it when there is none)."""
+    return db if isinstance(db, BaseStore) else Store(db, mode=mode, create=create)
+
+
 class Store(BaseStore):
     """All reads and writes of mpq's results, over SQLAlchemy (see :class:`BaseStore`).
 

@@ -147,6 +147,12 @@ def test_devices_lists_every_target(capsys):
         (["search", "--max-drop", "100%"], 2, "percentage of the float metric below 100%"),
         (["search", "--max-drop", "a lot"], 2, "The 'max_drop' parameter of search must be"),
         (["search", "--max-drop", "1%", "--no-validate"], 2, "max_drop need measured evaluations, and validate=False"),
+        (["search", "--strategy", "regoin"], 2, "unknown strategy 'regoin'"),
+        (
+            ["search", "--strategy", "region,drop"],
+            2,
+            "strategy 'drop' finds the cheapest configuration within max_drop",
+        ),
         (
             ["search", "--refine", "3", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_task"],
             2,
@@ -508,3 +514,16 @@ def test_help_is_light_and_its_flags_take_no_type(capsys):
     help_text = cli_ok(capsys, "search", "--help").out
     assert "--json" in help_text and "<bool>" not in help_text
     assert "[default: all the target runs]" in " ".join(help_text.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("chain", ["greedy", "drop,refine"])
+def test_search_strategy_is_spent_within_max_evals_and_stored_with_the_run(capsys, tmp_path, chain):
+    tiny = f"{ASSETS / 'tasks' / 'tiny_task.py'}:make_task"
+    db = str(tmp_path / "mpq.db")
+    argv = ["search", "--model", tiny, "--max-drop", "0.05", "--max-evals", "8", "--strategy", chain, "--db", db]
+    cli_ok(capsys, *argv, "--max-samples", "4", "--json")
+    run = mpq.open_run(db, 1)
+    assert run.record["settings"]["strategy"] == chain.split(",") and run.record["settings"]["version"] == 2
+    assert 2 < run.record["evaluations"] <= 8  # the float model, the most precise configuration, the strategy's
+    best = run.best(max_drop=0.05)
+    assert best["measured_metric"] >= run.record["float_metric"] - 0.05

@@ -140,7 +140,7 @@ def test_a_write_that_fails_leaves_the_old_file_whole(searched, tmp_path, to):
 
 
 def test_ctrl_c_names_the_run_and_how_to_resume_it(capsys, tmp_path, monkeypatch):
-    from mpq import _search
+    from mpq._search import pipeline as _search
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -151,3 +151,25 @@ def test_drop_and_refine_need_an_evaluate_function(tmp_path):
         with pytest.raises(InvalidParameterError, match=r"has no evaluate function, and (max_drop|refine) need"):
             mpq.search(task, **TARGET, db=tmp_path / "runs.db", **kwargs)
     assert not (tmp_path / "runs.db").exists()
+
+
+def test_a_drop_search_with_refinement_resumed_anywhere_stores_what_one_never_interrupted_stores(tmp_path):
+    """Refinement reads the stored points' pool: a resumed drop search must see the same (none)."""
+    task = make_task()
+    kwargs = dict(**TARGET, max_drop=0.002, max_evals=8, refine=3)
+    whole = mpq.search(task, **kwargs, db=tmp_path / "whole.db")
+    configurations = [tuple(sorted(whole.assignment(p).items())) for p in sorted(whole.frontier["point"])]
+    spent = whole.record["evaluations"]
+    assert spent > 6  # the float model, the most precise configuration, and the strategies'
+    for stop in (2, spent // 2, spent - 2):  # in the bisection, the repair, the refinement or the uniforms
+        db = tmp_path / f"stopped-{stop}.db"
+
+        def interrupt(stage, done, total, message, stop=stop):
+            if stage == "validate" and done == stop:
+                raise KeyboardInterrupt
+
+        with pytest.raises(SearchInterrupted):
+            mpq.search(task, **kwargs, db=db, progress=interrupt)
+        resumed = mpq.search(task, db=db, resume=1)
+        stored = [tuple(sorted(resumed.assignment(p).items())) for p in sorted(resumed.frontier["point"])]
+        assert stored == configurations and resumed.record["evaluations"] == whole.record["evaluations"]

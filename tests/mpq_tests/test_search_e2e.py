@@ -5,7 +5,7 @@ import pytest
 import hwmodels
 import mpq
 import solvers
-from mpq import _search
+from mpq._search import pipeline as _search
 
 FAST = mpq.ProbeSettings(tolerance=0.2, min_samples=4, max_samples=8)
 

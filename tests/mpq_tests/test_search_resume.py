@@ -15,7 +15,8 @@ import torch
 
 import mpq
 import solvers
-from mpq import _search, _storage
+from mpq import _storage
+from mpq._search import pipeline as _search
 from mpq.exceptions import InvalidParameterError, SearchInterrupted
 
 FAST = mpq.ProbeSettings(tolerance=0.2, min_samples=4, max_samples=8)

@@ -3,7 +3,7 @@
 import pytest
 
 import mpq
-from mpq._search import _measured_candidates
+from mpq._search.plan import _measured_candidates
 
 FAST = dict(tolerance=0.3, min_samples=2, max_samples=4)
 

@@ -17,7 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
 import mpq
-from mpq import _search
+from mpq._search import pipeline as _search
 from mpq._storage import Store
 from mpq.cli import main
 from mpq.exceptions import StoreError
