@@ -102,8 +102,8 @@ def _qdq_translation(x, scale, low: float, high: float, zero_point: int, axis, b
         return op.DequantizeLinear(q, scale, axis=axis, block_size=block_size)
     zero = op.Constant(value=helper.make_tensor("zero_point", onnx_type, [], [zero_point]))
     out = op.DequantizeLinear(op.QuantizeLinear(x, scale, zero), scale, zero)
-    if bits not in (4, 8, 16):  # fewer bits than the unsigned type holds: clamp the codes to 0..2**bits - 1
-        # (after DequantizeLinear: ONNX Runtime's Clip->QuantizeLinear fusion rejects uint4 zero points)
+    if bits not in (8, 16):  # fewer bits than the unsigned type holds: clamp the codes to 0..2**bits - 1
+        # (after DequantizeLinear, where it clamps the same codes, and QuantizeLinear stays fusable)
         out = op.Clip(out, op.Constant(value_float=low), op.Constant(value_float=high))
     return out
 
@@ -148,15 +148,15 @@ def _register_quant_schema(onnx) -> None:
 
 def _onnx_type(onnx, fmt: NumberFormat, unsigned: bool = False) -> int:
     """The ONNX element type that holds a format's values: int2/int3 in int4, int6 in int8;
-    ``unsigned`` codes (a zero-pointed or unsigned grid) in uint4/uint8/uint16."""
+    ``unsigned`` codes (a zero-pointed or unsigned input grid) in uint8 up to 8 bits (ONNX Runtime
+    moves uint4 QuantizeLinear/DequantizeLinear pairs across MaxPool, which takes no uint4), else uint16."""
     if fmt.family == "float":
         return {"fp8_e4m3": onnx.TensorProto.FLOAT8E4M3FN, "fp8_e5m2": onnx.TensorProto.FLOAT8E5M2}[fmt.name]
-    types = (
-        (onnx.TensorProto.UINT4, onnx.TensorProto.UINT8, onnx.TensorProto.UINT16)
-        if unsigned
-        else (onnx.TensorProto.INT4, onnx.TensorProto.INT8, onnx.TensorProto.INT16)
-    )
-    return types[0] if fmt.element_bits <= 4 else types[1] if fmt.element_bits <= 8 else types[2]
+    if unsigned:
+        return onnx.TensorProto.UINT8 if fmt.element_bits <= 8 else onnx.TensorProto.UINT16
+    if fmt.element_bits <= 4:
+        return onnx.TensorProto.INT4
+    return onnx.TensorProto.INT8 if fmt.element_bits <= 8 else onnx.TensorProto.INT16
 
 
 def _in_onnx(fmt: NumberFormat) -> bool:

@@ -91,7 +91,7 @@ def onnxruntime_latency(
         "threads": session.get_session_options().intra_op_num_threads,
         "runtime": f"onnxruntime {ort.__version__}",
     }
-    return end_to_end, _profiled_nodes(ort, model, feed, warmup, repeats)
+    return end_to_end, _profiled_nodes(ort, proto, feed, warmup, repeats)
 
 
 def _options(ort):
