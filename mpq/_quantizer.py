@@ -171,7 +171,10 @@ class Calibration:
 
     settings: QuantizerSettings
     inputs: dict[str, InputStats]
+    # Chosen once per (layer, format), then reused by every apply of a search: the mse method
+    # tries 100 clips, on the weight and on the input histogram.
     _weight_clips: dict = field(default_factory=dict, repr=False)
+    _input_quantizers: dict = field(default_factory=dict, repr=False)
 
     def input_quantizer(self, layer: str, fmt: NumberFormat) -> InputQuantizer:
         """The quantizer of ``layer``'s input at ``fmt``; formats without a static scale (group,
@@ -184,20 +187,21 @@ class Calibration:
                 f"apply: {layer} did not run on the calibration batches, so its input range is unknown; assign "
                 "it a candidate with a group, block or fp16 activation format, or leave it out."
             )
-        return _input_quantizer(fmt, stats, self.settings)
+        key = (layer, fmt.name)
+        if key not in self._input_quantizers:
+            self._input_quantizers[key] = _input_quantizer(fmt, stats, self.settings)
+        return self._input_quantizers[key]
 
     def quantize_weight(self, layer: str, fmt: NumberFormat, weight: torch.Tensor) -> torch.Tensor:
         """``layer``'s weight fake-quantized at ``fmt`` (its clip chosen once, then cached)."""
-        fmt = weight_format(fmt, self.settings)
-        key = (layer, fmt.name)
-        if key not in self._weight_clips:
-            self._weight_clips[key] = weight_clip(fmt, weight, self.settings)
-        return fmt.quantize(weight, self._weight_clips[key])
+        return weight_format(fmt, self.settings).quantize(weight, self.weight_clip(layer, fmt, weight))
 
     def weight_clip(self, layer: str, fmt: NumberFormat, weight: torch.Tensor) -> torch.Tensor | None:
         """The clip :meth:`quantize_weight` uses (per row, or one), None where scales come from the data."""
-        self.quantize_weight(layer, fmt, weight)
-        return self._weight_clips[(layer, weight_format(fmt, self.settings).name)]
+        key = (layer, fmt.name)
+        if key not in self._weight_clips:
+            self._weight_clips[key] = weight_clip(weight_format(fmt, self.settings), weight, self.settings)
+        return self._weight_clips[key]
 
     def bias_shift(
         self, layer: str, module: nn.Module, fmt: NumberFormat, quantized_weight: torch.Tensor
