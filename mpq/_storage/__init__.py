@@ -24,13 +24,9 @@ from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 import pandas as pd
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, delete, event, inspect, select, update
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from mpq._examples._cache import cache_dir
@@ -38,7 +34,6 @@ from mpq._owners import ACTIVE
 from mpq._storage.base import RUN_STATUSES, BaseStore, Mode
 from mpq._storage.models import (
     AssignmentModel,
-    Base,
     PointModel,
     ProbeCheckpointModel,
     ProbeResultModel,
@@ -46,6 +41,7 @@ from mpq._storage.models import (
     RunTableModel,
     utcnow,
 )
+from mpq._storage.schema import check_schema, head
 from mpq._storage.session import LOCK_WAIT_S, session_scope, store_error
 from mpq.exceptions import InvalidParameterError, MpqError, RunNotFoundError, SearchInterrupted, StoreError
 from mpqvocab import InstanceOf, shown
@@ -54,23 +50,7 @@ __all__ = ["DB", "BaseStore", "Store", "RUN_STATUSES", "db_url", "default_db_url
 
 logger = logging.getLogger("mpq.storage")
 
-_ALEMBIC_INI = Path(__file__).parent / "alembic.ini"
-# How long a process waits for another one that is creating the same new store.
-_SCHEMA_WAIT_TRIES, _SCHEMA_WAIT_S = 60, 0.5
 _LOCK_WAIT_S = LOCK_WAIT_S  # here, so that a test can shorten the wait
-#: The PostgreSQL advisory lock writers hold while they check, create or migrate the schema
-#: (any fixed 64-bit number: b"mpq" as an integer).
-_SCHEMA_LOCK_ID = int.from_bytes(b"mpq", "big")
-
-
-def _outside_transaction(connection, statement: str) -> None:
-    """Run a SQLite PRAGMA on the driver's connection, outside any transaction (``journal_mode``
-    and ``foreign_keys`` are refused or ignored inside one)."""
-    connection.connection.driver_connection.execute(statement)
-
-
-class _SchemaBeingCreated(Exception):
-    """The schema is half there: another process is creating or migrating it."""
 
 
 #: What a ``db`` parameter takes: a SQLite path, a SQLAlchemy URL, a Store, or None (the default store).
@@ -237,7 +217,7 @@ class Store(BaseStore):
     @property
     def schema(self) -> str:
         """This mpq's schema revision, which the open store is at (``"0004"``)."""
-        return self._head()
+        return head()
 
     def _open(self, db: str | Path | None, mode: Mode, create: bool) -> None:
         self.mode: Mode = mode
@@ -271,7 +251,9 @@ class Store(BaseStore):
         except ArgumentError:  # a scheme SQLAlchemy has no dialect for (foo://bar)
             raise self._not_a_url() from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.upgraded_from = self._check_schema(create)
+        self.upgraded_from = check_schema(
+            self.engine, mode=mode, create=create, where=self.where, upgrade_command=self._upgrade_command
+        )
         self._use_wal()
 
     def _not_a_url(self) -> InvalidParameterError:
@@ -350,91 +332,6 @@ class Store(BaseStore):
                             exc, self.where, "check that the database is writable and reachable", opening=True
                         ) from exc
                     time.sleep(0.05)
-
-    # -- schema -----------------------------------------------------------------------------
-    @staticmethod
-    def _scripts() -> ScriptDirectory:
-        return ScriptDirectory.from_config(Config(str(_ALEMBIC_INI)))
-
-    def _head(self) -> str:
-        return self._scripts().get_current_head()
-
-    def _alembic_config(self, connection) -> Config:
-        config = Config(str(_ALEMBIC_INI))
-        config.attributes["connection"] = connection
-        return config
-
-    def _check_schema(self, create: bool) -> str | None:
-        """Check the schema, creating or upgrading it for a writer; wait while another process
-        is creating it. Returns the older schema a writer upgraded, else None."""
-        scripts = self._scripts()
-        head, known = scripts.get_current_head(), {rev.revision for rev in scripts.walk_revisions()}
-        for _ in range(_SCHEMA_WAIT_TRIES):
-            try:
-                return self._check_schema_once(create, head, known)
-            except _SchemaBeingCreated:
-                time.sleep(_SCHEMA_WAIT_S)
-        raise StoreError(
-            f"{self.where} holds part of an mpq schema that no process finished creating; delete it or give another --db."
-        )
-
-    def _check_schema_once(self, create: bool, head: str, known: set[str]) -> str | None:
-        ours = set(Base.metadata.tables) | {"alembic_version"}
-        sqlite = self.engine.dialect.name == "sqlite"
-        try:
-            with self.engine.connect() as connection:
-                if sqlite and self.mode == "write":
-                    # Before any transaction (SQLite ignores it inside one): a migration that
-                    # copies a table (batch mode) must not cascade the old table's drop.
-                    _outside_transaction(connection, "PRAGMA foreign_keys=OFF")
-                elif self.mode == "write":
-                    # One writer at a time checks, creates or migrates the schema: the others wait here.
-                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_ID})")
-                try:
-                    current = MigrationContext.configure(connection).get_current_revision()
-                    tables = set(inspect(connection).get_table_names())
-                    if current == head:
-                        return None
-                    if current is not None and current not in known:
-                        raise StoreError(
-                            f"{self.where} has schema {current}, newer than this mpq's {head}; upgrade mpq "
-                            "(pip install -U mpq) to read it. The database was left untouched."
-                        )
-                    if current is None and tables and tables <= ours:
-                        raise _SchemaBeingCreated  # another mpq process is creating this store right now
-                    if current is None and tables:
-                        raise StoreError(
-                            f"{self.where} holds tables that are not an mpq store ({', '.join(sorted(tables)[:3])}...); "
-                            "give another --db."
-                        )
-                    if current is None and not create:
-                        raise StoreError(f"{self.where} is empty; run 'mpq search' to fill it.")
-                    if self.mode == "read":
-                        raise StoreError(
-                            f"{self.where} has schema {current}, this mpq needs {head}; run '{self._upgrade_command}' "
-                            "(reading never changes a store)."
-                        )
-                    # A new store, or one written by an older mpq: migrate it, keeping every run.
-                    command.upgrade(self._alembic_config(connection), "head")
-                    connection.commit()
-                    return current
-                finally:
-                    connection.rollback()
-                    if sqlite and self.mode == "write":
-                        _outside_transaction(connection, "PRAGMA foreign_keys=ON")
-        except SQLAlchemyError as exc:
-            if self._current_revision() == head or "already exists" in str(exc):
-                raise _SchemaBeingCreated from exc  # raced another process creating or migrating it
-            raise store_error(
-                exc, self.where, "check --db points at an mpq database you can reach", opening=True
-            ) from exc
-
-    def _current_revision(self) -> str | None:
-        try:
-            with self.engine.connect() as connection:
-                return MigrationContext.configure(connection).get_current_revision()
-        except SQLAlchemyError:
-            return None
 
     def _session(self):
         return session_scope(self._sessions, self.where)
