@@ -115,8 +115,9 @@ class TaskRef:
     eval_limit: EvaluationLimit = EvaluationLimit()
 
 
-def task_ref(task: Task) -> TaskRef:
-    """The reference workers rebuild ``task`` from; a task built without a spec cannot be."""
+def task_ref(task: Task, hashes: tuple[str, str] | None = None) -> TaskRef:
+    """The reference workers rebuild ``task`` from; a task built without a spec cannot be.
+    ``hashes``: its (model hash, data hash) when the caller has them (a search computes them once)."""
     from mpq._probes.checkpoint import data_hash, model_hash
 
     if task.spec is None:
@@ -126,9 +127,8 @@ def task_ref(task: Task) -> TaskRef:
         )
     prefix, _, name = task.spec.rpartition(":")
     spec = task.spec if prefix == "example" else f"{Path(prefix).resolve()}:{name}"
-    return TaskRef(
-        spec, model_hash(task.model), data_hash(task.calibration), str(model_device(task.model)), current_limit()
-    )
+    weights, data = hashes or (model_hash(task.model), data_hash(task.calibration))
+    return TaskRef(spec, weights, data, str(model_device(task.model)), current_limit())
 
 
 #: The task this worker process rebuilt last, and what its calls keep between them.
@@ -234,13 +234,15 @@ class Runner:
     Args:
         task: The task (on the device it runs on).
         executor: Any ``concurrent.futures.Executor``, or None to run here, when asked.
+        hashes: The task's (model hash, data hash) when the caller has them; else hashed here
+            for the workers' check (only with an executor).
     """
 
-    def __init__(self, task: Task, executor: Executor | None = None):
+    def __init__(self, task: Task, executor: Executor | None = None, hashes: tuple[str, str] | None = None):
         _check_not_forking(executor)
         self.task, self.executor = task, executor
         self.memo: dict = {}
-        self.ref = task_ref(task) if executor is not None else None
+        self.ref = task_ref(task, hashes) if executor is not None else None
 
     def submit(self, function: Callable, args: tuple, label: str) -> Handle:
         """Start ``function(task, memo, *args)``; ``label`` names it in errors (``point 3``)."""

@@ -136,8 +136,25 @@ def probe(
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
     # A task the executor's workers cannot rebuild fails now too (Runner), not after the trace probes.
     runner = Runner(task, executor) if "measured" in families(settings) else None
-
     key = probe_key(task, settings) if checkpoint is not None else None
+    return run_probe(
+        task, settings, key=key, runner=runner, checkpoint=checkpoint, layer_table=layer_table, progress=progress
+    )
+
+
+def run_probe(
+    task: Task,
+    settings: ProbeSettings,
+    *,
+    key: str | None,
+    runner: Runner | None,
+    checkpoint: CheckpointStore | None = None,
+    layer_table: pd.DataFrame | None = None,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """:func:`probe` with its arguments checked and what hashes the task computed by the caller:
+    the checkpoint's ``key`` (:func:`probe_key`; None without a checkpoint) and the ``runner``
+    of the ``measured`` pairs (None when no probe is ``measured``)."""
     state = (checkpoint.load_probe_checkpoint(key) if checkpoint is not None else None) or {}
 
     def save() -> None:

@@ -207,7 +207,7 @@ def search(
             if claim_for_resume(store, resume, identity) is None:  # finished already
                 return open_run(store, resume)
             run_id = resume
-            runner = Runner(task, executor)
+            runner = Runner(task, executor, identity.hashes)
             runner.check()
             calibration = calibrate(task, plan) if plan.settings.validate else None
         else:
@@ -228,13 +228,13 @@ def search(
                 strategy=strategy,
                 progress=progress,
             )
-            runner = Runner(task, executor)
+            identity = Identity.of(task, plan.settings.probe)  # hashed once: the runner, record and probe share it
+            runner = Runner(task, executor, identity.hashes)
             runner.check()  # every worker error a user can fix comes before anything is stored
             calibration = calibrate(task, plan) if plan.settings.validate else None
             if plan.settings.max_drop is not None:
                 before = check_drop_reachable(task, plan, runner, calibration, progress)
             store = open_store(db, "write", create=True)
-            identity = Identity.of(task, plan.settings.probe)
             fields = plan.record_fields(task, identity)
             fields["settings"] |= {"device": str(model_device(task.model)), "executor": describe_executor(executor)}
             run_id = None if fresh else resume_abandoned(store, fields, plan.costs, progress)

@@ -57,6 +57,26 @@ def test_threads_store_the_serial_run_point_for_point(serial, tmp_path, capsys):
     assert "status done; ran on cpu with ThreadPoolExecutor;" in capsys.readouterr().out
 
 
+def test_a_search_on_an_executor_hashes_its_task_once(tmp_path, monkeypatch):
+    """The weights (and with them the data) are hashed once a search (its identity), not again by
+    the runner and the probe (four times before); a worker rebuilds and hashes its own copy."""
+    from mpq._probes import checkpoint
+    from mpq._search import identity
+
+    task, hashed, original = mpq.load_task(TINY), [], checkpoint.model_hash
+
+    def counting(model):
+        if model is task.model:
+            hashed.append(model)
+        return original(model)
+
+    for module in (checkpoint, identity):
+        monkeypatch.setattr(module, "model_hash", counting)
+    with ThreadPoolExecutor(2) as pool:
+        mpq.search(task, db=tmp_path / "mpq.db", executor=pool, **SEARCH)
+    assert len(hashed) == 1
+
+
 @pytest.mark.slow  # worker processes start twice (20 s on 2 busy cores); the fast twins: threads, the retry below
 def test_a_process_pool_whose_worker_dies_stores_the_serial_run(serial, tmp_path, monkeypatch):
     monkeypatch.setenv("MPQ_TEST_KILL_WORKER", str(tmp_path))
