@@ -11,8 +11,10 @@ from concurrent.futures import Executor
 import pandas as pd
 import torch
 
+from mpq._executors import EXECUTOR, Runner
 from mpq._formats import get_candidate
 from mpq._layers import LAYER_TABLE, layers
+from mpq._param_checks import check_param
 from mpq._probes.checkpoint import CheckpointStore, probe_key
 from mpq._probes.fisher import FisherFamily
 from mpq._probes.graph import LayerGraph, Target, calibration_batches, gradients
@@ -20,9 +22,7 @@ from mpq._probes.hutchinson import HessianFamily
 from mpq._probes.measured import run_measured
 from mpq._probes.sampling import Key, RunningStats, run_family, sample_generator
 from mpq._probes.settings import PROBES, ProbeSettings, check_settings, check_task, families
-from mpq._scale import EXECUTOR, Runner
 from mpq._task import Task
-from mpq._validation import check_param
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError, LossIndependentError, ProbeError, SensitivityWarning
 

@@ -24,12 +24,14 @@ from pathlib import Path
 import pandas as pd
 
 from mpq._defaults import DEFAULT_OBJECTIVES, DEFAULT_TARGET
+from mpq._executors import EXECUTOR, Runner, describe_executor
 from mpq._fingerprint import check_same_code
-from mpq._owners import current_owner
+from mpq._liveness import current_owner
+from mpq._param_checks import Interval, OneOf, check_param
+from mpq._placement import check_device, placed
 from mpq._probes import ProbeSettings
 from mpq._probes.settings import with_quantizer
 from mpq._runs import Run, open_run
-from mpq._scale import EXECUTOR, Runner, check_device, describe_executor, placed
 from mpq._search.identity import Identity
 from mpq._search.pipeline import calibrate, check_drop_reachable, run_stages
 from mpq._search.plan import Plan, Progress
@@ -38,7 +40,6 @@ from mpq._search.strategies import Strategy
 from mpq._storage import DB, Store, open_store
 from mpq._task import Task, model_device
 from mpq._timeout import check_limit, evaluation_limit
-from mpq._validation import Interval, OneOf, check_param
 from mpq.exceptions import InvalidParameterError
 from mpqvocab import parameter_message
 

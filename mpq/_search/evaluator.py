@@ -25,7 +25,7 @@ UNBOUNDED = 10**9
 
 
 class Pending(Protocol):
-    """An evaluation started on an executor (``mpq._scale.Handle``)."""
+    """An evaluation started on an executor (``mpq._executors.Handle``)."""
 
     label: str
 

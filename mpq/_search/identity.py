@@ -24,7 +24,7 @@ class Identity:
 
     @property
     def hashes(self) -> tuple[str, str]:
-        """(model hash, data hash), as :class:`mpq._scale.Runner` takes them."""
+        """(model hash, data hash), as :class:`mpq._executors.Runner` takes them."""
         return self.model_hash, self.data_hash
 
     @classmethod

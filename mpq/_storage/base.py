@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from mpq._owners import ACTIVE
+from mpq._liveness import ACTIVE
 from mpq.exceptions import MpqError, SearchInterrupted, StoreError
 
 #: The values of ``runs.status``; the database refuses any other (a CHECK constraint, schema 0004).
@@ -290,7 +290,7 @@ class BaseStore(abc.ABC):
     def running(self, run_id: int) -> Iterator[None]:
         """The lifecycle of a run this process runs (created or claimed for it already).
 
-        Inside, the run counts as this process's (``mpq._owners.ACTIVE``), so the listing does
+        Inside, the run counts as this process's (``mpq._liveness.ACTIVE``), so the listing does
         not show it as stopped. Ctrl-C (or a KeyboardInterrupt naming its signal, SIGTERM) marks it
         failed as interrupted and raises
         :class:`SearchInterrupted` with the command that resumes it; any other error marks it
