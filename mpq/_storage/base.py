@@ -1,10 +1,12 @@
 """The results store's interface: what every backend promises (Optuna's ``BaseStorage`` shape).
 
 :class:`BaseStore` lists every read and write mpq makes of its results, each with its contract.
-mpq ships one implementation, :class:`mpq._storage.Store` over SQLAlchemy (a SQLite file, the
-same file opened read-only, PostgreSQL); the probe-checkpoint pair is also what
+mpq ships two implementations: :class:`mpq._storage.Store` over SQLAlchemy (a SQLite file, the
+same file opened read-only, PostgreSQL) and :class:`mpq._storage.memory.MemoryStore` (dicts in
+this process, ``--db :memory:``); the probe-checkpoint pair is also what
 :class:`mpq.ProbeCheckpoint` (a folder of JSON files) implements. The conformance suite in
-``tests/mpq_tests/storage_tests/store_contract.py`` runs the same tests against each of them.
+``tests/mpq_tests/storage_tests/store_contract.py`` takes a factory of stores and runs the same
+tests against each of them.
 
 The store is opened in one of two modes: ``read`` (listing, showing, exporting, comparing, the
 dashboard) never creates, migrates or otherwise writes the database, and refuses every write
