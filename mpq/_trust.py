@@ -56,6 +56,7 @@ def stored_spec_to_build(
     if stored is None or not runs_code(stored):
         return stored
     if canonical_spec(stored) in {canonical_spec(spec) for spec in allowed}:
+        check_stored_file(run_id, stored)
         return stored
     fix = fix or (
         f"give it yourself once you have checked it (--model {stored}, or model= in Python), or "
@@ -64,4 +65,26 @@ def stored_spec_to_build(
     raise TaskSpecError(
         f"run {run_id}: its model is rebuilt by {stored!r}, a file the store names, and importing it runs that "
         f"file's code; {fix}."
+    )
+
+
+def check_stored_file(run_id: int, stored: str) -> None:
+    """Refuse, in one line that says where the file was looked for and how to give it again, a
+    stored spec whose task file is not there (moved since, or stored as typed, relative, by an
+    older mpq and read from another folder).
+
+    Raises:
+        TaskSpecError: the file does not exist.
+    """
+    path = Path(stored.rpartition(":")[0]).expanduser()
+    if path.is_file():
+        return
+    where = (
+        "where the search ran"
+        if path.is_absolute()
+        else f"relative to the folder the search ran in, which the store does not record; looked for in {str(Path.cwd())!r}"
+    )
+    raise TaskSpecError(
+        f"run {run_id}: its task file {str(path)!r} ({where}) does not exist; give the task again with "
+        "--model path/to/file.py:factory (model= in Python): it must build the run's model and data."
     )

@@ -127,7 +127,7 @@ def _rebuild_spec(run_id: int, stored: str | None, model: str | None, trust: boo
     """The --model a command rebuilds a stored run's model from (see mpq._trust)."""
     from mpq._trust import stored_spec_to_build
 
-    return stored_spec_to_build(run_id, stored, stored if trust and model is None else model)
+    return stored_spec_to_build(run_id, stored, model, allowed=[stored] if trust and stored else ())
 
 
 @app.callback()

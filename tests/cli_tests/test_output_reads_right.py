@@ -1,0 +1,99 @@
+"""Issue 30: output that reads right: a task file given relative and rebuilt from another folder,
+--max-points, the rank note, progress in a log file, one frontier line per configuration, and
+the CLI's help and flags."""
+
+import json
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from mpq.cli import main
+
+TASKS = Path(__file__).parents[1] / "assets" / "tasks"
+FAST = ["--tolerance", "0.3", "--max-samples", "4"]
+
+
+def run_cli(capsys, *argv):
+    """``mpq *argv`` in this process: its exit code (0 for a command that returns), stdout, stderr."""
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = exc.code or 0
+    return (code, *capsys.readouterr())
+
+
+def errors(err: str) -> list[str]:
+    """stderr's lines but mpq's warnings (a point a search beat warns on export)."""
+    return [line for line in err.splitlines() if not line.startswith("mpq: warning: ")]
+
+
+@pytest.fixture
+def relative_run(capsys, tmp_path, monkeypatch):
+    """``(db, task file)``: a search of ``wine.py`` given relative (no ``:make_task``), from its folder."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(TASKS / "tiny_task.py", project / "wine.py")
+    db = str(tmp_path / "mpq.db")
+    monkeypatch.chdir(project)
+    status, out, err = run_cli(capsys, "search", "--model", "wine.py", "--db", db, *FAST, "--max-points", "2", "--json")
+    assert status == 0, err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    return db, project / "wine.py"
+
+
+def test_a_relative_model_path_is_stored_resolved_and_rebuilt_from_another_folder(capsys, relative_run):
+    db, task_file = relative_run
+    status, out, err = run_cli(
+        capsys, "export", "1", "--point", "0", "--to", "onnx", "--out", "m.onnx", "--trust-stored-model", "--db", db
+    )
+    assert status == 0 and errors(err) == [] and Path("m.onnx").is_file()
+    status, out, err = run_cli(capsys, "search", "--resume", "1", "--trust-stored-model", "--db", db, "--json")
+    assert status == 0 and errors(err) == [] and json.loads(out)["run"] == 1
+
+
+def test_a_moved_task_file_is_one_line_naming_where_and_the_flag_then_given_again(capsys, relative_run, tmp_path):
+    db, task_file = relative_run
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    task_file.rename(moved / "wine.py")
+    export = ["export", "1", "--point", "0", "--to", "onnx", "--out", "m.onnx", "--db", db]
+    status, out, err = run_cli(capsys, *export, "--trust-stored-model")
+    assert status == 2 and out == ""
+    assert errors(err) == [
+        f"mpq: error: run 1: its task file {str(task_file)!r} (where the search ran) does not exist; give the task "
+        "again with --model path/to/file.py:factory (model= in Python): it must build the run's model and data."
+    ]
+    status, out, err = run_cli(capsys, *export, "--model", "../moved/wine.py")
+    assert status == 0 and errors(err) == [] and Path("m.onnx").is_file()
+    status, out, err = run_cli(capsys, "search", "--resume", "1", "--model", "../moved/wine.py", "--db", db, "--json")
+    assert status == 0 and errors(err) == []
+
+
+def test_a_spec_an_older_mpq_stored_relative_says_where_it_was_looked_for(capsys, relative_run):
+    db, _ = relative_run
+    with closing(sqlite3.connect(db)) as store, store:
+        store.execute("UPDATE runs SET model_spec = 'wine.py:make_task' WHERE id = 1")
+    status, out, err = run_cli(capsys, "search", "--resume", "1", "--trust-stored-model", "--db", db)
+    assert status == 2 and out == ""
+    assert errors(err) == [
+        "mpq: error: run 1: its task file 'wine.py' (relative to the folder the search ran in, which the store does "
+        f"not record; looked for in {str(Path.cwd())!r}) does not exist; give the task again with --model "
+        "path/to/file.py:factory (model= in Python): it must build the run's model and data."
+    ]
+
+
+def test_a_task_that_builds_another_model_is_refused_in_one_line(capsys, relative_run, tmp_path):
+    db, _ = relative_run
+    other = tmp_path / "other.py"
+    other.write_text((TASKS / "tiny_task.py").read_text().replace("manual_seed(0)", "manual_seed(1)"))
+    export = ["export", "1", "--point", "0", "--to", "onnx", "--out", "m.onnx", "--db", db]
+    status, out, err = run_cli(capsys, *export, "--model", str(other))
+    assert status == 2 and len(errors(err)) == 1 and "now builds other model weights than the run searched" in err
+    status, out, err = run_cli(capsys, "search", "--resume", "1", "--model", str(other), "--db", db)
+    assert status == 2 and len(errors(err)) == 1 and "run 1 searched task 'tiny' with another " in err
