@@ -3,8 +3,8 @@
 JSON shapes (stable; documented in the README):
 - ``mpq frontier RUN --json`` and ``mpq search --json``: ``{"run": id, "task": str, "target": str,
   "objectives": [..], "metric_name": str, "float_metric": float|null, "spearman": float|null (null
-  where the held-out set cannot resolve the measured spread), "rank_note": str|null (the rho, or
-  why none is given),
+  where the held-out set cannot resolve the measured spread or every point measures the same),
+  "rank_note": str|null (the rho, or why none is given; null before validation),
   "evaluations": int, "max_drop": float|str|null, "best_within_drop": point|null,
   "points": [{"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric",
   "dominated": bool|null, "costs": {column: value}, "assignment": {layer: candidate}}]}``.

@@ -74,11 +74,15 @@ def dominated(frontier: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
 
 
 def unresolved(measured: pd.Series, metric_name: str) -> str | None:
-    """Why the measured metric cannot rank configurations, or None when it can: its spread is
-    within 3 steps of the smallest difference the held-out set shows (1/N for an accuracy over N
-    samples), so a rank correlation with it would be noise."""
+    """Why the measured metric cannot rank configurations, or None when it can: every point
+    measures the same, or its spread is within 3 steps of the smallest difference the held-out
+    set shows (1/N for an accuracy over N samples), so a rank correlation with it would be noise.
+    The step is read off 3 or more distinct values: the one difference two values show says
+    nothing of it (it would be the spread itself)."""
     levels = sorted(set(measured.dropna().round(12)))
-    if len(levels) < 2:
+    if len(levels) == 1 and measured.notna().sum() > 1:
+        return f"no rank correlation: every point measures the same {metric_name}, {levels[0]:.4g}"
+    if len(levels) < 3:
         return None
     step = min(b - a for a, b in zip(levels, levels[1:]))
     spread = levels[-1] - levels[0]

@@ -71,8 +71,9 @@ class Run:
     @property
     def rank_note(self) -> str | None:
         """How well predicted loss ranked the measured configurations: Spearman's rho of predicted
-        loss against the measured drop, or why none is given (the measured metric's spread is
-        within what the held-out set resolves); None before validation."""
+        loss against the measured drop, or why none is given (every point measures the same, or
+        the measured metric's spread is within what the held-out set resolves); None before
+        validation, or with fewer than three validated points."""
         reason = unresolved(self.frontier["measured_metric"], self.record["metric_name"])
         if reason is not None:
             return reason

@@ -217,7 +217,14 @@ def search(
         float, typer.Option(help="Probe until every layer's relative standard error is below this.")
     ] = 0.05,
     max_samples: Annotated[int, typer.Option(help="Probe sample cap.")] = 200,
-    max_points: Annotated[int, typer.Option(help="Validate at most this many frontier points.")] = 20,
+    max_points: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Validate at most N frontier configurations; the uniform baselines (one per candidate) and "
+            "--refine's are measured besides.",
+        ),
+    ] = 20,
     batch_size: Annotated[int, typer.Option(help="Batch size the cost model assumes.")] = 1,
     measured: Annotated[
         str | None, typer.Option(help="Measured latency CSV (mpq measure --out) replacing the model's latency_s.")

@@ -97,3 +97,23 @@ def test_a_task_that_builds_another_model_is_refused_in_one_line(capsys, relativ
     assert status == 2 and len(errors(err)) == 1 and "now builds other model weights than the run searched" in err
     status, out, err = run_cli(capsys, "search", "--resume", "1", "--model", str(other), "--db", db)
     assert status == 2 and len(errors(err)) == 1 and "run 1 searched task 'tiny' with another " in err
+
+
+@pytest.fixture(scope="module")
+def four_points(tmp_path_factory):
+    """The frontier JSON of a digits-cnn search with --max-points 4."""
+    db = str(tmp_path_factory.mktemp("four") / "mpq.db")
+    try:
+        main(["search", "--db", db, *FAST, "--max-points", "4", "--json"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return db
+
+
+def test_max_points_bounds_the_frontier_configurations_validated(capsys, four_points):
+    doc = json.loads(run_cli(capsys, "frontier", "1", "--db", four_points, "--json", "--all")[1])
+    measured = [p for p in doc["points"] if p["measured_metric"] is not None]
+    frontier = {json.dumps(p["assignment"], sort_keys=True) for p in measured if not p["is_baseline"]}
+    baselines = {json.dumps(p["assignment"], sort_keys=True) for p in measured if p["is_baseline"]}
+    assert 2 <= len(frontier) <= 4 and len(baselines) >= 3  # the baselines are measured besides
+    assert doc["evaluations"] == 1 + len(frontier | baselines)

@@ -38,7 +38,12 @@ def test_unresolved_spread_gets_a_reason_not_a_rho():
         "no rank correlation: the measured accuracy spans 0.004, within 3 steps of the 0.002 the held-out set resolves"
     )
     assert unresolved(pd.Series([0.10, 0.62, 0.97, 0.98]), "accuracy") is None  # a real spread
-    assert unresolved(pd.Series([0.98, 0.98]), "accuracy") is None  # one level: nothing to say here
+    assert unresolved(pd.Series([0.98, 0.98, float("nan")]), "accuracy") == (
+        "no rank correlation: every point measures the same accuracy, 0.98"
+    )
+    assert unresolved(pd.Series([0.98]), "accuracy") is None  # one point: nothing to rank
+    # two values: their difference is the spread, not the step the held-out set resolves
+    assert unresolved(pd.Series([0.11, 0.99, 0.99, 0.11]), "accuracy") is None
 
 
 def test_a_run_whose_spread_is_unresolved_stores_no_rho(tmp_path):
