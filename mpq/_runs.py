@@ -185,6 +185,29 @@ def _evaluations(record: dict[str, Any], frontier: pd.DataFrame, assignments: pd
     return len(configurations) + (record["float_metric"] is not None)
 
 
+def _once(frontier: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
+    """The frontier with each configuration listed once: a uniform baseline that a strategy also
+    measured as a frontier point is that point's row, its label saying so (the baseline's point
+    number still exports it)."""
+    key = {
+        point: configuration_key(dict(zip(rows["layer"], rows["candidate"])))
+        for point, rows in assignments.groupby("point")
+    }
+    baseline = dict(zip(frontier["point"], frontier["is_baseline"]))
+    label = dict(zip(frontier["point"], frontier["label"]))
+    baseline_of = {key[p]: p for p in frontier["point"] if baseline[p] and p in key}
+    twins = {}  # frontier point -> the baseline point of the same configuration
+    for point in frontier["point"]:
+        twin = baseline_of.get(key.get(point))
+        if not baseline[point] and twin is not None and twin not in twins.values():
+            twins[point] = twin
+    if not twins:
+        return frontier
+    frontier = frontier[~frontier["point"].isin(twins.values())].copy()
+    frontier["label"] = [f"{label[p]}, also {label[twins[p]]}" if p in twins else label[p] for p in frontier["point"]]
+    return frontier
+
+
 def open_run(db: str | Path | None, run_id: int) -> Run:
     """Read one run from a store.
 
@@ -208,6 +231,7 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
     record["evaluations"] = _evaluations(record, frontier, assignments)
     probe = record.get("settings", {}).get("probe")
     record["quantizer"] = describe(LEGACY_QUANTIZER if probe is None else settings_from_json(probe).quantizer)
+    frontier = _once(frontier, assignments)
     if len(frontier):  # points are numbered as measured; a person reads them by cost
         order = [record["objectives"][0], "predicted_loss", "point"]
         frontier = pd.concat([frontier[~frontier["is_baseline"]].sort_values(order), frontier[frontier["is_baseline"]]])

@@ -5,6 +5,9 @@ the CLI's help and flags."""
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -117,3 +120,27 @@ def test_max_points_bounds_the_frontier_configurations_validated(capsys, four_po
     baselines = {json.dumps(p["assignment"], sort_keys=True) for p in measured if p["is_baseline"]}
     assert 2 <= len(frontier) <= 4 and len(baselines) >= 3  # the baselines are measured besides
     assert doc["evaluations"] == 1 + len(frontier | baselines)
+
+
+def test_a_frontier_point_that_is_a_baseline_is_listed_once_saying_so(capsys, four_points):
+    doc = json.loads(run_cli(capsys, "frontier", "1", "--db", four_points, "--json", "--all")[1])
+    configurations = [json.dumps(p["assignment"], sort_keys=True) for p in doc["points"]]
+    assert len(configurations) == len(set(configurations))
+    twins = [p for p in doc["points"] if ", also all-" in p["label"]]
+    assert twins and all(not p["is_baseline"] and p["label"].startswith("frontier, also all-") for p in twins)
+
+
+def test_a_log_file_fills_with_progress_lines_while_the_search_runs(tmp_path):
+    log = tmp_path / "search.log"
+    argv = [sys.executable, "-m", "mpq.cli", "search", "--db", str(tmp_path / "mpq.db"), *FAST]
+    with log.open("w") as stderr:
+        search = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            while search.poll() is None and "mpq: validate " not in log.read_text():
+                time.sleep(0.2)
+            assert search.poll() is None, "the search ended before its log showed a validation line"
+        finally:
+            search.wait(timeout=600)
+    lines = log.read_text().splitlines()
+    assert search.returncode == 0, lines
+    assert "\r" not in log.read_text() and all(line.startswith("mpq: ") for line in lines)
