@@ -8,6 +8,8 @@ JSON shapes (stable; documented in the README):
   "evaluations": int, "max_drop": float|str|null, "best_within_drop": point|null,
   "points": [{"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric",
   "dominated": bool|null, "costs": {column: value}, "assignment": {layer: candidate}}]}``.
+- ``mpq show RUN --json``: the frontier's shape and ``"model_hash", "data_hash", "budgets": {cost:
+  limit}, "created_at", "layers": [{"layer", ...the layer table's columns}]``.
 - ``mpq runs --json``: a list of ``{"run", "status", "task", "target", "objectives", "points",
   "metric_name", "float_metric", "spearman", "created_at", "finished_at"}``.
 - ``mpq devices --json``: a list of ``{"name", "kind", "description", "candidates"}``.
@@ -82,6 +84,20 @@ def run_json(run: Run) -> dict[str, Any]:
             }
             for _, row in run.frontier.iterrows()
         ],
+    }
+
+
+def show_json(run: Run) -> dict[str, Any]:
+    """``mpq show RUN --json``: what ``mpq show`` prints, as data."""
+    record = run.record
+    layers = run.tables.get("layers")
+    return {
+        **run_json(run),
+        "model_hash": record["model_hash"],
+        "data_hash": record["data_hash"],
+        "budgets": record["budgets"] or {},
+        "created_at": _plain(record["created_at"]),
+        "layers": [] if layers is None else table_json(layers),
     }
 
 

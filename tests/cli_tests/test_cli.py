@@ -340,7 +340,10 @@ def test_exporting_a_point_beaten_on_measurement_warns_naming_the_better_one(cap
     assert len(beaten), "the digits run has points beaten on measurement"
     point = int(beaten["point"].iloc[0])
     with pytest.warns(
-        mpq.exceptions.DominatedPointWarning, match=rf"point {point} is beaten on measurement by point \d+"
+        mpq.exceptions.DominatedPointWarning,
+        # each figure is said with its point's number: which point is which
+        match=rf"point {point} is beaten on measurement by point (\d+) \(point \1: latency_s [^;]+, accuracy [\d.]+; "
+        rf"point {point}: latency_s [^;]+, accuracy [\d.]+\); export point \1 instead\.$",
     ):
         run.export(point)
     out, err = cli_ok(capsys, "export", "1", "--point", str(point), "--db", searched)

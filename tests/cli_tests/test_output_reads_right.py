@@ -144,3 +144,65 @@ def test_a_log_file_fills_with_progress_lines_while_the_search_runs(tmp_path):
     lines = log.read_text().splitlines()
     assert search.returncode == 0, lines
     assert "\r" not in log.read_text() and all(line.startswith("mpq: ") for line in lines)
+
+
+def help_text(capsys, *command) -> str:
+    """A command's help as one line of words, printed 200 columns wide (no cell cut)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLUMNS", "200")
+        status, out, err = run_cli(capsys, *command, "--help")
+    assert status == 0 and err == ""
+    return " ".join(out.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("command", [["search"], ["probe"], ["measure"]])
+def test_the_model_help_lists_every_built_in_example(capsys, command):
+    import mpq
+
+    text = help_text(capsys, *command)
+    assert all(f"example:{name}" in text for name in mpq.list_examples()["name"])
+    assert "example:minilm-small" in text and "path/to/file.py[:factory] (factory default: make_task)" in text
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["search"], ["runs"], ["show"], ["frontier"], ["export"], ["compare"], ["devices"], ["probe"], ["measure"]]
+    + [["dashboard"], ["db", "upgrade"]],
+)
+def test_no_help_shows_a_python_type_beside_the_named_values(capsys, command):
+    text = help_text(capsys, *command)
+    assert not any(f"<{kind}" in text for kind in ("str", "int", "float", "list", "bool")), text
+
+
+def test_measure_says_its_default_target_once_and_detects_an_avx2_core(capsys, tmp_path):
+    from mpq._defaults import this_cpu_target
+
+    text = help_text(capsys, "measure")
+    assert text.count("[default: this machine's CPU: cpu-x86-avx2 on a core with AVX2 but no VNNI or AMX") == 1
+    target = text[text.index("--target") : text.index("--candidates")]
+    assert target.count("default") == 1 and "cpu-x86]" in target  # Typer's own [default: ...] not beside it
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, target in [
+        ("fpu sse2 avx avx2 fma f16c", "cpu-x86-avx2"),
+        ("fpu sse2 avx avx2 avx512f avx512_vnni amx_int8", "cpu-x86"),
+        ("fpu sse2 avx2 avx_vnni", "cpu-x86"),
+        ("fpu sse2", "cpu-x86"),
+    ]:
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert this_cpu_target(str(cpuinfo)) == target, flags
+    assert this_cpu_target(str(tmp_path / "none")) == "cpu-x86"
+
+
+def test_version(capsys):
+    import mpq
+
+    assert run_cli(capsys, "--version") == (0, f"mpq {mpq.__version__}\n", "")
+
+
+def test_show_json_is_the_frontier_shape_with_the_settings_and_layers(capsys, relative_run):
+    db, _ = relative_run
+    status, out, err = run_cli(capsys, "show", "1", "--db", db, "--json")
+    doc, frontier = json.loads(out), json.loads(run_cli(capsys, "frontier", "1", "--db", db, "--json")[1])
+    assert status == 0 and err == "" and {k: doc[k] for k in frontier} == frontier
+    assert doc["budgets"] == {} and len(doc["model_hash"]) == 64 and doc["created_at"]
+    assert [layer["layer"] for layer in doc["layers"]] == ["0", "3", "5"]
