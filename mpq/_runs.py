@@ -189,6 +189,8 @@ def _once(frontier: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
     """The frontier with each configuration listed once: a uniform baseline that a strategy also
     measured as a frontier point is that point's row, its label saying so (the baseline's point
     number still exports it)."""
+    if frontier.empty:
+        return frontier
     key = {
         point: configuration_key(dict(zip(rows["layer"], rows["candidate"])))
         for point, rows in assignments.groupby("point")

@@ -50,6 +50,11 @@ def test_unresolved_spread_gets_a_reason_not_a_rho():
         "(3 or fewer)"
     )
     assert unresolved(pd.Series([0.1234567891, 0.1334567891]), "mean IoU") is None  # continuous: no step known
+    # accuracies as float32 means: 3 steps apart, though the difference reads 3.00001 steps
+    float32 = pd.Series([0.9798792600631714, 0.98591548204422])
+    assert unresolved(float32, "accuracy").endswith(
+        "spans 0.006036, 3 steps of the 0.002012 the held-out set resolves (3 or fewer)"
+    )
 
 
 def test_a_run_whose_spread_is_unresolved_stores_no_rho(tmp_path):
