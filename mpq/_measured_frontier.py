@@ -103,9 +103,11 @@ def unresolved(measured: pd.Series, metric_name: str) -> str | None:
     if step is None or spread / step > 3 + 1e-3:  # the values are float32 sums: 3 steps may read 3.00001
         return None
     steps = round(spread / step)
+    if steps == 1:
+        return f"no rank correlation: the measured {metric_name} spans {spread:.4g}, the least difference the held-out set resolves"
     return (
-        f"no rank correlation: the measured {metric_name} spans {spread:.4g}, {steps} step{'s' * (steps > 1)} of "
-        f"the {step:.4g} the held-out set resolves (3 or fewer)"
+        f"no rank correlation: the measured {metric_name} spans {spread:.4g}, {steps} steps of the {step:.4g} the "
+        "held-out set resolves (3 or fewer)"
     )
 
 
