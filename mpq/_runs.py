@@ -17,7 +17,7 @@ from mpq._owners import shown_status
 from mpq._probes.settings import settings_from_json
 from mpq._quantizer import LEGACY_QUANTIZER, QuantizerSettings, describe
 from mpq._storage import DB, open_store
-from mpq._trust import canonical_spec, runs_code
+from mpq._trust import spec_to_rebuild
 from mpq._validation import Interval, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError
 
@@ -108,13 +108,14 @@ class Run:
     def model_spec_allowed(self, allowed: Iterable[str] = ()) -> bool:
         """Whether rebuilding this run's model (an ONNX export) runs only code the caller allowed:
         its stored ``--model`` spec is a built-in example, or one of ``allowed`` (a task file's
-        path compared resolved). A store is data: the file it names is code.
+        path compared resolved), or its file is gone and one of ``allowed`` names a file of the
+        same name and factory (see :func:`mpq._trust.spec_to_rebuild`). A store is data: the
+        file it names is code.
 
         Args:
             allowed: ``--model`` specs the caller trusts (the dashboard's ``--allow-model``).
         """
-        spec = self.record.get("model_spec")
-        return spec is not None and (not runs_code(spec) or canonical_spec(spec) in set(map(canonical_spec, allowed)))
+        return spec_to_rebuild(self.record.get("model_spec"), allowed) is not None
 
     def best(self, max_drop: float | str | None = None, **budgets: float) -> pd.Series:
         """The best point within budgets, or the cheapest within an allowed drop.
