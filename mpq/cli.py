@@ -439,6 +439,14 @@ def export(
         str | None, typer.Option(help="Write to this file instead of stdout (required for onnx and qonnx).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (else refused).")] = False,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR",
+            help="With --to compressed-tensors: write the quantized checkpoint itself to this new folder (packed "
+            "weights, scales, config.json, tokenizer), which transformers and vLLM load; the model is rebuilt.",
+        ),
+    ] = None,
     model: RebuildOption = None,
     trust_stored_model: TrustStoredOption = False,
     db: DbOption = None,
@@ -455,6 +463,10 @@ def export(
     if to in FILE_FORMATS:
         spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
         stdout.print(f"wrote {run.export(point, to, out, model=spec)}", soft_wrap=True)
+        return
+    if checkpoint is not None:
+        spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
+        stdout.print(f"wrote {run.export(point, to, out, model=spec, checkpoint=checkpoint)}", soft_wrap=True)
         return
     text = dumps(run.export(point, to))
     if out:

@@ -123,6 +123,7 @@ BAD: dict[str, dict[str, list]] = {
         "to": [WRONG_TYPE, "yaml"],
         "out": [WRONG_TYPE],
         "model": [WRONG_TYPE],
+        "checkpoint": [WRONG_TYPE, "new-folder"],
     },
     "mpq.compare": {"first": [WRONG_TYPE], "second": [WRONG_TYPE], "points": [WRONG_TYPE, (999, 0)]},
     "mpq.measure_latency": {
