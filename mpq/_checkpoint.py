@@ -183,11 +183,18 @@ def _input_qparams(quantizer) -> tuple[float, int]:
 
 
 def check_storable(where: str, plan: Mapping[str, Candidate], kinds: Mapping[str, str | None]) -> None:
-    """Refuse the first layer whose formats this writer cannot store exactly: MX and NVFP4 weights
-    (their shared-exponent scales are not mpq's), inputs scaled per group or block from the data
+    """Refuse the first layer whose formats this writer cannot store exactly: a quantized embedding
+    (transformers 5.24 fails to load one: its weight is packed away), MX and NVFP4 weights (their
+    shared-exponent scales are not mpq's), inputs scaled per group or block from the data
     (compressed-tensors' dynamic scales round on another grid)."""
     for layer, candidate in plan.items():
         weights, acts = candidate.weight_format, candidate.act_format
+        if kinds[layer] == "embedding" and weights.family != "reference":
+            raise InvalidParameterError(
+                f"{where}: transformers loads no quantized embedding from a compressed-tensors checkpoint, and "
+                f"{layer} has {weights.name} weights; leave it in 16 bits (w16a16) there, or export the config alone "
+                "(without --checkpoint)."
+            )
         if weights.family == "block":
             raise InvalidParameterError(
                 f"{where}: the checkpoint stores INT and fp8_e4m3 weights, and {layer} has {weights.name}; choose "
