@@ -64,7 +64,9 @@ def write_checkpoint(
     ``a16`` layers (the checkpoint keeps the model's dtype).
 
     Args:
-        model: A transformers model (``PreTrainedModel``), float.
+        model: A transformers model (``PreTrainedModel``), float, or a module holding one (a
+            task's wrapper that returns its logits): the checkpoint holds that model, and every
+            assigned layer must be in it.
         assignment: ``{layer: candidate}`` as for :func:`mpq.apply`.
         folder: The checkpoint folder: new, or an empty one.
         calibration: Batches ``(inputs, targets)`` to calibrate the quantizer on, as for
@@ -85,28 +87,34 @@ def write_checkpoint(
             the layer and what to choose instead); a fused set of mixed schemes.
     """
     _check_model(where, model)
-    if not (hasattr(model, "save_pretrained") and hasattr(model, "config")):
-        raise InvalidParameterError(
-            f"{where}: a checkpoint is a transformers model folder, and the model is a {type(model).__name__}, not "
-            "a transformers PreTrainedModel; export it as json or onnx instead."
-        )
+    prefix, transformers_model = _transformers_model(where, model)
     path = new_folder(folder)
-    sources = _tokenizer_files(where, model, tokenizer)
+    sources = _tokenizer_files(where, transformers_model, tokenizer)
     modules = dict(model.named_modules())
     plan = {_quantizable_layer(modules, layer): get_candidate(c) for layer, c in assignment.items()}
-    kinds = {layer: layer_kind(modules[layer]) for layer in plan}
-    doc = quantization_config(where, plan, kinds, quantizer or QuantizerSettings())  # refusals before calibrating
-    check_storable(where, plan, kinds)
-    needs_range = [layer for layer, c in plan.items() if kinds[layer] != "embedding" and c.act_format.uses_range]
+    outside = [layer for layer in plan if not layer.startswith(prefix)]
+    if outside:
+        raise InvalidParameterError(
+            f"{where}: the checkpoint holds the transformers model {prefix[:-1]}, and {outside[0]} is outside it; "
+            "leave that layer out of the point, or export it as json instead."
+        )
+    local = {layer[len(prefix) :]: c for layer, c in plan.items()}  # names in the checkpoint
+    kinds = {layer: layer_kind(modules[prefix + layer]) for layer in local}
+    local = _dense_embeddings(where, local, kinds)
+    doc = quantization_config(where, local, kinds, quantizer or QuantizerSettings())  # refusals before calibrating
+    full_kinds = {layer: layer_kind(modules[layer]) for layer in plan}
+    check_storable(where, plan, full_kinds)
+    needs_range = [layer for layer, c in plan.items() if full_kinds[layer] != "embedding" and c.act_format.uses_range]
     calibrated = _calibration(model, plan, needs_range, calibration, None, quantizer)
     quantized = apply(model, plan, act_ranges=calibrated)
     _drop_added_biases(where, modules, dict(quantized.named_modules()), plan)
+    quantized = quantized.get_submodule(prefix[:-1]) if prefix else quantized
     _untie_quantized_embeddings(quantized)
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with _quiet():
-            compressor = _compress(quantized, doc, plan, calibrated, modules)
+            compressor = _compress(quantized, doc, local, calibrated, modules, prefix)
             quantized.save_pretrained(tmp)
             compressor.update_config(tmp)  # config.json's quantization_config, status compressed
             for source in sources:
@@ -130,9 +138,12 @@ def _compress(
     plan: Mapping[str, Candidate],
     calibrated: Calibration,
     originals: Mapping[str, nn.Module],
+    prefix: str,
 ):
-    """Give the quantized copy compressed-tensors' parameters (mpq's scales and zero points) and
-    pack its weights with the package's compressors; returns the ModelCompressor that did."""
+    """Give the quantized transformers model compressed-tensors' parameters (mpq's scales and zero
+    points; ``plan``'s layers are named within it, ``prefix + layer`` in the calibration and
+    ``originals``) and pack its weights with the package's compressors; returns the
+    ModelCompressor that did."""
     from compressed_tensors.compressors import ModelCompressor
     from compressed_tensors.quantization import QuantizationConfig, apply_quantization_config
 
@@ -144,12 +155,12 @@ def _compress(
             module = copies[layer]
             if not hasattr(module, "weight_scale"):
                 continue  # left in 16 bits (under ignore)
-            scale = _weight_scale(calibrated, layer, candidate.weight_format, originals[layer].weight)
+            scale = _weight_scale(calibrated, prefix + layer, candidate.weight_format, originals[prefix + layer].weight)
             module.weight_scale.copy_(scale.reshape(module.weight_scale.shape))
             if hasattr(module, "weight_zero_point"):
                 module.weight_zero_point.zero_()  # weights are symmetric
             if hasattr(module, "input_scale"):
-                scale, zero_point = _input_qparams(calibrated.input_quantizer(layer, candidate.act_format))
+                scale, zero_point = _input_qparams(calibrated.input_quantizer(prefix + layer, candidate.act_format))
                 module.input_scale.fill_(scale)
                 if hasattr(module, "input_zero_point"):
                     module.input_zero_point.fill_(zero_point)
@@ -183,18 +194,11 @@ def _input_qparams(quantizer) -> tuple[float, int]:
 
 
 def check_storable(where: str, plan: Mapping[str, Candidate], kinds: Mapping[str, str | None]) -> None:
-    """Refuse the first layer whose formats this writer cannot store exactly: a quantized embedding
-    (transformers 5.24 fails to load one: its weight is packed away), MX and NVFP4 weights (their
+    """Refuse the first layer whose formats this writer cannot store exactly: MX and NVFP4 weights (their
     shared-exponent scales are not mpq's), inputs scaled per group or block from the data
     (compressed-tensors' dynamic scales round on another grid)."""
     for layer, candidate in plan.items():
         weights, acts = candidate.weight_format, candidate.act_format
-        if kinds[layer] == "embedding" and weights.family != "reference":
-            raise InvalidParameterError(
-                f"{where}: transformers loads no quantized embedding from a compressed-tensors checkpoint, and "
-                f"{layer} has {weights.name} weights; leave it in 16 bits (w16a16) there, or export the config alone "
-                "(without --checkpoint)."
-            )
         if weights.family == "block":
             raise InvalidParameterError(
                 f"{where}: the checkpoint stores INT and fp8_e4m3 weights, and {layer} has {weights.name}; choose "
@@ -206,6 +210,24 @@ def check_storable(where: str, plan: Mapping[str, Candidate], kinds: Mapping[str
                 f"{acts.name} inputs; choose int8, fp8_e4m3 or 16-bit inputs there, or export the config alone "
                 "(without --checkpoint)."
             )
+
+
+def _dense_embeddings(where: str, plan: dict[str, Candidate], kinds: Mapping[str, str | None]) -> dict[str, Candidate]:
+    """``plan`` with quantized embeddings left to the model's dtype (under ``ignore``), holding
+    mpq's quantized values: transformers 5.24 loads no packed embedding (its init looks for the
+    weight). Warn, naming them."""
+    dense = [
+        layer for layer, c in plan.items() if kinds[layer] == "embedding" and c.weight_format.family != "reference"
+    ]
+    if dense:
+        mpq_warn(
+            f"{where}: transformers loads no quantized embedding from a compressed-tensors checkpoint, so "
+            f"{', '.join(f'{layer} ({plan[layer].weight_format.name})' for layer in dense)} is stored as its quantized "
+            "values in the model's dtype, uncompressed.",
+            UserWarning,
+        )
+    unquantized = get_candidate("w16a16")
+    return {layer: unquantized if layer in dense else c for layer, c in plan.items()}
 
 
 def _drop_added_biases(
@@ -236,6 +258,18 @@ def _untie_quantized_embeddings(quantized: nn.Module) -> None:
         return
     for config in {id(c): c for c in (quantized.config, quantized.config.get_text_config())}.values():
         config.tie_word_embeddings = False
+
+
+def _transformers_model(where: str, model: nn.Module) -> tuple[str, nn.Module]:
+    """The transformers model a checkpoint holds: ``model`` itself, or the outermost one inside it
+    (a task's wrapper that returns the logits), with its name and a dot (``""`` for itself)."""
+    for name, module in model.named_modules():
+        if hasattr(module, "save_pretrained") and hasattr(module, "config"):
+            return (f"{name}." if name else ""), module
+    raise InvalidParameterError(
+        f"{where}: a checkpoint is a transformers model folder, and the model is a {type(model).__name__} holding "
+        "no transformers PreTrainedModel; export it as json or onnx instead."
+    )
 
 
 def new_folder(folder: object) -> Path:
