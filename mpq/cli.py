@@ -543,6 +543,10 @@ def probe_command(
     ] = 0.05,
     max_samples: Annotated[int, typer.Option(help="Sample cap per probe family.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the random probes.")] = 0,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Run the model there: cpu, cuda, cuda:1 \\[default: where the task's model is]."),
+    ] = None,
     db: DbOption = None,
     json: JsonOption = False,
     wide: WideOption = False,
@@ -550,17 +554,20 @@ def probe_command(
     """Measure per-layer sensitivity and print it with standard errors (resumable: samples are checkpointed in the store)."""
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
+    from mpq._scale import check_device
     from mpq._storage import Store
 
     settings = mpq.ProbeSettings(
         probes=tuple(p.strip() for p in probes.split(",")), tolerance=tolerance, max_samples=max_samples, seed=seed
     )
+    check_device("probe", device)  # before the model is built
     task = mpq.load_task(model)
     store = Store(db, mode="write", create=True)
     with StageProgress(stderr) as progress:
         table = mpq.probe(
             task,
             settings=settings,
+            device=device,
             checkpoint=store,
             progress=lambda done, total, message: progress("probe", done, total, message),
         )

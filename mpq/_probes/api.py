@@ -20,7 +20,7 @@ from mpq._probes.hutchinson import HessianFamily
 from mpq._probes.measured import run_measured
 from mpq._probes.sampling import Key, RunningStats, run_family, sample_generator
 from mpq._probes.settings import PROBES, ProbeSettings, check_settings, check_task, families
-from mpq._scale import EXECUTOR, Runner
+from mpq._scale import EXECUTOR, Runner, check_device, placed
 from mpq._task import Task
 from mpq._validation import check_param
 from mpq._warnings import mpq_warn
@@ -55,6 +55,7 @@ def probe(
     checkpoint: CheckpointStore | None = None,
     layer_table: pd.DataFrame | None = None,
     executor: Executor | None = None,
+    device: str | torch.device | None = None,
 ) -> pd.DataFrame:
     """Measure how sensitive the task's loss is to every quantizable layer.
 
@@ -87,6 +88,9 @@ def probe(
         executor: Where the ``measured`` pairs run (any ``concurrent.futures.Executor``: an
             :class:`mpq.ProcessPool`, a Dask client's ``get_executor()``); each worker rebuilds
             the task from ``task.spec`` (:func:`mpq.load_task`), hash checked. Default: here.
+        device: Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where the
+            task's model is. The model and calibration batches move there for the probe and
+            back after it; a device this machine lacks is refused before anything runs.
 
     Returns:
         The sensitivity table, one row per (layer, probe) for trace probes and per (layer,
@@ -132,6 +136,7 @@ def probe(
         )
     check_param("probe", "layer_table", layer_table, LAYER_TABLE)
     check_param("probe", "executor", executor, EXECUTOR)
+    device = check_device("probe", device)
     for name in settings.candidates:
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
     # A task the executor's workers cannot rebuild fails now too (Runner), not after the trace probes.
@@ -150,7 +155,7 @@ def probe(
             progress(done, total, message)
 
     rows: list[dict] = []
-    with _eval_mode(task.model):
+    with placed(task, device) as task, _eval_mode(task.model):
         graph = LayerGraph(task, layers(task.model, task.calibration[0][0]) if layer_table is None else layer_table)
         batches = calibration_batches(task.calibration, settings.micro_batch_size)
         for family_name, names in families(settings).items():
