@@ -15,12 +15,13 @@ the loss and one calibration batch of random token ids. Measured, each stage onc
 
 Time is wall-clock seconds; memory is the peak resident set size during the stage minus the RSS
 at its start (``/proc/self/statm`` sampled every 5 ms by a thread: torch's allocations are not
-Python's, so tracemalloc does not see them), in GiB; memory an earlier stage freed and the
+Python's, so tracemalloc does not see them), in GiB, and as a ratio to the float32 weights; memory an earlier stage freed and the
 allocator kept is reused uncounted, so a figure is the stage's growth past the earlier peaks (on
 a GPU: torch's peak allocated bytes, exact). Ratios divide by the forward pass's. The
 extrapolation assumes the ratio holds at any size (the measured sizes show whether it does) and
 that a forward pass costs time and memory in proportion to the parameters at a fixed number of
-tokens; the 8 B and 70 B forward-pass time is the largest measured size's, scaled by parameters.
+tokens; the 8 B and 70 B forward-pass time is the largest measured size's, scaled by parameters,
+and their peak memory the largest size's ratio to its weights, times their float32 weights.
 
     .venv/bin/python benchmarks/bench_llm.py                      # 10M and 100M
     .venv/bin/python benchmarks/bench_llm.py --sizes 10M 100M 1B --seq-len 16
@@ -102,6 +103,11 @@ def llama_task(size: str, batch: int, seq_len: int, device: str) -> mpq.Task:
             return -float(next_token_loss(quantized(heldout), heldout))
 
     return mpq.Task(f"llama-{size}", model, [(calibration, calibration)], next_token_loss, evaluate, "-loss")
+
+
+def weight_gib(n_params: float) -> float:
+    """GiB of ``n_params`` float32 weights."""
+    return n_params * 4 / 2**30
 
 
 def current_rss() -> int:
@@ -202,9 +208,11 @@ def main(argv: list[str] | None = None) -> None:
         forward = results["forward"]["seconds"]
         cells = " ".join(f"{results[s]['seconds']:12.3g} {results[s]['seconds'] / forward:7.1f}" for s in STAGES)
         print(f"{size:>5} {results['params']['count'] / 1e6:7.1f}M {cells}")
-    print(f"\n{'size':>5} " + " ".join(f"{s + ' GiB':>15}" for s in STAGES))
+    print(f"\n{'size':>5} {'weights GiB':>12} " + " ".join(f"{s + ' GiB':>15} {'x wts':>6}" for s in STAGES))
     for size, results in table.items():
-        print(f"{size:>5} " + " ".join(f"{results[s]['peak_gib']:15.3g}" for s in STAGES))
+        weights = weight_gib(results["params"]["count"])
+        cells = " ".join(f"{results[s]['peak_gib']:15.3g} {results[s]['peak_gib'] / weights:6.2f}" for s in STAGES)
+        print(f"{size:>5} {weights:12.3g} {cells}")
 
     largest = table[args.sizes[-1]]
     seconds_per_param = largest["forward"]["seconds"] / largest["params"]["count"]
@@ -218,6 +226,15 @@ def main(argv: list[str] | None = None) -> None:
             f"{forward * largest[s]['seconds'] / largest['forward']['seconds']:13.3g}" for s in STAGES[1:]
         )
         print(f"{name:>5} {forward:10.3g} {ratios}")
+    largest_weights = weight_gib(largest["params"]["count"])
+    print(
+        f"Peak memory, the {args.sizes[-1]} ratio to the float32 weights held: {'model':>5} {'weights GiB':>12} "
+        + " ".join(f"{s + ' GiB':>15}" for s in STAGES[1:])
+    )
+    for name, params in EXTRAPOLATED.items():
+        weights = weight_gib(params)
+        cells = " ".join(f"{weights * largest[s]['peak_gib'] / largest_weights:15.3g}" for s in STAGES[1:])
+        print(f"{name:>5} {weights:12.3g} {cells}")
     print(f"max RSS of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 
