@@ -87,6 +87,7 @@ def write_checkpoint(
             the layer and what to choose instead); a fused set of mixed schemes.
     """
     _check_model(where, model)
+    require_compressed_tensors(where)
     prefix, transformers_model = _transformers_model(where, model)
     path = new_folder(folder)
     sources = _tokenizer_files(where, transformers_model, tokenizer)
@@ -100,10 +101,11 @@ def write_checkpoint(
         )
     local = {layer[len(prefix) :]: c for layer, c in plan.items()}  # names in the checkpoint
     kinds = {layer: layer_kind(modules[prefix + layer]) for layer in local}
-    local = _dense_embeddings(where, local, kinds)
-    doc = quantization_config(where, local, kinds, quantizer or QuantizerSettings())  # refusals before calibrating
     full_kinds = {layer: layer_kind(modules[layer]) for layer in plan}
     check_storable(where, plan, full_kinds)
+    quantization_config(where, local, kinds, quantizer or QuantizerSettings())  # its refusals, before the warning
+    local = _dense_embeddings(where, local, kinds)
+    doc = quantization_config(where, local, kinds, quantizer or QuantizerSettings())
     needs_range = [layer for layer, c in plan.items() if full_kinds[layer] != "embedding" and c.act_format.uses_range]
     calibrated = _calibration(model, plan, needs_range, calibration, None, quantizer)
     quantized = apply(model, plan, act_ranges=calibrated)
@@ -258,6 +260,17 @@ def _untie_quantized_embeddings(quantized: nn.Module) -> None:
         return
     for config in {id(c): c for c in (quantized.config, quantized.config.get_text_config())}.values():
         config.tie_word_embeddings = False
+
+
+def require_compressed_tensors(where: str) -> None:
+    """Refuse, in one line, where the [export] extra's compressed-tensors is not installed."""
+    try:
+        import compressed_tensors  # noqa: F401
+    except ImportError:
+        raise InvalidParameterError(
+            f"{where}: writing a checkpoint needs the compressed-tensors package, which is not installed; "
+            "pip install 'mpq[export]'."
+        ) from None
 
 
 def _transformers_model(where: str, model: nn.Module) -> tuple[str, nn.Module]:

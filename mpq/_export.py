@@ -201,10 +201,11 @@ def _write_run_checkpoint(
 ) -> Path:
     """The checkpoint of a run's point: its model rebuilt (hash checked), calibrated on its data
     with its quantizer, as the search measured it. Refusals come before the rebuild."""
-    from mpq._checkpoint import check_storable, new_folder, write_checkpoint
+    from mpq._checkpoint import check_storable, new_folder, require_compressed_tensors, write_checkpoint
     from mpq._onnx import rebuilt_task
 
     where = f"run {run.id} point {point}"
+    require_compressed_tensors(where)
     new_folder(folder)
     check_storable(where, candidates, kinds)
     task = rebuilt_task(run, model)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import sys
 import warnings
 
 import pandas as pd
@@ -459,6 +460,17 @@ def test_a_checkpoint_needs_a_new_folder_compressed_tensors_and_a_transformers_m
         "transformers PreTrainedModel; export it as json or onnx instead."
     )
     assert not (tmp_path / "new").exists()
+
+
+def test_a_checkpoint_without_compressed_tensors_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "compressed_tensors", None)  # as if the [export] extra were not installed
+    with pytest.raises(mpq.exceptions.InvalidParameterError) as info:
+        mpq.export(stored_run({"fc": "w8a8"}), 0, "compressed-tensors", checkpoint=tmp_path / "ck")
+    assert str(info.value) == (
+        "run 7 point 0: writing a checkpoint needs the compressed-tensors package, which is not installed; "
+        "pip install 'mpq[export]'."
+    )
+    assert mpq.export(stored_run({"fc": "w8a8"}), 0, "compressed-tensors")["config_groups"]  # the config needs none
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
