@@ -98,12 +98,18 @@ class Run:
         return dict(zip(rows["layer"], rows["candidate"]))
 
     def export(
-        self, point: int, to: str = "json", out: str | Path | None = None, *, model: str | None = None
+        self,
+        point: int,
+        to: str = "json",
+        out: str | Path | None = None,
+        *,
+        model: str | None = None,
+        checkpoint: str | Path | None = None,
     ) -> dict[str, Any] | Path:
-        """One point for another tool: a ``json``, ``hawq`` or ``compressed-tensors`` document, or
-        an ``onnx`` or ``qonnx`` model file written to ``out``, its model rebuilt from ``model``
-        (see :func:`mpq.export`)."""
-        return export(self, point, to, out, model=model)
+        """One point for another tool: a ``json``, ``hawq`` or ``compressed-tensors`` document, an
+        ``onnx`` or ``qonnx`` model file written to ``out``, or a compressed-tensors ``checkpoint``
+        folder, its model rebuilt from ``model`` (see :func:`mpq.export`)."""
+        return export(self, point, to, out, model=model, checkpoint=checkpoint)
 
     def model_spec_allowed(self, allowed: Iterable[str] = ()) -> bool:
         """Whether rebuilding this run's model (an ONNX export) runs only code the caller allowed
