@@ -11,8 +11,8 @@ import pandas as pd
 from mpq._compressed_tensors import quantization_config
 from mpq._formats import get_candidate
 from mpq._frontier_columns import cost_columns
+from mpq._param_checks import InstanceOf, check_param, unknown_name
 from mpq._quantizer import describe
-from mpq._validation import InstanceOf, check_param, unknown_name
 from mpq._warnings import mpq_warn
 from mpq.exceptions import DominatedPointWarning, InvalidParameterError
 from mpq.version import __version__

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mpq._validation import Interval
+from mpq._param_checks import Interval
 from mpq.exceptions import InvalidParameterError
 from mpqvocab import parameter_message
 

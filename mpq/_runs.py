@@ -12,13 +12,13 @@ import pandas as pd
 
 from mpq._export import export
 from mpq._frontier_columns import cost_columns
+from mpq._liveness import shown_status
 from mpq._measured_frontier import absolute_drop, check_drop, configuration_key, unresolved
-from mpq._owners import shown_status
+from mpq._param_checks import Interval, check_param, unknown_name
 from mpq._probes.settings import settings_from_json
 from mpq._quantizer import LEGACY_QUANTIZER, QuantizerSettings, describe
 from mpq._storage import DB, open_store
 from mpq._trust import spec_to_rebuild
-from mpq._validation import Interval, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError
 
 

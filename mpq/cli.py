@@ -199,8 +199,8 @@ def _parse_budgets(values: list[str]) -> dict[str, float]:
 @contextmanager
 def _executor(workers: int | None, dask: str | None) -> Iterator[object]:
     """The executor of --workers or --dask (None without either), stopped after the search."""
-    from mpq._scale import WORKERS, ProcessPool, close_executor, dask_executor
-    from mpq._validation import check_param
+    from mpq._executors import WORKERS, ProcessPool, close_executor, dask_executor
+    from mpq._param_checks import check_param
     from mpq.exceptions import InvalidParameterError
 
     if workers is not None and dask is not None:
@@ -683,7 +683,7 @@ def measure(
     import hwmodels
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
-    from mpq._validation import unknown_name
+    from mpq._param_checks import unknown_name
 
     if runtime not in ("torch", "onnxruntime"):
         raise unknown_name("runtime", runtime, ["torch", "onnxruntime"])

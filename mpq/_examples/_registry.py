@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from mpq._defaults import EXAMPLES
-from mpq._validation import unknown_name
+from mpq._param_checks import unknown_name
 
 if TYPE_CHECKING:
     from mpq._task import Task

@@ -74,7 +74,7 @@ def test_second_target_reuses_the_stored_probe(mcu_run, digits, monkeypatch):
     def no_probe(*args, **kwargs):
         raise AssertionError("the probe ran again")
 
-    monkeypatch.setattr(_search, "probe", no_probe)
+    monkeypatch.setattr(_search, "run_probe", no_probe)
     run = mpq.search(digits, target="cpu-x86", objectives="energy_j", settings=FAST, db=mcu_run.db, max_points=5)
     assert run.record["probe_key"] == mcu_run.record["probe_key"] and run.id == mcu_run.id + 1
     baselines = run.frontier.is_baseline
@@ -90,7 +90,7 @@ def test_budgets_give_the_one_optimal_point(mcu_run, digits):
 
 
 def test_infeasible_budget_fails_before_any_probe(digits, tmp_path, monkeypatch):
-    monkeypatch.setattr(_search, "probe", lambda *a, **k: pytest.fail("probed before checking the budget"))
+    monkeypatch.setattr(_search, "run_probe", lambda *a, **k: pytest.fail("probed before checking the budget"))
     with pytest.raises(solvers.InfeasibleBudgetError, match=r"smallest achievable is") as info:
         mpq.search(digits, target="stm32h743", budgets={"flash_bytes": 10.0}, settings=FAST, db=tmp_path / "x.db")
     assert info.value.budget == "flash_bytes" and info.value.smallest_achievable > 10
@@ -132,7 +132,7 @@ def test_failed_run_is_stored_as_failed(digits, tmp_path, monkeypatch):
     def broken_probe(*args, **kwargs):
         raise mpq.exceptions.ProbeError("loss is NaN at sample 1; check the model")
 
-    monkeypatch.setattr(_search, "probe", broken_probe)
+    monkeypatch.setattr(_search, "run_probe", broken_probe)
     with pytest.raises(mpq.exceptions.ProbeError):
         mpq.search(digits, settings=mpq.ProbeSettings(seed=99), db=tmp_path / "mpq.db")
     runs = mpq.list_runs(tmp_path / "mpq.db")
