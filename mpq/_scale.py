@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from mpq._task import Task, model_device, to_device
+from mpq._threads import DEFAULT_THREADS
 from mpq._timeout import EvaluationLimit, current_limit, evaluation_limit
 from mpq._validation import InstanceOf, Interval, check_param
 from mpq.exceptions import InvalidParameterError, MpqError, TaskSpecError, WorkerError
@@ -106,6 +107,7 @@ class TaskRef:
         data_hash: The driver's :func:`data_hash` of the calibration batches.
         device: Where the worker runs the model (``cpu``, ``cuda:0``).
         eval_limit: The search's ``--eval-timeout``, which the worker holds its evaluations to.
+        threads: torch's intra-op threads the worker runs its calls on (the search's ``--threads``).
     """
 
     spec: str
@@ -113,9 +115,10 @@ class TaskRef:
     data_hash: str
     device: str
     eval_limit: EvaluationLimit = EvaluationLimit()
+    threads: int = DEFAULT_THREADS
 
 
-def task_ref(task: Task) -> TaskRef:
+def task_ref(task: Task, threads: int = DEFAULT_THREADS) -> TaskRef:
     """The reference workers rebuild ``task`` from; a task built without a spec cannot be."""
     from mpq._probes.checkpoint import data_hash, model_hash
 
@@ -127,7 +130,12 @@ def task_ref(task: Task) -> TaskRef:
     prefix, _, name = task.spec.rpartition(":")
     spec = task.spec if prefix == "example" else f"{Path(prefix).resolve()}:{name}"
     return TaskRef(
-        spec, model_hash(task.model), data_hash(task.calibration), str(model_device(task.model)), current_limit()
+        spec,
+        model_hash(task.model),
+        data_hash(task.calibration),
+        str(model_device(task.model)),
+        current_limit(),
+        threads,
     )
 
 
@@ -184,6 +192,9 @@ def prepared(memo: dict, key: Hashable, make: Callable[[], Any]) -> Any:
 
 
 def _call_on_worker(function: Callable, ref: TaskRef, args: tuple) -> Any:
+    # Process-wide, for good: a worker serves one search at a time (one task per worker), and
+    # the rebuild below (a first training, say) runs on the search's threads too.
+    torch.set_num_threads(ref.threads)
     task, memo = worker_task(ref)
     if ref.eval_limit == current_limit():  # a thread of the driver's process: set there already
         return function(task, memo, *args)
@@ -234,13 +245,14 @@ class Runner:
     Args:
         task: The task (on the device it runs on).
         executor: Any ``concurrent.futures.Executor``, or None to run here, when asked.
+        threads: torch's intra-op threads on the executor's workers (here, the caller sets them).
     """
 
-    def __init__(self, task: Task, executor: Executor | None = None):
+    def __init__(self, task: Task, executor: Executor | None = None, threads: int = DEFAULT_THREADS):
         _check_not_forking(executor)
-        self.task, self.executor = task, executor
+        self.task, self.executor, self.threads = task, executor, threads
         self.memo: dict = {}
-        self.ref = task_ref(task) if executor is not None else None
+        self.ref = task_ref(task, threads) if executor is not None else None
 
     def submit(self, function: Callable, args: tuple, label: str) -> Handle:
         """Start ``function(task, memo, *args)``; ``label`` names it in errors (``point 3``)."""
@@ -331,13 +343,8 @@ class ProcessPool(Executor):
         self._lock = threading.Lock()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        threads = max(1, (os.cpu_count() or 1) // self.workers)  # the cores shared out, not each taking all
-        return ProcessPoolExecutor(
-            self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=torch.set_num_threads,
-            initargs=(threads,),
-        )
+        # Each call sets its worker's threads to the search's (TaskRef.threads).
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
         with self._lock:

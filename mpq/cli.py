@@ -99,6 +99,16 @@ WideOption = Annotated[
     typer.Option("--wide", help="Show every column, wider than the terminal if need be (else some are left out)."),
 ]
 
+#: torch's intra-op threads, for every command that runs a model (mpq._threads reads $MPQ_THREADS).
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        help="torch's intra-op threads for the probe, the evaluations, each worker and timing \\[default: "
+        "$MPQ_THREADS, else 1].",
+    ),
+]
+
 
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help="example:digits-cnn | example:minilm | path/to/file.py:make_task.")
@@ -304,6 +314,7 @@ def search(
             help="Start a new run even when an unfinished run of this same search is stored (else it is resumed).",
         ),
     ] = False,
+    threads: ThreadsOption = None,
     db: DbOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -350,6 +361,7 @@ def search(
                 progress=progress,
                 eval_timeout=eval_timeout,
                 on_eval_timeout=on_eval_timeout,
+                threads=threads,
             )
     if json:
         stdout.print_json(dumps(run_json(run)))
@@ -396,6 +408,7 @@ def show(
             f"objectives {', '.join(run.objectives)}",
             f"budgets {record['budgets'] or 'none'}",
             f"created {record['created_at']:%Y-%m-%d %H:%M} UTC",
+            *([f"torch threads {record['settings']['threads']}"] if "threads" in record["settings"] else []),
         ],
         sep=", ",
     )
@@ -441,6 +454,7 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (else refused).")] = False,
     model: RebuildOption = None,
     trust_stored_model: TrustStoredOption = False,
+    threads: ThreadsOption = None,
     db: DbOption = None,
 ) -> None:
     """Export one point of a run for another tool."""
@@ -448,13 +462,16 @@ def export(
     from mpq._cli_render import dumps
     from mpq._export import FILE_FORMATS
     from mpq._files import check_new_file, write_text_atomically
+    from mpq._threads import resolve_threads, torch_threads
 
+    threads = resolve_threads("export", threads)
     run = mpq.open_run(db, run_id)
     if out:
         check_new_file(out, force)
-    if to in FILE_FORMATS:
+    if to in FILE_FORMATS:  # these rebuild and run the model
         spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
-        stdout.print(f"wrote {run.export(point, to, out, model=spec)}", soft_wrap=True)
+        with torch_threads(threads):
+            stdout.print(f"wrote {run.export(point, to, out, model=spec)}", soft_wrap=True)
         return
     text = dumps(run.export(point, to))
     if out:
@@ -531,6 +548,7 @@ def probe_command(
     ] = 0.05,
     max_samples: Annotated[int, typer.Option(help="Sample cap per probe family.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the random probes.")] = 0,
+    threads: ThreadsOption = None,
     db: DbOption = None,
     json: JsonOption = False,
     wide: WideOption = False,
@@ -551,6 +569,7 @@ def probe_command(
             settings=settings,
             checkpoint=store,
             progress=lambda done, total, message: progress("probe", done, total, message),
+            threads=threads,
         )
     if json:
         stdout.print_json(dumps(table_json(table)))
@@ -596,6 +615,7 @@ def measure(
     run_id: Annotated[int | None, typer.Option("--run", help="The run whose point onnxruntime times.")] = None,
     point: Annotated[int | None, typer.Option(help="The point onnxruntime times (see 'mpq frontier RUN').")] = None,
     trust_stored_model: TrustStoredOption = False,
+    threads: ThreadsOption = None,
     db: DbOption = None,
     json: JsonOption = False,
     wide: WideOption = False,
@@ -607,18 +627,21 @@ def measure(
     import hwmodels
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
+    from mpq._threads import resolve_threads, torch_threads
     from mpq._validation import unknown_name
 
     if runtime not in ("torch", "onnxruntime"):
         raise unknown_name("runtime", runtime, ["torch", "onnxruntime"])
-    if runtime == "onnxruntime":
-        _measure_onnxruntime(run_id, point, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide)
+    threads = resolve_threads("measure", threads)
+    if runtime == "onnxruntime":  # ONNX Runtime takes torch's thread count (mpq._onnx_latency)
+        with torch_threads(threads):
+            _measure_onnxruntime(run_id, point, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide)
         return
     names = candidates.split(",") if candidates else list(hwmodels.load_device(target).candidates)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     task = mpq.load_task(model or "example:digits-cnn")
-    with StageProgress(stderr) as progress:
+    with StageProgress(stderr) as progress, torch_threads(threads):
         table = mpq.measure_latency(
             task,
             names,
@@ -643,7 +666,7 @@ def measure(
     print_table(
         stdout,
         view,
-        title=f"{task.name} on {device}, batch {batch_size}, {torch.get_num_threads()} threads",
+        title=f"{task.name} on {device}, batch {batch_size}, {threads} threads",
         optional=["max_us", "min_us", "dequant_us", "kernel", "std_us"],
         wide=wide,
     )

@@ -22,6 +22,7 @@ from mpq._probes.sampling import Key, RunningStats, run_family, sample_generator
 from mpq._probes.settings import PROBES, ProbeSettings, check_settings, check_task, families
 from mpq._scale import EXECUTOR, Runner
 from mpq._task import Task
+from mpq._threads import resolve_threads, torch_threads
 from mpq._validation import check_param
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError, LossIndependentError, ProbeError, SensitivityWarning
@@ -55,6 +56,7 @@ def probe(
     checkpoint: CheckpointStore | None = None,
     layer_table: pd.DataFrame | None = None,
     executor: Executor | None = None,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Measure how sensitive the task's loss is to every quantizable layer.
 
@@ -87,6 +89,8 @@ def probe(
         executor: Where the ``measured`` pairs run (any ``concurrent.futures.Executor``: an
             :class:`mpq.ProcessPool`, a Dask client's ``get_executor()``); each worker rebuilds
             the task from ``task.spec`` (:func:`mpq.load_task`), hash checked. Default: here.
+        threads: torch's intra-op threads for the probe, here and on the executor's workers
+            (the caller's count is restored after it); default ``$MPQ_THREADS``, else 1.
 
     Returns:
         The sensitivity table, one row per (layer, probe) for trace probes and per (layer,
@@ -135,7 +139,8 @@ def probe(
     for name in settings.candidates:
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
     # A task the executor's workers cannot rebuild fails now too (Runner), not after the trace probes.
-    runner = Runner(task, executor) if "measured" in families(settings) else None
+    threads = resolve_threads("probe", threads)
+    runner = Runner(task, executor, threads) if "measured" in families(settings) else None
 
     key = probe_key(task, settings) if checkpoint is not None else None
     state = (checkpoint.load_probe_checkpoint(key) if checkpoint is not None else None) or {}
@@ -150,7 +155,7 @@ def probe(
             progress(done, total, message)
 
     rows: list[dict] = []
-    with _eval_mode(task.model):
+    with torch_threads(threads), _eval_mode(task.model):
         graph = LayerGraph(task, layers(task.model, task.calibration[0][0]) if layer_table is None else layer_table)
         batches = calibration_batches(task.calibration, settings.micro_batch_size)
         for family_name, names in families(settings).items():

@@ -37,6 +37,7 @@ from mpq._search.resume import claim_for_resume, resume_abandoned
 from mpq._search.strategies import Strategy
 from mpq._storage import DB, Store, open_store
 from mpq._task import Task, model_device
+from mpq._threads import resolve_threads, torch_threads
 from mpq._timeout import check_limit, evaluation_limit
 from mpq._validation import Interval, OneOf, check_param
 from mpq.exceptions import InvalidParameterError
@@ -73,6 +74,7 @@ def search(
     progress: Progress | None = None,
     eval_timeout: float | None = None,
     on_eval_timeout: str = "stop",
+    threads: int | None = None,
 ) -> Run:
     """Find the per-layer formats of ``task``'s model on the Pareto frontier for ``target``.
 
@@ -161,6 +163,10 @@ def search(
         on_eval_timeout: ``stop``: the run fails (resumable) with ``EvaluationTimeoutError``;
             ``skip``: the configuration is recorded as not measured and the search goes on (the
             float model's evaluation always stops it).
+        threads: torch's intra-op threads for the whole search: the probe, every evaluation,
+            and each of the executor's workers (the caller's count is restored after it);
+            default ``$MPQ_THREADS``, else 1, which measured fastest for the built-in examples
+            (docs/speed.md). Recorded in ``run.record["settings"]["threads"]``.
 
     Returns:
         The stored run (``run.frontier``, ``run.best(...)``).
@@ -196,7 +202,8 @@ def search(
             f"The 'task' parameter of search must be an mpq.Task. Got {type(task).__name__} instead."
         )
     limit = check_limit("search", eval_timeout, on_eval_timeout)
-    with placed(task, device) as task, evaluation_limit(limit):
+    threads = resolve_threads("search", threads)
+    with torch_threads(threads), placed(task, device) as task, evaluation_limit(limit):
         before = None
         if resume is not None:
             store = open_store(db, "write")
@@ -207,7 +214,7 @@ def search(
             if claim_for_resume(store, resume, identity) is None:  # finished already
                 return open_run(store, resume)
             run_id = resume
-            runner = Runner(task, executor)
+            runner = Runner(task, executor, threads)
             runner.check()
             calibration = calibrate(task, plan) if plan.settings.validate else None
         else:
@@ -228,7 +235,7 @@ def search(
                 strategy=strategy,
                 progress=progress,
             )
-            runner = Runner(task, executor)
+            runner = Runner(task, executor, threads)
             runner.check()  # every worker error a user can fix comes before anything is stored
             calibration = calibrate(task, plan) if plan.settings.validate else None
             if plan.settings.max_drop is not None:
@@ -236,7 +243,11 @@ def search(
             store = open_store(db, "write", create=True)
             identity = Identity.of(task, plan.settings.probe)
             fields = plan.record_fields(task, identity)
-            fields["settings"] |= {"device": str(model_device(task.model)), "executor": describe_executor(executor)}
+            fields["settings"] |= {
+                "device": str(model_device(task.model)),
+                "executor": describe_executor(executor),
+                "threads": threads,
+            }
             run_id = None if fresh else resume_abandoned(store, fields, plan.costs, progress)
             if run_id is None:
                 run_id = store.create_run(

@@ -182,6 +182,7 @@ def _sensitivity(
         layer_table=plan.layer_table,
         progress=lambda done, total, message: progress("probe", done, total, message),
         executor=runner.executor,
+        threads=runner.threads,
     )
     store.save_probe(
         identity.probe_key,
