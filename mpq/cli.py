@@ -224,8 +224,20 @@ def search(
         ),
     ] = "hessian",
     tolerance: Annotated[
-        float, typer.Option(help="Probe until every layer's relative standard error is below this.")
-    ] = 0.05,
+        float | None,
+        typer.Option(
+            help="Probe until no configuration the estimator's error makes plausible loses more than this fraction "
+            "of its predicted loss against the frontier \\[default: 0.05].",
+        ),
+    ] = None,
+    probe_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            metavar="REL",
+            help="Probe until every layer's relative standard error is below this instead (the traces for their "
+            "own sake; slower).",
+        ),
+    ] = None,
     max_samples: Annotated[int, typer.Option(help="Probe sample cap.")] = 200,
     max_points: Annotated[int, typer.Option(help="Validate at most this many frontier points.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Batch size the cost model assumes.")] = 1,
@@ -326,10 +338,18 @@ def search(
     probes = {"measured": ("measured",), "hybrid": ("hessian_w", "hessian_a", "measured")}.get(
         probe, (f"{probe}_w", f"{probe}_a")
     )
+    if tolerance is not None and probe_tolerance is not None:
+        raise mpq.exceptions.InvalidParameterError(
+            "--tolerance and --probe-tolerance: give one of the two (the frontier's stop rule, or every layer's)."
+        )
     # The fewest samples a probe may take (2) at least, so that a --max-samples below it is refused
     # naming --max-samples, the flag the user gave.
     settings = mpq.ProbeSettings(
-        probes=probes, tolerance=tolerance, max_samples=max_samples, min_samples=max(2, min(10, max_samples))
+        probes=probes,
+        tolerance=next((t for t in (probe_tolerance, tolerance) if t is not None), 0.05),
+        stop="decision" if probe_tolerance is None else "tolerance",
+        max_samples=max_samples,
+        min_samples=max(2, min(10 if probe_tolerance is not None else 4, max_samples)),
     )
     if model is None and resume is not None:
         model = _rebuild_spec(resume, mpq.open_run(db, resume).record["model_spec"], None, trust_stored_model)

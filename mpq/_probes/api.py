@@ -57,6 +57,7 @@ def probe(
     layer_table: pd.DataFrame | None = None,
     executor: Executor | None = None,
     threads: int | None = None,
+    decision: Callable[[pd.DataFrame], bool] | None = None,
 ) -> pd.DataFrame:
     """Measure how sensitive the task's loss is to every quantizable layer.
 
@@ -91,6 +92,11 @@ def probe(
             the task from ``task.spec`` (:func:`mpq.load_task`), hash checked. Default: here.
         threads: torch's intra-op threads for the probe, here and on the executor's workers
             (the caller's count is restored after it); default ``$MPQ_THREADS``, else 1.
+        decision: The test of the ``decision`` stop rule (``settings.stop``): called after each
+            sample past ``min_samples`` with the family's table so far (``attrs["samples"]``:
+            the samples taken), it returns True once what the caller decides from the traces
+            is resolved; :func:`mpq.search` passes the proxy frontier's
+            (:mod:`mpq._search.decision`). Required by, and only used with, that rule.
 
     Returns:
         The sensitivity table, one row per (layer, probe) for trace probes and per (layer,
@@ -140,6 +146,11 @@ def probe(
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
     # A task the executor's workers cannot rebuild fails now too (Runner), not after the trace probes.
     threads = resolve_threads("probe", threads)
+    if settings.stop == "decision" and not callable(decision):
+        raise InvalidParameterError(
+            "probe: the 'decision' stop rule stops when the search's frontier is resolved, so it needs the search's "
+            "test (decision=); call mpq.search, or probe with ProbeSettings(stop='tolerance')."
+        )
     runner = Runner(task, executor, threads) if "measured" in families(settings) else None
 
     key = probe_key(task, settings) if checkpoint is not None else None
@@ -177,13 +188,17 @@ def probe(
                     )
                 rows += _measured_rows(graph, measured, sum(b.size for b in batches))
                 continue
-            stats = _sample_family(graph, family_name, names, batches, settings, state, save, report)
-            rows += _trace_rows(graph, stats, settings.tolerance)
-            _warn_about(stats, family_name, settings)
+            stats, resolved = _sample_family(
+                graph, family_name, names, batches, settings, state, save, report, decision
+            )
+            rows += _trace_rows(graph, stats, settings.tolerance, resolved)
+            _warn_about(stats, family_name, settings, resolved)
     return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
 
 
-def _sample_family(graph, family_name, names, batches, settings, state, save, report) -> RunningStats:
+def _sample_family(graph, family_name, names, batches, settings, state, save, report, decision):
+    """Sample one family to its stopping rule; returns its statistics and, under the ``decision``
+    rule, whether the decision was resolved (None under ``tolerance``)."""
     kinds = [PROBES[name][1] for name in names]
     if family_name == "hessian":
         family = HessianFamily(graph, kinds, settings.estimator, settings.noise_draws)
@@ -208,7 +223,15 @@ def _sample_family(graph, family_name, names, batches, settings, state, save, re
         report(stats.n, settings.max_samples, f"{family_name}: sample {stats.n}{note}{spread}")
 
     sizes = {key: graph.n_params[target] for key, target in targets.items()}
-    run_family(family, stats, targets, batches, settings, after_sample, sizes)
+    outcome: dict[str, bool] = {}
+
+    def decided(stats: RunningStats) -> bool:
+        table = pd.DataFrame(_trace_rows(graph, stats, settings.tolerance, None), columns=SENSITIVITY_COLUMNS)
+        table.attrs["samples"] = stats.n
+        outcome["resolved"] = bool(decision(table))
+        return outcome["resolved"]
+
+    run_family(family, stats, targets, batches, settings, after_sample, sizes, decided)
     logger.info(
         "%s: %d exact traces, %d samples, %d HVPs, %d backward passes, %.1f s",
         family_name,
@@ -218,7 +241,9 @@ def _sample_family(graph, family_name, names, batches, settings, state, save, re
         stats.backwards,
         stats.seconds,
     )
-    return stats
+    if settings.stop != "decision":
+        return stats, None
+    return stats, outcome.get("resolved", not stats.sampled())
 
 
 def _zero_traces(task_name: str, family: str, n: int) -> ProbeError:
@@ -265,7 +290,9 @@ def check_loss(task: Task, layer_table: pd.DataFrame, settings: ProbeSettings) -
             )
 
 
-def _trace_rows(graph: LayerGraph, stats: RunningStats, tolerance: float) -> list[dict]:
+def _trace_rows(graph: LayerGraph, stats: RunningStats, tolerance: float, resolved: bool | None) -> list[dict]:
+    """The family's rows; ``converged``: within the tolerance, or under the decision rule (``resolved``
+    not None) whether the decision was resolved (an exact trace always is)."""
     rows = []
     for i, (name, layer) in enumerate(stats.keys):
         rows.append(
@@ -277,7 +304,9 @@ def _trace_rows(graph: LayerGraph, stats: RunningStats, tolerance: float) -> lis
                 "stderr": stats.stderr(i),
                 "n_samples": stats.exact[i] if stats.exact[i] > 0 else stats.n,
                 "n_params": graph.n_params[(PROBES[name][1], layer)],
-                "converged": stats.relative_stderr(i) <= tolerance,
+                "converged": (
+                    stats.relative_stderr(i) <= tolerance if resolved is None else resolved or stats.exact[i] > 0
+                ),
                 "hvps": stats.hvps,
                 "backwards": stats.backwards,
                 "seconds": stats.seconds,
@@ -305,8 +334,9 @@ def _measured_rows(graph: LayerGraph, state: dict, n_samples: int) -> list[dict]
     ]
 
 
-def _warn_about(stats: RunningStats, family: str, settings: ProbeSettings) -> None:
-    """SensitivityWarnings for negative estimates and for layers above the tolerance."""
+def _warn_about(stats: RunningStats, family: str, settings: ProbeSettings, resolved: bool | None) -> None:
+    """SensitivityWarnings for negative estimates, and for layers above the tolerance or a decision
+    left unresolved at the sample cap."""
     negative = [f"{name} {layer} ({mean:.3g})" for (name, layer), mean in zip(stats.keys, stats.mean) if mean < 0]
     if negative:
         mpq_warn(
@@ -314,7 +344,14 @@ def _warn_about(stats: RunningStats, family: str, settings: ProbeSettings) -> No
             "untrained layer, or noise within the stderr), and mpq.omega counts them as 0.",
             SensitivityWarning,
         )
-    loose = stats.unconverged(settings.tolerance)
+    if resolved is False:
+        mpq_warn(
+            f"{family}: after {stats.n} samples (the cap) the frontier still moves by more than "
+            f"{settings.tolerance:.0%} of its predicted loss within the estimator's error; raise max_samples.",
+            SensitivityWarning,
+        )
+        return
+    loose = stats.unconverged(settings.tolerance) if resolved is None else []
     if loose:
         worst, where = stats.worst()
         mpq_warn(

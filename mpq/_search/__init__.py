@@ -27,7 +27,7 @@ from mpq._defaults import DEFAULT_OBJECTIVES, DEFAULT_TARGET
 from mpq._fingerprint import check_same_code
 from mpq._owners import current_owner
 from mpq._probes import ProbeSettings
-from mpq._probes.settings import with_quantizer
+from mpq._probes.settings import DECISION_MIN_SAMPLES, with_quantizer
 from mpq._runs import Run, open_run
 from mpq._scale import EXECUTOR, Runner, check_device, describe_executor, placed
 from mpq._search.identity import Identity
@@ -95,8 +95,10 @@ def search(
             within them; the device's own capacities (flash, SRAM, LUTs...) always apply.
         candidates: Candidate names to choose from, each one the target runs; default: every
             candidate the target runs.
-        settings: Probe settings; default ``ProbeSettings()`` (Hessian traces of weights and
-            activations).
+        settings: Probe settings; default ``ProbeSettings(stop="decision", min_samples=4)``: Hessian traces of
+            weights and activations, sampled until the proxy frontier is resolved within the
+            estimator's error (:mod:`mpq._search.decision`); ``stop="tolerance"`` samples until
+            every layer's trace is within the tolerance instead.
         batch_size: Batch size the cost model assumes.
         measured: A measured latency table (``mpq.measure_latency`` / ``mpq measure --out``: a
             CSV path or DataFrame with layer, candidate, latency_s at the same batch size) that
@@ -224,7 +226,12 @@ def search(
                 objectives=objectives,
                 budgets=budgets,
                 candidates=candidates,
-                settings=with_quantizer("search", settings or ProbeSettings(), ranges, bias_correction),
+                settings=with_quantizer(
+                    "search",
+                    settings or ProbeSettings(stop="decision", min_samples=DECISION_MIN_SAMPLES),
+                    ranges,
+                    bias_correction,
+                ),
                 batch_size=batch_size,
                 measured=measured,
                 max_points=max_points,

@@ -18,6 +18,7 @@ from mpq._probes import PROBES, probe
 from mpq._probes.settings import settings_to_json
 from mpq._quantizer import Calibration
 from mpq._scale import Runner
+from mpq._search.decision import frontier_decision
 from mpq._search.evaluator import DEFAULT_DROP_EVALS, UNBOUNDED, Evaluator
 from mpq._search.identity import Identity
 from mpq._search.measure import Measurements, point_rows, validation_order
@@ -66,7 +67,7 @@ def run_stages(
     stored = store.run_tables(run_id)
     sensitivity = stored.get("sensitivity")
     if sensitivity is None:
-        sensitivity = _sensitivity(task, store, plan, identity, runner, progress)
+        sensitivity = _sensitivity(task, store, plan, identity, runner, calibration, progress)
         store.save_table(run_id, "sensitivity", sensitivity)
 
     om = stored.get("omega")
@@ -167,7 +168,13 @@ def _measure(
 
 
 def _sensitivity(
-    task: Task, store: Store, plan: Plan, identity: Identity, runner: Runner, progress: Progress
+    task: Task,
+    store: Store,
+    plan: Plan,
+    identity: Identity,
+    runner: Runner,
+    calibration: Calibration | None,
+    progress: Progress,
 ) -> pd.DataFrame:
     """The stored probe of this model, data and settings, or a new one (checkpointed in the store)."""
     found = store.find_probe(identity.probe_key)
@@ -175,6 +182,9 @@ def _sensitivity(
         progress("probe", 1, 1, "reused the stored probe of this model, data and settings")
         return found
     settings = plan.settings.probe
+    decision = None
+    if settings.stop == "decision":
+        decision = frontier_decision(task, plan, calibrate(task, plan) if calibration is None else calibration)
     table = probe(
         task,
         settings=settings,
@@ -183,6 +193,7 @@ def _sensitivity(
         progress=lambda done, total, message: progress("probe", done, total, message),
         executor=runner.executor,
         threads=runner.threads,
+        decision=decision,
     )
     store.save_probe(
         identity.probe_key,
