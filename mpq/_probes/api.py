@@ -19,7 +19,7 @@ from mpq._probes.graph import LayerGraph, Target, calibration_batches, gradients
 from mpq._probes.hutchinson import HessianFamily
 from mpq._probes.measured import run_measured
 from mpq._probes.sampling import Key, RunningStats, run_family, sample_generator
-from mpq._probes.settings import PROBES, ProbeSettings, check_settings, check_task, families
+from mpq._probes.settings import PROBES, TRACE_FAMILIES, ProbeSettings, check_settings, check_task, families
 from mpq._scale import EXECUTOR, Runner
 from mpq._task import Task
 from mpq._threads import resolve_threads, torch_threads
@@ -146,7 +146,8 @@ def probe(
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
     # A task the executor's workers cannot rebuild fails now too (Runner), not after the trace probes.
     threads = resolve_threads("probe", threads)
-    if settings.stop == "decision" and not callable(decision):
+    sampled = any(family in TRACE_FAMILIES for family in families(settings))
+    if settings.stop == "decision" and sampled and not callable(decision):
         raise InvalidParameterError(
             "probe: the 'decision' stop rule stops when the search's frontier is resolved, so it needs the search's "
             "test (decision=); call mpq.search, or probe with ProbeSettings(stop='tolerance')."

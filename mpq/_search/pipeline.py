@@ -15,7 +15,7 @@ from mpq._formats import candidate_table
 from mpq._measured_frontier import absolute_drop, dominated, unresolved
 from mpq._omega import omega
 from mpq._probes import PROBES, probe
-from mpq._probes.settings import settings_to_json
+from mpq._probes.settings import TRACE_FAMILIES, settings_to_json
 from mpq._quantizer import Calibration
 from mpq._scale import Runner
 from mpq._search.decision import frontier_decision
@@ -183,7 +183,7 @@ def _sensitivity(
         return found
     settings = plan.settings.probe
     decision = None
-    if settings.stop == "decision":
+    if settings.stop == "decision" and any(PROBES[name][0] in TRACE_FAMILIES for name in settings.probes):
         decision = frontier_decision(task, plan, calibrate(task, plan) if calibration is None else calibration)
     table = probe(
         task,
