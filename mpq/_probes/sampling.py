@@ -142,13 +142,13 @@ class RunningStats:
     def done(self, settings: ProbeSettings, decided: Callable[[RunningStats], bool] | None = None) -> bool:
         """Whether the stopping rule holds: no sampled key, the sample cap, or after the minimum:
         every key within the tolerance (``stop="tolerance"``) or ``decided(self)`` (``"decision"``)."""
-        if not self.sampled() or self.n >= settings.max_samples:
+        if not self.sampled():
             return True
         if self.n < settings.min_samples:
             return False
-        if settings.stop == "decision":
-            return decided(self)
-        return not self.unconverged(settings.tolerance)
+        if settings.stop == "decision":  # asked at the cap too: the caller learns whether it was resolved
+            return decided(self) or self.n >= settings.max_samples
+        return self.n >= settings.max_samples or not self.unconverged(settings.tolerance)
 
     def to_state(self) -> dict:
         """A JSON-serialisable dict (floats round-trip exactly through JSON)."""
