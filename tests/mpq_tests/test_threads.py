@@ -88,3 +88,17 @@ def test_cli_threads_recorded_shown_and_refused_in_one_line(tmp_path, capsys, mo
         err = capsys.readouterr().err
         assert info.value.code == 2 and err.count("\n") == 1 and err.startswith("mpq: error:"), err
     assert mpq.list_runs(db)["run"].tolist() == [1]  # nothing stored by the refused commands
+
+
+def test_measure_times_on_the_threads_it_is_given(capsys, monkeypatch, caller_threads):
+    monkeypatch.delenv("MPQ_THREADS", raising=False)
+    seen = []
+    measure_latency = mpq.measure_latency
+    monkeypatch.setattr(
+        mpq, "measure_latency", lambda *a, **k: (seen.append(torch.get_num_threads()), measure_latency(*a, **k))[1]
+    )
+    main(["measure", "--model", TINY, "--candidates", "w8a8", "--warmup", "0", "--repeats", "1", "--threads", "2"])
+    assert seen == [2] and "2 threads" in capsys.readouterr().out
+    main(["measure", "--model", TINY, "--candidates", "w8a8", "--warmup", "0", "--repeats", "1"])
+    assert seen == [2, 1] and "1 threads" in capsys.readouterr().out
+    assert torch.get_num_threads() == caller_threads
