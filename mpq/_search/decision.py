@@ -41,7 +41,7 @@ from mpq._quantizer import Calibration
 from mpq._search.plan import Plan
 from mpq._task import Task
 
-#: Plausible trace vectors drawn per check; 4 frontier solves besides the estimate's.
+#: Plausible trace vectors drawn per check, each priced and ranked (a hull) besides the estimate.
 DRAWS = 4
 #: Costs within this relative margin count as equal (the solver's sums are floating point).
 COST_SLACK = 1e-9
@@ -56,7 +56,8 @@ def frontier_decision(task: Task, plan: Plan, calibration: Calibration) -> Calla
     weight_err = weight_sq_errors(task.model, names, parsed, calibration)
     act_err = act_sq_errors(task, act_layers, parsed, calibration)
     probe = PROBES[plan.settings.probe.probes[0]][0]
-    costs = plan.costs.set_index(["layer", "candidate"])[plan.objectives[0]].to_dict()
+    # The pairs the target runs (a cost the device model leaves out is no option for the solver either).
+    costs = plan.costs.set_index(["layer", "candidate"])[plan.objectives[0]].dropna().to_dict()
     settings = plan.settings.probe
 
     def priced(sensitivity: pd.DataFrame) -> dict[tuple[str, str], float]:
