@@ -146,6 +146,11 @@ def probe(
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
     # A task the executor's workers cannot rebuild fails now too (Runner), not after the trace probes.
     threads = resolve_threads("probe", threads)
+    if decision is not None and not callable(decision):
+        raise InvalidParameterError(
+            f"The 'decision' parameter of probe must be a callable decision(table) -> bool or None. "
+            f"Got {type(decision).__name__} instead."
+        )
     sampled = any(family in TRACE_FAMILIES for family in families(settings))
     if settings.stop == "decision" and sampled and not callable(decision):
         raise InvalidParameterError(
