@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mpq._validation import Interval, check_param
+from mpq._param_checks import Interval, check_param
 from mpq.exceptions import InvalidParameterError
 from mpqvocab import parameter_message
 

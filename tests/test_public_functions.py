@@ -6,7 +6,7 @@ out-of-range number; an unknown name) and check the error:
 
 * a :class:`ValueError` (mpq's InvalidParameterError, solvers' SolverInputError, hwmodels'
   InvalidTableError... all subclass it), not a TypeError or AttributeError from deep inside;
-* one line, in one of the two templates: mpq/_validation.py's ``The 'batch_size' parameter of
+* one line, in one of the two templates: mpq/_param_checks.py's ``The 'batch_size' parameter of
   cost_table must be an int in the range [1, inf). Got 0 instead.``, or mpq/exceptions.py's
   ``<subject>: <what is wrong>; <the fix>.``
 

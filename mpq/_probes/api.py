@@ -11,8 +11,10 @@ from concurrent.futures import Executor
 import pandas as pd
 import torch
 
+from mpq._executors import EXECUTOR, Runner
 from mpq._formats import get_candidate
 from mpq._layers import LAYER_TABLE, layers
+from mpq._param_checks import check_param
 from mpq._probes.checkpoint import CheckpointStore, probe_key
 from mpq._probes.fisher import FisherFamily
 from mpq._probes.graph import LayerGraph, Target, calibration_batches, gradients
@@ -20,10 +22,8 @@ from mpq._probes.hutchinson import HessianFamily
 from mpq._probes.measured import run_measured
 from mpq._probes.sampling import Key, RunningStats, run_family, sample_generator
 from mpq._probes.settings import PROBES, TRACE_FAMILIES, ProbeSettings, check_settings, check_task, families
-from mpq._scale import EXECUTOR, Runner
 from mpq._task import Task
-from mpq._threads import resolve_threads, torch_threads
-from mpq._validation import check_param
+from mpq._threads import DEFAULT_THREADS, resolve_threads, torch_threads
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError, LossIndependentError, ProbeError, SensitivityWarning
 
@@ -157,9 +157,37 @@ def probe(
             "probe: the 'decision' stop rule stops when the search's frontier is resolved, so it needs the search's "
             "test (decision=); call mpq.search, or probe with ProbeSettings(stop='tolerance')."
         )
-    runner = Runner(task, executor, threads) if "measured" in families(settings) else None
-
+    runner = Runner(task, executor, threads=threads) if "measured" in families(settings) else None
     key = probe_key(task, settings) if checkpoint is not None else None
+    return run_probe(
+        task,
+        settings,
+        key=key,
+        runner=runner,
+        checkpoint=checkpoint,
+        layer_table=layer_table,
+        progress=progress,
+        threads=threads,
+        decision=decision,
+    )
+
+
+def run_probe(
+    task: Task,
+    settings: ProbeSettings,
+    *,
+    key: str | None,
+    runner: Runner | None,
+    checkpoint: CheckpointStore | None = None,
+    layer_table: pd.DataFrame | None = None,
+    progress: Progress | None = None,
+    threads: int = DEFAULT_THREADS,
+    decision: Callable[[pd.DataFrame], bool] | None = None,
+) -> pd.DataFrame:
+    """:func:`probe` with its arguments checked and what hashes the task computed by the caller:
+    the checkpoint's ``key`` (:func:`probe_key`; None without a checkpoint) and the ``runner``
+    of the ``measured`` pairs (None when no probe is ``measured``); ``threads`` resolved, and the
+    ``decision`` test where ``settings.stop`` is ``decision``."""
     state = (checkpoint.load_probe_checkpoint(key) if checkpoint is not None else None) or {}
 
     def save() -> None:

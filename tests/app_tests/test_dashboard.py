@@ -476,7 +476,7 @@ def test_no_button_imports_the_task_file_a_store_names(store, handed_over, open_
     assert at.button(key="build_onnx").disabled and at.button(key="build_qonnx").disabled
     reason = f"Build is off for run {store.ids['fpga']}: its model is rebuilt by {spec!r}, a file the store names"
     assert views.plain(reason) in _texts(at.caption)
-    assert views.plain(f"start the dashboard with --allow-model {spec}.") in _texts(at.caption)
+    assert views.plain(f"start the dashboard with --allow-model {spec} (or, the file moved since") in _texts(at.caption)
 
 
 def test_stored_markdown_is_shown_as_written(store, handed_over, open_app):
@@ -493,6 +493,18 @@ def test_an_allowed_task_file_is_built(store, handed_over, open_app, monkeypatch
     at = open_app(db, "app_pages/frontier.py", store.ids["fpga"])
     at.button(key="build_onnx").click().run()
     assert marker.exists()  # the operator allowed it: imported; its factory's exit is mpq's one line
+    assert views.plain("make_task() exited (SystemExit 7)") in _texts(at.caption) and not at.exception
+
+
+def test_a_moved_task_file_is_built_from_the_allowed_spec_that_names_it_now(store, handed_over, open_app, monkeypatch):
+    db, spec, marker = handed_over
+    moved = marker.parent / "moved"
+    moved.mkdir()
+    (marker.parent / "evil.py").rename(moved / "evil.py")
+    monkeypatch.setattr(sys, "argv", ["streamlit_app.py", "--allow-model", f"{moved / 'evil.py'}:make_task"])
+    at = open_app(db, "app_pages/frontier.py", store.ids["fpga"])
+    at.button(key="build_onnx").click().run()
+    assert (moved / "MARKER").exists()  # the file where it is now was imported: the operator named it
     assert views.plain("make_task() exited (SystemExit 7)") in _texts(at.caption) and not at.exception
 
 

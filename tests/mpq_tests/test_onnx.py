@@ -4,6 +4,7 @@ executor, and computes what ``mpq.apply``'s fake-quantized model does."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -313,6 +314,13 @@ def test_cli_exports_and_times_a_stored_point_and_refuses_a_changed_model_in_one
     assert code == 0 and err == "" and doc["end_to_end"]["repeats"] == 3 and doc["end_to_end"]["latency_s"] > 0
     assert {"Gather", "DequantizeLinear"} <= {n["op_type"] for n in doc["nodes"]}  # ONNX Runtime may fuse the rest
     assert sum(n["share"] for n in doc["nodes"]) == pytest.approx(1)
+    # at the terminal the end-to-end figure comes first, the node table only with --nodes
+    code, out, err = cli(capsys, *measure, "--repeats", "3")
+    assert code == 0 and out.count("\n") == 1 and re.match(rf"run 1 point {point} in onnxruntime.*, end to end: ", out)
+    assert f"; --nodes shows the {len(doc['nodes'])} nodes' times" in out
+    code, out, err = cli(capsys, *measure, "--repeats", "3", "--nodes")
+    first, table = out.split("\n", 1)
+    assert code == 0 and ", end to end: " in first and "per node (profiler)" in table and "DequantizeLinear" in table
     code, _, err = cli(capsys, "measure", "--runtime", "onnxruntime", "--db", db)
     assert code == 2 and err.count("\n") == 1 and "give --run RUN and --point K" in err
 

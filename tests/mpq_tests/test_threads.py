@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import mpq
-from mpq._scale import Runner
+from mpq._executors import Runner
 from mpq._threads import resolve_threads
 from mpq.cli import main
 from mpq.exceptions import InvalidParameterError

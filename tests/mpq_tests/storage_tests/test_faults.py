@@ -120,7 +120,7 @@ def test_disk_full_mid_run_keeps_what_was_stored_and_the_run_resumes(tiny_task, 
     assert half.frontier.empty and {"layers", "costs", "sensitivity"} <= set(half.tables)
 
     # Space freed: the run finishes without probing again.
-    monkeypatch.setattr(_search, "probe", lambda *a, **k: pytest.fail("the stored sensitivity was probed again"))
+    monkeypatch.setattr(_search, "run_probe", lambda *a, **k: pytest.fail("the stored sensitivity was probed again"))
     done = mpq.search(tiny_task, db=path, resume=2)
     assert done.status == "done" and len(done.frontier) >= 3
 

@@ -10,10 +10,10 @@ import pandas as pd
 import torch
 
 from mpq._apply import apply, calibrate
+from mpq._param_checks import InstanceOf, check_param
 from mpq._quantizer import Calibration
 from mpq._task import Task
 from mpq._timeout import evaluate_within_limit
-from mpq._validation import InstanceOf, check_param
 from mpq.exceptions import EvaluationTimeoutError, InvalidParameterError, TaskSpecError
 from mpqvocab import parameter_message
 
@@ -40,7 +40,7 @@ def evaluate(task: Task, model: torch.nn.Module, *, may_skip: bool = False) -> f
 
 
 def evaluate_configuration(task: Task, memo: dict, assignment: Mapping[str, str], act_ranges: Calibration) -> float:
-    """The task's metric of its model at one configuration (a :class:`mpq._scale.Runner` call)."""
+    """The task's metric of its model at one configuration (a :class:`mpq._executors.Runner` call)."""
     return evaluate(task, apply(task.model, assignment, act_ranges=act_ranges), may_skip=True)
 
 
