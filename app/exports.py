@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import mpq
-from mpq._trust import spec_to_rebuild
 
 #: Export format -> (file name suffix, MIME type), in the order of the page's buttons.
 EXPORT_FORMATS = {
@@ -60,7 +59,7 @@ def export_file(run: mpq.Run, point: int, to: str, allowed: Sequence[str] = ()) 
         if to in MODEL_FILES:
             with tempfile.TemporaryDirectory() as folder:
                 # The page calls this only where run.model_spec_allowed: the operator allowed the spec.
-                spec = spec_to_rebuild(run.record["model_spec"], allowed)
+                spec = run.rebuild_spec(allowed)
                 content = run.export(point, to, out=Path(folder) / "model.onnx", model=spec).read_bytes()
         else:
             content = json.dumps(run.export(point, to), indent=2, allow_nan=False)

@@ -98,24 +98,38 @@ class Run:
         return dict(zip(rows["layer"], rows["candidate"]))
 
     def export(
-        self, point: int, to: str = "json", out: str | Path | None = None, *, model: str | None = None
+        self,
+        point: int,
+        to: str = "json",
+        out: str | Path | None = None,
+        *,
+        model: str | None = None,
+        checkpoint: str | Path | None = None,
     ) -> dict[str, Any] | Path:
-        """One point for another tool: a ``json``, ``hawq`` or ``compressed-tensors`` document, or
-        an ``onnx`` or ``qonnx`` model file written to ``out``, its model rebuilt from ``model``
-        (see :func:`mpq.export`)."""
-        return export(self, point, to, out, model=model)
+        """One point for another tool: a ``json``, ``hawq`` or ``compressed-tensors`` document, an
+        ``onnx`` or ``qonnx`` model file written to ``out``, or a compressed-tensors ``checkpoint``
+        folder, its model rebuilt from ``model`` (see :func:`mpq.export`)."""
+        return export(self, point, to, out, model=model, checkpoint=checkpoint)
 
     def model_spec_allowed(self, allowed: Iterable[str] = ()) -> bool:
-        """Whether rebuilding this run's model (an ONNX export) runs only code the caller allowed:
-        its stored ``--model`` spec is a built-in example, or one of ``allowed`` (a task file's
-        path compared resolved), or its file is gone and one of ``allowed`` names a file of the
-        same name and factory (see :func:`mpq._trust.spec_to_rebuild`). A store is data: the
-        file it names is code.
+        """Whether rebuilding this run's model (an ONNX export) runs only code the caller allowed
+        (:meth:`rebuild_spec` is not None). A store is data: the file it names is code.
 
         Args:
             allowed: ``--model`` specs the caller trusts (the dashboard's ``--allow-model``).
         """
-        return spec_to_rebuild(self.record.get("model_spec"), allowed) is not None
+        return self.rebuild_spec(allowed) is not None
+
+    def rebuild_spec(self, allowed: Iterable[str] = ()) -> str | None:
+        """The ``--model`` spec that rebuilds this run's model running only code the caller
+        allowed, or None: its stored spec when it is a built-in example or one of ``allowed`` (a
+        task file's path compared resolved); its file gone, one of ``allowed`` naming a file of
+        the same name and factory (the folder moved; the rebuild checks the model and data).
+
+        Args:
+            allowed: ``--model`` specs the caller trusts (the dashboard's ``--allow-model``).
+        """
+        return spec_to_rebuild(self.record.get("model_spec"), allowed)
 
     def best(self, max_drop: float | str | None = None, **budgets: float) -> pd.Series:
         """The best point within budgets, or the cheapest within an allowed drop.

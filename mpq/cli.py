@@ -529,6 +529,14 @@ def export(
         str | None, typer.Option(help="Write to this file instead of stdout (required for onnx and qonnx).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (else refused).")] = False,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR",
+            help="With --to compressed-tensors: write the quantized checkpoint itself to this new folder (packed "
+            "weights, scales, config.json, tokenizer), which transformers and vLLM load; the model is rebuilt.",
+        ),
+    ] = None,
     model: RebuildOption = None,
     trust_stored_model: TrustStoredOption = False,
     threads: ThreadsOption = None,
@@ -549,6 +557,10 @@ def export(
         spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
         with torch_threads(threads):
             stdout.print(f"wrote {run.export(point, to, out, model=spec)}", soft_wrap=True)
+        return
+    if checkpoint is not None:
+        spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
+        stdout.print(f"wrote {run.export(point, to, out, model=spec, checkpoint=checkpoint)}", soft_wrap=True)
         return
     text = dumps(run.export(point, to))
     if out:
@@ -625,6 +637,10 @@ def probe_command(
     ] = 0.05,
     max_samples: Annotated[int, typer.Option(help="Sample cap per probe family.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the random probes.")] = 0,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Run the model there: cpu, cuda, cuda:1 \\[default: where the task's model is]."),
+    ] = None,
     threads: ThreadsOption = None,
     db: DbOption = None,
     json: JsonOption = False,
@@ -633,17 +649,20 @@ def probe_command(
     """Measure per-layer sensitivity and print it with standard errors (resumable: samples are checkpointed in the store)."""
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
+    from mpq._placement import check_device
     from mpq._storage import Store
 
     settings = mpq.ProbeSettings(
         probes=tuple(p.strip() for p in probes.split(",")), tolerance=tolerance, max_samples=max_samples, seed=seed
     )
+    check_device("probe", device)  # before the model is built
     task = mpq.load_task(model)
     store = Store(db, mode="write", create=True)
     with StageProgress(stderr) as progress:
         table = mpq.probe(
             task,
             settings=settings,
+            device=device,
             checkpoint=store,
             progress=lambda done, total, message: progress("probe", done, total, message),
             threads=threads,

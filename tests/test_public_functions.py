@@ -75,6 +75,7 @@ BAD: dict[str, dict[str, list]] = {
         "executor": [WRONG_TYPE],
         "threads": [WRONG_TYPE, 0],
         "decision": [WRONG_TYPE],
+        "device": [WRONG_TYPE, "tpu", "cuda:99"],
     },
     "mpq.omega": {
         "task": [WRONG_TYPE],
@@ -90,6 +91,7 @@ BAD: dict[str, dict[str, list]] = {
         "act_ranges": [WRONG_TYPE],
         "progress": [WRONG_TYPE],
         "on_result": [WRONG_TYPE],
+        "device": [WRONG_TYPE, "tpu", "cuda:99"],
     },
     "mpq.search": {
         "task": [WRONG_TYPE],
@@ -126,6 +128,7 @@ BAD: dict[str, dict[str, list]] = {
         "to": [WRONG_TYPE, "yaml"],
         "out": [WRONG_TYPE],
         "model": [WRONG_TYPE],
+        "checkpoint": [WRONG_TYPE, "new-folder"],
     },
     "mpq.compare": {"first": [WRONG_TYPE], "second": [WRONG_TYPE], "points": [WRONG_TYPE, (999, 0)]},
     "mpq.measure_latency": {

@@ -15,6 +15,7 @@ from mpq._executors import EXECUTOR, Runner
 from mpq._formats import get_candidate
 from mpq._layers import LAYER_TABLE, layers
 from mpq._param_checks import check_param
+from mpq._placement import check_device, placed
 from mpq._probes.checkpoint import CheckpointStore, probe_key
 from mpq._probes.fisher import FisherFamily
 from mpq._probes.graph import LayerGraph, Target, calibration_batches, gradients
@@ -56,6 +57,7 @@ def probe(
     checkpoint: CheckpointStore | None = None,
     layer_table: pd.DataFrame | None = None,
     executor: Executor | None = None,
+    device: str | torch.device | None = None,
     threads: int | None = None,
     decision: Callable[[pd.DataFrame], bool] | None = None,
 ) -> pd.DataFrame:
@@ -90,6 +92,9 @@ def probe(
         executor: Where the ``measured`` pairs run (any ``concurrent.futures.Executor``: an
             :class:`mpq.ProcessPool`, a Dask client's ``get_executor()``); each worker rebuilds
             the task from ``task.spec`` (:func:`mpq.load_task`), hash checked. Default: here.
+        device: Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where the
+            task's model is. The model and calibration batches move there for the probe and
+            back after it; a device this machine lacks is refused before anything runs.
         threads: torch's intra-op threads for the probe, here and on the executor's workers
             (the caller's count is restored after it); default ``$MPQ_THREADS``, else 1.
         decision: The test of the ``decision`` stop rule (``settings.stop``): called after each
@@ -142,6 +147,7 @@ def probe(
         )
     check_param("probe", "layer_table", layer_table, LAYER_TABLE)
     check_param("probe", "executor", executor, EXECUTOR)
+    device = check_device("probe", device)
     for name in settings.candidates:
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
     # A task the executor's workers cannot rebuild fails now too (Runner), not after the trace probes.
@@ -159,17 +165,18 @@ def probe(
         )
     runner = Runner(task, executor, threads=threads) if "measured" in families(settings) else None
     key = probe_key(task, settings) if checkpoint is not None else None
-    return run_probe(
-        task,
-        settings,
-        key=key,
-        runner=runner,
-        checkpoint=checkpoint,
-        layer_table=layer_table,
-        progress=progress,
-        threads=threads,
-        decision=decision,
-    )
+    with placed(task, device) as task:
+        return run_probe(
+            task,
+            settings,
+            key=key,
+            runner=runner,
+            checkpoint=checkpoint,
+            layer_table=layer_table,
+            progress=progress,
+            threads=threads,
+            decision=decision,
+        )
 
 
 def run_probe(

@@ -265,6 +265,26 @@ def test_cli_bad_executor_or_device_is_one_line_exit_2_nothing_stored(tmp_path, 
     assert not db.exists()
 
 
+def test_probe_and_validate_run_on_a_device_and_refuse_a_missing_one_before_running(tmp_path, capsys):
+    task = mpq.load_task(TINY)
+    settings = mpq.ProbeSettings(tolerance=0.5, min_samples=2, max_samples=2)
+    on_cpu = mpq.probe(task, settings=settings, device="cpu").drop(columns="seconds")
+    pd.testing.assert_frame_equal(on_cpu, mpq.probe(task, settings=settings).drop(columns="seconds"))
+    point = {"w8": dict.fromkeys(mpq.layers(task.model, task.calibration[0][0])["layer"], "w8a8")}
+    assert mpq.validate(task, point, device=torch.device("cpu")).equals(mpq.validate(task, point))
+    if torch.cuda.is_available():
+        return
+    for call in (
+        lambda: mpq.probe(task, settings=settings, device="cuda"),
+        lambda: mpq.validate(task, {}, device="cuda"),
+    ):
+        with pytest.raises(InvalidParameterError, match=r"^device 'cuda': torch .* sees no GPU on this machine; "):
+            call()
+    code, err = run_cli(capsys, "probe", "--model", TINY, "--db", str(tmp_path / "mpq.db"), "--device", "cuda")
+    assert code == 2 and err.startswith("mpq: error: device 'cuda': torch") and err.count("\n") == 1, err
+    assert not (tmp_path / "mpq.db").exists()
+
+
 def test_cli_bad_workers_are_refused_before_the_task_is_built(tmp_path, capsys, monkeypatch):
     built = []
     monkeypatch.setattr(mpq, "load_task", built.append)  # the default task trains on its first run
