@@ -451,23 +451,27 @@ class StageProgress:
 
 class _ProgressLines:
     """Progress as plain lines, one when a stage starts, then one each tenth of its total (each
-    evaluation of a validation of 10 or fewer) and one when it is done: what a log file shows
-    while a search runs."""
+    evaluation of a validation of 10 or fewer) or each :attr:`every_s` seconds it moved on, and
+    one when it is done: what a log file shows while a search runs (a probe that converges at 27
+    of at most 200 samples still says where it is)."""
+
+    every_s = 30.0
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.started = time.monotonic()
-        self.shown: dict[str, int] = {}  # stage -> the count its last line showed
+        self.shown: dict[str, tuple[int, float]] = {}  # stage -> the count its last line showed, and when
 
     def __call__(self, stage: str, done: int, total: int, message: str) -> None:
-        last = self.shown.get(stage)
+        now = time.monotonic()
+        last, at = self.shown.get(stage, (None, now))
         total = max(total, 1)
-        if last is not None and done != total and done - last < max(total // 10, 1):
-            return
         if last == done:
             return
-        self.shown[stage] = done
-        elapsed = time.monotonic() - self.started
+        if last is not None and done != total and done - last < max(total // 10, 1) and now - at < self.every_s:
+            return
+        self.shown[stage] = (done, now)
+        elapsed = now - self.started
         self.console.print(
             f"mpq: {stage} {done}/{total}, {elapsed:.0f} s: {message}", markup=False, highlight=False, soft_wrap=True
         )

@@ -206,3 +206,33 @@ def test_show_json_is_the_frontier_shape_with_the_settings_and_layers(capsys, re
     assert status == 0 and err == "" and {k: doc[k] for k in frontier} == frontier
     assert doc["budgets"] == {} and len(doc["model_hash"]) == 64 and doc["created_at"]
     assert [layer["layer"] for layer in doc["layers"]] == ["0", "3", "5"]
+
+
+def test_progress_lines_come_each_tenth_or_each_30_s_it_moved_on(monkeypatch):
+    import io
+    import types
+
+    from rich.console import Console
+
+    import mpq._cli_render
+    from mpq._cli_render import StageProgress
+
+    now = [0.0]
+    monkeypatch.setattr(mpq._cli_render, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    console = Console(file=io.StringIO(), width=80)  # a file: no terminal
+    with StageProgress(console) as progress:
+        for sample in range(1, 28):  # a probe of at most 200 samples, one each 5 s, converged at 27
+            now[0] += 5
+            progress("probe", sample, 200, f"sample {sample}")
+        written = console.file.getvalue()  # there before the stage ends
+        for done in range(0, 21):
+            progress("validate", done, 20, "frontier")
+    assert written.splitlines() == [
+        "mpq: probe 1/200, 5 s: sample 1",
+        "mpq: probe 7/200, 35 s: sample 7",
+        "mpq: probe 13/200, 65 s: sample 13",
+        "mpq: probe 19/200, 95 s: sample 19",
+        "mpq: probe 25/200, 125 s: sample 25",
+    ]
+    validate = console.file.getvalue().splitlines()[5:]
+    assert [line.split()[2] for line in validate] == [f"{n}/20," for n in range(0, 21, 2)]
