@@ -5,7 +5,8 @@ JSON shapes (stable; documented in docs/cli.md):
   "objectives": [..], "metric_name": str, "float_metric": float|null, "spearman": float|null (null
   where the held-out set cannot resolve the measured spread or every point measures the same),
   "rank_note": str|null (the rho, or why none is given; null before validation),
-  "evaluations": int, "max_drop": float|str|null, "best_within_drop": point|null,
+  "evaluations": int, "max_drop": float|str|null, "threads": int|null (torch's intra-op threads the
+  search ran on; null before mpq recorded them), "best_within_drop": point|null,
   "points": [{"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric",
   "dominated": bool|null, "costs": {column: value}, "assignment": {layer: candidate}}]}``.
 - ``mpq show RUN --json``: the frontier's shape and ``"model_hash", "data_hash", "budgets": {cost:
@@ -69,6 +70,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "evaluations": run.record["evaluations"],
         "quantizer": run.record.get("quantizer"),
         "max_drop": run.record["settings"].get("max_drop"),
+        "threads": run.record["settings"].get("threads"),
         "best_within_drop": _best_within_drop(run),
         "points": [
             {

@@ -26,6 +26,7 @@ import torch
 from mpq._param_checks import InstanceOf, Interval, check_param
 from mpq._placement import check_device, on_device
 from mpq._task import Task, model_device
+from mpq._threads import DEFAULT_THREADS
 from mpq._timeout import EvaluationLimit, current_limit, evaluation_limit
 from mpq.exceptions import InvalidParameterError, MpqError, TaskSpecError, WorkerError
 
@@ -57,6 +58,7 @@ class TaskRef:
         data_hash: The driver's :func:`data_hash` of the calibration batches.
         device: Where the worker runs the model (``cpu``, ``cuda:0``).
         eval_limit: The search's ``--eval-timeout``, which the worker holds its evaluations to.
+        threads: torch's intra-op threads the worker runs its calls on (the search's ``--threads``).
     """
 
     spec: str
@@ -64,11 +66,13 @@ class TaskRef:
     data_hash: str
     device: str
     eval_limit: EvaluationLimit = EvaluationLimit()
+    threads: int = DEFAULT_THREADS
 
 
-def task_ref(task: Task, hashes: tuple[str, str] | None = None) -> TaskRef:
+def task_ref(task: Task, hashes: tuple[str, str] | None = None, threads: int = DEFAULT_THREADS) -> TaskRef:
     """The reference workers rebuild ``task`` from; a task built without a spec cannot be.
-    ``hashes``: its (model hash, data hash) when the caller has them (a search computes them once)."""
+    ``hashes``: its (model hash, data hash) when the caller has them (a search computes them once);
+    ``threads``: torch's intra-op threads the workers run its calls on."""
     from mpq._probes.checkpoint import data_hash, model_hash
 
     if task.spec is None:
@@ -79,7 +83,7 @@ def task_ref(task: Task, hashes: tuple[str, str] | None = None) -> TaskRef:
     prefix, _, name = task.spec.rpartition(":")
     spec = task.spec if prefix == "example" else f"{Path(prefix).resolve()}:{name}"
     weights, data = hashes or (model_hash(task.model), data_hash(task.calibration))
-    return TaskRef(spec, weights, data, str(model_device(task.model)), current_limit())
+    return TaskRef(spec, weights, data, str(model_device(task.model)), current_limit(), threads)
 
 
 #: The task this worker process rebuilt last, and what its calls keep between them.
@@ -135,6 +139,9 @@ def prepared(memo: dict, key: Hashable, make: Callable[[], Any]) -> Any:
 
 
 def _call_on_worker(function: Callable, ref: TaskRef, args: tuple) -> Any:
+    # Process-wide, for good: a worker serves one search at a time (one task per worker), and
+    # the rebuild below (a first training, say) runs on the search's threads too.
+    torch.set_num_threads(ref.threads)
     task, memo = worker_task(ref)
     if ref.eval_limit == current_limit():  # a thread of the driver's process: set there already
         return function(task, memo, *args)
@@ -187,13 +194,20 @@ class Runner:
         executor: Any ``concurrent.futures.Executor``, or None to run here, when asked.
         hashes: The task's (model hash, data hash) when the caller has them; else hashed here
             for the workers' check (only with an executor).
+        threads: torch's intra-op threads on the executor's workers (here, the caller sets them).
     """
 
-    def __init__(self, task: Task, executor: Executor | None = None, hashes: tuple[str, str] | None = None):
+    def __init__(
+        self,
+        task: Task,
+        executor: Executor | None = None,
+        hashes: tuple[str, str] | None = None,
+        threads: int = DEFAULT_THREADS,
+    ):
         _check_not_forking(executor)
-        self.task, self.executor = task, executor
+        self.task, self.executor, self.threads = task, executor, threads
         self.memo: dict = {}
-        self.ref = task_ref(task, hashes) if executor is not None else None
+        self.ref = task_ref(task, hashes, threads) if executor is not None else None
 
     def submit(self, function: Callable, args: tuple, label: str) -> Handle:
         """Start ``function(task, memo, *args)``; ``label`` names it in errors (``point 3``)."""
@@ -284,13 +298,8 @@ class ProcessPool(Executor):
         self._lock = threading.Lock()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        threads = max(1, (os.cpu_count() or 1) // self.workers)  # the cores shared out, not each taking all
-        return ProcessPoolExecutor(
-            self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=torch.set_num_threads,
-            initargs=(threads,),
-        )
+        # Each call sets its worker's threads to the search's (TaskRef.threads).
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
         with self._lock:

@@ -118,12 +118,35 @@ def omega(
     table = layers(task.model, task.calibration[0][0]) if layer_table is None else layer_table
     names = list(table["layer"])
     act_layers = [n for n, kind in zip(table["layer"], table["kind"]) if kind != "embedding"]
-    values = _sensitivity_values(sensitivity)
+    values = sensitivity_values(sensitivity)
     check_param("omega", "quantizer", quantizer, InstanceOf((Calibration,), "an mpq.calibrate result", optional=True))
     calibrated = calibrate(task.model, task.calibration) if quantizer is None else quantizer
 
     weight_err = weight_sq_errors(task.model, names, parsed, calibrated)
     act_err = act_sq_errors(task, act_layers, parsed, calibrated)
+    return omega_from_errors(table, values, parsed, probe, weight_err, act_err)
+
+
+def omega_from_errors(
+    table: pd.DataFrame,
+    values: dict[tuple[str, str, str | None], float],
+    parsed: list[Candidate],
+    probe: str,
+    weight_err: dict[tuple[str, str], float],
+    act_err: dict[tuple[str, str], float],
+) -> pd.DataFrame:
+    """:func:`omega`'s table from the quantization errors, computed once (the search's decision
+    stop rule prices every probe sample's traces with them).
+
+    Args:
+        table: The layer table.
+        values: ``{(probe, layer, candidate): value}`` (:func:`sensitivity_values`).
+        parsed: The candidates.
+        probe: As :func:`omega`'s.
+        weight_err, act_err: :func:`weight_sq_errors` and :func:`act_sq_errors`.
+    """
+    names = list(table["layer"])
+    act_layers = [n for n, kind in zip(table["layer"], table["kind"]) if kind != "embedding"]
     rows = []
     if probe == "measured":
         measured = _require(values, "measured", [(n, c.name) for n in names for c in parsed], probe)
@@ -237,7 +260,7 @@ def _sq_err(quantized: torch.Tensor, x: torch.Tensor) -> float:
     return float((quantized.double() - x.double()).pow(2).sum())
 
 
-def _sensitivity_values(sensitivity: object) -> dict[tuple[str, str, str | None], float]:
+def sensitivity_values(sensitivity: object) -> dict[tuple[str, str, str | None], float]:
     """``{(probe, layer, candidate): value}`` of a sensitivity table, after checking its columns."""
     required = ["layer", "probe", "value"]
     if not isinstance(sensitivity, pd.DataFrame) or any(c not in sensitivity.columns for c in required):

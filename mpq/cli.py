@@ -115,6 +115,16 @@ WideOption = Annotated[
     typer.Option("--wide", help="Show every column, wider than the terminal if need be (else some are left out)."),
 ]
 
+#: torch's intra-op threads, for every command that runs a model (mpq._threads reads $MPQ_THREADS).
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        help="torch's intra-op threads for the probe, the evaluations, each worker and timing \\[default: "
+        "$MPQ_THREADS, else 1].",
+    ),
+]
+
 
 ModelOption = Annotated[
     str,
@@ -260,8 +270,20 @@ def search(
         ),
     ] = "hessian",
     tolerance: Annotated[
-        float, typer.Option(help="Probe until every layer's relative standard error is below this.")
-    ] = 0.05,
+        float | None,
+        typer.Option(
+            help="Probe until no configuration the estimator's error makes plausible loses more than this fraction "
+            "of its predicted loss against the frontier \\[default: 0.05].",
+        ),
+    ] = None,
+    probe_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            metavar="REL",
+            help="Probe until every layer's relative standard error is below this instead (the traces for their "
+            "own sake; slower).",
+        ),
+    ] = None,
     max_samples: Annotated[int, typer.Option(help="Probe sample cap.")] = 200,
     max_points: Annotated[
         int,
@@ -357,6 +379,7 @@ def search(
             help="Start a new run even when an unfinished run of this same search is stored (else it is resumed).",
         ),
     ] = False,
+    threads: ThreadsOption = None,
     db: DbOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -368,10 +391,18 @@ def search(
     probes = {"measured": ("measured",), "hybrid": ("hessian_w", "hessian_a", "measured")}.get(
         probe, (f"{probe}_w", f"{probe}_a")
     )
+    if tolerance is not None and probe_tolerance is not None:
+        raise mpq.exceptions.InvalidParameterError(
+            "--tolerance and --probe-tolerance: give one of the two (the frontier's stop rule, or every layer's)."
+        )
     # The fewest samples a probe may take (2) at least, so that a --max-samples below it is refused
     # naming --max-samples, the flag the user gave.
     settings = mpq.ProbeSettings(
-        probes=probes, tolerance=tolerance, max_samples=max_samples, min_samples=max(2, min(10, max_samples))
+        probes=probes,
+        tolerance=next((t for t in (probe_tolerance, tolerance) if t is not None), 0.05),
+        stop="decision" if probe_tolerance is None else "tolerance",
+        max_samples=max_samples,
+        min_samples=max(2, min(10 if probe_tolerance is not None else 4, max_samples)),
     )
     if model is None and resume is not None:
         model = _rebuild_spec(resume, mpq.open_run(db, resume).record["model_spec"], None, trust_stored_model)
@@ -403,6 +434,7 @@ def search(
                 progress=progress,
                 eval_timeout=eval_timeout,
                 on_eval_timeout=on_eval_timeout,
+                threads=threads,
             )
     if json:
         stdout.print_json(dumps(run_json(run)))
@@ -453,6 +485,7 @@ def show(
             f"objectives {', '.join(run.objectives)}",
             f"budgets {record['budgets'] or 'none'}",
             f"created {record['created_at']:%Y-%m-%d %H:%M} UTC",
+            *([f"torch threads {record['settings']['threads']}"] if "threads" in record["settings"] else []),
         ],
         sep=", ",
     )
@@ -506,6 +539,7 @@ def export(
     ] = None,
     model: RebuildOption = None,
     trust_stored_model: TrustStoredOption = False,
+    threads: ThreadsOption = None,
     db: DbOption = None,
 ) -> None:
     """Export one point of a run for another tool."""
@@ -513,13 +547,16 @@ def export(
     from mpq._cli_render import dumps
     from mpq._export import FILE_FORMATS
     from mpq._files import check_new_file, write_text_atomically
+    from mpq._threads import resolve_threads, torch_threads
 
+    threads = resolve_threads("export", threads)
     run = mpq.open_run(db, run_id)
     if out:
         check_new_file(out, force)
-    if to in FILE_FORMATS:
+    if to in FILE_FORMATS:  # these rebuild and run the model
         spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
-        stdout.print(f"wrote {run.export(point, to, out, model=spec)}", soft_wrap=True)
+        with torch_threads(threads):
+            stdout.print(f"wrote {run.export(point, to, out, model=spec)}", soft_wrap=True)
         return
     if checkpoint is not None:
         spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
@@ -604,6 +641,7 @@ def probe_command(
         str | None,
         typer.Option(help="Run the model there: cpu, cuda, cuda:1 \\[default: where the task's model is]."),
     ] = None,
+    threads: ThreadsOption = None,
     db: DbOption = None,
     json: JsonOption = False,
     wide: WideOption = False,
@@ -627,6 +665,7 @@ def probe_command(
             device=device,
             checkpoint=store,
             progress=lambda done, total, message: progress("probe", done, total, message),
+            threads=threads,
         )
     if json:
         stdout.print_json(dumps(table_json(table)))
@@ -691,6 +730,7 @@ def measure(
         ),
     ] = False,
     trust_stored_model: TrustStoredOption = False,
+    threads: ThreadsOption = None,
     db: DbOption = None,
     json: JsonOption = False,
     wide: WideOption = False,
@@ -703,20 +743,23 @@ def measure(
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
     from mpq._param_checks import unknown_name
+    from mpq._threads import resolve_threads, torch_threads
 
     if runtime not in ("torch", "onnxruntime"):
         raise unknown_name("runtime", runtime, ["torch", "onnxruntime"])
-    if runtime == "onnxruntime":
-        _measure_onnxruntime(
-            run_id, point, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide, nodes
-        )
+    threads = resolve_threads("measure", threads)
+    if runtime == "onnxruntime":  # ONNX Runtime takes torch's thread count (mpq._onnx_latency)
+        with torch_threads(threads):
+            _measure_onnxruntime(
+                run_id, point, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide, nodes
+            )
         return
     target = target or this_cpu_target()
     names = candidates.split(",") if candidates else list(hwmodels.load_device(target).candidates)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     task = mpq.load_task(model or "example:digits-cnn")
-    with StageProgress(stderr) as progress:
+    with StageProgress(stderr) as progress, torch_threads(threads):
         table = mpq.measure_latency(
             task,
             names,
@@ -741,7 +784,7 @@ def measure(
     print_table(
         stdout,
         view,
-        title=f"{task.name} on {device}, batch {batch_size}, {torch.get_num_threads()} threads",
+        title=f"{task.name} on {device}, batch {batch_size}, {threads} threads",
         optional=["max_us", "min_us", "dequant_us", "kernel", "std_us"],
         wide=wide,
     )

@@ -73,6 +73,8 @@ BAD: dict[str, dict[str, list]] = {
         "checkpoint": [WRONG_TYPE],
         "layer_table": [WRONG_TYPE],
         "executor": [WRONG_TYPE],
+        "threads": [WRONG_TYPE, 0],
+        "decision": [WRONG_TYPE],
         "device": [WRONG_TYPE, "tpu", "cuda:99"],
     },
     "mpq.omega": {
@@ -116,6 +118,7 @@ BAD: dict[str, dict[str, list]] = {
         "progress": [WRONG_TYPE],
         "eval_timeout": [WRONG_TYPE, 0, -1.0],
         "on_eval_timeout": [WRONG_TYPE, "retry"],
+        "threads": [WRONG_TYPE, 0, 1.5],
     },
     "mpq.open_run": {"db": [WRONG_TYPE], "run_id": [WRONG_TYPE, -1, 999]},
     "mpq.list_runs": {"db": [WRONG_TYPE]},

@@ -1,7 +1,9 @@
 """``example:digits-cnn``: a small CNN trained on scikit-learn's bundled 8x8 digits images.
 
 Training is seeded and takes a few seconds on 2 cores; the weights are cached as safetensors in
-the user cache directory, keyed by the training recipe, so later runs load them.
+the user cache directory, keyed by the training recipe, so later runs load them. The calibration
+and test images are cached beside them: a later run builds the task without importing
+scikit-learn (several seconds of a search's start on a busy machine).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def build_model() -> nn.Sequential:
 
 
 def _splits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Every split, from scikit-learn's bundled digits (the training images are needed only to train)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -97,6 +100,31 @@ def _train_epochs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
     model.eval()
 
 
+def _evaluation_splits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The calibration and test splits: from the cache, or from :func:`_splits` and cached."""
+    path = cache_dir() / f"{RECIPE}-data.safetensors"
+    if path.is_file():
+        tensors = load_file(path)
+        return {name: (tensors[f"{name}.images"], tensors[f"{name}.labels"]) for name in ("calibration", "test")}
+    splits = _splits()
+    tensors = {
+        f"{name}.{part}": splits[name][i]
+        for name in ("calibration", "test")
+        for i, part in enumerate(("images", "labels"))
+    }
+    _save_atomically(tensors, path)
+    return splits
+
+
+def _save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    # A file of this process's own, then an atomic rename: a concurrent run never reads half a file,
+    # and two first runs writing at once never write into, or rename away, each other's file.
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f"{path.stem}.", suffix=".tmp", delete=False) as tmp:
+        pass
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp.name)
+    Path(tmp.name).replace(path)
+
+
 def trained_model(splits: dict | None = None) -> nn.Sequential:
     """The trained CNN, from the cache or trained now (seeded) and cached."""
     path = cache_dir() / f"{RECIPE}.safetensors"
@@ -107,14 +135,9 @@ def trained_model(splits: dict | None = None) -> nn.Sequential:
     logger.info("training %s (seeded, a few seconds); caching it at %s", RECIPE, path)
     torch.manual_seed(SEED)
     model = build_model()
-    images, labels = (splits or _splits())["train"]
+    images, labels = (splits if splits and "train" in splits else _splits())["train"]
     _train(model, images, labels)
-    # A file of this process's own, then an atomic rename: a concurrent run never reads half a file,
-    # and two first runs training at once never write into, or rename away, each other's file.
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f"{RECIPE}.", suffix=".tmp", delete=False) as tmp:
-        pass
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp.name)
-    Path(tmp.name).replace(path)
+    _save_atomically(model.state_dict(), path)
     return model
 
 
@@ -127,7 +150,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
 
 @register_example("digits-cnn")
 def make_task() -> Task:
-    splits = _splits()
+    splits = _evaluation_splits()
     model = trained_model(splits)
     cal_images, cal_labels = splits["calibration"]
     test_images, test_labels = splits["test"]

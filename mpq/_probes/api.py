@@ -22,8 +22,9 @@ from mpq._probes.graph import LayerGraph, Target, calibration_batches, gradients
 from mpq._probes.hutchinson import HessianFamily
 from mpq._probes.measured import run_measured
 from mpq._probes.sampling import Key, RunningStats, run_family, sample_generator
-from mpq._probes.settings import PROBES, ProbeSettings, check_settings, check_task, families
+from mpq._probes.settings import PROBES, TRACE_FAMILIES, ProbeSettings, check_settings, check_task, families
 from mpq._task import Task
+from mpq._threads import DEFAULT_THREADS, resolve_threads, torch_threads
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError, LossIndependentError, ProbeError, SensitivityWarning
 
@@ -57,6 +58,8 @@ def probe(
     layer_table: pd.DataFrame | None = None,
     executor: Executor | None = None,
     device: str | torch.device | None = None,
+    threads: int | None = None,
+    decision: Callable[[pd.DataFrame], bool] | None = None,
 ) -> pd.DataFrame:
     """Measure how sensitive the task's loss is to every quantizable layer.
 
@@ -92,6 +95,13 @@ def probe(
         device: Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where the
             task's model is. The model and calibration batches move there for the probe and
             back after it; a device this machine lacks is refused before anything runs.
+        threads: torch's intra-op threads for the probe, here and on the executor's workers
+            (the caller's count is restored after it); default ``$MPQ_THREADS``, else 1.
+        decision: The test of the ``decision`` stop rule (``settings.stop``): called after each
+            sample past ``min_samples`` with the family's table so far (``attrs["samples"]``:
+            the samples taken), it returns True once what the caller decides from the traces
+            is resolved; :func:`mpq.search` passes the proxy frontier's
+            (:mod:`mpq._search.decision`). Required by, and only used with, that rule.
 
     Returns:
         The sensitivity table, one row per (layer, probe) for trace probes and per (layer,
@@ -141,11 +151,31 @@ def probe(
     for name in settings.candidates:
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
     # A task the executor's workers cannot rebuild fails now too (Runner), not after the trace probes.
-    runner = Runner(task, executor) if "measured" in families(settings) else None
+    threads = resolve_threads("probe", threads)
+    if decision is not None and not callable(decision):
+        raise InvalidParameterError(
+            f"The 'decision' parameter of probe must be a callable decision(table) -> bool or None. "
+            f"Got {type(decision).__name__} instead."
+        )
+    sampled = any(family in TRACE_FAMILIES for family in families(settings))
+    if settings.stop == "decision" and sampled and not callable(decision):
+        raise InvalidParameterError(
+            "probe: the 'decision' stop rule stops when the search's frontier is resolved, so it needs the search's "
+            "test (decision=); call mpq.search, or probe with ProbeSettings(stop='tolerance')."
+        )
+    runner = Runner(task, executor, threads=threads) if "measured" in families(settings) else None
     key = probe_key(task, settings) if checkpoint is not None else None
     with placed(task, device) as task:
         return run_probe(
-            task, settings, key=key, runner=runner, checkpoint=checkpoint, layer_table=layer_table, progress=progress
+            task,
+            settings,
+            key=key,
+            runner=runner,
+            checkpoint=checkpoint,
+            layer_table=layer_table,
+            progress=progress,
+            threads=threads,
+            decision=decision,
         )
 
 
@@ -158,10 +188,13 @@ def run_probe(
     checkpoint: CheckpointStore | None = None,
     layer_table: pd.DataFrame | None = None,
     progress: Progress | None = None,
+    threads: int = DEFAULT_THREADS,
+    decision: Callable[[pd.DataFrame], bool] | None = None,
 ) -> pd.DataFrame:
     """:func:`probe` with its arguments checked and what hashes the task computed by the caller:
     the checkpoint's ``key`` (:func:`probe_key`; None without a checkpoint) and the ``runner``
-    of the ``measured`` pairs (None when no probe is ``measured``)."""
+    of the ``measured`` pairs (None when no probe is ``measured``); ``threads`` resolved, and the
+    ``decision`` test where ``settings.stop`` is ``decision``."""
     state = (checkpoint.load_probe_checkpoint(key) if checkpoint is not None else None) or {}
 
     def save() -> None:
@@ -174,7 +207,7 @@ def run_probe(
             progress(done, total, message)
 
     rows: list[dict] = []
-    with _eval_mode(task.model):
+    with torch_threads(threads), _eval_mode(task.model):
         graph = LayerGraph(task, layers(task.model, task.calibration[0][0]) if layer_table is None else layer_table)
         batches = calibration_batches(task.calibration, settings.micro_batch_size)
         for family_name, names in families(settings).items():
@@ -196,13 +229,17 @@ def run_probe(
                     )
                 rows += _measured_rows(graph, measured, sum(b.size for b in batches))
                 continue
-            stats = _sample_family(graph, family_name, names, batches, settings, state, save, report)
-            rows += _trace_rows(graph, stats, settings.tolerance)
-            _warn_about(stats, family_name, settings)
+            stats, resolved = _sample_family(
+                graph, family_name, names, batches, settings, state, save, report, decision
+            )
+            rows += _trace_rows(graph, stats, settings.tolerance, resolved)
+            _warn_about(stats, family_name, settings, resolved)
     return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
 
 
-def _sample_family(graph, family_name, names, batches, settings, state, save, report) -> RunningStats:
+def _sample_family(graph, family_name, names, batches, settings, state, save, report, decision):
+    """Sample one family to its stopping rule; returns its statistics and, under the ``decision``
+    rule, whether the decision was resolved (None under ``tolerance``)."""
     kinds = [PROBES[name][1] for name in names]
     if family_name == "hessian":
         family = HessianFamily(graph, kinds, settings.estimator, settings.noise_draws)
@@ -227,7 +264,15 @@ def _sample_family(graph, family_name, names, batches, settings, state, save, re
         report(stats.n, settings.max_samples, f"{family_name}: sample {stats.n}{note}{spread}")
 
     sizes = {key: graph.n_params[target] for key, target in targets.items()}
-    run_family(family, stats, targets, batches, settings, after_sample, sizes)
+    outcome: dict[str, bool] = {}
+
+    def decided(stats: RunningStats) -> bool:
+        table = pd.DataFrame(_trace_rows(graph, stats, settings.tolerance, None), columns=SENSITIVITY_COLUMNS)
+        table.attrs["samples"] = stats.n
+        outcome["resolved"] = bool(decision(table))
+        return outcome["resolved"]
+
+    run_family(family, stats, targets, batches, settings, after_sample, sizes, decided)
     logger.info(
         "%s: %d exact traces, %d samples, %d HVPs, %d backward passes, %.1f s",
         family_name,
@@ -237,7 +282,9 @@ def _sample_family(graph, family_name, names, batches, settings, state, save, re
         stats.backwards,
         stats.seconds,
     )
-    return stats
+    if settings.stop != "decision":
+        return stats, None
+    return stats, outcome.get("resolved", not stats.sampled())
 
 
 def _zero_traces(task_name: str, family: str, n: int) -> ProbeError:
@@ -284,7 +331,9 @@ def check_loss(task: Task, layer_table: pd.DataFrame, settings: ProbeSettings) -
             )
 
 
-def _trace_rows(graph: LayerGraph, stats: RunningStats, tolerance: float) -> list[dict]:
+def _trace_rows(graph: LayerGraph, stats: RunningStats, tolerance: float, resolved: bool | None) -> list[dict]:
+    """The family's rows; ``converged``: within the tolerance, or under the decision rule (``resolved``
+    not None) whether the decision was resolved (an exact trace always is)."""
     rows = []
     for i, (name, layer) in enumerate(stats.keys):
         rows.append(
@@ -296,7 +345,9 @@ def _trace_rows(graph: LayerGraph, stats: RunningStats, tolerance: float) -> lis
                 "stderr": stats.stderr(i),
                 "n_samples": stats.exact[i] if stats.exact[i] > 0 else stats.n,
                 "n_params": graph.n_params[(PROBES[name][1], layer)],
-                "converged": stats.relative_stderr(i) <= tolerance,
+                "converged": (
+                    stats.relative_stderr(i) <= tolerance if resolved is None else resolved or stats.exact[i] > 0
+                ),
                 "hvps": stats.hvps,
                 "backwards": stats.backwards,
                 "seconds": stats.seconds,
@@ -324,8 +375,9 @@ def _measured_rows(graph: LayerGraph, state: dict, n_samples: int) -> list[dict]
     ]
 
 
-def _warn_about(stats: RunningStats, family: str, settings: ProbeSettings) -> None:
-    """SensitivityWarnings for negative estimates and for layers above the tolerance."""
+def _warn_about(stats: RunningStats, family: str, settings: ProbeSettings, resolved: bool | None) -> None:
+    """SensitivityWarnings for negative estimates, and for layers above the tolerance or a decision
+    left unresolved at the sample cap."""
     negative = [f"{name} {layer} ({mean:.3g})" for (name, layer), mean in zip(stats.keys, stats.mean) if mean < 0]
     if negative:
         mpq_warn(
@@ -333,7 +385,14 @@ def _warn_about(stats: RunningStats, family: str, settings: ProbeSettings) -> No
             "untrained layer, or noise within the stderr), and mpq.omega counts them as 0.",
             SensitivityWarning,
         )
-    loose = stats.unconverged(settings.tolerance)
+    if resolved is False:
+        mpq_warn(
+            f"{family}: after {stats.n} samples (the cap) the frontier still moves by more than "
+            f"{settings.tolerance:.0%} of its predicted loss within the estimator's error; raise max_samples.",
+            SensitivityWarning,
+        )
+        return
+    loose = stats.unconverged(settings.tolerance) if resolved is None else []
     if loose:
         worst, where = stats.worst()
         mpq_warn(

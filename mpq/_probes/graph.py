@@ -234,7 +234,14 @@ def hvp(value: torch.Tensor, run: Pass, vectors: list[torch.Tensor], *, retain_g
 
     A tensor the gradient does not depend on has a zero Hessian block, not a missing one.
     """
-    grads = gradients(value, run, create_graph=True)
+    return hvp_of_gradients(gradients(value, run, create_graph=True), run, vectors, retain_graph=retain_graph)
+
+
+def hvp_of_gradients(
+    grads: list[torch.Tensor], run: Pass, vectors: list[torch.Tensor], *, retain_graph: bool
+) -> list[torch.Tensor]:
+    """:func:`hvp` from the gradients (taken with ``create_graph=True``) of the pass's tensors: one
+    first-order backward graph serves the products of several subsets of the tensors."""
     dot = sum((g * v).sum() for g, v in zip(grads, vectors))
     if not dot.requires_grad:  # the value is linear in every tensor: the Hessian is zero
         return [torch.zeros_like(v) for v in vectors]

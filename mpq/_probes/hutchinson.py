@@ -48,7 +48,17 @@ import torch
 
 from mpq._probes.exact import hessian_traces
 from mpq._probes.fisher import FisherFamily, noise_backward, output_tensor
-from mpq._probes.graph import Batch, LayerGraph, Pass, Target, add_to, hvp, rademacher_like
+from mpq._probes.graph import (
+    Batch,
+    LayerGraph,
+    Pass,
+    Target,
+    add_to,
+    gradients,
+    hvp,
+    hvp_of_gradients,
+    rademacher_like,
+)
 
 
 class HessianFamily:
@@ -91,9 +101,17 @@ class HessianFamily:
             self.backwards += 1
         if residual:
             coupling = (curvature.grad * output).sum()  # its Hessian is R
+            # One first-order graph for every tensor, then one product per kind (separate vectors:
+            # no weight-input coupling); a graph per kind took one more backward pass a draw.
+            grads = dict(zip(map(id, run.tensors), gradients(coupling, run, create_graph=True)))
             parts = [part for part in (run.select(kind) for kind in self.kinds) if part.tensors]
             for i, part in enumerate(parts):
-                self._hutchinson(coupling, part, generator, values, retain_graph=i + 1 < len(parts))
+                vectors = [rademacher_like(t, generator) for t in part.tensors]
+                products = hvp_of_gradients(
+                    [grads[id(t)] for t in part.tensors], part, vectors, retain_graph=i + 1 < len(parts)
+                )
+                self.hvps += 1
+                add_to(values, part, [(v * hv).sum() for v, hv in zip(vectors, products)], 1.0)
         return values
 
     def exact(self, batch: Batch, targets: set[Target]) -> dict[Target, float]:

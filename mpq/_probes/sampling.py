@@ -139,11 +139,16 @@ class RunningStats:
         """Keys whose relative standard error is above the tolerance."""
         return [k for i, k in enumerate(self.keys) if not self.relative_stderr(i) <= tolerance]
 
-    def done(self, settings: ProbeSettings) -> bool:
-        """Whether the stopping rule holds: no sampled key, the sample cap, or converged after the minimum."""
-        if not self.sampled() or self.n >= settings.max_samples:
+    def done(self, settings: ProbeSettings, decided: Callable[[RunningStats], bool] | None = None) -> bool:
+        """Whether the stopping rule holds: no sampled key, the sample cap, or after the minimum:
+        every key within the tolerance (``stop="tolerance"``) or ``decided(self)`` (``"decision"``)."""
+        if not self.sampled():
             return True
-        return self.n >= settings.min_samples and not self.unconverged(settings.tolerance)
+        if self.n < settings.min_samples:
+            return False
+        if settings.stop == "decision":  # asked at the cap too: the caller learns whether it was resolved
+            return decided(self) or self.n >= settings.max_samples
+        return self.n >= settings.max_samples or not self.unconverged(settings.tolerance)
 
     def to_state(self) -> dict:
         """A JSON-serialisable dict (floats round-trip exactly through JSON)."""
@@ -215,6 +220,7 @@ def run_family(
     settings: ProbeSettings,
     after_sample: Callable[[RunningStats], None],
     sizes: dict[Key, int] | None = None,
+    decided: Callable[[RunningStats], bool] | None = None,
 ) -> RunningStats:
     """Take samples until the stopping rule holds; call ``after_sample`` after each one.
 
@@ -227,12 +233,14 @@ def run_family(
         after_sample: Saves the checkpoint and reports progress; may raise to interrupt. Also
             called after exact traces are computed.
         sizes: Elements of each key's trace (``n_params``); None computes none exactly.
+        decided: The ``decision`` rule's test (:mod:`mpq._probes.decision`): whether what the
+            search decides is resolved by these statistics.
 
     Returns:
         ``stats``.
     """
     k = len(batches) if settings.batches_per_sample is None else settings.batches_per_sample
-    while not stats.done(settings):
+    while not stats.done(settings, decided):
         chosen = _worth_exact(stats, settings, sizes or {}, len(batches))
         if chosen:
             _exact_traces(family, stats, targets, batches, chosen, sizes or {})

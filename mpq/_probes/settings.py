@@ -38,6 +38,14 @@ ESTIMATORS = ("split", "hutchinson")
 #: How the ``fisher`` family draws output-space noise (see :mod:`mpq._probes.fisher`).
 FISHER_SAMPLERS = ("gauss_newton", "categorical")
 
+#: When a trace family stops: ``tolerance`` (every layer's relative standard error below the
+#: tolerance) or ``decision`` (the search's proxy frontier resolved; see :mod:`mpq._search.decision`).
+STOP_RULES = ("tolerance", "decision")
+#: ``min_samples`` of the search's default (decision) probe: 3 degrees of freedom for the standard
+#: errors the rule draws from. On example:digits-cnn its first check resolved from 3 samples on,
+#: with the frontier the per-layer rule's 27 samples gave (docs/speed.md).
+DECISION_MIN_SAMPLES = 4
+
 QUANTIZER_FIELDS = {f.name for f in dataclasses.fields(QuantizerSettings)}
 
 _JSON_TYPE = "ProbeSettings"
@@ -53,8 +61,14 @@ class ProbeSettings:
             ``fisher_w``, ``fisher_a`` (true Fisher / Gauss-Newton traces, targets sampled from
             the model), ``efisher_w``, ``efisher_a`` (empirical Fisher traces, the task's own
             targets), ``measured`` (the loss increase of every layer at every candidate).
-        tolerance: A trace family stops once every layer's standard error is below this
-            fraction of its estimate (0.05: 5 %).
+        tolerance: With ``stop="tolerance"``, a trace family stops once every layer's standard
+            error is below this fraction of its estimate (0.05: 5 %); with ``stop="decision"``,
+            once no configuration the estimator's error makes plausible loses more than this
+            fraction of its predicted loss against the frontier's (:mod:`mpq._search.decision`).
+        stop: The stopping rule, ``tolerance`` (per layer, the traces for their own sake) or
+            ``decision`` (what the search decides; only :func:`mpq.search` can apply it, as it
+            needs the candidates and costs; its default). A stored settings document without
+            it is ``tolerance``, the one rule mpq had then, and keeps its hash.
         min_samples: Samples every trace family takes before it may stop.
         max_samples: Samples after which a trace family stops, converged or not (a
             SensitivityWarning names the layers still above the tolerance).
@@ -105,6 +119,7 @@ class ProbeSettings:
     candidates: tuple[str, ...] = ()
     exact_max_params: int = 256
     quantizer: QuantizerSettings = QuantizerSettings()
+    stop: str = "tolerance"
 
 
 def check_task(func: str, task: Any) -> Task:
@@ -153,6 +168,7 @@ def check_settings(func: str, settings: Any) -> ProbeSettings:
     check_param(func, "noise_draws", settings.noise_draws, Interval(int, 1, None, closed="left"))
     check_param(func, "fisher_sampler", settings.fisher_sampler, OneOf(FISHER_SAMPLERS))
     check_param(func, "exact_max_params", settings.exact_max_params, Interval(int, 0, None, closed="left"))
+    check_param(func, "stop", settings.stop, OneOf(STOP_RULES))
     check_quantizer(func, settings.quantizer)
     candidates = _names(func, "candidates", settings.candidates)
     if "measured" in probes and not candidates:
@@ -225,6 +241,8 @@ def settings_to_json(settings: ProbeSettings) -> str:
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()}
     if settings.quantizer == LEGACY_QUANTIZER:  # as written before the field existed: same hash
         del data["quantizer"]
+    if settings.stop == "tolerance":  # likewise: the rule of every document written before it
+        del data["stop"]
     doc = {"type": _JSON_TYPE, "version": _JSON_VERSION, "data": data}
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
@@ -236,8 +254,8 @@ def settings_from_json(text: str) -> ProbeSettings:
         text: The JSON string.
 
     Returns:
-        The settings; fields missing from ``data`` take their defaults, except ``quantizer``,
-        which is then ``LEGACY_QUANTIZER`` (the document predates it).
+        The settings; fields missing from ``data`` take their defaults (``stop``: ``tolerance``),
+        except ``quantizer``, which is then ``LEGACY_QUANTIZER`` (the document predates it).
 
     Raises:
         InvalidParameterError: not JSON, another type or version, or unknown fields.

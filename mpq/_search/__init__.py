@@ -30,7 +30,7 @@ from mpq._liveness import current_owner
 from mpq._param_checks import Interval, OneOf, check_param
 from mpq._placement import check_device, placed
 from mpq._probes import ProbeSettings
-from mpq._probes.settings import with_quantizer
+from mpq._probes.settings import DECISION_MIN_SAMPLES, with_quantizer
 from mpq._runs import Run, open_run
 from mpq._search.identity import Identity
 from mpq._search.pipeline import calibrate, check_drop_reachable, run_stages
@@ -39,6 +39,7 @@ from mpq._search.resume import claim_for_resume, resume_abandoned
 from mpq._search.strategies import Strategy
 from mpq._storage import DB, Store, open_store
 from mpq._task import Task, model_device
+from mpq._threads import resolve_threads, torch_threads
 from mpq._timeout import check_limit, evaluation_limit
 from mpq.exceptions import InvalidParameterError
 from mpqvocab import parameter_message
@@ -74,6 +75,7 @@ def search(
     progress: Progress | None = None,
     eval_timeout: float | None = None,
     on_eval_timeout: str = "stop",
+    threads: int | None = None,
 ) -> Run:
     """Find the per-layer formats of ``task``'s model on the Pareto frontier for ``target``.
 
@@ -94,8 +96,10 @@ def search(
             within them; the device's own capacities (flash, SRAM, LUTs...) always apply.
         candidates: Candidate names to choose from, each one the target runs; default: every
             candidate the target runs.
-        settings: Probe settings; default ``ProbeSettings()`` (Hessian traces of weights and
-            activations).
+        settings: Probe settings; default ``ProbeSettings(stop="decision", min_samples=4)``: Hessian traces of
+            weights and activations, sampled until the proxy frontier is resolved within the
+            estimator's error (:mod:`mpq._search.decision`); ``stop="tolerance"`` samples until
+            every layer's trace is within the tolerance instead.
         batch_size: Batch size the cost model assumes.
         measured: A measured latency table (``mpq.measure_latency`` / ``mpq measure --out``: a
             CSV path or DataFrame with layer, candidate, latency_s at the same batch size) that
@@ -164,6 +168,10 @@ def search(
         on_eval_timeout: ``stop``: the run fails (resumable) with ``EvaluationTimeoutError``;
             ``skip``: the configuration is recorded as not measured and the search goes on (the
             float model's evaluation always stops it).
+        threads: torch's intra-op threads for the whole search: the probe, every evaluation,
+            and each of the executor's workers (the caller's count is restored after it);
+            default ``$MPQ_THREADS``, else 1, which measured fastest for the built-in examples
+            (docs/speed.md). Recorded in ``run.record["settings"]["threads"]``.
 
     Returns:
         The stored run (``run.frontier``, ``run.best(...)``).
@@ -199,7 +207,8 @@ def search(
             f"The 'task' parameter of search must be an mpq.Task. Got {type(task).__name__} instead."
         )
     limit = check_limit("search", eval_timeout, on_eval_timeout)
-    with placed(task, device) as task, evaluation_limit(limit):
+    threads = resolve_threads("search", threads)
+    with torch_threads(threads), placed(task, device) as task, evaluation_limit(limit):
         before = None
         if resume is not None:
             store = open_store(db, "write")
@@ -210,7 +219,7 @@ def search(
             if claim_for_resume(store, resume, identity) is None:  # finished already
                 return open_run(store, resume)
             run_id = resume
-            runner = Runner(task, executor, identity.hashes)
+            runner = Runner(task, executor, identity.hashes, threads)
             runner.check()
             calibration = calibrate(task, plan) if plan.settings.validate else None
         else:
@@ -220,7 +229,12 @@ def search(
                 objectives=objectives,
                 budgets=budgets,
                 candidates=candidates,
-                settings=with_quantizer("search", settings or ProbeSettings(), ranges, bias_correction),
+                settings=with_quantizer(
+                    "search",
+                    settings or ProbeSettings(stop="decision", min_samples=DECISION_MIN_SAMPLES),
+                    ranges,
+                    bias_correction,
+                ),
                 batch_size=batch_size,
                 measured=measured,
                 max_points=max_points,
@@ -232,14 +246,18 @@ def search(
                 progress=progress,
             )
             identity = Identity.of(task, plan.settings.probe)  # hashed once: the runner, record and probe share it
-            runner = Runner(task, executor, identity.hashes)
+            runner = Runner(task, executor, identity.hashes, threads)
             runner.check()  # every worker error a user can fix comes before anything is stored
             calibration = calibrate(task, plan) if plan.settings.validate else None
             if plan.settings.max_drop is not None:
                 before = check_drop_reachable(task, plan, runner, calibration, progress)
             store = open_store(db, "write", create=True)
             fields = plan.record_fields(task, identity)
-            fields["settings"] |= {"device": str(model_device(task.model)), "executor": describe_executor(executor)}
+            fields["settings"] |= {
+                "device": str(model_device(task.model)),
+                "executor": describe_executor(executor),
+                "threads": threads,
+            }
             run_id = None if fresh else resume_abandoned(store, fields, plan.costs, progress)
             if run_id is None:
                 run_id = store.create_run(

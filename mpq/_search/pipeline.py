@@ -3,11 +3,11 @@ stored, so a resumed run does only what is missing."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
-from scipy.stats import spearmanr
 
 import solvers
 from mpq._apply import calibrate as calibrate_quantizer
@@ -18,8 +18,9 @@ from mpq._measured_frontier import absolute_drop, dominated, unresolved
 from mpq._omega import omega
 from mpq._probes import PROBES
 from mpq._probes.api import run_probe
-from mpq._probes.settings import families, settings_to_json
+from mpq._probes.settings import TRACE_FAMILIES, families, settings_to_json
 from mpq._quantizer import Calibration
+from mpq._search.decision import frontier_decision
 from mpq._search.evaluator import DEFAULT_DROP_EVALS, UNBOUNDED, Evaluator
 from mpq._search.identity import Identity
 from mpq._search.measure import Measurements, point_rows, validation_order
@@ -67,7 +68,7 @@ def run_stages(
     stored = store.run_tables(run_id)
     sensitivity = stored.get("sensitivity")
     if sensitivity is None:
-        sensitivity = _sensitivity(task, store, plan, identity, runner, progress)
+        sensitivity = _sensitivity(task, store, plan, identity, runner, calibration, progress)
         store.save_table(run_id, "sensitivity", sensitivity)
 
     om = stored.get("omega")
@@ -168,7 +169,13 @@ def _measure(
 
 
 def _sensitivity(
-    task: Task, store: Store, plan: Plan, identity: Identity, runner: Runner, progress: Progress
+    task: Task,
+    store: Store,
+    plan: Plan,
+    identity: Identity,
+    runner: Runner,
+    calibration: Calibration | None,
+    progress: Progress,
 ) -> pd.DataFrame:
     """The stored probe of this model, data and settings, or a new one (checkpointed in the store)."""
     found = store.find_probe(identity.probe_key)
@@ -176,6 +183,9 @@ def _sensitivity(
         progress("probe", 1, 1, "reused the stored probe of this model, data and settings")
         return found
     settings = plan.settings.probe
+    decision = None
+    if settings.stop == "decision" and any(PROBES[name][0] in TRACE_FAMILIES for name in settings.probes):
+        decision = frontier_decision(task, plan, calibrate(task, plan) if calibration is None else calibration)
     table = run_probe(  # the search's identity and runner: the task is not hashed again
         task,
         settings,
@@ -184,6 +194,8 @@ def _sensitivity(
         checkpoint=store,
         layer_table=plan.layer_table,
         progress=lambda done, total, message: progress("probe", done, total, message),
+        threads=runner.threads,
+        decision=decision,
     )
     store.save_probe(
         identity.probe_key,
@@ -251,4 +263,8 @@ def _spearman(frontier: pd.DataFrame, float_metric: float | None) -> float | Non
         return None  # a constant ranks nothing
     if unresolved(frontier["measured_metric"], "metric") is not None:
         return None  # a rho over differences the held-out set cannot resolve is noise
-    return float(spearmanr(frontier["predicted_loss"], drop).statistic)
+    if drop.isna().any():
+        return math.nan  # as scipy's spearmanr had it: an unmeasured point leaves no rho
+    # Spearman's rho: Pearson's r of the ranks, ties at their mean rank (scipy's spearmanr, which
+    # is not imported for it: scipy.stats alone took seconds of a search's start on a busy machine).
+    return float(frontier["predicted_loss"].rank().corr(drop.rank()))

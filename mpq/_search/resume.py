@@ -25,8 +25,9 @@ SAME_SEARCH = (
     "budgets",
     "settings",
 )
-#: Settings of how a run ran, not of what it searches: a run resumes on another device or executor.
-EXECUTION = ("device", "executor")
+#: Settings of how a run ran, not of what it searches: a run resumes on another device, executor
+#: or number of threads.
+EXECUTION = ("device", "executor", "threads")
 
 
 def resume_abandoned(store: Store, fields: dict, costs: pd.DataFrame, progress: Progress) -> int | None:

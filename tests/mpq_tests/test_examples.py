@@ -1,4 +1,6 @@
 import concurrent.futures
+import subprocess
+import sys
 import threading
 import time
 
@@ -82,3 +84,23 @@ def test_two_first_runs_training_at_once_both_cache_and_load(tmp_path, monkeypat
     assert [p.name for p in tmp_path.iterdir()] == [f"{digits_cnn.RECIPE}.safetensors"]  # no temporary left
     cached = digits_cnn.trained_model(splits).state_dict()  # loads the file the last rename left: one model whole
     assert any(all(torch.equal(v, cached[k]) for k, v in m.state_dict().items()) for m in models)
+
+
+def test_digits_task_built_from_the_cache_is_the_same_and_imports_no_sklearn(tmp_path, monkeypatch):
+    """The calibration and test images come from the cache once written (the same tensors, so the
+    same data hash), and a digits search then starts without scikit-learn, scipy.stats or
+    transformers (seconds of a search's start on a busy machine)."""
+    monkeypatch.setenv("MPQ_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(digits_cnn, "EPOCHS", 1)  # the weights do not matter here
+    first = mpq.load_task("example:digits-cnn")
+    assert (tmp_path / f"{digits_cnn.RECIPE}-data.safetensors").is_file()
+    second = mpq.load_task("example:digits-cnn")
+    for (x1, y1), (x2, y2) in zip(first.calibration, second.calibration, strict=True):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert second.evaluate(second.model) == first.evaluate(first.model)
+    code = (
+        "import sys, mpq; mpq.load_task('example:digits-cnn'); import mpq._search.pipeline, mpq._cli_render, solvers;"
+        "print([m for m in ('sklearn', 'scipy.stats', 'transformers', 'onnx') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -35,6 +35,7 @@ settings_strategy = st.builds(
         act_grid=st.sampled_from(["asymmetric", "unsigned", "symmetric"]),
         weight_grid=st.sampled_from(["full", "narrow"]),
     ),
+    stop=st.sampled_from(["tolerance", "decision"]),
 )
 
 
@@ -45,9 +46,10 @@ def test_json_round_trip_and_hash_agree_with_equality(settings):
     assert (
         doc["type"] == "ProbeSettings"
         and doc["version"] == 1
-        and set(doc["data"]) | {"quantizer"} == {f.name for f in dataclasses.fields(ProbeSettings)}
+        and set(doc["data"]) | {"quantizer", "stop"} == {f.name for f in dataclasses.fields(ProbeSettings)}
     )
     assert ("quantizer" in doc["data"]) == (settings.quantizer != LEGACY_QUANTIZER)
+    assert ("stop" in doc["data"]) == (settings.stop != "tolerance")
     assert settings_from_json(text) == settings
     assert settings_hash(settings_from_json(text)) == settings_hash(settings)
     other = dataclasses.replace(settings, seed=(settings.seed + 1) % 2**63)
@@ -82,6 +84,18 @@ def test_a_document_from_before_the_quantizer_reads_as_the_legacy_quantizer_with
         settings_from_json(old.replace('"seed":0', '"quantizer":{"rm":1},"seed":0'))
 
 
+def test_the_stop_rule_is_in_the_key_and_a_document_without_it_keeps_its_hash():
+    # Every document written before the decision rule stopped per layer: it reads as 'tolerance'
+    # and writes back byte for byte (the same probe key: its stored probe is found).
+    old = settings_to_json(ProbeSettings())
+    assert "stop" not in old and settings_from_json(old).stop == "tolerance"
+    assert settings_to_json(settings_from_json(old)) == old
+    decision = ProbeSettings(stop="decision")
+    assert json.loads(settings_to_json(decision))["data"]["stop"] == "decision"
+    assert settings_hash(decision) != settings_hash(ProbeSettings())
+    assert settings_from_json(settings_to_json(decision)) == decision
+
+
 def test_from_json_accepts_only_probe_settings():
     with pytest.raises(InvalidParameterError, match="expected type 'ProbeSettings' version 1"):
         settings_from_json('{"type": "os.system", "version": 1, "data": {}}')
@@ -104,6 +118,8 @@ def test_from_json_accepts_only_probe_settings():
         ({"probes": "hessian_w"}, "The 'probes' parameter of probe must be a list of names. Got 'hessian_w' instead."),
         ({"probes": ()}, "The 'probes' parameter of probe must name at least one probe."),
         ({"probes": ("measured",)}, "probe: the 'measured' probe needs candidates to quantize to, got none;"),
+        ({"stop": "frontier"}, "The 'stop' parameter of probe must be one of 'tolerance', 'decision'."),
+        ({"stop": "decision"}, "probe: the 'decision' stop rule stops when the search's frontier is resolved"),
     ],
 )
 def test_bad_settings_raise_the_template_message(mlp_task, change, message):
