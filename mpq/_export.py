@@ -51,12 +51,15 @@ def _warn_beaten(run: Run, row: pd.Series) -> None:
     if beats.empty:
         return
     other = beats.sort_values("measured_metric", ascending=False).iloc[0]
-    costs = ", ".join(f"{c} {other[c]:.4g} against {row[c]:.4g}" for c in objectives)
     metric = run.record["metric_name"]
+
+    def measured(point: pd.Series) -> str:
+        values = [f"{c} {point[c]:.4g}" for c in objectives] + [f"{metric} {point['measured_metric']:.4g}"]
+        return f"point {int(point['point'])}: {', '.join(values)}"
+
     mpq_warn(
-        f"run {run.id} point {int(row['point'])} is beaten on measurement by point {int(other['point'])} ({costs}; "
-        f"{metric} {other['measured_metric']:.4g} against {row['measured_metric']:.4g}); export point "
-        f"{int(other['point'])} instead.",
+        f"run {run.id} point {int(row['point'])} is beaten on measurement by point {int(other['point'])} "
+        f"({measured(other)}; {measured(row)}); export point {int(other['point'])} instead.",
         DominatedPointWarning,
     )
 

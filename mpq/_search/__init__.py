@@ -100,8 +100,10 @@ def search(
         measured: A measured latency table (``mpq.measure_latency`` / ``mpq measure --out``: a
             CSV path or DataFrame with layer, candidate, latency_s at the same batch size) that
             replaces the model's latency for the pairs it covers.
-        max_points: At most this many frontier points: all of them when the exact frontier is
-            that small, else the exact optima at this many evenly spaced budgets of the first
+        max_points: At most this many frontier configurations are measured (the ``region``
+            strategy's bisection, covering and sweep together), the uniform baselines besides;
+            the ``frontier`` strategy's points: all of them when the exact frontier is that
+            small, else the exact optima at this many evenly spaced budgets of the first
             objective; with one objective, the optimum at each uniform baseline's cost is added.
         validate: Evaluate every point on held-out data (needs ``task.evaluate``).
         max_drop: The largest drop of the measured metric below the float model's that a user

@@ -8,7 +8,8 @@ to the one callback that stores it. It never touches the store itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -129,6 +130,18 @@ class Evaluator:
     def left(self) -> int:
         """Evaluations the strategies may still spend."""
         return self.max_evals - self.spent - (self.owed() if self.owing else 0)
+
+    @contextmanager
+    def at_most(self, count: int | None) -> Iterator[None]:
+        """Within the block, at most ``count`` more evaluations (None: no other limit than the
+        search's): what a strategy spends on its own share."""
+        saved = self.max_evals
+        if count is not None:
+            self.max_evals = min(saved, self.spent + count)
+        try:
+            yield
+        finally:
+            self.max_evals = saved
 
     def owed(self) -> int:
         """The evaluations a search given a drop holds back for its uniform configurations: the
