@@ -161,7 +161,7 @@ class MemoryStore(BaseStore):
         self, run_id: int, points: Sequence[Mapping[str, Any]], measured: Mapping[int, float] | None = None
     ) -> None:
         self._writing("add_points")
-        new = _rows(points)
+        new, values = _rows(points), _metrics(measured or {})
         with self.contents.lock:
             rows = self._points(run_id, list(measured or {}), "add_points")
             numbers = [int(p["point"]) for p in points]
@@ -171,23 +171,25 @@ class MemoryStore(BaseStore):
                     f"{self.where}: point {taken[0]} of run {run_id} is stored already; nothing was added (number "
                     "new points after the run's own)."
                 )
-            for point, value in (measured or {}).items():
-                rows[int(point)]["measured_metric"] = finite(float(value))
+            for point, value in values.items():
+                rows[point]["measured_metric"] = value
             rows.update(new)
 
     def set_measured(self, run_id: int, measured: Mapping[int, float]) -> None:
         self._writing("set_measured")
+        values = _metrics(measured)
         with self.contents.lock:
             rows = self._points(run_id, list(measured), "set_measured")
-            for point, value in measured.items():
-                rows[int(point)]["measured_metric"] = finite(float(value))
+            for point, value in values.items():
+                rows[point]["measured_metric"] = value
 
     def set_dominated(self, run_id: int, dominated: Mapping[int, bool | None]) -> None:
         self._writing("set_dominated")
+        flags = {int(point): None if flag is None or pd.isna(flag) else bool(flag) for point, flag in dominated.items()}
         with self.contents.lock:
             rows = self._points(run_id, list(dominated), "set_dominated")
-            for point, flag in dominated.items():
-                rows[int(point)]["dominated"] = None if flag is None or pd.isna(flag) else bool(flag)
+            for point, flag in flags.items():
+                rows[point]["dominated"] = flag
 
     def update_run(self, run_id: int, **fields: Any) -> None:
         self._writing("update_run")
@@ -301,6 +303,11 @@ def _fields(fields: Mapping[str, Any], method: str) -> dict[str, Any]:
 def _float(value: Any) -> float | None:
     """A number as a float column stores it: NaN as null."""
     return None if value is None else finite(float(value))
+
+
+def _metrics(measured: Mapping[int, float]) -> dict[int, float | None]:
+    """Point -> measured metric as stored (checked before anything is changed)."""
+    return {int(point): finite(float(value)) for point, value in measured.items()}
 
 
 def _rows(points: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:

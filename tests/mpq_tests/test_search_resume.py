@@ -46,7 +46,7 @@ def test_interrupted_validation_resumes_without_redoing_anything(tmp_path, monke
     assert interrupted.record["evaluations"] == 1 + 3 and 3 <= validated.sum() < len(interrupted.frontier)
 
     # Nothing stored is computed again: no probe, no omega, no solve; only the missing validations.
-    for name in ("probe", "omega"):
+    for name in ("run_probe", "omega"):
         monkeypatch.setattr(_search, name, lambda *a, **k: pytest.fail("recomputed a stored stage"))
     monkeypatch.setattr(solvers, "frontier", lambda *a, **k: pytest.fail("solved again"))
     evaluations.clear()
@@ -271,7 +271,7 @@ def test_the_same_search_again_resumes_an_interrupted_run_unless_fresh(tmp_path,
     db = tmp_path / "mpq.db"
     with pytest.raises(SearchInterrupted):
         mpq.search(task, settings=FAST, db=db, progress=interrupt_at("validate", 2))
-    for name in ("probe", "omega"):
+    for name in ("run_probe", "omega"):
         monkeypatch.setattr(_search, name, lambda *a, **k: pytest.fail("recomputed a stored stage"))
     messages = []
     again = mpq.search(task, settings=FAST, db=db, progress=lambda stage, d, t, message: messages.append(message))
