@@ -34,6 +34,7 @@ from mpq._apply import calibrate
 from mpq._formats import Candidate, NumberFormat, get_candidate
 from mpq._formats.base import block_amax
 from mpq._layers import layer_kind
+from mpq._onnx_kernels import integer_kernels
 from mpq._probes.checkpoint import data_hash, model_hash
 from mpq._quantizer import InputQuantizer, QuantizerSettings, weight_format
 from mpq._task import Task, map_leaves
@@ -319,7 +320,7 @@ def model_proto(task: Task, plan: dict[str, Candidate], to: str, quantizer: Quan
             verbose=False,
         )
     proto = program.model_proto
-    return proto if to == "qonnx" else _fold_weight_quantizers(onnx, proto)
+    return proto if to == "qonnx" else integer_kernels(_fold_weight_quantizers(onnx, proto))
 
 
 def _fold_weight_quantizers(onnx, proto):
