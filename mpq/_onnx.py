@@ -102,11 +102,11 @@ def _qdq_translation(x, scale, low: float, high: float, zero_point: int, axis, b
         q = op.QuantizeLinear(x, scale, axis=axis, block_size=block_size, output_dtype=onnx_type)
         return op.DequantizeLinear(q, scale, axis=axis, block_size=block_size)
     zero = op.Constant(value=helper.make_tensor("zero_point", onnx_type, [], [zero_point]))
-    out = op.DequantizeLinear(op.QuantizeLinear(x, scale, zero), scale, zero)
+    codes = op.QuantizeLinear(x, scale, zero)
     if bits not in (8, 16):  # fewer bits than the unsigned type holds: clamp the codes to 0..2**bits - 1
-        # (after DequantizeLinear, where it clamps the same codes, and QuantizeLinear stays fusable)
-        out = op.Clip(out, op.Constant(value_float=low), op.Constant(value_float=high))
-    return out
+        # (on the codes, so that the DequantizeLinear still feeds the layer: a unit ONNX Runtime fuses)
+        codes = op.Clip(codes, None, op.Constant(value=helper.make_tensor("qmax", onnx_type, [], [2**bits - 1])))
+    return op.DequantizeLinear(codes, scale, zero)
 
 
 def _quant_translation(x, scale, low: float, high: float, zero_point: int, axis, block_size, onnx_type, bits, narrow):

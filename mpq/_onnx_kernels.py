@@ -143,8 +143,10 @@ def integer_kernels(proto):
         for node in list(g.consumers.get(dq.output[0], [])):
             if node.op_type == "Gather" and node.input[0] == dq.output[0] and _attr(node, "axis", 0) == 0:
                 _gather_rows_first(g, dq, node)
-            elif node.op_type == "Conv" and _integer_input(g, node.input[0]):
+            elif node.op_type == "Conv" and _integer_input(g, node.input[0]) and not _attr(dq, "block_size", 0):
                 _codes_as_int8(g, dq)
+                if not _requantized(g, node.output[0]):
+                    _conv_integer(g, dq, node)
             elif node.op_type in ("Transpose", "Gemm"):
                 _linear(g, dq, node)
     g.tidied()
@@ -236,6 +238,48 @@ def _matmul_nbits(g: _Graph, dq, x: str, bias: str | None, old: list, out: str) 
     )
     g.replace([dq, *old], [node])
     _use_domain(g, MS_DOMAIN)
+
+
+def _requantized(g: _Graph, name: str) -> bool:
+    """Whether tensor ``name`` flows, through Relu and MaxPool alone, into a QuantizeLinear: ONNX
+    Runtime then fuses the convolution with it into QLinearConv (its requantization is the next
+    layer's input quantizer, which ``mpq.apply`` applies too)."""
+    users = g.consumers.get(name, [])
+    if len(users) != 1:
+        return False
+    if users[0].op_type == "QuantizeLinear":
+        return True
+    return users[0].op_type in ("Relu", "MaxPool") and _requantized(g, users[0].output[0])
+
+
+def _conv_integer(g: _Graph, dq, conv) -> None:
+    """ConvInteger of the input's uint8 codes and the weight's int8 codes (int32 sums), then the float
+    scale per output channel and the bias: a convolution whose output no QuantizeLinear takes."""
+    import onnx
+    from onnx import helper
+
+    act = g.producer[conv.input[0]]
+    constant_bias = len(conv.input) < 3 or not conv.input[2] or conv.input[2] in g.inits
+    if _dq_input_type(g, act) != onnx.TensorProto.UINT8 or len(g.consumers[dq.output[0]]) != 1 or not constant_bias:
+        return  # ONNX Runtime's ConvInteger takes uint8 inputs
+    rank = len(g.inits[dq.input[0]].dims)
+    scale = g.array(act.input[1]).astype(np.float32) * g.array(dq.input[1]).astype(np.float32)
+    base, out = conv.name or conv.output[0], conv.output[0]
+    g.set_initializer(f"{base}_output_scale", scale.reshape(1, -1, *[1] * (rank - 2)))
+    zero = act.input[2] if len(act.input) > 2 else ""
+    new = [
+        helper.make_node("ConvInteger", [act.input[0], dq.input[0], zero], [f"{base}_sums"], name=f"{base}_integer"),
+        helper.make_node("Cast", [f"{base}_sums"], [f"{base}_float"], name=f"{base}_cast", to=onnx.TensorProto.FLOAT),
+    ]
+    new[0].attribute.extend(a for a in conv.attribute)
+    has_bias = len(conv.input) > 2 and conv.input[2]
+    scaled = f"{base}_scaled" if has_bias else out
+    new.append(helper.make_node("Mul", [f"{base}_float", f"{base}_output_scale"], [scaled], name=f"{base}_scale"))
+    if has_bias:
+        bias = g.array(conv.input[2]).astype(np.float32)
+        g.set_initializer(f"{base}_bias", bias.reshape(1, -1, *[1] * (rank - 2)))
+        new.append(helper.make_node("Add", [scaled, f"{base}_bias"], [out], name=base))
+    g.replace([dq, conv], new)
 
 
 def _codes_as_int8(g: _Graph, dq) -> None:

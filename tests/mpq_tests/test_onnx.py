@@ -3,6 +3,7 @@ executor, and computes what ``mpq.apply``'s fake-quantized model does."""
 
 from __future__ import annotations
 
+import collections
 import json
 import subprocess
 import sys
@@ -103,9 +104,19 @@ def test_digits_onnx_holds_the_point_formats_as_quantize_dequantize_pairs(digits
     dequantized = {n.input[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
     weights = {name: types[name] for name in dequantized if name in types}  # the weights stored quantized
     t = onnx.TensorProto
-    assert sorted(weights.values()) == sorted([t.INT8, t.INT4, t.INT4, t.FLOAT8E4M3FN, t.INT4, t.FLOAT8E5M2])
-    (group,) = [n for n in dequantized.values() if any(a.name == "block_size" and a.i == 32 for a in n.attribute)]
-    assert group.input[0] == "conv3.weight_quantized" and types[group.input[0]] == t.INT4
+    # conv2's 4-bit codes in int8, the type of ONNX Runtime's integer convolution (its input is integer)
+    assert weights == {
+        "conv1.weight_quantized": t.INT8,
+        "conv2.weight_quantized": t.INT8,
+        "conv3.weight_quantized": t.INT4,
+        "conv4.weight_quantized": t.FLOAT8E4M3FN,
+        "fc2.weight_quantized": t.FLOAT8E5M2,
+    }
+    group = dequantized["conv3.weight_quantized"]
+    assert any(a.name == "block_size" and a.i == 32 for a in group.attribute)
+    # fc1's 3-bit weight with a 16-bit input: weight-only 4-bit MatMulNBits on the dequantized input
+    (nbits,) = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    assert nbits.domain == "com.microsoft" and nbits.input[1] == "fc1.weight_quantized" and types["fc1.weight_quantized"] == t.UINT8
     activations = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     # Symmetric (no zero point): the type is an attribute; with a zero point, the zero point's type.
     symmetric = [a.i for n in activations for a in n.attribute if a.name == "output_dtype" and a.i]
@@ -115,6 +126,30 @@ def test_digits_onnx_holds_the_point_formats_as_quantize_dequantize_pairs(digits
     # Every integer input here follows a ReLU or is an image (never negative): the unsigned grid.
     assert sorted(types[z] for z in zero_points) == sorted([t.UINT8, t.UINT8, t.UINT8, t.UINT16])
     assert not any(name.endswith(".original") for name in types)  # no float copy of a quantized weight
+
+
+def optimized_ops(path, tmp_path) -> collections.Counter:
+    """The op types of the graph ONNX Runtime runs: the one it saves after its optimizations."""
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
+
+
+FLOAT_KERNELS = {"Conv", "FusedConv", "MatMul", "FusedMatMul", "Gemm", "FusedGemm"}
+
+
+def test_integer_layers_run_on_integer_kernels_in_onnxruntime(digits, heldout, tmp_path):
+    # conv1-3 requantized by the next layer's input quantizer (QLinearConv); conv4's output goes to
+    # a float layer (ConvInteger); fc1 weight-only int4 (MatMulNBits); fc2 MatMulIntegerToFloat.
+    point = dict(zip(DIGITS_LAYERS, ("w8a8", "w4a8", "w8a8", "w8a8", "w4a16", "w8a8")))
+    path = mpq.export(in_memory_run(digits, "example:digits-cnn", point), 0, "onnx", tmp_path / "digits.onnx")
+    ops = optimized_ops(path, tmp_path)
+    assert ops["QLinearConv"] == 3 and ops["ConvInteger"] == 1 and ops["MatMulNBits"] == ops["MatMulIntegerToFloat"] == 1
+    assert not FLOAT_KERNELS & set(ops), ops
+    expected = applied(digits, point, heldout)
+    assert (outputs(path, {"input": heldout.numpy()}).argmax(1) == expected.argmax(1)).mean() >= 0.995
+    assert_same_outputs(outputs(path, {"input": heldout.numpy()}, optimized=False), expected)
 
 
 def test_a_weight_format_onnx_lacks_is_stored_dequantized_with_a_note(digits, heldout, tmp_path):
