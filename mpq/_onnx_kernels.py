@@ -164,7 +164,12 @@ def _matmul_of(g: _Graph, dq, node):
             return None
         return users[0].input[0], None, [node, users[0]]
     plain = _attr(node, "transA", 0) == 0 and _attr(node, "transB", 0) == 1
-    if not plain or _attr(node, "alpha", 1.0) != 1.0 or _attr(node, "beta", 1.0) != 1.0 or node.input[1] != dq.output[0]:
+    if (
+        not plain
+        or _attr(node, "alpha", 1.0) != 1.0
+        or _attr(node, "beta", 1.0) != 1.0
+        or node.input[1] != dq.output[0]
+    ):
         return None
     return node.input[0], (node.input[2] if len(node.input) > 2 and node.input[2] else None), [node]
 
@@ -172,7 +177,6 @@ def _matmul_of(g: _Graph, dq, node):
 def _linear(g: _Graph, dq, node) -> None:
     """A Linear layer's weight as MatMulIntegerToFloat's operand (8-bit integer input) or MatMulNBits (int4, float input)."""
     import onnx
-    from onnx import helper
 
     found = _matmul_of(g, dq, node)
     if found is None or len(g.consumers[dq.output[0]]) != 1:
@@ -320,7 +324,12 @@ def _gather_rows_first(g: _Graph, dq, gather) -> None:
         width = g.inits[codes_name].dims[1]
         if width % block:
             return
-        shapes = {"blocked": [-1, width // block, block], "scales": [-1, width // block], "width": [width], "axis": [-1]}
+        shapes = {
+            "blocked": [-1, width // block, block],
+            "scales": [-1, width // block],
+            "width": [width],
+            "axis": [-1],
+        }
         for key, shape in shapes.items():
             g.set_initializer(f"{base}_{key}", np.array(shape, dtype=np.int64))
         steps = [  # (op, inputs, output) each named after its output

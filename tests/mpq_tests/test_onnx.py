@@ -116,7 +116,11 @@ def test_digits_onnx_holds_the_point_formats_as_quantize_dequantize_pairs(digits
     assert any(a.name == "block_size" and a.i == 32 for a in group.attribute)
     # fc1's 3-bit weight with a 16-bit input: weight-only 4-bit MatMulNBits on the dequantized input
     (nbits,) = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
-    assert nbits.domain == "com.microsoft" and nbits.input[1] == "fc1.weight_quantized" and types["fc1.weight_quantized"] == t.UINT8
+    assert (
+        nbits.domain == "com.microsoft"
+        and nbits.input[1] == "fc1.weight_quantized"
+        and types["fc1.weight_quantized"] == t.UINT8
+    )
     activations = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     # Symmetric (no zero point): the type is an attribute; with a zero point, the zero point's type.
     symmetric = [a.i for n in activations for a in n.attribute if a.name == "output_dtype" and a.i]
@@ -145,7 +149,9 @@ def test_integer_layers_run_on_integer_kernels_in_onnxruntime(digits, heldout, t
     point = dict(zip(DIGITS_LAYERS, ("w8a8", "w4a8", "w8a8", "w8a8", "w4a16", "w8a8")))
     path = mpq.export(in_memory_run(digits, "example:digits-cnn", point), 0, "onnx", tmp_path / "digits.onnx")
     ops = optimized_ops(path, tmp_path)
-    assert ops["QLinearConv"] == 3 and ops["ConvInteger"] == 1 and ops["MatMulNBits"] == ops["MatMulIntegerToFloat"] == 1
+    assert (
+        ops["QLinearConv"] == 3 and ops["ConvInteger"] == 1 and ops["MatMulNBits"] == ops["MatMulIntegerToFloat"] == 1
+    )
     assert not FLOAT_KERNELS & set(ops), ops
     expected = applied(digits, point, heldout)
     assert (outputs(path, {"input": heldout.numpy()}).argmax(1) == expected.argmax(1)).mean() >= 0.995
@@ -240,7 +246,8 @@ def test_embedding_and_conv1d_layers_export_to_onnx_and_qonnx(tmp_path):
     tokens = torch.randint(0, 20, (5, 11))  # another batch size and length than traced
     onnx_point = {"embed": "wint4_g32a8", "conv": "w4a8", "head": "wfp8afp8"}
     int_point = {"embed": "w4a8", "conv": "w3a6", "head": "w8a8"}
-    run = in_memory_run(task, spec, onnx_point, int_point)
+    kernel_point = {"embed": "w8a8", "conv": "w8a8", "head": "w4a16"}
+    run = in_memory_run(task, spec, onnx_point, int_point, kernel_point)
     path = run.export(0, "onnx", tmp_path / "tagger.onnx", model=spec)  # a task file: rebuilt when named
     expected = applied(task, onnx_point, tokens)
     np.testing.assert_allclose(outputs(path, {"tokens": tokens.numpy()}, optimized=False), expected, atol=1e-5)
@@ -248,6 +255,17 @@ def test_embedding_and_conv1d_layers_export_to_onnx_and_qonnx(tmp_path):
 
     qonnx = pytest.importorskip("qonnx.core.onnx_exec", reason=EXTRA)
     from qonnx.core.modelwrapper import ModelWrapper
+
+    # The embedding's int8 codes gathered, only those rows dequantized; a 1-D ConvInteger; head's
+    # K = 8 in one zero-padded MatMulNBits block of 16.
+    path = run.export(2, "onnx", tmp_path / "kernels.onnx", model=spec)
+    file = onnx.load(str(path))
+    assert [n.op_type for n in file.graph.node if "embed.weight_quantized" in n.input] == ["Gather"]
+    ops = optimized_ops(path, tmp_path)
+    assert ops["ConvInteger"] == ops["MatMulNBits"] == 1 and not FLOAT_KERNELS & set(ops), ops
+    np.testing.assert_allclose(
+        outputs(path, {"tokens": tokens.numpy()}), applied(task, kernel_point, tokens), atol=1e-5
+    )
 
     model = ModelWrapper(str(run.export(1, "qonnx", tmp_path / "tagger.qonnx", model=spec)))
     sample = tokens[:1, :6]  # QONNX models keep the traced shapes: one sample, as FINN streams them
