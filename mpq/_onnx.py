@@ -6,7 +6,9 @@ quantized: each quantized layer's weight passes through a custom op (a parametri
 input through the same op (a forward pre-hook), and the exporter translates that op into
 standard ``QuantizeLinear``/``DequantizeLinear`` (opset 21: int4, int16, float8 types and
 ``block_size``) or into QONNX's ``Quant``. Afterwards the weights' QuantizeLinear nodes are
-folded, by ONNX's reference evaluator, into integer or float8 initializers.
+folded, by ONNX's reference evaluator, into integer or float8 initializers, and
+:mod:`mpq._onnx_kernels` rewrites each quantized layer as a unit ONNX Runtime runs on integer
+kernels (MatMulIntegerToFloat, QLinearConv or ConvInteger, MatMulNBits, gathered embedding codes).
 
 The scales are mpq's own (the format's rule on the weight, the calibrated input range for the
 activations), so ONNX Runtime and QONNX's executor compute what :func:`mpq.apply`'s model does.
