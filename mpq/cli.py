@@ -595,6 +595,14 @@ def measure(
     ] = "torch",
     run_id: Annotated[int | None, typer.Option("--run", help="The run whose point onnxruntime times.")] = None,
     point: Annotated[int | None, typer.Option(help="The point onnxruntime times (see 'mpq frontier RUN').")] = None,
+    all_points: Annotated[
+        bool,
+        typer.Option(
+            "--all-points",
+            help="With --runtime onnxruntime: time every point of the run end to end and store the latency with "
+            "the run ('mpq show' shows it beside the prediction).",
+        ),
+    ] = False,
     trust_stored_model: TrustStoredOption = False,
     db: DbOption = None,
     json: JsonOption = False,
@@ -612,7 +620,9 @@ def measure(
     if runtime not in ("torch", "onnxruntime"):
         raise unknown_name("runtime", runtime, ["torch", "onnxruntime"])
     if runtime == "onnxruntime":
-        _measure_onnxruntime(run_id, point, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide)
+        _measure_onnxruntime(
+            run_id, point, all_points, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide
+        )
         return
     names = candidates.split(",") if candidates else list(hwmodels.load_device(target).candidates)
     if device == "auto":
@@ -656,6 +666,7 @@ def measure(
 def _measure_onnxruntime(
     run_id: int | None,
     point: int | None,
+    all_points: bool,
     model: str | None,
     trust_stored_model: bool,
     db: str | None,
@@ -670,13 +681,16 @@ def _measure_onnxruntime(
     from mpq._onnx_latency import onnxruntime_latency
     from mpq.exceptions import InvalidParameterError
 
-    if run_id is None or point is None:
+    if run_id is None or (point is None) == (not all_points):
         raise InvalidParameterError(
-            "measure --runtime onnxruntime times one point of a run: give --run RUN and --point K "
-            "(see 'mpq frontier RUN')."
+            "measure --runtime onnxruntime times one point of a run, or all of them: give --run RUN and "
+            "--point K or --all-points (see 'mpq frontier RUN')."
         )
     run = mpq.open_run(db, run_id)
     spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
+    if all_points:
+        _measure_all_points(run, spec, batch_size, warmup, repeats, json, wide)
+        return
     end_to_end, nodes = onnxruntime_latency(
         run, point, batch_size=batch_size, warmup=warmup, repeats=repeats, model=spec
     )
@@ -697,6 +711,34 @@ def _measure_onnxruntime(
         f"{end_to_end['repeats']} runs",
         soft_wrap=True,
     )
+
+
+def _measure_all_points(
+    run, spec: str | None, batch_size: int, warmup: int, repeats: int, json: bool, wide: bool
+) -> None:
+    from mpq._cli_render import StageProgress, dumps, frontier_view, print_table, table_json
+    from mpq._onnx_latency import measure_points
+
+    with StageProgress(stderr) as progress:
+        table = measure_points(
+            run,
+            batch_size=batch_size,
+            warmup=warmup,
+            repeats=repeats,
+            model=spec,
+            progress=lambda done, total, message: progress("onnxruntime", done, total, message),
+        )
+    if json:
+        stdout.print_json(dumps(table_json(table)))
+        return
+    print_table(
+        stdout,
+        frontier_view(run, all_points=True),
+        title=f"run {run.id} in {table['runtime'].iloc[0]}, batch {batch_size}, end to end (median of {repeats})",
+        optional=["label", "formats"],
+        wide=wide,
+    )
+    stdout.print(f"stored with run {run.id}: 'mpq show {run.id}' shows it beside the prediction.")
 
 
 @app.command()
