@@ -329,6 +329,18 @@ def test_cli_exports_and_times_a_stored_point_and_refuses_a_changed_model_in_one
     code, _, err = cli(capsys, "measure", "--runtime", "onnxruntime", "--db", db)
     assert code == 2 and err.count("\n") == 1 and "give --run RUN and --point K" in err
 
+    # Every point timed end to end, stored with the run, shown beside the prediction.
+    measure_all = ["measure", "--runtime", "onnxruntime", "--run", "1", "--all-points", "--model", spec, "--db", db]
+    code, out, _ = cli(capsys, *measure_all, "--warmup", "1", "--repeats", "2", "--json")
+    rows, points = json.loads(out), sorted(int(p) for p in mpq.open_run(db, 1).frontier["point"])
+    assert code == 0 and sorted(r["point"] for r in rows) == points and all(r["ort_latency_s"] > 0 for r in rows)
+    frontier = json.loads(cli(capsys, "frontier", "1", "--db", db, "--json")[1])
+    assert [p["ort_latency_s"] for p in frontier["points"]] == [
+        next(r["ort_latency_s"] for r in rows if r["point"] == p["point"]) for p in frontier["points"]
+    ]
+    code, out, _ = cli(capsys, "show", "1", "--db", db, "--wide")
+    assert code == 0 and "ort_latency_s" in out
+
     write_tagger(tmp_path, seed=1)  # the spec now builds another model
     new = tmp_path / "new.onnx"
     code, _, err = cli(capsys, *export, "--to", "onnx", "--out", str(new))
@@ -340,6 +352,14 @@ def test_cli_exports_and_times_a_stored_point_and_refuses_a_changed_model_in_one
         and err
         == "mpq: error: export to qonnx writes a model file: pass its path as out (--out on the command line), e.g. model.qonnx.\n"
     )
+
+
+def test_measure_takes_one_point_or_all_points_not_both(tmp_path, capsys):
+    db = str(tmp_path / "none.db")
+    for choice in (["--point", "0", "--all-points"], []):
+        code, out, err = cli(capsys, "measure", "--runtime", "onnxruntime", "--run", "1", *choice, "--db", db)
+        assert (code, out, err.count("\n")) == (2, "", 1) and "give --run RUN and --point K or --all-points" in err
+    assert not (tmp_path / "none.db").exists()
 
 
 def test_export_without_the_extra_names_the_fix(tmp_path):
