@@ -12,8 +12,9 @@ same values (no rounding is added or moved, so :func:`mpq.apply` still computes 
   (QLinearMatMul where a QuantizeLinear follows); it leaves a Gemm with a float bias in float.
 - 2- to 4-bit weights of a Linear or Conv layer with an 8-bit integer input stored as int8: ONNX
   Runtime's CPU integer GEMM and convolution take 8-bit weights only, and the codes are the same.
-- A Linear layer's int4 weight with a float input (weight-only, ``w4a16``, ``wint4_g128afp32``):
-  com.microsoft MatMulNBits, the codes packed two per byte along K, one scale per block of K.
+- A Linear layer's int4 weight with a float input (weight-only, ``w4a16``, ``wint4_g128afp32``), or
+  with group scales: com.microsoft MatMulNBits, the codes packed two per byte along K, one scale
+  per block of K.
 - An Embedding's codes gathered first, and only the rows used dequantized (ONNX's Gather takes
   no int4: 4-bit tables are stored as int8).
 """
@@ -187,7 +188,7 @@ def _linear(g: _Graph, dq, node) -> None:
     int4 = weight.data_type == onnx.TensorProto.INT4
     if _integer_input(g, x) and not _attr(dq, "block_size", 0):
         _matmul_integer_to_float(g, dq, x, bias, old, out)
-    elif int4 and not _integer_input(g, x):
+    elif int4:  # weight-only, or group scales no integer GEMM takes: MatMulNBits on the (dequantized) input
         _matmul_nbits(g, dq, x, bias, old, out)
 
 
