@@ -23,6 +23,8 @@ RUN_COLUMNS = ("run", "status", "task", "target", "objectives")
 MODEL_LAYER_COLUMNS = ("layer", "kind", "weight_params", "macs", "weight_shape")
 
 #: Frontier columns that describe a point rather than cost it.
+#: The run table of end-to-end ONNX Runtime latencies (``mpq measure --runtime onnxruntime --all-points``).
+ORT_TABLE = "onnxruntime_latency"
 POINT_COLUMNS = ("point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric", "dominated")
 
 
@@ -79,10 +81,14 @@ def frontier_points(run: mpq.Run) -> pd.DataFrame:
 
     Returns:
         ``run.frontier``'s columns (``point``, ``label``, ``is_baseline``, ``optimal``,
-        ``predicted_loss``, every cost column in its unit, ``measured_metric``) plus ``formats``.
+        ``predicted_loss``, every cost column in its unit, ``measured_metric``) plus ``formats``,
+        and ``ort_latency_s`` where ``mpq measure --runtime onnxruntime --all-points`` stored it.
     """
     points = run.frontier.copy()
     points["formats"] = [formats_summary(run.assignment(int(p))) for p in points["point"]]
+    deployed = run.tables.get(ORT_TABLE)
+    if deployed is not None and not deployed.empty:
+        points["ort_latency_s"] = points["point"].map(deployed.set_index("point")["ort_latency_s"])
     return points
 
 

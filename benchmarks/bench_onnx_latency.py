@@ -44,7 +44,8 @@ from bench_cost_model import spearman  # this folder is on sys.path when run as 
 import hwmodels
 import mpq
 from mpq._cli_render import formats_summary
-from mpq._onnx_latency import onnxruntime_latency
+from mpq._onnx import _first_sample, rebuilt_task
+from mpq._onnx_latency import _options, _session_inputs, onnxruntime_latency
 
 FLOAT = "wfp32afp32"
 
@@ -116,7 +117,56 @@ def bench(example: str, device: Path, args: argparse.Namespace, db: str) -> list
             )
         title = f"{example}, batch {args.batch_size}, latency_s from the {latency} (search {searched_s:.0f} s, run {run.id})"
         tables.append((title, pd.DataFrame(rows)))
+        if latency == args.latency[0]:
+            title = f"{example}, batch {args.batch_size}: deployed exports against onnxruntime's quantize_dynamic"
+            tables.append((title, deployment(run, args)))
     return tables
+
+
+def deployment(run: mpq.Run, args: argparse.Namespace) -> pd.DataFrame:
+    """The run's all-fp32, all-int8 and all-w4a16 exports beside onnxruntime's own quantize_dynamic
+    (int8 per-channel weights, dynamic uint8 inputs) of the all-fp32 export, timed interleaved in
+    one process (``--statistic`` over ``--repeats``), with each output's mean cosine to all-fp32's
+    on the last calibration batch."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    task = rebuilt_task(run)
+    points = run.frontier.drop_duplicates("label").set_index("label")["point"]
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore", mpq.exceptions.DominatedPointWarning)
+        files = {
+            name: mpq.export(run, int(points[label]), "onnx", Path(folder) / f"{name}.onnx")
+            for name, label in (("all-fp32", f"all-{FLOAT}"), ("all-int8", "all-w8a8"), ("all-w4a16", "all-w4a16"))
+            if label in points
+        }
+        files["quantize_dynamic"] = Path(folder) / "dynamic.onnx"
+        quantize_dynamic(files["all-fp32"], files["quantize_dynamic"], per_channel=True, weight_type=QuantType.QInt8)
+        sessions = {
+            name: ort.InferenceSession(str(path), _options(ort), providers=["CPUExecutionProvider"])
+            for name, path in files.items()
+        }
+    sample = _first_sample(task.calibration[0][0])
+    feeds = {name: _session_inputs(session, sample) for name, session in sessions.items()}
+    for name, session in sessions.items():
+        session.run(None, feeds[name])
+    seconds: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(args.repeats):  # interleaved: a busy spell of the machine slows every file alike
+        for name, session in sessions.items():
+            start = time.perf_counter_ns()
+            session.run(None, feeds[name])
+            seconds[name].append((time.perf_counter_ns() - start) * 1e-9)
+    batch = task.calibration[-1][0]
+    reference = sessions["all-fp32"].run(None, _session_inputs(sessions["all-fp32"], batch))[0]
+    rows = []
+    for name, session in sessions.items():
+        out = session.run(None, _session_inputs(session, batch))[0]
+        cosine = (out * reference).sum(-1) / np.linalg.norm(out, axis=-1) / np.linalg.norm(reference, axis=-1)
+        statistic = np.min if args.statistic == "min" else np.median
+        rows.append({"export": name, "ort_s": float(statistic(seconds[name])), "cosine_to_fp32": float(cosine.mean())})
+    table = pd.DataFrame(rows)
+    fp32, dynamic = table.set_index("export")["ort_s"][["all-fp32", "quantize_dynamic"]]
+    return table.assign(speedup_over_fp32=fp32 / table["ort_s"], over_quantize_dynamic=table["ort_s"] / dynamic)
 
 
 def summary(table: pd.DataFrame) -> dict[str, float]:
@@ -166,11 +216,14 @@ def main() -> None:
         db = f"sqlite:///{Path(folder) / 'bench.db'}"
         for example in args.examples:
             for title, table in bench(example, device, args, db):
+                print(f"=== {title}")
+                if "predicted_s" not in table:  # the deployment table
+                    print(table.to_string(index=False), "\n", flush=True)
+                    continue
                 table = table.assign(
                     ort_over_predicted=table["ort_s"] / table["predicted_s"],
                     per_layer_over_predicted=table["per_layer_s"] / table["predicted_s"],
                 )
-                print(f"=== {title}")
                 print(table.to_string(index=False))
                 print(pd.Series(summary(table)).to_string(), "\n", flush=True)
     print(f"load at the end {os.getloadavg()[0]:.1f}")

@@ -8,7 +8,8 @@ JSON shapes (stable; documented in docs/cli.md):
   "evaluations": int, "max_drop": float|str|null, "threads": int|null (torch's intra-op threads the
   search ran on; null before mpq recorded them), "best_within_drop": point|null,
   "points": [{"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric",
-  "dominated": bool|null, "costs": {column: value}, "assignment": {layer: candidate}}]}``.
+  "dominated": bool|null, "costs": {column: value}, "ort_latency_s": float|null (stored by ``mpq
+  measure --runtime onnxruntime --all-points``), "assignment": {layer: candidate}}]}``.
 - ``mpq show RUN --json``: the frontier's shape and ``"model_hash", "data_hash", "budgets": {cost:
   limit}, "created_at", "layers": [{"layer", ...the layer table's columns}]``.
 - ``mpq runs --json``: a list of ``{"run", "status", "task", "target", "objectives", "points",
@@ -40,7 +41,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.segment import Segments
 from rich.table import Column, Table
 
-from mpq._frontier_columns import cost_columns
+from mpq._frontier_columns import cost_columns, stored_latency
 
 if TYPE_CHECKING:
     from mpq._runs import Run
@@ -58,6 +59,7 @@ def _plain(value: Any) -> Any:
 
 def run_json(run: Run) -> dict[str, Any]:
     costs = cost_columns(run.frontier)
+    deployed = stored_latency(run)
     return {
         "run": run.id,
         "task": run.record["task_name"],
@@ -82,6 +84,7 @@ def run_json(run: Run) -> dict[str, Any]:
                 "measured_metric": _plain(row["measured_metric"]),
                 "dominated": None if pd.isna(row["dominated"]) else bool(row["dominated"]),
                 "costs": {c: _plain(row[c]) for c in costs},
+                "ort_latency_s": None if deployed is None else _plain(deployed.get(int(row["point"]))),
                 "assignment": run.assignment(int(row["point"])),
             }
             for _, row in run.frontier.iterrows()
@@ -296,6 +299,10 @@ def frontier_view(run: Run, all_points: bool = False) -> pd.DataFrame:
     if all_points and measured:
         frontier["beaten"] = ["yes" if flag is True else "" for flag in frontier["dominated"].astype(object)]
         shown.append("beaten")
+    deployed = stored_latency(run)
+    if deployed is not None:  # beside the prediction: measured end to end in ONNX Runtime
+        frontier["ort_latency_s"] = frontier["point"].map(deployed)
+        shown.insert(3 + len(run.objectives), "ort_latency_s")
     frontier["formats"] = [formats_summary(run.assignment(int(p))) for p in frontier["point"]]
     shown += [*budget_columns(run), "formats"]
     return frontier[shown].rename(columns={"measured_metric": run.record["metric_name"]}).reset_index(drop=True)

@@ -20,3 +20,14 @@ POINT_COLUMNS = ("point", "label", "is_baseline", "optimal", "predicted_loss", "
 def cost_columns(frontier: pd.DataFrame) -> list[str]:
     """The cost columns of a frontier table (everything but the point's identity and scores)."""
     return [c for c in frontier.columns if c not in POINT_COLUMNS]
+
+
+#: The run table ``mpq measure --runtime onnxruntime --all-points`` stores: ``point``,
+#: ``ort_latency_s`` (median end to end), ``ort_latency_min_s``, ``batch_size``, ``threads``, ``runtime``.
+ORT_TABLE = "onnxruntime_latency"
+
+
+def stored_latency(run) -> pd.Series | None:
+    """The run's stored ONNX Runtime end-to-end latency (median seconds) by point; None if never measured."""
+    table = run.tables.get(ORT_TABLE)
+    return None if table is None or table.empty else table.set_index("point")["ort_latency_s"]

@@ -6,7 +6,9 @@ quantized: each quantized layer's weight passes through a custom op (a parametri
 input through the same op (a forward pre-hook), and the exporter translates that op into
 standard ``QuantizeLinear``/``DequantizeLinear`` (opset 21: int4, int16, float8 types and
 ``block_size``) or into QONNX's ``Quant``. Afterwards the weights' QuantizeLinear nodes are
-folded, by ONNX's reference evaluator, into integer or float8 initializers.
+folded, by ONNX's reference evaluator, into integer or float8 initializers, and
+:mod:`mpq._onnx_kernels` rewrites each quantized layer as a unit ONNX Runtime runs on integer
+kernels (MatMulIntegerToFloat, QLinearConv or ConvInteger, MatMulNBits, gathered embedding codes).
 
 The scales are mpq's own (the format's rule on the weight, the calibrated input range for the
 activations), so ONNX Runtime and QONNX's executor compute what :func:`mpq.apply`'s model does.
@@ -34,6 +36,7 @@ from mpq._apply import calibrate
 from mpq._formats import Candidate, NumberFormat, get_candidate
 from mpq._formats.base import block_amax
 from mpq._layers import layer_kind
+from mpq._onnx_kernels import integer_kernels
 from mpq._probes.checkpoint import data_hash, model_hash
 from mpq._quantizer import InputQuantizer, QuantizerSettings, weight_format
 from mpq._task import Task, map_leaves
@@ -101,11 +104,11 @@ def _qdq_translation(x, scale, low: float, high: float, zero_point: int, axis, b
         q = op.QuantizeLinear(x, scale, axis=axis, block_size=block_size, output_dtype=onnx_type)
         return op.DequantizeLinear(q, scale, axis=axis, block_size=block_size)
     zero = op.Constant(value=helper.make_tensor("zero_point", onnx_type, [], [zero_point]))
-    out = op.DequantizeLinear(op.QuantizeLinear(x, scale, zero), scale, zero)
+    codes = op.QuantizeLinear(x, scale, zero)
     if bits not in (8, 16):  # fewer bits than the unsigned type holds: clamp the codes to 0..2**bits - 1
-        # (after DequantizeLinear, where it clamps the same codes, and QuantizeLinear stays fusable)
-        out = op.Clip(out, op.Constant(value_float=low), op.Constant(value_float=high))
-    return out
+        # (on the codes, so that the DequantizeLinear still feeds the layer: a unit ONNX Runtime fuses)
+        codes = op.Clip(codes, None, op.Constant(value=helper.make_tensor("qmax", onnx_type, [], [2**bits - 1])))
+    return op.DequantizeLinear(codes, scale, zero)
 
 
 def _quant_translation(x, scale, low: float, high: float, zero_point: int, axis, block_size, onnx_type, bits, narrow):
@@ -319,7 +322,7 @@ def model_proto(task: Task, plan: dict[str, Candidate], to: str, quantizer: Quan
             verbose=False,
         )
     proto = _pin_constant_dims(program.model_proto, program.exported_program.range_constraints)
-    return proto if to == "qonnx" else _fold_weight_quantizers(onnx, proto)
+    return proto if to == "qonnx" else integer_kernels(_fold_weight_quantizers(onnx, proto))
 
 
 def _pin_constant_dims(proto, range_constraints: dict):

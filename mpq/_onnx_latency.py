@@ -1,11 +1,13 @@
 """``mpq measure --runtime onnxruntime``: a point's ONNX export timed end to end in ONNX Runtime,
-and per node from ONNX Runtime's own profiler."""
+and per node from ONNX Runtime's own profiler; with ``--all-points``, every point of the frontier
+end to end, stored with the run."""
 
 from __future__ import annotations
 
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,9 +16,11 @@ import pandas as pd
 import torch
 
 from mpq._formats import get_candidate
+from mpq._frontier_columns import ORT_TABLE
 from mpq._measure.api import _resize_batch
 from mpq._onnx import MISSING_EXTRA, _first_sample, check_formats, model_proto, rebuilt_task
 from mpq._param_checks import Interval, check_param
+from mpq._storage import open_store
 from mpq._task import map_leaves
 from mpq.exceptions import InvalidParameterError
 
@@ -58,12 +62,23 @@ def onnxruntime_latency(
     check_param("measure", "batch_size", batch_size, Interval(int, 1, None, closed="left"))
     check_param("measure", "warmup", warmup, Interval(int, 0, None, closed="left"))
     check_param("measure", "repeats", repeats, Interval(int, 1, None, closed="left"))
+    ort = _onnxruntime()
+    end_to_end, proto, feed = _timed(ort, run, point, batch_size, warmup, repeats, model)
+    return end_to_end, _profiled_nodes(ort, proto, feed, warmup, repeats)
+
+
+def _onnxruntime():
     try:
         import onnxruntime as ort
     except ImportError:
         raise InvalidParameterError(
             f"measure --runtime onnxruntime needs the onnxruntime package; install it with {MISSING_EXTRA}."
         ) from None
+    return ort
+
+
+def _timed(ort, run: Run, point: int, batch_size: int, warmup: int, repeats: int, model: str | None):
+    """``(end_to_end, proto, feed)``: the point exported and timed end to end (see :func:`onnxruntime_latency`)."""
     plan = {layer: get_candidate(name) for layer, name in run.assignment(point).items()}
     check_formats(run, point, plan, "onnx")
     task = rebuilt_task(run, model)
@@ -91,7 +106,61 @@ def onnxruntime_latency(
         "threads": session.get_session_options().intra_op_num_threads,
         "runtime": f"onnxruntime {ort.__version__}",
     }
-    return end_to_end, _profiled_nodes(ort, proto, feed, warmup, repeats)
+    return end_to_end, proto, feed
+
+
+def measure_points(
+    run: Run,
+    *,
+    batch_size: int = 1,
+    warmup: int = 3,
+    repeats: int = 20,
+    model: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> pd.DataFrame:
+    """Time every point of a run's frontier exported to ONNX, end to end in ONNX Runtime, and store
+    the table with the run (its ``onnxruntime_latency`` table: ``mpq show``, ``mpq frontier --json``
+    and the dashboard show it beside the prediction).
+
+    Args:
+        run: The run (``mpq.open_run``); its store is written.
+        batch_size, warmup, repeats, model: As for :func:`onnxruntime_latency`.
+        progress: Called ``(done, total, message)`` after each point.
+
+    Returns:
+        One row per point: ``point``, ``ort_latency_s`` (median), ``ort_latency_min_s``,
+        ``batch_size``, ``threads``, ``runtime``.
+
+    Raises:
+        InvalidParameterError: what :func:`onnxruntime_latency` refuses, for any point (checked
+            before any is timed; nothing is stored then).
+    """
+    for name, value in (("batch_size", batch_size), ("repeats", repeats)):
+        check_param("measure", name, value, Interval(int, 1, None, closed="left"))
+    check_param("measure", "warmup", warmup, Interval(int, 0, None, closed="left"))
+    ort = _onnxruntime()
+    points = [int(p) for p in run.frontier["point"]]
+    for point in points:  # every point's formats checked before minutes of timing
+        check_formats(run, point, {layer: get_candidate(c) for layer, c in run.assignment(point).items()}, "onnx")
+    rows = []
+    for done, point in enumerate(points, 1):
+        end_to_end, _, _ = _timed(ort, run, point, batch_size, warmup, repeats, model)
+        rows.append(
+            {
+                "point": point,
+                "ort_latency_s": end_to_end["latency_s"],
+                "ort_latency_min_s": end_to_end["latency_min_s"],
+                "batch_size": batch_size,
+                "threads": end_to_end["threads"],
+                "runtime": end_to_end["runtime"],
+            }
+        )
+        if progress is not None:
+            progress(done, len(points), f"point {point}")
+    table = pd.DataFrame(rows)
+    open_store(run.db, "write").save_table(run.id, ORT_TABLE, table)
+    run.tables[ORT_TABLE] = table
+    return table
 
 
 def _options(ort):

@@ -729,6 +729,14 @@ def measure(
             "--nodes", "-v", help="With --runtime onnxruntime: the per-node table too, after the end-to-end figure."
         ),
     ] = False,
+    all_points: Annotated[
+        bool,
+        typer.Option(
+            "--all-points",
+            help="With --runtime onnxruntime: time every point of the run end to end and store the latency with "
+            "the run ('mpq show' shows it beside the prediction).",
+        ),
+    ] = False,
     trust_stored_model: TrustStoredOption = False,
     threads: ThreadsOption = None,
     db: DbOption = None,
@@ -751,7 +759,7 @@ def measure(
     if runtime == "onnxruntime":  # ONNX Runtime takes torch's thread count (mpq._onnx_latency)
         with torch_threads(threads):
             _measure_onnxruntime(
-                run_id, point, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide, nodes
+                run_id, point, all_points, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide, nodes
             )
         return
     target = target or this_cpu_target()
@@ -797,6 +805,7 @@ def measure(
 def _measure_onnxruntime(
     run_id: int | None,
     point: int | None,
+    all_points: bool,
     model: str | None,
     trust_stored_model: bool,
     db: str | None,
@@ -812,13 +821,16 @@ def _measure_onnxruntime(
     from mpq._onnx_latency import onnxruntime_latency
     from mpq.exceptions import InvalidParameterError
 
-    if run_id is None or point is None:
+    if run_id is None or (point is None) == (not all_points):
         raise InvalidParameterError(
-            "measure --runtime onnxruntime times one point of a run: give --run RUN and --point K "
-            "(see 'mpq frontier RUN')."
+            "measure --runtime onnxruntime times one point of a run, or all of them: give --run RUN and "
+            "--point K or --all-points (see 'mpq frontier RUN')."
         )
     run = mpq.open_run(db, run_id)
     spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
+    if all_points:
+        _measure_all_points(run, spec, batch_size, warmup, repeats, json, wide)
+        return
     end_to_end, nodes = onnxruntime_latency(
         run, point, batch_size=batch_size, warmup=warmup, repeats=repeats, model=spec
     )
@@ -841,6 +853,34 @@ def _measure_onnxruntime(
             optional=["share_pct"],
             wide=wide,
         )
+
+
+def _measure_all_points(
+    run, spec: str | None, batch_size: int, warmup: int, repeats: int, json: bool, wide: bool
+) -> None:
+    from mpq._cli_render import StageProgress, dumps, frontier_view, print_table, table_json
+    from mpq._onnx_latency import measure_points
+
+    with StageProgress(stderr) as progress:
+        table = measure_points(
+            run,
+            batch_size=batch_size,
+            warmup=warmup,
+            repeats=repeats,
+            model=spec,
+            progress=lambda done, total, message: progress("onnxruntime", done, total, message),
+        )
+    if json:
+        stdout.print_json(dumps(table_json(table)))
+        return
+    print_table(
+        stdout,
+        frontier_view(run, all_points=True),
+        title=f"run {run.id} in {table['runtime'].iloc[0]}, batch {batch_size}, end to end (median of {repeats})",
+        optional=["label", "formats"],
+        wide=wide,
+    )
+    stdout.print(f"stored with run {run.id}: 'mpq show {run.id}' shows it beside the prediction.")
 
 
 @app.command()

@@ -68,7 +68,12 @@ labels = points.set_index("point")
 def _point_label(p: int) -> str:
     row = labels.loc[p]
     measured = "-" if pd.isna(row["measured_metric"]) else f"{row['measured_metric']:.4f}"
-    return f"{p} · {row['label']} · predicted loss {row['predicted_loss']:.3g} · {metric} {measured} · {row['formats']}"
+    deployed = row.get("ort_latency_s")
+    ort = "" if deployed is None or pd.isna(deployed) else f" · ONNX Runtime {deployed * 1e3:.3g} ms"
+    return (
+        f"{p} · {row['label']} · predicted loss {row['predicted_loss']:.3g} · {metric} {measured}{ort} · "
+        f"{row['formats']}"
+    )
 
 
 point = st.selectbox("Point", [int(p) for p in points["point"]], key=point_key, format_func=_point_label)

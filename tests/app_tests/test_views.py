@@ -54,6 +54,18 @@ def test_run_label_and_best_point(store):
     assert views.best_point(run) == int(run.best().point)
 
 
+def test_frontier_points_carry_the_stored_onnxruntime_latency(store):
+    run = store.runs["fpga"]
+    assert "ort_latency_s" not in views.frontier_points(run)  # never measured
+    first = int(run.frontier["point"].iloc[0])
+    table = pd.DataFrame({"point": [first], "ort_latency_s": [0.002]})
+    measured = mpq.Run(
+        run.id, run.db, run.status, run.record, run.frontier, run.assignments, run.tables | {views.ORT_TABLE: table}
+    )
+    latency = views.frontier_points(measured).set_index("point")["ort_latency_s"]
+    assert latency[first] == 0.002 and latency.drop(first).isna().all()
+
+
 def test_axis_choices_and_shared_axes(store):
     gpu, mcu = store.runs["gpu"], store.runs["mcu"]
     assert views.axis_choices(gpu)[:3] == ["latency_s", "weight_bytes", "predicted_loss"]

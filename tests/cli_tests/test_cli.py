@@ -60,8 +60,10 @@ def test_search_json_shape(searched, capsys):
         "measured_metric",
         "dominated",
         "costs",
+        "ort_latency_s",
         "assignment",
     }
+    assert point["ort_latency_s"] is None  # until mpq measure --runtime onnxruntime --all-points
     assert doc["evaluations"] == 1 + len({json.dumps(p["assignment"], sort_keys=True) for p in doc["points"]})
     beaten = [p for p in doc["points"] if p["dominated"]]
     for p in beaten:  # each one has a point that costs no more and measures at least as well
