@@ -14,12 +14,27 @@ from mpq.exceptions import TaskSpecError
 from mpqvocab import shown
 
 
-def load_task(spec: str) -> Task:
+def load_task(
+    spec: str,
+    *,
+    data: str | Path | None = None,
+    seq_len: int | None = None,
+    calibration_tokens: int | None = None,
+    heldout_tokens: int | None = None,
+) -> Task:
     """Build the task a ``--model`` spec names.
 
     Args:
-        spec: ``example:NAME`` for a built-in example (see ``mpq.list_examples()``), or
-            ``path/to/file.py:factory`` for a function in a user file that returns a Task.
+        spec: ``example:NAME`` for a built-in example (see ``mpq.list_examples()``),
+            ``path/to/file.py:factory`` for a function in a user file that returns a Task, or
+            ``hf:PATH`` for a causal language model in a folder as ``save_pretrained`` writes it
+            (loaded offline; its metric is the held-out perplexity, lower is better).
+        data: For ``hf:``: a text file (plain text, or JSON lines with a ``"text"`` field) to
+            calibrate on and measure the perplexity on; default: the built-in corpus (the
+            standard library's source).
+        seq_len: For ``hf:``: tokens per sequence (default 128).
+        calibration_tokens: For ``hf:``: tokens of calibration text (default 2048).
+        heldout_tokens: For ``hf:``: tokens of held-out text (default 8192).
 
     Returns:
         The task, its model in eval mode.
@@ -31,9 +46,22 @@ def load_task(spec: str) -> Task:
     """
     if not isinstance(spec, str) or ":" not in spec:
         raise TaskSpecError(
-            f"--model {spec!r}: expected 'example:NAME' or 'path/to/file.py:factory'; "
+            f"--model {spec!r}: expected 'example:NAME', 'path/to/file.py:factory' or 'hf:PATH'; "
             "run 'mpq search --help' for examples."
         )
+    text = {
+        "data": data,
+        "seq_len": seq_len,
+        "calibration_tokens": calibration_tokens,
+        "heldout_tokens": heldout_tokens,
+    }
+    given = {name: value for name, value in text.items() if value is not None}
+    if spec.startswith("hf:"):
+        task = _load_hf(spec, given)
+        return check_task(task, spec)
+    if given:
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise TaskSpecError(f"{flag}: applies to --model hf:PATH only; drop it, or load the model with hf:PATH.")
     prefix, _, name = spec.rpartition(":")
     if prefix == "example":
         task = make_example(name)
@@ -42,6 +70,23 @@ def load_task(spec: str) -> Task:
     task = check_task(task, spec)
     task.model.eval()
     task.spec = spec
+    return task
+
+
+def _load_hf(spec: str, given: dict) -> Task:
+    from mpq._examples.causal_lm import TextSettings, load_hf_task
+
+    location = spec.removeprefix("hf:")
+    text = None
+    if given:  # the flags replace the settings a stored spec carries
+        path, _, query = location.partition("?")
+        stored = TextSettings.from_spec(query)
+        if "data" in given:
+            given["data"] = str(Path(given["data"]).resolve()) if Path(given["data"]).exists() else str(given["data"])
+        text = TextSettings(**{**vars(stored), **given})
+        location = path
+    task = load_hf_task(location, text)
+    task.model.eval()
     return task
 
 
