@@ -376,8 +376,8 @@ def tiny_llama_config() -> object:
     )
 
 
-def train_tokenizer(documents: Sequence[str]) -> object:
-    """A byte-level BPE tokenizer of ``VOCAB_SIZE`` tokens trained on ``documents``; token 0 ends a text."""
+def train_tokenizer(documents: Sequence[str], vocab_size: int = VOCAB_SIZE) -> object:
+    """A byte-level BPE tokenizer of ``vocab_size`` tokens trained on ``documents``; token 0 ends a text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -385,7 +385,7 @@ def train_tokenizer(documents: Sequence[str]) -> object:
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=["<|endoftext|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
