@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mpq._examples import make_example
 from mpq._task import Task, check_task
+from mpq._validation import InstanceOf, check_param
 from mpq.exceptions import TaskSpecError
 from mpqvocab import shown
 
@@ -81,8 +82,9 @@ def _load_hf(spec: str, given: dict) -> Task:
     if given:  # the flags replace the settings a stored spec carries
         path, _, query = location.partition("?")
         stored = TextSettings.from_spec(query)
-        if "data" in given:
-            given["data"] = str(Path(given["data"]).resolve()) if Path(given["data"]).exists() else str(given["data"])
+        if "data" in given:  # stored resolved: a worker or a resumed run in another folder reads the same file
+            check_param("load_task", "data", given["data"], InstanceOf((str, Path), "a path to a text file"))
+            given["data"] = str(Path(given["data"]).resolve())
         text = TextSettings(**{**vars(stored), **given})
         location = path
     task = load_hf_task(location, text)

@@ -246,7 +246,7 @@ def _solve(om: pd.DataFrame, plan: Plan, *, frontier: bool) -> list[tuple[str, b
     return [("frontier", False, p) for p in points] + [(label, True, p) for label, p in baselines.items()]
 
 
-def _spearman(frontier: pd.DataFrame, float_metric: float | None, higher_is_better: bool) -> float | None:
+def _spearman(frontier: pd.DataFrame, float_metric: float | None, higher_is_better: bool = True) -> float | None:
     """Rank correlation of predicted loss with the measured metric drop, over every point."""
     if float_metric is None or len(frontier) < 3:
         return None
