@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from mpq.cli import main
 
 transformers = pytest.importorskip("transformers", reason="needs the [llm] extra: pip install -e '.[llm]'")
 
-ROOT = causal_lm.Path(__file__).parents[2]
+ROOT = Path(__file__).parents[2]
 SMALL = ["--seq-len", "16", "--calibration-tokens", "64", "--heldout-tokens", "64"]
 
 
