@@ -1,6 +1,6 @@
 """How the CLI shows tables: rich tables for people, stable JSON shapes for programs.
 
-JSON shapes (stable; documented in the README):
+JSON shapes (stable; documented in docs/cli.md):
 - ``mpq frontier RUN --json`` and ``mpq search --json``: ``{"run": id, "task": str, "target": str,
   "objectives": [..], "metric_name": str, "float_metric": float|null, "spearman": float|null (null
   where the held-out set cannot resolve the measured spread), "rank_note": str|null (the rho, or

@@ -62,7 +62,7 @@ class QuantizerSettings:
 
     Attributes:
         ranges: How a clipping range is chosen: ``mse`` (default: the best measured, see the
-            README's quantizer table), ``max`` or ``percentile``.
+            docs/quantizer.md's table), ``max`` or ``percentile``.
         bias_correction: Remove the mean output shift that weight quantization causes through
             the layer's bias (estimated on the calibration data).
         act_grid: The integer grid of a quantized input: ``asymmetric`` (unsigned when never
@@ -210,7 +210,7 @@ class Calibration:
         quantized at ``fmt``; None without a mean input, with bias correction off, or for a group or
         block format: those scale every group by its own max and clip nothing, so their rounding
         error has no systematic mean, and a correction estimated on the calibration batches would
-        only add that estimate's noise (measured: README, "The quantizer")."""
+        only add that estimate's noise (measured: docs/quantizer.md)."""
         stats = self.inputs.get(layer)
         if not self.settings.bias_correction or stats is None or stats.mean is None:
             return None

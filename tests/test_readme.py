@@ -1,4 +1,5 @@
-"""Every code block of README.md runs as written, so the README cannot drift from mpq.
+"""Every code block of README.md and of the manual (docs/*.md) runs as written, so neither can
+drift from mpq.
 
 The rule, by the language of a block's fence:
 
@@ -7,12 +8,16 @@ The rule, by the language of a block's fence:
   ``$MPQ_DB`` pointing into the folder. A command :data:`SKIPPED` names is not run, for the reason
   it gives.
 * ```` ```python ````: a script, run by this Python in the same folder, after the blocks above it.
+* ```` ```python file=PATH ```` (any language with ``file=``): a file's contents, written to PATH in
+  that folder (for the blocks below it to use); never run itself.
 * ```` ```text ````: an output listing or a drawing; never run.
 
 A block without one of these languages fails the quick test below, which also parses every
 ``mpq`` command as the command line would (subcommand, options, their values; nothing runs) and
 compiles every Python block, checking the ``mpq`` names and keywords it uses. Running the blocks
-takes minutes (a search, the Python example's two searches), so that is the slow twin.
+takes minutes (a search, the Python example's two searches), so that is the slow twin. The
+README's blocks run first, then each page of the manual in name order, all in one folder: a page
+may use the store the README's first search wrote (``readme.db``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from mpq import cli
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
+DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 LANGUAGES = {"bash", "python", "text"}
 
 #: Commands a README block shows but no test can run (prefixes of the command), and why.
@@ -56,24 +62,28 @@ class Block:
     line: int  # of the opening fence, 1-based
     language: str
     text: str
+    document: str = "README.md"  # relative to the checkout
+    file: str | None = None  # ``file=PATH`` on the fence: the block is that file's contents
 
     @property
     def where(self) -> str:
-        return f"README.md:{self.line}"
+        return f"{self.document}:{self.line}"
 
 
-def readme_blocks(text: str) -> list[Block]:
+def readme_blocks(text: str, document: str = "README.md") -> list[Block]:
     """The fenced blocks of a Markdown text, in order."""
     blocks, opened, body = [], None, []
     for number, line in enumerate(text.splitlines(), 1):
         if opened is None and line.startswith("```"):
-            opened, body = (number, line[3:].strip()), []
+            info = line[3:].split()
+            file = next((word.removeprefix("file=") for word in info[1:] if word.startswith("file=")), None)
+            opened, body = (number, info[0] if info else "", file), []
         elif opened is not None and line.rstrip() == "```":
-            blocks.append(Block(opened[0], opened[1], "\n".join(body)))
+            blocks.append(Block(opened[0], opened[1], "\n".join(body), document, opened[2]))
             opened = None
         elif opened is not None:
             body.append(line)
-    assert opened is None, f"README.md:{opened[0]}: a code block is never closed"
+    assert opened is None, f"{document}:{opened[0]}: a code block is never closed"
     return blocks
 
 
@@ -105,12 +115,24 @@ def skip_reason(line: str) -> str | None:
     return next((why for prefix, why in SKIPPED.items() if first.startswith(prefix)), None)
 
 
-BLOCKS = readme_blocks(README.read_text())
+BLOCKS = [block for path in DOCUMENTS for block in readme_blocks(path.read_text(), str(path.relative_to(ROOT)))]
 
 
 def test_the_blocks_are_found():
     languages = [b.language for b in BLOCKS]
     assert languages.count("bash") >= 2 and "python" in languages and "text" in languages
+    assert {b.document for b in BLOCKS} > {"README.md", "docs/cli.md"}
+    assert any(b.file for b in BLOCKS), "README.md's own-model section writes its task file from a block"
+
+
+def test_a_file_block_is_read_with_its_path():
+    (block,) = readme_blocks("```python file=project/task.py\nx = 1\n```\n", "docs/x.md")
+    assert (block.language, block.file, block.text, block.where) == (
+        "python",
+        "project/task.py",
+        "x = 1",
+        "docs/x.md:1",
+    )
 
 
 def test_the_rule_reads_commands_and_skips():
@@ -158,7 +180,7 @@ def parse_only(monkeypatch):
 MPQ_COMMANDS = [
     (block, words)
     for block in BLOCKS
-    if block.language == "bash"
+    if block.language == "bash" and block.file is None
     for line in command_lines(block)
     for words in commands(line)
     if words[0] == "mpq"
@@ -204,6 +226,10 @@ def test_every_block_runs_as_written(tmp_path):
     }
     ran = 0
     for block in BLOCKS:
+        if block.file is not None:
+            (tmp_path / block.file).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / block.file).write_text(block.text + "\n")
+            continue
         if block.language == "bash":
             script = "\n".join(line for line in command_lines(block) if not skip_reason(line))
             argv = ["bash", "-e", "-o", "pipefail", "-c", script]

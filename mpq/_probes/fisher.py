@@ -107,7 +107,9 @@ def output_curvature(task_name: str, loss_fn, output: torch.Tensor, targets) -> 
         ProbeError: the output has more than :data:`MAX_OUTPUT_ELEMS` elements per sample, or
             the loss couples the samples of a batch.
     """
-    z = output.detach().requires_grad_(True)
+    # In float64: a confident classifier's curvature p(1 - p) is near float32's round-off, where the
+    # coupling check below would compare two round-off errors (a false "couples the samples").
+    z = output.detach().double().requires_grad_(True)
     n = z.shape[0]
     m = z[0].numel()
     if m > MAX_OUTPUT_ELEMS:
@@ -118,7 +120,9 @@ def output_curvature(task_name: str, loss_fn, output: torch.Tensor, targets) -> 
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(loss_fn(z, targets), z, create_graph=True)
     if not grad.requires_grad:  # the loss is linear in the output
-        return OutputCurvature(grad.detach(), torch.zeros(n, m, m, dtype=torch.float64, device=z.device), None)
+        return OutputCurvature(
+            grad.detach().to(output.dtype), torch.zeros(n, m, m, dtype=torch.float64, device=z.device), None
+        )
     columns = []
     for k in range(m):
         basis = torch.zeros(n, m, dtype=z.dtype, device=z.device)
@@ -127,12 +131,12 @@ def output_curvature(task_name: str, loss_fn, output: torch.Tensor, targets) -> 
             grad, z, basis.reshape(z.shape), retain_graph=True, allow_unused=True, materialize_grads=True
         )
         columns.append(col.reshape(n, m))
-    blocks = torch.stack(columns, dim=2).double()  # [n, i, k] = d^2 L / dz_ni dz_nk
+    blocks = torch.stack(columns, dim=2)  # [n, i, k] = d^2 L / dz_ni dz_nk
     probe = torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=z.dtype).to(z.device)
     (full,) = torch.autograd.grad(grad, z, probe, allow_unused=True, materialize_grads=True)
-    by_blocks = torch.einsum("nik,nk->ni", blocks, probe.reshape(n, m).double())
-    error = float((full.reshape(n, m).double() - by_blocks).norm())
-    if error > 1e-2 * float(by_blocks.norm()) + 1e-12:  # float32 round-off is ~1e-4; coupling is O(1)
+    by_blocks = torch.einsum("nik,nk->ni", blocks, probe.reshape(n, m))
+    error = float((full.reshape(n, m) - by_blocks).norm())
+    if error > 1e-2 * float(by_blocks.norm()) + 1e-12:  # float64 round-off is ~1e-12; coupling is O(1)
         raise ProbeError(
             f"task {task_name}: loss_fn couples the samples of a batch (its Hessian is not block-diagonal over "
             "samples); Fisher and split-Hessian probes need a sum or mean of per-sample losses; use "
@@ -145,10 +149,10 @@ def output_curvature(task_name: str, loss_fn, output: torch.Tensor, targets) -> 
     negative = eigenvalues < -ROUND_OFF * float(eigenvalues.abs().amax())
     positive_factor = vectors * eigenvalues.clamp(min=0).sqrt().unsqueeze(1)
     if not bool(negative.any()):
-        return OutputCurvature(grad.detach(), positive_factor, None)
+        return OutputCurvature(grad.detach().to(output.dtype), positive_factor, None)
     logger.debug("task %s: the loss has negative curvature in the output (non-convex)", task_name)
     negative_factor = vectors * torch.where(negative, -eigenvalues, 0).sqrt().unsqueeze(1)
-    return OutputCurvature(grad.detach(), positive_factor, negative_factor)
+    return OutputCurvature(grad.detach().to(output.dtype), positive_factor, negative_factor)
 
 
 def check_mean_loss(task_name: str, loss_fn, output: torch.Tensor, targets) -> None:

@@ -9,6 +9,7 @@ from torch import nn
 
 import mpq
 from mpq._probes import ProbeSettings, probe
+from mpq._probes.fisher import output_curvature
 from mpq.exceptions import ProbeError
 
 # Short runs here check plumbing, not precision: the tolerance warning is expected.
@@ -118,3 +119,15 @@ def test_categorical_sampler_needs_class_logits():
     task = mpq.Task("grid", model, [(x, torch.zeros(8, 2, 2))], lambda out, t: ((out - t) ** 2).mean())
     with pytest.raises(ProbeError, match="needs \\(batch, classes\\) logits"):
         probe(task, ["fisher_w"], settings=ProbeSettings(fisher_sampler="categorical"))
+
+
+@pytest.mark.parametrize("margin", [12.0, 16.0, 20.0])
+def test_a_confident_classifier_is_not_taken_for_a_coupled_loss(margin):
+    # Cross-entropy's curvature p(1 - p) is near float32's round-off for confident outputs; the
+    # coupling check once compared two round-off errors there and refused a user's trained MLP.
+    labels = torch.arange(32) % 3
+    logits = margin * nn.functional.one_hot(labels, 3).float() + 0.01 * torch.randn(
+        32, 3, generator=torch.Generator().manual_seed(0)
+    )
+    curvature = output_curvature("confident", nn.functional.cross_entropy, logits, labels)
+    assert curvature.grad.dtype == torch.float32 and curvature.positive.shape == (32, 3, 3)
