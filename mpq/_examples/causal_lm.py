@@ -226,7 +226,8 @@ def _import_transformers(subject: str):
 
 def load_pretrained(path: str, subject: str) -> tuple[nn.Module, object]:
     """The causal LM and tokenizer in the folder ``path``, offline, float32, eager attention
-    (Hessian-vector products through SDPA have no CPU backward: DESIGN.md)."""
+    (Hessian-vector products through SDPA have no CPU backward: DESIGN.md); weights from
+    safetensors only, and never the folder's own code, so a folder a store names is data."""
     folder = Path(path)
     if not folder.is_dir():
         raise TaskSpecError(
@@ -270,7 +271,7 @@ def load_pretrained(path: str, subject: str) -> tuple[nn.Module, object]:
             )
         try:
             model = transformers.AutoModelForCausalLM.from_pretrained(
-                folder, local_files_only=True, attn_implementation="eager", dtype=torch.float32
+                folder, local_files_only=True, use_safetensors=True, attn_implementation="eager", dtype=torch.float32
             )
         except (OSError, ValueError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

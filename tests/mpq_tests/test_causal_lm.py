@@ -12,6 +12,7 @@ import torch
 import mpq
 from mpq._examples import causal_lm
 from mpq._fingerprint import callable_hash
+from mpq._trust import runs_code
 from mpq.cli import main
 
 transformers = pytest.importorskip("transformers", reason="needs the [llm] extra: pip install -e '.[llm]'")
@@ -103,6 +104,7 @@ def test_the_spec_rebuilds_the_same_task_and_another_seq_len_is_another_task(fol
     again = mpq.load_task(task.spec)  # what a worker or a resumed run does
     assert callable_hash(again.evaluate) == callable_hash(task.evaluate)
     assert all(torch.equal(a[1], b[1]) for a, b in zip(again.calibration, task.calibration))
+    assert not runs_code(task.spec)  # a reader of the store rebuilds it without --trust-stored-model
     other = mpq.load_task(f"hf:{folders / 'llama'}", seq_len=32, calibration_tokens=64, heldout_tokens=64)
     assert callable_hash(other.evaluate) != callable_hash(task.evaluate)
 
