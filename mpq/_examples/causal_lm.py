@@ -89,7 +89,13 @@ class TextSettings:
                 f"--model hf:...?{query}: unknown setting {unknown[0]!r}; the settings are "
                 "data, seq_len, calibration_tokens and heldout_tokens."
             )
-        typed = {k: (v if k == "data" else int(v)) for k, v in values.items()}
+        try:
+            typed = {k: (v if k == "data" else int(v)) for k, v in values.items()}
+        except ValueError:
+            raise TaskSpecError(
+                f"--model hf:...?{query}: seq_len, calibration_tokens and heldout_tokens are whole numbers of "
+                "tokens; fix the spec."
+            ) from None
         return cls(**typed)
 
 

@@ -133,8 +133,20 @@ def test_a_gpt2_shaped_folder_loads(folders):
         (["--model", "hf:{root}/llama", "--data", "{root}/short.txt"], "fewer than two sequences of --seq-len 128"),
         (["--model", "hf:{root}/llama", "--data", "{root}/absent.txt"], "no such file"),
         (["--model", "example:digits-cnn", "--seq-len", "64"], "--seq-len: applies to --model hf:PATH only"),
+        (["--model", "hf:{root}/llama?seq_len=many"], "are whole numbers of tokens"),
+        (["--model", "hf:{root}/llama?width=3"], "unknown setting 'width'"),
     ],
-    ids=["missing", "not-causal", "no-tokenizer", "empty-data", "short-data", "absent-data", "seq-len-elsewhere"],
+    ids=[
+        "missing",
+        "not-causal",
+        "no-tokenizer",
+        "empty-data",
+        "short-data",
+        "absent-data",
+        "seq-len-elsewhere",
+        "bad-number",
+        "unknown-setting",
+    ],
 )
 def test_bad_input_is_one_line(folders, capsys, tmp_path, argv, expected):
     db = tmp_path / "mpq.db"
