@@ -258,3 +258,12 @@ PROOF = [
     "--tolerance",
     "0.3",
 ]
+
+
+def test_a_stored_hf_run_resumes_from_its_spec_alone(searched, capsys):
+    """The stored spec carries the text settings: --resume rebuilds the same task (checked by hash)."""
+    try:
+        main(["search", "--resume", "1", "--db", str(searched), "--json"])
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["run"] == 1
