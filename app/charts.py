@@ -65,8 +65,11 @@ def chart_layout(title: str, *, height: int, top_px: int = 0, **layout) -> dict:
     )
 
 
-def axis_title(column: str) -> str:
-    """``"latency_s (s)"``: a column name with its unit."""
+def axis_title(column: str, metric_name: str | None = None) -> str:
+    """``"latency_s (s)"``: a column name with its unit; the measured metric under the task's
+    name for it (``metric_name``: ``"accuracy"``) when given."""
+    if column == "measured_metric" and metric_name:
+        return metric_name
     unit = UNITS.get(column)
     return f"{column} ({unit})" if unit else column
 
@@ -83,6 +86,41 @@ LOG_AXIS = dict(type="log", dtick=1, exponentformat="power")  # a labelled tick 
 def _scale(values: pd.Series) -> dict:
     """Axis settings: log when :func:`_log_scale`, else linear."""
     return LOG_AXIS if _log_scale(values) else dict(type="linear")
+
+
+#: A group of measured values sits off-axis when the gap above it is at least this share of the
+#: whole span and twice the span of the values above it: points quantization broke (at chance
+#: level), which would squeeze every usable point onto the float32 line.
+OFF_AXIS_GAP_SHARE = 0.5
+BELOW_AXIS_SYMBOL = "triangle-down"
+
+
+def metric_range(measured: Sequence[float], float_metric: float | None = None) -> tuple[float, float, float | None]:
+    """The measured metric's axis: the range of the measured values and the float32 metric,
+    padded, less a group of values far below the rest (:data:`OFF_AXIS_GAP_SHARE`).
+
+    Args:
+        measured: The points' measured metric (NaN: not measured, left out).
+        float_metric: The float32 model's metric, always inside the range.
+
+    Returns:
+        ``(bottom, top, cut)``: the axis range, and the value below which points are off-axis
+        (None: every point is on it).
+    """
+    values = np.sort([v for v in (*measured, float_metric) if v is not None and np.isfinite(v)])
+    if not len(values):
+        return 0.0, 1.0, None
+    cut = None
+    if len(values) > 2:
+        gaps = np.diff(values)
+        above = int(np.argmax(gaps)) + 1  # the first value above the widest gap
+        kept_span = values[-1] - values[above]
+        whole = gaps[above - 1] >= OFF_AXIS_GAP_SHARE * (values[-1] - values[0])
+        if whole and gaps[above - 1] >= 2 * kept_span and (float_metric is None or float_metric >= values[above]):
+            cut = float(values[above])
+            values = values[above:]
+    pad = 0.08 * max(values[-1] - values[0], 1e-3 * max(abs(values[-1]), 1.0))
+    return float(values[0] - pad), float(values[-1] + pad), cut
 
 
 def format_colors(formats: pd.DataFrame) -> dict[str, str]:
@@ -164,6 +202,11 @@ def frontier_figure(
         subplot_titles=(f"{y} against {x}", f"measured {metric_name}"),
     )
     shown = list(dict.fromkeys([x, y, *hover]))
+    bottom, top, cut = metric_range(points["measured_metric"], float_metric)
+
+    def below(values: pd.Series) -> pd.Series:
+        return values < cut if cut is not None else pd.Series(False, values.index)
+
     beaten = points["dominated"].fillna(False).astype(bool) if "dominated" in points else pd.Series(False, points.index)
     groups = (
         ("frontier", points[~points["is_baseline"] & ~beaten], POINT_SYMBOL, "#1f77b4"),
@@ -183,17 +226,25 @@ def frontier_figure(
             marker=dict(symbol=symbol, size=11 if symbol == BASELINE_SYMBOL else 9, color=color),
         )
         fig.add_trace(go.Scatter(y=rows[y], name=name, mode="markers", **common), row=1, col=1)
+        # Points off the metric axis sit on its bottom edge as arrows down (their hover: the value).
+        off = below(rows["measured_metric"])
+        marker = common.pop("marker") | dict(symbol=np.where(off, BELOW_AXIS_SYMBOL, symbol).tolist())
+        metric = rows["measured_metric"].mask(off, bottom)
         fig.add_trace(
-            go.Scatter(y=rows["measured_metric"], name=name, mode="markers", showlegend=False, **common), row=2, col=1
+            go.Scatter(
+                y=metric, name=name, mode="markers", showlegend=False, cliponaxis=False, marker=marker, **common
+            ),
+            row=2,
+            col=1,
         )
     if selected is not None and (points["point"] == selected).any():
         row = points[points["point"] == selected]
         ring = dict(symbol="circle-open", size=20, color="#d62728", line=dict(width=3))
-        for panel, column in ((1, y), (2, "measured_metric")):
+        for panel, values in ((1, row[y]), (2, row["measured_metric"].mask(below(row["measured_metric"]), bottom))):
             fig.add_trace(
                 go.Scatter(
                     x=row[x],
-                    y=row[column],
+                    y=values,
                     name="selected",
                     mode="markers",
                     marker=ring,
@@ -214,12 +265,29 @@ def frontier_figure(
             annotation_text=f"float32 {float_metric:.4g}",
             annotation_position="bottom right",
         )
+    off_axis = points["measured_metric"][below(points["measured_metric"])]
+    if len(off_axis):
+        fig.add_annotation(
+            text=f"{len(off_axis)} {'point' if len(off_axis) == 1 else 'points'} below the axis ▼ "
+            f"({metric_name} {off_axis.min():.3g}-{off_axis.max():.3g})",
+            x=1,
+            xref="x2 domain",
+            xanchor="right",
+            y=0,
+            yref="y2 domain",
+            yanchor="bottom",
+            yshift=4,
+            showarrow=False,
+            font=dict(size=11, color="#555555"),
+        )
     fig.update_xaxes(title_text=axis_title(x), row=2, col=1)
     fig.update_xaxes(**_scale(points[x]))
     fig.update_yaxes(title_text=axis_title(y), row=1, col=1, **_scale(points[y]))
-    fig.update_yaxes(title_text=metric_name, row=2, col=1)
+    fig.update_yaxes(title_text=metric_name, range=[bottom, top], row=2, col=1)
+    # 520 px: the cost axis' tick labels show without scrolling in a 1400x1000 window (857 px of
+    # page under the browser's bars) below the page's title, facts and axis pickers.
     fig.update_layout(
-        **chart_layout(title, height=620, top_px=24, clickmode="event+select", legend=dict(orientation="h", y=-0.12))
+        **chart_layout(title, height=520, top_px=24, clickmode="event+select", legend=dict(orientation="h", y=-0.12))
     )
     return fig
 
@@ -269,7 +337,13 @@ def layer_bits_figure(
 
 
 def compare_figure(
-    frontiers: Mapping[str, pd.DataFrame], *, x: str, y: str, log_x: bool | None = None, title: str = "Runs compared"
+    frontiers: Mapping[str, pd.DataFrame],
+    *,
+    x: str,
+    y: str,
+    log_x: bool | None = None,
+    metric_name: str | None = None,
+    title: str = "Runs compared",
 ) -> go.Figure:
     """Several runs' frontiers on one chart.
 
@@ -277,6 +351,7 @@ def compare_figure(
         frontiers: Run label -> its frontier (``point``, ``label``, ``is_baseline``, ``x``, ``y``
             and ``formats``); each run keeps one colour.
         x, y: Columns on the axes (shared by every run).
+        metric_name: The runs' metric (``"accuracy"``), the title of a ``measured_metric`` axis.
         log_x: A log x axis (costs of different devices span decades); None: log when the
             values span more than two decades.
         title: The figure's title.
@@ -317,10 +392,10 @@ def compare_figure(
             height=560,
             legend=dict(orientation="h", y=-0.15),
             xaxis=dict(
-                title=axis_title(x),
+                title=axis_title(x, metric_name),
                 **(_scale(every[x]) if log_x is None else LOG_AXIS if log_x else dict(type="linear")),
             ),
-            yaxis=dict(title=axis_title(y), **_scale(every[y])),
+            yaxis=dict(title=axis_title(y, metric_name), **_scale(every[y])),
         )
     )
     return fig

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import mpq
@@ -37,13 +38,14 @@ def build_unavailable(run: mpq.Run) -> str:
     return (
         f"Build is off for run {run.id}: its model is rebuilt by {spec!r}, a file the store names, and importing it "
         f"would run that file's code on this server; once you have checked the file, start the dashboard with "
-        f"--allow-model {spec}."
+        f"--allow-model {spec} (or, the file moved since, its new path: a file of the same name and factory)."
     )
 
 
-def export_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, str | bytes]:
+def export_file(run: mpq.Run, point: int, to: str, allowed: Sequence[str] = ()) -> tuple[str, str, str | bytes]:
     """``(file name, MIME type, content)`` of a download: a document as indented JSON text, a
-    model file as its bytes.
+    model file as its bytes, its model rebuilt from the spec the operator allowed for the run
+    (``allowed``: the dashboard's ``--allow-model`` specs; ``run.model_spec_allowed(allowed)``).
 
     Raises:
         UnknownNameError: ``to`` is not an export format.
@@ -57,7 +59,7 @@ def export_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, str | byte
         if to in MODEL_FILES:
             with tempfile.TemporaryDirectory() as folder:
                 # The page calls this only where run.model_spec_allowed: the operator allowed the spec.
-                spec = run.record["model_spec"]
+                spec = run.rebuild_spec(allowed)
                 content = run.export(point, to, out=Path(folder) / "model.onnx", model=spec).read_bytes()
         else:
             content = json.dumps(run.export(point, to), indent=2, allow_nan=False)
@@ -65,7 +67,7 @@ def export_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, str | byte
     return f"mpq-run{run.id}-point{point}-{suffix}", mime, content
 
 
-def model_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, bytes, list[str]]:
+def model_file(run: mpq.Run, point: int, to: str, allowed: Sequence[str] = ()) -> tuple[str, str, bytes, list[str]]:
     """:func:`export_file` of a model file, and mpq's notes on what the file stores (weights
     ONNX has no type for, stored dequantized).
 
@@ -74,5 +76,5 @@ def model_file(run: mpq.Run, point: int, to: str) -> tuple[str, str, bytes, list
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        name, mime, content = export_file(run, point, to)
+        name, mime, content = export_file(run, point, to, allowed)
     return name, mime, content, [str(w.message) for w in caught if w.category is UserWarning]

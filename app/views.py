@@ -292,6 +292,12 @@ def shared_axes(runs: Sequence[mpq.Run]) -> list[str]:
     return ["measured_metric", "predicted_loss", *shared]
 
 
+def metric_names(runs: Iterable[mpq.Run]) -> str:
+    """The runs' metric names, each once, for an axis they share: ``"accuracy"``, or
+    ``"accuracy / cosine"`` for runs of tasks measured differently."""
+    return " / ".join(dict.fromkeys(run.record["metric_name"] for run in runs))
+
+
 def run_formats(run: mpq.Run) -> pd.DataFrame:
     """:func:`format_bits` of every candidate any point of the run uses (for one colour per
     format across the run's charts)."""

@@ -8,7 +8,7 @@ evaluation of a 1B-parameter model, whose seconds ``--eval-1b-s`` takes)
 
 1. **Measured here.** ``--points`` configurations of example:digits-cnn (its uniform baselines,
    then seeded random mixes of the target's candidates) are validated through mpq's
-   :class:`~mpq._scale.Runner`, as a search does: serially in this process, then all submitted at
+   :class:`~mpq._executors.Runner`, as a search does: serially in this process, then all submitted at
    once to an :class:`mpq.ProcessPool`. The pool's start (each worker imports torch and
    rebuilds the task from its spec) is timed apart from the validation; the metrics must be
    identical. The ratio is serial seconds over pooled seconds.
@@ -38,10 +38,10 @@ import torch
 import hwmodels
 import mpq
 from mpq._apply import activation_ranges
+from mpq._executors import Runner, _where
+from mpq._heldout import evaluate_configuration
 from mpq._probes.graph import LayerGraph
 from mpq._probes.measured import measure_pair
-from mpq._scale import Runner, _where
-from mpq._validate import evaluate_configuration
 
 #: The default search's shape: ``max_points``, the bisection's steps over the proxy frontier's
 #: 200 points, and the zcu104's candidates (one uniform baseline each).

@@ -38,8 +38,8 @@ _LAZY = {
     "omega": "mpq._omega",
     # the workflow
     "search": "mpq._search",
-    "ProcessPool": "mpq._scale",
-    "validate": "mpq._validate",
+    "ProcessPool": "mpq._executors",
+    "validate": "mpq._heldout",
     "Run": "mpq._runs",
     "open_run": "mpq._runs",
     "list_runs": "mpq._runs",

@@ -13,6 +13,7 @@ from torch import nn
 
 from mpq._formats import Candidate, get_candidate
 from mpq._layers import layer_kind
+from mpq._param_checks import unknown_name
 from mpq._quantizer import (
     LEGACY_QUANTIZER,
     Calibration,
@@ -22,7 +23,6 @@ from mpq._quantizer import (
     collect_inputs,
     run_calibration,
 )
-from mpq._validation import unknown_name
 from mpq.exceptions import InvalidParameterError
 
 logger = logging.getLogger("mpq.apply")

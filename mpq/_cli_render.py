@@ -3,11 +3,13 @@
 JSON shapes (stable; documented in docs/cli.md):
 - ``mpq frontier RUN --json`` and ``mpq search --json``: ``{"run": id, "task": str, "target": str,
   "objectives": [..], "metric_name": str, "float_metric": float|null, "spearman": float|null (null
-  where the held-out set cannot resolve the measured spread), "rank_note": str|null (the rho, or
-  why none is given),
+  where the held-out set cannot resolve the measured spread or every point measures the same),
+  "rank_note": str|null (the rho, or why none is given; null before validation),
   "evaluations": int, "max_drop": float|str|null, "best_within_drop": point|null,
   "points": [{"point", "label", "is_baseline", "optimal", "predicted_loss", "measured_metric",
   "dominated": bool|null, "costs": {column: value}, "assignment": {layer: candidate}}]}``.
+- ``mpq show RUN --json``: the frontier's shape and ``"model_hash", "data_hash", "budgets": {cost:
+  limit}, "created_at", "layers": [{"layer", ...the layer table's columns}]``.
 - ``mpq runs --json``: a list of ``{"run", "status", "task", "target", "objectives", "points",
   "metric_name", "float_metric", "spearman", "created_at", "finished_at"}``.
 - ``mpq devices --json``: a list of ``{"name", "kind", "description", "candidates"}``.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,6 +84,20 @@ def run_json(run: Run) -> dict[str, Any]:
             }
             for _, row in run.frontier.iterrows()
         ],
+    }
+
+
+def show_json(run: Run) -> dict[str, Any]:
+    """``mpq show RUN --json``: what ``mpq show`` prints, as data."""
+    record = run.record
+    layers = run.tables.get("layers")
+    return {
+        **run_json(run),
+        "model_hash": record["model_hash"],
+        "data_hash": record["data_hash"],
+        "budgets": record["budgets"] or {},
+        "created_at": _plain(record["created_at"]),
+        "layers": [] if layers is None else table_json(layers),
     }
 
 
@@ -384,9 +401,13 @@ class StageProgress:
     report on, so a command that fails before any work prints its error line alone. The stages
     run one after another: a stage that reports marks the others done, and a clean exit marks the
     last one, so the frame left on screen shows every stage done (a failed one stays where it
-    stopped). The columns fit 80 terminal columns; a long message wraps in its own column."""
+    stopped). The columns fit 80 terminal columns; a long message wraps in its own column.
+
+    On a stderr that is no terminal (a pipe, a log file) a bar would show nothing until the end:
+    there each stage prints plain lines as it goes (:class:`_ProgressLines`)."""
 
     def __init__(self, console: Console) -> None:
+        self.lines = None if console.is_terminal else _ProgressLines(console)
         self.bar = Progress(
             TextColumn("{task.description}", table_column=Column(no_wrap=True, min_width=len("validate"))),
             BarColumn(bar_width=10),
@@ -398,6 +419,9 @@ class StageProgress:
         self.tasks: dict[str, TaskID] = {}
 
     def __call__(self, stage: str, done: int, total: int, message: str) -> None:
+        if self.lines is not None:
+            self.lines(stage, done, total, message)
+            return
         if not self.tasks:
             self.bar.start()
         if stage not in self.tasks:
@@ -421,3 +445,27 @@ class StageProgress:
             if kind is None:
                 self._finish()
             self.bar.stop()
+
+
+class _ProgressLines:
+    """Progress as plain lines, one when a stage starts, then one each tenth of its total (each
+    evaluation of a validation of 10 or fewer) and one when it is done: what a log file shows
+    while a search runs."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+        self.shown: dict[str, int] = {}  # stage -> the count its last line showed
+
+    def __call__(self, stage: str, done: int, total: int, message: str) -> None:
+        last = self.shown.get(stage)
+        total = max(total, 1)
+        if last is not None and done != total and done - last < max(total // 10, 1):
+            return
+        if last == done:
+            return
+        self.shown[stage] = done
+        elapsed = time.monotonic() - self.started
+        self.console.print(
+            f"mpq: {stage} {done}/{total}, {elapsed:.0f} s: {message}", markup=False, highlight=False, soft_wrap=True
+        )

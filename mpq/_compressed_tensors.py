@@ -22,6 +22,9 @@ KINDS = ("linear", "embedding")
 #: Its floating-point grids by width: 8-bit floats are E4M3 (per tensor or in MX blocks); 6- and
 #: 4-bit floats (E2M3, E2M1) exist only in MX and NVFP4 blocks, the only layouts it stores them in.
 _FLOAT_GRIDS = {8: (4, 3), 6: (2, 3), 4: (2, 1)}
+#: Sibling projections vLLM runs as one fused layer (QKVParallelLinear, MergedColumnParallelLinear),
+#: which takes one scheme: Llama, Mistral, Qwen and Gemma name them so.
+FUSED_SETS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 #: Torch dtype of a block's shared scale, by the catalogue's scale grid (MX's E8M0 exponents are
 #: stored as bytes).
 _SCALE_DTYPES = {"e8m0": "torch.uint8", "fp8_e4m3": "torch.float8_e4m3fn"}
@@ -82,6 +85,25 @@ def _storage(weights: dict[str, Any] | None, acts: dict[str, Any] | None) -> str
     return "pack-quantized" if weights["type"] == "int" and weights["num_bits"] <= 8 else "naive-quantized"
 
 
+def check_fused_sets(where: str, schemes: dict[str, Any], candidates: dict[str, Candidate]) -> None:
+    """Refuse a point whose fused set (q/k/v, gate/up of one block) mixes schemes: vLLM loads one
+    scheme per fused layer. ``schemes``: layer -> its scheme (None: left in 16 bits)."""
+    for layer in candidates:
+        parent, _, leaf = layer.rpartition(".")
+        for fused in FUSED_SETS:
+            if leaf != fused[0]:
+                continue
+            members = [f"{parent}.{name}" if parent else name for name in fused]
+            present = [m for m in members if m in candidates]
+            if len({repr(schemes.get(m)) for m in present}) > 1:
+                formats = ", ".join(f"{m.rpartition('.')[2]} {candidates[m].name}" for m in present)
+                raise InvalidParameterError(
+                    f"{where}: vLLM runs {parent + '.' if parent else ''}{{{','.join(fused)}}} as one fused layer "
+                    f"with one scheme, and this point gives them {formats}; export a point whose fused sets share "
+                    "a format (mpq search ties them unless --no-fuse), or export it as json instead."
+                )
+
+
 def _some(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
@@ -98,8 +120,9 @@ def quantization_config(
         quantizer: The run's quantizer settings (zero points, range observers).
 
     Raises:
-        InvalidParameterError: a quantized layer is not Linear or Embedding, or a format has no
-            compressed-tensors equivalent.
+        InvalidParameterError: a quantized layer is not Linear or Embedding, a format has no
+            compressed-tensors equivalent, or a fused set (q/k/v or gate/up projections of one
+            block) mixes schemes, which vLLM cannot load.
     """
     quantized = {
         layer: c
@@ -123,11 +146,15 @@ def quantization_config(
             f"{where}: compressed-tensors has no {', '.join(missing)} (its floating-point formats are "
             f"{', '.join(floats)}); export it as json instead."
         )
-    groups: dict[str, dict[str, Any]] = {}
+    schemes = {}
     for layer, c in quantized.items():
         weights = _args(c.weight_format, False, quantizer)
         acts = None if kinds.get(layer) == "embedding" else _args(c.act_format, True, quantizer)  # token ids
-        scheme = {"weights": weights, "input_activations": acts, "output_activations": None}
+        schemes[layer] = {"weights": weights, "input_activations": acts, "output_activations": None}
+    check_fused_sets(where, schemes, candidates)
+    groups: dict[str, dict[str, Any]] = {}
+    for layer, scheme in schemes.items():
+        weights, acts = scheme["weights"], scheme["input_activations"]
         group = next((g for g in groups.values() if {k: g[k] for k in scheme} == scheme), None)
         if group is None:
             group = groups[f"group_{len(groups)}"] = {"targets": [], **scheme, "format": _storage(weights, acts)}

@@ -3,6 +3,7 @@ quantization config (llm-compressor, vLLM, transformers), or a model file (ONNX,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +13,8 @@ from mpq._compressed_tensors import quantization_config
 from mpq._formats import get_candidate
 from mpq._frontier_columns import cost_columns
 from mpq._measured_frontier import higher_is_better, metric_drop
+from mpq._param_checks import InstanceOf, check_param, unknown_name
 from mpq._quantizer import describe
-from mpq._validation import InstanceOf, check_param, unknown_name
 from mpq._warnings import mpq_warn
 from mpq.exceptions import DominatedPointWarning, InvalidParameterError
 from mpq.version import __version__
@@ -53,12 +54,15 @@ def _warn_beaten(run: Run, row: pd.Series) -> None:
     if beats.empty:
         return
     other = beats.sort_values("measured_metric", ascending=not higher).iloc[0]
-    costs = ", ".join(f"{c} {other[c]:.4g} against {row[c]:.4g}" for c in objectives)
     metric = run.record["metric_name"]
+
+    def measured(point: pd.Series) -> str:
+        values = [f"{c} {point[c]:.4g}" for c in objectives] + [f"{metric} {point['measured_metric']:.4g}"]
+        return f"point {int(point['point'])}: {', '.join(values)}"
+
     mpq_warn(
-        f"run {run.id} point {int(row['point'])} is beaten on measurement by point {int(other['point'])} ({costs}; "
-        f"{metric} {other['measured_metric']:.4g} against {row['measured_metric']:.4g}); export point "
-        f"{int(other['point'])} instead.",
+        f"run {run.id} point {int(row['point'])} is beaten on measurement by point {int(other['point'])} "
+        f"({measured(other)}; {measured(row)}); export point {int(other['point'])} instead.",
         DominatedPointWarning,
     )
 
@@ -72,7 +76,13 @@ def check_run(func: str, name: str, run: Any) -> None:
 
 
 def export(
-    run: Run, point: int, to: str = "json", out: str | Path | None = None, *, model: str | None = None
+    run: Run,
+    point: int,
+    to: str = "json",
+    out: str | Path | None = None,
+    *,
+    model: str | None = None,
+    checkpoint: str | Path | None = None,
 ) -> dict[str, Any] | Path:
     """One point of a run as a document or a model file another tool reads.
 
@@ -89,26 +99,40 @@ def export(
             Runtime) or ``qonnx`` (the model with QONNX ``Quant`` nodes, FINN's input; INT
             per-tensor and per-channel formats only). The model files rebuild the run's model.
         out: The file ``onnx`` and ``qonnx`` write (required for them; unused by the others).
-        model: The ``--model`` spec that rebuilds the run's model for ``onnx`` and ``qonnx``
-            (checked by hash against the run). Default: the run's stored spec when it is a
-            built-in example; a stored ``file.py:factory`` spec is code the store names, so it is
-            rebuilt only when passed here (``model=run.record["model_spec"]`` once you trust it).
+        model: The ``--model`` spec that rebuilds the run's model for ``onnx``, ``qonnx`` and a
+            ``checkpoint`` (checked by hash against the run). Default: the run's stored spec when
+            it is a built-in example; a stored ``file.py:factory`` spec is code the store names,
+            so it is rebuilt only when passed here (``model=run.record["model_spec"]`` once you
+            trust it).
+        checkpoint: With ``compressed-tensors`` (a transformers model only): a new or empty
+            folder to write the quantized checkpoint itself to, which
+            ``AutoModelForCausalLM.from_pretrained`` and vLLM load: config.json with the
+            quantization_config (status ``compressed``), the weights packed and scaled by
+            compressed-tensors' compressors, the tokenizer files of the folder the model was
+            loaded from. The run's model is rebuilt (as for ``onnx``) and calibrated on its data
+            with its quantizer, so the checkpoint computes what :func:`mpq.apply` does (fp16
+            inputs of ``a16`` layers aside; a bias correction of a layer without a bias is left
+            out, with a warning). INT and fp8_e4m3 weights, inputs with a static scale.
 
     Returns:
-        The document, JSON-serialisable; for ``onnx`` and ``qonnx``, the path written.
+        The document, JSON-serialisable; for ``onnx``, ``qonnx`` and a checkpoint, the path written.
 
     Raises:
         UnknownNameError: ``to`` is not one of json, hawq, compressed-tensors, onnx, qonnx.
         InvalidParameterError: ``run`` is not a Run, ``to`` not a str, no such point, ``hawq`` for a
             point with non-INT weights, ``compressed-tensors`` for a point it cannot express (a
-            quantized conv layer, a format it lacks such as fp8_e5m2); for a model file: ``out``
-            missing or not writable, the model the spec builds now is not the run's, or a format
-            the file cannot hold (an activation ONNX has no QuantizeLinear for; any non-INT format
-            in QONNX).
+            quantized conv layer, a format it lacks such as fp8_e5m2, a fused q/k/v or gate/up set
+            of mixed formats, which vLLM cannot load); for a model file or checkpoint: ``out`` or
+            ``checkpoint`` missing, not writable or (a checkpoint) not empty, the model the spec
+            builds now is not the run's, or a format the file cannot hold (an activation ONNX has
+            no QuantizeLinear for; any non-INT format in QONNX; MX or NVFP4 weights and inputs
+            scaled per group or block in a checkpoint: the line names the layer and what to
+            choose instead); ``checkpoint`` with another format than compressed-tensors.
         TaskSpecError: a model file of a run whose stored spec imports a file, without ``model``.
     """
     check_run("export", "run", run)
     check_param("export", "model", model, InstanceOf((str,), "a --model spec such as 'path/to/file.py:factory'", True))
+    check_param("export", "checkpoint", checkpoint, InstanceOf((str, os.PathLike), "a folder path", True))
     if not isinstance(to, str):
         raise InvalidParameterError(
             f"The 'to' parameter of export must be a str among {', '.join(EXPORT_FORMATS)}. "
@@ -116,6 +140,11 @@ def export(
         )
     if to not in EXPORT_FORMATS:
         raise unknown_name("export format", to, EXPORT_FORMATS)
+    if checkpoint is not None and to != "compressed-tensors":
+        raise InvalidParameterError(
+            f"export: a checkpoint is written in the compressed-tensors format, not {to}; pass "
+            "to='compressed-tensors' (--to compressed-tensors), or no checkpoint."
+        )
     row = _point_row(run, point)
     if not pd.isna(row.get("dominated", pd.NA)) and bool(row["dominated"]):
         _warn_beaten(run, row)
@@ -144,9 +173,9 @@ def export(
         }
     if to == "compressed-tensors":
         layers = run.tables.get("layers", pd.DataFrame(columns=["layer", "kind"]))
-        return quantization_config(
-            f"run {run.id} point {point}", candidates, dict(zip(layers["layer"], layers["kind"])), run.quantizer
-        )
+        kinds = dict(zip(layers["layer"], layers["kind"]))
+        doc = quantization_config(f"run {run.id} point {point}", candidates, kinds, run.quantizer)
+        return doc if checkpoint is None else _write_run_checkpoint(run, point, candidates, kinds, checkpoint, model)
     return {
         "mpq_version": __version__,
         "run": run.id,
@@ -170,3 +199,21 @@ def export(
             for layer, c in candidates.items()
         },
     }
+
+
+def _write_run_checkpoint(
+    run: Run, point: int, candidates: dict, kinds: dict, folder: str | Path, model: str | None
+) -> Path:
+    """The checkpoint of a run's point: its model rebuilt (hash checked), calibrated on its data
+    with its quantizer, as the search measured it. Refusals come before the rebuild."""
+    from mpq._checkpoint import check_storable, new_folder, require_compressed_tensors, write_checkpoint
+    from mpq._onnx import rebuilt_task
+
+    where = f"run {run.id} point {point}"
+    require_compressed_tensors(where)
+    new_folder(folder)
+    check_storable(where, candidates, kinds)
+    task = rebuilt_task(run, model)
+    return write_checkpoint(
+        task.model, run.assignment(point), folder, calibration=task.calibration, quantizer=run.quantizer, where=where
+    )

@@ -23,6 +23,10 @@ import torch
 
 from mpq.exceptions import InvalidParameterError
 
+#: The prefix of the module name a task file is imported under (:func:`mpq.load_task`); the rest
+#: names the file's place, which is not what a function computes: a moved task file is the same task.
+USER_MODULE_PREFIX = "_mpq_user_task_"
+
 #: Levels of objects followed into their attributes (a closure over a DataLoader: its dataset's
 #: tensors); deeper, an object counts by its class alone.
 _OBJECT_DEPTH = 3
@@ -101,18 +105,26 @@ def _feed(digest, obj: Any, depth: int, seen: set[int], state: bool = False) -> 
     elif isinstance(obj, types.CodeType):
         _code(digest, obj, depth, seen)
     elif isinstance(obj, (types.ModuleType, types.BuiltinFunctionType, type)):
-        _text(digest, f"{type(obj).__name__} {getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)}")
+        _text(
+            digest,
+            f"{type(obj).__name__} {_module(getattr(obj, '__module__', ''))}.{getattr(obj, '__qualname__', obj)}",
+        )
     elif isinstance(obj, torch.nn.Module):
         seen.add(id(obj))
-        _text(digest, f"module {type(obj).__module__}.{type(obj).__qualname__}")
+        _text(digest, f"module {_module(type(obj).__module__)}.{type(obj).__qualname__}")
         # Its settings (reduction, ignore_index...) and weights; not its hooks or train/eval flag.
         _fields(digest, {k: v for k, v in vars(obj).items() if not k.startswith("_") and k != "training"}, depth, seen)
         _feed(digest, dict(obj.state_dict()), depth, seen)
     else:
         seen.add(id(obj))
-        _text(digest, f"object {type(obj).__module__}.{type(obj).__qualname__}")
+        _text(digest, f"object {_module(type(obj).__module__)}.{type(obj).__qualname__}")
         if depth > 0 and hasattr(obj, "__dict__"):
             _fields(digest, vars(obj), depth - 1, seen)
+
+
+def _module(name: str | None) -> str | None:
+    """A module's name as a fingerprint holds it: a task file's without its place."""
+    return USER_MODULE_PREFIX if name and name.startswith(USER_MODULE_PREFIX) else name
 
 
 def _fields(digest, fields: Mapping[str, Any], depth: int, seen: set[int]) -> None:
@@ -123,7 +135,7 @@ def _fields(digest, fields: Mapping[str, Any], depth: int, seen: set[int]) -> No
 
 
 def _function(digest, fn: types.FunctionType, depth: int, seen: set[int]) -> None:
-    _text(digest, f"function {fn.__module__}.{fn.__qualname__}")
+    _text(digest, f"function {_module(fn.__module__)}.{fn.__qualname__}")
     _code(digest, fn.__code__, depth, seen)
     _feed(digest, (fn.__defaults__, fn.__kwdefaults__), depth, seen)
     cells = [cell.cell_contents for cell in fn.__closure__ or () if _filled(cell)]

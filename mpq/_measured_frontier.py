@@ -10,7 +10,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from mpq._validation import Interval
+from mpq._param_checks import Interval
 from mpq.exceptions import InvalidParameterError
 from mpqvocab import parameter_message
 
@@ -88,20 +88,41 @@ def dominated(frontier: pd.DataFrame, objectives: Sequence[str], *, higher_is_be
     return result
 
 
+#: The largest held-out set whose step (1/N, an accuracy over N samples) is read off the values.
+MAX_HELD_OUT = 10_000
+
+
+def held_out_step(levels: Sequence[float]) -> float | None:
+    """The smallest difference the held-out set can show: 1/N for the least N (up to
+    :data:`MAX_HELD_OUT`) of which every value is a multiple, to float32 rounding (an accuracy
+    over N samples); else the least difference between 3 or more values; else None (two values
+    of a continuous metric say nothing of it: their difference is the spread itself)."""
+    values = np.asarray(levels, dtype=float)
+    sizes = np.arange(1, MAX_HELD_OUT + 1)[:, None]
+    counts = values[None, :] * sizes
+    fits = np.all(np.abs(counts - np.round(counts)) <= 1e-7 * sizes, axis=1)
+    if fits.any():
+        return 1 / float(sizes[fits.argmax(), 0])
+    return float(np.diff(np.sort(values)).min()) if len(values) >= 3 else None
+
+
 def unresolved(measured: pd.Series, metric_name: str) -> str | None:
-    """Why the measured metric cannot rank configurations, or None when it can: its spread is
-    within 3 steps of the smallest difference the held-out set shows (1/N for an accuracy over N
-    samples), so a rank correlation with it would be noise."""
+    """Why the measured metric cannot rank configurations, or None when it can: every point
+    measures the same, or its spread is within 3 steps of the smallest difference the held-out
+    set shows (:func:`held_out_step`), so a rank correlation with it would be noise."""
     levels = sorted(set(measured.dropna().round(12)))
-    if len(levels) < 2:
+    if len(levels) == 1 and measured.notna().sum() > 1:
+        return f"no rank correlation: every point measures the same {metric_name}, {levels[0]:.4g}"
+    step = held_out_step(levels) if len(levels) > 1 else None
+    spread = levels[-1] - levels[0] if levels else 0.0
+    if step is None or spread / step > 3 + 1e-3:  # the values are float32 sums: 3 steps may read 3.00001
         return None
-    step = min(b - a for a, b in zip(levels, levels[1:]))
-    spread = levels[-1] - levels[0]
-    if spread > 3 * step:
-        return None
+    steps = round(spread / step)
+    if steps == 1:
+        return f"no rank correlation: the measured {metric_name} spans {spread:.4g}, the least difference the held-out set resolves"
     return (
-        f"no rank correlation: the measured {metric_name} spans {spread:.4g}, within 3 steps of the {step:.4g} "
-        "the held-out set resolves"
+        f"no rank correlation: the measured {metric_name} spans {spread:.4g}, {steps} steps of the {step:.4g} the "
+        "held-out set resolves (3 or fewer)"
     )
 
 

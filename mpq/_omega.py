@@ -39,10 +39,10 @@ import torch
 from mpq._apply import calibrate
 from mpq._formats import Candidate, get_candidate
 from mpq._layers import LAYER_TABLE, layers
+from mpq._param_checks import InstanceOf, OneOf, check_param
 from mpq._probes.settings import check_task
 from mpq._quantizer import Calibration
 from mpq._task import Task, batch_size, hooked, run_model
-from mpq._validation import InstanceOf, OneOf, check_param
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError, SensitivityWarning
 

@@ -318,8 +318,22 @@ def model_proto(task: Task, plan: dict[str, Candidate], to: str, quantizer: Quan
             dynamic_shapes=None if to == "qonnx" else _dynamic(kwargs) if kwargs else _dynamic(args),
             verbose=False,
         )
-    proto = program.model_proto
+    proto = _pin_constant_dims(program.model_proto, program.exported_program.range_constraints)
     return proto if to == "qonnx" else _fold_weight_quantizers(onnx, proto)
+
+
+def _pin_constant_dims(proto, range_constraints: dict):
+    """Each dimension the exporter proved constant (a range of one value, such as an MLP's
+    feature dimension that its first Linear fixes) written as that number: it leaves them
+    symbolic, so a file would declare a free feature dimension that only fails inside the graph.
+    The batch and any sequence dimension stay free."""
+    pinned = {str(symbol): int(r.lower) for symbol, r in range_constraints.items() if r.lower == r.upper}
+    graph = proto.graph
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in pinned:
+                dim.dim_value = pinned[dim.dim_param]  # dim_value and dim_param are a oneof: this clears the name
+    return proto
 
 
 def _fold_weight_quantizers(onnx, proto):
@@ -427,6 +441,29 @@ def rebuilt_task(run: Run, model: str | None = None) -> Task:
     return task
 
 
+def without_exporter_traces(proto):
+    """The model without what torch's exporter records of its own run (``doc_string`` and
+    ``metadata_props`` of every graph, node, value, tensor and function: the Python stack trace
+    with local file paths, the FX node, the module path): about a quarter of a small model's file,
+    a leak in a file users ship, and no part of what it computes. The model's own
+    ``metadata_props`` stay."""
+    from google.protobuf.descriptor import FieldDescriptor
+    from google.protobuf.message import Message
+
+    def strip(message) -> None:
+        for field, value in message.ListFields():  # the fields set: a message is never created here
+            if field.name in ("doc_string", "metadata_props"):
+                message.ClearField(field.name)
+            elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                for child in (value,) if isinstance(value, Message) else value:
+                    strip(child)
+
+    metadata = list(proto.metadata_props)
+    strip(proto)
+    proto.metadata_props.extend(metadata)
+    return proto
+
+
 def writable_path(out: object, to: str) -> Path:
     """``out`` as a Path a file can be written to, checked before any work."""
     if not isinstance(out, (str, os.PathLike)) or not str(out):
@@ -454,7 +491,7 @@ def export_file(run: Run, point: int, to: str, out: object, model: str | None = 
     path = writable_path(out, to)
     plan = {layer: get_candidate(name) for layer, name in run.assignment(point).items()}
     check_formats(run, point, plan, to)
-    proto = model_proto(rebuilt_task(run, model), plan, to, run.quantizer)
+    proto = without_exporter_traces(model_proto(rebuilt_task(run, model), plan, to, run.quantizer))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         _onnx().save(proto, tmp)

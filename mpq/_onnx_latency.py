@@ -16,8 +16,8 @@ import torch
 from mpq._formats import get_candidate
 from mpq._measure.api import _resize_batch
 from mpq._onnx import MISSING_EXTRA, _first_sample, check_formats, model_proto, rebuilt_task
+from mpq._param_checks import Interval, check_param
 from mpq._task import map_leaves
-from mpq._validation import Interval, check_param
 from mpq.exceptions import InvalidParameterError
 
 if TYPE_CHECKING:

@@ -37,8 +37,8 @@ from torch import nn
 from mpq._formats import NumberFormat
 from mpq._formats.base import ScaledFormat
 from mpq._formats.integer import IntGrid, full_range
+from mpq._param_checks import Interval, OneOf, check_param
 from mpq._task import hooked, run_model
-from mpq._validation import Interval, OneOf, check_param
 from mpq.exceptions import InvalidParameterError
 
 logger = logging.getLogger("mpq.quantizer")

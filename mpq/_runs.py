@@ -12,6 +12,7 @@ import pandas as pd
 
 from mpq._export import export
 from mpq._frontier_columns import cost_columns
+from mpq._liveness import shown_status
 from mpq._measured_frontier import (
     absolute_drop,
     check_drop,
@@ -20,12 +21,11 @@ from mpq._measured_frontier import (
     metric_drop,
     unresolved,
 )
-from mpq._owners import shown_status
+from mpq._param_checks import Interval, check_param, unknown_name
 from mpq._probes.settings import settings_from_json
 from mpq._quantizer import LEGACY_QUANTIZER, QuantizerSettings, describe
 from mpq._storage import DB, open_store
-from mpq._trust import canonical_spec, runs_code
-from mpq._validation import Interval, check_param, unknown_name
+from mpq._trust import spec_to_rebuild
 from mpq.exceptions import InvalidParameterError
 
 
@@ -78,8 +78,9 @@ class Run:
     @property
     def rank_note(self) -> str | None:
         """How well predicted loss ranked the measured configurations: Spearman's rho of predicted
-        loss against the measured drop, or why none is given (the measured metric's spread is
-        within what the held-out set resolves); None before validation."""
+        loss against the measured drop, or why none is given (every point measures the same, or
+        the measured metric's spread is within what the held-out set resolves); None before
+        validation, or with fewer than three validated points."""
         reason = unresolved(self.frontier["measured_metric"], self.record["metric_name"])
         if reason is not None:
             return reason
@@ -104,23 +105,38 @@ class Run:
         return dict(zip(rows["layer"], rows["candidate"]))
 
     def export(
-        self, point: int, to: str = "json", out: str | Path | None = None, *, model: str | None = None
+        self,
+        point: int,
+        to: str = "json",
+        out: str | Path | None = None,
+        *,
+        model: str | None = None,
+        checkpoint: str | Path | None = None,
     ) -> dict[str, Any] | Path:
-        """One point for another tool: a ``json``, ``hawq`` or ``compressed-tensors`` document, or
-        an ``onnx`` or ``qonnx`` model file written to ``out``, its model rebuilt from ``model``
-        (see :func:`mpq.export`)."""
-        return export(self, point, to, out, model=model)
+        """One point for another tool: a ``json``, ``hawq`` or ``compressed-tensors`` document, an
+        ``onnx`` or ``qonnx`` model file written to ``out``, or a compressed-tensors ``checkpoint``
+        folder, its model rebuilt from ``model`` (see :func:`mpq.export`)."""
+        return export(self, point, to, out, model=model, checkpoint=checkpoint)
 
     def model_spec_allowed(self, allowed: Iterable[str] = ()) -> bool:
-        """Whether rebuilding this run's model (an ONNX export) runs only code the caller allowed:
-        its stored ``--model`` spec is a built-in example, or one of ``allowed`` (a task file's
-        path compared resolved). A store is data: the file it names is code.
+        """Whether rebuilding this run's model (an ONNX export) runs only code the caller allowed
+        (:meth:`rebuild_spec` is not None). A store is data: the file it names is code.
 
         Args:
             allowed: ``--model`` specs the caller trusts (the dashboard's ``--allow-model``).
         """
-        spec = self.record.get("model_spec")
-        return spec is not None and (not runs_code(spec) or canonical_spec(spec) in set(map(canonical_spec, allowed)))
+        return self.rebuild_spec(allowed) is not None
+
+    def rebuild_spec(self, allowed: Iterable[str] = ()) -> str | None:
+        """The ``--model`` spec that rebuilds this run's model running only code the caller
+        allowed, or None: its stored spec when it is a built-in example or one of ``allowed`` (a
+        task file's path compared resolved); its file gone, one of ``allowed`` naming a file of
+        the same name and factory (the folder moved; the rebuild checks the model and data).
+
+        Args:
+            allowed: ``--model`` specs the caller trusts (the dashboard's ``--allow-model``).
+        """
+        return spec_to_rebuild(self.record.get("model_spec"), allowed)
 
     @property
     def higher_is_better(self) -> bool:
@@ -199,6 +215,31 @@ def _evaluations(record: dict[str, Any], frontier: pd.DataFrame, assignments: pd
     return len(configurations) + (record["float_metric"] is not None)
 
 
+def _once(frontier: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
+    """The frontier with each configuration listed once: a uniform baseline that a strategy also
+    measured as a frontier point is that point's row, its label saying so (the baseline's point
+    number still exports it)."""
+    if frontier.empty:
+        return frontier
+    key = {
+        point: configuration_key(dict(zip(rows["layer"], rows["candidate"])))
+        for point, rows in assignments.groupby("point")
+    }
+    baseline = dict(zip(frontier["point"], frontier["is_baseline"]))
+    label = dict(zip(frontier["point"], frontier["label"]))
+    baseline_of = {key[p]: p for p in frontier["point"] if baseline[p] and p in key}
+    twins = {}  # frontier point -> the baseline point of the same configuration
+    for point in frontier["point"]:
+        twin = baseline_of.get(key.get(point))
+        if not baseline[point] and twin is not None and twin not in twins.values():
+            twins[point] = twin
+    if not twins:
+        return frontier
+    frontier = frontier[~frontier["point"].isin(twins.values())].copy()
+    frontier["label"] = [f"{label[p]}, also {label[twins[p]]}" if p in twins else label[p] for p in frontier["point"]]
+    return frontier
+
+
 def open_run(db: str | Path | None, run_id: int) -> Run:
     """Read one run from a store.
 
@@ -222,6 +263,7 @@ def open_run(db: str | Path | None, run_id: int) -> Run:
     record["evaluations"] = _evaluations(record, frontier, assignments)
     probe = record.get("settings", {}).get("probe")
     record["quantizer"] = describe(LEGACY_QUANTIZER if probe is None else settings_from_json(probe).quantizer)
+    frontier = _once(frontier, assignments)
     if len(frontier):  # points are numbered as measured; a person reads them by cost
         order = [record["objectives"][0], "predicted_loss", "point"]
         frontier = pd.concat([frontier[~frontier["is_baseline"]].sort_values(order), frontier[frontier["is_baseline"]]])

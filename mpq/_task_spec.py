@@ -9,10 +9,15 @@ import sys
 from pathlib import Path
 
 from mpq._examples import make_example
+from mpq._fingerprint import USER_MODULE_PREFIX
+from mpq._param_checks import InstanceOf, check_param
 from mpq._task import Task, check_task
-from mpq._validation import InstanceOf, check_param
+from mpq._trust import DATA_PREFIXES, canonical_spec
 from mpq.exceptions import TaskSpecError
-from mpqvocab import shown
+from mpqvocab import did_you_mean, shown
+
+#: The factory a ``path/to/file.py`` spec without ``:factory`` names.
+DEFAULT_FACTORY = "make_task"
 
 
 def load_task(
@@ -27,9 +32,10 @@ def load_task(
 
     Args:
         spec: ``example:NAME`` for a built-in example (see ``mpq.list_examples()``),
-            ``path/to/file.py:factory`` for a function in a user file that returns a Task, or
-            ``hf:PATH`` for a causal language model in a folder as ``save_pretrained`` writes it
-            (loaded offline; its metric is the held-out perplexity, lower is better).
+            ``path/to/file.py:factory`` for a function in a user file that returns a Task
+            (``path/to/file.py`` alone calls its ``make_task``), or ``hf:PATH`` for a causal
+            language model in a folder as ``save_pretrained`` writes it (loaded offline; its
+            metric is the held-out perplexity, lower is better).
         data: For ``hf:``: a text file (plain text, or JSON lines with a ``"text"`` field) to
             calibrate on and measure the perplexity on; default: the built-in corpus (the
             standard library's source).
@@ -38,16 +44,19 @@ def load_task(
         heldout_tokens: For ``hf:``: tokens of held-out text (default 8192).
 
     Returns:
-        The task, its model in eval mode.
+        The task, its model in eval mode; ``task.spec`` is the spec with the file's path made
+        absolute (what a run stores, so that a command run from another folder rebuilds it).
 
     Raises:
         TaskSpecError: the spec is malformed, the file or factory is missing, the factory
             raises or returns something that is not a Task.
         UnknownNameError: no built-in example of that name.
     """
+    if isinstance(spec, str) and spec.endswith(".py") and not spec.startswith(DATA_PREFIXES):
+        spec = f"{spec}:{DEFAULT_FACTORY}"
     if not isinstance(spec, str) or ":" not in spec:
         raise TaskSpecError(
-            f"--model {spec!r}: expected 'example:NAME', 'path/to/file.py:factory' or 'hf:PATH'; "
+            f"--model {spec!r}: expected 'example:NAME', 'path/to/file.py[:factory]' or 'hf:PATH'; "
             "run 'mpq search --help' for examples."
         )
     text = {
@@ -70,7 +79,7 @@ def load_task(
         task = _call_factory(Path(prefix), name, spec)
     task = check_task(task, spec)
     task.model.eval()
-    task.spec = spec
+    task.spec = canonical_spec(spec)
     return task
 
 
@@ -100,12 +109,13 @@ def _call_factory(path: Path, factory_name: str, spec: str) -> Task:
     except OSError:  # a name the system refuses (too long)
         found = False
     if not found:
-        raise TaskSpecError(f"--model {shown(spec)}: file {shown(str(path))} does not exist; check the path.")
+        where = "" if path.is_absolute() else f" (looked for in {shown(str(Path.cwd()))})"
+        raise TaskSpecError(f"--model {shown(spec)}: file {shown(str(path))} does not exist{where}; check the path.")
     if not factory_name.isidentifier():
         raise TaskSpecError(f"--model {spec!r}: {factory_name!r} is not a function name; give path/to/file.py:factory.")
-    # The same name in every process (hash() of a str is salted per process): a function's
-    # fingerprint, what makes a search the same search, holds the module it is defined in.
-    module_name = f"_mpq_user_task_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
+    # One module per file, the same name in every process (hash() of a str is salted per process);
+    # a fingerprint holds only its prefix (mpq._fingerprint), so a moved file is the same task.
+    module_name = f"{USER_MODULE_PREFIX}{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module
@@ -121,10 +131,13 @@ def _call_factory(path: Path, factory_name: str, spec: str) -> Task:
         ) from exc
     factory = getattr(module, factory_name, None)
     if not callable(factory):
-        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        # The file's own functions, not every name it imports (torch, nn...).
+        defined = [n for n, v in vars(module).items() if callable(v) and getattr(v, "__module__", None) == module_name]
+        hint = did_you_mean(factory_name, defined) or (
+            f"; functions it defines: {', '.join(sorted(defined))}" if defined else "; it defines no function"
+        )
         raise TaskSpecError(
-            f"--model {spec!r}: {str(path)!r} has no function {factory_name!r}; "
-            f"functions found: {', '.join(found) or 'none'}."
+            f"--model {spec!r}: {str(path)!r} has no function {factory_name!r}{hint}; give path/to/file.py:factory."
         )
     try:
         return factory()

@@ -4,7 +4,7 @@ A search sets the limit for its duration (:func:`evaluation_limit`); every call 
 ``evaluate`` then runs in a thread of its own, waited for at most that long
 (:func:`evaluate_within_limit`). The limit is process-wide, so the threads of a thread pool see
 it, and it travels to an executor's worker processes with the task's reference
-(``mpq._scale.TaskRef``). Python cannot end a thread: a hung evaluation is abandoned, and keeps
+(``mpq._executors.TaskRef``). Python cannot end a thread: a hung evaluation is abandoned, and keeps
 its thread (and the copy of the model it holds) until it returns or the process exits.
 """
 
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mpq._validation import Interval, OneOf, check_param
+from mpq._param_checks import Interval, OneOf, check_param
 from mpq.exceptions import EvaluationTimeoutError
 
 logger = logging.getLogger("mpq.search")

@@ -60,6 +60,7 @@ def stored_spec_to_build(
     if stored is None or not runs_code(stored):
         return stored
     if canonical_spec(stored) in {canonical_spec(spec) for spec in allowed}:
+        check_stored_file(run_id, stored)
         return stored
     fix = fix or (
         f"give it yourself once you have checked it (--model {stored}, or model= in Python), or "
@@ -69,3 +70,49 @@ def stored_spec_to_build(
         f"run {run_id}: its model is rebuilt by {stored!r}, a file the store names, and importing it runs that "
         f"file's code; {fix}."
     )
+
+
+def check_stored_file(run_id: int, stored: str) -> None:
+    """Refuse, in one line that says where the file was looked for and how to give it again, a
+    stored spec whose task file is not there (moved since, or stored as typed, relative, by an
+    older mpq and read from another folder).
+
+    Raises:
+        TaskSpecError: the file does not exist.
+    """
+    path = Path(stored.rpartition(":")[0]).expanduser()
+    if path.is_file():
+        return
+    where = (
+        "where the search ran"
+        if path.is_absolute()
+        else f"relative to the folder the search ran in, which the store does not record; looked for in {str(Path.cwd())!r}"
+    )
+    raise TaskSpecError(
+        f"run {run_id}: its task file {str(path)!r} ({where}) does not exist; give the task again with "
+        "--model path/to/file.py:factory (model= in Python): it must build the run's model and data."
+    )
+
+
+def spec_to_rebuild(stored: str | None, allowed: Iterable[str]) -> str | None:
+    """The spec a server (the dashboard's Build) rebuilds a run's model from, or None where the
+    operator allowed nothing that stands for it: a built-in example's own; the stored spec where
+    allowed (``allowed``, its ``--allow-model`` specs); else, its file gone, an allowed spec of the
+    same file name and factory (the task's folder moved since the search; the rebuild checks that
+    it builds the run's model and data)."""
+    if stored is None or not runs_code(stored):
+        return stored
+    allowed = [canonical_spec(spec) for spec in allowed]
+    path, _, factory = canonical_spec(stored).rpartition(":")
+    if f"{path}:{factory}" in allowed and Path(path).is_file():
+        return stored
+    moved = [
+        spec
+        for spec in allowed
+        if spec.rpartition(":")[2] == factory
+        and Path(spec.rpartition(":")[0]).name == Path(path).name
+        and Path(spec.rpartition(":")[0]).is_file()
+    ]
+    if moved:
+        return moved[0]
+    return stored if f"{path}:{factory}" in allowed else None  # allowed, its file gone: Build says so

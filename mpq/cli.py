@@ -21,14 +21,29 @@ from typer.core import TyperGroup
 
 # Only what --help needs is imported here: each command imports mpq's modules (torch, pandas,
 # SQLAlchemy) itself, so that `mpq --help` answers at once.
-from mpq._defaults import DEFAULT_OBJECTIVES, DEFAULT_TARGET
+from mpq._defaults import DEFAULT_OBJECTIVES, DEFAULT_TARGET, EXAMPLES, this_cpu_target
+
+#: Every built-in example as --model spells it, for the help texts.
+_EXAMPLE_SPECS = " | ".join(f"example:{name}" for name in EXAMPLES)
+#: The metavar of an option that names none, by its type's name: one word, as N, DROP and RUN
+#: are (Typer would show ``<str>``, ``<int>``, ``<list[str]>``).
+_METAVARS = {"int": "N", "float": "NUMBER", "str": "TEXT"}
+
+
+def _no_type(ctx: object) -> None:
+    return None
 
 
 def _untyped_flags(params: list) -> list:
-    """A flag takes no value: its help shows no type (Typer would show ``<bool>``)."""
+    """A flag takes no value: its help shows no type (Typer would show ``<bool>``); another
+    option without a metavar shows one word for its type, an argument only its metavar."""
     for param in params:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
+        if getattr(param, "param_type_name", "") == "argument" and param.metavar:
+            param.display_type_rich = _no_type  # its name says it (RUN): no "<int>" beside it
+        if param.metavar is not None or getattr(param, "param_type_name", "") != "option":
+            continue
+        kind = param.bare_type().removeprefix("list[").removesuffix("]")  # a repeatable option: its item's
+        param.metavar = "" if param.is_flag else _METAVARS.get(kind, kind.upper())
     return params
 
 
@@ -89,6 +104,7 @@ DbOption = Annotated[
     typer.Option(
         "--db",
         envvar="MPQ_DB",
+        metavar="STORE",
         help="Results store: a SQLite file or a SQLAlchemy URL \\[default: ~/.cache/mpq/mpq.db].",
     ),
 ]
@@ -101,7 +117,13 @@ WideOption = Annotated[
 
 
 ModelOption = Annotated[
-    str, typer.Option("--model", "-m", help="example:digits-cnn | example:minilm | path/to/file.py:make_task.")
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="SPEC",
+        help=f"{_EXAMPLE_SPECS} | path/to/file.py[:factory] (factory default: make_task).",
+    ),
 ]
 #: The task that rebuilds a stored run's model (a reader's --model): a store is data, so the file
 #: it names is imported only when the user names it here or passes --trust-stored-model.
@@ -110,8 +132,9 @@ RebuildOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="The task that rebuilds the run's model (path/to/file.py:make_task), checked by hash \\[default: the "
-        "run's own when it is a built-in example].",
+        metavar="SPEC",
+        help="The task that rebuilds the run's model (path/to/file.py[:factory]), checked to build the run's model "
+        "and data \\[default: the run's own when it is a built-in example].",
     ),
 ]
 TrustStoredOption = Annotated[
@@ -127,11 +150,24 @@ def _rebuild_spec(run_id: int, stored: str | None, model: str | None, trust: boo
     """The --model a command rebuilds a stored run's model from (see mpq._trust)."""
     from mpq._trust import stored_spec_to_build
 
-    return stored_spec_to_build(run_id, stored, stored if trust and model is None else model)
+    return stored_spec_to_build(run_id, stored, model, allowed=[stored] if trust and stored else ())
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mpq.version import __version__
+
+        stdout.print(f"mpq {__version__}", highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False) -> None:
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print mpq's version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
     _state["debug"] = debug
 
 
@@ -163,8 +199,8 @@ def _parse_budgets(values: list[str]) -> dict[str, float]:
 @contextmanager
 def _executor(workers: int | None, dask: str | None) -> Iterator[object]:
     """The executor of --workers or --dask (None without either), stopped after the search."""
-    from mpq._scale import WORKERS, ProcessPool, close_executor, dask_executor
-    from mpq._validation import check_param
+    from mpq._executors import WORKERS, ProcessPool, close_executor, dask_executor
+    from mpq._param_checks import check_param
     from mpq.exceptions import InvalidParameterError
 
     if workers is not None and dask is not None:
@@ -191,8 +227,10 @@ def search(
         typer.Option(
             "--model",
             "-m",
-            help="example:digits-cnn (default) | example:minilm | example:tiny-llama | path/to/file.py:make_task | "
-            "hf:PATH (a causal LM folder save_pretrained wrote, loaded offline); with --resume, the run's own.",
+            metavar="SPEC",
+            help=f"{_EXAMPLE_SPECS} | path/to/file.py[:factory] (factory default: make_task) | hf:PATH (a causal "
+            "LM folder save_pretrained wrote, loaded offline) \\[default: example:digits-cnn; with --resume, the "
+            "run's own].",
         ),
     ] = None,
     data: Annotated[
@@ -223,14 +261,22 @@ def search(
         ),
     ] = True,
     target: Annotated[
-        str, typer.Option("--target", "-t", help="Device name (see 'mpq devices') or a device .toml path.")
+        str,
+        typer.Option(
+            "--target", "-t", metavar="DEVICE", help="Device name (see 'mpq devices') or a device .toml path."
+        ),
     ] = DEFAULT_TARGET,
     objective: Annotated[
         list[str], typer.Option("--objective", "-o", help="Cost to trade against the predicted loss; give one or two.")
     ] = list(DEFAULT_OBJECTIVES),  # noqa: B006
     budget: Annotated[
         list[str],
-        typer.Option("--budget", "-b", help="NAME=VALUE upper limit; any number; gives the one optimal point."),
+        typer.Option(
+            "--budget",
+            "-b",
+            metavar="NAME=VALUE",
+            help="Upper limit of a cost; any number; gives the one optimal point.",
+        ),
     ] = [],  # noqa: B006
     candidates: Annotated[
         str | None, typer.Option(help="Comma-separated candidates \\[default: all the target runs].")
@@ -245,7 +291,14 @@ def search(
         float, typer.Option(help="Probe until every layer's relative standard error is below this.")
     ] = 0.05,
     max_samples: Annotated[int, typer.Option(help="Probe sample cap.")] = 200,
-    max_points: Annotated[int, typer.Option(help="Validate at most this many frontier points.")] = 20,
+    max_points: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Validate at most N frontier configurations; the uniform baselines (one per candidate) and "
+            "--refine's are measured besides.",
+        ),
+    ] = 20,
     batch_size: Annotated[int, typer.Option(help="Batch size the cost model assumes.")] = 1,
     measured: Annotated[
         str | None, typer.Option(help="Measured latency CSV (mpq measure --out) replacing the model's latency_s.")
@@ -414,14 +467,18 @@ def runs(db: DbOption = None, json: JsonOption = False, wide: WideOption = False
 def show(
     run_id: Annotated[int, typer.Argument(metavar="RUN")],
     db: DbOption = None,
+    json: JsonOption = False,
     all_points: AllOption = False,
     wide: WideOption = False,
 ) -> None:
     """Show a run: its settings, frontier and per-layer table."""
     import mpq
-    from mpq._cli_render import plain, print_layers, print_parts, print_run
+    from mpq._cli_render import dumps, plain, print_layers, print_parts, print_run, show_json
 
     run = mpq.open_run(db, run_id)
+    if json:
+        stdout.print_json(dumps(show_json(run)))
+        return
     record = run.record
     print_parts(
         stdout,
@@ -461,7 +518,7 @@ def frontier(
 @app.command()
 def export(
     run_id: Annotated[int, typer.Argument(metavar="RUN")],
-    point: Annotated[int, typer.Option(help="The point to export (see 'mpq frontier RUN').")],
+    point: Annotated[int, typer.Option(metavar="K", help="The point to export (see 'mpq frontier RUN').")],
     to: Annotated[
         str,
         typer.Option(
@@ -474,6 +531,14 @@ def export(
         str | None, typer.Option(help="Write to this file instead of stdout (required for onnx and qonnx).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (else refused).")] = False,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR",
+            help="With --to compressed-tensors: write the quantized checkpoint itself to this new folder (packed "
+            "weights, scales, config.json, tokenizer), which transformers and vLLM load; the model is rebuilt.",
+        ),
+    ] = None,
     model: RebuildOption = None,
     trust_stored_model: TrustStoredOption = False,
     db: DbOption = None,
@@ -490,6 +555,10 @@ def export(
     if to in FILE_FORMATS:
         spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
         stdout.print(f"wrote {run.export(point, to, out, model=spec)}", soft_wrap=True)
+        return
+    if checkpoint is not None:
+        spec = _rebuild_spec(run.id, run.record["model_spec"], model, trust_stored_model)
+        stdout.print(f"wrote {run.export(point, to, out, model=spec, checkpoint=checkpoint)}", soft_wrap=True)
         return
     text = dumps(run.export(point, to))
     if out:
@@ -566,6 +635,10 @@ def probe_command(
     ] = 0.05,
     max_samples: Annotated[int, typer.Option(help="Sample cap per probe family.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the random probes.")] = 0,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Run the model there: cpu, cuda, cuda:1 \\[default: where the task's model is]."),
+    ] = None,
     db: DbOption = None,
     json: JsonOption = False,
     wide: WideOption = False,
@@ -573,17 +646,20 @@ def probe_command(
     """Measure per-layer sensitivity and print it with standard errors (resumable: samples are checkpointed in the store)."""
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
+    from mpq._placement import check_device
     from mpq._storage import Store
 
     settings = mpq.ProbeSettings(
         probes=tuple(p.strip() for p in probes.split(",")), tolerance=tolerance, max_samples=max_samples, seed=seed
     )
+    check_device("probe", device)  # before the model is built
     task = mpq.load_task(model)
     store = Store(db, mode="write", create=True)
     with StageProgress(stderr) as progress:
         table = mpq.probe(
             task,
             settings=settings,
+            device=device,
             checkpoint=store,
             progress=lambda done, total, message: progress("probe", done, total, message),
         )
@@ -606,13 +682,22 @@ def measure(
         typer.Option(
             "--model",
             "-m",
-            help="example:digits-cnn (default) | example:minilm | path/to/file.py:make_task; with --run, the task "
-            "that rebuilds the run's model \\[default: the run's own when it is a built-in example].",
+            metavar="SPEC",
+            help=f"{_EXAMPLE_SPECS} | path/to/file.py[:factory] (factory default: make_task); with --run, the task "
+            "that rebuilds the run's model \\[default: example:digits-cnn; with --run, the run's own when it is a "
+            "built-in example].",
         ),
     ] = None,
     target: Annotated[
-        str, typer.Option("--target", "-t", help="Device whose candidates to time \\[default: cpu-x86, this machine].")
-    ] = "cpu-x86",
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            metavar="DEVICE",
+            help="Device whose candidates to time \\[default: this machine's CPU: cpu-x86-avx2 on a core with AVX2 "
+            f"but no VNNI or AMX, else cpu-x86; here {this_cpu_target()}].",
+        ),
+    ] = None,
     candidates: Annotated[
         str | None, typer.Option(help="Comma-separated candidates \\[default: the target's].")
     ] = None,
@@ -628,8 +713,18 @@ def measure(
             "end to end and per node; give --run and --point)."
         ),
     ] = "torch",
-    run_id: Annotated[int | None, typer.Option("--run", help="The run whose point onnxruntime times.")] = None,
-    point: Annotated[int | None, typer.Option(help="The point onnxruntime times (see 'mpq frontier RUN').")] = None,
+    run_id: Annotated[
+        int | None, typer.Option("--run", metavar="RUN", help="The run whose point onnxruntime times.")
+    ] = None,
+    point: Annotated[
+        int | None, typer.Option(metavar="K", help="The point onnxruntime times (see 'mpq frontier RUN').")
+    ] = None,
+    nodes: Annotated[
+        bool,
+        typer.Option(
+            "--nodes", "-v", help="With --runtime onnxruntime: the per-node table too, after the end-to-end figure."
+        ),
+    ] = False,
     trust_stored_model: TrustStoredOption = False,
     db: DbOption = None,
     json: JsonOption = False,
@@ -642,13 +737,16 @@ def measure(
     import hwmodels
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
-    from mpq._validation import unknown_name
+    from mpq._param_checks import unknown_name
 
     if runtime not in ("torch", "onnxruntime"):
         raise unknown_name("runtime", runtime, ["torch", "onnxruntime"])
     if runtime == "onnxruntime":
-        _measure_onnxruntime(run_id, point, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide)
+        _measure_onnxruntime(
+            run_id, point, model, trust_stored_model, db, batch_size, warmup, repeats, json, wide, nodes
+        )
         return
+    target = target or this_cpu_target()
     names = candidates.split(",") if candidates else list(hwmodels.load_device(target).candidates)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -699,6 +797,7 @@ def _measure_onnxruntime(
     repeats: int,
     json: bool,
     wide: bool,
+    show_nodes: bool,
 ) -> None:
     import mpq
     from mpq._cli_render import dumps, print_table, table_json
@@ -718,20 +817,22 @@ def _measure_onnxruntime(
     if json:
         stdout.print_json(dumps({"end_to_end": end_to_end, "nodes": table_json(nodes)}))
         return
-    view = nodes.assign(median_us=nodes.latency_s * 1e6, share_pct=nodes.share * 100)
-    print_table(
-        stdout,
-        view[["node", "op_type", "median_us", "share_pct"]],
-        title=f"run {run.id} point {point} in {end_to_end['runtime']}, batch {batch_size}, per node (profiler)",
-        optional=["share_pct"],
-        wide=wide,
-    )
     stdout.print(
-        f"end to end: median {end_to_end['latency_s'] * 1e6:.1f} us, std {end_to_end['latency_std_s'] * 1e6:.1f} us, "
-        f"min {end_to_end['latency_min_s'] * 1e6:.1f} us, max {end_to_end['latency_max_s'] * 1e6:.1f} us over "
-        f"{end_to_end['repeats']} runs",
+        f"run {run.id} point {point} in {end_to_end['runtime']}, batch {batch_size}, end to end: median "
+        f"{end_to_end['latency_s'] * 1e6:.1f} us, std {end_to_end['latency_std_s'] * 1e6:.1f} us, min "
+        f"{end_to_end['latency_min_s'] * 1e6:.1f} us, max {end_to_end['latency_max_s'] * 1e6:.1f} us over "
+        f"{end_to_end['repeats']} runs" + ("" if show_nodes else f"; --nodes shows the {len(nodes)} nodes' times"),
         soft_wrap=True,
     )
+    if show_nodes:
+        view = nodes.assign(median_us=nodes.latency_s * 1e6, share_pct=nodes.share * 100)
+        print_table(
+            stdout,
+            view[["node", "op_type", "median_us", "share_pct"]],
+            title="per node (profiler)",
+            optional=["share_pct"],
+            wide=wide,
+        )
 
 
 @app.command()

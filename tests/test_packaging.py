@@ -5,8 +5,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parents[1]
 
@@ -77,3 +80,29 @@ def test_the_wheel_holds_every_shipped_file_and_the_build_is_quiet(tmp_path):
         sorted(names - expected),
     )
     assert "mpq = mpq.cli:main" in entry_points
+
+
+def _make_dry_run(target: str, tmp_path: Path) -> list[str]:
+    """The commands ``make TARGET`` runs on a fresh clone (no .venv yet), without running them."""
+    if not shutil.which("make"):
+        pytest.skip("needs make")
+    venv = tmp_path / "fresh-venv"  # absent: every set-up step is due
+    done = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True)
+    return done.stdout.splitlines()
+
+
+def _installed_extras(lines: list[str]) -> list[set[str]]:
+    """The extras of each ``pip install -e '.[...]'`` line, in order."""
+    return [set(m.group(1).split(",")) for line in lines for m in [re.search(r"-e '\.\[([^\]]*)\]'", line)] if m]
+
+
+def test_make_demo_installs_the_dashboard_only_and_make_test_every_other_extra_saying_so(tmp_path):
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    demo = _make_dry_run("demo", tmp_path)
+    assert _installed_extras(demo) == [{"dashboard"}], demo  # the demo's needs: no PostgreSQL, Dask, selenium...
+    test = _make_dry_run("test", tmp_path)
+    assert _installed_extras(test) == [{"dashboard"}, extras], test  # then every extra the tests exercise
+    for lines in (demo, test):
+        # Each install step says what it installs before pip runs.
+        steps = [i for i, line in enumerate(lines) if "pip install" in line]
+        assert steps and all(lines[i - 1].startswith('echo "make: ') for i in steps), lines

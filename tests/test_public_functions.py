@@ -6,7 +6,7 @@ out-of-range number; an unknown name) and check the error:
 
 * a :class:`ValueError` (mpq's InvalidParameterError, solvers' SolverInputError, hwmodels'
   InvalidTableError... all subclass it), not a TypeError or AttributeError from deep inside;
-* one line, in one of the two templates: mpq/_validation.py's ``The 'batch_size' parameter of
+* one line, in one of the two templates: mpq/_param_checks.py's ``The 'batch_size' parameter of
   cost_table must be an int in the range [1, inf). Got 0 instead.``, or mpq/exceptions.py's
   ``<subject>: <what is wrong>; <the fix>.``
 
@@ -79,6 +79,7 @@ BAD: dict[str, dict[str, list]] = {
         "checkpoint": [WRONG_TYPE],
         "layer_table": [WRONG_TYPE],
         "executor": [WRONG_TYPE],
+        "device": [WRONG_TYPE, "tpu", "cuda:99"],
     },
     "mpq.omega": {
         "task": [WRONG_TYPE],
@@ -94,6 +95,7 @@ BAD: dict[str, dict[str, list]] = {
         "act_ranges": [WRONG_TYPE],
         "progress": [WRONG_TYPE],
         "on_result": [WRONG_TYPE],
+        "device": [WRONG_TYPE, "tpu", "cuda:99"],
     },
     "mpq.search": {
         "task": [WRONG_TYPE],
@@ -130,6 +132,7 @@ BAD: dict[str, dict[str, list]] = {
         "to": [WRONG_TYPE, "yaml"],
         "out": [WRONG_TYPE],
         "model": [WRONG_TYPE],
+        "checkpoint": [WRONG_TYPE, "new-folder"],
     },
     "mpq.compare": {"first": [WRONG_TYPE], "second": [WRONG_TYPE], "points": [WRONG_TYPE, (999, 0)]},
     "mpq.measure_latency": {

@@ -31,19 +31,33 @@ if not picked:
 
 chosen = {r: ui.open_run(r, runs) for r in picked}
 axes = views.shared_axes(list(chosen.values()))
+metric = views.metric_names(chosen.values())
+
+
+def _axis_title(column: str) -> str:
+    return charts.axis_title(column, metric)
+
+
 x_col, y_col, log_col = st.columns([4, 4, 2])  # room for "log x" on a 1024 px page
 x = x_col.selectbox(
     "x axis",
     axes,
     index=axes.index("latency_s") if "latency_s" in axes else 1,
     key="compare_x",
-    format_func=charts.axis_title,
+    format_func=_axis_title,
 )
-y = y_col.selectbox("y axis", axes, index=0, key="compare_y", format_func=charts.axis_title)
+y = y_col.selectbox("y axis", axes, index=0, key="compare_y", format_func=_axis_title)
 log_x = log_col.checkbox("log x", value=True, key="compare_log_x", help="Devices' costs differ by decades.")
 frontiers = {views.run_label(r, runs): views.frontier_points(run) for r, run in chosen.items()}
 st.plotly_chart(
-    charts.compare_figure(frontiers, x=x, y=y, log_x=log_x, title=f"{len(chosen)} runs: {y} against {x}"),
+    charts.compare_figure(
+        frontiers,
+        x=x,
+        y=y,
+        log_x=log_x,
+        metric_name=metric,
+        title=f"{len(chosen)} runs: {_axis_title(y)} against {_axis_title(x)}",
+    ),
     key="compare_chart",
 )
 

@@ -112,7 +112,8 @@ def download(column, fmt: str, name: str, mime: str, data: str | bytes) -> None:
 def model_file_column(column, fmt: str) -> None:
     """A model file (ONNX, QONNX): the model is rebuilt (seconds), so it is built when asked and
     kept per point; then its download, mpq's notes on it, or mpq's refusal."""
-    if not run.model_spec_allowed(queries.allowed_models(sys.argv[1:])):
+    allowed = queries.allowed_models(sys.argv[1:])
+    if not run.model_spec_allowed(allowed):
         # Disabled, and its value never read: no visitor of the page makes the server import a file.
         column.button(f"Build {fmt}", key=f"build_{fmt}", icon=":material/build:", disabled=True)
         column.caption(f"{fmt}: {views.plain(exports.build_unavailable(run))}")
@@ -122,7 +123,7 @@ def model_file_column(column, fmt: str) -> None:
     if column.button(f"Build {fmt}", key=f"build_{fmt}", icon=":material/build:"):
         with st.spinner(f"Exporting point {point} to {fmt}..."):
             try:
-                built[key] = exports.model_file(run, point, fmt)
+                built[key] = exports.model_file(run, point, fmt, allowed)
             except mpq.exceptions.MpqError as exc:  # float formats in QONNX, a model spec moved since the search
                 built[key] = str(exc)
     if isinstance(built.get(key), str):

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from mpq._validation import unknown_name
+from mpq._defaults import EXAMPLES
+from mpq._param_checks import unknown_name
 
 if TYPE_CHECKING:
     from mpq._task import Task
@@ -15,11 +16,14 @@ if TYPE_CHECKING:
 _EXAMPLES: dict[str, tuple[Callable[[], Task], str]] = {}
 
 
-def register_example(name: str, description: str):
-    """Register a zero-argument task factory under ``example:NAME``."""
+def register_example(name: str):
+    """Register a zero-argument task factory under ``example:NAME``, a name of
+    :data:`mpq._defaults.EXAMPLES` (which the CLI's help lists without importing torch)."""
+    if name not in EXAMPLES:
+        raise KeyError(f"example {name!r} is not in mpq._defaults.EXAMPLES; add it there with its description.")
 
     def decorator(factory: Callable[[], Task]) -> Callable[[], Task]:
-        _EXAMPLES[name] = (factory, description)
+        _EXAMPLES[name] = (factory, EXAMPLES[name])
         return factory
 
     return decorator

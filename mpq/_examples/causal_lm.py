@@ -37,8 +37,8 @@ from torch import nn
 
 from mpq._examples._cache import cache_dir
 from mpq._examples._registry import register_example
+from mpq._param_checks import Interval, check_param
 from mpq._task import Task, model_device
-from mpq._validation import Interval, check_param
 from mpq.exceptions import TaskSpecError
 from mpqvocab import shown
 
@@ -477,18 +477,14 @@ def unigram_perplexity(train_ids: torch.Tensor, heldout_ids: torch.Tensor) -> fl
     return math.exp(-float(log_p[heldout_ids.reshape(-1)].mean()))
 
 
-@register_example(
-    "tiny-llama",
-    "small Llama (4.7 M parameters) trained here on the stdlib's source, 1024+4096 tokens; metric: held-out "
-    "perplexity ([llm] extra)",
-)
+@register_example("tiny-llama")
 def make_tiny_llama_task() -> Task:
     task = load_hf_task(str(tiny_llama_folder()), TextSettings(calibration_tokens=1024, heldout_tokens=4096))
     task.name = "tiny-llama"
     return task
 
 
-@register_example("tiny-llama-small", "tiny-llama on 256+1024 tokens of 64, for tests and quick looks ([llm] extra)")
+@register_example("tiny-llama-small")
 def make_tiny_llama_small_task() -> Task:
     text = TextSettings(seq_len=64, calibration_tokens=256, heldout_tokens=1024)
     task = load_hf_task(str(tiny_llama_folder()), text)

@@ -125,7 +125,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
         return float((model(images.to(device)).argmax(dim=1) == labels.to(device)).float().mean())
 
 
-@register_example("digits-cnn", "6-layer CNN trained on scikit-learn's 8x8 digits; metric: test accuracy")
+@register_example("digits-cnn")
 def make_task() -> Task:
     splits = _splits()
     model = trained_model(splits)

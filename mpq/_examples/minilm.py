@@ -109,16 +109,11 @@ def make_minilm_task(name: str, n_calibration: int, n_heldout: int, max_length: 
     )
 
 
-@register_example(
-    "minilm",
-    "pretrained MiniLM-L6 sentence encoder, 128+256 stdlib sentences; metric: cosine to float32 ([minilm] extra)",
-)
+@register_example("minilm")
 def make_task() -> Task:
     return make_minilm_task("minilm", n_calibration=128, n_heldout=256, max_length=64, batch_size=32)
 
 
-@register_example(
-    "minilm-small", "MiniLM-L6 on 16+32 sentences of 32 tokens, for tests and quick looks ([minilm] extra)"
-)
+@register_example("minilm-small")
 def make_small_task() -> Task:
     return make_minilm_task("minilm-small", n_calibration=16, n_heldout=32, max_length=32, batch_size=8)

@@ -18,7 +18,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from mpq._validation import unknown_name
+from mpq._param_checks import unknown_name
 from mpq.exceptions import InvalidParameterError
 from mpqvocab import FormatSpec, list_format_specs
 

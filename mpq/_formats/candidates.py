@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mpq._formats.base import NumberFormat, get_format, list_formats
-from mpq._validation import unknown_name
+from mpq._param_checks import unknown_name
 from mpq.exceptions import InvalidParameterError, UnknownNameError
 from mpqvocab import ACT_SHORTHANDS, WEIGHT_SHORTHANDS
 

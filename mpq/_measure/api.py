@@ -18,9 +18,9 @@ from mpq._formats.candidates import parse_candidates
 from mpq._layers import check_example_input, layer_kind, layers
 from mpq._measure.kernels import build_kernel, combined
 from mpq._measure.timing import summarize, time_ns
+from mpq._param_checks import PATH, Interval, OneOf, check_param
 from mpq._task import Inputs, Task, hooked, run_model
 from mpq._task import batch_size as inputs_batch_size
-from mpq._validation import PATH, Interval, OneOf, check_param
 from mpq.exceptions import InvalidParameterError
 
 __all__ = ["MEASURE_COLUMNS", "measure_latency", "write_measured_csv"]

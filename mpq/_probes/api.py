@@ -11,8 +11,11 @@ from concurrent.futures import Executor
 import pandas as pd
 import torch
 
+from mpq._executors import EXECUTOR, Runner
 from mpq._formats import get_candidate
 from mpq._layers import LAYER_TABLE, layers
+from mpq._param_checks import check_param
+from mpq._placement import check_device, placed
 from mpq._probes.checkpoint import CheckpointStore, probe_key
 from mpq._probes.fisher import FisherFamily
 from mpq._probes.graph import LayerGraph, Target, calibration_batches, gradients
@@ -20,9 +23,7 @@ from mpq._probes.hutchinson import HessianFamily
 from mpq._probes.measured import run_measured
 from mpq._probes.sampling import Key, RunningStats, run_family, sample_generator
 from mpq._probes.settings import PROBES, ProbeSettings, check_settings, check_task, families
-from mpq._scale import EXECUTOR, Runner
 from mpq._task import Task
-from mpq._validation import check_param
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError, LossIndependentError, ProbeError, SensitivityWarning
 
@@ -55,6 +56,7 @@ def probe(
     checkpoint: CheckpointStore | None = None,
     layer_table: pd.DataFrame | None = None,
     executor: Executor | None = None,
+    device: str | torch.device | None = None,
 ) -> pd.DataFrame:
     """Measure how sensitive the task's loss is to every quantizable layer.
 
@@ -87,6 +89,9 @@ def probe(
         executor: Where the ``measured`` pairs run (any ``concurrent.futures.Executor``: an
             :class:`mpq.ProcessPool`, a Dask client's ``get_executor()``); each worker rebuilds
             the task from ``task.spec`` (:func:`mpq.load_task`), hash checked. Default: here.
+        device: Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where the
+            task's model is. The model and calibration batches move there for the probe and
+            back after it; a device this machine lacks is refused before anything runs.
 
     Returns:
         The sensitivity table, one row per (layer, probe) for trace probes and per (layer,
@@ -132,12 +137,31 @@ def probe(
         )
     check_param("probe", "layer_table", layer_table, LAYER_TABLE)
     check_param("probe", "executor", executor, EXECUTOR)
+    device = check_device("probe", device)
     for name in settings.candidates:
         get_candidate(name)  # unknown formats fail now, not after the trace probes ran
     # A task the executor's workers cannot rebuild fails now too (Runner), not after the trace probes.
     runner = Runner(task, executor) if "measured" in families(settings) else None
-
     key = probe_key(task, settings) if checkpoint is not None else None
+    with placed(task, device) as task:
+        return run_probe(
+            task, settings, key=key, runner=runner, checkpoint=checkpoint, layer_table=layer_table, progress=progress
+        )
+
+
+def run_probe(
+    task: Task,
+    settings: ProbeSettings,
+    *,
+    key: str | None,
+    runner: Runner | None,
+    checkpoint: CheckpointStore | None = None,
+    layer_table: pd.DataFrame | None = None,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """:func:`probe` with its arguments checked and what hashes the task computed by the caller:
+    the checkpoint's ``key`` (:func:`probe_key`; None without a checkpoint) and the ``runner``
+    of the ``measured`` pairs (None when no probe is ``measured``)."""
     state = (checkpoint.load_probe_checkpoint(key) if checkpoint is not None else None) or {}
 
     def save() -> None:

@@ -17,9 +17,9 @@ from collections.abc import Callable
 import torch
 
 from mpq._apply import apply, calibrate
+from mpq._executors import Runner, prepared
 from mpq._probes.graph import Batch, LayerGraph, calibration_batches
 from mpq._quantizer import QuantizerSettings
-from mpq._scale import Runner, prepared
 from mpq._task import Task, run_model
 
 

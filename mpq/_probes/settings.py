@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mpq._param_checks import Interval, OneOf, check_param, unknown_name
 from mpq._quantizer import LEGACY_QUANTIZER, RANGE_METHODS, QuantizerSettings, check_quantizer
 from mpq._task import Task
-from mpq._validation import Interval, OneOf, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError
 
 #: probe name -> (family, what the trace is over: "w" weights, "a" input activations, None).

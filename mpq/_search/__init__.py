@@ -24,12 +24,14 @@ from pathlib import Path
 import pandas as pd
 
 from mpq._defaults import DEFAULT_OBJECTIVES, DEFAULT_TARGET
+from mpq._executors import EXECUTOR, Runner, describe_executor
 from mpq._fingerprint import check_same_code
-from mpq._owners import current_owner
+from mpq._liveness import current_owner
+from mpq._param_checks import Interval, OneOf, check_param
+from mpq._placement import check_device, placed
 from mpq._probes import ProbeSettings
 from mpq._probes.settings import with_quantizer
 from mpq._runs import Run, open_run
-from mpq._scale import EXECUTOR, Runner, check_device, describe_executor, placed
 from mpq._search.identity import Identity
 from mpq._search.pipeline import calibrate, check_drop_reachable, run_stages
 from mpq._search.plan import Plan, Progress
@@ -38,7 +40,6 @@ from mpq._search.strategies import Strategy
 from mpq._storage import DB, Store, open_store
 from mpq._task import Task, model_device
 from mpq._timeout import check_limit, evaluation_limit
-from mpq._validation import Interval, OneOf, check_param
 from mpq.exceptions import InvalidParameterError
 from mpqvocab import parameter_message
 
@@ -100,8 +101,10 @@ def search(
         measured: A measured latency table (``mpq.measure_latency`` / ``mpq measure --out``: a
             CSV path or DataFrame with layer, candidate, latency_s at the same batch size) that
             replaces the model's latency for the pairs it covers.
-        max_points: At most this many frontier points: all of them when the exact frontier is
-            that small, else the exact optima at this many evenly spaced budgets of the first
+        max_points: At most this many frontier configurations are measured (the ``region``
+            strategy's bisection, covering and sweep together), the uniform baselines besides;
+            the ``frontier`` strategy's points: all of them when the exact frontier is that
+            small, else the exact optima at this many evenly spaced budgets of the first
             objective; with one objective, the optimum at each uniform baseline's cost is added.
         validate: Evaluate every point on held-out data (needs ``task.evaluate``).
         max_drop: The largest drop of the measured metric below the float model's that a user
@@ -213,7 +216,7 @@ def search(
             if claim_for_resume(store, resume, identity) is None:  # finished already
                 return open_run(store, resume)
             run_id = resume
-            runner = Runner(task, executor)
+            runner = Runner(task, executor, identity.hashes)
             runner.check()
             calibration = calibrate(task, plan) if plan.settings.validate else None
         else:
@@ -235,13 +238,13 @@ def search(
                 fuse=fuse,
                 progress=progress,
             )
-            runner = Runner(task, executor)
+            identity = Identity.of(task, plan.settings.probe)  # hashed once: the runner, record and probe share it
+            runner = Runner(task, executor, identity.hashes)
             runner.check()  # every worker error a user can fix comes before anything is stored
             calibration = calibrate(task, plan) if plan.settings.validate else None
             if plan.settings.max_drop is not None:
                 before = check_drop_reachable(task, plan, runner, calibration, progress)
             store = open_store(db, "write", create=True)
-            identity = Identity.of(task, plan.settings.probe)
             fields = plan.record_fields(task, identity)
             fields["settings"] |= {"device": str(model_device(task.model)), "executor": describe_executor(executor)}
             run_id = None if fresh else resume_abandoned(store, fields, plan.costs, progress)

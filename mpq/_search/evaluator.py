@@ -12,7 +12,8 @@ get the metric as measured; :meth:`Evaluator.measured` turns a score back into i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,6 +21,7 @@ import pandas as pd
 
 import solvers
 from mpq._measured_frontier import configuration_key
+from mpq._search.uniform_search import UniformSearch
 
 #: Evaluations a search with ``max_drop`` spends when ``max_evals`` is not given.
 DEFAULT_DROP_EVALS = 50
@@ -28,7 +30,7 @@ UNBOUNDED = 10**9
 
 
 class Pending(Protocol):
-    """An evaluation started on an executor (``mpq._scale.Handle``)."""
+    """An evaluation started on an executor (``mpq._executors.Handle``)."""
 
     label: str
 
@@ -123,6 +125,16 @@ class Evaluator:
         self._omega = self.omega.set_index(["layer", "candidate"])["omega"]
         self._cost = self.costs.set_index(["layer", "candidate"])[self.objective]
         self.offered: dict[str, list[str]] = self.costs.groupby("layer", sort=False)["candidate"].apply(list).to_dict()
+        self.uniform_search = UniformSearch(
+            {label: u.costs[self.objective] for label, u in self.uniforms.items()}, self._covers
+        )
+
+    def _covers(self, label: str, other: str) -> bool:
+        """Whether uniform ``label`` is at least as precise as uniform ``other`` (by :attr:`bits`)."""
+        if not self.bits:
+            return label == other
+        (mine,), (theirs,) = (set(self.uniforms[v].assignment.values()) for v in (label, other))
+        return self.bits[mine][0] >= self.bits[theirs][0] and self.bits[mine][1] >= self.bits[theirs][1]
 
     def score(self, metric: float) -> float:
         """A measured metric as the score strategies compare (higher is better)."""
@@ -150,25 +162,43 @@ class Evaluator:
         """Evaluations the strategies may still spend."""
         return self.max_evals - self.spent - (self.owed() if self.owing else 0)
 
+    @contextmanager
+    def at_most(self, count: int | None) -> Iterator[None]:
+        """Within the block, at most ``count`` more evaluations (None: no other limit than the
+        search's): what a strategy spends on its own share."""
+        saved = self.max_evals
+        if count is not None:
+            self.max_evals = min(saved, self.spent + count)
+        try:
+            yield
+        finally:
+            self.max_evals = saved
+
     def owed(self) -> int:
-        """The uniform configurations a search given a drop still has to measure: those not
-        measured yet, nor shown outside the drop, that cost less than the incumbent (the
-        cheapest measured within the drop; every one while there is none). It shrinks as the
-        strategies find cheaper incumbents, so the evaluations it holds back are the ones the
-        guarantee may need, no more."""
+        """The evaluations a search given a drop holds back for its uniform configurations: the
+        most that settling those still unsettled (:meth:`unsettled`) can take, measured in the
+        order :class:`UniformSearch` picks. It shrinks as the strategies find cheaper incumbents
+        and measure configurations outside the drop, so the evaluations it holds back are the
+        ones the guarantee may need, no more."""
         if self.floor is None:
             return 0
         if self._owed[0] != len(self.known):
-            within = [cost for cost, metric in self.known.values() if metric >= self.floor]
-            incumbent = min(within, default=float("inf"))
-            count = sum(
-                configuration_key(u.assignment) not in self.known
-                and u.costs[self.objective] < incumbent
-                and not self.shown_outside(u)
-                for u in self.uniforms.values()
-            )
-            self._owed = (len(self.known), count)
+            self._owed = (len(self.known), self.uniform_search.reserve(self.unsettled()))
         return self._owed[1]
+
+    def unsettled(self) -> frozenset[str]:
+        """The uniform configurations (labels) not measured yet, nor shown outside the drop, that
+        cost less than the incumbent (the cheapest measured within the drop; every one while
+        there is none)."""
+        within = [cost for cost, metric in self.known.values() if metric >= self.floor]
+        incumbent = min(within, default=float("inf"))
+        return frozenset(
+            label
+            for label, u in self.uniforms.items()
+            if configuration_key(u.assignment) not in self.known
+            and u.costs[self.objective] < incumbent
+            and not self.shown_outside(u)
+        )
 
     def shown_outside(self, solution: solvers.Solution) -> bool:
         """Whether a configuration measured outside the drop is at least as precise as

@@ -22,6 +22,11 @@ class Identity:
     data_hash: str
     probe_key: str
 
+    @property
+    def hashes(self) -> tuple[str, str]:
+        """(model hash, data hash), as :class:`mpq._executors.Runner` takes them."""
+        return self.model_hash, self.data_hash
+
     @classmethod
     def of(cls, task: Task, settings: ProbeSettings) -> Identity:
         weights, data = model_hash(task.model), data_hash(task.calibration)

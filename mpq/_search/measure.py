@@ -4,7 +4,6 @@ measured before (:class:`Measurements`, the :class:`~mpq._search.evaluator.Recor
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -177,7 +176,7 @@ class Measurements:
         s = self.plan.settings
         if s.max_evals is not None or s.max_drop is not None:
             return evaluator.max_evals - 1
-        return s.max_points + self._baselines + math.ceil(math.log2(PROXY_POINTS)) + s.refine
+        return s.max_points + self._baselines + s.refine  # a covering's bisection is within max_points
 
     def proxy(self) -> list[solvers.Solution]:
         """The proxy frontier (exact optima of predicted loss), dense, ascending cost; solved once

@@ -11,13 +11,15 @@ from scipy.stats import spearmanr
 
 import solvers
 from mpq._apply import calibrate as calibrate_quantizer
+from mpq._executors import Runner
 from mpq._formats import candidate_table
+from mpq._heldout import evaluate, evaluate_configuration
 from mpq._measured_frontier import absolute_drop, dominated, metric_drop, unresolved
 from mpq._omega import omega
-from mpq._probes import PROBES, probe
-from mpq._probes.settings import settings_to_json
+from mpq._probes import PROBES
+from mpq._probes.api import run_probe
+from mpq._probes.settings import families, settings_to_json
 from mpq._quantizer import Calibration
-from mpq._scale import Runner
 from mpq._search.evaluator import DEFAULT_DROP_EVALS, UNBOUNDED, Evaluator
 from mpq._search.identity import Identity
 from mpq._search.measure import Measurements, point_rows, validation_order
@@ -25,7 +27,6 @@ from mpq._search.plan import Plan, Progress
 from mpq._search.strategies import spend
 from mpq._storage import Store
 from mpq._task import Task
-from mpq._validate import evaluate, evaluate_configuration
 from mpq.exceptions import DropNotMetError
 
 
@@ -180,13 +181,14 @@ def _sensitivity(
         progress("probe", 1, 1, "reused the stored probe of this model, data and settings")
         return found
     settings = plan.settings.probe
-    table = probe(
+    table = run_probe(  # the search's identity and runner: the task is not hashed again
         task,
-        settings=settings,
+        settings,
+        key=identity.probe_key,
+        runner=runner if "measured" in families(settings) else None,
         checkpoint=store,
         layer_table=plan.layer_table,
         progress=lambda done, total, message: progress("probe", done, total, message),
-        executor=runner.executor,
     )
     store.save_probe(
         identity.probe_key,

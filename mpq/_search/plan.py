@@ -19,13 +19,13 @@ from mpq._fingerprint import task_code
 from mpq._formats import candidate_table, get_candidate
 from mpq._layers import layers
 from mpq._measured_frontier import check_drop
+from mpq._param_checks import InstanceOf, Interval, OneOf, check_param, unknown_name
 from mpq._probes import ProbeSettings, check_loss
 from mpq._probes.fisher import MAX_OUTPUT_ELEMS
 from mpq._probes.settings import check_settings, for_device, settings_from_json, settings_to_json
 from mpq._search.identity import Identity
 from mpq._search.strategies import check_strategy, default_strategy, strategy_name
 from mpq._task import Task, run_model
-from mpq._validation import InstanceOf, Interval, OneOf, check_param, unknown_name
 from mpq.exceptions import InvalidParameterError, TaskSpecError
 from mpqvocab import choices_hint, parameter_message
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from mpq._owners import current_owner, owner_alive
+from mpq._liveness import current_owner, owner_alive
 from mpq._search.identity import Identity
 from mpq._search.plan import Progress
 from mpq._storage import Store, table_to_json

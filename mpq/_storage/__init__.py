@@ -1,5 +1,6 @@
 """The results store: :class:`Store`, the SQLAlchemy implementation of :class:`BaseStore`;
-SQLite by default, any SQLAlchemy URL (PostgreSQL) for teams.
+SQLite by default, any SQLAlchemy URL (PostgreSQL) for teams; ``:memory:`` for a
+:class:`MemoryStore`, which keeps nothing after the process.
 
 Opened for reading, a store is never created, migrated or written: a SQLite file is opened with
 SQLite's ``mode=ro`` and PostgreSQL sessions are read-only transactions, so not even a pragma
@@ -11,34 +12,27 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shlex
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-import numpy as np
 import pandas as pd
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, delete, event, inspect, select, update
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from mpq._examples._cache import cache_dir
-from mpq._owners import ACTIVE
 from mpq._storage.base import RUN_STATUSES, BaseStore, Mode
+from mpq._storage.documents import check_status, finite, point_frames, table_from_json, table_to_json
+from mpq._storage.memory import MEMORY, MemoryStore
 from mpq._storage.models import (
     AssignmentModel,
-    Base,
     PointModel,
     ProbeCheckpointModel,
     ProbeResultModel,
@@ -46,34 +40,30 @@ from mpq._storage.models import (
     RunTableModel,
     utcnow,
 )
+from mpq._storage.schema import check_schema, head
 from mpq._storage.session import LOCK_WAIT_S, session_scope, store_error
-from mpq.exceptions import InvalidParameterError, MpqError, RunNotFoundError, SearchInterrupted, StoreError
+from mpq.exceptions import InvalidParameterError, RunNotFoundError, StoreError
 from mpqvocab import InstanceOf, shown
 
-__all__ = ["DB", "BaseStore", "Store", "RUN_STATUSES", "db_url", "default_db_url", "table_from_json", "table_to_json"]
+__all__ = [
+    "DB",
+    "BaseStore",
+    "MemoryStore",
+    "Store",
+    "RUN_STATUSES",
+    "db_url",
+    "default_db_url",
+    "table_from_json",
+    "table_to_json",
+]
 
 logger = logging.getLogger("mpq.storage")
 
-_ALEMBIC_INI = Path(__file__).parent / "alembic.ini"
-# How long a process waits for another one that is creating the same new store.
-_SCHEMA_WAIT_TRIES, _SCHEMA_WAIT_S = 60, 0.5
 _LOCK_WAIT_S = LOCK_WAIT_S  # here, so that a test can shorten the wait
-#: The PostgreSQL advisory lock writers hold while they check, create or migrate the schema
-#: (any fixed 64-bit number: b"mpq" as an integer).
-_SCHEMA_LOCK_ID = int.from_bytes(b"mpq", "big")
 
 
-def _outside_transaction(connection, statement: str) -> None:
-    """Run a SQLite PRAGMA on the driver's connection, outside any transaction (``journal_mode``
-    and ``foreign_keys`` are refused or ignored inside one)."""
-    connection.connection.driver_connection.execute(statement)
-
-
-class _SchemaBeingCreated(Exception):
-    """The schema is half there: another process is creating or migrating it."""
-
-
-#: What a ``db`` parameter takes: a SQLite path, a SQLAlchemy URL, a Store, or None (the default store).
+#: What a ``db`` parameter takes: a SQLite path, a SQLAlchemy URL, ``":memory:"``, a Store, or None
+#: (the default store).
 DB = InstanceOf((str, os.PathLike, BaseStore), "a SQLite path, a SQLAlchemy URL or a Store", optional=True)
 
 
@@ -111,40 +101,6 @@ def _record(run: RunModel) -> dict[str, Any]:
     return {c.key: getattr(run, c.key) for c in inspect(RunModel).column_attrs}
 
 
-def _finite(value: Any) -> Any:
-    """NaN is not JSON (PostgreSQL rejects it): store it as null."""
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def table_to_json(table: pd.DataFrame) -> str:
-    """A table and its ``attrs`` (the cost model's max_columns, cost_columns...) as one JSON text.
-
-    Floats are written as Python's ``json`` writes them (the shortest text that reads back to the
-    same double): a resumed run reads back exactly the numbers it stored, so it solves to the very
-    frontier of an uninterrupted run (pandas' ``to_json`` keeps 15 digits).
-    """
-    split = table.to_dict(orient="split", index=False)
-    rows = [[_plain(value) for value in row] for row in split["data"]]
-    return json.dumps({"attrs": table.attrs, "table": {"columns": split["columns"], "data": rows}}, default=str)
-
-
-def _plain(value: Any) -> Any:
-    """A cell as JSON has it: numpy scalars as Python's, NaN as null."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    return _finite(value)
-
-
-def table_from_json(text: str) -> pd.DataFrame:
-    document = json.loads(text)
-    table = pd.DataFrame(document["table"]["data"], columns=document["table"]["columns"])
-    for column in table.columns:  # JSON has no tuples: shapes come back as lists
-        if len(table) and isinstance(table[column].iloc[0], list):
-            table[column] = table[column].map(tuple)
-    table.attrs.update(document["attrs"])
-    return table
-
-
 def _read_only_url(url: URL, path: Path) -> URL:
     """The same SQLite file as a URI opened with ``mode=ro``: SQLite then refuses every write,
     the pragmas that change the file included. SQLite reads ``mode`` and ``immutable`` only from a
@@ -163,17 +119,15 @@ def _read_only_url(url: URL, path: Path) -> URL:
     return url
 
 
-def _check_status(status: Any, method: str) -> None:
-    if status not in RUN_STATUSES:
-        raise InvalidParameterError(
-            f"The 'status' parameter of Store.{method} must be one of {', '.join(RUN_STATUSES)}. Got {status!r} instead."
-        )
-
-
 def open_store(db: str | Path | BaseStore | None, mode: Mode, *, create: bool = False) -> BaseStore:
-    """The store ``db`` names: ``db`` itself when it is a store already, else a :class:`Store`
-    opened in ``mode`` (``create``: with ``write``, create it when there is none)."""
-    return db if isinstance(db, BaseStore) else Store(db, mode=mode, create=create)
+    """The store ``db`` names: ``db`` itself when it is a store already, a new
+    :class:`MemoryStore` for ``":memory:"`` (as SQLite names a database in memory), else a
+    :class:`Store` opened in ``mode`` (``create``: with ``write``, create it when there is none)."""
+    if isinstance(db, BaseStore):
+        return db
+    if isinstance(db, str) and db == MEMORY:
+        return MemoryStore(mode=mode, create=create)
+    return Store(db, mode=mode, create=create)
 
 
 class Store(BaseStore):
@@ -237,7 +191,7 @@ class Store(BaseStore):
     @property
     def schema(self) -> str:
         """This mpq's schema revision, which the open store is at (``"0004"``)."""
-        return self._head()
+        return head()
 
     def _open(self, db: str | Path | None, mode: Mode, create: bool) -> None:
         self.mode: Mode = mode
@@ -271,7 +225,9 @@ class Store(BaseStore):
         except ArgumentError:  # a scheme SQLAlchemy has no dialect for (foo://bar)
             raise self._not_a_url() from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.upgraded_from = self._check_schema(create)
+        self.upgraded_from = check_schema(
+            self.engine, mode=mode, create=create, where=self.where, upgrade_command=self._upgrade_command
+        )
         self._use_wal()
 
     def _not_a_url(self) -> InvalidParameterError:
@@ -350,91 +306,6 @@ class Store(BaseStore):
                             exc, self.where, "check that the database is writable and reachable", opening=True
                         ) from exc
                     time.sleep(0.05)
-
-    # -- schema -----------------------------------------------------------------------------
-    @staticmethod
-    def _scripts() -> ScriptDirectory:
-        return ScriptDirectory.from_config(Config(str(_ALEMBIC_INI)))
-
-    def _head(self) -> str:
-        return self._scripts().get_current_head()
-
-    def _alembic_config(self, connection) -> Config:
-        config = Config(str(_ALEMBIC_INI))
-        config.attributes["connection"] = connection
-        return config
-
-    def _check_schema(self, create: bool) -> str | None:
-        """Check the schema, creating or upgrading it for a writer; wait while another process
-        is creating it. Returns the older schema a writer upgraded, else None."""
-        scripts = self._scripts()
-        head, known = scripts.get_current_head(), {rev.revision for rev in scripts.walk_revisions()}
-        for _ in range(_SCHEMA_WAIT_TRIES):
-            try:
-                return self._check_schema_once(create, head, known)
-            except _SchemaBeingCreated:
-                time.sleep(_SCHEMA_WAIT_S)
-        raise StoreError(
-            f"{self.where} holds part of an mpq schema that no process finished creating; delete it or give another --db."
-        )
-
-    def _check_schema_once(self, create: bool, head: str, known: set[str]) -> str | None:
-        ours = set(Base.metadata.tables) | {"alembic_version"}
-        sqlite = self.engine.dialect.name == "sqlite"
-        try:
-            with self.engine.connect() as connection:
-                if sqlite and self.mode == "write":
-                    # Before any transaction (SQLite ignores it inside one): a migration that
-                    # copies a table (batch mode) must not cascade the old table's drop.
-                    _outside_transaction(connection, "PRAGMA foreign_keys=OFF")
-                elif self.mode == "write":
-                    # One writer at a time checks, creates or migrates the schema: the others wait here.
-                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_ID})")
-                try:
-                    current = MigrationContext.configure(connection).get_current_revision()
-                    tables = set(inspect(connection).get_table_names())
-                    if current == head:
-                        return None
-                    if current is not None and current not in known:
-                        raise StoreError(
-                            f"{self.where} has schema {current}, newer than this mpq's {head}; upgrade mpq "
-                            "(pip install -U mpq) to read it. The database was left untouched."
-                        )
-                    if current is None and tables and tables <= ours:
-                        raise _SchemaBeingCreated  # another mpq process is creating this store right now
-                    if current is None and tables:
-                        raise StoreError(
-                            f"{self.where} holds tables that are not an mpq store ({', '.join(sorted(tables)[:3])}...); "
-                            "give another --db."
-                        )
-                    if current is None and not create:
-                        raise StoreError(f"{self.where} is empty; run 'mpq search' to fill it.")
-                    if self.mode == "read":
-                        raise StoreError(
-                            f"{self.where} has schema {current}, this mpq needs {head}; run '{self._upgrade_command}' "
-                            "(reading never changes a store)."
-                        )
-                    # A new store, or one written by an older mpq: migrate it, keeping every run.
-                    command.upgrade(self._alembic_config(connection), "head")
-                    connection.commit()
-                    return current
-                finally:
-                    connection.rollback()
-                    if sqlite and self.mode == "write":
-                        _outside_transaction(connection, "PRAGMA foreign_keys=ON")
-        except SQLAlchemyError as exc:
-            if self._current_revision() == head or "already exists" in str(exc):
-                raise _SchemaBeingCreated from exc  # raced another process creating or migrating it
-            raise store_error(
-                exc, self.where, "check --db points at an mpq database you can reach", opening=True
-            ) from exc
-
-    def _current_revision(self) -> str | None:
-        try:
-            with self.engine.connect() as connection:
-                return MigrationContext.configure(connection).get_current_revision()
-        except SQLAlchemyError:
-            return None
 
     def _session(self):
         return session_scope(self._sessions, self.where)
@@ -528,8 +399,8 @@ class Store(BaseStore):
                     is_baseline=bool(p["is_baseline"]),
                     optimal=bool(p["optimal"]),
                     predicted_loss=float(p["predicted_loss"]),
-                    costs={k: _finite(float(v)) for k, v in p["costs"].items()},
-                    measured_metric=_finite(p.get("measured_metric")),
+                    costs={k: finite(float(v)) for k, v in p["costs"].items()},
+                    measured_metric=finite(p.get("measured_metric")),
                     dominated=None if dominated is None or pd.isna(dominated) else bool(dominated),
                     assignments=[
                         AssignmentModel(position=i, layer=layer, candidate=candidate)
@@ -564,7 +435,7 @@ class Store(BaseStore):
     def _set_measured(self, session, run_id: int, measured: Mapping[int, float], method: str) -> None:
         rows = self._points(session, run_id, list(measured), method)
         for point, value in measured.items():
-            rows[int(point)].measured_metric = _finite(float(value))
+            rows[int(point)].measured_metric = finite(float(value))
 
     def set_dominated(self, run_id: int, dominated: Mapping[int, bool | None]) -> None:
         self._writing("set_dominated")
@@ -576,11 +447,11 @@ class Store(BaseStore):
     def update_run(self, run_id: int, **fields: Any) -> None:
         self._writing("update_run")
         if "status" in fields:
-            _check_status(fields["status"], "update_run")
+            check_status(fields["status"], "update_run")
         with self._session() as session:
             run = self._get_run(session, run_id)
             for name, value in fields.items():
-                setattr(run, name, _finite(value))
+                setattr(run, name, finite(value))
 
     def claim_run(self, run_id: int, *, seen: Mapping[str, Any], owner: str) -> bool:
         self._writing("claim_run")
@@ -597,58 +468,15 @@ class Store(BaseStore):
             )
             return claimed.rowcount == 1
 
-    @contextmanager
-    def running(self, run_id: int) -> Iterator[None]:
-        """The lifecycle of a run this process runs (created or claimed for it already).
-
-        Inside, the run counts as this process's (``mpq._owners.ACTIVE``), so the listing does
-        not show it as stopped. Ctrl-C (or a KeyboardInterrupt naming its signal, SIGTERM) marks it
-        failed as interrupted and raises
-        :class:`SearchInterrupted` with the command that resumes it; any other error marks it
-        failed with the error's first line, and is raised again (an mpq error with the command
-        that finishes the run appended: a full disk, a worker that died, an evaluate that raised). Where the store refuses even
-        that write (a full disk, a read-only file), its StoreError says how to finish the run.
-        """
-        ACTIVE.add((self.url, run_id))
-        try:
-            yield
-        except KeyboardInterrupt as exc:
-            self._mark_failed(run_id, f"interrupted ({str(exc) or 'Ctrl-C'})", exc)
-            raise SearchInterrupted(
-                f"search interrupted; run {run_id} keeps what was done: finish it with "
-                f"'mpq search --resume {run_id}' (same --model and --db)."
-            ) from exc
-        except BaseException as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self._mark_failed(run_id, f"{type(exc).__name__}: {message}", exc)
-            if not isinstance(exc, MpqError):  # a bug, or another package's error: as it is
-                raise
-            raise type(exc)(
-                f"{exc} Run {run_id} keeps what was stored before this error: once its cause is fixed, finish it "
-                f"with 'mpq search --resume {run_id}' (same --model and --db)."
-            ) from exc
-        finally:
-            ACTIVE.discard((self.url, run_id))
-
-    def _mark_failed(self, run_id: int, error: str, exc: BaseException) -> None:
-        try:
-            self.finish_run(run_id, "failed", error=error)
-        except StoreError as store_exc:
-            first = exc if isinstance(exc, StoreError) else store_exc
-            raise StoreError(
-                f"{first} Run {run_id} keeps what was stored before this error: once the store is writable, finish it "
-                f"with 'mpq search --resume {run_id}' (same --model and --db)."
-            ) from exc
-
     def finish_run(self, run_id: int, status: str, **fields: Any) -> None:
         self._writing("finish_run")
-        _check_status(status, "finish_run")
+        check_status(status, "finish_run")
         with self._session() as session:
             run = self._get_run(session, run_id)
             run.status = status
             run.finished_at = utcnow()
             for name, value in fields.items():
-                setattr(run, name, _finite(value))
+                setattr(run, name, finite(value))
 
     # -- reading runs -----------------------------------------------------------------------
     def _get_run(self, session, run_id: int) -> RunModel:
@@ -683,28 +511,21 @@ class Store(BaseStore):
     def run_points(self, run_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         with self._session() as session:
             run = self._get_run(session, run_id)
-            frontier = [
+            rows = [
                 {
                     "point": p.point,
                     "label": p.label,
                     "is_baseline": p.is_baseline,
                     "optimal": p.optimal,
                     "predicted_loss": p.predicted_loss,
-                    **{k: (math.nan if v is None else v) for k, v in p.costs.items()},
-                    "measured_metric": math.nan if p.measured_metric is None else p.measured_metric,
+                    "costs": p.costs,
+                    "measured_metric": p.measured_metric,
                     "dominated": p.dominated,
+                    "assignment": [(a.layer, a.candidate) for a in p.assignments],
                 }
                 for p in run.points
             ]
-            assignments = [
-                {"point": p.point, "layer": a.layer, "candidate": a.candidate}
-                for p in run.points
-                for a in p.assignments
-            ]
-        frontier = pd.DataFrame(frontier)
-        if not frontier.empty:  # True, False, or NA until validated
-            frontier["dominated"] = frontier["dominated"].astype("boolean")
-        return frontier, pd.DataFrame(assignments, columns=["point", "layer", "candidate"])
+        return point_frames(rows)
 
     def list_runs(self) -> pd.DataFrame:
         columns = [

@@ -1,10 +1,12 @@
 """The results store's interface: what every backend promises (Optuna's ``BaseStorage`` shape).
 
 :class:`BaseStore` lists every read and write mpq makes of its results, each with its contract.
-mpq ships one implementation, :class:`mpq._storage.Store` over SQLAlchemy (a SQLite file, the
-same file opened read-only, PostgreSQL); the probe-checkpoint pair is also what
+mpq ships two implementations: :class:`mpq._storage.Store` over SQLAlchemy (a SQLite file, the
+same file opened read-only, PostgreSQL) and :class:`mpq._storage.memory.MemoryStore` (dicts in
+this process, ``--db :memory:``); the probe-checkpoint pair is also what
 :class:`mpq.ProbeCheckpoint` (a folder of JSON files) implements. The conformance suite in
-``tests/mpq_tests/storage_tests/store_contract.py`` runs the same tests against each of them.
+``tests/mpq_tests/storage_tests/store_contract.py`` takes a factory of stores and runs the same
+tests against each of them.
 
 The store is opened in one of two modes: ``read`` (listing, showing, exporting, comparing, the
 dashboard) never creates, migrates or otherwise writes the database, and refuses every write
@@ -14,15 +16,42 @@ method; ``write`` (searching, probing) may create the store and upgrade an older
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import pandas as pd
+
+from mpq._liveness import ACTIVE
+from mpq.exceptions import MpqError, SearchInterrupted, StoreError
 
 #: The values of ``runs.status``; the database refuses any other (a CHECK constraint, schema 0004).
 RUN_STATUSES = ("running", "done", "failed")
 
 Mode = Literal["read", "write"]
+#: A run's own fields, as :meth:`BaseStore.run_record` returns them (``create_run`` and
+#: ``update_run`` take the others than ``id``, ``created_at`` and ``finished_at``).
+RUN_FIELDS = (
+    "id",
+    "created_at",
+    "finished_at",
+    "status",
+    "error",
+    "task_name",
+    "model_spec",
+    "owner",
+    "metric_name",
+    "model_hash",
+    "data_hash",
+    "probe_key",
+    "target",
+    "objectives",
+    "budgets",
+    "settings",
+    "versions",
+    "float_metric",
+    "spearman",
+)
 
 
 class BaseStore(abc.ABC):
@@ -257,3 +286,47 @@ class BaseStore(abc.ABC):
         """Every run, oldest first: ``run``, ``status`` (as stored), ``task``, ``target``,
         ``objectives`` (comma-separated), ``points`` (count), ``metric_name``, ``float_metric``,
         ``spearman``, ``created_at``, ``finished_at``, ``owner``; these columns even when empty."""
+
+    # -- the lifecycle of a run (every store: written with the methods above) -----------------
+    @contextmanager
+    def running(self, run_id: int) -> Iterator[None]:
+        """The lifecycle of a run this process runs (created or claimed for it already).
+
+        Inside, the run counts as this process's (``mpq._liveness.ACTIVE``), so the listing does
+        not show it as stopped. Ctrl-C (or a KeyboardInterrupt naming its signal, SIGTERM) marks it
+        failed as interrupted and raises
+        :class:`SearchInterrupted` with the command that resumes it; any other error marks it
+        failed with the error's first line, and is raised again (an mpq error with the command
+        that finishes the run appended: a full disk, a worker that died, an evaluate that raised). Where the store refuses even
+        that write (a full disk, a read-only file), its StoreError says how to finish the run.
+        """
+        ACTIVE.add((self.url, run_id))
+        try:
+            yield
+        except KeyboardInterrupt as exc:
+            self._mark_failed(run_id, f"interrupted ({str(exc) or 'Ctrl-C'})", exc)
+            raise SearchInterrupted(
+                f"search interrupted; run {run_id} keeps what was done: finish it with "
+                f"'mpq search --resume {run_id}' (same --model and --db)."
+            ) from exc
+        except BaseException as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._mark_failed(run_id, f"{type(exc).__name__}: {message}", exc)
+            if not isinstance(exc, MpqError):  # a bug, or another package's error: as it is
+                raise
+            raise type(exc)(
+                f"{exc} Run {run_id} keeps what was stored before this error: once its cause is fixed, finish it "
+                f"with 'mpq search --resume {run_id}' (same --model and --db)."
+            ) from exc
+        finally:
+            ACTIVE.discard((self.url, run_id))
+
+    def _mark_failed(self, run_id: int, error: str, exc: BaseException) -> None:
+        try:
+            self.finish_run(run_id, "failed", error=error)
+        except StoreError as store_exc:
+            first = exc if isinstance(exc, StoreError) else store_exc
+            raise StoreError(
+                f"{first} Run {run_id} keeps what was stored before this error: once the store is writable, finish it "
+                f"with 'mpq search --resume {run_id}' (same --model and --db)."
+            ) from exc

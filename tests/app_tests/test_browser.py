@@ -171,3 +171,70 @@ def test_every_page_fits_the_window(store, served, browser, window):
             assert not _overlap(toolbar, title), (where, chart["title"], toolbar, title)
             labels = chart["labels"]
             assert not [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :] if _overlap(a, b)], where
+
+
+# The charts' axes as drawn: Plotly's own layout (the range it draws) and the boxes of the x tick
+# labels and axis titles, with the window's height (what shows without scrolling).
+AXES_JS = """
+const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+return {
+  state: document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state'),
+  height: window.innerHeight,
+  charts: Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => ({
+    title: p.querySelector('.gtitle')?.textContent ?? '',
+    metricRange: p._fullLayout?.yaxis2?.range ?? null,
+    xTicks: Array.from(p.querySelectorAll('.xaxislayer-above [class$=tick] text')).map(box),
+    yTitles: Array.from(p.querySelectorAll('.ytitle, .y2title')).map(e => e.textContent),
+  })),
+};
+"""
+
+
+def _settled_axes(browser, title: str) -> dict:
+    """The chart titled ``title...`` once the page's script finished and two reads agree."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    reads = []
+
+    def settled(b) -> bool:
+        reads.append(b.execute_script(AXES_JS))
+        now = reads[-1]
+        found = [c for c in now["charts"] if c["title"].startswith(title) and c["xTicks"]]
+        return now["state"] == "notRunning" and len(found) == 1 and len(reads) > 1 and reads[-2] == now
+
+    WebDriverWait(browser, 60, poll_frequency=0.5).until(settled)
+    now = reads[-1]
+    (chart,) = [c for c in now["charts"] if c["title"].startswith(title)]
+    return chart | {"height": now["height"]}
+
+
+def test_frontier_and_compare_at_1400x1000_zoom_the_metric_show_the_ticks_and_name_the_metric(
+    store, served, browser, tmp_path
+):
+    """docs/dashboard.md's screenshots: MPQ_DASHBOARD_SCREENSHOTS=docs saves them there."""
+    from app_support import app_module
+
+    charts = app_module("charts")
+    shots = Path(os.environ.get("MPQ_DASHBOARD_SCREENSHOTS") or tmp_path)
+    browser.set_window_size(1400, 1000)
+    run = store.runs["fpga"]
+    browser.get(f"{served.url}/frontier?run={run.id}")
+    frontier = _settled_axes(browser, f"Frontier of run {run.id}")
+    # The metric panel spans the measured values (not 0 to 1), points far below them off its edge.
+    low, high, _ = charts.metric_range(run.frontier["measured_metric"], run.record["float_metric"])
+    assert frontier["metricRange"] == pytest.approx([low, high]) and high - low < 0.5, frontier["metricRange"]
+    assert browser.save_screenshot(str(shots / "dashboard_frontier.png"))
+    # The cost axis' tick labels show without scrolling.
+    ticks = frontier["xTicks"]
+    assert all(0 <= tick[1] and tick[3] <= frontier["height"] for tick in ticks), (frontier["height"], ticks)
+    assert "accuracy" in frontier["yTitles"], frontier["yTitles"]
+
+    browser.get(f"{served.url}/compare?run={run.id}")
+    compare = _settled_axes(browser, "3 runs:")
+    assert browser.save_screenshot(str(shots / "dashboard_compare.png"))
+    assert compare["title"] == "3 runs: accuracy against latency_s (s)"
+    assert compare["yTitles"] == ["accuracy"], compare["yTitles"]
+    ticks = compare["xTicks"]
+    assert all(0 <= tick[1] and tick[3] <= compare["height"] for tick in ticks), (compare["height"], ticks)
+    for name in ("dashboard_frontier.png", "dashboard_compare.png"):
+        assert (shots / name).stat().st_size > 50_000, name  # a rendered page, not a blank one

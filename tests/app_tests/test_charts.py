@@ -72,6 +72,41 @@ def test_frontier_figure_without_selection_or_metric_and_bad_input():
         charts.frontier_figure(_frontier(), x="energy_j", y="latency_s", metric_name="accuracy")
 
 
+def test_frontier_metric_panel_zooms_to_the_usable_points_and_marks_the_broken_ones_below():
+    # Two points at chance level (0.1 on ten digits) and three usable ones: an axis from 0 to 1
+    # would put the usable ones on the float32 line.
+    points = _frontier().assign(measured_metric=[0.1, 0.95, 0.97, 0.11, 0.96])
+    fig = charts.frontier_figure(points, x="latency_s", y="predicted_loss", metric_name="accuracy", float_metric=0.98)
+    bottom, top = fig.layout.yaxis2.range
+    assert 0.9 < bottom < 0.95 and 0.98 < top < 1.0
+    (front,) = _by_name(fig, "frontier", "y2")  # points 2, 1, 0 by latency
+    assert list(front.y) == pytest.approx([0.97, 0.95, bottom]) and front.cliponaxis is False
+    assert list(front.marker.symbol) == ["circle", "circle", "triangle-down"]
+    (marks,) = _by_name(fig, "uniform baselines", "y2")  # points 3, 4
+    assert list(marks.y) == pytest.approx([bottom, 0.96]) and list(marks.marker.symbol) == ["triangle-down", "diamond"]
+    (note,) = [a for a in fig.layout.annotations if "below" in a.text]
+    assert note.text == "2 points below the axis ▼ (accuracy 0.1-0.11)" and note.yref == "y2 domain"
+    # The hover keeps the measured value of a point drawn on the edge.
+    assert "accuracy: 0.1<br>" in front.hovertext[2]
+
+
+@pytest.mark.parametrize(
+    ("measured", "float_metric", "cut"),
+    [
+        ([0.1, 0.11, 0.95, 0.97], 0.98, 0.95),  # chance-level points off the axis
+        ([0.5, 0.8, 0.9, 0.97], 0.98, None),  # spread out: every point on it
+        ([0.1, 0.95, 0.97], 0.05, None),  # the float32 line stays in range, so nothing is cut
+        ([0.9, 0.9], None, None),  # equal values: a small range around them
+        ([math.nan], None, None),
+    ],
+)
+def test_metric_range(measured, float_metric, cut):
+    bottom, top, got = charts.metric_range(measured, float_metric)
+    assert got == cut and bottom < top
+    kept = [v for v in (*measured, float_metric) if v is not None and not math.isnan(v) and (cut is None or v >= cut)]
+    assert all(bottom < v < top for v in kept)
+
+
 def test_format_colors_follow_bits_not_input_order():
     formats = pd.DataFrame(
         {"candidate": ["w8a8", "w2a2", "w4a8", "w4a4"], "weight_bits": [8, 2, 4, 4], "act_bits": [8, 2, 8, 4]}
@@ -113,6 +148,9 @@ def test_compare_figure_one_colour_per_run():
     assert fig.data[0].marker.color == fig.data[1].marker.color != fig.data[2].marker.color
     assert list(fig.data[2].x) == pytest.approx([1e-3, 2e-3, 3e-3])
     assert fig.layout.xaxis.type == "log"  # six decades apart
+    assert fig.layout.yaxis.title.text == "measured_metric"  # no metric name given
+    named = charts.compare_figure({"run 1": _frontier()}, x="latency_s", y="measured_metric", metric_name="accuracy")
+    assert (named.layout.yaxis.title.text, named.layout.xaxis.title.text) == ("accuracy", "latency_s (s)")
     assert (
         charts.compare_figure({"run 1": _frontier()}, x="latency_s", y="measured_metric", log_x=True).layout.xaxis.type
         == "log"
@@ -160,6 +198,8 @@ def test_axis_titles_carry_units():
         "luts (LUTs)",
         "pe",
     ]
+    assert charts.axis_title("measured_metric", "perplexity") == "perplexity"
+    assert charts.axis_title("latency_s", "perplexity") == "latency_s (s)"
 
 
 def test_frontier_figure_greys_points_beaten_on_measurement():

@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 import mpq
 
 views = app_module("views")
+charts = app_module("charts")
 
 
 def _figures(at) -> list[dict]:
@@ -118,7 +119,11 @@ def test_frontier_chart_shows_points_baselines_and_the_measured_metric(store, op
     (bottom,) = _traces(figure, "frontier", "y2")
     assert [c[0] for c in top["customdata"]] == list(points.point)
     assert top["x"] == pytest.approx(list(points.latency_s)) and top["y"] == pytest.approx(list(points.predicted_loss))
-    assert bottom["y"] == pytest.approx(list(points.measured_metric))
+    # The metric panel spans the measured values; points far below them sit on its bottom edge.
+    low, high, cut = charts.metric_range(frontier.measured_metric, run.record["float_metric"])
+    assert figure["layout"]["yaxis2"]["range"] == pytest.approx([low, high])
+    on_axis = points.measured_metric if cut is None else points.measured_metric.mask(points.measured_metric < cut, low)
+    assert bottom["y"] == pytest.approx(list(on_axis))
     (marks,) = _traces(figure, "uniform baselines", "y")
     assert marks["marker"]["symbol"] == "diamond" and "text" not in marks
     named = [h.split("<br>")[0].split(" (")[1].rstrip(")") for h in marks["hovertext"]]
@@ -311,7 +316,8 @@ def test_compare_puts_several_runs_on_one_chart(store, open_app):
     at = open_app(store.db, "app_pages/compare.py", store.ids["fpga"])
     picked = at.multiselect(key="compare_runs").value
     assert picked[0] == store.ids["fpga"] and set(picked) == {store.ids[k] for k in ("fpga", "mcu", "gpu")}
-    figure = _figure(at, "3 runs: measured_metric against latency_s")
+    figure = _figure(at, "3 runs: accuracy against latency_s (s)")
+    assert figure["layout"]["yaxis"]["title"]["text"] == "accuracy"  # the task's metric, not the column
     for key in ("fpga", "mcu", "gpu"):
         run = store.runs[key]
         label = views.run_label(run.id, mpq.list_runs(store.db))
@@ -470,7 +476,7 @@ def test_no_button_imports_the_task_file_a_store_names(store, handed_over, open_
     assert at.button(key="build_onnx").disabled and at.button(key="build_qonnx").disabled
     reason = f"Build is off for run {store.ids['fpga']}: its model is rebuilt by {spec!r}, a file the store names"
     assert views.plain(reason) in _texts(at.caption)
-    assert views.plain(f"start the dashboard with --allow-model {spec}.") in _texts(at.caption)
+    assert views.plain(f"start the dashboard with --allow-model {spec} (or, the file moved since") in _texts(at.caption)
 
 
 def test_stored_markdown_is_shown_as_written(store, handed_over, open_app):
@@ -487,6 +493,18 @@ def test_an_allowed_task_file_is_built(store, handed_over, open_app, monkeypatch
     at = open_app(db, "app_pages/frontier.py", store.ids["fpga"])
     at.button(key="build_onnx").click().run()
     assert marker.exists()  # the operator allowed it: imported; its factory's exit is mpq's one line
+    assert views.plain("make_task() exited (SystemExit 7)") in _texts(at.caption) and not at.exception
+
+
+def test_a_moved_task_file_is_built_from_the_allowed_spec_that_names_it_now(store, handed_over, open_app, monkeypatch):
+    db, spec, marker = handed_over
+    moved = marker.parent / "moved"
+    moved.mkdir()
+    (marker.parent / "evil.py").rename(moved / "evil.py")
+    monkeypatch.setattr(sys, "argv", ["streamlit_app.py", "--allow-model", f"{moved / 'evil.py'}:make_task"])
+    at = open_app(db, "app_pages/frontier.py", store.ids["fpga"])
+    at.button(key="build_onnx").click().run()
+    assert (moved / "MARKER").exists()  # the file where it is now was imported: the operator named it
     assert views.plain("make_task() exited (SystemExit 7)") in _texts(at.caption) and not at.exception
 
 

@@ -145,7 +145,7 @@ def test_ctrl_c_names_the_run_and_how_to_resume_it(capsys, tmp_path, monkeypatch
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_search, "probe", interrupted)
+    monkeypatch.setattr(_search, "run_probe", interrupted)
     db = str(tmp_path / "mpq.db")
     status, out, err = run_cli(capsys, "search", "--db", db, *FAST)
     assert status == 130 and out == ""

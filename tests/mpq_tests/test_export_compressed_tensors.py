@@ -5,12 +5,19 @@ express validate as its ``QuantizationConfig`` and dump back unchanged, each gro
 format the package infers, equal to the package's presets where both mean the same scheme, and
 ``apply_quantization_config`` gives every layer the formats mpq chose; the others are refused in
 one line naming the formats the package lacks.
+
+With ``checkpoint=DIR``, a Llama that a task file loads with ``from_pretrained`` (random weights,
+written here with ``save_pretrained``) is written as a quantized checkpoint, which transformers
+loads and whose logits are ``mpq.apply``'s.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import json
+import sys
+import warnings
 
 import pandas as pd
 import pytest
@@ -19,7 +26,9 @@ from torch import nn
 
 import mpq
 from mpq._probes import ProbeSettings, settings_to_json
+from mpq._probes.checkpoint import data_hash, model_hash
 from mpq._quantizer import LEGACY_QUANTIZER
+from mpq.cli import main
 
 pytest.importorskip("compressed_tensors", reason="needs the [export] extra: pip install -e '.[export]'")
 from compressed_tensors.compressors.format import infer_module_format  # noqa: E402
@@ -54,17 +63,25 @@ PRESETS = {
 
 
 def stored_run(
-    assignment: dict[str, str], kinds: dict[str, str] | None = None, quantizer: mpq.QuantizerSettings | None = None
+    assignment: dict[str, str],
+    kinds: dict[str, str] | None = None,
+    quantizer: mpq.QuantizerSettings | None = None,
+    spec: str | None = None,
 ) -> mpq.Run:
     """A run whose point 0 is ``assignment`` (layer -> candidate), every layer linear unless ``kinds``
-    says, measured with ``quantizer`` (default ``QuantizerSettings()``)."""
+    says, measured with ``quantizer`` (default ``QuantizerSettings()``); with ``spec``, of the task
+    that spec builds (its model and data hashes stored, so an export can rebuild it)."""
     kinds = {layer: "linear" for layer in assignment} | (kinds or {})
     probe = ProbeSettings(quantizer=quantizer or mpq.QuantizerSettings())
+    record = {"settings": {"probe": settings_to_json(probe)}}
+    if spec is not None:
+        task = mpq.load_task(spec)
+        record |= {"model_spec": spec, "model_hash": model_hash(task.model), "data_hash": data_hash(task.calibration)}
     return mpq.Run(
         id=7,
         db="sqlite://",
         status="done",
-        record={"settings": {"probe": settings_to_json(probe)}},
+        record=record,
         frontier=pd.DataFrame({"point": [0]}),
         assignments=pd.DataFrame({"point": 0, "layer": list(assignment), "candidate": list(assignment.values())}),
         tables={"layers": pd.DataFrame({"layer": list(kinds), "kind": list(kinds.values())})},
@@ -206,3 +223,278 @@ def test_a_point_all_in_16_bits_quantizes_nothing():
     doc = mpq.export(stored_run({"fc1": "w16a16", "fc2": "wbf16abf16"}), 0, "compressed-tensors")
     assert (doc["config_groups"], doc["ignore"], doc["format"]) == ({}, ["fc1", "fc2"], "dense")
     QuantizationConfig.model_validate(doc)
+
+
+LLAMA_TASK = """
+import torch
+from transformers import AutoModelForCausalLM
+
+import mpq
+
+
+class Logits(torch.nn.Module):
+    # The language model's logits as a tensor, which mpq's probes score.
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, ids):
+        return self.lm(ids).logits
+
+
+def make_task():
+    # Eager attention: the Hessian probes differentiate twice, which SDPA's CPU kernel cannot.
+    model = Logits(AutoModelForCausalLM.from_pretrained({folder!r}, attn_implementation="eager")).eval()
+    ids = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(0))
+
+    def loss_fn(logits, ids):
+        return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+
+    return mpq.Task("llama", model, [(ids[:2], ids[:2]), (ids[2:], ids[2:])], loss_fn)
+"""
+
+
+def write_llama(folder, **config) -> str:
+    """A random-weight Llama (hidden 64, 2 layers, grouped-query attention) and a word-level
+    tokenizer, saved in ``folder`` with ``save_pretrained``, and the task file that loads them;
+    returns its ``--model`` spec."""
+    transformers = pytest.importorskip("transformers", reason="needs transformers (the [minilm] extra)")
+    from tokenizers import Tokenizer, models
+
+    torch.manual_seed(0)
+    shape = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
+    llama = transformers.LlamaConfig(vocab_size=256, num_key_value_heads=2, **shape, **config)
+    transformers.LlamaForCausalLM(llama).save_pretrained(folder / "llama")
+    vocab = {f"t{i}": i for i in range(256)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="t0").save_pretrained(folder / "llama")
+    (folder / "llama_task.py").write_text(LLAMA_TASK.format(folder=str(folder / "llama")))
+    return f"{folder / 'llama_task.py'}:make_task"
+
+
+def llama_point(model: nn.Module, formats: dict[str, str]) -> dict[str, str]:
+    """Every Linear and Embedding layer of a Llama -> the candidate ``formats`` gives its name's last
+    part (``q_proj``, ``lm_head``...) in block 0, or ``name@1`` in block 1."""
+    point = {}
+    for layer, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            leaf = layer.rpartition(".")[2]
+            point[layer] = formats.get(f"{leaf}@1" if ".layers.1." in layer else leaf, formats.get(leaf))
+    return point
+
+
+def logits_of(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        output = model(ids)
+    return output if isinstance(output, torch.Tensor) else output.logits
+
+
+def max_logit_diffs(folder, task: mpq.Task, point: dict[str, str], quantizer) -> tuple[float, float]:
+    """The largest |logit| difference of the checkpoint in ``folder`` from ``mpq.apply``'s model,
+    and of mpq.apply's model from the float one, on held-out token ids."""
+    from transformers import AutoModelForCausalLM
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the package's notes on loading a compressed model
+        loaded = AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = torch.randint(0, 256, (3, 24), generator=torch.Generator().manual_seed(1))
+    applied = logits_of(mpq.apply(task.model, point, calibration=task.calibration, quantizer=quantizer), ids)
+    return float((logits_of(loaded, ids) - applied).abs().max()), float(
+        (applied - logits_of(task.model, ids)).abs().max()
+    )
+
+
+#: A point with every storage the checkpoint writes: INT8 and INT4 per channel (int-quantized
+#: with calibrated zero-pointed inputs, pack-quantized), INT4 in groups of 32 packed, fp8_e4m3
+#: weights and inputs (float-quantized), an INT8 embedding (stored as its values: transformers
+#: loads no packed one); fp32 inputs keep it exact.
+EXACT_FORMATS = {
+    "embed_tokens": "wint8_pcafp32",
+    "q_proj": "w8a8",
+    "k_proj": "w8a8",
+    "v_proj": "w8a8",
+    "o_proj": "wfp8afp8",
+    "gate_proj": "wint4_g32afp32",
+    "up_proj": "wint4_g32afp32",
+    "down_proj": "wint4_pcafp32",
+    "q_proj@1": "wint4_g32aint8",
+    "k_proj@1": "wint4_g32aint8",
+    "v_proj@1": "wint4_g32aint8",
+    "lm_head": "wint8_g32afp32",
+}
+
+
+def test_a_llama_checkpoint_loads_in_transformers_and_computes_what_apply_does(tmp_path):
+    spec = write_llama(tmp_path, tie_word_embeddings=True)  # apply unties the quantized head
+    task = mpq.load_task(spec)
+    point = llama_point(task.model, EXACT_FORMATS)
+    quantizer = mpq.QuantizerSettings(bias_correction=False)  # Llama's projections have no bias to hold it
+    run = stored_run(point, {"lm.model.embed_tokens": "embedding"}, quantizer, spec)
+    with pytest.warns(UserWarning) as caught:
+        folder = mpq.export(run, 0, "compressed-tensors", model=spec, checkpoint=tmp_path / "w4")
+    assert [str(w.message) for w in caught] == [
+        "run 7 point 0: transformers loads no quantized embedding from a compressed-tensors checkpoint, so "
+        "model.embed_tokens (int8_pc) is stored as its quantized values in the model's dtype, uncompressed."
+    ]
+
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+    config = json.loads((folder / "config.json").read_text())
+    quantization = config["quantization_config"]
+    assert quantization["quantization_status"] == "compressed" and quantization["format"] == "mixed-precision"
+    expected = mpq.export(run, 0, "compressed-tensors")["config_groups"]  # one group per distinct scheme
+    assert [g["targets"] for g in quantization["config_groups"].values()] == [
+        [t.removeprefix("lm.") for t in g["targets"]]  # named in the checkpoint
+        for g in expected.values()
+        if g["targets"] != ["lm.model.embed_tokens"]
+    ]
+    assert quantization["ignore"] == ["model.embed_tokens"]
+    assert config["tie_word_embeddings"] is False
+    from safetensors import safe_open
+
+    with safe_open(folder / "model.safetensors", "pt") as tensors:
+        dtypes = {key: tensors.get_tensor(key).dtype for key in tensors.keys()}  # noqa: SIM118 - not a dict
+    block = "model.layers.0"
+    assert dtypes[f"{block}.mlp.gate_proj.weight_packed"] == torch.int32  # eight INT4 per int32
+    assert dtypes[f"{block}.self_attn.q_proj.weight"] == torch.int8
+    assert dtypes[f"{block}.self_attn.q_proj.input_zero_point"] == torch.int8  # asymmetric inputs
+    assert dtypes[f"{block}.self_attn.o_proj.weight"] == torch.float8_e4m3fn
+    assert f"{block}.self_attn.q_proj.bias" not in dtypes
+
+    diff, quantization_effect = max_logit_diffs(folder, task, point, quantizer)
+    assert diff <= 1e-5 < 0.01 < quantization_effect  # measured: 3.6e-07 against 0.045
+
+
+def test_fp16_inputs_and_a_bias_correction_the_model_can_hold(tmp_path):
+    # Biases on every projection (attention_bias, mlp_bias): the corrections are stored in them.
+    spec = write_llama(tmp_path, attention_bias=True, mlp_bias=True, tie_word_embeddings=False)
+    task = mpq.load_task(spec)
+    formats = {"q_proj": "w8a16", "k_proj": "w8a16", "v_proj": "w8a16", "o_proj": "w4a8", "lm_head": "wint4_g32a16"}
+    point = {layer: c for layer, c in llama_point(task.model, formats).items() if c is not None}
+    run = stored_run(point, spec=spec)
+    folder = mpq.export(run, 0, "compressed-tensors", model=spec, checkpoint=tmp_path / "w8")
+    diff, quantization_effect = max_logit_diffs(folder, task, point, mpq.QuantizerSettings())
+    # mpq.apply rounds the inputs of a16 layers to fp16; the checkpoint keeps them in float32.
+    assert diff < quantization_effect / 10, (diff, quantization_effect)  # measured: 0.0033 against 0.078
+
+
+def test_a_bias_correction_a_bias_free_layer_cannot_hold_is_left_out_with_a_warning(tmp_path):
+    spec = write_llama(tmp_path)
+    task = mpq.load_task(spec)
+    point = {"lm.model.layers.0.self_attn.o_proj": "w8a8", "lm.model.layers.0.mlp.down_proj": "wint4_g32a16"}
+    with pytest.warns(UserWarning) as caught:
+        mpq.export(stored_run(point, spec=spec), 0, "compressed-tensors", model=spec, checkpoint=tmp_path / "ck")
+    assert [str(w.message) for w in caught] == [
+        "run 7 point 0: lm.model.layers.0.self_attn.o_proj have no bias in the model, so the checkpoint leaves out "
+        "their bias correction and differs there from the measured point; search with bias correction off for an "
+        "exact checkpoint."
+    ]
+    assert task.model.lm.model.layers[0].self_attn.o_proj.bias is None
+
+
+QKV = [f"model.layers.0.self_attn.{name}" for name in ("q_proj", "k_proj", "v_proj")]
+
+
+def test_a_fused_set_of_mixed_formats_is_refused_naming_it():
+    run = stored_run(dict(zip(QKV, ("w8a8", "wint4_g128a16", "w8a8"))))
+    with pytest.raises(mpq.exceptions.InvalidParameterError) as info:
+        mpq.export(run, 0, "compressed-tensors")
+    assert str(info.value) == (
+        "run 7 point 0: vLLM runs model.layers.0.self_attn.{q_proj,k_proj,v_proj} as one fused layer with one "
+        "scheme, and this point gives them q_proj w8a8, k_proj wint4_g128a16, v_proj w8a8; export a point whose "
+        "fused sets share a format (mpq search ties them unless --no-fuse), or export it as json instead."
+    )
+    gate_up = {"mlp.gate_proj": "w4a16", "mlp.up_proj": "w16a16"}  # one quantized, one left in 16 bits
+    with pytest.raises(mpq.exceptions.InvalidParameterError, match=r"mlp\.\{gate_proj,up_proj\}"):
+        mpq.export(stored_run(gate_up), 0, "compressed-tensors")
+    tied = mpq.export(stored_run(dict.fromkeys(QKV, "w8a8")), 0, "compressed-tensors")
+    assert [g["targets"] for g in tied["config_groups"].values()] == [QKV]
+
+
+@pytest.mark.parametrize(
+    ("candidate", "message"),
+    [
+        (
+            "wmxfp4a16",
+            "the checkpoint stores INT and fp8_e4m3 weights, and model.layers.0.self_attn.q_proj has mxfp4; choose "
+            "int4_g32 weights there, or export the config alone (without --checkpoint).",
+        ),
+        (
+            "wint4_g32aint8_g32",
+            "the checkpoint stores inputs with one calibrated scale per tensor, and model.layers.0.self_attn.q_proj "
+            "has int8_g32 inputs; choose int8, fp8_e4m3 or 16-bit inputs there, or export the config alone (without "
+            "--checkpoint).",
+        ),
+    ],
+)
+def test_a_format_the_checkpoint_does_not_store_is_refused_before_any_work(tmp_path, candidate, message):
+    run = stored_run(dict.fromkeys(QKV, candidate))
+    with pytest.raises(mpq.exceptions.InvalidParameterError) as info:
+        mpq.export(run, 0, "compressed-tensors", checkpoint=tmp_path / "ck")  # no model spec: before a rebuild
+    assert str(info.value) == f"run 7 point 0: {message}" and not (tmp_path / "ck").exists()
+    assert mpq.export(run, 0, "compressed-tensors")["config_groups"]  # the config alone expresses it
+
+
+def test_a_checkpoint_needs_a_new_folder_compressed_tensors_and_a_transformers_model(tmp_path):
+    run = stored_run({"fc": "w8a8"})
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    cases = [
+        ({"to": "compressed-tensors", "checkpoint": tmp_path / "full"}, "is not empty; give a new folder"),
+        ({"to": "json", "checkpoint": tmp_path / "new"}, "written in the compressed-tensors format, not json"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(mpq.exceptions.InvalidParameterError, match=message):
+            mpq.export(run, 0, **kwargs)
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine" and not (tmp_path / "new").exists()
+
+    spec = "tests/assets/tasks/tiny_task.py:make_task"  # an nn.Sequential
+    task = mpq.load_task(spec)
+    layers = {name: "w8a8" for name, m in task.model.named_modules() if isinstance(m, nn.Linear)}
+    with pytest.raises(mpq.exceptions.InvalidParameterError) as info:
+        mpq.export(stored_run(layers, spec=spec), 0, "compressed-tensors", model=spec, checkpoint=tmp_path / "new")
+    assert str(info.value) == (
+        "run 7 point 0: a checkpoint is a transformers model folder, and the model is a Sequential holding no "
+        "transformers PreTrainedModel; export it as json or onnx instead."
+    )
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_checkpoint_without_compressed_tensors_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "compressed_tensors", None)  # as if the [export] extra were not installed
+    with pytest.raises(mpq.exceptions.InvalidParameterError) as info:
+        mpq.export(stored_run({"fc": "w8a8"}), 0, "compressed-tensors", checkpoint=tmp_path / "ck")
+    assert str(info.value) == (
+        "run 7 point 0: writing a checkpoint needs the compressed-tensors package, which is not installed; "
+        "pip install 'mpq[export]'."
+    )
+    assert mpq.export(stored_run({"fc": "w8a8"}), 0, "compressed-tensors")["config_groups"]  # the config needs none
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow  # fast twins: the checkpoint tests above
+def test_cli_writes_the_checkpoint_of_a_searched_llama(tmp_path, capsys):
+    spec, db = write_llama(tmp_path), str(tmp_path / "mpq.db")
+    # One candidate: every point's fused sets agree without the search-side tie (mpq search's own).
+    search = ["search", "--model", spec, "--db", db, "--target", "cpu-x86", "--candidates", "w8a8"]
+    code, _, err = cli(capsys, *search, "--probe", "measured", "--no-validate", "--no-bias-correction")
+    assert code == 0, err
+    point = str(mpq.open_run(db, 1).frontier["point"].iloc[-1])
+    export = ["export", "1", "--point", point, "--to", "compressed-tensors", "--model", spec, "--db", db]
+    code, out, err = cli(capsys, *export, "--checkpoint", str(tmp_path / "ck"))
+    assert (code, out) == (0, f"wrote {tmp_path / 'ck'}\n"), err
+    assert f"mpq: warning: run 1 point {point}: transformers loads no quantized embedding" in err  # w8a8 there too
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["quantization_config"]["config_groups"]
+    code, out, err = cli(capsys, *export, "--checkpoint", str(tmp_path / "ck"))  # not empty now
+    assert code == 2 and out == "" and err.count("\n") == 1 and "is not empty; give a new folder" in err

@@ -35,10 +35,25 @@ def test_unresolved_spread_gets_a_reason_not_a_rho():
     steps = pd.Series([0.982, 0.984, 0.986, 0.984, float("nan")])
     reason = unresolved(steps, "accuracy")
     assert reason == (
-        "no rank correlation: the measured accuracy spans 0.004, within 3 steps of the 0.002 the held-out set resolves"
+        "no rank correlation: the measured accuracy spans 0.004, 2 steps of the 0.002 the held-out set resolves "
+        "(3 or fewer)"
     )
     assert unresolved(pd.Series([0.10, 0.62, 0.97, 0.98]), "accuracy") is None  # a real spread
-    assert unresolved(pd.Series([0.98, 0.98]), "accuracy") is None  # one level: nothing to say here
+    assert unresolved(pd.Series([0.98, 0.98, float("nan")]), "accuracy") == (
+        "no rank correlation: every point measures the same accuracy, 0.98"
+    )
+    assert unresolved(pd.Series([0.98]), "accuracy") is None  # one point: nothing to rank
+    # two values: the step is what the held-out set resolves (1/497), not their difference
+    assert unresolved(pd.Series([55 / 497, 492 / 497, 492 / 497]), "accuracy") is None
+    assert unresolved(pd.Series([489 / 497, 490 / 497]), "accuracy") == (
+        "no rank correlation: the measured accuracy spans 0.002012, the least difference the held-out set resolves"
+    )
+    assert unresolved(pd.Series([0.1234567891, 0.1334567891]), "mean IoU") is None  # continuous: no step known
+    # accuracies as float32 means: 3 steps apart, though the difference reads 3.00001 steps
+    float32 = pd.Series([0.9798792600631714, 0.98591548204422])
+    assert unresolved(float32, "accuracy").endswith(
+        "spans 0.006036, 3 steps of the 0.002012 the held-out set resolves (3 or fewer)"
+    )
 
 
 def test_a_run_whose_spread_is_unresolved_stores_no_rho(tmp_path):

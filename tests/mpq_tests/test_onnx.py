@@ -4,10 +4,12 @@ executor, and computes what ``mpq.apply``'s fake-quantized model does."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -220,6 +222,45 @@ def test_embedding_and_conv1d_layers_export_to_onnx_and_qonnx(tmp_path):
     np.testing.assert_allclose(got, applied(task, int_point, sample), atol=1e-5)
 
 
+def string_fields(message) -> list[str]:
+    """Every string a protobuf message holds, its nested messages' included."""
+    from google.protobuf.descriptor import FieldDescriptor
+    from google.protobuf.message import Message
+
+    found = []
+    for field, value in message.ListFields():
+        values = (value,) if isinstance(value, (Message, str)) else value
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            found += [s for child in values for s in string_fields(child)]
+        elif field.type == FieldDescriptor.TYPE_STRING:
+            found += list(values)
+    return found
+
+
+MLP_SPEC = f"{Path(__file__).parents[1] / 'app_tests' / 'digits_mlp.py'}:make_task"
+
+
+@pytest.mark.parametrize("to", ["onnx", "qonnx"])
+def test_a_model_file_holds_no_exporter_trace_and_an_mlp_keeps_only_its_batch_free(tmp_path, to):
+    task = mpq.load_task(MLP_SPEC)
+    point = {"0": "w8a8", "2": "w4a8"}
+    path = in_memory_run(task, MLP_SPEC, point).export(0, to, tmp_path / f"mlp.{to}", model=MLP_SPEC)
+    model = onnx.load(str(path))
+    # torch's exporter records a Python stack trace with local file paths on every node (27 % of
+    # the digits file): none of it may ship.
+    local = [str(Path(__file__).parents[2]), sys.prefix, str(Path.home()), str(tmp_path), 'File "']
+    leaks = [s for s in string_fields(model) if any(p in s for p in local)]
+    assert not leaks, leaks[:3]
+    (first,) = model.graph.input
+    dims = [d.dim_param or d.dim_value for d in first.type.tensor_type.shape.dim]
+    if to == "qonnx":  # FINN's static shapes: one sample
+        assert dims == [1, 64]
+    else:  # the batch free (any name), the 64 features the first Linear takes fixed
+        assert isinstance(dims[0], str) and dims[1] == 64, dims
+        images = torch.rand(5, 64)
+        np.testing.assert_allclose(outputs(path, {"input": images.numpy()}), applied(task, point, images), atol=1e-4)
+
+
 @pytest.mark.slow  # fast twin: test_embedding_and_conv1d_layers_export_to_onnx_and_qonnx
 def test_qonnx_digits_point_runs_in_the_qonnx_executor_as_apply_computes_it(digits, heldout, tmp_path):
     qonnx = pytest.importorskip("qonnx.core.onnx_exec", reason=EXTRA)
@@ -273,6 +314,13 @@ def test_cli_exports_and_times_a_stored_point_and_refuses_a_changed_model_in_one
     assert code == 0 and err == "" and doc["end_to_end"]["repeats"] == 3 and doc["end_to_end"]["latency_s"] > 0
     assert {"Gather", "DequantizeLinear"} <= {n["op_type"] for n in doc["nodes"]}  # ONNX Runtime may fuse the rest
     assert sum(n["share"] for n in doc["nodes"]) == pytest.approx(1)
+    # at the terminal the end-to-end figure comes first, the node table only with --nodes
+    code, out, err = cli(capsys, *measure, "--repeats", "3")
+    assert code == 0 and out.count("\n") == 1 and re.match(rf"run 1 point {point} in onnxruntime.*, end to end: ", out)
+    assert f"; --nodes shows the {len(doc['nodes'])} nodes' times" in out
+    code, out, err = cli(capsys, *measure, "--repeats", "3", "--nodes")
+    first, table = out.split("\n", 1)
+    assert code == 0 and ", end to end: " in first and "per node (profiler)" in table and "DequantizeLinear" in table
     code, _, err = cli(capsys, "measure", "--runtime", "onnxruntime", "--db", db)
     assert code == 2 and err.count("\n") == 1 and "give --run RUN and --point K" in err
 

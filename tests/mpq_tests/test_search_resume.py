@@ -130,8 +130,8 @@ def _stopped_at_every_evaluation_then_resumed(tmp_path, stops, **options):
 
 
 def test_a_run_stopped_in_any_phase_resumes_to_the_uninterrupted_frontier(tmp_path):
-    # evaluations 2-7: bisection and covering of the proxy frontier; 8-10: baselines; 11-12: refinement
-    _stopped_at_every_evaluation_then_resumed(tmp_path, [8, 12], max_points=4, refine=2)
+    # evaluations 2-5: bisection and covering of the proxy frontier (max_points); 6-8: baselines; 9-10: refinement
+    _stopped_at_every_evaluation_then_resumed(tmp_path, [7, 10], max_points=4, refine=2)
 
 
 @pytest.mark.slow

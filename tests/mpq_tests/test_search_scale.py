@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import mpq
-from mpq import _scale
+from mpq import _executors
+from mpq._heldout import evaluate_configuration
 from mpq._storage import Store
-from mpq._validate import evaluate_configuration
 from mpq.cli import main
 from mpq.exceptions import InvalidParameterError, SearchInterrupted, TaskSpecError, WorkerError
 
@@ -57,6 +57,26 @@ def test_threads_store_the_serial_run_point_for_point(serial, tmp_path, capsys):
     assert "status done; ran on cpu with ThreadPoolExecutor;" in capsys.readouterr().out
 
 
+def test_a_search_on_an_executor_hashes_its_task_once(tmp_path, monkeypatch):
+    """The weights (and with them the data) are hashed once a search (its identity), not again by
+    the runner and the probe (four times before); a worker rebuilds and hashes its own copy."""
+    from mpq._probes import checkpoint
+    from mpq._search import identity
+
+    task, hashed, original = mpq.load_task(TINY), [], checkpoint.model_hash
+
+    def counting(model):
+        if model is task.model:
+            hashed.append(model)
+        return original(model)
+
+    for module in (checkpoint, identity):
+        monkeypatch.setattr(module, "model_hash", counting)
+    with ThreadPoolExecutor(2) as pool:
+        mpq.search(task, db=tmp_path / "mpq.db", executor=pool, **SEARCH)
+    assert len(hashed) == 1
+
+
 @pytest.mark.slow  # worker processes start twice (20 s on 2 busy cores); the fast twins: threads, the retry below
 def test_a_process_pool_whose_worker_dies_stores_the_serial_run(serial, tmp_path, monkeypatch):
     monkeypatch.setenv("MPQ_TEST_KILL_WORKER", str(tmp_path))
@@ -74,11 +94,11 @@ def test_a_dask_cluster_whose_worker_dies_stores_the_serial_run(serial, tmp_path
     monkeypatch.setenv("MPQ_TEST_KILL_WORKER", str(tmp_path))
     db = tmp_path / "mpq.db"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        executor = _scale.dask_executor(cluster.scheduler_address)
+        executor = _executors.dask_executor(cluster.scheduler_address)
         try:
             run = mpq.search(mpq.load_task(DYING), db=db, executor=executor, **SEARCH)
         finally:
-            _scale.close_executor(executor)
+            _executors.close_executor(executor)
     assert (tmp_path / "killed").exists()
     assert run.record["settings"]["executor"] == f"dask {cluster.scheduler_address}"
     assert_same(stored(run, db), serial)
@@ -101,7 +121,7 @@ class Failing(Executor):
         return future
 
 
-LOST = _scale.BrokenExecutor("A process in the process pool was terminated abruptly")
+LOST = _executors.BrokenExecutor("A process in the process pool was terminated abruptly")
 
 
 class Refusing(Failing):
@@ -213,7 +233,7 @@ def test_threads_of_one_worker_prepare_its_state_once():
 
     memo = {}
     with ThreadPoolExecutor(4) as pool:
-        found = list(pool.map(lambda _: _scale.prepared(memo, "state", make), range(4)))
+        found = list(pool.map(lambda _: _executors.prepared(memo, "state", make), range(4)))
     assert len(made) == 1 and found == [1, 1, 1, 1]
 
 
@@ -225,7 +245,7 @@ def run_cli(capsys, *argv):
 
 def test_cli_bad_executor_or_device_is_one_line_exit_2_nothing_stored(tmp_path, capsys, monkeypatch):
     db = tmp_path / "mpq.db"
-    monkeypatch.setattr(_scale, "DASK_CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(_executors, "DASK_CONNECT_TIMEOUT_S", 0.5)
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -243,6 +263,26 @@ def test_cli_bad_executor_or_device_is_one_line_exit_2_nothing_stored(tmp_path, 
         code, err = run_cli(capsys, "search", "--model", TINY, "--db", str(db), *flags)
         assert code == 2 and err.startswith(f"mpq: error: {message}") and err.count("\n") == 1, err
     assert not db.exists()
+
+
+def test_probe_and_validate_run_on_a_device_and_refuse_a_missing_one_before_running(tmp_path, capsys):
+    task = mpq.load_task(TINY)
+    settings = mpq.ProbeSettings(tolerance=0.5, min_samples=2, max_samples=2)
+    on_cpu = mpq.probe(task, settings=settings, device="cpu").drop(columns="seconds")
+    pd.testing.assert_frame_equal(on_cpu, mpq.probe(task, settings=settings).drop(columns="seconds"))
+    point = {"w8": dict.fromkeys(mpq.layers(task.model, task.calibration[0][0])["layer"], "w8a8")}
+    assert mpq.validate(task, point, device=torch.device("cpu")).equals(mpq.validate(task, point))
+    if torch.cuda.is_available():
+        return
+    for call in (
+        lambda: mpq.probe(task, settings=settings, device="cuda"),
+        lambda: mpq.validate(task, {}, device="cuda"),
+    ):
+        with pytest.raises(InvalidParameterError, match=r"^device 'cuda': torch .* sees no GPU on this machine; "):
+            call()
+    code, err = run_cli(capsys, "probe", "--model", TINY, "--db", str(tmp_path / "mpq.db"), "--device", "cuda")
+    assert code == 2 and err.startswith("mpq: error: device 'cuda': torch") and err.count("\n") == 1, err
+    assert not (tmp_path / "mpq.db").exists()
 
 
 def test_cli_bad_workers_are_refused_before_the_task_is_built(tmp_path, capsys, monkeypatch):
@@ -299,11 +339,11 @@ def test_evaluations_started_ahead_leave_the_drop_search_as_the_serial_one(tmp_p
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a worker without a GPU is the case")
 def test_a_worker_without_the_searchs_gpu_says_so():
-    ref = _scale.task_ref(mpq.load_task(TINY))
+    ref = _executors.task_ref(mpq.load_task(TINY))
     with pytest.raises(
         InvalidParameterError, match=r"^worker .*: device 'cuda:0': torch .* sees no GPU on this machine"
     ):
-        _scale.worker_task(_scale.TaskRef(ref.spec, ref.model_hash, ref.data_hash, "cuda:0"))
+        _executors.worker_task(_executors.TaskRef(ref.spec, ref.model_hash, ref.data_hash, "cuda:0"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a worker without a GPU is the case")
@@ -311,5 +351,5 @@ def test_a_worker_without_the_searchs_gpu_refuses_before_building_the_task(monke
     built = []
     monkeypatch.setattr("mpq._task_spec.load_task", built.append)  # building a real task can take minutes
     with pytest.raises(InvalidParameterError, match="sees no GPU on this machine"):
-        _scale.worker_task(_scale.TaskRef(TINY, "model", "data", "cuda:0"))
+        _executors.worker_task(_executors.TaskRef(TINY, "model", "data", "cuda:0"))
     assert built == []

@@ -157,6 +157,7 @@ def evaluator(
     width=1,
     replay=None,
     max_points=8,
+    uniforms=None,
     higher_is_better=True,
     ties=(),
 ):
@@ -185,7 +186,7 @@ def evaluator(
         submit=synthetic.submit,
         recorder=synthetic,
         proxy=solve_proxy,
-        uniforms={c: solvers.price(omega, costs, dict.fromkeys(layers, c)) for c in candidates},
+        uniforms=uniforms or {c: solvers.price(omega, costs, dict.fromkeys(layers, c)) for c in candidates},
         replay=dict(replay or {}),
         width=width,
         budget_named=max_evals is not None,
@@ -354,12 +355,83 @@ def test_a_uniform_configuration_is_shown_outside_the_drop_by_a_more_precise_one
     ev = evaluator(table, Synthetic(table), objective="latency_s", drop=DROP, max_evals=None)
     w2a2, w4a4 = (ev.uniforms[c] for c in ("w2a2", "w4a4"))
     ev.owing = True
-    assert ev.owed() == 3 and not ev.shown_outside(w2a2)  # no incumbent yet: every uniform is owed
+    assert ev.unsettled() == {"w2a2", "w4a4", "w8a8"} and not ev.shown_outside(w2a2)  # no incumbent yet
+    assert ev.owed() == 2  # w4a4 first: within, w2a2 is left; outside, w8a8
     mixed = solvers.price(table.omega, table.costs, {**table.uniform("w4a4"), "l0": "w2a2"})
     ev.remember(mixed, FLOAT_METRIC - 2 * DROP)  # outside the drop, and at least as precise as w2a2 everywhere
-    assert ev.shown_outside(w2a2) and not ev.shown_outside(w4a4) and ev.owed() == 2
+    assert ev.shown_outside(w2a2) and not ev.shown_outside(w4a4) and ev.unsettled() == {"w4a4", "w8a8"}
     spend(ev, [])
     assert configuration_key(w2a2.assignment) not in ev.known  # shown outside, not measured
+
+
+def ladder_table(rungs: int = 9) -> Table:
+    """``rungs`` candidates whose precision rises with their cost, as on MiniLM (w4 < w8 < w16)."""
+    rows = []
+    for i in range(3):
+        for bits in range(1, rungs + 1):
+            rows.append((f"l{i}", f"w{bits}a{bits}", 1.0 / bits, float(bits)))
+    frame = pd.DataFrame(rows, columns=["layer", "candidate", "omega", "bops"])
+    return Table(frame[["layer", "candidate", "omega"]], frame[["layer", "candidate", "bops"]], {})
+
+
+class Outcomes(Synthetic):
+    """Measures each uniform configuration within the drop or outside it, as told."""
+
+    def __init__(self, table: Table, within: set[str]):
+        super().__init__(table)
+        self.within = within
+
+    def submit(self, solution):
+        (candidate,) = set(solution.assignment.values())
+        metric = FLOAT_METRIC if candidate in self.within else FLOAT_METRIC - 2 * DROP
+
+        class Pending:
+            label = "point"
+
+            def result(self):
+                return metric
+
+        return Pending()
+
+
+def test_the_uniforms_are_searched_not_walked_so_a_drop_search_keeps_evaluations_for_its_strategy():
+    """MiniLM at N = 20 (``mpq-refine``): nine candidates, eight uniforms cheaper than the most
+    precise. Holding back one evaluation per uniform left the drop search none of its ten; a
+    bisection over them needs four at worst (a uniform outside the drop shows every coarser one
+    outside; one within leaves only the cheaper ones)."""
+    table = ladder_table()
+    highest = table.uniform("w9a9")
+    ev = evaluator(table, Synthetic(table), objective="bops", drop=DROP, max_evals=10)
+    ev.remember(solvers.price(table.omega, table.costs, highest), FLOAT_METRIC)
+    ev.owing = True
+    assert len(ev.unsettled()) == 8 and ev.owed() == 4 and ev.left == 10 - 2 - 4
+
+
+@pytest.mark.parametrize("rungs", [2, 5, 9])
+def test_the_uniforms_held_back_for_are_settled_whatever_each_measures(rungs):
+    """Outcomes of every uniform (within the drop or outside it, even against the precision
+    order; all of them up to five rungs, the ordered ones and a sample beyond): the last step
+    measures no more than :meth:`Evaluator.owed` held back, and leaves no cheaper uniform
+    unsettled; where precision helps, it finds the cheapest uniform within the drop."""
+    table = ladder_table(rungs)
+    candidates = list(dict.fromkeys(table.costs["candidate"]))
+    uniforms = {c: solvers.price(table.omega, table.costs, table.uniform(c)) for c in candidates}
+    every = list(itertools.product((False, True), repeat=rungs))
+    if rungs > 5:
+        ordered = [tuple(i >= k for i in range(rungs)) for k in range(rungs + 1)]
+        every = ordered + [every[i] for i in np.random.default_rng(0).choice(len(every), 16, replace=False)]
+    for within in every:
+        outcomes = Outcomes(table, {c for c, inside in zip(candidates, within) if inside})
+        ev = evaluator(table, outcomes, objective="bops", drop=DROP, max_evals=None, uniforms=uniforms)
+        ev.owing = True
+        held_back = ev.owed()
+        assert held_back <= max(1, rungs.bit_length())  # a bisection: log2(rungs + 1), rounded up
+        spend(ev, [])
+        assert ev.spent - 1 <= held_back and not ev.unsettled()
+        if list(within) == sorted(within):  # precision helps, as the search assumes: the answer is exact
+            answer = cheapest_within(ev, ev.floor)
+            truth = [c for c, inside in zip(candidates, within) if inside]
+            assert (answer is None) == (not truth) and (not truth or answer.assignment == table.uniform(truth[0]))
 
 
 def test_refinement_extends_the_measured_frontier():

@@ -16,9 +16,16 @@ def test_user_factory_is_loaded_and_put_in_eval_mode():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("digits", r"expected 'example:NAME', 'path/to/file.py:factory' or 'hf:PATH'"),
-        ("nowhere/model.py:make_task", r"file 'nowhere/model.py' does not exist; check the path\.$"),
-        (f"{ASSETS / 'good_task.py'}:make_tsk", r"has no function 'make_tsk'; functions found: .*make_task"),
+        ("digits", r"expected 'example:NAME' or 'path/to/file.py\[:factory\]' or 'hf:PATH'"),
+        (
+            "nowhere/model.py:make_task",
+            r"file 'nowhere/model.py' does not exist \(looked for in '/.*'\); check the path\.$",
+        ),
+        (
+            f"{ASSETS / 'good_task.py'}:make_tsk",
+            r"has no function 'make_tsk' \(did you mean 'make_task'\?\); give path/to/file.py:factory\.$",
+        ),
+        (f"{ASSETS / 'good_task.py'}:xyz", r"has no function 'xyz'; functions it defines: make_broken, .*make_task, "),
         (
             f"{ASSETS / 'good_task.py'}:make_broken",
             r"make_broken\(\) raised RuntimeError: dataset path /data/x not found; fix the factory\.$",
@@ -34,6 +41,12 @@ def test_bad_specs_are_one_line_task_errors(spec, message):
         mpq.load_task(spec)
     assert "\n" not in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_a_file_without_a_factory_name_calls_its_make_task_and_the_task_stores_the_absolute_path(monkeypatch):
+    monkeypatch.chdir(ASSETS)
+    task = mpq.load_task("good_task.py")
+    assert task.name == "user-task" and task.spec == f"{ASSETS / 'good_task.py'}:make_task"
 
 
 def test_unknown_example_suggests_the_closest():

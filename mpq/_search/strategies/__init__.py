@@ -34,14 +34,14 @@ import importlib
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from mpq._param_checks import unknown_name
 from mpq._search.evaluator import Evaluator
+from mpq._search.strategies.frontier_refinement import FrontierRefinement
 from mpq._search.strategies.greedy import Greedy
 from mpq._search.strategies.local import CheapestWithinDrop
 from mpq._search.strategies.nsga import Nsga2
 from mpq._search.strategies.proxy import Covering, ProxyPoints
-from mpq._search.strategies.refine import Refinement
 from mpq._search.strategies.uniform import cheaper_uniforms
-from mpq._validation import unknown_name
 from mpq.exceptions import InvalidParameterError
 from mpqvocab import parameter_message
 
@@ -58,7 +58,7 @@ STRATEGIES: dict[str, type] = {
     "frontier": ProxyPoints,
     "region": Covering,
     "drop": CheapestWithinDrop,
-    "refine": Refinement,
+    "refine": FrontierRefinement,
     "greedy": Greedy,
     "nsga2": Nsga2,
 }
@@ -169,7 +169,7 @@ def spend(evaluator: Evaluator, chain: Sequence[str | Strategy], *, refine: int 
     try:
         for entry in chain:
             strategy = make_strategy(entry)
-            if isinstance(strategy, Refinement):
+            if isinstance(strategy, FrontierRefinement):
                 left = evaluator.left if evaluator.budget_named else 0
                 evaluator.max_evals = evaluator.max_evals - evaluator.left + refine + left
             strategy.run(evaluator)

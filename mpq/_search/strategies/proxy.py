@@ -134,19 +134,24 @@ class ProxyPoints:
 
 class Covering:
     """``region``: bisection over the dense proxy frontier finds its cheapest point within the
-    usable drop (10 % of the float metric); up to ``max_points`` proxy points from there to the
-    most precise one are measured where the measured frontier gains most; then up to half as
-    many more sweep the whole frontier, so that no part of its cost axis 1/``max_points`` wide
-    with optima in it goes unmeasured (with a named ``max_evals``, the covering is left to
+    usable drop (10 % of the float metric); up to two thirds of ``max_points`` proxy points from
+    there to the most precise one are measured where the measured frontier gains most; then up
+    to half of ``max_points`` more sweep the whole frontier, so that no part of its cost axis
+    1/``max_points`` wide with optima in it goes unmeasured; ``max_points`` configurations in
+    all, the bisection's included (with a named ``max_evals``, the covering is left to
     refinement and the sweep gets half of what is left). Without any point within the usable
     drop, the whole proxy frontier is the region."""
 
     def run(self, evaluator: Evaluator) -> None:
         proxy = evaluator.proxy()
         floor = evaluator.float_metric - absolute_drop(USABLE_DROP, evaluator.float_metric)
-        boundary = bisect(evaluator, proxy, floor)
         named = evaluator.budget_named
-        if not named:
-            cover(evaluator, proxy[proxy.index(boundary) :] if boundary is not None else proxy, evaluator.max_points)
-        points = evaluator.max_points // 2
-        sweep(evaluator, proxy, evaluator.max_points, min(points, evaluator.left // 2) if named else points)
+        total = evaluator.max_points
+        # Without a named max_evals, max_points bounds every configuration measured here, the
+        # bisection's included (the uniform baselines are measured after, by ``frontier``).
+        with evaluator.at_most(None if named else total):
+            boundary = bisect(evaluator, proxy, floor)
+            if not named:
+                cover(evaluator, proxy[proxy.index(boundary) :] if boundary is not None else proxy, total - total // 3)
+            points = total // 2
+            sweep(evaluator, proxy, total, min(points, evaluator.left // 2) if named else points)

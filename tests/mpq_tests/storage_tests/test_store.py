@@ -83,3 +83,26 @@ def test_a_mode_is_read_or_write():
         Store("x.db", mode="append")
     with pytest.raises(ValueError, match=r"The 'create' parameter of Store must be False with mode='read'"):
         Store("x.db", mode="read", create=True)
+
+
+def test_a_search_in_memory_returns_its_run_and_keeps_nothing(tiny_task):
+    """``db=":memory:"``: the in-memory store (no file, no SQL); the run comes back whole, and the
+    store is gone with the search, so reading it again says so in one line."""
+    import mpq
+
+    settings = mpq.ProbeSettings(tolerance=0.3, min_samples=3, max_samples=6)
+    run = mpq.search(
+        tiny_task,
+        target="h100-sxm",
+        objectives="weight_bytes",
+        candidates=["w8a8", "w4a16"],
+        settings=settings,
+        max_points=3,
+        db=":memory:",
+    )
+    assert run.db == ":memory:" and run.status == "done" and run.frontier["measured_metric"].notna().all()
+    with pytest.raises(
+        StoreError, match=r"^the in-memory store is empty: it holds runs only inside the process"
+    ) as info:
+        mpq.list_runs(":memory:")
+    assert "\n" not in str(info.value)

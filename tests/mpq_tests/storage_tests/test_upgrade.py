@@ -15,7 +15,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 import mpq
-from mpq._storage import _ALEMBIC_INI, Store
+from mpq._storage import Store
+from mpq._storage.schema import ALEMBIC_INI
 from mpq.cli import main
 from mpq.exceptions import StoreError
 
@@ -138,7 +139,7 @@ def test_db_upgrade_command(old, capsys):
 def test_postgresql_store_at_0001_is_refused_to_readers_and_upgraded_by_writers(postgres_url):
     engine = create_engine(postgres_url)
     with engine.begin() as connection:  # the schema an mpq of schema 0001 wrote
-        config = Config(str(_ALEMBIC_INI))
+        config = Config(str(ALEMBIC_INI))
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
 

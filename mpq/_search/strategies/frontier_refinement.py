@@ -20,7 +20,7 @@ from mpq._search.strategies.local import cheapest_within, descend, moves
 from mpq._search.strategies.proxy import USABLE_DROP
 
 
-class Refinement:
+class FrontierRefinement:
     """``refine``: with a drop, first more local repair of the cheapest configuration within it;
     then the widest steps of the measured frontier above the drop (without one, above the usable
     drop), from the proxy frontier's optima, the stored configurations and one-layer moves; once

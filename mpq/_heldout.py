@@ -10,10 +10,11 @@ import pandas as pd
 import torch
 
 from mpq._apply import apply, calibrate
+from mpq._param_checks import InstanceOf, check_param
+from mpq._placement import check_device, placed
 from mpq._quantizer import Calibration
 from mpq._task import Task
 from mpq._timeout import evaluate_within_limit
-from mpq._validation import InstanceOf, check_param
 from mpq.exceptions import EvaluationTimeoutError, InvalidParameterError, TaskSpecError
 from mpqvocab import parameter_message
 
@@ -40,7 +41,7 @@ def evaluate(task: Task, model: torch.nn.Module, *, may_skip: bool = False) -> f
 
 
 def evaluate_configuration(task: Task, memo: dict, assignment: Mapping[str, str], act_ranges: Calibration) -> float:
-    """The task's metric of its model at one configuration (a :class:`mpq._scale.Runner` call)."""
+    """The task's metric of its model at one configuration (a :class:`mpq._executors.Runner` call)."""
     return evaluate(task, apply(task.model, assignment, act_ranges=act_ranges), may_skip=True)
 
 
@@ -51,6 +52,7 @@ def validate(
     act_ranges: Mapping[str, float] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     on_result: Callable[[Hashable, float], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> pd.Series:
     """Measure configurations: fake-quantize the model at each one and run the task's evaluate.
 
@@ -64,6 +66,9 @@ def validate(
         progress: ``progress(done, total, key)`` before each evaluation.
         on_result: ``on_result(key, metric)`` after each evaluation, e.g. to store it, so an
             interrupted validation keeps what it measured.
+        device: Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where the
+            task's model is (``task.evaluate`` must bring its held-out data to the model's
+            device). A device this machine lacks is refused before anything runs.
 
     Returns:
         The metric of each configuration, indexed by key, named ``task.metric_name``.
@@ -103,12 +108,14 @@ def validate(
     for name, callback in (("progress", progress), ("on_result", on_result)):
         if callback is not None and not callable(callback):
             raise InvalidParameterError(parameter_message("validate", name, "a callable or None", callback))
-    ranges = calibrate(task.model, task.calibration) if act_ranges is None else act_ranges
+    device = check_device("validate", device)
     metrics = {}
-    for done, (key, assignment) in enumerate(assignments.items()):
-        if progress is not None:
-            progress(done, len(assignments), str(key))
-        metrics[key] = evaluate(task, apply(task.model, assignment, act_ranges=ranges))
-        if on_result is not None:
-            on_result(key, metrics[key])
+    with placed(task, device) as task:
+        ranges = calibrate(task.model, task.calibration) if act_ranges is None else act_ranges
+        for done, (key, assignment) in enumerate(assignments.items()):
+            if progress is not None:
+                progress(done, len(assignments), str(key))
+            metrics[key] = evaluate(task, apply(task.model, assignment, act_ranges=ranges))
+            if on_result is not None:
+                on_result(key, metrics[key])
     return pd.Series(metrics, name=task.metric_name, dtype=float)

@@ -1,5 +1,5 @@
 """Evaluations past one process: on any ``concurrent.futures.Executor`` (local processes, a Dask
-or Ray cluster), and the device a search runs on.
+or Ray cluster). The device a task runs on is :mod:`mpq._placement`'s.
 
 A worker never receives a pickled model: it gets a :class:`TaskRef` (the task's ``--model`` spec,
 the hashes of the driver's weights and calibration data, the device), rebuilds the task with
@@ -15,20 +15,19 @@ import multiprocessing
 import os
 import socket
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mpq._task import Task, model_device, to_device
+from mpq._param_checks import InstanceOf, Interval, check_param
+from mpq._placement import check_device, on_device
+from mpq._task import Task, model_device
 from mpq._timeout import EvaluationLimit, current_limit, evaluation_limit
-from mpq._validation import InstanceOf, Interval, check_param
 from mpq.exceptions import InvalidParameterError, MpqError, TaskSpecError, WorkerError
-from mpqvocab import parameter_message
 
 #: Seconds ``dask_executor`` waits for a scheduler to answer.
 DASK_CONNECT_TIMEOUT_S = 10.0
@@ -46,54 +45,6 @@ _DASK_LOST = ("KilledWorker", "CommClosedError", "FutureCancelledError")
 
 #: A :class:`ProcessPool`'s (and ``--workers``') number of processes.
 WORKERS = Interval(int, 1, None)
-
-#: What ``device`` takes, as a refusal names it.
-_DEVICE_NAME = "a device name such as 'cpu', 'cuda' or 'cuda:1'"
-
-
-def check_device(func: str, device: object) -> torch.device | None:
-    """``device`` as a torch device (None stays None: the model's own); one that does not exist
-    here, such as ``cuda`` without a GPU, is refused before anything runs."""
-    check_param(func, "device", device, InstanceOf((str, torch.device), _DEVICE_NAME, True))
-    if device is None:
-        return None
-    try:
-        found = torch.device(device)
-    except RuntimeError:
-        raise InvalidParameterError(parameter_message(func, "device", _DEVICE_NAME, device)) from None
-    if found.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "without CUDA"
-            raise InvalidParameterError(
-                f"device {str(device)!r}: torch {torch.__version__} ({build}) sees no GPU on this machine; run on a "
-                "machine with an NVIDIA GPU and a CUDA build of torch, or leave out --device (the CPU)."
-            )
-        if found.index is not None and found.index >= count:
-            raise InvalidParameterError(
-                f"device {str(device)!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}; name one of them."
-            )
-    elif found.type != "cpu":
-        raise InvalidParameterError(parameter_message(func, "device", _DEVICE_NAME, device))
-    return found
-
-
-def on_device(task: Task, device: torch.device | None) -> Task:
-    """The task with its model and calibration batches moved to ``device`` once (the model in
-    place; None: where the model is); probe, apply and validate then run there."""
-    device = model_device(task.model) if device is None else device
-    task.model.to(device)  # on the CPU too: a GPU run takes the same path as every CPU test
-    return replace(task, calibration=to_device(list(task.calibration), device))
-
-
-@contextmanager
-def placed(task: Task, device: torch.device | None) -> Iterator[Task]:
-    """:func:`on_device` for the block; the model goes back where it was after it."""
-    home = model_device(task.model)
-    try:
-        yield on_device(task, device)
-    finally:
-        task.model.to(home)
 
 
 @dataclass(frozen=True)
@@ -115,8 +66,9 @@ class TaskRef:
     eval_limit: EvaluationLimit = EvaluationLimit()
 
 
-def task_ref(task: Task) -> TaskRef:
-    """The reference workers rebuild ``task`` from; a task built without a spec cannot be."""
+def task_ref(task: Task, hashes: tuple[str, str] | None = None) -> TaskRef:
+    """The reference workers rebuild ``task`` from; a task built without a spec cannot be.
+    ``hashes``: its (model hash, data hash) when the caller has them (a search computes them once)."""
     from mpq._probes.checkpoint import data_hash, model_hash
 
     if task.spec is None:
@@ -126,9 +78,8 @@ def task_ref(task: Task) -> TaskRef:
         )
     prefix, _, name = task.spec.rpartition(":")
     spec = task.spec if prefix == "example" else f"{Path(prefix).resolve()}:{name}"
-    return TaskRef(
-        spec, model_hash(task.model), data_hash(task.calibration), str(model_device(task.model)), current_limit()
-    )
+    weights, data = hashes or (model_hash(task.model), data_hash(task.calibration))
+    return TaskRef(spec, weights, data, str(model_device(task.model)), current_limit())
 
 
 #: The task this worker process rebuilt last, and what its calls keep between them.
@@ -234,13 +185,15 @@ class Runner:
     Args:
         task: The task (on the device it runs on).
         executor: Any ``concurrent.futures.Executor``, or None to run here, when asked.
+        hashes: The task's (model hash, data hash) when the caller has them; else hashed here
+            for the workers' check (only with an executor).
     """
 
-    def __init__(self, task: Task, executor: Executor | None = None):
+    def __init__(self, task: Task, executor: Executor | None = None, hashes: tuple[str, str] | None = None):
         _check_not_forking(executor)
         self.task, self.executor = task, executor
         self.memo: dict = {}
-        self.ref = task_ref(task) if executor is not None else None
+        self.ref = task_ref(task, hashes) if executor is not None else None
 
     def submit(self, function: Callable, args: tuple, label: str) -> Handle:
         """Start ``function(task, memo, *args)``; ``label`` names it in errors (``point 3``)."""
