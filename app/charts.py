@@ -491,7 +491,7 @@ def calibration_figure(
             height=480,
             legend=dict(orientation="h", y=-0.2),
             xaxis=dict(title=axis_title("predicted_loss"), **_scale(points["predicted_loss"])),
-            yaxis=dict(title=f"measured {metric_name} drop (float32 minus quantized)"),
+            yaxis=dict(title=f"measured {metric_name} drop (worse than float32 by)"),
         )
     )
     return fig

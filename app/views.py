@@ -217,14 +217,16 @@ def calibration_points(run: mpq.Run) -> pd.DataFrame:
 
     Returns:
         One row per point with a measured metric: ``point``, ``label``, ``is_baseline``,
-        ``predicted_loss`` (summed omega), ``measured_metric`` and ``measured_drop`` (the float32
-        model's metric minus the point's, in the metric's unit), ``formats``.
+        ``predicted_loss`` (summed omega), ``measured_metric`` and ``measured_drop`` (how much
+        worse than the float32 model's the point's metric is, in the metric's unit: a fall of an
+        accuracy, a rise of a perplexity), ``formats``.
     """
     points = frontier_points(run)
     points = points[points["measured_metric"].notna()]
     float_metric = run.record.get("float_metric")
     drop = float("nan") if float_metric is None else float_metric
-    return points.assign(measured_drop=drop - points["measured_metric"])[
+    sign = 1 if run.higher_is_better else -1
+    return points.assign(measured_drop=sign * (drop - points["measured_metric"]))[
         ["point", "label", "is_baseline", "predicted_loss", "measured_metric", "measured_drop", "formats"]
     ].reset_index(drop=True)
 

@@ -274,7 +274,7 @@ def shown_points(run: Run, all_points: bool = False) -> pd.DataFrame:
     if validated.empty:
         return frontier
     rows = validated if all_points else validated[validated["dominated"].fillna(False).astype(bool) == False]  # noqa: E712
-    return rows.sort_values([run.objectives[0], "measured_metric"], ascending=[True, False])
+    return rows.sort_values([run.objectives[0], "measured_metric"], ascending=[True, not run.higher_is_better])
 
 
 def budget_columns(run: Run) -> list[str]:

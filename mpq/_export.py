@@ -12,6 +12,7 @@ import pandas as pd
 from mpq._compressed_tensors import quantization_config
 from mpq._formats import get_candidate
 from mpq._frontier_columns import cost_columns
+from mpq._measured_frontier import higher_is_better, metric_drop
 from mpq._param_checks import InstanceOf, check_param, unknown_name
 from mpq._quantizer import describe
 from mpq._warnings import mpq_warn
@@ -44,14 +45,15 @@ def _warn_beaten(run: Run, row: pd.Series) -> None:
     """Name the point that beats an exported one on measurement: as cheap or cheaper on every
     objective, and measured at least as well."""
     objectives, frontier = list(run.record["objectives"]), run.frontier
+    higher = higher_is_better(run.record)
     beats = frontier[
         (frontier[objectives] <= row[objectives]).all(axis=1)
-        & (frontier["measured_metric"] >= row["measured_metric"])
+        & (metric_drop(row["measured_metric"], frontier["measured_metric"], higher) <= 0)
         & (frontier["point"] != row["point"])
     ]
     if beats.empty:
         return
-    other = beats.sort_values("measured_metric", ascending=False).iloc[0]
+    other = beats.sort_values("measured_metric", ascending=not higher).iloc[0]
     metric = run.record["metric_name"]
 
     def measured(point: pd.Series) -> str:

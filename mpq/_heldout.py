@@ -57,7 +57,7 @@ def validate(
     """Measure configurations: fake-quantize the model at each one and run the task's evaluate.
 
     Args:
-        task: The task; ``task.evaluate`` scores a model on held-out data (higher is better).
+        task: The task; ``task.evaluate`` scores a model on held-out data (which way it improves: ``task.higher_is_better``).
         assignments: Key -> configuration (layer -> candidate name), e.g.
             ``{p: run.assignment(p) for p in run.frontier["point"]}``.
         act_ranges: The calibrated quantizer (:func:`mpq.calibrate`), or ``{layer: max

@@ -5,6 +5,7 @@ strategies of ``mpq._search.strategies``.)"""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,8 @@ import pandas as pd
 from mpq._param_checks import Interval
 from mpq.exceptions import InvalidParameterError
 from mpqvocab import parameter_message
+
+T = TypeVar("T")
 
 
 def absolute_drop(max_drop: float | str, float_metric: float, func: str = "search") -> float:
@@ -24,6 +27,17 @@ def absolute_drop(max_drop: float | str, float_metric: float, func: str = "searc
     if isinstance(max_drop, str):
         return float(max_drop.strip().removesuffix("%")) / 100 * abs(float_metric)
     return float(max_drop)
+
+
+def metric_drop(float_metric: float, metric: T, higher_is_better: bool = True) -> T:
+    """How much worse than the float model's ``metric`` measures: a fall of a higher-is-better
+    metric, a rise of a lower-is-better one (a number or a Series of them)."""
+    return float_metric - metric if higher_is_better else metric - float_metric
+
+
+def higher_is_better(record: Mapping) -> bool:
+    """The metric direction a stored run recorded (runs stored before it was: higher is better)."""
+    return bool((record.get("settings") or {}).get("higher_is_better", True))
 
 
 def check_drop(max_drop: object, func: str = "search") -> None:
@@ -47,7 +61,7 @@ def check_drop(max_drop: object, func: str = "search") -> None:
         )
 
 
-def dominated(frontier: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
+def dominated(frontier: pd.DataFrame, objectives: Sequence[str], *, higher_is_better: bool = True) -> pd.Series:
     """Whether each validated point is beaten on measurement.
 
     A point is dominated when another validated point or uniform baseline costs no more on every
@@ -56,13 +70,14 @@ def dominated(frontier: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
     Args:
         frontier: A run's frontier table (``measured_metric`` and the objective columns).
         objectives: The run's objective columns.
+        higher_is_better: The metric's direction (False: a lower perplexity measures better).
 
     Returns:
         A nullable boolean Series aligned with ``frontier``.
     """
     validated = frontier["measured_metric"].notna().to_numpy()
     costs = frontier[list(objectives)].to_numpy(dtype=float)
-    metric = frontier["measured_metric"].to_numpy(dtype=float)
+    metric = frontier["measured_metric"].to_numpy(dtype=float) * (1 if higher_is_better else -1)
     result = pd.Series(pd.NA, index=frontier.index, dtype="boolean")
     rows = np.flatnonzero(validated)
     for i in rows:

@@ -13,7 +13,14 @@ import pandas as pd
 from mpq._export import export
 from mpq._frontier_columns import cost_columns
 from mpq._liveness import shown_status
-from mpq._measured_frontier import absolute_drop, check_drop, configuration_key, unresolved
+from mpq._measured_frontier import (
+    absolute_drop,
+    check_drop,
+    configuration_key,
+    higher_is_better,
+    metric_drop,
+    unresolved,
+)
 from mpq._param_checks import Interval, check_param, unknown_name
 from mpq._probes.settings import settings_from_json
 from mpq._quantizer import LEGACY_QUANTIZER, QuantizerSettings, describe
@@ -131,18 +138,24 @@ class Run:
         """
         return spec_to_rebuild(self.record.get("model_spec"), allowed)
 
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether the run's metric improves upwards (an accuracy) or downwards (a perplexity)."""
+        return higher_is_better(self.record)
+
     def best(self, max_drop: float | str | None = None, **budgets: float) -> pd.Series:
         """The best point within budgets, or the cheapest within an allowed drop.
 
-        Without ``max_drop``, best means the highest measured metric among the validated
-        frontier points (the lowest predicted loss when none was validated). With it, the
-        cheapest configuration on the run's first objective whose measured metric is within
-        ``max_drop`` of the float model's (any validated point, baselines included; the
-        higher metric breaks a tie).
+        Without ``max_drop``, best means the best measured metric among the validated
+        frontier points (the highest, or the lowest for a lower-is-better metric such as a
+        perplexity; the lowest predicted loss when none was validated). With it, the cheapest
+        configuration on the run's first objective whose measured metric is within ``max_drop``
+        of the float model's (any validated point, baselines included; the better metric breaks
+        a tie).
 
         Args:
-            max_drop: The allowed drop below the float metric: metric units (``0.01``) or a
-                percentage of it (``"1%"``).
+            max_drop: The allowed drop below the float metric (a rise above it for a
+                lower-is-better metric): metric units (``0.01``) or a percentage of it (``"1%"``).
             **budgets: Cost column -> upper limit, e.g. ``latency_s=1e-3, weight_bytes=2e5``.
 
         Returns:
@@ -153,14 +166,16 @@ class Run:
             InvalidParameterError: a bad ``max_drop``, a run never validated, or no point meets
                 the budgets and the drop.
         """
+        higher = higher_is_better(self.record)
         if max_drop is not None:
             check_drop(max_drop, "Run.best")
             if self.record["float_metric"] is None:
                 raise InvalidParameterError(
                     f"run {self.id} was not validated, so no drop can be measured; search with validation on."
                 )
-            floor = self.record["float_metric"] - absolute_drop(max_drop, self.record["float_metric"], "Run.best")
-            rows = self.frontier[self.frontier["measured_metric"] >= floor]
+            float_metric = self.record["float_metric"]
+            allowed = absolute_drop(max_drop, float_metric, "Run.best")
+            rows = self.frontier[metric_drop(float_metric, self.frontier["measured_metric"], higher) <= allowed]
         else:
             rows = self.frontier[~self.frontier["is_baseline"]]
         costs = cost_columns(self.frontier)
@@ -177,10 +192,10 @@ class Run:
                 "'mpq search --budget' or 'mpq search --max-drop' for that point."
             )
         if max_drop is not None:
-            return rows.sort_values([self.objectives[0], "measured_metric"], ascending=[True, False]).iloc[0]
+            return rows.sort_values([self.objectives[0], "measured_metric"], ascending=[True, not higher]).iloc[0]
         validated = rows[rows["measured_metric"].notna()]
         return (
-            validated.loc[validated["measured_metric"].idxmax()]
+            validated.loc[validated["measured_metric"].idxmax() if higher else validated["measured_metric"].idxmin()]
             if len(validated)
             else rows.loc[rows["predicted_loss"].idxmin()]
         )

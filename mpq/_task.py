@@ -26,8 +26,14 @@ class Task:
         calibration: Batches ``(inputs, targets)``; a few hundred samples is typical. The first
             batch's inputs trace layer shapes.
         loss_fn: ``loss_fn(output, targets)`` -> scalar, differentiable tensor.
-        evaluate: ``evaluate(model)`` -> held-out metric, higher is better, or None.
-        metric_name: What ``evaluate`` measures (``accuracy``, ``cosine``...).
+        evaluate: ``evaluate(model)`` -> held-out metric, or None.
+        metric_name: What ``evaluate`` measures (``accuracy``, ``cosine``, ``perplexity``...).
+        higher_is_better: Which way the metric improves: True for an accuracy, False for a
+            perplexity or an error. Drops, dominance, the best point and every chart follow it;
+            a drop is the metric's change for the worse (a rise of a perplexity).
+        fused: Groups of layers that must share one format in every configuration (q/k/v and
+            gate/up of a decoder, which serving engines fuse into one matmul); ``mpq.search``
+            keeps them together unless told ``fuse=False``.
         spec: The ``--model`` spec that built the task (set by :func:`load_task`); stored with
             each run so that ``mpq search --resume`` can build it again.
 
@@ -40,6 +46,8 @@ class Task:
     loss_fn: Callable[[Any, Targets], torch.Tensor]
     evaluate: Callable[[torch.nn.Module], float] | None = None
     metric_name: str = "metric"
+    higher_is_better: bool = True
+    fused: Sequence[Sequence[str]] = ()
     spec: str | None = None
 
 
@@ -112,4 +120,13 @@ def check_task(task: Any, source: str) -> Task:
         raise TaskSpecError(f"{source}: Task.loss_fn is not callable; pass loss_fn(output, targets) -> scalar tensor.")
     if task.evaluate is not None and not callable(task.evaluate):
         raise TaskSpecError(f"{source}: Task.evaluate is not callable; pass evaluate(model) -> float or None.")
+    if not isinstance(task.higher_is_better, bool):
+        raise TaskSpecError(
+            f"{source}: Task.higher_is_better is {task.higher_is_better!r}; pass True (accuracy) or False (perplexity)."
+        )
+    if isinstance(task.fused, str) or not all(
+        isinstance(group, Sequence) and not isinstance(group, str) and all(isinstance(n, str) for n in group)
+        for group in task.fused
+    ):
+        raise TaskSpecError(f"{source}: Task.fused is {task.fused!r}; pass groups of layer names, e.g. [['q', 'k']].")
     return task

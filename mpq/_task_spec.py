@@ -10,8 +10,9 @@ from pathlib import Path
 
 from mpq._examples import make_example
 from mpq._fingerprint import USER_MODULE_PREFIX
+from mpq._param_checks import InstanceOf, check_param
 from mpq._task import Task, check_task
-from mpq._trust import EXAMPLE_PREFIX, canonical_spec
+from mpq._trust import DATA_PREFIXES, canonical_spec
 from mpq.exceptions import TaskSpecError
 from mpqvocab import did_you_mean, shown
 
@@ -19,13 +20,28 @@ from mpqvocab import did_you_mean, shown
 DEFAULT_FACTORY = "make_task"
 
 
-def load_task(spec: str) -> Task:
+def load_task(
+    spec: str,
+    *,
+    data: str | Path | None = None,
+    seq_len: int | None = None,
+    calibration_tokens: int | None = None,
+    heldout_tokens: int | None = None,
+) -> Task:
     """Build the task a ``--model`` spec names.
 
     Args:
-        spec: ``example:NAME`` for a built-in example (see ``mpq.list_examples()``), or
+        spec: ``example:NAME`` for a built-in example (see ``mpq.list_examples()``),
             ``path/to/file.py:factory`` for a function in a user file that returns a Task
-            (``path/to/file.py`` alone calls its ``make_task``).
+            (``path/to/file.py`` alone calls its ``make_task``), or ``hf:PATH`` for a causal
+            language model in a folder as ``save_pretrained`` writes it (loaded offline; its
+            metric is the held-out perplexity, lower is better).
+        data: For ``hf:``: a text file (plain text, or JSON lines with a ``"text"`` field) to
+            calibrate on and measure the perplexity on; default: the built-in corpus (the
+            standard library's source).
+        seq_len: For ``hf:``: tokens per sequence (default 128).
+        calibration_tokens: For ``hf:``: tokens of calibration text (default 2048).
+        heldout_tokens: For ``hf:``: tokens of held-out text (default 8192).
 
     Returns:
         The task, its model in eval mode; ``task.spec`` is the spec with the file's path made
@@ -36,13 +52,26 @@ def load_task(spec: str) -> Task:
             raises or returns something that is not a Task.
         UnknownNameError: no built-in example of that name.
     """
-    if isinstance(spec, str) and spec.endswith(".py") and not spec.startswith(EXAMPLE_PREFIX):
+    if isinstance(spec, str) and spec.endswith(".py") and not spec.startswith(DATA_PREFIXES):
         spec = f"{spec}:{DEFAULT_FACTORY}"
     if not isinstance(spec, str) or ":" not in spec:
         raise TaskSpecError(
-            f"--model {spec!r}: expected 'example:NAME' or 'path/to/file.py[:factory]'; "
+            f"--model {spec!r}: expected 'example:NAME', 'path/to/file.py[:factory]' or 'hf:PATH'; "
             "run 'mpq search --help' for examples."
         )
+    text = {
+        "data": data,
+        "seq_len": seq_len,
+        "calibration_tokens": calibration_tokens,
+        "heldout_tokens": heldout_tokens,
+    }
+    given = {name: value for name, value in text.items() if value is not None}
+    if spec.startswith("hf:"):
+        task = _load_hf(spec, given)
+        return check_task(task, spec)
+    if given:
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise TaskSpecError(f"{flag}: applies to --model hf:PATH only; drop it, or load the model with hf:PATH.")
     prefix, _, name = spec.rpartition(":")
     if prefix == "example":
         task = make_example(name)
@@ -51,6 +80,24 @@ def load_task(spec: str) -> Task:
     task = check_task(task, spec)
     task.model.eval()
     task.spec = canonical_spec(spec)
+    return task
+
+
+def _load_hf(spec: str, given: dict) -> Task:
+    from mpq._examples.causal_lm import TextSettings, load_hf_task
+
+    location = spec.removeprefix("hf:")
+    text = None
+    if given:  # the flags replace the settings a stored spec carries
+        path, _, query = location.partition("?")
+        stored = TextSettings.from_spec(query)
+        if "data" in given:  # stored resolved: a worker or a resumed run in another folder reads the same file
+            check_param("load_task", "data", given["data"], InstanceOf((str, Path), "a path to a text file"))
+            given["data"] = str(Path(given["data"]).resolve())
+        text = TextSettings(**{**vars(stored), **given})
+        location = path
+    task = load_hf_task(location, text)
+    task.model.eval()
     return task
 
 

@@ -6,7 +6,9 @@ export, ``mpq measure --runtime onnxruntime``, ``mpq search --resume``). Rebuild
 would run code as whoever reads it. So a spec read from a store is rebuilt only when the caller
 named the task (``model=``, ``--model``) or allowed the stored spec (``--trust-stored-model``;
 the dashboard's ``--allow-model``). The built-in examples (``example:NAME``) are mpq's own code,
-looked up by name in mpq's registry: rebuilding one runs nothing a store chose.
+looked up by name in mpq's registry: rebuilding one runs nothing a store chose. Nor does an
+``hf:PATH`` spec: it reads a folder's JSON and safetensors (never pickles, never the folder's own
+code), data like the store itself.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from mpq.exceptions import TaskSpecError
 
 #: The prefix of the specs that name one of mpq's built-in examples.
 EXAMPLE_PREFIX = "example:"
+#: The prefixes of the specs that build a task without importing a file.
+DATA_PREFIXES = (EXAMPLE_PREFIX, "hf:")
 
 
 def runs_code(spec: str) -> bool:
-    """Whether building ``spec`` imports a file (anything but a built-in example)."""
-    return not spec.startswith(EXAMPLE_PREFIX)
+    """Whether building ``spec`` imports a file (anything but a built-in example or an ``hf:`` folder)."""
+    return not spec.startswith(DATA_PREFIXES)
 
 
 def canonical_spec(spec: str) -> str:

@@ -238,10 +238,38 @@ def search(
             "--model",
             "-m",
             metavar="SPEC",
-            help=f"{_EXAMPLE_SPECS} | path/to/file.py[:factory] (factory default: make_task) \\[default: "
-            "example:digits-cnn; with --resume, the run's own].",
+            help=f"{_EXAMPLE_SPECS} | path/to/file.py[:factory] (factory default: make_task) | hf:PATH (a causal "
+            "LM folder save_pretrained wrote, loaded offline) \\[default: example:digits-cnn; with --resume, the "
+            "run's own].",
         ),
     ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="hf:PATH only: text to calibrate on and measure perplexity on (plain text, or JSON lines with a "
+            '"text" field) \\[default: the built-in corpus, the standard library\'s source].',
+        ),
+    ] = None,
+    seq_len: Annotated[
+        int | None, typer.Option(metavar="N", help="hf:PATH only: tokens per sequence \\[default: 128].")
+    ] = None,
+    calibration_tokens: Annotated[
+        int | None, typer.Option(metavar="N", help="hf:PATH only: tokens of calibration text \\[default: 2048].")
+    ] = None,
+    heldout_tokens: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N", help="hf:PATH only: tokens of held-out text the perplexity is measured on \\[default: 8192]."
+        ),
+    ] = None,
+    fuse: Annotated[
+        bool,
+        typer.Option(
+            help="Keep each fused set of a causal LM (q/k/v, gate/up) at one format in every point, as vLLM needs; "
+            "--no-fuse chooses per layer."
+        ),
+    ] = True,
     target: Annotated[
         str,
         typer.Option(
@@ -407,7 +435,13 @@ def search(
     if model is None and resume is not None:
         model = _rebuild_spec(resume, mpq.open_run(db, resume).record["model_spec"], None, trust_stored_model)
     with _executor(workers, dask) as executor:  # a bad --workers or --dask is refused before the task is built
-        task = mpq.load_task(model or "example:digits-cnn")
+        task = mpq.load_task(
+            model or "example:digits-cnn",
+            data=data,
+            seq_len=seq_len,
+            calibration_tokens=calibration_tokens,
+            heldout_tokens=heldout_tokens,
+        )
         with StageProgress(stderr) as progress:
             run = mpq.search(
                 task,
@@ -426,6 +460,7 @@ def search(
                 ranges=ranges,
                 bias_correction=bias_correction,
                 strategy=strategy,
+                fuse=fuse,
                 device=device,
                 executor=executor,
                 db=db,

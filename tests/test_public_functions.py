@@ -42,7 +42,13 @@ WRONG_TYPE = object()
 # For each public function, the bad values of each parameter. A parameter left out must be in
 # UNCHECKABLE with the reason; test_every_parameter_has_a_bad_value keeps both lists complete.
 BAD: dict[str, dict[str, list]] = {
-    "mpq.load_task": {"spec": [WRONG_TYPE, "digits", "example:nope"]},
+    "mpq.load_task": {
+        "spec": [WRONG_TYPE, "digits", "example:nope", "hf:/nowhere"],
+        "data": [WRONG_TYPE],
+        "seq_len": [WRONG_TYPE, 1],
+        "calibration_tokens": [WRONG_TYPE, 0],
+        "heldout_tokens": [WRONG_TYPE, 0],
+    },
     "mpq.layers": {"model": [WRONG_TYPE], "example_input": [WRONG_TYPE]},
     "mpq.get_format": {"name": [WRONG_TYPE, "int99"]},
     "mpq.get_candidate": {"name": [WRONG_TYPE, "w99a8"]},
@@ -111,6 +117,7 @@ BAD: dict[str, dict[str, list]] = {
         "refine": [WRONG_TYPE, -1],
         "ranges": [WRONG_TYPE, "nope"],
         "bias_correction": [WRONG_TYPE, "yes"],
+        "fuse": [WRONG_TYPE, "yes"],
         "strategy": [WRONG_TYPE, "nope", "drop"],
         "db": [WRONG_TYPE],
         "resume": [WRONG_TYPE, -1],
@@ -219,7 +226,7 @@ def valid_arguments(name: str, ctx: SimpleNamespace) -> dict:
     images = task.calibration[0][0]
     solver_args = {"omega": ctx.omega, "costs": ctx.costs}
     return {
-        "mpq.load_task": {},
+        "mpq.load_task": {"spec": "hf:/nowhere"},
         "mpq.layers": {"model": task.model, "example_input": images},
         "mpq.get_format": {},
         "mpq.get_candidate": {},

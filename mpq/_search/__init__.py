@@ -67,6 +67,7 @@ def search(
     strategy: str | Sequence[str | Strategy] | None = None,
     ranges: str | None = None,
     bias_correction: bool | None = None,
+    fuse: bool = True,
     device: str | None = None,
     executor: Executor | None = None,
     db: str | Path | Store | None = None,
@@ -112,7 +113,9 @@ def search(
         validate: Evaluate every point on held-out data (needs ``task.evaluate``).
         max_drop: The largest drop of the measured metric below the float model's that a user
             accepts: a number in metric units (``0.01``) or a percentage of the float metric
-            (``"1%"``). Given, the search spends its evaluations finding the cheapest
+            (``"1%"``); for a lower-is-better metric (``Task.higher_is_better=False``, a
+            perplexity) the largest rise above it (``"5%"``: at most 1.05 times the float
+            perplexity). Given, the search spends its evaluations finding the cheapest
             configuration on the first objective whose *measured* metric is within the drop
             (bisection over exact solves, then local repair of the layers the proxy misjudged),
             instead of validating a fixed frontier; whatever the strategy, every uniform
@@ -140,6 +143,9 @@ def search(
             one the target's kernels take (its file's ``activation_grid``), or a stricter one
             given in ``settings.quantizer``. The settings are recorded in the run
             (``run.record["quantizer"]``) and are part of the probe's cache key.
+        fuse: Keep each of the task's fused sets (``Task.fused``: q/k/v and gate/up of a
+            decoder) at one candidate in every configuration, as serving engines that fuse them
+            need; False chooses per layer. Recorded in ``run.record["settings"]["ties"]``.
         device: Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where the
             task's model is. The model (in place, moved back at the end) and the calibration
             batches move there once; the probe, apply and every evaluation run there, so
@@ -243,6 +249,7 @@ def search(
                 max_evals=max_evals,
                 refine=refine,
                 strategy=strategy,
+                fuse=fuse,
                 progress=progress,
             )
             identity = Identity.of(task, plan.settings.probe)  # hashed once: the runner, record and probe share it

@@ -4,6 +4,10 @@ A strategy (``mpq._search.strategies``) decides which configurations to measure;
 measures each at most once, within the run's evaluation budget, starts the next ones early on
 an executor, replays what an interrupted run measured before, and hands each new measurement
 to the one callback that stores it. It never touches the store itself.
+
+Strategies see every metric as a score where higher is better: the metric itself, or its
+negative for a task whose metric is lower-is-better (a perplexity). The recorder and the store
+get the metric as measured; :meth:`Evaluator.measured` turns a score back into it.
 """
 
 from __future__ import annotations
@@ -54,8 +58,10 @@ class Evaluator:
         costs: The run's cost table.
         objective: The cost column the search makes cheap (the first objective).
         budgets: Limits every configuration meets (the device's capacities, the user's budgets).
-        float_metric: The float model's measured metric.
-        drop: The allowed drop in metric units, or None when the search was given none.
+        float_metric: The float model's measured metric (held as a score from then on, like
+            ``known``).
+        drop: The allowed drop in metric units (a rise of a lower-is-better metric), or None
+            when the search was given none.
         max_points: The run's ``max_points`` (how many points a covering measures).
         max_evals: Evaluations this search may spend in all, the float model's included.
         spent: Evaluations spent before (the float model's, configurations measured before).
@@ -66,7 +72,7 @@ class Evaluator:
         pool: Configurations stored before any was measured (the solver's frontier points,
             the uniform baselines), in the order they are to be measured.
         uniforms: Every uniform configuration within the budgets, candidate -> its solution.
-        known: Configuration -> (objective cost, metric) measured; nothing is measured twice.
+        known: Configuration -> (objective cost, score) measured; nothing is measured twice.
         replay: Configuration -> metric measured by this search before it was interrupted. A
             resumed search runs its strategies again from the start: a configuration found here
             is taken from here, not measured again, but counts as spent when it is asked for, as
@@ -75,6 +81,11 @@ class Evaluator:
             later, and choose otherwise).
         width: Evaluations that can run at once (an executor's workers); see :meth:`ahead`.
         budget_named: Whether the user named ``max_evals`` (then it is spent whole, by refinement).
+        higher_is_better: Whether the task's metric improves upwards; False: the evaluator's
+            scores are its negatives.
+        ties: Groups of layers that share one candidate in every configuration (fused sets):
+            :meth:`move` moves a whole group, and :meth:`price` refuses a configuration that
+            splits one.
         bits: Candidate -> (weight bits, activation bits) per value; where given, a uniform
             configuration is shown outside the drop by a measured configuration at least as
             precise on every layer that measured outside it (the assumption local repair makes:
@@ -103,10 +114,14 @@ class Evaluator:
     budget_named: bool = False
     bits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     owing: bool = False
+    higher_is_better: bool = True
+    ties: Sequence[Sequence[str]] = ()
     _started: dict[tuple, Pending] = field(default_factory=dict, repr=False)
     _owed: tuple[int, int] = (-1, 0)  # (len(known) it was counted at, the count): known only grows
 
     def __post_init__(self) -> None:
+        self.float_metric = self.score(self.float_metric)
+        self._group = {layer: tuple(group) for group in self.ties for layer in group}
         self._omega = self.omega.set_index(["layer", "candidate"])["omega"]
         self._cost = self.costs.set_index(["layer", "candidate"])[self.objective]
         self.offered: dict[str, list[str]] = self.costs.groupby("layer", sort=False)["candidate"].apply(list).to_dict()
@@ -120,6 +135,22 @@ class Evaluator:
             return label == other
         (mine,), (theirs,) = (set(self.uniforms[v].assignment.values()) for v in (label, other))
         return self.bits[mine][0] >= self.bits[theirs][0] and self.bits[mine][1] >= self.bits[theirs][1]
+
+    def score(self, metric: float) -> float:
+        """A measured metric as the score strategies compare (higher is better)."""
+        return metric if self.higher_is_better else -metric
+
+    def measured(self, score: float) -> float:
+        """The metric a score stands for (the inverse of :meth:`score`)."""
+        return score if self.higher_is_better else -score
+
+    def group(self, layer: str) -> tuple[str, ...]:
+        """The layers that move with ``layer``: its fused set, or itself alone."""
+        return self._group.get(layer, (layer,))
+
+    def move(self, assignment: Mapping[str, str], layer: str, candidate: str) -> dict[str, str]:
+        """``assignment`` with ``layer`` (and every layer of its fused set) at ``candidate``."""
+        return {**assignment, **dict.fromkeys(self.group(layer), candidate)}
 
     @property
     def floor(self) -> float | None:
@@ -194,12 +225,12 @@ class Evaluator:
         """A measurement made before the search began (each distinct one counts as one evaluation)."""
         key = configuration_key(solution.assignment)
         if key not in self.known:
-            self.known[key] = (solution.costs[self.objective], metric)
+            self.known[key] = (solution.costs[self.objective], self.score(metric))
             self.spent += 1
 
     def metric(self, solution: solvers.Solution) -> float | None:
-        """The measured metric of a configuration: remembered, replayed, measured now, or None
-        when no evaluation is left."""
+        """The score (:meth:`score`) of a configuration's measured metric: remembered, replayed,
+        measured now, or None when no evaluation is left."""
         key = configuration_key(solution.assignment)
         if key not in self.known:
             if self.left <= 0:
@@ -212,12 +243,14 @@ class Evaluator:
                 pending.label = label  # started ahead, it had no point number yet
                 value = float(pending.result())
                 self.recorder.record(solution, value)
-            self.known[key] = (solution.costs[self.objective], value)
+            self.known[key] = (solution.costs[self.objective], self.score(value))
             self.spent += 1
         return self.known[key][1]
 
     def price(self, assignment: Mapping[str, str]) -> solvers.Solution | None:
-        """A configuration's predicted loss and costs; None when it breaks a budget."""
+        """A configuration's predicted loss and costs; None when it breaks a budget or splits a fused set."""
+        if any(len({assignment[layer] for layer in group}) > 1 for group in self.ties):
+            return None
         solution = solvers.price(self.omega, self.costs, assignment)
         within = all(solution.costs.get(name, 0.0) <= limit * (1 + 1e-9) for name, limit in self.budgets.items())
         return solution if within else None

@@ -210,6 +210,7 @@ class Measurements:
                 [self.objective],
                 budgets=self.plan.all_budgets,
                 max_points=max(s.max_points, PROXY_POINTS, s.max_evals or 0),
+                ties=self.plan.ties,
             )
         table = pd.DataFrame(
             [

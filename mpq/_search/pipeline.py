@@ -14,7 +14,7 @@ from mpq._apply import calibrate as calibrate_quantizer
 from mpq._executors import Runner
 from mpq._formats import candidate_table
 from mpq._heldout import evaluate, evaluate_configuration
-from mpq._measured_frontier import absolute_drop, dominated, unresolved
+from mpq._measured_frontier import absolute_drop, dominated, metric_drop, unresolved
 from mpq._omega import omega
 from mpq._probes import PROBES
 from mpq._probes.api import run_probe
@@ -45,11 +45,12 @@ def check_drop_reachable(task: Task, plan: Plan, runner: Runner, calibration: ob
     highest = plan.highest()
     metric = runner.call(evaluate_configuration, (highest, calibration), "the most precise configuration")
     max_drop = plan.settings.max_drop
-    if metric < float_metric - absolute_drop(max_drop, float_metric):
+    drop = metric_drop(float_metric, metric, plan.settings.higher_is_better)
+    if drop > absolute_drop(max_drop, float_metric):
         raise DropNotMetError(
             f"max_drop {max_drop!r}: no configuration is within it: the most precise one the target runs "
             f"measures {metric:.4g} {task.metric_name} against the float model's {float_metric:.4g} (a drop of "
-            f"{float_metric - metric:.4g}); allow a drop of at least that, or add more precise candidates."
+            f"{drop:.4g}); allow a drop of at least that, or add more precise candidates."
         )
     return {"float_metric": float_metric, "highest": (highest, metric)}
 
@@ -112,10 +113,12 @@ def run_stages(
             store.update_run(run_id, float_metric=float_metric)
         _measure(task, store, run_id, om, plan, runner, calibration, progress, stored, float_metric, before)
         frontier, _ = store.run_points(run_id)
-        store.set_dominated(run_id, dict(zip(frontier["point"], dominated(frontier, plan.objectives))))
+        is_dominated = dominated(frontier, plan.objectives, higher_is_better=settings.higher_is_better)
+        store.set_dominated(run_id, dict(zip(frontier["point"], is_dominated)))
         frontier, _ = store.run_points(run_id)
     progress("store", 0, 1, "summarising the run")
-    store.finish_run(run_id, "done", float_metric=float_metric, spearman=_spearman(frontier, float_metric))
+    spearman = _spearman(frontier, float_metric, settings.higher_is_better)
+    store.finish_run(run_id, "done", float_metric=float_metric, spearman=spearman)
 
 
 def _measure(
@@ -156,6 +159,8 @@ def _measure(
         replay=measurements.replay,
         width=runner.width,
         budget_named=named,
+        higher_is_better=settings.higher_is_better,
+        ties=settings.ties,
     )
     # Known from the start, as they were when the run began (a resumed run reads them back).
     for assignment, metric in measurements.before:
@@ -164,7 +169,7 @@ def _measure(
         measurements.add_before(evaluator, *before["highest"])
     measurements.planned = measurements.planned_for(evaluator)
     spend(evaluator, plan.strategy, refine=settings.refine)
-    measurements.fill_known(evaluator.known)
+    measurements.fill_known({key: (cost, evaluator.measured(score)) for key, (cost, score) in evaluator.known.items()})
     progress("validate", evaluator.spent - 1, evaluator.spent - 1, "done")
 
 
@@ -236,7 +241,7 @@ def _solve(om: pd.DataFrame, plan: Plan, *, frontier: bool) -> list[tuple[str, b
     baselines = _baselines(om, plan.costs, plan.settings.candidates)
     points = []
     if frontier and plan.budgets:
-        points = [solvers.solve(om, plan.costs, plan.all_budgets)]
+        points = [solvers.solve(om, plan.costs, plan.all_budgets, ties=plan.ties)]
     elif frontier:
         anchors = [b.costs[plan.objectives[0]] for b in baselines.values()] if len(plan.objectives) == 1 else []
         with warnings.catch_warnings():
@@ -250,15 +255,16 @@ def _solve(om: pd.DataFrame, plan: Plan, *, frontier: bool) -> list[tuple[str, b
                 budgets=plan.all_budgets,
                 max_points=plan.settings.max_points,
                 anchor_costs=anchors,
+                ties=plan.ties,
             )
     return [("frontier", False, p) for p in points] + [(label, True, p) for label, p in baselines.items()]
 
 
-def _spearman(frontier: pd.DataFrame, float_metric: float | None) -> float | None:
+def _spearman(frontier: pd.DataFrame, float_metric: float | None, higher_is_better: bool = True) -> float | None:
     """Rank correlation of predicted loss with the measured metric drop, over every point."""
     if float_metric is None or len(frontier) < 3:
         return None
-    drop = float_metric - frontier["measured_metric"]
+    drop = metric_drop(float_metric, frontier["measured_metric"], higher_is_better)
     if drop.nunique() < 2 or frontier["predicted_loss"].nunique() < 2:
         return None  # a constant ranks nothing
     if unresolved(frontier["measured_metric"], "metric") is not None:

@@ -21,6 +21,7 @@ from mpq._layers import layers
 from mpq._measured_frontier import check_drop
 from mpq._param_checks import InstanceOf, Interval, OneOf, check_param, unknown_name
 from mpq._probes import ProbeSettings, check_loss
+from mpq._probes.fisher import MAX_OUTPUT_ELEMS
 from mpq._probes.settings import check_settings, for_device, settings_from_json, settings_to_json
 from mpq._search.identity import Identity
 from mpq._search.strategies import check_strategy, default_strategy, strategy_name
@@ -63,6 +64,12 @@ class SearchSettings:
     #: The strategies the search runs, in order (names, or objects given to ``search``): the
     #: named ones, else :func:`default_strategy`'s; empty in runs stored before version 2.
     strategy: tuple = ()
+    #: The task's metric direction (``Task.higher_is_better``): drops, dominance and the best
+    #: point of the run follow it.
+    higher_is_better: bool = True
+    #: Fused sets: groups of layers that share one candidate in every configuration
+    #: (``Task.fused``, unless the search was told ``fuse=False``).
+    ties: tuple[tuple[str, ...], ...] = ()
 
     @staticmethod
     def check(task: Task, **values: object) -> dict:
@@ -79,6 +86,7 @@ class SearchSettings:
         if max_evals is not None:
             check_param("search", "max_evals", max_evals, Interval(int, 2, None))
         check_param("search", "refine", refine, Interval(int, 0, None))
+        check_param("search", "fuse", values.pop("fuse"), OneOf((True, False)))
         chain = check_strategy(values["strategy"], max_drop=max_drop, max_evals=max_evals)
         measures = [
             flag
@@ -96,7 +104,7 @@ class SearchSettings:
                 f"task {task.name!r} has no evaluate function, and {what} measured evaluations; "
                 "give Task(evaluate=...)" + ("." if measures else " or pass validate=False (--no-validate).")
             )
-        return {**values, "strategy": chain}
+        return {**values, "strategy": chain, "higher_is_better": task.higher_is_better}
 
     def to_json(self) -> dict:
         data = {field.name: getattr(self, field.name) for field in fields(self)}
@@ -106,6 +114,7 @@ class SearchSettings:
             "probe": settings_to_json(self.probe),
             "candidates": list(self.candidates),
             "strategy": [strategy_name(entry) for entry in self.strategy],
+            "ties": [list(group) for group in self.ties],
         }
 
     @classmethod
@@ -118,6 +127,7 @@ class SearchSettings:
                 "probe": settings_from_json(saved["probe"]),
                 "candidates": tuple(saved["candidates"]),
                 "strategy": tuple(saved.get("strategy", ())),
+                "ties": tuple(tuple(group) for group in saved.get("ties", ())),
             }
         )
 
@@ -147,6 +157,11 @@ class Plan:
     def all_budgets(self) -> dict[str, float]:
         """The user's budgets and the device's own capacities (flash, SRAM, LUTs...)."""
         return {**self.device.limits(), **self.budgets}
+
+    @property
+    def ties(self) -> list[list[str]]:
+        """The fused sets, as the solvers take them."""
+        return [list(group) for group in self.settings.ties]
 
     @property
     def strategy(self) -> tuple:
@@ -218,7 +233,9 @@ class Plan:
         budgets = dict(budgets or {})
         for name, limit in budgets.items():
             check_param("search", f"budgets[{name!r}]", limit, Interval(float, 0, None, closed="neither"))
+        fuse = values["fuse"]
         values = SearchSettings.check(task, **values)
+        values["ties"] = tuple(tuple(group) for group in task.fused) if fuse else ()
         device = hwmodels.load_device(target)
         named = tuple(candidates or ())
         candidates = named or tuple(device.candidates)
@@ -236,6 +253,7 @@ class Plan:
         probe_settings = for_device(probe_settings, device.activation_grid)
         progress("layers", 0, 1, "running the model once")
         layer_table = layers(task.model, task.calibration[0][0])
+        probe_settings = _fit_estimator(task, probe_settings)
         _check_loss(task, layer_table, probe_settings)
         progress("costs", 0, 1, f"costing {len(layer_table)} layers x {len(candidates)} candidates on {device.name}")
         costs = hwmodels.cost_table(
@@ -260,7 +278,8 @@ class Plan:
             costs,
         )
         zero = costs[["layer", "candidate"]].assign(omega=0.0)
-        solvers.solve(zero, costs, plan.all_budgets)  # InfeasibleBudgetError here, before any probe runs
+        # InfeasibleBudgetError here, before any probe runs (and a fused set of unknown layers)
+        solvers.solve(zero, costs, plan.all_budgets, ties=plan.ties)
         return plan
 
     @classmethod
@@ -285,7 +304,10 @@ class Plan:
             )
         )
         best = offered.sort_values(["bits", self.objectives[0]]).groupby("layer", sort=False).tail(1)
-        return dict(zip(best["layer"], best["candidate"]))
+        highest = dict(zip(best["layer"], best["candidate"]))
+        for group in self.settings.ties:  # a fused set takes its first layer's
+            highest |= dict.fromkeys(group, highest[group[0]])
+        return highest
 
 
 def _measured_candidates(settings: object, candidates: Sequence[str]) -> object:
@@ -305,6 +327,20 @@ def _measured_candidates(settings: object, candidates: Sequence[str]) -> object:
     if not coarse:
         return dataclasses.replace(settings, probes=traces)
     return dataclasses.replace(settings, candidates=coarse)
+
+
+def _fit_estimator(task: Task, settings: ProbeSettings) -> ProbeSettings:
+    """Settings whose Hessian estimator runs on the task's output: ``split`` factors an m x m
+    output Hessian per sample, which a language model's logits (sequence x vocabulary, far more
+    than ``MAX_OUTPUT_ELEMS``) cannot afford, so such a task's Hessian probes sample with
+    ``hutchinson`` (the settings the run records and keys its probe with)."""
+    if settings.estimator != "split" or not any(p.startswith("hessian") for p in settings.probes):
+        return settings
+    with torch.no_grad():
+        output = run_model(task.model, task.calibration[0][0])
+    if isinstance(output, torch.Tensor) and output.dim() > 1 and output[0].numel() > MAX_OUTPUT_ELEMS:
+        return dataclasses.replace(settings, estimator="hutchinson")
+    return settings
 
 
 def _check_cost_names(costs: pd.DataFrame, names: Sequence[str], what: str) -> None:

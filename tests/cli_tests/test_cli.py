@@ -109,7 +109,7 @@ def test_devices_lists_every_target(capsys):
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
-        (["search", "--model", "digits"], 2, "expected 'example:NAME' or 'path/to/file.py[:factory]'"),
+        (["search", "--model", "digits"], 2, "expected 'example:NAME', 'path/to/file.py[:factory]' or 'hf:PATH'"),
         (["search", "--model", "example:digit"], 2, "did you mean 'digits-cnn'"),
         (
             ["search", "--model", f"{ASSETS / 'tasks' / 'good_task.py'}:make_broken"],

@@ -93,6 +93,19 @@ def coverage_miss_table() -> Table:
     return Table(frame[["layer", "candidate", "omega"]], frame[["layer", "candidate", "weight_bytes"]], damage, 0.1)
 
 
+@dataclass
+class Mirrored(Table):
+    """The same table measured as a lower-is-better metric (a perplexity): ``2 - truth``, which
+    rises exactly as the truth falls, from the same float value (``FLOAT_METRIC`` is 1)."""
+
+    @classmethod
+    def of(cls, table: Table) -> Mirrored:
+        return cls(table.omega, table.costs, table.damage, table.floor_metric)
+
+    def truth(self, assignment) -> float:
+        return 2 * FLOAT_METRIC - super().truth(assignment)
+
+
 def bits_of(candidate: str) -> tuple[float, float]:
     """(weight bits, activation bits) of a synthetic candidate name such as ``w4a8``."""
     weights, acts = candidate.removeprefix("w").split("a")
@@ -145,6 +158,8 @@ def evaluator(
     replay=None,
     max_points=8,
     uniforms=None,
+    higher_is_better=True,
+    ties=(),
 ):
     omega, costs = table.omega, table.costs
     proxy = []
@@ -153,7 +168,7 @@ def evaluator(
         if not proxy:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", solvers.TruncatedFrontierWarning)  # 64 optima are enough here
-                proxy.extend(solvers.frontier(omega, costs, [objective], max_points=64))
+                proxy.extend(solvers.frontier(omega, costs, [objective], max_points=64, ties=[list(t) for t in ties]))
         return proxy
 
     layers = list(dict.fromkeys(omega["layer"]))
@@ -176,6 +191,8 @@ def evaluator(
         width=width,
         budget_named=max_evals is not None,
         bits={c: bits_of(c) for c in candidates},
+        higher_is_better=higher_is_better,
+        ties=ties,
     )
     return ev
 
@@ -191,9 +208,11 @@ DROP = 0.05
 REFINE = 4
 
 
-def run(table_name, chain, *, max_evals, stop_at=None, replay=None, width=1, max_points=8):
+def run(
+    table_name, chain, *, max_evals, stop_at=None, replay=None, width=1, max_points=8, higher_is_better=True, ties=()
+):
     make, objective = TABLES[table_name]
-    table = make()
+    table = make() if higher_is_better else Mirrored.of(make())
     synthetic = Synthetic(table, stop_at)
     ev = evaluator(
         table,
@@ -204,6 +223,8 @@ def run(table_name, chain, *, max_evals, stop_at=None, replay=None, width=1, max
         width=width,
         replay=replay,
         max_points=max_points,
+        higher_is_better=higher_is_better,
+        ties=ties,
     )
     spend(ev, chain, refine=REFINE)
     return ev, synthetic, table
@@ -455,3 +476,34 @@ def test_a_user_strategy_is_a_class_with_one_method():
 def test_a_bad_strategy_is_one_line(strategy, error, pattern):
     with pytest.raises(error, match=pattern):
         check_strategy(strategy, max_drop=None, max_evals=None)
+
+
+@pytest.mark.parametrize("table_name", list(TABLES))
+@pytest.mark.parametrize("chain", CHAINS, ids=",".join)
+def test_a_lower_is_better_metric_is_searched_as_its_mirror_image(table_name, chain):
+    """Perplexity-like metrics: the strategies measure the configurations, in the order, that they
+    measure for the higher-is-better metric that falls as it rises, and store it as measured."""
+    up, up_calls, _ = run(table_name, chain, max_evals=budget_for(chain) or 14)
+    down, down_calls, table = run(table_name, chain, max_evals=budget_for(chain) or 14, higher_is_better=False)
+    assert down_calls.calls == up_calls.calls
+    # scores: the negated perplexity, 2 below the mirrored metric's
+    assert [x for c, m in down.known.values() for x in (c, m + 2)] == pytest.approx(
+        [x for c, m in up.known.values() for x in (c, m)]
+    )
+    for key in down_calls.calls[:1]:  # the frontier strategy alone measures no stored pool here
+        assert down.measured(down.known[key][1]) == pytest.approx(table.truth(dict(key)))  # the perplexity itself
+
+
+TIES = (("l0", "l1"), ("l2", "l3", "l4"))
+
+
+@pytest.mark.parametrize("table_name", ["misjudged", "coverage-miss"])
+@pytest.mark.parametrize("chain", CHAINS, ids=",".join)
+def test_fused_sets_share_a_candidate_in_every_configuration_measured(table_name, chain):
+    ev, synthetic, _ = run(table_name, chain, max_evals=budget_for(chain) or 14, ties=TIES)
+    assert synthetic.calls or chain == ("frontier",)  # which measures only a stored pool (none here)
+    for key in synthetic.calls:
+        assignment = dict(key)
+        for group in TIES:
+            assert len({assignment[layer] for layer in group}) == 1, (chain, assignment)
+    assert ev.spent <= ev.max_evals

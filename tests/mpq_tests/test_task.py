@@ -16,7 +16,7 @@ def test_user_factory_is_loaded_and_put_in_eval_mode():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("digits", r"expected 'example:NAME' or 'path/to/file.py\[:factory\]'"),
+        ("digits", r"expected 'example:NAME', 'path/to/file.py\[:factory\]' or 'hf:PATH'"),
         (
             "nowhere/model.py:make_task",
             r"file 'nowhere/model.py' does not exist \(looked for in '/.*'\); check the path\.$",

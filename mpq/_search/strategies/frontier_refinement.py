@@ -99,7 +99,7 @@ def _widest_step(
             if (key, layer, candidate) in tried:
                 continue
             tried.add((key, layer, candidate))
-            moved = {**assignment, layer: candidate}
+            moved = evaluator.move(assignment, layer, candidate)
             solution = None if configuration_key(moved) in known else evaluator.price(moved)
             if solution is not None:
                 return key, solution

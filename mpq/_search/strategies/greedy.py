@@ -25,11 +25,13 @@ class Greedy:
         if floor is None:
             floor = evaluator.float_metric - absolute_drop(USABLE_DROP, evaluator.float_metric)
         # Most expensive first; equal costs from the least predicted loss down.
+        # A fused set is one change, ranked by its first layer.
         ranked = {
             layer: sorted(offered, key=lambda c, layer=layer: (-evaluator.cost(layer, c), evaluator.omega_of(layer, c)))
             for layer, offered in evaluator.offered.items()
+            if evaluator.group(layer)[0] == layer
         }
-        highest = evaluator.price({layer: ranked[layer][0] for layer in ranked})
+        highest = evaluator.price({layer: ranked[evaluator.group(layer)[0]][0] for layer in evaluator.offered})
         if highest is None:
             return  # all-highest breaks a budget: AMP has no start
         base = evaluator.metric(highest)
@@ -47,17 +49,20 @@ class Greedy:
             phase1 -= 1
         measured = []
         for layer, candidate in changes[:phase1]:
-            alone = evaluator.price({**top, layer: candidate})
+            alone = evaluator.price(evaluator.move(top, layer, candidate))
             value = None if alone is None else evaluator.metric(alone)
             if value is not None:
-                saved = evaluator.cost(layer, top[layer]) - evaluator.cost(layer, candidate)
+                saved = sum(
+                    evaluator.cost(member, top[member]) - evaluator.cost(member, candidate)
+                    for member in evaluator.group(layer)
+                )
                 measured.append(((base - value) / saved, -saved, layer, candidate))
         if base < floor:
             return  # not even all-highest is within the drop
         configurations, current = [highest], dict(top)
         for _, _, layer, candidate in sorted(measured, key=lambda m: m[:2]):
             if evaluator.cost(layer, candidate) < evaluator.cost(layer, current[layer]):
-                current[layer] = candidate
+                current = evaluator.move(current, layer, candidate)
                 priced = evaluator.price(current)
                 if priced is not None:
                     configurations.append(priced)

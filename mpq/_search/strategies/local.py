@@ -22,15 +22,21 @@ def moves(
     evaluator: Evaluator, assignment: Mapping[str, str], misjudged: set[tuple[str, str]] = frozenset()
 ) -> list[tuple[float, str, str]]:
     """One-layer moves to a cheaper candidate, least predicted loss per cost saved first:
-    (loss per cost saved, layer, candidate), leaving out the ``misjudged`` pairs."""
+    (loss per cost saved, layer, candidate), leaving out the ``misjudged`` pairs. A fused set
+    moves as one (named by its first layer; its cost and loss summed over its layers)."""
     found = []
     for layer, current in assignment.items():
-        here_cost, here_omega = evaluator.cost(layer, current), evaluator.omega_of(layer, current)
+        group = evaluator.group(layer)
+        if layer != group[0]:
+            continue
+        here_cost = sum(evaluator.cost(member, current) for member in group)
+        here_omega = sum(evaluator.omega_of(member, current) for member in group)
         for candidate in evaluator.offered[layer]:
-            saved = here_cost - evaluator.cost(layer, candidate)
+            saved = here_cost - sum(evaluator.cost(member, candidate) for member in group)
             if saved <= 0 or (layer, candidate) in misjudged:
                 continue
-            found.append((max(evaluator.omega_of(layer, candidate) - here_omega, 0.0) / saved, layer, candidate))
+            omega = sum(evaluator.omega_of(member, candidate) for member in group)
+            found.append((max(omega - here_omega, 0.0) / saved, layer, candidate))
     return sorted(found)
 
 
@@ -47,11 +53,11 @@ def descend(
     while evaluator.left > 0:
         listed = moves(evaluator, current.assignment, misjudged)
         for i, (_, layer, candidate) in enumerate(listed):
-            moved = evaluator.price({**current.assignment, layer: candidate})
+            moved = evaluator.price(evaluator.move(current.assignment, layer, candidate))
             if moved is None:
                 continue
             if evaluator.width > 1:  # the next moves of the list: measured next if this one is refused
-                following = (evaluator.price({**current.assignment, m: c}) for _, m, c in listed[i + 1 :])
+                following = (evaluator.price(evaluator.move(current.assignment, m, c)) for _, m, c in listed[i + 1 :])
                 evaluator.ahead(moved, list(islice((s for s in following if s is not None), evaluator.width - 1)))
             value = evaluator.metric(moved)
             if value is None:

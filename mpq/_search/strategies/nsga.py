@@ -53,6 +53,7 @@ class Nsga2:
                         seeds=seeds,
                         n_trials=max(evaluator.left, 1),
                         budgets=dict(evaluator.budgets),
+                        ties=[list(group) for group in evaluator.ties],
                         storage=storage,
                         study_name=name,
                         population_size=min(POPULATION, max(2, math.ceil(evaluator.left / 2))),
