@@ -103,6 +103,7 @@ def write_checkpoint(
     kinds = {layer: layer_kind(modules[prefix + layer]) for layer in local}
     full_kinds = {layer: layer_kind(modules[layer]) for layer in plan}
     check_storable(where, plan, full_kinds)
+    _check_group_widths(where, plan, modules)
     quantization_config(where, local, kinds, quantizer or QuantizerSettings())  # its refusals, before the warning
     local = _dense_embeddings(where, local, kinds)
     doc = quantization_config(where, local, kinds, quantizer or QuantizerSettings())
@@ -193,6 +194,20 @@ def _input_qparams(quantizer) -> tuple[float, int]:
         return (scale if scale > 0 else 1.0), 0
     shift = 2 ** (quantizer.fmt.element_bits - 1) if quantizer.qmin == 0 else 0
     return quantizer.scale, quantizer.zero_point - shift
+
+
+def _check_group_widths(where: str, plan: Mapping[str, Candidate], modules: Mapping[str, nn.Module]) -> None:
+    """Refuse the first group-scaled weight whose rows do not split into whole groups: mpq pads the
+    last group, and compressed-tensors' group compressor has no partial group to store it in."""
+    for layer, candidate in plan.items():
+        size = candidate.weight_format.group_size
+        width = modules[layer].weight[0].numel()
+        if candidate.weight_format.family != "block" and size and width % size:
+            raise InvalidParameterError(
+                f"{where}: {layer}'s rows have {width} weights, not a multiple of {candidate.weight_format.name}'s "
+                f"groups of {size}; choose a group size that divides {width} there (or per-channel weights), or "
+                "export the config alone (without --checkpoint)."
+            )
 
 
 def check_storable(where: str, plan: Mapping[str, Candidate], kinds: Mapping[str, str | None]) -> None:

@@ -498,3 +498,17 @@ def test_cli_writes_the_checkpoint_of_a_searched_llama(tmp_path, capsys):
     assert json.loads((tmp_path / "ck" / "config.json").read_text())["quantization_config"]["config_groups"]
     code, out, err = cli(capsys, *export, "--checkpoint", str(tmp_path / "ck"))  # not empty now
     assert code == 2 and out == "" and err.count("\n") == 1 and "is not empty; give a new folder" in err
+
+
+def test_a_group_size_that_does_not_divide_a_row_is_refused_in_one_line(tmp_path):
+    # o_proj's rows hold 64 weights: mpq pads the last group of 128, compressed-tensors cannot store it.
+    spec = write_llama(tmp_path)
+    point = {"lm.model.layers.0.self_attn.o_proj": "wint4_g128a16"}
+    with pytest.raises(mpq.exceptions.InvalidParameterError) as info:
+        mpq.export(stored_run(point, spec=spec), 0, "compressed-tensors", model=spec, checkpoint=tmp_path / "ck")
+    assert str(info.value) == (
+        "run 7 point 0: lm.model.layers.0.self_attn.o_proj's rows have 64 weights, not a multiple of int4_g128's "
+        "groups of 128; choose a group size that divides 64 there (or per-channel weights), or export the config "
+        "alone (without --checkpoint)."
+    )
+    assert not (tmp_path / "ck").exists()
