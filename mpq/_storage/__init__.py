@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from mpq._examples._cache import cache_dir
-from mpq._storage.base import RUN_STATUSES, BaseStore, Mode
+from mpq._storage.base import RUN_LIST_COLUMNS, RUN_STATUSES, BaseStore, Mode
 from mpq._storage.documents import check_status, finite, point_frames, table_from_json, table_to_json
 from mpq._storage.memory import MEMORY, MemoryStore
 from mpq._storage.models import (
@@ -528,20 +528,7 @@ class Store(BaseStore):
         return point_frames(rows)
 
     def list_runs(self) -> pd.DataFrame:
-        columns = [
-            "run",
-            "status",
-            "task",
-            "target",
-            "objectives",
-            "points",
-            "metric_name",
-            "float_metric",
-            "spearman",
-            "created_at",
-            "finished_at",
-            "owner",
-        ]
+        columns = list(RUN_LIST_COLUMNS)
         with self._session() as session:
             rows = [
                 {

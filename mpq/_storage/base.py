@@ -30,6 +30,22 @@ RUN_STATUSES = ("running", "done", "failed")
 
 Mode = Literal["read", "write"]
 #: A run's own fields, as :meth:`BaseStore.run_record` returns them (``create_run`` and
+#: The columns of ``list_runs``, in order.
+RUN_LIST_COLUMNS = (
+    "run",
+    "status",
+    "task",
+    "target",
+    "objectives",
+    "points",
+    "metric_name",
+    "float_metric",
+    "spearman",
+    "created_at",
+    "finished_at",
+    "owner",
+)
+
 #: ``update_run`` take the others than ``id``, ``created_at`` and ``finished_at``).
 RUN_FIELDS = (
     "id",

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from mpq._storage.base import RUN_FIELDS, BaseStore, Mode
+from mpq._storage.base import RUN_FIELDS, RUN_LIST_COLUMNS, BaseStore, Mode
 from mpq._storage.documents import check_status, finite, point_frames, table_from_json, table_to_json
 from mpq.exceptions import InvalidParameterError, RunNotFoundError, StoreError
 
@@ -243,20 +243,7 @@ class MemoryStore(BaseStore):
         return point_frames(rows)
 
     def list_runs(self) -> pd.DataFrame:
-        columns = [
-            "run",
-            "status",
-            "task",
-            "target",
-            "objectives",
-            "points",
-            "metric_name",
-            "float_metric",
-            "spearman",
-            "created_at",
-            "finished_at",
-            "owner",
-        ]
+        columns = list(RUN_LIST_COLUMNS)
         with self.contents.lock:
             rows = [
                 {
