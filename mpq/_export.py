@@ -12,7 +12,7 @@ import pandas as pd
 from mpq._compressed_tensors import quantization_config
 from mpq._formats import get_candidate
 from mpq._frontier_columns import cost_columns
-from mpq._measured_frontier import higher_is_better, metric_drop
+from mpq._measured_frontier import configuration_key, higher_is_better, metric_drop
 from mpq._param_checks import InstanceOf, check_param, unknown_name
 from mpq._quantizer import describe
 from mpq._warnings import mpq_warn
@@ -34,6 +34,12 @@ def _plain(value: Any) -> Any:
 
 def _point_row(run: Run, point: int) -> pd.Series:
     rows = run.frontier[run.frontier["point"] == point]
+    if rows.empty and (run.assignments["point"] == point).any():
+        # A baseline a strategy measured again is listed once, as the frontier point of the same
+        # configuration: its own number still exports, with that row's costs and metric.
+        key = configuration_key(run.assignment(point))
+        rows = run.frontier[[configuration_key(run.assignment(int(p))) == key for p in run.frontier["point"]]].copy()
+        rows["point"] = point
     if rows.empty:
         raise InvalidParameterError(
             f"run {run.id} has no point {point!r}; choose one of {', '.join(map(str, sorted(run.frontier['point'])))}."

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import mpq
 from mpq.cli import main
 
 TASKS = Path(__file__).parents[1] / "assets" / "tasks"
@@ -236,3 +237,19 @@ def test_progress_lines_come_each_tenth_or_each_30_s_it_moved_on(monkeypatch):
     ]
     validate = console.file.getvalue().splitlines()[5:]
     assert [line.split()[2] for line in validate] == [f"{n}/20," for n in range(0, 21, 2)]
+
+
+def test_the_baseline_a_frontier_point_lists_still_exports_by_its_own_number(capsys, four_points):
+    doc = json.loads(run_cli(capsys, "frontier", "1", "--db", four_points, "--json", "--all")[1])
+    twin = next(p for p in doc["points"] if ", also all-" in p["label"])
+    listed = {p["point"] for p in doc["points"]}
+    run = mpq.open_run(four_points, 1)
+    baseline = next(
+        int(p)
+        for p in run.assignments["point"].unique()
+        if p not in listed and run.assignment(int(p)) == twin["assignment"]
+    )
+    status, out, err = run_cli(capsys, "export", "1", "--point", str(baseline), "--db", four_points)
+    assert status == 0, err
+    exported = json.loads(out)
+    assert exported["point"] == baseline and exported["measured_metric"] == twin["measured_metric"]
