@@ -51,6 +51,8 @@ SKIPPED = {
     "pip install": "installs from a package index, which tests do not reach",
     "mpq dashboard": "serves until stopped; tests/app_tests drive the app",
     "python benchmarks/": "each benchmark takes minutes to hours on its full inputs",
+    "python examples/": "runs from a checkout (the blocks' folder has none); tests/mpq_tests/test_automl_example.py "
+    "runs the study",
 }
 
 #: Operators between the commands of one line (with ``punctuation_chars``, shlex splits them off).
