@@ -146,12 +146,17 @@ def configuration_key(assignment: Mapping[str, str]) -> tuple[tuple[str, str], .
     return tuple(sorted(assignment.items()))
 
 
-def distinct_configurations(frontier: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``frontier`` with each configuration once (the first point of each), as the
-    run's tables list them; ``assignments`` holds the points' ``layer`` and ``candidate`` rows."""
-    key = {
+def configuration_keys(assignments: pd.DataFrame) -> dict[int, tuple[tuple[str, str], ...]]:
+    """Each point's :func:`configuration_key`, from the points' ``layer`` and ``candidate`` rows."""
+    return {
         point: configuration_key(dict(zip(rows["layer"], rows["candidate"])))
         for point, rows in assignments.groupby("point")
     }
+
+
+def distinct_configurations(frontier: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frontier`` with each configuration once (the first point of each), as the
+    run's tables list them; ``assignments`` holds the points' ``layer`` and ``candidate`` rows."""
+    key = configuration_keys(assignments)
     first = ~pd.Series([key.get(point, point) for point in frontier["point"]], index=frontier.index).duplicated()
     return frontier[first]

@@ -16,7 +16,7 @@ from mpq._liveness import shown_status
 from mpq._measured_frontier import (
     absolute_drop,
     check_drop,
-    configuration_key,
+    configuration_keys,
     higher_is_better,
     metric_drop,
     unresolved,
@@ -207,11 +207,7 @@ def _evaluations(record: dict[str, Any], frontier: pd.DataFrame, assignments: pd
     if frontier.empty:
         return int(record["float_metric"] is not None)
     measured = set(frontier.loc[frontier["measured_metric"].notna(), "point"])
-    configurations = {
-        configuration_key(dict(zip(rows["layer"], rows["candidate"])))
-        for point, rows in assignments.groupby("point")
-        if point in measured
-    }
+    configurations = {key for point, key in configuration_keys(assignments).items() if point in measured}
     return len(configurations) + (record["float_metric"] is not None)
 
 
@@ -221,10 +217,7 @@ def _once(frontier: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
     number still exports it)."""
     if frontier.empty:
         return frontier
-    key = {
-        point: configuration_key(dict(zip(rows["layer"], rows["candidate"])))
-        for point, rows in assignments.groupby("point")
-    }
+    key = configuration_keys(assignments)
     baseline = dict(zip(frontier["point"], frontier["is_baseline"]))
     label = dict(zip(frontier["point"], frontier["label"]))
     baseline_of = {key[p]: p for p in frontier["point"] if baseline[p] and p in key}
