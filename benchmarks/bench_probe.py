@@ -28,6 +28,13 @@ Three measurements, each in one process, same model, seed and stopping rule:
     extrapolates its CPU seconds to all of them (MiniLM and TinyLlama would take hours in full).
     Prints CPU seconds of both and the ratio.
 
+``python benchmarks/bench_probe.py --batched [--examples NAME ...]``
+    Whether batching a sample's products in one vmapped pass (``torch.autograd.grad(...,
+    is_grads_batched=True)``) is cheaper than taking them one after the other, per calibration
+    batch as ``split`` draws them, one process, the two alternated: the output-noise backward
+    passes (``noise_draws`` of them) and the residual's Hessian-vector products (one Rademacher
+    vector for the weights, one for the inputs). Prints CPU seconds per sample (every batch) of each.
+
 ``python benchmarks/bench_probe.py --quality [--example NAME]``
     Spearman rank correlation, over all (layer, candidate) pairs, between each probe's omega and
     the ``measured`` loss increase (one layer quantized at a time), per example.
@@ -53,7 +60,8 @@ from mpq._examples import make_example
 from mpq._layers import layers
 from mpq._omega import omega
 from mpq._probes import ProbeSettings, probe
-from mpq._probes.graph import LayerGraph, Pass, Target, calibration_batches, hvp, rademacher_like
+from mpq._probes.fisher import FisherFamily, output_tensor
+from mpq._probes.graph import LayerGraph, Pass, Target, calibration_batches, gradients, hvp, rademacher_like
 from mpq._probes.sampling import RunningStats, run_family
 from mpq._search.plan import _fit_estimator
 from mpq.exceptions import ProbeError
@@ -285,6 +293,73 @@ def against_pyhessian(path: str, examples: list[str], seed: int, max_layers: int
         )
 
 
+def batched_products(examples: list[str], seed: int, draws: int = 2, rounds: int = 3) -> None:
+    """CPU s per sample of a split draw's products, one after the other against one vmapped pass."""
+    for example in examples:
+        task = make_example(example)
+        task.model.eval()
+        graph = LayerGraph(task, layers(task.model, task.calibration[0][0]))
+        batches = calibration_batches(task.calibration, None)
+        family = FisherFamily(graph, ["w", "a"], "fisher", "gauss_newton")
+        generator = torch.Generator().manual_seed(seed)
+        first = graph.run(batches[0], ["w"])
+        steps = {"noise backward": _noise_products}
+        if bool(family.curvature(batches[0], first.output).grad.any()):
+            steps["residual HVPs"] = _residual_products
+        else:
+            print(f"{example}: no residual HVPs (dL/dz = 0, as for self-distillation at the float weights)")
+        for name, step in steps.items():
+            seconds: dict[bool, list[float]] = {False: [], True: []}
+            for batched in (False, True):  # warm
+                step(graph, batches, family, generator, draws, batched)
+            for _ in range(rounds):
+                for batched in (False, True):
+                    cpu = time.process_time()
+                    step(graph, batches, family, generator, draws, batched)
+                    seconds[batched].append(time.process_time() - cpu)
+            one, many = (sorted(seconds[b])[rounds // 2] for b in (False, True))
+            print(
+                f"{example}: {name}, CPU s per sample (median of {rounds}): one after the other {one:.3f}, "
+                f"batched {many:.3f}, batched / one after the other {many / one:.2f}",
+                flush=True,
+            )
+
+
+def _noise_products(graph, batches, family, generator, draws: int, batched: bool) -> None:
+    """``draws`` output-noise backward passes per batch."""
+    for batch in batches:
+        run = graph.run(batch, ["w", "a"])
+        output = output_tensor(graph.task.name, run.output)
+        factor = family.curvature(batch, output)
+        vectors = [factor.noise(factor.positive, output.shape, output.dtype, generator) for _ in range(draws)]
+        if batched:
+            torch.autograd.grad(output, run.tensors, torch.stack(vectors), is_grads_batched=True)
+            continue
+        for i, vector in enumerate(vectors):
+            torch.autograd.grad(output, run.tensors, vector, retain_graph=i + 1 < draws)
+
+
+def _residual_products(graph, batches, family, generator, draws: int, batched: bool) -> None:
+    """The residual's two Hessian-vector products per batch (weights' vector, inputs' vector)."""
+    for batch in batches:
+        run = graph.run(batch, ["w", "a"])
+        output = output_tensor(graph.task.name, run.output)
+        grads = gradients((family.curvature(batch, output).grad * output).sum(), run, create_graph=True)
+        kinds = [owners[0][0] for owners in run.owners]
+        vectors = [rademacher_like(t, generator) for t in run.tensors]
+        if batched:  # row 0 the weights' vector, row 1 the inputs'
+            stacked = [
+                torch.stack([v, torch.zeros_like(v)] if kind == "w" else [torch.zeros_like(v), v])
+                for v, kind in zip(vectors, kinds)
+            ]
+            torch.autograd.grad(grads, run.tensors, stacked, is_grads_batched=True, materialize_grads=True)
+            continue
+        for kind in ("w", "a"):
+            keep = [i for i, k in enumerate(kinds) if k == kind]
+            dot = sum((grads[i] * vectors[i]).sum() for i in keep)
+            torch.autograd.grad(dot, [run.tensors[i] for i in keep], retain_graph=kind == "w", materialize_grads=True)
+
+
 def quality(example: str, seed: int) -> None:
     task = make_example(example)
     settings = ProbeSettings(seed=seed, candidates=QUALITY_CANDIDATES)
@@ -333,9 +408,14 @@ def main() -> None:
     parser.add_argument(
         "--pyhessian", metavar="PATH", help="compare with the PyHessian package installed under PATH (pip --target)"
     )
-    parser.add_argument("--examples", nargs="+", default=["digits-cnn"], help="--pyhessian: the examples")
+    parser.add_argument("--examples", nargs="+", default=["digits-cnn"], help="--pyhessian and --batched: the examples")
     parser.add_argument("--layers", type=int, default=None, help="--pyhessian: time PyHessian on N spread layers")
+    parser.add_argument("--batched", action="store_true", help="batched products against sequential ones")
     args = parser.parse_args()
+    if args.batched:
+        torch.set_num_threads(args.threads or 1)
+        batched_products(args.examples, args.seed)
+        return
     if args.pyhessian:
         torch.set_num_threads(args.threads or 1)
         against_pyhessian(args.pyhessian, args.examples, args.seed, args.layers)
