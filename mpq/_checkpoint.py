@@ -89,6 +89,7 @@ def write_checkpoint(
     _check_model(where, model)
     require_compressed_tensors(where)
     prefix, transformers_model = _transformers_model(where, model)
+    _refuse_converted_conv1d(where, transformers_model)
     path = new_folder(folder)
     sources = _tokenizer_files(where, transformers_model, tokenizer)
     modules = dict(model.named_modules())
@@ -275,6 +276,20 @@ def _untie_quantized_embeddings(quantized: nn.Module) -> None:
         return
     for config in {id(c): c for c in (quantized.config, quantized.config.get_text_config())}.values():
         config.tie_word_embeddings = False
+
+
+def _refuse_converted_conv1d(where: str, model: nn.Module) -> None:
+    """Refuse a model whose transformers ``Conv1D`` layers (GPT-2's) mpq's loader turned into
+    ``nn.Linear``: their weights are ``[out, in]`` now, the checkpoint's config reads them
+    ``[in, out]``, and compressed-tensors quantizes no ``Conv1D``."""
+    converted = [name for name, module in model.named_modules() if getattr(module, "mpq_from_conv1d", False)]
+    if converted:
+        more = f" and {len(converted) - 1} more" if len(converted) > 1 else ""
+        raise InvalidParameterError(
+            f"{where}: {type(model).__name__}'s {converted[0]}{more} are transformers Conv1D layers, which mpq "
+            "quantizes as nn.Linear and a compressed-tensors checkpoint cannot hold; export the point as onnx, or "
+            "its config alone (without --checkpoint)."
+        )
 
 
 def require_compressed_tensors(where: str) -> None:

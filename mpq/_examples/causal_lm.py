@@ -210,6 +210,28 @@ def fused_sets(model: nn.Module, example_ids: torch.Tensor) -> tuple[tuple[str, 
     return tuple(tuple(names) for names in readers.values() if len(names) > 1)
 
 
+def linear_conv1d(model: nn.Module) -> tuple[str, ...]:
+    """Replace every transformers ``Conv1D`` (GPT-2's attention and MLP: ``x @ W + b`` with ``W``
+    stored ``[in, out]``) by the ``nn.Linear`` that computes the same (``W`` transposed), so that
+    the probes, ``apply``, the cost models and the ONNX export, which quantize ``nn.Linear``, take
+    them. Returns the names of the layers replaced: a checkpoint of the model cannot hold them
+    (:func:`mpq._checkpoint.write_checkpoint` refuses), since ``from_pretrained`` reads ``[in, out]``."""
+    from transformers.pytorch_utils import Conv1D
+
+    replaced = []
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, Conv1D):
+            continue
+        linear = nn.Linear(module.nx, module.nf, device=module.weight.device, dtype=module.weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(module.weight.t())
+            linear.bias.copy_(module.bias)
+        linear.mpq_from_conv1d = True  # the checkpoint writer's mark (deepcopy and apply keep it)
+        model.set_submodule(name, linear)
+        replaced.append(name)
+    return tuple(replaced)
+
+
 def _quiet_transformers():
     from transformers.utils import logging as transformers_logging
 
@@ -285,6 +307,7 @@ def load_pretrained(path: str, subject: str) -> tuple[nn.Module, object]:
     finally:
         restore()
     model.config.use_cache = False
+    linear_conv1d(model)
     model.register_forward_hook(_logits_only, with_kwargs=True)
     return model.eval(), tokenizer
 
