@@ -253,7 +253,7 @@ class Plan:
         probe_settings = for_device(probe_settings, device.activation_grid)
         progress("layers", 0, 1, "running the model once")
         layer_table = layers(task.model, task.calibration[0][0])
-        probe_settings = _fit_estimator(task, probe_settings)
+        probe_settings = fit_estimator(task, probe_settings)
         _check_loss(task, layer_table, probe_settings)
         progress("costs", 0, 1, f"costing {len(layer_table)} layers x {len(candidates)} candidates on {device.name}")
         costs = hwmodels.cost_table(
@@ -329,7 +329,7 @@ def _measured_candidates(settings: object, candidates: Sequence[str]) -> object:
     return dataclasses.replace(settings, candidates=coarse)
 
 
-def _fit_estimator(task: Task, settings: ProbeSettings) -> ProbeSettings:
+def fit_estimator(task: Task, settings: ProbeSettings) -> ProbeSettings:
     """Settings whose Hessian estimator runs on the task's output: ``split`` factors an m x m
     output Hessian per sample, which a language model's logits (sequence x vocabulary, far more
     than ``MAX_OUTPUT_ELEMS``) cannot afford, so such a task's Hessian probes sample with

@@ -5,12 +5,14 @@ with fused sets (the trained ``example:tiny-llama`` end to end is the slow test 
 from __future__ import annotations
 
 import json
+import typing
 
 import pandas as pd
 import pytest
 import torch
 
 import mpq
+from mpq import cli
 from mpq._examples import causal_lm
 from mpq._fingerprint import callable_hash
 from mpq._trust import runs_code
@@ -72,10 +74,14 @@ def folders(tmp_path_factory):
 
 
 def run_cli(capsys, *argv):
-    with pytest.raises(SystemExit) as info:
+    """(exit status, stdout, stderr) of ``mpq ARGV``: 0 when it returns without exiting."""
+    try:
         main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
     out, err = capsys.readouterr()
-    return info.value.code, out, err
+    return code, out, err
 
 
 def test_a_llama_folder_is_a_perplexity_task_with_its_fused_sets(folders):
@@ -310,6 +316,27 @@ def test_a_search_keeps_fused_sets_together_and_follows_the_lower_perplexity(sea
 def test_no_fuse_chooses_per_layer(searched):
     run = mpq.open_run(str(searched), 2)
     assert run.record["settings"]["ties"] == []
+
+
+def test_mpq_probe_takes_the_text_flags_search_takes(folders, tmp_path, capsys):
+    probe = ["probe", "--model", f"hf:{folders / 'gpt2'}", "--seq-len", "16", "--heldout-tokens", "64"]
+    probe += ["--max-samples", "10", "--tolerance", "0.9", "--db", str(tmp_path / "mpq.db"), "--json"]
+    hvps = {}
+    for tokens in ("64", "128"):  # one calibration batch of 4 sequences of 16 tokens, then two
+        code, out, err = run_cli(capsys, *probe, "--calibration-tokens", tokens)
+        assert code == 0, err
+        rows = {(row["layer"], row["probe"]): row for row in json.loads(out)}
+        assert ("transformer.h.0.attn.c_attn", "hessian_w") in rows  # sampled with hutchinson, as search does
+        hvps[tokens] = rows["lm_head", "hessian_w"]["hvps"]
+    assert hvps == {"64": 10, "128": 20}
+    code, out, err = run_cli(capsys, "probe", "--seq-len", "64", "--db", str(tmp_path / "other.db"))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--seq-len: applies to --model hf:PATH only" in err and not (tmp_path / "other.db").exists()
+    # One definition of each flag, shared: the two commands cannot drift apart.
+    shared = (cli.DataOption, cli.SeqLenOption, cli.CalibrationTokensOption, cli.HeldoutTokensOption)
+    for command in (cli.search, cli.probe_command):
+        hints = typing.get_type_hints(command, include_extras=True)  # typer's OptionInfo compares by identity
+        assert tuple(hints[name] for name in ("data", "seq_len", "calibration_tokens", "heldout_tokens")) == shared
 
 
 def test_tiny_llama_is_registered_without_training_it():
