@@ -136,3 +136,32 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
             "input; mpq quantizes only those layer types."
         )
     return pd.DataFrame(list(rows.values()), columns=LAYER_COLUMNS)
+
+
+def fused_sets(model: nn.Module, example_input: Inputs) -> tuple[tuple[str, ...], ...]:
+    """Linear layers of one parent module that read the very same input tensor (q/k/v of an
+    attention block, gate/up of a SwiGLU MLP): the sets a serving engine fuses into one matmul,
+    which therefore needs one format. mpq's one notion of them: a causal LM task's
+    ``Task.fused`` (what the search ties), recorded with its runs, and what the compressed-tensors
+    export refuses to split.
+
+    The model runs once on ``example_input`` under ``torch.no_grad``; in the order the layers ran.
+    """
+    readers: dict[tuple[str, int], list[str]] = {}
+    inputs: list[torch.Tensor] = []  # kept alive, so that no two inputs share an id
+
+    def hook(name: str):
+        def record(module: nn.Module, args: tuple) -> None:
+            inputs.append(args[0])
+            readers.setdefault((name.rpartition(".")[0], id(args[0])), []).append(name)
+
+        return record
+
+    handles = [
+        module.register_forward_pre_hook(hook(name))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+    ]
+    with hooked(handles), torch.no_grad():
+        run_model(model, example_input)
+    return tuple(tuple(names) for names in readers.values() if len(names) > 1)

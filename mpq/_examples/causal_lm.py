@@ -37,6 +37,7 @@ from torch import nn
 
 from mpq._examples._cache import cache_dir
 from mpq._examples._registry import register_example
+from mpq._layers import fused_sets
 from mpq._param_checks import Interval, check_param
 from mpq._task import Task, model_device
 from mpq.exceptions import TaskSpecError
@@ -180,34 +181,6 @@ def perplexity(model: nn.Module, heldout: torch.Tensor) -> float:
 def _logits_only(module: nn.Module, args: tuple, kwargs: dict, output: object) -> torch.Tensor:
     """Forward hook: the model returns its logits tensor, the output mpq's probes and losses take."""
     return output.logits
-
-
-def fused_sets(model: nn.Module, example_ids: torch.Tensor) -> tuple[tuple[str, ...], ...]:
-    """Linear layers of one parent module that read the very same input tensor (q/k/v of an
-    attention block, gate/up of a SwiGLU MLP): the sets a serving engine fuses into one matmul,
-    which therefore needs one format."""
-    readers: dict[tuple[str, int], list[str]] = {}
-    inputs: list[torch.Tensor] = []  # kept alive, so that no two inputs share an id
-
-    def hook(name: str):
-        def record(module: nn.Module, args: tuple) -> None:
-            inputs.append(args[0])
-            readers.setdefault((name.rpartition(".")[0], id(args[0])), []).append(name)
-
-        return record
-
-    handles = [
-        module.register_forward_pre_hook(hook(name))
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear)
-    ]
-    try:
-        with torch.no_grad():
-            model(input_ids=example_ids[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    return tuple(tuple(names) for names in readers.values() if len(names) > 1)
 
 
 def linear_conv1d(model: nn.Module) -> tuple[str, ...]:
@@ -357,7 +330,7 @@ def make_causal_lm_task(name: str, model: nn.Module, tokenizer: object, text: Te
         evaluate=heldout_perplexity,
         metric_name="perplexity",
         higher_is_better=False,
-        fused=fused_sets(model, calibration_ids),
+        fused=fused_sets(model, {"input_ids": calibration_ids[:1]}),
     )
 
 

@@ -70,6 +70,9 @@ class SearchSettings:
     #: Fused sets: groups of layers that share one candidate in every configuration
     #: (``Task.fused``, unless the search was told ``fuse=False``).
     ties: tuple[tuple[str, ...], ...] = ()
+    #: The task's fused sets (``Task.fused``), tied or not: what an export to a serving engine
+    #: must keep at one format (empty in runs stored before they were recorded: their ties then).
+    fused: tuple[tuple[str, ...], ...] = ()
 
     @staticmethod
     def check(task: Task, **values: object) -> dict:
@@ -115,6 +118,7 @@ class SearchSettings:
             "candidates": list(self.candidates),
             "strategy": [strategy_name(entry) for entry in self.strategy],
             "ties": [list(group) for group in self.ties],
+            "fused": [list(group) for group in self.fused],
         }
 
     @classmethod
@@ -128,6 +132,7 @@ class SearchSettings:
                 "candidates": tuple(saved["candidates"]),
                 "strategy": tuple(saved.get("strategy", ())),
                 "ties": tuple(tuple(group) for group in saved.get("ties", ())),
+                "fused": tuple(tuple(group) for group in saved.get("fused", saved.get("ties", ()))),
             }
         )
 
@@ -235,7 +240,8 @@ class Plan:
             check_param("search", f"budgets[{name!r}]", limit, Interval(float, 0, None, closed="neither"))
         fuse = values["fuse"]
         values = SearchSettings.check(task, **values)
-        values["ties"] = tuple(tuple(group) for group in task.fused) if fuse else ()
+        values["fused"] = tuple(tuple(group) for group in task.fused)
+        values["ties"] = values["fused"] if fuse else ()
         device = hwmodels.load_device(target)
         named = tuple(candidates or ())
         candidates = named or tuple(device.candidates)

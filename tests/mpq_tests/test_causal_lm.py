@@ -313,9 +313,18 @@ def test_a_search_keeps_fused_sets_together_and_follows_the_lower_perplexity(sea
     assert within["measured_metric"] <= 1.5 * floor
 
 
-def test_no_fuse_chooses_per_layer(searched):
+def test_no_fuse_chooses_per_layer_and_its_export_still_keeps_the_fused_sets(searched):
     run = mpq.open_run(str(searched), 2)
     assert run.record["settings"]["ties"] == []
+    assert run.fused == mpq.open_run(str(searched), 1).fused == run.record["settings"]["fused"]
+    assert len(run.fused) == 4  # recorded as the task found them, tied or not
+    q, k, v = run.fused[0]
+    split = run.assignment(1) | {q: "w8a16", k: "w4a16"}
+    frontier = run.frontier.iloc[:1].assign(point=0)
+    assignments = pd.DataFrame({"point": 0, "layer": list(split), "candidate": list(split.values())})
+    one_point = mpq.Run(2, run.db, "done", run.record, frontier, assignments, run.tables)
+    with pytest.raises(mpq.exceptions.InvalidParameterError, match=r"self_attn\.\{q_proj,k_proj,v_proj\} as one fused"):
+        mpq.export(one_point, 0, "compressed-tensors")
 
 
 def test_mpq_probe_takes_the_text_flags_search_takes(folders, tmp_path, capsys):
