@@ -181,6 +181,7 @@ def test_a_gpt2_point_exports_to_onnx_and_its_checkpoint_is_refused_in_one_line(
     run = mpq.open_run(str(gpt2_run), 1)
     task = mpq.load_task(run.record["model_spec"])
     point = dict.fromkeys(GPT2_CONV1D, "w8a16") | {"transformer.h.1.mlp.c_fc": "wint4_g32a16"}
+    point |= dict.fromkeys(["transformer.wte", "lm_head"], "w4a16")  # tied: one weight, two quantized layers
     frontier = run.frontier.iloc[:1].assign(point=0, dominated=False)
     assignments = pd.DataFrame({"point": 0, "layer": list(point), "candidate": list(point.values())})
     one_point = mpq.Run(1, run.db, "done", run.record, frontier, assignments, run.tables)
