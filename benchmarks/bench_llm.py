@@ -26,9 +26,12 @@ and their peak memory the largest size's ratio to its weights, times their float
 
     .venv/bin/python benchmarks/bench_llm.py                      # 10M and 100M
     .venv/bin/python benchmarks/bench_llm.py --sizes 10M 100M 1B --seq-len 16
+    bash -c 'ulimit -v 16000000; python benchmarks/bench_llm.py --sizes 1B --seq-len 16 --stages probe'
     python benchmarks/bench_llm.py --device cuda --sizes 1B 8B      # on a GPU, where one is lent
 
-Runs with one torch thread (``--threads``): the machine's cores are shared.
+Runs with one torch thread (``--threads``): the machine's cores are shared. ``--stages`` measures
+some stages only (with the forward pass, their unit), each size's in a process of its own when
+memory is short: a stage's memory figure is then exact, not growth past an earlier stage's peak.
 """
 
 from __future__ import annotations
