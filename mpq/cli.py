@@ -276,13 +276,14 @@ def search(
     seq_len: SeqLenOption = None,
     calibration_tokens: CalibrationTokensOption = None,
     heldout_tokens: HeldoutTokensOption = None,
-    fuse: Annotated[
+    no_fuse: Annotated[
         bool,
         typer.Option(
-            help="Keep each fused set of a causal LM (q/k/v, gate/up) at one format in every point, as vLLM needs; "
-            "--no-fuse chooses per layer."
+            "--no-fuse",
+            help="Choose each layer of a causal LM's fused sets (q/k/v, gate/up) on its own \\[default: one format "
+            "per set in every point, as vLLM needs].",
         ),
-    ] = True,
+    ] = False,
     target: Annotated[
         str,
         typer.Option(
@@ -338,7 +339,9 @@ def search(
     measured: Annotated[
         str | None, typer.Option(help="Measured latency CSV (mpq measure --out) replacing the model's latency_s.")
     ] = None,
-    validate: Annotated[bool, typer.Option(help="Evaluate every point on held-out data.")] = True,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="Skip evaluating the points on held-out data (proxy metric only).")
+    ] = False,
     max_drop: Annotated[
         str | None,
         typer.Option(
@@ -363,10 +366,13 @@ def search(
             help="How the quantizer clips: mse (the range with the least squared error), max, or percentile.",
         ),
     ] = "mse",
-    bias_correction: Annotated[
+    no_bias_correction: Annotated[
         bool,
-        typer.Option(help="Remove the mean output shift that weight quantization causes, through each bias."),
-    ] = True,
+        typer.Option(
+            "--no-bias-correction",
+            help="Keep the mean output shift that weight quantization causes \\[default: removed through each bias].",
+        ),
+    ] = False,
     strategy: Annotated[
         str | None,
         typer.Option(
@@ -466,14 +472,14 @@ def search(
                 batch_size=batch_size,
                 measured=measured,
                 max_points=max_points,
-                validate=validate,
+                validate=not no_validate,
                 max_drop=_parse_drop(max_drop),
                 max_evals=max_evals,
                 refine=refine,
                 ranges=ranges,
-                bias_correction=bias_correction,
+                bias_correction=not no_bias_correction,
                 strategy=strategy,
-                fuse=fuse,
+                fuse=not no_fuse,
                 device=device,
                 executor=executor,
                 db=db,
