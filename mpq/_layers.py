@@ -139,14 +139,30 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
 
 
 def fused_sets(model: nn.Module, example_input: Inputs) -> tuple[tuple[str, ...], ...]:
-    """Linear layers of one parent module that read the very same input tensor (q/k/v of an
-    attention block, gate/up of a SwiGLU MLP): the sets a serving engine fuses into one matmul,
-    which therefore needs one format. mpq's one notion of them: a causal LM task's
-    ``Task.fused`` (what the search ties), recorded with its runs, and what the compressed-tensors
-    export refuses to split.
+    """The fused sets of a model: its Linear layers of one parent module that read the very same
+    input tensor (q/k/v of an attention block, gate/up of a SwiGLU MLP), which a serving engine
+    such as vLLM runs as one matmul with one format.
 
-    The model runs once on ``example_input`` under ``torch.no_grad``; in the order the layers ran.
+    mpq's one notion of them: ``hf:`` tasks set ``Task.fused`` to these (a task of your own can
+    too: ``Task(..., fused=mpq.fused_sets(model, example_input))``), the search keeps each at one
+    format unless ``fuse=False``, the run records them (:attr:`mpq.Run.fused`), and the
+    compressed-tensors export refuses a point that splits one.
+
+    Args:
+        model: The model; it runs once, under ``torch.no_grad``.
+        example_input: One batch of inputs, as the task passes them (tensor, tuple or dict).
+
+    Returns:
+        The sets, each a tuple of layer names in the order they ran (empty when none).
+
+    Raises:
+        InvalidParameterError: ``model`` is not a torch.nn.Module, or ``example_input`` holds no tensor.
     """
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(
+            f"The 'model' parameter of fused_sets must be a torch.nn.Module. Got {type(model).__name__} instead."
+        )
+    check_example_input("fused_sets", example_input)
     readers: dict[tuple[str, int], list[str]] = {}
     inputs: list[torch.Tensor] = []  # kept alive, so that no two inputs share an id
 

@@ -97,6 +97,7 @@ def test_a_llama_folder_is_a_perplexity_task_with_its_fused_sets(folders):
             (f"{block}.mlp.gate_proj", f"{block}.mlp.up_proj"),
         )
     ]
+    assert mpq.fused_sets(task.model, task.calibration[0][0]) == task.fused  # the one function, public
     inputs, targets = task.calibration[0]
     assert inputs["input_ids"].shape == (4, 16) and torch.equal(inputs["input_ids"], targets)
     vocab = task.model.config.vocab_size
