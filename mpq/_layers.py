@@ -58,6 +58,15 @@ def check_example_input(func: str, example_input: object) -> None:
         )
 
 
+def check_model_and_input(func: str, model: object, example_input: object) -> None:
+    """A torch module and one batch of its inputs, as :func:`layers` and :func:`fused_sets` take them."""
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(
+            f"The 'model' parameter of {func} must be a torch.nn.Module. Got {type(model).__name__} instead."
+        )
+    check_example_input(func, example_input)
+
+
 def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
     """Describe every Linear, Conv1d, Conv2d and Embedding layer that runs on an example input.
 
@@ -81,11 +90,7 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
         NoQuantizableLayerError: no quantizable layer ran.
         TaskSpecError: the model raised on the example input (wrong shape or type).
     """
-    if not isinstance(model, nn.Module):
-        raise InvalidParameterError(
-            f"The 'model' parameter of layers must be a torch.nn.Module. Got {type(model).__name__} instead."
-        )
-    check_example_input("layers", example_input)
+    check_model_and_input("layers", model, example_input)
     n = batch_size(example_input)
     rows: dict[str, dict] = {}
 
@@ -158,11 +163,7 @@ def fused_sets(model: nn.Module, example_input: Inputs) -> tuple[tuple[str, ...]
     Raises:
         InvalidParameterError: ``model`` is not a torch.nn.Module, or ``example_input`` holds no tensor.
     """
-    if not isinstance(model, nn.Module):
-        raise InvalidParameterError(
-            f"The 'model' parameter of fused_sets must be a torch.nn.Module. Got {type(model).__name__} instead."
-        )
-    check_example_input("fused_sets", example_input)
+    check_model_and_input("fused_sets", model, example_input)
     readers: dict[tuple[str, int], list[str]] = {}
     inputs: list[torch.Tensor] = []  # kept alive, so that no two inputs share an id
 

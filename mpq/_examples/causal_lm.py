@@ -183,15 +183,14 @@ def _logits_only(module: nn.Module, args: tuple, kwargs: dict, output: object) -
     return output.logits
 
 
-def linear_conv1d(model: nn.Module) -> tuple[str, ...]:
+def linear_conv1d(model: nn.Module) -> None:
     """Replace every transformers ``Conv1D`` (GPT-2's attention and MLP: ``x @ W + b`` with ``W``
     stored ``[in, out]``) by the ``nn.Linear`` that computes the same (``W`` transposed), so that
     the probes, ``apply``, the cost models and the ONNX export, which quantize ``nn.Linear``, take
-    them. Returns the names of the layers replaced: a checkpoint of the model cannot hold them
+    them. Each is marked ``mpq_from_conv1d``: a checkpoint cannot hold them
     (:func:`mpq._checkpoint.write_checkpoint` refuses), since ``from_pretrained`` reads ``[in, out]``."""
     from transformers.pytorch_utils import Conv1D
 
-    replaced = []
     for name, module in list(model.named_modules()):
         if not isinstance(module, Conv1D):
             continue
@@ -201,8 +200,6 @@ def linear_conv1d(model: nn.Module) -> tuple[str, ...]:
             linear.bias.copy_(module.bias)
         linear.mpq_from_conv1d = True  # the checkpoint writer's mark (deepcopy and apply keep it)
         model.set_submodule(name, linear)
-        replaced.append(name)
-    return tuple(replaced)
 
 
 def _quiet_transformers():
