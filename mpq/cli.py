@@ -126,13 +126,42 @@ ThreadsOption = Annotated[
 ]
 
 
+#: The text of a causal LM task (``--model hf:PATH``), for every command that builds one.
+DataOption = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        metavar="FILE",
+        help="hf:PATH only: text to calibrate on and measure perplexity on (plain text, or JSON lines with a "
+        '"text" field) \\[default: the built-in corpus, the standard library\'s source].',
+    ),
+]
+SeqLenOption = Annotated[
+    int | None, typer.Option("--seq-len", metavar="N", help="hf:PATH only: tokens per sequence \\[default: 128].")
+]
+CalibrationTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        "--calibration-tokens", metavar="N", help="hf:PATH only: tokens of calibration text \\[default: 2048]."
+    ),
+]
+HeldoutTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        "--heldout-tokens",
+        metavar="N",
+        help="hf:PATH only: tokens of held-out text the perplexity is measured on \\[default: 8192].",
+    ),
+]
+
 ModelOption = Annotated[
     str,
     typer.Option(
         "--model",
         "-m",
         metavar="SPEC",
-        help=f"{_EXAMPLE_SPECS} | path/to/file.py[:factory] (factory default: make_task).",
+        help=f"{_EXAMPLE_SPECS} | path/to/file.py[:factory] (factory default: make_task) | hf:PATH (a causal LM "
+        "folder save_pretrained wrote, loaded offline).",
     ),
 ]
 #: The task that rebuilds a stored run's model (a reader's --model): a store is data, so the file
@@ -243,26 +272,10 @@ def search(
             "run's own].",
         ),
     ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            metavar="FILE",
-            help="hf:PATH only: text to calibrate on and measure perplexity on (plain text, or JSON lines with a "
-            '"text" field) \\[default: the built-in corpus, the standard library\'s source].',
-        ),
-    ] = None,
-    seq_len: Annotated[
-        int | None, typer.Option(metavar="N", help="hf:PATH only: tokens per sequence \\[default: 128].")
-    ] = None,
-    calibration_tokens: Annotated[
-        int | None, typer.Option(metavar="N", help="hf:PATH only: tokens of calibration text \\[default: 2048].")
-    ] = None,
-    heldout_tokens: Annotated[
-        int | None,
-        typer.Option(
-            metavar="N", help="hf:PATH only: tokens of held-out text the perplexity is measured on \\[default: 8192]."
-        ),
-    ] = None,
+    data: DataOption = None,
+    seq_len: SeqLenOption = None,
+    calibration_tokens: CalibrationTokensOption = None,
+    heldout_tokens: HeldoutTokensOption = None,
     no_fuse: Annotated[
         bool,
         typer.Option(
@@ -669,6 +682,10 @@ def devices(json: JsonOption = False) -> None:
 @app.command("probe")
 def probe_command(
     model: ModelOption = "example:digits-cnn",
+    data: DataOption = None,
+    seq_len: SeqLenOption = None,
+    calibration_tokens: CalibrationTokensOption = None,
+    heldout_tokens: HeldoutTokensOption = None,
     probes: Annotated[
         str,
         typer.Option(help="Comma-separated probes: hessian_w, hessian_a, fisher_w, fisher_a, efisher_w, efisher_a."),
@@ -691,13 +708,17 @@ def probe_command(
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
     from mpq._placement import check_device
+    from mpq._search.plan import fit_estimator
     from mpq._storage import Store
 
     settings = mpq.ProbeSettings(
         probes=tuple(p.strip() for p in probes.split(",")), tolerance=tolerance, max_samples=max_samples, seed=seed
     )
     check_device("probe", device)  # before the model is built
-    task = mpq.load_task(model)
+    task = mpq.load_task(
+        model, data=data, seq_len=seq_len, calibration_tokens=calibration_tokens, heldout_tokens=heldout_tokens
+    )
+    settings = fit_estimator(task, settings)  # a language model's Hessian, as mpq search samples it
     store = Store(db, mode="write", create=True)
     with StageProgress(stderr) as progress:
         table = mpq.probe(
