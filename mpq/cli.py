@@ -709,7 +709,7 @@ def probe_command(
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
     from mpq._placement import check_device
     from mpq._search.plan import fit_estimator
-    from mpq._storage import Store
+    from mpq._storage import open_store
 
     settings = mpq.ProbeSettings(
         probes=tuple(p.strip() for p in probes.split(",")), tolerance=tolerance, max_samples=max_samples, seed=seed
@@ -719,7 +719,7 @@ def probe_command(
         model, data=data, seq_len=seq_len, calibration_tokens=calibration_tokens, heldout_tokens=heldout_tokens
     )
     settings = fit_estimator(task, settings)  # a language model's Hessian, as mpq search samples it
-    store = Store(db, mode="write", create=True)
+    store = open_store(db, "write", create=True)
     with StageProgress(stderr) as progress:
         table = mpq.probe(
             task,
