@@ -63,7 +63,7 @@ from mpq._probes import ProbeSettings, probe
 from mpq._probes.fisher import FisherFamily, output_tensor
 from mpq._probes.graph import LayerGraph, Pass, Target, calibration_batches, gradients, hvp, rademacher_like
 from mpq._probes.sampling import RunningStats, run_family
-from mpq._search.plan import _fit_estimator
+from mpq._search.plan import fit_estimator
 from mpq.exceptions import ProbeError
 
 #: Candidates of the quality benchmark: INT, FP and block formats, weight-only and W+A.
@@ -276,7 +276,7 @@ def against_pyhessian(path: str, examples: list[str], seed: int, max_layers: int
     settings = ProbeSettings(probes=("hessian_w",), seed=seed)
     for example in examples:
         task = make_example(example)
-        ours = mpq_probe(task, ["hessian_w"], _fit_estimator(task, settings))
+        ours = mpq_probe(task, ["hessian_w"], fit_estimator(task, settings))
         theirs = pyhessian_per_layer(task, hessian, settings, max_layers)
         extrapolated = theirs["cpu_seconds"] / theirs["targets"] * theirs["of"]
         label = "PyHessian per layer" + (f", {theirs['targets']} spread" if theirs["targets"] < theirs["of"] else "")
