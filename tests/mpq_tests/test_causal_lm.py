@@ -206,24 +206,32 @@ def test_tiny_llama_is_registered_without_training_it():
 
 
 @pytest.mark.slow
-def test_tiny_llama_learns_and_its_frontier_beats_the_uniform_baselines(tmp_path, capsys):
-    """The proof of docs/llm.md: tiny-llama trained here (minutes) measures far below a unigram
-    model; its frontier of perplexity against weight bytes has at least 6 validated points, fused
-    sets at one format in each, and points at or below the bytes of uniform grouped w4a16 and of
-    w8a16 that measure a lower perplexity."""
+def test_tiny_llama_learns_and_its_frontier_beats_the_uniform_baselines_and_its_checkpoint_loads(tmp_path, capsys):
+    """The proof of docs/llm.md: tiny-llama (10-30 M parameters, every layer's rows a whole number
+    of groups of 128) trained here measures far below a unigram model; its frontier of perplexity
+    against weight bytes has at least 6 validated points, fused sets at one format in each, and
+    points at or below the bytes of uniform grouped w4a16 and of w8a16 that measure a lower
+    perplexity; a point with int4_g128 layers exports as a checkpoint transformers loads, whose
+    logits are mpq.apply's."""
     task = mpq.load_task("example:tiny-llama")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(causal_lm.tiny_llama_folder())
+    folder = causal_lm.tiny_llama_folder()
+    parameters = sum(p.numel() for p in task.model.parameters())
+    assert 10e6 <= parameters <= 30e6
+    assert all(m.in_features % 128 == 0 for m in task.model.modules() if isinstance(m, torch.nn.Linear))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     training, heldout = causal_lm.split_documents(causal_lm.stdlib_documents())
     unigram = causal_lm.unigram_perplexity(
         causal_lm.token_stream(tokenizer, training, 10**9), causal_lm.token_stream(tokenizer, heldout, 4096)
     )
-    assert task.evaluate(task.model) < unigram / 2
+    perplexity = task.evaluate(task.model)
+    assert perplexity < unigram / 2
+    record = json.loads((folder / causal_lm.TRAINING_RECORD).read_text())  # what training logged
+    assert record["parameters"] == parameters and record["unigram_perplexity"] == pytest.approx(unigram)
+    assert record["heldout_perplexity"] == pytest.approx(perplexity, rel=1e-3)  # SDPA there, eager here
+
     db = str(tmp_path / "mpq.db")
-    main_ok = [*PROOF, "--db", db]
-    try:
-        main(main_ok)
-    except SystemExit as exc:
-        assert exc.code in (0, None), capsys.readouterr().err
+    code, _, err = run_cli(capsys, *PROOF, "--db", db)
+    assert code in (0, None), err
     run = mpq.open_run(db, 1)
     frontier = run.frontier
     measured = frontier[frontier["measured_metric"].notna() & ~frontier["dominated"].astype(bool)]
@@ -236,6 +244,29 @@ def test_tiny_llama_learns_and_its_frontier_beats_the_uniform_baselines(tmp_path
         baseline = frontier[frontier["label"] == label].iloc[0]
         cheaper = mixed[mixed["weight_bytes"] <= baseline["weight_bytes"]]
         assert (cheaper["measured_metric"] < baseline["measured_metric"]).any(), label
+
+    # The checkpoint of the mixed point with the most grouped INT4 layers.
+    int4 = {p: list(run.assignment(p).values()).count("wint4_g128afp16") for p in mixed["point"]}
+    point = max(int4, key=int4.get)
+    assert int4[point] > 0
+    checkpoint = tmp_path / "checkpoint"
+    export = ["export", "1", "--point", str(point), "--to", "compressed-tensors", "--checkpoint", str(checkpoint)]
+    code, out, err = run_cli(capsys, *export, "--db", db)
+    assert (code, out) == (0, f"wrote {checkpoint}\n"), err
+    groups = json.loads((checkpoint / "config.json").read_text())["quantization_config"]["config_groups"]
+    assert {"num_bits": 4, "group_size": 128} in [
+        {k: g["weights"][k] for k in ("num_bits", "group_size")} for g in groups.values()
+    ]
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(checkpoint).eval()
+    applied = mpq.apply(task.model, run.assignment(point), calibration=task.calibration, quantizer=run.quantizer)
+    ids = task.calibration[0][0]["input_ids"]
+    with torch.no_grad():
+        float_logits, applied_logits = task.model(input_ids=ids), applied(input_ids=ids)
+        checkpoint_logits = loaded(input_ids=ids).logits
+    # fp16 inputs of a16 layers are mpq.apply's alone (the checkpoint computes in float32).
+    assert float((checkpoint_logits - applied_logits).abs().max()) < 0.1 * float(
+        (applied_logits - float_logits).abs().max()
+    )
 
 
 #: The command of docs/llm.md's frontier table.
@@ -257,6 +288,7 @@ PROOF = [
     "8",
     "--tolerance",
     "0.3",
+    "--no-bias-correction",  # Llama's projections have no bias to hold one: the checkpoint is the measured point
 ]
 
 
