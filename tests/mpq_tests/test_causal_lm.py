@@ -205,6 +205,23 @@ def test_tiny_llama_is_registered_without_training_it():
     assert {"tiny-llama", "tiny-llama-small"} <= set(examples["name"])
 
 
+def test_the_training_record_holds_the_perplexity_the_task_measures(folders):
+    """What tiny-llama's training logs and stores: its task's held-out perplexity and a unigram
+    model's, without leaving the model changed (here on a random Llama)."""
+    task = mpq.load_task(f"hf:{folders / 'llama'}", calibration_tokens=1024, heldout_tokens=4096)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folders / "llama", attn_implementation="eager").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folders / "llama")
+    training, heldout = causal_lm.split_documents(causal_lm.stdlib_documents())
+    tokens = causal_lm.token_stream(tokenizer, training[:20], 10**9)
+    record = causal_lm.training_record(model, tokenizer, tokens, heldout, 1.5, 2.5)
+    assert record["heldout_perplexity"] == pytest.approx(task.evaluate(task.model), rel=1e-5)
+    unigram = causal_lm.unigram_perplexity(tokens, causal_lm.token_stream(tokenizer, heldout, 4096))
+    assert record["unigram_perplexity"] == pytest.approx(unigram)
+    assert record["parameters"] == sum(p.numel() for p in model.parameters())
+    assert (record["wall_s"], record["cpu_s"]) == (1.5, 2.5)
+    assert not isinstance(model(input_ids=tokens[None, :8]), torch.Tensor)  # its logits hook is gone
+
+
 @pytest.mark.slow
 def test_tiny_llama_learns_and_its_frontier_beats_the_uniform_baselines_and_its_checkpoint_loads(tmp_path, capsys):
     """The proof of docs/llm.md: tiny-llama (10-30 M parameters, every layer's rows a whole number
