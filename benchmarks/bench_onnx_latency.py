@@ -30,16 +30,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from bench_cost_model import spearman  # this folder is on sys.path when run as a script
+from bench_cost_model import FLOAT, device_with_float, spearman  # this folder is on sys.path when run as a script
 
 import hwmodels
 import mpq
@@ -47,45 +47,42 @@ from mpq._cli_render import formats_summary
 from mpq._onnx import _first_sample, rebuilt_task
 from mpq._onnx_latency import _options, _session_inputs, onnxruntime_latency
 
-FLOAT = "wfp32afp32"
 
-
-def device_with_float(target: str, folder: Path) -> Path:
-    """The target's device file, or a copy whose candidates include the float model's."""
-    source = hwmodels.device_dir() / f"{target}.toml"
-    if FLOAT in hwmodels.load_device(target).candidates:
-        return source
-    text = source.read_text()
-    patched, count = re.subn(r"^candidates = \[(.*)\]$", rf'candidates = [\1, "{FLOAT}"]', text, flags=re.M)
-    assert count == 1, f"{target}.toml's candidates line moved"
-    path = folder / f"{target}-fp32.toml"
-    path.write_text(patched)
-    return path
+def baseline_points(frontier: pd.DataFrame) -> dict[str, int]:
+    """Each uniform baseline's label (``all-w8a8``) and the frontier row that lists it: its own,
+    or the frontier point of the same configuration (labelled ``frontier, also all-w8a8``)."""
+    return {
+        label: int(point)
+        for point, labels in zip(frontier["point"], frontier["label"])
+        for label in labels.split(", also ")
+        if label.startswith("all-")
+    }
 
 
 def chosen_points(run: mpq.Run, mixed: int) -> pd.DataFrame:
     """all-fp32, all-int8 and up to ``mixed`` distinct frontier configurations spread over latency."""
     frontier = run.frontier
     keys = run.assignments.groupby("point")["candidate"].apply(tuple)
-    baselines = frontier[frontier["label"].isin([f"all-{FLOAT}", "all-w8a8"])]
+    wanted = baseline_points(frontier)
+    baselines = frontier[frontier["point"].isin([wanted[f"all-{FLOAT}"], wanted["all-w8a8"]])]
     points = frontier[~frontier["is_baseline"]].assign(key=lambda f: f["point"].map(keys))
     points = points.drop_duplicates("key").sort_values("latency_s")
     points = points[~points["key"].isin(set(baselines["point"].map(keys)))]
     picks = sorted({round(i) for i in np.linspace(0, len(points) - 1, min(mixed, len(points)))})
-    return pd.concat([baselines, points.iloc[picks].drop(columns="key")], ignore_index=True)
+    mixed_points = points.iloc[picks].drop(columns="key").assign(uniform=False)
+    return pd.concat([baselines.assign(uniform=True), mixed_points], ignore_index=True)
 
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "Cast"}
 
 
-def bench(example: str, device: Path, args: argparse.Namespace, db: str) -> list[tuple[str, pd.DataFrame]]:
-    """The table of each search of ``example``: on the cost model, then on ``mpq measure``'s table."""
+def bench(example: str, device: Path, args: argparse.Namespace, db: str) -> Iterator[tuple[str, pd.DataFrame]]:
+    """The table of each search of ``example`` (on the cost model, then on ``mpq measure``'s table) as it is done."""
     task = mpq.load_task(f"example:{example}")
     candidates = list(hwmodels.load_device(device).candidates)
-    measured = mpq.measure_latency(task, candidates, batch_size=args.batch_size, repeats=args.repeats)
+    measured = mpq.measure_latency(task, candidates, batch_size=args.batch_size, repeats=args.point_repeats)
     column = "latency_s" if args.statistic == "median" else "latency_min_s"
     per_layer = measured.set_index(["layer", "candidate"])[column]
-    tables = []
     for latency in args.latency:
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -102,11 +99,12 @@ def bench(example: str, device: Path, args: argparse.Namespace, db: str) -> list
         rows = []
         for point in chosen_points(run, args.mixed).itertuples():
             assignment = run.assignment(point.point)
-            ort, nodes = onnxruntime_latency(run, point.point, batch_size=args.batch_size, repeats=args.repeats)
+            ort, nodes = onnxruntime_latency(run, point.point, batch_size=args.batch_size, repeats=args.point_repeats)
             rows.append(
                 {
                     "point": point.point,
                     "label": point.label,
+                    "uniform": point.uniform,
                     "configuration": formats_summary(assignment),
                     "predicted_s": point.latency_s,
                     "per_layer_s": sum(per_layer[(layer, c)] for layer, c in assignment.items()),
@@ -116,27 +114,26 @@ def bench(example: str, device: Path, args: argparse.Namespace, db: str) -> list
                 }
             )
         title = f"{example}, batch {args.batch_size}, latency_s from the {latency} (search {searched_s:.0f} s, run {run.id})"
-        tables.append((title, pd.DataFrame(rows)))
+        yield title, pd.DataFrame(rows)
         if latency == args.latency[0]:
             title = f"{example}, batch {args.batch_size}: deployed exports against onnxruntime's quantize_dynamic"
-            tables.append((title, deployment(run, args)))
-    return tables
+            yield title, deployment(run, args)
 
 
 def deployment(run: mpq.Run, args: argparse.Namespace) -> pd.DataFrame:
     """The run's all-fp32, all-int8 and all-w4a16 exports beside onnxruntime's own quantize_dynamic
     (int8 per-channel weights, dynamic uint8 inputs) of the all-fp32 export, timed interleaved in
     one process (``--statistic`` over ``--repeats``), with each output's mean cosine to all-fp32's
-    on the last calibration batch."""
+    on the last calibration batch; token inputs are also timed at their first token."""
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     task = rebuilt_task(run)
-    points = run.frontier.drop_duplicates("label").set_index("label")["point"]
+    points = baseline_points(run.frontier)
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore", mpq.exceptions.DominatedPointWarning)
         files = {
-            name: mpq.export(run, int(points[label]), "onnx", Path(folder) / f"{name}.onnx")
+            name: mpq.export(run, points[label], "onnx", Path(folder) / f"{name}.onnx")
             for name, label in (("all-fp32", f"all-{FLOAT}"), ("all-int8", "all-w8a8"), ("all-w4a16", "all-w4a16"))
             if label in points
         }
@@ -147,30 +144,43 @@ def deployment(run: mpq.Run, args: argparse.Namespace) -> pd.DataFrame:
             for name, path in files.items()
         }
     sample = _first_sample(task.calibration[0][0])
-    feeds = {name: _session_inputs(session, sample) for name, session in sessions.items()}
-    for name, session in sessions.items():
-        session.run(None, feeds[name])
-    seconds: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(args.repeats):  # interleaved: a busy spell of the machine slows every file alike
-        for name, session in sessions.items():
-            start = time.perf_counter_ns()
-            session.run(None, feeds[name])
-            seconds[name].append((time.perf_counter_ns() - start) * 1e-9)
+    statistic = np.min if args.statistic == "min" else np.median
+    timed = {name: statistic(seconds) for name, seconds in interleaved(sessions, sample, args.repeats).items()}
     batch = task.calibration[-1][0]
     reference = sessions["all-fp32"].run(None, _session_inputs(sessions["all-fp32"], batch))[0]
     rows = []
     for name, session in sessions.items():
         out = session.run(None, _session_inputs(session, batch))[0]
         cosine = (out * reference).sum(-1) / np.linalg.norm(out, axis=-1) / np.linalg.norm(reference, axis=-1)
-        statistic = np.min if args.statistic == "min" else np.median
-        rows.append({"export": name, "ort_s": float(statistic(seconds[name])), "cosine_to_fp32": float(cosine.mean())})
+        rows.append({"export": name, "ort_s": float(timed[name]), "cosine_to_fp32": float(cosine.mean())})
     table = pd.DataFrame(rows)
     fp32, dynamic = table.set_index("export")["ort_s"][["all-fp32", "quantize_dynamic"]]
-    return table.assign(speedup_over_fp32=fp32 / table["ort_s"], over_quantize_dynamic=table["ort_s"] / dynamic)
+    table = table.assign(speedup_over_fp32=fp32 / table["ort_s"], over_quantize_dynamic=table["ort_s"] / dynamic)
+    if isinstance(sample, dict):  # token inputs: also one token, a decode step's shape, where weights dominate
+        token = {key: value[:, :1] for key, value in sample.items()}
+        timed = {name: statistic(seconds) for name, seconds in interleaved(sessions, token, args.repeats).items()}
+        table["ort_1_token_s"] = table["export"].map(timed)
+        table["speedup_over_fp32_1_token"] = timed["all-fp32"] / table["ort_1_token_s"]
+    return table
+
+
+def interleaved(sessions: dict, sample, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each session's ``repeats`` runs on ``sample``, interleaved: a busy spell of the
+    machine slows every file alike."""
+    feeds = {name: _session_inputs(session, sample) for name, session in sessions.items()}
+    for name, session in sessions.items():
+        session.run(None, feeds[name])
+    seconds: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(repeats):
+        for name, session in sessions.items():
+            start = time.perf_counter_ns()
+            session.run(None, feeds[name])
+            seconds[name].append((time.perf_counter_ns() - start) * 1e-9)
+    return seconds
 
 
 def summary(table: pd.DataFrame) -> dict[str, float]:
-    mixed = table[~table["label"].str.startswith("all-")]
+    mixed = table[~table["uniform"]]
     return {
         "spearman predicted~ort (all points)": spearman(table["predicted_s"], table["ort_s"]),
         "spearman predicted~per_layer": spearman(table["predicted_s"], table["per_layer_s"]),
@@ -195,7 +205,13 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--mixed", type=int, default=4, help="frontier points besides all-fp32 and all-int8")
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=60, help="interleaved runs of the deployed exports")
+    parser.add_argument(
+        "--point-repeats",
+        type=int,
+        default=20,
+        help="runs of each frontier point's export and each layer (mpq measure)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--statistic", choices=["min", "median"], default="min")
     args = parser.parse_args()
@@ -208,7 +224,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
         f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} thread(s), {args.statistic} "
-        f"over {args.repeats} repeats, "
+        f"over {args.repeats} repeats (deployed exports) and {args.point_repeats} (points, layers), "
         f"load {os.getloadavg()[0]:.1f}\n"
     )
     with tempfile.TemporaryDirectory() as folder:
