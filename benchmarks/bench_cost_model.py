@@ -53,6 +53,8 @@ from mpq._quantizer import QuantizerSettings
 from mpqvocab import format_spec
 
 FLOAT = "wfp32afp32"
+# What a --csv file keeps of each pair's measurement (--pairs reads them back).
+MEASURED_COLUMNS = ("layer", "candidate", "latency_s", "latency_min_s", "dequant_s", "kernel")
 
 
 def device_with_float(target: str, folder: Path) -> Path:
@@ -181,19 +183,27 @@ def measure_onnxruntime(
 
 
 def compare(
-    task: mpq.Task, target: str, where: str, batch_size: int, warmup: int, repeats: int, runtime: str = "torch"
+    task: mpq.Task,
+    target: str,
+    where: str,
+    batch_size: int,
+    warmup: int,
+    repeats: int,
+    runtime: str = "torch",
+    measured: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Measured (on ``where``: cpu or cuda; by ``runtime``: torch's eager kernels, ``mpq measure``,
-    or ONNX Runtime) and modelled latency of every (layer, candidate) pair of a task."""
+    or ONNX Runtime; or ``measured``, pairs measured before) and modelled latency of every (layer,
+    candidate) pair of a task."""
     device = hwmodels.load_device(target)
     candidates = list(device.candidates)
     example = task.calibration[0][0]
     layer_table = mpq.layers(task.model, example)
     cand_table = mpq.candidate_table(candidates)
-    if runtime == "onnxruntime":
+    if measured is None and runtime == "onnxruntime":
         quantizer = QuantizerSettings(act_grid=device.activation_grid)
         measured = measure_onnxruntime(task, candidates, quantizer, batch_size, warmup, repeats)
-    else:
+    elif measured is None:
         measured = measure_latency(
             task, candidates, batch_size=batch_size, warmup=warmup, repeats=repeats, device=where
         )
@@ -384,6 +394,9 @@ def main() -> None:
     )
     parser.add_argument("--csv", type=Path, help="write every measured and modelled pair here")
     parser.add_argument("--calibrated", type=Path, help="write the calibrated device file here")
+    parser.add_argument(
+        "--pairs", type=Path, help="fit the pairs a --csv run measured (of --examples, --batch-sizes) instead of timing"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pd.set_option("display.width", 200)
@@ -404,7 +417,14 @@ def main() -> None:
         tasks[example] = mpq.load_task(example if ":" in example else f"example:{example}")
         for batch in args.batch_sizes:
             start = time.perf_counter()
-            merged = compare(tasks[example], device, args.device, batch, args.warmup, args.repeats, args.runtime)
+            before = None
+            if args.pairs:
+                stored = pd.read_csv(args.pairs)
+                stored = stored[(stored["example"] == example) & (stored["batch_size"] == batch)]
+                before = stored.rename(columns={"latency_s_measured": "latency_s"})[list(MEASURED_COLUMNS)]
+            merged = compare(
+                tasks[example], device, args.device, batch, args.warmup, args.repeats, args.runtime, before
+            )
             parts.append(merged.assign(example=example))
             print(f"=== {example}, batch {batch} ({time.perf_counter() - start:.0f} s to measure)")
             print(per_layer(merged).to_string(index=False))
