@@ -1,14 +1,15 @@
 """Does the cpu-x86 frontier's latency order hold in a real runtime? Predicted vs per-layer vs ONNX Runtime.
 
-For each example, a search on ``--target`` (``cpu-x86``, the VNNI machine's model, or
-``cpu-x86-avx2``; latency_s; the device file's candidates and ``wfp32afp32``, the float model a
-CPU user starts from, added to a copy of cpu-x86's file as mpq's own refusal says) stores the frontier and the uniform baselines. For all-fp32, all-int8
-and up to ``--mixed`` frontier points (spread over the predicted latency) it prints:
+For each example, a search on ``--target`` (``cpu-x86``, the VNNI machine's model fitted to ONNX
+Runtime, or ``cpu-x86-avx2``; latency_s; the device file's candidates and ``wfp32afp32``, the
+float model a CPU user starts from, added to a copy of the file as mpq's own refusal says)
+stores the frontier and the uniform baselines. For all-fp32, all-int8 and up to ``--mixed``
+frontier points (spread over the predicted latency) it prints:
 
-* ``predicted_s``: the cost model's latency (the run's ``latency_s``: eager torch kernels);
+* ``predicted_s``: the cost model's latency (the run's ``latency_s``);
 * ``per_layer_s``: ``mpq measure``'s per-layer times (``mpq.measure_latency``) summed over
   the point's configuration;
-* ``ort_s``: the point exported to ONNX (QDQ, opset 21) and timed end to end in ONNX Runtime
+* ``ort_s``: the point exported to ONNX (integer kernels, opset 21) and timed end to end in ONNX Runtime
   (``mpq measure --runtime onnxruntime``), and ``ort_qdq_share``: the share of ONNX Runtime's
   profiled node time spent in QuantizeLinear, DequantizeLinear and Cast nodes (what a fused
   integer kernel would not spend);
@@ -16,13 +17,15 @@ and up to ``--mixed`` frontier points (spread over the predicted latency) it pri
 then the ratios and the Spearman rank correlations between the three over the chosen points, and
 whether the predicted order of the frontier points holds in ONNX Runtime. Each example is
 searched twice: with the cost model's ``latency_s``, then with ``mpq measure``'s per-layer table
-in its place (``mpq search --measured``), the same table ``per_layer_s`` sums.
+in its place (``mpq search --measured``), the same table ``per_layer_s`` sums. After the first
+search, the deployed exports (all-fp32, all-int8, all-w4a16 and onnxruntime's ``quantize_dynamic``)
+are timed interleaved, on the sample and, for token inputs, on its first token alone.
 
     .venv/bin/python benchmarks/bench_onnx_latency.py                      # digits-cnn, minilm-small
     .venv/bin/python benchmarks/bench_onnx_latency.py --target cpu-x86-avx2 --latency "cost model"
 
 One torch thread and one ONNX Runtime thread by default (``--threads``). Times are the minimum
-over ``--repeats`` by default (``--statistic``): on a shared machine the minimum is the run that
+over ``--repeats`` (the deployed exports) or ``--point-repeats`` (the points and layers) by default (``--statistic``): on a shared machine the minimum is the run that
 other jobs did not preempt; ``median`` for a quiet one.
 """
 
