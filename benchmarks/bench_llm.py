@@ -5,7 +5,8 @@ For each size, a ``LlamaForCausalLM`` with random weights (float32, eager attent
 probes differentiate twice) is wrapped to return its logits, with next-token cross-entropy as
 the loss and one calibration batch of random token ids. Measured, each stage once, in this order:
 
-* ``forward``: one forward pass of the calibration batch (under ``torch.no_grad``);
+* ``forward``: one forward pass of the calibration batch (under ``torch.no_grad``): the mean of
+  ``FORWARD_PASSES`` passes after an untimed one (first-touch costs), the unit of every ratio;
 * ``calibrate``: ``mpq.calibrate`` (once per search, shared by its evaluations);
 * ``evaluation``: one evaluation as a search runs it: ``mpq.apply`` of every layer at
   ``wint4_g128a16`` with that calibration, then the held-out loss (one forward of a batch the
@@ -25,9 +26,12 @@ and their peak memory the largest size's ratio to its weights, times their float
 
     .venv/bin/python benchmarks/bench_llm.py                      # 10M and 100M
     .venv/bin/python benchmarks/bench_llm.py --sizes 10M 100M 1B --seq-len 16
+    bash -c 'ulimit -v 16000000; python benchmarks/bench_llm.py --sizes 1B --seq-len 16 --stages probe'
     python benchmarks/bench_llm.py --device cuda --sizes 1B 8B      # on a GPU, where one is lent
 
-Runs with one torch thread (``--threads``): the machine's cores are shared.
+Runs with one torch thread (``--threads``): the machine's cores are shared. ``--stages`` measures
+some stages only (with the forward pass, their unit), each size's in a process of its own when
+memory is short: a stage's memory figure is then exact, not growth past an earlier stage's peak.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ SIZES = {
 EXTRAPOLATED = {"8B": 8.03e9, "70B": 70.6e9}
 STAGES = ("forward", "calibrate", "evaluation", "probe")  # the order they run: the largest last
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+#: Timed forward passes, averaged: the unit of every ratio, so the least noisy figure it can be.
+FORWARD_PASSES = 3
 
 
 class Logits(nn.Module):
@@ -154,7 +160,9 @@ def measure(stage: Callable[[], object], device: str) -> dict[str, float]:
     return result
 
 
-def bench_size(size: str, batch: int, seq_len: int, samples: int, device: str) -> dict[str, dict[str, float]]:
+def bench_size(
+    size: str, batch: int, seq_len: int, samples: int, device: str, measured: tuple[str, ...] = STAGES
+) -> dict[str, dict[str, float]]:
     task = llama_task(size, batch, seq_len, device)
     n_params = sum(p.numel() for p in task.model.parameters())
     layers = [name for name, m in task.model.named_modules() if isinstance(m, nn.Linear)]
@@ -163,9 +171,12 @@ def bench_size(size: str, batch: int, seq_len: int, samples: int, device: str) -
     ids = task.calibration[0][0]
     calibrated: list[mpq.Calibration] = []
 
-    def forward() -> None:
+    def forward(passes: int = FORWARD_PASSES) -> None:
         with torch.no_grad():
-            task.model(ids)
+            for _ in range(passes):
+                task.model(ids)
+
+    forward(1)  # untimed: the allocator's and the kernels' first-call costs are no stage's
 
     stages = {
         "forward": forward,
@@ -174,8 +185,11 @@ def bench_size(size: str, batch: int, seq_len: int, samples: int, device: str) -
         "probe": lambda: mpq.probe(task, settings=settings),
     }
     results = {"params": {"count": float(n_params)}}
-    for name, stage in stages.items():
+    for name in measured:
+        stage = stages[name]
         results[name] = measure(stage, device)
+        if name == "forward":
+            results[name]["seconds"] /= FORWARD_PASSES
         print(
             f"  {size} {name}: {results[name]['seconds']:.3g} s, {results[name]['peak_gib']:.3g} GiB",
             flush=True,
@@ -191,7 +205,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=4, help="Probe samples (default 4).")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu).")
     parser.add_argument("--threads", type=int, default=1, help="Torch threads (default 1).")
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        default=list(STAGES[1:]),
+        choices=list(STAGES[1:]),
+        help="Stages to measure besides the forward pass, the unit (default all; the evaluation needs calibrate).",
+    )
     args = parser.parse_args(argv)
+    if "evaluation" in args.stages and "calibrate" not in args.stages:
+        parser.error("--stages evaluation needs calibrate (an evaluation uses its ranges); add calibrate")
+    stages = tuple(s for s in STAGES if s == "forward" or s in args.stages)
     torch.set_num_threads(args.threads)
     # Random weights: negative and unconverged traces are expected, and the time is what is measured.
     warnings.filterwarnings("ignore", category=mpq.exceptions.SensitivityWarning)
@@ -200,40 +224,40 @@ def main(argv: list[str] | None = None) -> None:
         f"x {args.samples} samples, {args.threads} thread(s) on {args.device}, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    table = {size: bench_size(size, args.batch, args.seq_len, args.samples, args.device) for size in args.sizes}
+    table = {size: bench_size(size, args.batch, args.seq_len, args.samples, args.device, stages) for size in args.sizes}
 
-    header = f"{'size':>5} {'params':>8} " + " ".join(f"{s + ' s':>12} {'x fwd':>7}" for s in STAGES)
+    header = f"{'size':>5} {'params':>8} " + " ".join(f"{s + ' s':>12} {'x fwd':>7}" for s in stages)
     print("\n" + header)
     for size, results in table.items():
         forward = results["forward"]["seconds"]
-        cells = " ".join(f"{results[s]['seconds']:12.3g} {results[s]['seconds'] / forward:7.1f}" for s in STAGES)
+        cells = " ".join(f"{results[s]['seconds']:12.3g} {results[s]['seconds'] / forward:7.1f}" for s in stages)
         print(f"{size:>5} {results['params']['count'] / 1e6:7.1f}M {cells}")
-    print(f"\n{'size':>5} {'weights GiB':>12} " + " ".join(f"{s + ' GiB':>15} {'x wts':>6}" for s in STAGES))
+    print(f"\n{'size':>5} {'weights GiB':>12} " + " ".join(f"{s + ' GiB':>15} {'x wts':>6}" for s in stages))
     for size, results in table.items():
         weights = weight_gib(results["params"]["count"])
-        cells = " ".join(f"{results[s]['peak_gib']:15.3g} {results[s]['peak_gib'] / weights:6.2f}" for s in STAGES)
+        cells = " ".join(f"{results[s]['peak_gib']:15.3g} {results[s]['peak_gib'] / weights:6.2f}" for s in stages)
         print(f"{size:>5} {weights:12.3g} {cells}")
 
     largest = table[args.sizes[-1]]
     seconds_per_param = largest["forward"]["seconds"] / largest["params"]["count"]
     print(
         f"\nExtrapolated from {args.sizes[-1]} (forward time x params; ratios to a forward pass held): "
-        f"{'model':>5} {'forward s':>10} " + " ".join(f"{s + ' s':>13}" for s in STAGES[1:])
+        f"{'model':>5} {'forward s':>10} " + " ".join(f"{s + ' s':>13}" for s in stages[1:])
     )
     for name, params in EXTRAPOLATED.items():
         forward = seconds_per_param * params
         ratios = " ".join(
-            f"{forward * largest[s]['seconds'] / largest['forward']['seconds']:13.3g}" for s in STAGES[1:]
+            f"{forward * largest[s]['seconds'] / largest['forward']['seconds']:13.3g}" for s in stages[1:]
         )
         print(f"{name:>5} {forward:10.3g} {ratios}")
     largest_weights = weight_gib(largest["params"]["count"])
     print(
         f"Peak memory, the {args.sizes[-1]} ratio to the float32 weights held: {'model':>5} {'weights GiB':>12} "
-        + " ".join(f"{s + ' GiB':>15}" for s in STAGES[1:])
+        + " ".join(f"{s + ' GiB':>15}" for s in stages[1:])
     )
     for name, params in EXTRAPOLATED.items():
         weights = weight_gib(params)
-        cells = " ".join(f"{weights * largest[s]['peak_gib'] / largest_weights:15.3g}" for s in STAGES[1:])
+        cells = " ".join(f"{weights * largest[s]['peak_gib'] / largest_weights:15.3g}" for s in stages[1:])
         print(f"{name:>5} {weights:12.3g} {cells}")
     print(f"max RSS of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 

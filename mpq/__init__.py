@@ -20,6 +20,7 @@ _LAZY = {
     "list_examples": "mpq._examples",
     # model tables and formats
     "layers": "mpq._layers",
+    "fused_sets": "mpq._layers",
     "NumberFormat": "mpq._formats",
     "Candidate": "mpq._formats",
     "get_format": "mpq._formats",

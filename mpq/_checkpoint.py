@@ -15,7 +15,7 @@ import io
 import os
 import shutil
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -53,6 +53,7 @@ def write_checkpoint(
     calibration: Iterable | None = None,
     quantizer: QuantizerSettings | None = None,
     tokenizer: str | os.PathLike | None = None,
+    fused: Sequence[Sequence[str]] = (),
     where: str = "write_checkpoint",
 ) -> Path:
     """Write ``apply(model, assignment, ...)`` as a compressed-tensors checkpoint folder.
@@ -74,6 +75,8 @@ def write_checkpoint(
         quantizer: The quantizer settings (default ``QuantizerSettings()``).
         tokenizer: The folder to copy tokenizer files from; default the folder the model was
             loaded from (``model.name_or_path``), when it is one.
+        fused: The model's fused sets (``Task.fused``, :attr:`mpq.Run.fused`), named in ``model``:
+            each must be at one scheme.
         where: The start of error messages (``run R point K``).
 
     Returns:
@@ -89,6 +92,7 @@ def write_checkpoint(
     _check_model(where, model)
     require_compressed_tensors(where)
     prefix, transformers_model = _transformers_model(where, model)
+    _refuse_converted_conv1d(where, transformers_model)
     path = new_folder(folder)
     sources = _tokenizer_files(where, transformers_model, tokenizer)
     modules = dict(model.named_modules())
@@ -100,13 +104,15 @@ def write_checkpoint(
             "leave that layer out of the point, or export it as json instead."
         )
     local = {layer[len(prefix) :]: c for layer, c in plan.items()}  # names in the checkpoint
+    local_fused = [[layer[len(prefix) :] for layer in group if layer.startswith(prefix)] for group in fused]
     kinds = {layer: layer_kind(modules[prefix + layer]) for layer in local}
     full_kinds = {layer: layer_kind(modules[layer]) for layer in plan}
     check_storable(where, plan, full_kinds)
     _check_group_widths(where, plan, modules)
-    quantization_config(where, local, kinds, quantizer or QuantizerSettings())  # its refusals, before the warning
+    settings = quantizer or QuantizerSettings()
+    quantization_config(where, local, kinds, settings, local_fused)  # its refusals, before the warning
     local = _dense_embeddings(where, local, kinds)
-    doc = quantization_config(where, local, kinds, quantizer or QuantizerSettings())
+    doc = quantization_config(where, local, kinds, settings, local_fused)
     needs_range = [layer for layer, c in plan.items() if full_kinds[layer] != "embedding" and c.act_format.uses_range]
     calibrated = _calibration(model, plan, needs_range, calibration, None, quantizer)
     quantized = apply(model, plan, act_ranges=calibrated)
@@ -275,6 +281,20 @@ def _untie_quantized_embeddings(quantized: nn.Module) -> None:
         return
     for config in {id(c): c for c in (quantized.config, quantized.config.get_text_config())}.values():
         config.tie_word_embeddings = False
+
+
+def _refuse_converted_conv1d(where: str, model: nn.Module) -> None:
+    """Refuse a model whose transformers ``Conv1D`` layers (GPT-2's) mpq's loader turned into
+    ``nn.Linear``: their weights are ``[out, in]`` now, the checkpoint's config reads them
+    ``[in, out]``, and compressed-tensors quantizes no ``Conv1D``."""
+    converted = [name for name, module in model.named_modules() if getattr(module, "mpq_from_conv1d", False)]
+    if converted:
+        more = f" and {len(converted) - 1} more" if len(converted) > 1 else ""
+        raise InvalidParameterError(
+            f"{where}: {type(model).__name__}'s {converted[0]}{more} are transformers Conv1D layers, which mpq "
+            "quantizes as nn.Linear and a compressed-tensors checkpoint cannot hold; export the point as onnx, or "
+            "its config alone (without --checkpoint)."
+        )
 
 
 def require_compressed_tensors(where: str) -> None:

@@ -10,6 +10,7 @@ tests/mpq_tests/test_export_compressed_tensors.py checks every config against th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mpq._formats import Candidate, NumberFormat
@@ -22,9 +23,6 @@ KINDS = ("linear", "embedding")
 #: Its floating-point grids by width: 8-bit floats are E4M3 (per tensor or in MX blocks); 6- and
 #: 4-bit floats (E2M3, E2M1) exist only in MX and NVFP4 blocks, the only layouts it stores them in.
 _FLOAT_GRIDS = {8: (4, 3), 6: (2, 3), 4: (2, 1)}
-#: Sibling projections vLLM runs as one fused layer (QKVParallelLinear, MergedColumnParallelLinear),
-#: which takes one scheme: Llama, Mistral, Qwen and Gemma name them so.
-FUSED_SETS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 #: Torch dtype of a block's shared scale, by the catalogue's scale grid (MX's E8M0 exponents are
 #: stored as bytes).
 _SCALE_DTYPES = {"e8m0": "torch.uint8", "fp8_e4m3": "torch.float8_e4m3fn"}
@@ -85,23 +83,24 @@ def _storage(weights: dict[str, Any] | None, acts: dict[str, Any] | None) -> str
     return "pack-quantized" if weights["type"] == "int" and weights["num_bits"] <= 8 else "naive-quantized"
 
 
-def check_fused_sets(where: str, schemes: dict[str, Any], candidates: dict[str, Candidate]) -> None:
-    """Refuse a point whose fused set (q/k/v, gate/up of one block) mixes schemes: vLLM loads one
-    scheme per fused layer. ``schemes``: layer -> its scheme (None: left in 16 bits)."""
-    for layer in candidates:
-        parent, _, leaf = layer.rpartition(".")
-        for fused in FUSED_SETS:
-            if leaf != fused[0]:
-                continue
-            members = [f"{parent}.{name}" if parent else name for name in fused]
-            present = [m for m in members if m in candidates]
-            if len({repr(schemes.get(m)) for m in present}) > 1:
-                formats = ", ".join(f"{m.rpartition('.')[2]} {candidates[m].name}" for m in present)
-                raise InvalidParameterError(
-                    f"{where}: vLLM runs {parent + '.' if parent else ''}{{{','.join(fused)}}} as one fused layer "
-                    f"with one scheme, and this point gives them {formats}; export a point whose fused sets share "
-                    "a format (mpq search ties them unless --no-fuse), or export it as json instead."
-                )
+def check_fused_sets(
+    where: str, schemes: dict[str, Any], candidates: dict[str, Candidate], fused: Sequence[Sequence[str]]
+) -> None:
+    """Refuse a point that splits a fused set (:func:`mpq._layers.fused_sets`: q/k/v, gate/up of
+    one block) between schemes: vLLM runs the set as one layer (QKVParallelLinear,
+    MergedColumnParallelLinear) with one scheme. ``schemes``: layer -> its scheme (None: left in
+    16 bits)."""
+    for group in fused:
+        present = [m for m in group if m in candidates]
+        if len({repr(schemes.get(m)) for m in present}) > 1:
+            parent = group[0].rpartition(".")[0]
+            leaves = [m.removeprefix(f"{parent}.") if parent else m for m in group]
+            formats = ", ".join(f"{leaf} {candidates[m].name}" for leaf, m in zip(leaves, group) if m in candidates)
+            raise InvalidParameterError(
+                f"{where}: vLLM runs {parent + '.' if parent else ''}{{{','.join(leaves)}}} as one fused layer "
+                f"with one scheme, and this point gives them {formats}; export a point whose fused sets share "
+                "a format (mpq search ties them unless --no-fuse), or export it as json instead."
+            )
 
 
 def _some(names: list[str]) -> str:
@@ -109,7 +108,11 @@ def _some(names: list[str]) -> str:
 
 
 def quantization_config(
-    where: str, candidates: dict[str, Candidate], kinds: dict[str, str | None], quantizer: QuantizerSettings
+    where: str,
+    candidates: dict[str, Candidate],
+    kinds: dict[str, str | None],
+    quantizer: QuantizerSettings,
+    fused: Sequence[Sequence[str]] = (),
 ) -> dict[str, Any]:
     """The compressed-tensors config of one assignment.
 
@@ -118,11 +121,12 @@ def quantization_config(
         candidates: Layer (module name) -> candidate, in the model's order.
         kinds: Layer -> layer-table kind (linear, conv2d, embedding...).
         quantizer: The run's quantizer settings (zero points, range observers).
+        fused: The model's fused sets (:attr:`mpq.Run.fused`), named as ``candidates`` names layers.
 
     Raises:
         InvalidParameterError: a quantized layer is not Linear or Embedding, a format has no
-            compressed-tensors equivalent, or a fused set (q/k/v or gate/up projections of one
-            block) mixes schemes, which vLLM cannot load.
+            compressed-tensors equivalent, or one of ``fused`` (q/k/v or gate/up projections of
+            one block) mixes schemes, which vLLM cannot load.
     """
     quantized = {
         layer: c
@@ -151,7 +155,7 @@ def quantization_config(
         weights = _args(c.weight_format, False, quantizer)
         acts = None if kinds.get(layer) == "embedding" else _args(c.act_format, True, quantizer)  # token ids
         schemes[layer] = {"weights": weights, "input_activations": acts, "output_activations": None}
-    check_fused_sets(where, schemes, candidates)
+    check_fused_sets(where, schemes, candidates, fused)
     groups: dict[str, dict[str, Any]] = {}
     for layer, scheme in schemes.items():
         weights, acts = scheme["weights"], scheme["input_activations"]

@@ -181,7 +181,7 @@ def export(
     if to == "compressed-tensors":
         layers = run.tables.get("layers", pd.DataFrame(columns=["layer", "kind"]))
         kinds = dict(zip(layers["layer"], layers["kind"]))
-        doc = quantization_config(f"run {run.id} point {point}", candidates, kinds, run.quantizer)
+        doc = quantization_config(f"run {run.id} point {point}", candidates, kinds, run.quantizer, run.fused)
         return doc if checkpoint is None else _write_run_checkpoint(run, point, candidates, kinds, checkpoint, model)
     return {
         "mpq_version": __version__,
@@ -222,5 +222,11 @@ def _write_run_checkpoint(
     check_storable(where, candidates, kinds)
     task = rebuilt_task(run, model)
     return write_checkpoint(
-        task.model, run.assignment(point), folder, calibration=task.calibration, quantizer=run.quantizer, where=where
+        task.model,
+        run.assignment(point),
+        folder,
+        calibration=task.calibration,
+        quantizer=run.quantizer,
+        fused=run.fused,
+        where=where,
     )

@@ -58,6 +58,15 @@ def check_example_input(func: str, example_input: object) -> None:
         )
 
 
+def check_model_and_input(func: str, model: object, example_input: object) -> None:
+    """A torch module and one batch of its inputs, as :func:`layers` and :func:`fused_sets` take them."""
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(
+            f"The 'model' parameter of {func} must be a torch.nn.Module. Got {type(model).__name__} instead."
+        )
+    check_example_input(func, example_input)
+
+
 def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
     """Describe every Linear, Conv1d, Conv2d and Embedding layer that runs on an example input.
 
@@ -81,11 +90,7 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
         NoQuantizableLayerError: no quantizable layer ran.
         TaskSpecError: the model raised on the example input (wrong shape or type).
     """
-    if not isinstance(model, nn.Module):
-        raise InvalidParameterError(
-            f"The 'model' parameter of layers must be a torch.nn.Module. Got {type(model).__name__} instead."
-        )
-    check_example_input("layers", example_input)
+    check_model_and_input("layers", model, example_input)
     n = batch_size(example_input)
     rows: dict[str, dict] = {}
 
@@ -136,3 +141,44 @@ def layers(model: nn.Module, example_input: Inputs) -> pd.DataFrame:
             "input; mpq quantizes only those layer types."
         )
     return pd.DataFrame(list(rows.values()), columns=LAYER_COLUMNS)
+
+
+def fused_sets(model: nn.Module, example_input: Inputs) -> tuple[tuple[str, ...], ...]:
+    """The fused sets of a model: its Linear layers of one parent module that read the very same
+    input tensor (q/k/v of an attention block, gate/up of a SwiGLU MLP), which a serving engine
+    such as vLLM runs as one matmul with one format.
+
+    mpq's one notion of them: ``hf:`` tasks set ``Task.fused`` to these (a task of your own can
+    too: ``Task(..., fused=mpq.fused_sets(model, example_input))``), the search keeps each at one
+    format unless ``fuse=False``, the run records them (:attr:`mpq.Run.fused`), and the
+    compressed-tensors export refuses a point that splits one.
+
+    Args:
+        model: The model; it runs once, under ``torch.no_grad``.
+        example_input: One batch of inputs, as the task passes them (tensor, tuple or dict).
+
+    Returns:
+        The sets, each a tuple of layer names in the order they ran (empty when none).
+
+    Raises:
+        InvalidParameterError: ``model`` is not a torch.nn.Module, or ``example_input`` holds no tensor.
+    """
+    check_model_and_input("fused_sets", model, example_input)
+    readers: dict[tuple[str, int], list[str]] = {}
+    inputs: list[torch.Tensor] = []  # kept alive, so that no two inputs share an id
+
+    def hook(name: str):
+        def record(module: nn.Module, args: tuple) -> None:
+            inputs.append(args[0])
+            readers.setdefault((name.rpartition(".")[0], id(args[0])), []).append(name)
+
+        return record
+
+    handles = [
+        module.register_forward_pre_hook(hook(name))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+    ]
+    with hooked(handles), torch.no_grad():
+        run_model(model, example_input)
+    return tuple(tuple(names) for names in readers.values() if len(names) > 1)

@@ -234,15 +234,21 @@ def _matmul_nbits(g: _Graph, dq, x: str, bias: str | None, old: list, out: str) 
     unsigned = np.full((n, blocks * block), 8, dtype=np.uint8)  # padding: code 0
     unsigned[:, :k] = (codes + 8).astype(np.uint8)
     packed = (unsigned[:, 0::2] | (unsigned[:, 1::2] << 4)).reshape(n, blocks, block // 2)
-    name = dq.input[0]
+    name, scale_name = (_writable(g, tensor, old[-1].name) for tensor in dq.input[:2])
     g.set_initializer(name, packed)
-    g.set_initializer(dq.input[1], np.ascontiguousarray(scales, dtype=np.float32))
-    inputs = [x, name, dq.input[1]] + (["", "", bias] if bias else [])
+    g.set_initializer(scale_name, np.ascontiguousarray(scales, dtype=np.float32))
+    inputs = [x, name, scale_name] + (["", "", bias] if bias else [])
     node = helper.make_node(
         "MatMulNBits", inputs, [out], name=old[-1].name, domain=MS_DOMAIN, K=k, N=n, bits=4, block_size=block
     )
     g.replace([dq, *old], [node])
     _use_domain(g, MS_DOMAIN)
+
+
+def _writable(g: _Graph, name: str, user: str) -> str:
+    """``name``, or a new name for ``user``'s rewritten copy where another node reads ``name`` too
+    (the exporter stores equal constants once: the scales of a tied embedding and output head)."""
+    return name if len(g.consumers.get(name, [])) <= 1 else f"{name}_{user}"
 
 
 def _requantized(g: _Graph, name: str) -> bool:

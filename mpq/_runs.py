@@ -69,6 +69,14 @@ class Run:
         return self.record["created_at"]
 
     @property
+    def fused(self) -> list[list[str]]:
+        """The task's fused sets (q/k/v, gate/up of a decoder): layers a serving engine runs as one
+        matmul, whether the search tied them or not (``--no-fuse``); a run stored before they
+        were recorded gives the sets it tied."""
+        settings = self.record.get("settings", {})
+        return [list(group) for group in settings.get("fused", settings.get("ties", ()))]
+
+    @property
     def quantizer(self) -> QuantizerSettings:
         """The quantizer settings every point of the run was measured with (mpq's first
         quantizer, ``LEGACY_QUANTIZER``, for runs stored before the settings existed)."""

@@ -126,13 +126,42 @@ ThreadsOption = Annotated[
 ]
 
 
+#: The text of a causal LM task (``--model hf:PATH``), for every command that builds one.
+DataOption = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        metavar="FILE",
+        help="hf:PATH only: text to calibrate on and measure perplexity on (plain text, or JSON lines with a "
+        '"text" field) \\[default: the built-in corpus, the standard library\'s source].',
+    ),
+]
+SeqLenOption = Annotated[
+    int | None, typer.Option("--seq-len", metavar="N", help="hf:PATH only: tokens per sequence \\[default: 128].")
+]
+CalibrationTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        "--calibration-tokens", metavar="N", help="hf:PATH only: tokens of calibration text \\[default: 2048]."
+    ),
+]
+HeldoutTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        "--heldout-tokens",
+        metavar="N",
+        help="hf:PATH only: tokens of held-out text the perplexity is measured on \\[default: 8192].",
+    ),
+]
+
 ModelOption = Annotated[
     str,
     typer.Option(
         "--model",
         "-m",
         metavar="SPEC",
-        help=f"{_EXAMPLE_SPECS} | path/to/file.py[:factory] (factory default: make_task).",
+        help=f"{_EXAMPLE_SPECS} | path/to/file.py[:factory] (factory default: make_task) | hf:PATH (a causal LM "
+        "folder save_pretrained wrote, loaded offline).",
     ),
 ]
 #: The task that rebuilds a stored run's model (a reader's --model): a store is data, so the file
@@ -243,33 +272,18 @@ def search(
             "run's own].",
         ),
     ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            metavar="FILE",
-            help="hf:PATH only: text to calibrate on and measure perplexity on (plain text, or JSON lines with a "
-            '"text" field) \\[default: the built-in corpus, the standard library\'s source].',
-        ),
-    ] = None,
-    seq_len: Annotated[
-        int | None, typer.Option(metavar="N", help="hf:PATH only: tokens per sequence \\[default: 128].")
-    ] = None,
-    calibration_tokens: Annotated[
-        int | None, typer.Option(metavar="N", help="hf:PATH only: tokens of calibration text \\[default: 2048].")
-    ] = None,
-    heldout_tokens: Annotated[
-        int | None,
-        typer.Option(
-            metavar="N", help="hf:PATH only: tokens of held-out text the perplexity is measured on \\[default: 8192]."
-        ),
-    ] = None,
-    fuse: Annotated[
+    data: DataOption = None,
+    seq_len: SeqLenOption = None,
+    calibration_tokens: CalibrationTokensOption = None,
+    heldout_tokens: HeldoutTokensOption = None,
+    no_fuse: Annotated[
         bool,
         typer.Option(
-            help="Keep each fused set of a causal LM (q/k/v, gate/up) at one format in every point, as vLLM needs; "
-            "--no-fuse chooses per layer."
+            "--no-fuse",
+            help="Choose each layer of a causal LM's fused sets (q/k/v, gate/up) on its own \\[default: one format "
+            "per set in every point, as vLLM needs].",
         ),
-    ] = True,
+    ] = False,
     target: Annotated[
         str,
         typer.Option(
@@ -325,7 +339,9 @@ def search(
     measured: Annotated[
         str | None, typer.Option(help="Measured latency CSV (mpq measure --out) replacing the model's latency_s.")
     ] = None,
-    validate: Annotated[bool, typer.Option(help="Evaluate every point on held-out data.")] = True,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="Skip evaluating the points on held-out data (proxy metric only).")
+    ] = False,
     max_drop: Annotated[
         str | None,
         typer.Option(
@@ -350,10 +366,13 @@ def search(
             help="How the quantizer clips: mse (the range with the least squared error), max, or percentile.",
         ),
     ] = "mse",
-    bias_correction: Annotated[
+    no_bias_correction: Annotated[
         bool,
-        typer.Option(help="Remove the mean output shift that weight quantization causes, through each bias."),
-    ] = True,
+        typer.Option(
+            "--no-bias-correction",
+            help="Keep the mean output shift that weight quantization causes \\[default: removed through each bias].",
+        ),
+    ] = False,
     strategy: Annotated[
         str | None,
         typer.Option(
@@ -453,14 +472,14 @@ def search(
                 batch_size=batch_size,
                 measured=measured,
                 max_points=max_points,
-                validate=validate,
+                validate=not no_validate,
                 max_drop=_parse_drop(max_drop),
                 max_evals=max_evals,
                 refine=refine,
                 ranges=ranges,
-                bias_correction=bias_correction,
+                bias_correction=not no_bias_correction,
                 strategy=strategy,
-                fuse=fuse,
+                fuse=not no_fuse,
                 device=device,
                 executor=executor,
                 db=db,
@@ -663,6 +682,10 @@ def devices(json: JsonOption = False) -> None:
 @app.command("probe")
 def probe_command(
     model: ModelOption = "example:digits-cnn",
+    data: DataOption = None,
+    seq_len: SeqLenOption = None,
+    calibration_tokens: CalibrationTokensOption = None,
+    heldout_tokens: HeldoutTokensOption = None,
     probes: Annotated[
         str,
         typer.Option(help="Comma-separated probes: hessian_w, hessian_a, fisher_w, fisher_a, efisher_w, efisher_a."),
@@ -685,14 +708,18 @@ def probe_command(
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
     from mpq._placement import check_device
-    from mpq._storage import Store
+    from mpq._search.plan import fit_estimator
+    from mpq._storage import open_store
 
     settings = mpq.ProbeSettings(
         probes=tuple(p.strip() for p in probes.split(",")), tolerance=tolerance, max_samples=max_samples, seed=seed
     )
     check_device("probe", device)  # before the model is built
-    task = mpq.load_task(model)
-    store = Store(db, mode="write", create=True)
+    task = mpq.load_task(
+        model, data=data, seq_len=seq_len, calibration_tokens=calibration_tokens, heldout_tokens=heldout_tokens
+    )
+    settings = fit_estimator(task, settings)  # a language model's Hessian, as mpq search samples it
+    store = open_store(db, "write", create=True)
     with StageProgress(stderr) as progress:
         table = mpq.probe(
             task,

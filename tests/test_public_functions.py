@@ -50,6 +50,7 @@ BAD: dict[str, dict[str, list]] = {
         "heldout_tokens": [WRONG_TYPE, 0],
     },
     "mpq.layers": {"model": [WRONG_TYPE], "example_input": [WRONG_TYPE]},
+    "mpq.fused_sets": {"model": [WRONG_TYPE], "example_input": [WRONG_TYPE]},
     "mpq.get_format": {"name": [WRONG_TYPE, "int99"]},
     "mpq.get_candidate": {"name": [WRONG_TYPE, "w99a8"]},
     "mpq.candidate_table": {"candidates": [WRONG_TYPE, ["w99a8"]]},
@@ -228,6 +229,7 @@ def valid_arguments(name: str, ctx: SimpleNamespace) -> dict:
     return {
         "mpq.load_task": {"spec": "hf:/nowhere"},
         "mpq.layers": {"model": task.model, "example_input": images},
+        "mpq.fused_sets": {"model": task.model, "example_input": images},
         "mpq.get_format": {},
         "mpq.get_candidate": {},
         "mpq.candidate_table": {},

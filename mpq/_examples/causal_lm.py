@@ -37,6 +37,7 @@ from torch import nn
 
 from mpq._examples._cache import cache_dir
 from mpq._examples._registry import register_example
+from mpq._layers import fused_sets
 from mpq._param_checks import Interval, check_param
 from mpq._task import Task, model_device
 from mpq.exceptions import TaskSpecError
@@ -182,32 +183,23 @@ def _logits_only(module: nn.Module, args: tuple, kwargs: dict, output: object) -
     return output.logits
 
 
-def fused_sets(model: nn.Module, example_ids: torch.Tensor) -> tuple[tuple[str, ...], ...]:
-    """Linear layers of one parent module that read the very same input tensor (q/k/v of an
-    attention block, gate/up of a SwiGLU MLP): the sets a serving engine fuses into one matmul,
-    which therefore needs one format."""
-    readers: dict[tuple[str, int], list[str]] = {}
-    inputs: list[torch.Tensor] = []  # kept alive, so that no two inputs share an id
+def linear_conv1d(model: nn.Module) -> None:
+    """Replace every transformers ``Conv1D`` (GPT-2's attention and MLP: ``x @ W + b`` with ``W``
+    stored ``[in, out]``) by the ``nn.Linear`` that computes the same (``W`` transposed), so that
+    the probes, ``apply``, the cost models and the ONNX export, which quantize ``nn.Linear``, take
+    them. Each is marked ``mpq_from_conv1d``: a checkpoint cannot hold them
+    (:func:`mpq._checkpoint.write_checkpoint` refuses), since ``from_pretrained`` reads ``[in, out]``."""
+    from transformers.pytorch_utils import Conv1D
 
-    def hook(name: str):
-        def record(module: nn.Module, args: tuple) -> None:
-            inputs.append(args[0])
-            readers.setdefault((name.rpartition(".")[0], id(args[0])), []).append(name)
-
-        return record
-
-    handles = [
-        module.register_forward_pre_hook(hook(name))
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear)
-    ]
-    try:
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, Conv1D):
+            continue
+        linear = nn.Linear(module.nx, module.nf, device=module.weight.device, dtype=module.weight.dtype)
         with torch.no_grad():
-            model(input_ids=example_ids[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    return tuple(tuple(names) for names in readers.values() if len(names) > 1)
+            linear.weight.copy_(module.weight.t())
+            linear.bias.copy_(module.bias)
+        linear.mpq_from_conv1d = True  # the checkpoint writer's mark (deepcopy and apply keep it)
+        model.set_submodule(name, linear)
 
 
 def _quiet_transformers():
@@ -285,6 +277,7 @@ def load_pretrained(path: str, subject: str) -> tuple[nn.Module, object]:
     finally:
         restore()
     model.config.use_cache = False
+    linear_conv1d(model)
     model.register_forward_hook(_logits_only, with_kwargs=True)
     return model.eval(), tokenizer
 
@@ -334,7 +327,7 @@ def make_causal_lm_task(name: str, model: nn.Module, tokenizer: object, text: Te
         evaluate=heldout_perplexity,
         metric_name="perplexity",
         higher_is_better=False,
-        fused=fused_sets(model, calibration_ids),
+        fused=fused_sets(model, {"input_ids": calibration_ids[:1]}),
     )
 
 

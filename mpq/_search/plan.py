@@ -70,6 +70,9 @@ class SearchSettings:
     #: Fused sets: groups of layers that share one candidate in every configuration
     #: (``Task.fused``, unless the search was told ``fuse=False``).
     ties: tuple[tuple[str, ...], ...] = ()
+    #: The task's fused sets (``Task.fused``), tied or not: what an export to a serving engine
+    #: must keep at one format (empty in runs stored before they were recorded: their ties then).
+    fused: tuple[tuple[str, ...], ...] = ()
 
     @staticmethod
     def check(task: Task, **values: object) -> dict:
@@ -115,6 +118,7 @@ class SearchSettings:
             "candidates": list(self.candidates),
             "strategy": [strategy_name(entry) for entry in self.strategy],
             "ties": [list(group) for group in self.ties],
+            "fused": [list(group) for group in self.fused],
         }
 
     @classmethod
@@ -128,6 +132,7 @@ class SearchSettings:
                 "candidates": tuple(saved["candidates"]),
                 "strategy": tuple(saved.get("strategy", ())),
                 "ties": tuple(tuple(group) for group in saved.get("ties", ())),
+                "fused": tuple(tuple(group) for group in saved.get("fused", saved.get("ties", ()))),
             }
         )
 
@@ -235,7 +240,8 @@ class Plan:
             check_param("search", f"budgets[{name!r}]", limit, Interval(float, 0, None, closed="neither"))
         fuse = values["fuse"]
         values = SearchSettings.check(task, **values)
-        values["ties"] = tuple(tuple(group) for group in task.fused) if fuse else ()
+        values["fused"] = tuple(tuple(group) for group in task.fused)
+        values["ties"] = values["fused"] if fuse else ()
         device = hwmodels.load_device(target)
         named = tuple(candidates or ())
         candidates = named or tuple(device.candidates)
@@ -253,7 +259,7 @@ class Plan:
         probe_settings = for_device(probe_settings, device.activation_grid)
         progress("layers", 0, 1, "running the model once")
         layer_table = layers(task.model, task.calibration[0][0])
-        probe_settings = _fit_estimator(task, probe_settings)
+        probe_settings = fit_estimator(task, probe_settings)
         _check_loss(task, layer_table, probe_settings)
         progress("costs", 0, 1, f"costing {len(layer_table)} layers x {len(candidates)} candidates on {device.name}")
         costs = hwmodels.cost_table(
@@ -329,7 +335,7 @@ def _measured_candidates(settings: object, candidates: Sequence[str]) -> object:
     return dataclasses.replace(settings, candidates=coarse)
 
 
-def _fit_estimator(task: Task, settings: ProbeSettings) -> ProbeSettings:
+def fit_estimator(task: Task, settings: ProbeSettings) -> ProbeSettings:
     """Settings whose Hessian estimator runs on the task's output: ``split`` factors an m x m
     output Hessian per sample, which a language model's logits (sequence x vocabulary, far more
     than ``MAX_OUTPUT_ELEMS``) cannot afford, so such a task's Hessian probes sample with

@@ -322,8 +322,7 @@ class BaseStore(abc.ABC):
         except KeyboardInterrupt as exc:
             self._mark_failed(run_id, f"interrupted ({str(exc) or 'Ctrl-C'})", exc)
             raise SearchInterrupted(
-                f"search interrupted; run {run_id} keeps what was done: finish it with "
-                f"'mpq search --resume {run_id}' (same --model and --db)."
+                f"search interrupted; run {run_id} keeps what was done: {self.resume_hint(run_id)}"
             ) from exc
         except BaseException as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -331,11 +330,15 @@ class BaseStore(abc.ABC):
             if not isinstance(exc, MpqError):  # a bug, or another package's error: as it is
                 raise
             raise type(exc)(
-                f"{exc} Run {run_id} keeps what was stored before this error: once its cause is fixed, finish it "
-                f"with 'mpq search --resume {run_id}' (same --model and --db)."
+                f"{exc} Run {run_id} keeps what was stored before this error: once its cause is fixed, "
+                f"{self.resume_hint(run_id)}"
             ) from exc
         finally:
             ACTIVE.discard((self.url, run_id))
+
+    def resume_hint(self, run_id: int) -> str:
+        """How a user finishes a run this store keeps: the end of an interrupted or failed run's message."""
+        return f"finish it with 'mpq search --resume {run_id}' (same --model and --db)."
 
     def _mark_failed(self, run_id: int, error: str, exc: BaseException) -> None:
         try:

@@ -81,6 +81,13 @@ class MemoryStore(BaseStore):
             )
         self.contents.created = True
 
+    def resume_hint(self, run_id: int) -> str:
+        # 'mpq search --resume' opens a new, empty store: only this process's store object can finish it.
+        return (
+            f"the in-memory store keeps it only in this process: mpq.search(..., db=store, resume={run_id}) "
+            "with the same store object finishes it; give --db a file to keep a run past the process."
+        )
+
     def _writing(self, method: str) -> None:
         if self.mode != "write":
             raise StoreError(

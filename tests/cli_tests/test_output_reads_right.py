@@ -147,10 +147,10 @@ def test_a_log_file_fills_with_progress_lines_while_the_search_runs(tmp_path):
     assert "\r" not in log.read_text() and all(line.startswith("mpq: ") for line in lines)
 
 
-def help_text(capsys, *command) -> str:
-    """A command's help as one line of words, printed 200 columns wide (no cell cut)."""
+def help_text(capsys, *command, columns: int = 200) -> str:
+    """A command's help as one line of words, printed ``columns`` wide (200: no cell cut)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COLUMNS", "200")
+        patch.setenv("COLUMNS", str(columns))
         status, out, err = run_cli(capsys, *command, "--help")
     assert status == 0 and err == ""
     return " ".join(out.replace("│", " ").split())
@@ -163,6 +163,14 @@ def test_the_model_help_lists_every_built_in_example(capsys, command):
     text = help_text(capsys, *command)
     assert all(f"example:{name}" in text for name in mpq.list_examples()["name"])
     assert "example:minilm-small" in text and "path/to/file.py[:factory] (factory default: make_task)" in text
+
+
+@pytest.mark.parametrize("command", [["search"], ["probe"], ["measure"]])
+def test_a_terminal_80_columns_wide_shows_every_example_name_whole(capsys, command):
+    """A pair of flag names (``--bias-correction --no-bias-correction``) once widened the name
+    column until the help column cut ``example:digits-cnn`` to ``example:digits-c…``."""
+    text = help_text(capsys, *command, columns=80)
+    assert "…" not in text and "example:digits-cnn" in text
 
 
 @pytest.mark.parametrize(

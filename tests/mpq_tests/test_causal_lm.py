@@ -5,11 +5,14 @@ with fused sets (the trained ``example:tiny-llama`` end to end is the slow test 
 from __future__ import annotations
 
 import json
+import typing
 
+import pandas as pd
 import pytest
 import torch
 
 import mpq
+from mpq import cli
 from mpq._examples import causal_lm
 from mpq._fingerprint import callable_hash
 from mpq._trust import runs_code
@@ -52,7 +55,11 @@ def folders(tmp_path_factory):
             vocab_size=vocab, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
         )
     )
-    for name, model in (("llama", llama), ("gpt2", gpt2), ("bert", bert), ("no-tokenizer", llama)):
+    tied = transformers.LlamaForCausalLM(
+        transformers.LlamaConfig(**{**llama.config.to_dict(), "tie_word_embeddings": True, "architectures": None})
+    )
+    named = (("llama", llama), ("gpt2", gpt2), ("bert", bert), ("no-tokenizer", llama), ("llama-tied", tied))
+    for name, model in named:
         model.save_pretrained(root / name)
         if name != "no-tokenizer":
             tokenizer.save_pretrained(root / name)
@@ -67,10 +74,14 @@ def folders(tmp_path_factory):
 
 
 def run_cli(capsys, *argv):
-    with pytest.raises(SystemExit) as info:
+    """(exit status, stdout, stderr) of ``mpq ARGV``: 0 when it returns without exiting."""
+    try:
         main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
     out, err = capsys.readouterr()
-    return info.value.code, out, err
+    return code, out, err
 
 
 def test_a_llama_folder_is_a_perplexity_task_with_its_fused_sets(folders):
@@ -86,6 +97,7 @@ def test_a_llama_folder_is_a_perplexity_task_with_its_fused_sets(folders):
             (f"{block}.mlp.gate_proj", f"{block}.mlp.up_proj"),
         )
     ]
+    assert mpq.fused_sets(task.model, task.calibration[0][0]) == task.fused  # the one function, public
     inputs, targets = task.calibration[0]
     assert inputs["input_ids"].shape == (4, 16) and torch.equal(inputs["input_ids"], targets)
     vocab = task.model.config.vocab_size
@@ -116,11 +128,119 @@ def test_data_as_plain_text_or_json_lines(folders, data):
     assert task.evaluate(task.model) > 1
 
 
-def test_a_gpt2_shaped_folder_loads(folders):
+GPT2_CONV1D = [
+    f"transformer.h.{block}.{layer}"
+    for block in (0, 1)
+    for layer in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+]
+
+
+def test_a_gpt2_folders_conv1d_layers_load_as_the_linear_layers_they_compute(folders):
     task = mpq.load_task(f"hf:{folders / 'gpt2'}", seq_len=16, calibration_tokens=64, heldout_tokens=64)
-    layers = mpq.layers(task.model, task.calibration[0][0])
-    assert {"transformer.wte", "lm_head"} <= set(layers["layer"]) and task.fused == ()  # c_attn is fused already
+    table = mpq.layers(task.model, task.calibration[0][0]).set_index("layer")
+    assert list(table.index) == ["transformer.wte", "transformer.wpe", *GPT2_CONV1D, "lm_head"]
+    assert set(table.loc[GPT2_CONV1D, "kind"]) == {"linear"}
+    assert table.loc["transformer.h.0.attn.c_attn", "weight_shape"] == (96, 32)  # [out, in], as nn.Linear holds it
+    assert task.fused == ()  # c_attn is q, k and v fused already
+    original = transformers.AutoModelForCausalLM.from_pretrained(folders / "gpt2", attn_implementation="eager").eval()
+    assert isinstance(original.transformer.h[0].attn.c_attn, transformers.pytorch_utils.Conv1D)
+    ids = task.calibration[0][0]["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(task.model(input_ids=ids), original(input_ids=ids).logits, rtol=0, atol=1e-5)
+    applied = mpq.apply(task.model, {"transformer.h.0.attn.c_attn": "w4a16"}, calibration=task.calibration)
+    codes = applied.transformer.h[0].attn.c_attn.weight.detach()
+    assert all(len(row.unique()) <= 16 for row in codes)  # 4-bit weights, per output channel
     assert task.evaluate(task.model) > 1
+
+
+@pytest.fixture(scope="module")
+def gpt2_run(folders, tmp_path_factory):
+    """One small search of the GPT-2 folder."""
+    db = tmp_path_factory.mktemp("gpt2") / "mpq.db"
+    argv = ["search", "--model", f"hf:{folders / 'gpt2'}", *SMALL, "--target", "h100-sxm-weight-only"]
+    argv += ["-o", "weight_bytes", "--max-samples", "2", "--tolerance", "0.9", "--max-points", "4", "--db", str(db)]
+    try:
+        main([*argv, "--json"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return db
+
+
+def test_a_gpt2_search_probes_and_chooses_formats_for_its_conv1d_layers(gpt2_run):
+    run = mpq.open_run(str(gpt2_run), 1)
+    sensitivity = run.tables["sensitivity"]
+    traced = sensitivity[(sensitivity["probe"] == "hessian_w") & sensitivity["layer"].isin(GPT2_CONV1D)]
+    assert len(traced) == len(GPT2_CONV1D)
+    omega = run.tables["omega"]
+    assert set(GPT2_CONV1D) <= set(omega["layer"]) and (omega[omega["layer"].isin(GPT2_CONV1D)]["omega"] > 0).any()
+    quantized = [p for p in run.frontier["point"] if any(run.assignment(p)[c] != "w16a16" for c in GPT2_CONV1D)]
+    assert quantized
+
+
+def test_a_gpt2_point_exports_to_onnx_and_its_checkpoint_is_refused_in_one_line(gpt2_run, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime", reason="needs the [export] extra")
+    run = mpq.open_run(str(gpt2_run), 1)
+    task = mpq.load_task(run.record["model_spec"])
+    point = dict.fromkeys(GPT2_CONV1D, "w8a16") | {"transformer.h.1.mlp.c_fc": "wint4_g32a16"}
+    point |= dict.fromkeys(["transformer.wte", "lm_head"], "w4a16")  # tied: one weight, two quantized layers
+    frontier = run.frontier.iloc[:1].assign(point=0, dominated=False)
+    assignments = pd.DataFrame({"point": 0, "layer": list(point), "candidate": list(point.values())})
+    one_point = mpq.Run(1, run.db, "done", run.record, frontier, assignments, run.tables)
+    path = mpq.export(one_point, 0, "onnx", tmp_path / "gpt2.onnx")
+    ids = task.calibration[0][0]["input_ids"]
+    options = ort.SessionOptions()  # the graph as written: ONNX Runtime's fused integer kernels round otherwise
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    got = torch.from_numpy(ort.InferenceSession(str(path), options).run(None, {"input_ids": ids.numpy()})[0])
+    with torch.no_grad():
+        expected = mpq.apply(task.model, point, calibration=task.calibration, quantizer=run.quantizer)(input_ids=ids)
+        effect = float((expected - task.model(input_ids=ids)).abs().max())
+    assert float((got - expected).abs().max()) < 1e-5 < 0.001 < effect  # measured: 1.2e-07 against 0.0122
+
+    best = str(run.frontier["point"].iloc[0])
+    code, out, err = run_cli(
+        capsys,
+        "export",
+        "1",
+        "--point",
+        best,
+        "--to",
+        "compressed-tensors",
+        "--checkpoint",
+        str(tmp_path / "ck"),
+        "--db",
+        str(gpt2_run),
+    )
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert "GPT2LMHeadModel's transformer.h.0.attn.c_attn and 7 more are transformers Conv1D layers" in err
+    assert "export the point as onnx, or its config alone (without --checkpoint)" in err
+    assert not (tmp_path / "ck").exists()
+
+
+def test_tied_embeddings_are_two_layers_and_apply_and_the_checkpoint_untie_them(folders, tmp_path):
+    pytest.importorskip("compressed_tensors", reason="needs the [export] extra")
+    from mpq._checkpoint import write_checkpoint
+
+    task = mpq.load_task(f"hf:{folders / 'llama-tied'}", seq_len=16, calibration_tokens=64, heldout_tokens=64)
+    model = task.model
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    table = mpq.layers(model, task.calibration[0][0])
+    assert {"model.embed_tokens", "lm_head"} <= set(table["layer"])  # searched as two layers, one weight
+    float_weight = model.lm_head.weight.detach().clone()
+    point = {"lm_head": "wint8_g32afp32", "model.layers.0.mlp.down_proj": "wint4_g32afp32"}
+    quantizer = mpq.QuantizerSettings(bias_correction=False)  # Llama's projections have no bias to hold it
+    applied = mpq.apply(model, point, calibration=task.calibration, quantizer=quantizer)
+    assert torch.equal(applied.model.embed_tokens.weight, float_weight)  # the embedding stays float
+    assert not torch.equal(applied.lm_head.weight, float_weight)
+    assert model.lm_head.weight is model.model.embed_tokens.weight and torch.equal(model.lm_head.weight, float_weight)
+
+    folder = write_checkpoint(model, point, tmp_path / "ck", calibration=task.calibration, quantizer=quantizer)
+    assert json.loads((folder / "config.json").read_text())["tie_word_embeddings"] is False
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = task.calibration[0][0]["input_ids"]
+    with torch.no_grad():
+        diff = float((loaded(input_ids=ids).logits - applied(input_ids=ids)).abs().max())
+        effect = float((applied(input_ids=ids) - model(input_ids=ids)).abs().max())
+    assert diff <= 1e-5 < effect, (diff, effect)
 
 
 @pytest.mark.parametrize(
@@ -195,9 +315,39 @@ def test_a_search_keeps_fused_sets_together_and_follows_the_lower_perplexity(sea
     assert within["measured_metric"] <= 1.5 * floor
 
 
-def test_no_fuse_chooses_per_layer(searched):
+def test_no_fuse_chooses_per_layer_and_its_export_still_keeps_the_fused_sets(searched):
     run = mpq.open_run(str(searched), 2)
     assert run.record["settings"]["ties"] == []
+    assert run.fused == mpq.open_run(str(searched), 1).fused == run.record["settings"]["fused"]
+    assert len(run.fused) == 4  # recorded as the task found them, tied or not
+    q, k, v = run.fused[0]
+    split = run.assignment(1) | {q: "w8a16", k: "w4a16"}
+    frontier = run.frontier.iloc[:1].assign(point=0)
+    assignments = pd.DataFrame({"point": 0, "layer": list(split), "candidate": list(split.values())})
+    one_point = mpq.Run(2, run.db, "done", run.record, frontier, assignments, run.tables)
+    with pytest.raises(mpq.exceptions.InvalidParameterError, match=r"self_attn\.\{q_proj,k_proj,v_proj\} as one fused"):
+        mpq.export(one_point, 0, "compressed-tensors")
+
+
+def test_mpq_probe_takes_the_text_flags_search_takes(folders, tmp_path, capsys):
+    probe = ["probe", "--model", f"hf:{folders / 'gpt2'}", "--seq-len", "16", "--heldout-tokens", "64"]
+    probe += ["--max-samples", "10", "--tolerance", "0.9", "--db", str(tmp_path / "mpq.db"), "--json"]
+    hvps = {}
+    for tokens in ("64", "128"):  # one calibration batch of 4 sequences of 16 tokens, then two
+        code, out, err = run_cli(capsys, *probe, "--calibration-tokens", tokens)
+        assert code == 0, err
+        rows = {(row["layer"], row["probe"]): row for row in json.loads(out)}
+        assert ("transformer.h.0.attn.c_attn", "hessian_w") in rows  # sampled with hutchinson, as search does
+        hvps[tokens] = rows["lm_head", "hessian_w"]["hvps"]
+    assert hvps == {"64": 10, "128": 20}
+    code, out, err = run_cli(capsys, "probe", "--seq-len", "64", "--db", str(tmp_path / "other.db"))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--seq-len: applies to --model hf:PATH only" in err and not (tmp_path / "other.db").exists()
+    # One definition of each flag, shared: the two commands cannot drift apart.
+    shared = (cli.DataOption, cli.SeqLenOption, cli.CalibrationTokensOption, cli.HeldoutTokensOption)
+    for command in (cli.search, cli.probe_command):
+        hints = typing.get_type_hints(command, include_extras=True)  # typer's OptionInfo compares by identity
+        assert tuple(hints[name] for name in ("data", "seq_len", "calibration_tokens", "heldout_tokens")) == shared
 
 
 def test_tiny_llama_is_registered_without_training_it():

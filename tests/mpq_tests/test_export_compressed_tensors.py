@@ -67,13 +67,15 @@ def stored_run(
     kinds: dict[str, str] | None = None,
     quantizer: mpq.QuantizerSettings | None = None,
     spec: str | None = None,
+    fused: list[list[str]] | None = None,
 ) -> mpq.Run:
     """A run whose point 0 is ``assignment`` (layer -> candidate), every layer linear unless ``kinds``
-    says, measured with ``quantizer`` (default ``QuantizerSettings()``); with ``spec``, of the task
-    that spec builds (its model and data hashes stored, so an export can rebuild it)."""
+    says, measured with ``quantizer`` (default ``QuantizerSettings()``), of a task with the fused
+    sets ``fused`` (as a search records them); with ``spec``, of the task that spec builds (its
+    model and data hashes stored, so an export can rebuild it)."""
     kinds = {layer: "linear" for layer in assignment} | (kinds or {})
     probe = ProbeSettings(quantizer=quantizer or mpq.QuantizerSettings())
-    record = {"settings": {"probe": settings_to_json(probe)}}
+    record = {"settings": {"probe": settings_to_json(probe), "fused": fused or []}}
     if spec is not None:
         task = mpq.load_task(spec)
         record |= {"model_spec": spec, "model_hash": model_hash(task.model), "data_hash": data_hash(task.calibration)}
@@ -397,8 +399,11 @@ def test_a_bias_correction_a_bias_free_layer_cannot_hold_is_left_out_with_a_warn
 QKV = [f"model.layers.0.self_attn.{name}" for name in ("q_proj", "k_proj", "v_proj")]
 
 
+GATE_UP = ["mlp.gate_proj", "mlp.up_proj"]
+
+
 def test_a_fused_set_of_mixed_formats_is_refused_naming_it():
-    run = stored_run(dict(zip(QKV, ("w8a8", "wint4_g128a16", "w8a8"))))
+    run = stored_run(dict(zip(QKV, ("w8a8", "wint4_g128a16", "w8a8"))), fused=[QKV])
     with pytest.raises(mpq.exceptions.InvalidParameterError) as info:
         mpq.export(run, 0, "compressed-tensors")
     assert str(info.value) == (
@@ -406,11 +411,22 @@ def test_a_fused_set_of_mixed_formats_is_refused_naming_it():
         "scheme, and this point gives them q_proj w8a8, k_proj wint4_g128a16, v_proj w8a8; export a point whose "
         "fused sets share a format (mpq search ties them unless --no-fuse), or export it as json instead."
     )
-    gate_up = {"mlp.gate_proj": "w4a16", "mlp.up_proj": "w16a16"}  # one quantized, one left in 16 bits
+    gate_up = dict(zip(GATE_UP, ("w4a16", "w16a16")))  # one quantized, one left in 16 bits
     with pytest.raises(mpq.exceptions.InvalidParameterError, match=r"mlp\.\{gate_proj,up_proj\}"):
-        mpq.export(stored_run(gate_up), 0, "compressed-tensors")
-    tied = mpq.export(stored_run(dict.fromkeys(QKV, "w8a8")), 0, "compressed-tensors")
+        mpq.export(stored_run(gate_up, fused=[GATE_UP]), 0, "compressed-tensors")
+    tied = mpq.export(stored_run(dict.fromkeys(QKV, "w8a8"), fused=[QKV]), 0, "compressed-tensors")
     assert [g["targets"] for g in tied["config_groups"].values()] == [QKV]
+
+
+def test_the_fused_sets_are_the_runs_discovered_ones_not_names():
+    """The sets the task found (recorded with the run), whatever the layers are called: a model
+    whose attention reads one input through wq, wk and wv is guarded, and q_proj and k_proj that
+    read different inputs (no recorded set) are not."""
+    own = ["blocks.0.attn.wq", "blocks.0.attn.wk", "blocks.0.attn.wv"]
+    with pytest.raises(mpq.exceptions.InvalidParameterError, match=r"blocks\.0\.attn\.\{wq,wk,wv\}"):
+        mpq.export(stored_run(dict(zip(own, ("w8a8", "w4a16", "w8a8"))), fused=[own]), 0, "compressed-tensors")
+    apart = mpq.export(stored_run(dict(zip(QKV, ("w8a8", "w4a16", "w8a8")))), 0, "compressed-tensors")
+    assert len(apart["config_groups"]) == 2
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,20 @@ def test_interrupted_validation_resumes_without_redoing_anything(tmp_path, monke
     assert mpq.search(task, db=db, resume=1).frontier.equals(resumed.frontier)  # done: returned as is
 
 
+def test_an_interrupted_in_memory_search_says_how_it_can_be_finished_and_is(tmp_path):
+    """'mpq search --resume' would open a new, empty in-memory store: the message names the one
+    thing that finishes the run, the same store object, and that object does."""
+    task = mpq.load_task(TINY)
+    store = _storage.MemoryStore()
+    with pytest.raises(
+        SearchInterrupted, match=r"keeps it only in this process: mpq.search\(\.\.\., db=store, resume=1\)"
+    ) as raised:
+        mpq.search(task, settings=FAST, db=store, progress=interrupt_at("validate", 1))
+    assert "--resume" not in str(raised.value)
+    resumed = mpq.search(task, db=store, resume=1)
+    assert resumed.id == 1 and resumed.status == "done"
+
+
 def test_a_proxy_optimum_that_is_also_a_baseline_survives_an_interruption_as_its_own_point(tmp_path, monkeypatch):
     """Its one evaluation is stored on the baseline and as a new "frontier" point: a run stopped
     there must resume to the uninterrupted frontier (once these were two writes, and a kill
