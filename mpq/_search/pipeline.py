@@ -191,6 +191,9 @@ def _sensitivity(
     settings = plan.settings.probe
     decision = None
     if settings.stop == "decision" and any(PROBES[name][0] in TRACE_FAMILIES for name in settings.probes):
+        # Reported before the stop rule's quantization errors are computed: they are the probe's
+        # cost (a stage is timed from its first report, bench_search.py), not the costs stage's.
+        progress("probe", 0, settings.max_samples, "quantization noise of every layer at every candidate (stop rule)")
         decision = frontier_decision(task, plan, calibrate(task, plan) if calibration is None else calibration)
     table = run_probe(  # the search's identity and runner: the task is not hashed again
         task,

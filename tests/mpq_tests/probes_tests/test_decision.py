@@ -83,3 +83,29 @@ def test_cli_takes_one_of_the_two_tolerances(tmp_path, capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2 and "--probe-tolerance" in err and err.count("\n") == 1
     assert not (tmp_path / "mpq.db").exists()
+
+
+def test_the_stop_rules_quantization_errors_are_timed_as_the_probe(tmp_path, monkeypatch):
+    # bench_search times a stage from its first report: the errors the decision rule computes
+    # before the first sample belong to the probe, not to the costs stage before it.
+    import mpq._search.pipeline as pipeline
+
+    reported: list[str] = []
+    built = pipeline.frontier_decision
+
+    def frontier_decision(*args):
+        reported.append("errors")
+        return built(*args)
+
+    monkeypatch.setattr(pipeline, "frontier_decision", frontier_decision)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SensitivityWarning)
+        mpq.search(
+            mpq.load_task(TINY),
+            db=tmp_path / "mpq.db",
+            target="cpu-x86",
+            validate=False,
+            progress=lambda stage, done, total, message: reported.append(stage),
+        )
+    stages = [stage for stage, _ in itertools.groupby(reported)]
+    assert stages.index("probe") < stages.index("errors") < stages.index("omega")
