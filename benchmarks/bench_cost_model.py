@@ -40,11 +40,36 @@ import pandas as pd
 import torch
 from scipy.optimize import least_squares
 from scipy.stats import spearmanr
+from torch import nn
 
 import hwmodels
 import mpq
+from mpq._formats import get_candidate
 from mpq._measure import measure_latency
+from mpq._measure.api import _recorded_inputs, _resize_batch
+from mpq._onnx import ONNX_OPSET, model_proto
+from mpq._onnx_latency import _options
+from mpq._quantizer import QuantizerSettings
 from mpqvocab import format_spec
+
+FLOAT = "wfp32afp32"
+# What a --csv file keeps of each pair's measurement (--pairs reads them back).
+MEASURED_COLUMNS = ("layer", "candidate", "latency_s", "latency_min_s", "dequant_s", "kernel")
+
+
+def device_with_float(target: str, folder: Path) -> Path:
+    """The target's device file, or a copy whose candidates include the float model's (the
+    layers a CPU export leaves in float)."""
+    source = hwmodels.device_dir() / f"{target}.toml"
+    if FLOAT in hwmodels.load_device(target).candidates:
+        return source
+    text = source.read_text()
+    patched, count = re.subn(r"^candidates = \[(.*)\]$", rf'candidates = [\1, "{FLOAT}"]', text, flags=re.M)
+    assert count == 1, f"{target}.toml's candidates line moved"
+    path = folder / f"{target}-fp32.toml"
+    path.write_text(patched)
+    return path
+
 
 # The cost model's numbers fitted here (TOML keys) and their units; plus the peak (ops/s, a key
 # of [peak_ops_per_s]) of every class the measured pairs executed in.
@@ -52,6 +77,7 @@ FITTED = {
     "launch_overhead_s": "s",
     "dequant_elems_per_s": "elems/s",
     "dram_bytes_per_s": "B/s",
+    "quantize_overhead_s": "s",
 }
 
 
@@ -60,14 +86,127 @@ def format_class(fmt_name: str) -> str:
     return format_spec(fmt_name).arith_class
 
 
-def compare(task: mpq.Task, target: str, where: str, batch_size: int, warmup: int, repeats: int) -> pd.DataFrame:
-    """Measured (on ``where``: cpu or cuda) and modelled latency of every (layer, candidate) pair of a task."""
+class _OneLayer(nn.Module):
+    """One layer of a model as a model of its own, to export the layer's node unit alone."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+
+def _shape_key(module: nn.Module, x: torch.Tensor) -> tuple:
+    """What a layer's node unit's time depends on: its kind, weight and input shapes, bias and
+    convolution geometry (MiniLM's six blocks repeat a few such keys)."""
+    geometry = tuple(getattr(module, name, None) for name in ("stride", "padding", "dilation", "groups"))
+    bias = getattr(module, "bias", None) is not None
+    return (type(module).__name__, tuple(module.weight.shape), tuple(x.shape), bias, geometry)
+
+
+def _timed_session(ort, proto: bytes, feed: dict[str, np.ndarray], warmup: int, repeats: int) -> np.ndarray:
+    """Seconds of ``repeats`` runs of a model in ONNX Runtime (torch's thread count), after ``warmup``."""
+    session = ort.InferenceSession(proto, _options(ort), providers=["CPUExecutionProvider"])
+    for _ in range(warmup):
+        session.run(None, feed)
+    seconds = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter_ns()
+        session.run(None, feed)
+        seconds[i] = (time.perf_counter_ns() - start) * 1e-9
+    return seconds
+
+
+def _optimized_ops(ort, proto: bytes, folder: Path) -> str:
+    """The op types ONNX Runtime runs for a model (its saved optimized graph), in order."""
+    import onnx
+
+    options = _options(ort)
+    options.optimized_model_filepath = str(folder / "optimized.onnx")
+    options.log_severity_level = 3  # not its warning that a saved optimized graph is machine-specific
+    ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"])
+    return "+".join(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+
+
+def measure_onnxruntime(
+    task: mpq.Task, candidates: list[str], quantizer: QuantizerSettings, batch_size: int, warmup: int, repeats: int
+) -> pd.DataFrame:
+    """Every (layer, candidate) pair timed in ONNX Runtime: the layer alone, exported as mpq exports
+    it (``mpq._onnx.model_proto`` of a one-layer model, calibrated on the layer's recorded inputs,
+    so the same integer kernels and quantize nodes), end to end on torch's thread count. Layers of
+    one shape key are timed once. ``latency_s`` and ``latency_min_s`` are net of an empty model's
+    run (ONNX Runtime's per-call cost, paid once per network, not per layer); ``kernel`` lists
+    the optimized graph's ops."""
+    import onnx
+    import onnxruntime as ort
+
+    model, inputs = task.model, task.calibration[0][0]
+    names = list(mpq.layers(model, inputs)["layer"])
+    recorded = _recorded_inputs(model, names, inputs)
+    first = {name: _resize_batch(calls[0][:1], 1, batch_size) for name, calls in recorded.items()}
+    empty = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Identity", ["x"], ["y"])],
+            "empty",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", ONNX_OPSET)],
+    )
+    call_s = _timed_session(ort, empty.SerializeToString(), {"x": np.zeros(1, np.float32)}, warmup, repeats).min()
+    timed: dict[tuple, dict] = {}
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name in names:
+            module = model.get_submodule(name)
+            key = _shape_key(module, first[name])
+            for candidate in candidates:
+                if (key, candidate) not in timed:
+                    # The layer's inputs on the first calibration batch calibrate its quantizer.
+                    calibration = [(recorded[name][0], None)]
+                    one = mpq.Task(
+                        f"{task.name}:{name}", _OneLayer(module).eval(), calibration, lambda out, _: out.sum()
+                    )
+                    exported = model_proto(one, {"layer": get_candidate(candidate)}, "onnx", quantizer)
+                    proto = exported.SerializeToString()
+                    feed = {exported.graph.input[0].name: first[name].numpy()}
+                    seconds = _timed_session(ort, proto, feed, warmup, repeats)
+                    timed[(key, candidate)] = {
+                        "latency_s": max(float(np.median(seconds)) - call_s, 0.0),
+                        "latency_min_s": max(float(seconds.min()) - call_s, 0.0),
+                        "dequant_s": 0.0,
+                        "kernel": _optimized_ops(ort, proto, Path(folder)),
+                    }
+                rows.append({"layer": name, "candidate": candidate, **timed[(key, candidate)]})
+    return pd.DataFrame(rows)
+
+
+def compare(
+    task: mpq.Task,
+    target: str,
+    where: str,
+    batch_size: int,
+    warmup: int,
+    repeats: int,
+    runtime: str = "torch",
+    measured: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Measured (on ``where``: cpu or cuda; by ``runtime``: torch's eager kernels, ``mpq measure``,
+    or ONNX Runtime; or ``measured``, pairs measured before) and modelled latency of every (layer,
+    candidate) pair of a task."""
     device = hwmodels.load_device(target)
     candidates = list(device.candidates)
     example = task.calibration[0][0]
     layer_table = mpq.layers(task.model, example)
     cand_table = mpq.candidate_table(candidates)
-    measured = measure_latency(task, candidates, batch_size=batch_size, warmup=warmup, repeats=repeats, device=where)
+    if measured is None and runtime == "onnxruntime":
+        quantizer = QuantizerSettings(act_grid=device.activation_grid)
+        measured = measure_onnxruntime(task, candidates, quantizer, batch_size, warmup, repeats)
+    elif measured is None:
+        measured = measure_latency(
+            task, candidates, batch_size=batch_size, warmup=warmup, repeats=repeats, device=where
+        )
     modelled = hwmodels.cost_table(layer_table, device, cand_table, batch_size=batch_size)
     merged = measured.merge(
         modelled[["layer", "candidate", "latency_s", "bound", "executed_class", "dram_bytes"]],
@@ -155,7 +294,8 @@ def roofline(params: dict[str, float], merged: pd.DataFrame) -> np.ndarray:
     peak = np.array([params[cls] for cls in executed])
     compute = 2 * merged["macs"].to_numpy() * batch / peak + dequant / params["dequant_elems_per_s"]
     memory = merged["dram_bytes"].to_numpy() / params["dram_bytes_per_s"]
-    return np.maximum(compute, memory) + params["launch_overhead_s"]
+    quantizes_input = ~lookup & (merged["act_format"].to_numpy() != "fp32")
+    return np.maximum(compute, memory) + params["launch_overhead_s"] + quantizes_input * params["quantize_overhead_s"]
 
 
 def nominal_params(target: str, merged: pd.DataFrame) -> dict[str, float]:
@@ -165,6 +305,7 @@ def nominal_params(target: str, merged: pd.DataFrame) -> dict[str, float]:
         "launch_overhead_s": spec.launch_overhead_s,
         "dequant_elems_per_s": spec.dequant_elems_per_s,
         "dram_bytes_per_s": spec.dram_bytes_per_s,
+        "quantize_overhead_s": spec.quantize_overhead_s,
         **{cls: spec.peak_ops_per_s[cls] for cls in sorted(merged["executed_class"].unique())},
     }
 
@@ -185,15 +326,23 @@ def fit(target: str, merged: pd.DataFrame) -> dict[str, float]:
 
     # Within three decades of the device file: a number no pair depends on (the bandwidth when no
     # pair is memory-bound) then stays finite instead of running off.
-    x0 = np.log10([start[n] for n in names])
+    # A fixed cost the device file leaves at 0 starts at 1 us (log10 has no 0).
+    x0 = np.log10([start[n] or 1e-6 for n in names])
     solution = least_squares(residuals, x0, bounds=(x0 - 3, x0 + 3), method="trf")
     return dict(zip(names, 10.0**solution.x))
 
 
 def calibrated_device(target: str, params: dict[str, float], folder: Path, note: str) -> Path:
-    """A copy of the target's device file with the fitted numbers (each with its source comment)."""
-    text = (hwmodels.device_dir() / f"{target}.toml").read_text()
+    """A copy of the target's device file (a name or a path) with the fitted numbers (each with
+    its source comment)."""
+    source = hwmodels.load_device(target).path
+    text = source.read_text()
+    target = source.stem
     for key, value in params.items():
+        if not re.search(rf"^{key} = ", text, flags=re.MULTILINE):  # an optional number the file leaves out
+            text = re.sub(
+                r"^(launch_overhead_s = .*)$", rf"\1\n{key} = 0  # nominal", text, count=1, flags=re.MULTILINE
+            )
         text, count = re.subn(
             rf"^{key} = [^#\n]*#.*$", f"{key} = {value:.4g}  # fitted: {note}", text, flags=re.MULTILINE
         )
@@ -237,7 +386,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--runtime",
+        default="torch",
+        choices=["torch", "onnxruntime"],
+        help="time each layer's eager torch kernels (mpq measure) or its exported node unit in ONNX Runtime",
+    )
     parser.add_argument("--csv", type=Path, help="write every measured and modelled pair here")
+    parser.add_argument("--calibrated", type=Path, help="write the calibrated device file here")
+    parser.add_argument(
+        "--pairs", type=Path, help="fit the pairs a --csv run measured (of --examples, --batch-sizes) instead of timing"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pd.set_option("display.width", 200)
@@ -250,12 +409,22 @@ def main() -> None:
     )
     print(f"torch {torch.__version__}, {where}; model: {args.target} (nominal numbers)\n")
 
+    folder = tempfile.TemporaryDirectory()
+    # ONNX Runtime keeps float layers float: their pairs are fitted too (cpu-x86 does not list them).
+    device = str(device_with_float(args.target, Path(folder.name))) if args.runtime == "onnxruntime" else args.target
     tasks, parts = {}, []
     for example in args.examples:
         tasks[example] = mpq.load_task(example if ":" in example else f"example:{example}")
         for batch in args.batch_sizes:
             start = time.perf_counter()
-            merged = compare(tasks[example], args.target, args.device, batch, args.warmup, args.repeats)
+            before = None
+            if args.pairs:
+                stored = pd.read_csv(args.pairs)
+                stored = stored[(stored["example"] == example) & (stored["batch_size"] == batch)]
+                before = stored.rename(columns={"latency_s_measured": "latency_s"})[list(MEASURED_COLUMNS)]
+            merged = compare(
+                tasks[example], device, args.device, batch, args.warmup, args.repeats, args.runtime, before
+            )
             parts.append(merged.assign(example=example))
             print(f"=== {example}, batch {batch} ({time.perf_counter() - start:.0f} s to measure)")
             print(per_layer(merged).to_string(index=False))
@@ -267,19 +436,22 @@ def main() -> None:
         everything.to_csv(args.csv, index=False)
     print(f"=== all examples and batches, nominal {args.target}")
     print(pd.Series(summary(everything)).to_string())
-    nominal_values = nominal_params(args.target, everything)
+    nominal_values = nominal_params(device, everything)
     nominal = roofline(nominal_values, everything)
     assert np.allclose(nominal, everything["latency_s_model"], rtol=1e-9), "roofline() drifted from hwmodels"
 
-    fitted = fit(args.target, everything)
-    timed_on = "CUDA" if args.device == "cuda" else f"{torch.get_num_threads()} torch thread(s)"
+    fitted = fit(device, everything)
+    timed_on = "CUDA" if args.device == "cuda" else f"{torch.get_num_threads()} thread(s)"
+    if args.runtime == "onnxruntime":
+        timed_on = f"--runtime onnxruntime, {timed_on}"
     note = (
         f"bench_cost_model.py, {timed_on}, "
         f"{', '.join(Path(e).name for e in args.examples)} at batch {', '.join(map(str, args.batch_sizes))}"
     )
-    with tempfile.TemporaryDirectory() as folder:
-        device_file = calibrated_device(args.target, fitted, Path(folder), note)
-        rescored = calibrated_scores(everything, tasks, device_file)
+    with folder:
+        rescored = calibrated_scores(everything, tasks, calibrated_device(device, fitted, Path(folder.name), note))
+        if args.calibrated:  # the target's own file (its own candidates), with the fitted numbers
+            args.calibrated.write_text(calibrated_device(args.target, fitted, Path(folder.name), note).read_text())
     print(f"\n=== proposed {args.target}.toml numbers (fitted to all pairs above)")
     print(pd.DataFrame({"nominal": nominal_values, "fitted": fitted, "unit": units(fitted)}).to_string())
     print(f"\n=== calibrated {args.target} (scored by hwmodels.cost_table)")

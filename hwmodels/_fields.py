@@ -79,9 +79,9 @@ class FieldReader:
         """Read a number > 0 (None when optional and absent)."""
         return self._number(key, "a positive number", lambda v: v > 0, required, False)
 
-    def non_negative_float(self, key: str) -> float:
-        """Read a required number >= 0."""
-        return self._number(key, "a non-negative number", lambda v: v >= 0, True, False)
+    def non_negative_float(self, key: str, required: bool = True) -> float | None:
+        """Read a number >= 0 (None when optional and absent)."""
+        return self._number(key, "a non-negative number", lambda v: v >= 0, required, False)
 
     def fraction(self, key: str) -> float:
         """Read a required number in (0, 1]."""

@@ -8,6 +8,7 @@ Per layer, for a batch of ``B`` samples::
                + B * (in_elems + out_elems) * act_bits / 8
     memory_s   = dram_bytes / dram_bytes_per_s
     latency_s  = max(compute_s, memory_s) + launch_overhead_s
+               + quantize_overhead_s  (a layer whose input is quantized: a CPU runtime's quantize node)
     bound      = "compute" if compute_s > memory_s else "memory"
 
 Biases are 4 bytes (int32 in integer kernels, fp32 in float epilogues). The output is counted at
@@ -65,12 +66,17 @@ class RooflineSpec:
         launch_overhead_s: Fixed time per layer (kernel launch, framework dispatch).
         dequant_elems_per_s: Rate at which the vector units convert operands to the executed
             class.
+        quantize_overhead_s: Fixed time more per layer whose input is quantized (activations
+            narrower than fp32, not an embedding): the quantize node and integer kernel's
+            requantization that ONNX Runtime runs as nodes of their own; 0 when absent (GPU
+            kernels fuse them).
     """
 
     peak_ops_per_s: Mapping[str, float]
     dram_bytes_per_s: float
     launch_overhead_s: float
     dequant_elems_per_s: float
+    quantize_overhead_s: float = 0.0
 
     @classmethod
     def read(cls, reader: FieldReader) -> RooflineSpec:
@@ -80,6 +86,7 @@ class RooflineSpec:
             dram_bytes_per_s=reader.positive_float("dram_bytes_per_s"),
             launch_overhead_s=reader.non_negative_float("launch_overhead_s"),
             dequant_elems_per_s=reader.positive_float("dequant_elems_per_s"),
+            quantize_overhead_s=reader.non_negative_float("quantize_overhead_s", required=False) or 0.0,
         )
 
     def limits(self) -> dict[str, float]:
@@ -165,9 +172,12 @@ def roofline_costs(pairs: pd.DataFrame, device: Device, batch_size: int) -> pd.D
     memory_s = dram_bytes / spec.dram_bytes_per_s
     mac_pj = executed.map(device.energy.mac_pj).to_numpy()
     energy_j = ((macs + dequant_elems) * mac_pj + dram_bytes * device.energy.dram_pj_per_byte) * PJ
+    quantizes_input = ~is_lookup & (pairs["act_bits"].to_numpy() < 32)
     return pd.DataFrame(
         {
-            "latency_s": np.maximum(compute_s, memory_s) + spec.launch_overhead_s,
+            "latency_s": np.maximum(compute_s, memory_s)
+            + spec.launch_overhead_s
+            + quantizes_input * spec.quantize_overhead_s,
             "energy_j": energy_j,
             "bound": np.where(compute_s > memory_s, "compute", "memory"),
             "dram_bytes": dram_bytes,

@@ -100,3 +100,21 @@ def test_measured_rows_for_candidates_the_device_does_not_run_are_ignored(tables
     costs = hwmodels.cost_table(layers, "cpu-x86", tables.candidates("w8a8", "wfp4afp8"), measured=measured)
     assert costs["candidate"].tolist() == ["w8a8"]  # cpu-x86 does not list wfp4afp8
     assert costs["latency_s"].tolist() == [2e-6]
+
+
+def test_a_quantized_input_costs_the_quantize_overhead_once_per_layer(tables, device_file):
+    # ONNX Runtime runs a layer's input quantization as a node of its own: a fixed cost the
+    # float layer (wfp32afp32) and the embedding lookup (its input is token ids) do not pay.
+    with_float = NOMINAL_CPU.replace('"wfp8afp8"]', '"wfp8afp8", "wfp32afp32"]')
+    plain_cpu = device_file("plain-cpu", with_float)
+    ort_cpu = device_file(
+        "ort-cpu",
+        with_float.replace("launch_overhead_s = 5.0e-6", "quantize_overhead_s = 7e-6\nlaunch_overhead_s = 5.0e-6"),
+    )
+    layers = tables.layers(tables.linear("fc", 512, 512), tables.embedding("emb", 1000, 64, tokens=8))
+    float_row = pd.DataFrame([("wfp32afp32", "fp32", "fp32", 32.0, 32.0)], columns=tables.candidates("w8a8").columns)
+    cands = pd.concat([tables.candidates("w8a8"), float_row], ignore_index=True)
+    plain = hwmodels.cost_table(layers, plain_cpu, cands).set_index(["layer", "candidate"])["latency_s"]
+    extra = hwmodels.cost_table(layers, ort_cpu, cands).set_index(["layer", "candidate"])["latency_s"] - plain
+    assert extra[("fc", "w8a8")] == pytest.approx(7e-6, rel=1e-9)
+    assert extra[("fc", "wfp32afp32")] == 0 and extra[("emb", "w8a8")] == 0
