@@ -54,6 +54,10 @@ WEIGHT_GRIDS = ("full", "narrow")
 HISTOGRAM_BINS = 2048
 #: Clip candidates of the mse method: 1.00, 0.99, ... 0.01 of the max.
 MSE_RATIOS = torch.linspace(1.0, 0.01, 100, dtype=torch.float64)
+#: Weight elements the mse search rounds at a time, whole rows: a block stays in the core's cache
+#: across the 100 clip candidates (2.5x fewer CPU s on MiniLM's 30522 x 384 embedding than the
+#: whole tensor per candidate, with the same clips, bit for bit: each row's sum is the same sum).
+MSE_BLOCK_ELEMS = 2**14
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,9 @@ def weight_clip(fmt: NumberFormat, weight: torch.Tensor, settings: QuantizerSett
 
 def _mse_clip(fmt: NumberFormat, rows: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
     """Per row, the clip among ``MSE_RATIOS * amax`` with the least squared error (ties: the widest)."""
+    block = max(1, MSE_BLOCK_ELEMS // max(rows.shape[1], 1))
+    if len(rows) > block:
+        return torch.cat([_mse_clip(fmt, rows[i : i + block], amax[i : i + block]) for i in range(0, len(rows), block)])
     best_err = torch.full_like(amax, math.inf)
     best = amax.clone()
     for ratio in MSE_RATIOS.tolist():

@@ -81,6 +81,22 @@ def test_mse_and_percentile_clips_never_err_more_than_max_on_the_weights(digits,
     assert errors["mse"] < errors["max"] or fmt.element_bits == 8
 
 
+@pytest.mark.parametrize("fmt", ["int3_pc", "int8_pc"])
+def test_the_mse_search_in_blocks_of_rows_gives_the_clips_of_the_whole_tensor(monkeypatch, fmt):
+    """The search rounds a block of rows at a time (to stay in cache): the clips must be the
+    whole tensor's, bit for bit, blocks of one row and uneven last blocks included."""
+    from mpq import _quantizer
+
+    torch.manual_seed(0)
+    weight = torch.randn(50, 24) * torch.rand(50, 1) * 3
+    settings, fmt = QuantizerSettings(), mpq.get_format(fmt)
+    monkeypatch.setattr(_quantizer, "MSE_BLOCK_ELEMS", 2**40)
+    whole = _quantizer.weight_clip(fmt, weight, settings)
+    for block_elems in (1, 24 * 7, 24 * 49):
+        monkeypatch.setattr(_quantizer, "MSE_BLOCK_ELEMS", block_elems)
+        assert torch.equal(_quantizer.weight_clip(fmt, weight, settings), whole), block_elems
+
+
 def test_int2_weights_use_all_four_codes():
     weight = torch.linspace(-1, 1, 64).repeat(2, 1)
     calibrated = Calibration(QuantizerSettings(ranges="max"), {})
