@@ -10,6 +10,7 @@ import typing
 import pandas as pd
 import pytest
 import torch
+from cli_runner import run_cli
 
 import mpq
 from mpq import cli
@@ -71,17 +72,6 @@ def folders(tmp_path_factory):
         "\n".join(json.dumps({"text": chunk}) for chunk in text.split("\n\n") if chunk.strip())
     )
     return root
-
-
-def run_cli(capsys, *argv):
-    """(exit status, stdout, stderr) of ``mpq ARGV``: 0 when it returns without exiting."""
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_a_llama_folder_is_a_perplexity_task_with_its_fused_sets(folders):

@@ -22,13 +22,13 @@ import warnings
 import pandas as pd
 import pytest
 import torch
+from cli_runner import run_cli
 from torch import nn
 
 import mpq
 from mpq._probes import ProbeSettings, settings_to_json
 from mpq._probes.checkpoint import data_hash, model_hash
 from mpq._quantizer import LEGACY_QUANTIZER
-from mpq.cli import main
 
 pytest.importorskip("compressed_tensors", reason="needs the [export] extra: pip install -e '.[export]'")
 from compressed_tensors.compressors.format import infer_module_format  # noqa: E402
@@ -489,30 +489,20 @@ def test_a_checkpoint_without_compressed_tensors_names_the_extra(tmp_path, monke
     assert mpq.export(stored_run({"fc": "w8a8"}), 0, "compressed-tensors")["config_groups"]  # the config needs none
 
 
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.mark.slow  # fast twins: the checkpoint tests above
 def test_cli_writes_the_checkpoint_of_a_searched_llama(tmp_path, capsys):
     spec, db = write_llama(tmp_path), str(tmp_path / "mpq.db")
     # One candidate: every point's fused sets agree without the search-side tie (mpq search's own).
     search = ["search", "--model", spec, "--db", db, "--target", "cpu-x86", "--candidates", "w8a8"]
-    code, _, err = cli(capsys, *search, "--probe", "measured", "--no-validate", "--no-bias-correction")
+    code, _, err = run_cli(capsys, *search, "--probe", "measured", "--no-validate", "--no-bias-correction")
     assert code == 0, err
     point = str(mpq.open_run(db, 1).frontier["point"].iloc[-1])
     export = ["export", "1", "--point", point, "--to", "compressed-tensors", "--model", spec, "--db", db]
-    code, out, err = cli(capsys, *export, "--checkpoint", str(tmp_path / "ck"))
+    code, out, err = run_cli(capsys, *export, "--checkpoint", str(tmp_path / "ck"))
     assert (code, out) == (0, f"wrote {tmp_path / 'ck'}\n"), err
     assert f"mpq: warning: run 1 point {point}: transformers loads no quantized embedding" in err  # w8a8 there too
     assert json.loads((tmp_path / "ck" / "config.json").read_text())["quantization_config"]["config_groups"]
-    code, out, err = cli(capsys, *export, "--checkpoint", str(tmp_path / "ck"))  # not empty now
+    code, out, err = run_cli(capsys, *export, "--checkpoint", str(tmp_path / "ck"))  # not empty now
     assert code == 2 and out == "" and err.count("\n") == 1 and "is not empty; give a new folder" in err
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cli_runner import run_cli
 
 import mpq
 from mpq._examples.digits_cnn import _splits
@@ -23,7 +24,6 @@ from mpq._probes import ProbeSettings, settings_to_json
 from mpq._probes.checkpoint import data_hash, model_hash
 from mpq._quantizer import LEGACY_QUANTIZER
 from mpq._runs import Run
-from mpq.cli import main
 from mpq.exceptions import InvalidParameterError
 
 EXTRA = "needs the [export] extra: pip install -e '.[export]'"
@@ -333,27 +333,17 @@ def test_qonnx_digits_point_runs_in_the_qonnx_executor_as_apply_computes_it(digi
     np.testing.assert_allclose(got, applied(digits, point, images), atol=1e-4)
 
 
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.mark.slow  # fast twins: the export and refusal tests above
 def test_cli_exports_and_times_a_stored_point_and_refuses_a_changed_model_in_one_line(tmp_path, capsys):
     spec, db = write_tagger(tmp_path), str(tmp_path / "mpq.db")
-    search = cli(
+    search = run_cli(
         capsys, "search", "--model", spec, "--db", db, "--tolerance", "0.3", "--max-samples", "4", "--no-validate"
     )
     assert search[0] == 0, search[2]
     point = str(mpq.open_run(db, 1).frontier["point"].iloc[0])
     out = tmp_path / "tagger.onnx"
     export = ["export", "1", "--point", point, "--model", spec, "--db", db]  # the task file, named by the user
-    assert cli(capsys, *export, "--to", "onnx", "--out", str(out)) == (
+    assert run_cli(capsys, *export, "--to", "onnx", "--out", str(out)) == (
         0,
         f"wrote {out}\n",
         "",
@@ -362,39 +352,39 @@ def test_cli_exports_and_times_a_stored_point_and_refuses_a_changed_model_in_one
 
     measure = ["measure", "--runtime", "onnxruntime", "--run", "1", "--point", point, "--model", spec, "--db", db]
     measure += ["--warmup", "1"]
-    code, out, err = cli(capsys, *measure, "--repeats", "3", "--json")
+    code, out, err = run_cli(capsys, *measure, "--repeats", "3", "--json")
     doc = json.loads(out)
     assert code == 0 and err == "" and doc["end_to_end"]["repeats"] == 3 and doc["end_to_end"]["latency_s"] > 0
     assert "Gather" in {n["op_type"] for n in doc["nodes"]}  # ONNX Runtime may fuse the rest
     assert sum(n["share"] for n in doc["nodes"]) == pytest.approx(1)
     # at the terminal the end-to-end figure comes first, the node table only with --nodes
-    code, out, err = cli(capsys, *measure, "--repeats", "3")
+    code, out, err = run_cli(capsys, *measure, "--repeats", "3")
     assert code == 0 and out.count("\n") == 1 and re.match(rf"run 1 point {point} in onnxruntime.*, end to end: ", out)
     assert f"; --nodes shows the {len(doc['nodes'])} nodes' times" in out
-    code, out, err = cli(capsys, *measure, "--repeats", "3", "--nodes")
+    code, out, err = run_cli(capsys, *measure, "--repeats", "3", "--nodes")
     first, table = out.split("\n", 1)
     assert code == 0 and ", end to end: " in first and "per node (profiler)" in table and "DequantizeLinear" in table
-    code, _, err = cli(capsys, "measure", "--runtime", "onnxruntime", "--db", db)
+    code, _, err = run_cli(capsys, "measure", "--runtime", "onnxruntime", "--db", db)
     assert code == 2 and err.count("\n") == 1 and "give --run RUN and --point K" in err
 
     # Every point timed end to end, stored with the run, shown beside the prediction.
     measure_all = ["measure", "--runtime", "onnxruntime", "--run", "1", "--all-points", "--model", spec, "--db", db]
-    code, out, _ = cli(capsys, *measure_all, "--warmup", "1", "--repeats", "2", "--json")
+    code, out, _ = run_cli(capsys, *measure_all, "--warmup", "1", "--repeats", "2", "--json")
     rows, points = json.loads(out), sorted(int(p) for p in mpq.open_run(db, 1).frontier["point"])
     assert code == 0 and sorted(r["point"] for r in rows) == points and all(r["ort_latency_s"] > 0 for r in rows)
-    frontier = json.loads(cli(capsys, "frontier", "1", "--db", db, "--json")[1])
+    frontier = json.loads(run_cli(capsys, "frontier", "1", "--db", db, "--json")[1])
     assert [p["ort_latency_s"] for p in frontier["points"]] == [
         next(r["ort_latency_s"] for r in rows if r["point"] == p["point"]) for p in frontier["points"]
     ]
-    code, out, _ = cli(capsys, "show", "1", "--db", db, "--wide")
+    code, out, _ = run_cli(capsys, "show", "1", "--db", db, "--wide")
     assert code == 0 and "ort_latency_s" in out
 
     write_tagger(tmp_path, seed=1)  # the spec now builds another model
     new = tmp_path / "new.onnx"
-    code, _, err = cli(capsys, *export, "--to", "onnx", "--out", str(new))
+    code, _, err = run_cli(capsys, *export, "--to", "onnx", "--out", str(new))
     assert code == 2 and err.count("\n") == 1 and "(mpq search --model" in err, err
     assert not new.exists()
-    code, _, err = cli(capsys, *export, "--to", "qonnx")
+    code, _, err = run_cli(capsys, *export, "--to", "qonnx")
     assert (
         code == 2
         and err
@@ -405,7 +395,7 @@ def test_cli_exports_and_times_a_stored_point_and_refuses_a_changed_model_in_one
 def test_measure_takes_one_point_or_all_points_not_both(tmp_path, capsys):
     db = str(tmp_path / "none.db")
     for choice in (["--point", "0", "--all-points"], []):
-        code, out, err = cli(capsys, "measure", "--runtime", "onnxruntime", "--run", "1", *choice, "--db", db)
+        code, out, err = run_cli(capsys, "measure", "--runtime", "onnxruntime", "--run", "1", *choice, "--db", db)
         assert (code, out, err.count("\n")) == (2, "", 1) and "give --run RUN and --point K or --all-points" in err
     assert not (tmp_path / "none.db").exists()
 
