@@ -708,7 +708,7 @@ def probe_command(
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
     from mpq._placement import check_device
-    from mpq._search.plan import fit_estimator
+    from mpq._probes import fit_estimator
     from mpq._storage import open_store
 
     settings = mpq.ProbeSettings(

@@ -8,13 +8,14 @@ traces), ``exact`` (exact traces of small targets), ``measured`` (one layer quan
 statistics, stopping rule), ``checkpoint`` (resumable state), ``api`` (``probe``).
 """
 
-from mpq._probes.api import SENSITIVITY_COLUMNS, check_loss, probe
+from mpq._probes.api import SENSITIVITY_COLUMNS, check_loss, fit_estimator, probe
 from mpq._probes.checkpoint import CheckpointStore, ProbeCheckpoint, probe_key
 from mpq._probes.settings import PROBES, ProbeSettings, settings_from_json, settings_hash, settings_to_json
 
 __all__ = [
     "probe",
     "check_loss",
+    "fit_estimator",
     "ProbeSettings",
     "ProbeCheckpoint",
     "CheckpointStore",

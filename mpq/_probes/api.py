@@ -17,13 +17,13 @@ from mpq._layers import LAYER_TABLE, layers
 from mpq._param_checks import check_param
 from mpq._placement import check_device, placed
 from mpq._probes.checkpoint import CheckpointStore, probe_key
-from mpq._probes.fisher import FisherFamily
+from mpq._probes.fisher import MAX_OUTPUT_ELEMS, FisherFamily
 from mpq._probes.graph import LayerGraph, Target, calibration_batches, gradients
 from mpq._probes.hutchinson import HessianFamily
 from mpq._probes.measured import run_measured
 from mpq._probes.sampling import Key, RunningStats, run_family, sample_generator
 from mpq._probes.settings import PROBES, TRACE_FAMILIES, ProbeSettings, check_settings, check_task, families
-from mpq._task import Task
+from mpq._task import Task, run_model
 from mpq._threads import DEFAULT_THREADS, resolve_threads, torch_threads
 from mpq._warnings import mpq_warn
 from mpq.exceptions import InvalidParameterError, LossIndependentError, ProbeError, SensitivityWarning
@@ -413,3 +413,17 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
     finally:
         for module, training in modes:
             module.training = training
+
+
+def fit_estimator(task: Task, settings: ProbeSettings) -> ProbeSettings:
+    """Settings whose Hessian estimator runs on the task's output: ``split`` factors an m x m
+    output Hessian per sample, which a language model's logits (sequence x vocabulary, far more
+    than ``MAX_OUTPUT_ELEMS``) cannot afford, so such a task's Hessian probes sample with
+    ``hutchinson`` (the settings the run records and keys its probe with)."""
+    if settings.estimator != "split" or not any(p.startswith("hessian") for p in settings.probes):
+        return settings
+    with torch.no_grad():
+        output = run_model(task.model, task.calibration[0][0])
+    if isinstance(output, torch.Tensor) and output.dim() > 1 and output[0].numel() > MAX_OUTPUT_ELEMS:
+        return dataclasses.replace(settings, estimator="hutchinson")
+    return settings

@@ -20,8 +20,7 @@ from mpq._formats import candidate_table, get_candidate
 from mpq._layers import layers
 from mpq._measured_frontier import check_drop
 from mpq._param_checks import InstanceOf, Interval, OneOf, check_param, unknown_name
-from mpq._probes import ProbeSettings, check_loss
-from mpq._probes.fisher import MAX_OUTPUT_ELEMS
+from mpq._probes import ProbeSettings, check_loss, fit_estimator
 from mpq._probes.settings import check_settings, for_device, settings_from_json, settings_to_json
 from mpq._search.identity import Identity
 from mpq._search.strategies import check_strategy, default_strategy, strategy_name
@@ -333,20 +332,6 @@ def _measured_candidates(settings: object, candidates: Sequence[str]) -> object:
     if not coarse:
         return dataclasses.replace(settings, probes=traces)
     return dataclasses.replace(settings, candidates=coarse)
-
-
-def fit_estimator(task: Task, settings: ProbeSettings) -> ProbeSettings:
-    """Settings whose Hessian estimator runs on the task's output: ``split`` factors an m x m
-    output Hessian per sample, which a language model's logits (sequence x vocabulary, far more
-    than ``MAX_OUTPUT_ELEMS``) cannot afford, so such a task's Hessian probes sample with
-    ``hutchinson`` (the settings the run records and keys its probe with)."""
-    if settings.estimator != "split" or not any(p.startswith("hessian") for p in settings.probes):
-        return settings
-    with torch.no_grad():
-        output = run_model(task.model, task.calibration[0][0])
-    if isinstance(output, torch.Tensor) and output.dim() > 1 and output[0].numel() > MAX_OUTPUT_ELEMS:
-        return dataclasses.replace(settings, estimator="hutchinson")
-    return settings
 
 
 def _check_cost_names(costs: pd.DataFrame, names: Sequence[str], what: str) -> None:
