@@ -32,6 +32,7 @@ from mpq._placement import check_device, placed
 from mpq._probes import ProbeSettings
 from mpq._probes.settings import DECISION_MIN_SAMPLES, with_quantizer
 from mpq._runs import Run, open_run
+from mpq._search.decision import decision_hash
 from mpq._search.identity import Identity
 from mpq._search.pipeline import calibrate, check_drop_reachable, run_stages
 from mpq._search.plan import Plan, Progress
@@ -221,7 +222,7 @@ def search(
             record = store.run_record(resume)
             check_same_code(task, record, resume)
             plan = Plan.stored(record, store.run_tables(resume))
-            identity = Identity.of(task, plan.settings.probe)
+            identity = Identity.of(task, plan.settings.probe, decision_hash(plan))
             if claim_for_resume(store, resume, identity) is None:  # finished already
                 return open_run(store, resume)
             run_id = resume
@@ -252,7 +253,9 @@ def search(
                 fuse=fuse,
                 progress=progress,
             )
-            identity = Identity.of(task, plan.settings.probe)  # hashed once: the runner, record and probe share it
+            identity = Identity.of(
+                task, plan.settings.probe, decision_hash(plan)
+            )  # hashed once: the runner, record and probe share it
             runner = Runner(task, executor, identity.hashes, threads)
             runner.check()  # every worker error a user can fix comes before anything is stored
             calibration = calibrate(task, plan) if plan.settings.validate else None
