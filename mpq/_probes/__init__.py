@@ -4,7 +4,7 @@
 table; :func:`mpq.omega` turns it into predicted loss increases per (layer, candidate).
 Modules: ``settings`` (ProbeSettings, JSON, hash), ``graph`` (the model as a function of layer
 weights and inputs), ``hutchinson`` (Hessian traces), ``fisher`` (true and empirical Fisher
-traces), ``exact`` (exact traces of small targets), ``measured`` (one layer quantized at a time), ``sampling`` (samples, running
+traces), ``factors`` (the output-Hessian factors of the output noise), ``exact`` (exact traces of small targets), ``measured`` (one layer quantized at a time), ``sampling`` (samples, running
 statistics, stopping rule), ``checkpoint`` (resumable state), ``api`` (``probe``).
 """
 
