@@ -708,7 +708,6 @@ def probe_command(
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
     from mpq._placement import check_device
-    from mpq._probes import fit_estimator
     from mpq._storage import open_store
 
     settings = mpq.ProbeSettings(
@@ -718,7 +717,6 @@ def probe_command(
     task = mpq.load_task(
         model, data=data, seq_len=seq_len, calibration_tokens=calibration_tokens, heldout_tokens=heldout_tokens
     )
-    settings = fit_estimator(task, settings)  # a language model's Hessian, as mpq search samples it
     store = open_store(db, "write", create=True)
     with StageProgress(stderr) as progress:
         table = mpq.probe(

@@ -82,7 +82,8 @@ def probe(
         task: The task; its model is probed in eval mode and left as it was.
         probes: Probe names; replaces ``settings.probes`` when given.
         settings: Tolerance, sample limits, seed, sub-sampling, estimator, candidates. None
-            takes the defaults.
+            takes the defaults. The ``split`` estimator becomes ``hutchinson`` for a task whose
+            output it cannot factor (:func:`fit_estimator`).
         progress: ``progress(done, total, message)``, called after every sample of every
             family (``total`` is the sample cap) and every measured pair. An exception it raises
             stops the probe, after the checkpoint is saved.
@@ -134,6 +135,7 @@ def probe(
     settings = check_settings("probe", ProbeSettings() if settings is None else settings)
     if probes is not None:
         settings = check_settings("probe", dataclasses.replace(settings, probes=probes))
+    settings = fit_estimator(task, settings)  # as mpq search and mpq probe sample it
     if progress is not None and not callable(progress):
         raise InvalidParameterError(
             f"The 'progress' parameter of probe must be a callable progress(done, total, message) or None. "

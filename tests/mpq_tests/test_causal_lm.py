@@ -319,6 +319,15 @@ def test_no_fuse_chooses_per_layer_and_its_export_still_keeps_the_fused_sets(sea
         mpq.export(one_point, 0, "compressed-tensors")
 
 
+def test_mpq_probe_in_python_samples_a_language_models_hessian_with_split(folders):
+    task = mpq.load_task(f"hf:{folders / 'gpt2'}", seq_len=16, calibration_tokens=64, heldout_tokens=64)
+    with pytest.warns(mpq.exceptions.SensitivityWarning):  # 10 samples of random weights: plumbing, not precision
+        table = mpq.probe(task, settings=mpq.ProbeSettings(max_samples=10, tolerance=0.9))
+    assert table["value"].notna().all() and set(table["probe"]) == {"hessian_w", "hessian_a"}
+    # split: output noise for every layer at once, and a residual product for weights and inputs per sample
+    assert (table["hvps"] == 2 * table["n_samples"]).all() and (table["backwards"] == 2 * table["n_samples"]).all()
+
+
 def test_mpq_probe_takes_the_text_flags_search_takes(folders, tmp_path, capsys):
     probe = ["probe", "--model", f"hf:{folders / 'gpt2'}", "--seq-len", "16", "--heldout-tokens", "64"]
     probe += ["--max-samples", "10", "--tolerance", "0.9", "--db", str(tmp_path / "mpq.db"), "--json"]
@@ -327,9 +336,9 @@ def test_mpq_probe_takes_the_text_flags_search_takes(folders, tmp_path, capsys):
         code, out, err = run_cli(capsys, *probe, "--calibration-tokens", tokens)
         assert code == 0, err
         rows = {(row["layer"], row["probe"]): row for row in json.loads(out)}
-        assert ("transformer.h.0.attn.c_attn", "hessian_w") in rows  # sampled with hutchinson, as search does
+        assert ("transformer.h.0.attn.c_attn", "hessian_w") in rows
         hvps[tokens] = rows["lm_head", "hessian_w"]["hvps"]
-    assert hvps == {"64": 10, "128": 20}
+    assert hvps == {"64": 20, "128": 40}  # split: a residual product for the weights, one for the inputs, per batch
     code, out, err = run_cli(capsys, "probe", "--seq-len", "64", "--db", str(tmp_path / "other.db"))
     assert code == 2 and out == "" and err.count("\n") == 1
     assert "--seq-len: applies to --model hf:PATH only" in err and not (tmp_path / "other.db").exists()

@@ -125,5 +125,9 @@ def test_a_large_output_with_another_loss_samples_with_hutchinson(small_max):
 
     task = _lm_task(squared)
     assert fit_estimator(task, ProbeSettings()).estimator == "hutchinson"
+    # mpq.probe fits the estimator as mpq search does: one joint product per batch, no output noise.
+    with pytest.warns(SensitivityWarning):  # 12 samples: plumbing, not precision
+        table = probe(task, ["hessian_w"], settings=ProbeSettings(max_samples=12, tolerance=0.5))
+    assert (table["hvps"] == table["n_samples"] * 2).all() and (table["backwards"] == 0).all()
     with pytest.raises(ProbeError, match="loss other than a softmax cross-entropy.*estimator='hutchinson'"):
-        probe(task, ["hessian_w"])
+        probe(task, ["fisher_w"])  # the Gauss-Newton output noise has no such fallback
