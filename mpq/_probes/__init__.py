@@ -8,7 +8,7 @@ traces), ``factors`` (the output-Hessian factors of the output noise), ``exact``
 statistics, stopping rule), ``checkpoint`` (resumable state), ``api`` (``probe``).
 """
 
-from mpq._probes.api import SENSITIVITY_COLUMNS, check_loss, fit_estimator, probe
+from mpq._probes.api import SENSITIVITY_COLUMNS, check_loss, fit_estimator, probe, task_probes
 from mpq._probes.checkpoint import CheckpointStore, ProbeCheckpoint, probe_key
 from mpq._probes.settings import PROBES, ProbeSettings, settings_from_json, settings_hash, settings_to_json
 
@@ -16,6 +16,7 @@ __all__ = [
     "probe",
     "check_loss",
     "fit_estimator",
+    "task_probes",
     "ProbeSettings",
     "ProbeCheckpoint",
     "CheckpointStore",

@@ -82,7 +82,7 @@ def probe(
         task: The task; its model is probed in eval mode and left as it was.
         probes: Probe names; replaces ``settings.probes`` when given.
         settings: Tolerance, sample limits, seed, sub-sampling, estimator, candidates. None
-            takes the defaults. The ``split`` estimator becomes ``hutchinson`` for a task whose
+            takes the defaults, with the task's ``default_probes`` where it names them. The ``split`` estimator becomes ``hutchinson`` for a task whose
             output it cannot factor (:func:`fit_estimator`).
         progress: ``progress(done, total, message)``, called after every sample of every
             family (``total`` is the sample cap) and every measured pair. An exception it raises
@@ -132,7 +132,7 @@ def probe(
             which setting to change).
     """
     check_task("probe", task)
-    settings = check_settings("probe", ProbeSettings() if settings is None else settings)
+    settings = check_settings("probe", ProbeSettings(probes=task_probes(task)) if settings is None else settings)
     if probes is not None:
         settings = check_settings("probe", dataclasses.replace(settings, probes=probes))
     settings = fit_estimator(task, settings)  # as mpq search and mpq probe sample it
@@ -415,6 +415,12 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
     finally:
         for module, training in modes:
             module.training = training
+
+
+def task_probes(task: Task) -> tuple[str, ...]:
+    """The probes a search or probe of ``task`` takes when the caller names none: the task's
+    ``default_probes``, else the Hessian traces."""
+    return tuple(task.default_probes) or ProbeSettings.probes
 
 
 def fit_estimator(task: Task, settings: ProbeSettings) -> ProbeSettings:

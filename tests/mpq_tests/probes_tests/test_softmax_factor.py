@@ -12,7 +12,8 @@ from mpq._examples.causal_lm import next_token_loss
 from mpq._probes import ProbeSettings, fisher, fit_estimator, probe
 from mpq._probes import api as probes_api
 from mpq._probes.factors import SoftmaxFactor, softmax_weights
-from mpq.exceptions import ProbeError, SensitivityWarning
+from mpq._task import check_task
+from mpq.exceptions import ProbeError, SensitivityWarning, TaskSpecError
 
 VOCAB, SEQ = 7, 5
 
@@ -131,3 +132,17 @@ def test_a_large_output_with_another_loss_samples_with_hutchinson(small_max):
     assert (table["hvps"] == table["n_samples"] * 2).all() and (table["backwards"] == 0).all()
     with pytest.raises(ProbeError, match="loss other than a softmax cross-entropy.*estimator='hutchinson'"):
         probe(task, ["fisher_w"])  # the Gauss-Newton output noise has no such fallback
+
+
+@pytest.mark.filterwarnings("ignore::mpq.exceptions.SensitivityWarning")  # short runs: plumbing, not precision
+def test_a_tasks_default_probes_are_what_probe_takes_without_settings():
+    task = _lm_task()
+    task.default_probes = ("efisher_w",)
+    assert set(probe(task)["probe"]) == {"efisher_w"}
+    assert set(probe(task, settings=ProbeSettings(max_samples=10, tolerance=0.9))["probe"]) == {
+        "hessian_w",
+        "hessian_a",
+    }
+    task.default_probes = "efisher_w"
+    with pytest.raises(TaskSpecError, match=r"make_task: Task.default_probes is 'efisher_w'; pass probe names"):
+        check_task(task, "make_task")
