@@ -82,8 +82,9 @@ def probe(
         task: The task; its model is probed in eval mode and left as it was.
         probes: Probe names; replaces ``settings.probes`` when given.
         settings: Tolerance, sample limits, seed, sub-sampling, estimator, candidates. None
-            takes the defaults, with the task's ``default_probes`` where it names them. The ``split`` estimator becomes ``hutchinson`` for a task whose
-            output it cannot factor (:func:`fit_estimator`).
+            takes the defaults, with the task's ``default_probes`` where it names them. The
+            ``split`` estimator becomes ``hutchinson`` for a task whose output it cannot factor
+            (:func:`fit_estimator`).
         progress: ``progress(done, total, message)``, called after every sample of every
             family (``total`` is the sample cap) and every measured pair. An exception it raises
             stops the probe, after the checkpoint is saved.
