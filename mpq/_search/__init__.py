@@ -99,8 +99,9 @@ def search(
             candidate the target runs.
         settings: Probe settings; default ``ProbeSettings(stop="decision", min_samples=4)``: Hessian traces of
             weights and activations (the task's ``default_probes`` where it names them), sampled
-            until the proxy frontier is resolved within the estimator's error (:mod:`mpq._search.decision`); ``stop="tolerance"`` samples until
-            every layer's trace is within the tolerance instead.
+            until the proxy frontier is resolved within the estimator's error
+            (:mod:`mpq._search.decision`); ``stop="tolerance"`` samples until every layer's trace
+            is within the tolerance instead.
         batch_size: Batch size the cost model assumes.
         measured: A measured latency table (``mpq.measure_latency`` / ``mpq measure --out``: a
             CSV path or DataFrame with layer, candidate, latency_s at the same batch size) that
