@@ -36,6 +36,12 @@ has no blocked-layout kernel: an im2col then an integer GEMM, several times slow
 NCHWc convolution, while its integer GEMM is the fastest kernel it has). Absent: every layer runs
 at ``[peak_ops_per_s]``.
 
+**Cache.** A device's optional ``cache_bytes`` (a CPU core's private cache) holds a small model's
+weights between calls: when every layer's weights and biases, at its widest candidate costed
+(embedding tables aside), fit in it together, no pair reads them from DRAM (``dram_bytes`` counts
+the activations only), whatever the configuration. Otherwise, or without it, weights are DRAM
+traffic. The digits CNN's 0.24 MB of fp32 weights stay in a 2 MiB L2; MiniLM's 42 MB do not.
+
 **Stored weight width.** A device's optional ``[stored_weight_bits]`` table says, per executed
 class, the width its runtime stores weights at: a weight format narrower than that which runs in
 the class is stored widened (ONNX Runtime's integer GEMM and convolution take 8-bit weights only,
@@ -89,6 +95,8 @@ class RooflineSpec:
             "Stored weight width" in the module docstring); empty when absent.
         conv_peak_ops_per_s: Executed class -> the peak of its convolution kernels, where they
             are slower than ``peak_ops_per_s`` (see "Convolution kernels"); empty when absent.
+        cache_bytes: The cache a small model's weights stay in between calls (see "Cache"); 0
+            when absent (weights are always DRAM traffic).
     """
 
     peak_ops_per_s: Mapping[str, float]
@@ -98,6 +106,7 @@ class RooflineSpec:
     quantize_overhead_s: float = 0.0
     stored_weight_bits: Mapping[str, int] = field(default_factory=dict)
     conv_peak_ops_per_s: Mapping[str, float] = field(default_factory=dict)
+    cache_bytes: float = 0.0
 
     @classmethod
     def read(cls, reader: FieldReader) -> RooflineSpec:
@@ -111,6 +120,7 @@ class RooflineSpec:
             quantize_overhead_s=reader.non_negative_float("quantize_overhead_s", required=False) or 0.0,
             stored_weight_bits=_stored_weight_bits(reader, peaks),
             conv_peak_ops_per_s=_conv_peaks(reader, peaks),
+            cache_bytes=reader.non_negative_float("cache_bytes", required=False) or 0.0,
         )
 
     def limits(self) -> dict[str, float]:
@@ -142,6 +152,15 @@ def executed_peaks(kind: pd.Series, executed: pd.Series, spec: RooflineSpec) -> 
     conv_peak = executed.map(spec.conv_peak_ops_per_s).to_numpy(dtype=float)  # NaN: as fast as the GEMM
     is_conv = kind.isin(["conv1d", "conv2d"]).to_numpy()
     return np.where(is_conv & ~np.isnan(conv_peak), conv_peak, peak)
+
+
+def weights_stay_cached(pairs: pd.DataFrame, parameter_bytes: np.ndarray, spec: RooflineSpec) -> bool:
+    """Whether the model's weights and biases fit in ``spec.cache_bytes`` at every layer's widest
+    candidate (embedding tables aside: a lookup reads its rows only), "Cache" in the module docstring."""
+    if not spec.cache_bytes:
+        return False
+    layer_bytes = pd.Series(parameter_bytes).where((pairs["kind"] != "embedding").to_numpy(), 0.0)
+    return bool(layer_bytes.groupby(pairs["layer"].to_numpy(), sort=False).max().sum() <= spec.cache_bytes)
 
 
 def stored_weights(pairs: pd.DataFrame, executed: pd.Series, spec: RooflineSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -224,12 +243,13 @@ def roofline_costs(pairs: pd.DataFrame, device: Device, batch_size: int) -> pd.D
     in_elems = pairs["in_elems"].to_numpy(dtype=float) * batch_size
     out_elems = pairs["out_elems"].to_numpy(dtype=float) * batch_size
 
+    parameter_bytes = weight_params * weight_bits / 8 + pairs["bias_params"].to_numpy() * _BIAS_BYTES
+    if weights_stay_cached(pairs, parameter_bytes, spec):
+        parameter_bytes = np.zeros_like(parameter_bytes)
     dram_bytes = np.where(
         is_lookup,
         out_elems * weight_bits / 8,
-        weight_params * weight_bits / 8
-        + pairs["bias_params"].to_numpy() * _BIAS_BYTES
-        + (in_elems + out_elems) * pairs["act_bits"].to_numpy() / 8,
+        parameter_bytes + (in_elems + out_elems) * pairs["act_bits"].to_numpy() / 8,
     )
     dequant_elems = np.where(
         is_lookup,

@@ -210,7 +210,11 @@ def test_units_are_consistent_on_every_target(tables, data, device, batch):
     assert (merged["bops"] == merged["macs"] * merged["weight_bits"] * merged["act_bits"] * batch).all()
     if "dram_bytes" in costs:
         assert (costs["dram_bytes"] > 0).all()
-        assert (costs["dram_bytes"] >= merged["weight_bytes"].where(merged["kind"] != "embedding", 0)).all()
+        # cpu-x86 keeps a model's weights in its L2 (cache_bytes) when they fit: activations only then
+        parameter_bytes = (merged["weight_bytes"] + 4 * merged["bias_params"]).where(merged["kind"] != "embedding", 0)
+        cached = device == "cpu-x86" and parameter_bytes.groupby(merged["layer"]).max().sum() <= 2**21
+        if not cached:
+            assert (costs["dram_bytes"] >= merged["weight_bytes"].where(merged["kind"] != "embedding", 0)).all()
     if "flash_bytes" in costs:
         assert (costs["flash_bytes"] >= merged["weight_bytes"]).all()
 

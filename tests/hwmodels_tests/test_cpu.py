@@ -187,3 +187,22 @@ def test_a_convolution_runs_at_the_conv_peak_of_its_class_where_the_device_gives
     # the linear layer (int8 GEMM) and the fp32 convolution (no conv peak for fp32) are unchanged
     assert costs.loc[("fc", "w8a8")].equals(old.loc[("fc", "w8a8")])
     assert costs.loc[("conv", "w16a16")].equals(old.loc[("conv", "w16a16")])
+
+
+def test_a_model_whose_weights_fit_in_cache_bytes_reads_none_from_dram(tables, device_file):
+    # The digits CNN's 0.24 MB of fp32 weights stay in a 2 MiB L2 between calls; MiniLM's do not.
+    cached = device_file(
+        "cache-cpu", NOMINAL_CPU.replace("[peak_ops_per_s]", "cache_bytes = 2097152  # test\n\n[peak_ops_per_s]")
+    )
+    plain = device_file("plain-cpu", NOMINAL_CPU)
+    cands = tables.candidates("w8a8", "w16a16")
+    small = tables.layers(tables.linear("fc1", 256, 128), tables.linear("fc2", 128, 10))
+    costs = hwmodels.cost_table(small, cached, cands).set_index(["layer", "candidate"])
+    old = hwmodels.cost_table(small, plain, cands).set_index(["layer", "candidate"])
+    # fc1 at w16a16: only its fp16 input and output move (the weights and bias stay cached)
+    assert costs.loc[("fc1", "w16a16"), "dram_bytes"] == (256 + 128) * 2
+    assert old.loc[("fc1", "w16a16"), "dram_bytes"] == 256 * 128 * 2 + 128 * 4 + (256 + 128) * 2
+    assert (costs["latency_s"] <= old["latency_s"]).all() and (costs["energy_j"] < old["energy_j"]).all()
+    # 1024 x 1024 fp16 weights (2 MiB) and their biases do not fit: costs as without the cache
+    big = tables.layers(tables.linear("fc1", 1024, 1024), tables.linear("fc2", 1024, 10))
+    assert hwmodels.cost_table(big, cached, cands).equals(hwmodels.cost_table(big, plain, cands))
