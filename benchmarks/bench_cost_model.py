@@ -12,7 +12,8 @@ the same pairs. Printed per model and batch:
 * overall: MAPE, median ratio, Spearman over all (layer, candidate) pairs, and per candidate
   the whole-network latency (every layer at that candidate), model against measured.
 
-Then the model's own numbers (``launch_overhead_s``, the peak of every executed class,
+Then the model's own numbers (``launch_overhead_s``, ``quantize_overhead_s``, the peak of every
+executed class, the convolution peak of each class the file's ``[conv_peak_ops_per_s]`` lists,
 ``dequant_elems_per_s``, ``dram_bytes_per_s``) are fitted to all the measurements (least squares
 on log(model / measured)), written to a calibrated copy of the device file and scored with
 ``hwmodels.cost_table`` itself: the change proposed for the device file.
