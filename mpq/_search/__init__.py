@@ -29,7 +29,7 @@ from mpq._fingerprint import check_same_code
 from mpq._liveness import current_owner
 from mpq._param_checks import Interval, OneOf, check_param
 from mpq._placement import check_device, placed
-from mpq._probes import ProbeSettings
+from mpq._probes import ProbeSettings, task_probes
 from mpq._probes.settings import DECISION_MIN_SAMPLES, with_quantizer
 from mpq._runs import Run, open_run
 from mpq._search.identity import Identity
@@ -98,9 +98,10 @@ def search(
         candidates: Candidate names to choose from, each one the target runs; default: every
             candidate the target runs.
         settings: Probe settings; default ``ProbeSettings(stop="decision", min_samples=4)``: Hessian traces of
-            weights and activations, sampled until the proxy frontier is resolved within the
-            estimator's error (:mod:`mpq._search.decision`); ``stop="tolerance"`` samples until
-            every layer's trace is within the tolerance instead.
+            weights and activations (the task's ``default_probes`` where it names them), sampled
+            until the proxy frontier is resolved within the estimator's error
+            (:mod:`mpq._search.decision`); ``stop="tolerance"`` samples until every layer's trace
+            is within the tolerance instead.
         batch_size: Batch size the cost model assumes.
         measured: A measured latency table (``mpq.measure_latency`` / ``mpq measure --out``: a
             CSV path or DataFrame with layer, candidate, latency_s at the same batch size) that
@@ -237,7 +238,8 @@ def search(
                 candidates=candidates,
                 settings=with_quantizer(
                     "search",
-                    settings or ProbeSettings(stop="decision", min_samples=DECISION_MIN_SAMPLES),
+                    settings
+                    or ProbeSettings(probes=task_probes(task), stop="decision", min_samples=DECISION_MIN_SAMPLES),
                     ranges,
                     bias_correction,
                 ),
