@@ -12,7 +12,8 @@ the same pairs. Printed per model and batch:
 * overall: MAPE, median ratio, Spearman over all (layer, candidate) pairs, and per candidate
   the whole-network latency (every layer at that candidate), model against measured.
 
-Then the model's own numbers (``launch_overhead_s``, the peak of every executed class,
+Then the model's own numbers (``launch_overhead_s``, ``quantize_overhead_s``, the peak of every
+executed class, the convolution peak of each class the file's ``[conv_peak_ops_per_s]`` lists,
 ``dequant_elems_per_s``, ``dram_bytes_per_s``) are fitted to all the measurements (least squares
 on log(model / measured)), written to a calibrated copy of the device file and scored with
 ``hwmodels.cost_table`` itself: the change proposed for the device file.
@@ -29,6 +30,7 @@ thread makes repeats stable. The fitted numbers are then per thread.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import re
 import tempfile
@@ -44,6 +46,7 @@ from torch import nn
 
 import hwmodels
 import mpq
+from hwmodels._gpu import executed_peaks, stored_weights
 from mpq._formats import get_candidate
 from mpq._measure import measure_latency
 from mpq._measure.api import _recorded_inputs, _resize_batch
@@ -214,7 +217,7 @@ def compare(
         suffixes=("_measured", "_model"),
     )
     merged = merged.merge(layer_table[["layer", "kind", "macs", "weight_params", "in_elems"]], on="layer")
-    merged = merged.merge(cand_table[["candidate", "weight_format", "act_format"]], on="candidate")
+    merged = merged.merge(cand_table[["candidate", "weight_format", "act_format", "weight_bits"]], on="candidate")
     merged["batch_size"] = batch_size
     merged["ape"] = (merged["latency_s_model"] - merged["latency_s_measured"]).abs() / merged["latency_s_measured"]
     merged["ratio"] = merged["latency_s_model"] / merged["latency_s_measured"]
@@ -279,19 +282,31 @@ def summary(merged: pd.DataFrame) -> dict[str, float]:
 # Calibration: fit the model's own numbers to the measurements
 
 
-def roofline(params: dict[str, float], merged: pd.DataFrame) -> np.ndarray:
-    """hwmodels' roofline (hwmodels/_gpu.py), from the merged columns; peaks by executed class."""
+# A convolution peak's key among the fitted numbers: "conv int8" is [conv_peak_ops_per_s]'s int8.
+CONV = "conv "
+
+
+def roofline(params: dict[str, float], merged: pd.DataFrame, target: str) -> np.ndarray:
+    """hwmodels' roofline (hwmodels/_gpu.py), from the merged columns, with ``params`` in place of
+    the target's numbers; peaks by executed class (``conv <class>``: its convolution peak)."""
+    spec = dataclasses.replace(
+        hwmodels.load_device(target).spec,
+        peak_ops_per_s={k: v for k, v in params.items() if k not in FITTED and not k.startswith(CONV)},
+        conv_peak_ops_per_s={k.removeprefix(CONV): v for k, v in params.items() if k.startswith(CONV)},
+    )
     batch = merged["batch_size"].to_numpy(dtype=float)
-    executed = merged["executed_class"].to_numpy()
+    executed = merged["executed_class"]
     lookup = merged["kind"].to_numpy() == "embedding"
-    weight_converts = merged["weight_format"].map(format_class).to_numpy() != executed
-    act_converts = merged["act_format"].map(format_class).to_numpy() != executed
+    stored = merged[["weight_bits"]].assign(weight_class=merged["weight_format"].map(format_class))
+    _, weight_class = stored_weights(stored, executed, spec)
+    weight_converts = weight_class != executed.to_numpy()
+    act_converts = merged["act_format"].map(format_class).to_numpy() != executed.to_numpy()
     dequant = np.where(
         lookup,
         0.0,
         weight_converts * merged["weight_params"].to_numpy() + act_converts * batch * merged["in_elems"].to_numpy(),
     )
-    peak = np.array([params[cls] for cls in executed])
+    peak = executed_peaks(merged["kind"], executed, spec)
     compute = 2 * merged["macs"].to_numpy() * batch / peak + dequant / params["dequant_elems_per_s"]
     memory = merged["dram_bytes"].to_numpy() / params["dram_bytes_per_s"]
     quantizes_input = ~lookup & (merged["act_format"].to_numpy() != "fp32")
@@ -299,14 +314,18 @@ def roofline(params: dict[str, float], merged: pd.DataFrame) -> np.ndarray:
 
 
 def nominal_params(target: str, merged: pd.DataFrame) -> dict[str, float]:
-    """The device file's numbers the roofline of ``merged``'s pairs uses."""
+    """The device file's numbers the roofline of ``merged``'s pairs uses: the fixed costs, the
+    peak of every executed class, and the convolution peak of those the file lists one for."""
     spec = hwmodels.load_device(target).spec
+    executed = sorted(merged["executed_class"].unique())
+    convolved = sorted(merged.loc[merged["kind"].str.startswith("conv"), "executed_class"].unique())
     return {
         "launch_overhead_s": spec.launch_overhead_s,
         "dequant_elems_per_s": spec.dequant_elems_per_s,
         "dram_bytes_per_s": spec.dram_bytes_per_s,
         "quantize_overhead_s": spec.quantize_overhead_s,
-        **{cls: spec.peak_ops_per_s[cls] for cls in sorted(merged["executed_class"].unique())},
+        **{cls: spec.peak_ops_per_s[cls] for cls in executed},
+        **{CONV + cls: spec.conv_peak_ops_per_s[cls] for cls in convolved if cls in spec.conv_peak_ops_per_s},
     }
 
 
@@ -322,7 +341,7 @@ def fit(target: str, merged: pd.DataFrame) -> dict[str, float]:
 
     def residuals(log10_values: np.ndarray) -> np.ndarray:
         params = dict(zip(names, 10.0**log10_values))
-        return np.log(roofline(params, merged)) - measured
+        return np.log(roofline(params, merged, target)) - measured
 
     # Within three decades of the device file: a number no pair depends on (the bandwidth when no
     # pair is memory-bound) then stays finite instead of running off.
@@ -334,11 +353,19 @@ def fit(target: str, merged: pd.DataFrame) -> dict[str, float]:
 
 def calibrated_device(target: str, params: dict[str, float], folder: Path, note: str) -> Path:
     """A copy of the target's device file (a name or a path) with the fitted numbers (each with
-    its source comment)."""
+    its source comment): top-level keys, ``[peak_ops_per_s]`` and ``[conv_peak_ops_per_s]``."""
     source = hwmodels.load_device(target).path
-    text = source.read_text()
     target = source.stem
+    # The file's top level and each table, split at their headers: a class key is in two tables.
+    parts = re.split(r"^(\[[a-z_]+\])$", source.read_text(), flags=re.MULTILINE)
+    sections = {"": parts[0], **dict(zip(parts[1::2], parts[2::2]))}
     for key, value in params.items():
+        if key in FITTED:
+            section = ""
+        else:
+            section = "[conv_peak_ops_per_s]" if key.startswith(CONV) else "[peak_ops_per_s]"
+        key = key.removeprefix(CONV)
+        text = sections[section]
         if not re.search(rf"^{key} = ", text, flags=re.MULTILINE):  # an optional number the file leaves out
             text = re.sub(
                 r"^(launch_overhead_s = .*)$", rf"\1\n{key} = 0  # nominal", text, count=1, flags=re.MULTILINE
@@ -347,9 +374,12 @@ def calibrated_device(target: str, params: dict[str, float], folder: Path, note:
             rf"^{key} = [^#\n]*#.*$", f"{key} = {value:.4g}  # fitted: {note}", text, flags=re.MULTILINE
         )
         if count != 1:
-            raise RuntimeError(f"{target}.toml: no single line for {key!r}; update the benchmark.")
+            raise RuntimeError(
+                f"{target}.toml: no single line for {key!r} in {section or 'the top level'}; update the benchmark."
+            )
+        sections[section] = text
     path = folder / f"{target}-calibrated.toml"
-    path.write_text(text)
+    path.write_text("".join(header + text if header else text for header, text in sections.items()))
     return path
 
 
@@ -437,7 +467,7 @@ def main() -> None:
     print(f"=== all examples and batches, nominal {args.target}")
     print(pd.Series(summary(everything)).to_string())
     nominal_values = nominal_params(device, everything)
-    nominal = roofline(nominal_values, everything)
+    nominal = roofline(nominal_values, everything, device)
     assert np.allclose(nominal, everything["latency_s_model"], rtol=1e-9), "roofline() drifted from hwmodels"
 
     fitted = fit(device, everything)

@@ -77,7 +77,9 @@ def cost_table(
         * ``layer``, ``candidate`` (str);
         * ``latency_s`` (float, seconds per batch; measured where given);
         * ``energy_j`` (float, joules per batch);
-        * ``weight_bytes`` (float, bytes: ``weight_params * weight_bits / 8``);
+        * ``weight_bytes`` (float, bytes: ``weight_params * weight_bits / 8``, the bits as the
+          device stores them: a GPU or CPU file's ``[stored_weight_bits]`` widens narrow weights
+          that run in a wider class, e.g. ``cpu-x86``'s int4 weights with int8 inputs);
         * ``bops`` (float, bit operations per batch: ``macs * weight_bits * act_bits *
           batch_size``, HAWQ-V3's device-free proxy at batch 1);
         * ``latency_measured`` (bool, True where ``latency_s`` comes from ``measured``);
@@ -135,14 +137,17 @@ def cost_table(
             "candidate": pairs["candidate"],
             "latency_s": target["latency_s"].astype(float),
             "energy_j": target["energy_j"].astype(float),
-            "weight_bytes": pairs["weight_params"] * pairs["weight_bits"] / 8,
+            # A roofline device may store narrow weights widened ([stored_weight_bits]): its model says.
+            "weight_bytes": target["weight_bytes"]
+            if "weight_bytes" in target
+            else pairs["weight_params"] * pairs["weight_bits"] / 8,
             "bops": pairs["macs"] * pairs["weight_bits"] * pairs["act_bits"] * batch,
             "latency_measured": np.zeros(len(pairs), dtype=bool),
         }
     )
     if measured_table is not None:
         _apply_measured(costs, measured_table, list(layer_table["layer"]))
-    costs = pd.concat([costs, target.drop(columns=["latency_s", "energy_j"])], axis=1)
+    costs = pd.concat([costs, target.drop(columns=["latency_s", "energy_j", "weight_bytes"], errors="ignore")], axis=1)
     costs.attrs.update(
         # What a solver may sum or bound: the numeric columns, less the FPGA folding (pe, simd),
         # which describes how a layer is built, not what it costs.

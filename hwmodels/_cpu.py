@@ -7,8 +7,14 @@ activations are unpacked to int8 and run on VNNI; formats with no CPU kernel (fp
 fp4, ...) are dequantised and run in fp32 at the FMA rate. Memory traffic is DRAM traffic at the
 socket's share of bandwidth; ``launch_overhead_s`` stands for the framework's per-layer dispatch.
 
-The built-in ``cpu-x86`` numbers are nominal for a 2-core cloud VM; calibrate them with a
-measured latency table (``cost_table(..., measured=...)``).
+A CPU file may also carry the roofline's optional keys that describe a runtime (see ``_gpu.py``):
+``quantize_overhead_s`` (ONNX Runtime's quantize node per quantized input),
+``[conv_peak_ops_per_s]`` (its ConvInteger, slower than its integer GEMM), ``[stored_weight_bits]``
+(its integer kernels take 8-bit weights: int4 codes with int8 inputs are stored as int8) and
+``cache_bytes`` (a small model's weights stay in the core's L2). The built-in ``cpu-x86`` numbers
+are fitted to ONNX Runtime on one 2-vCPU cloud VM; calibrate them with
+``benchmarks/bench_cost_model.py --runtime onnxruntime`` or a measured latency table
+(``cost_table(..., measured=...)``).
 """
 
 from __future__ import annotations

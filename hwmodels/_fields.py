@@ -130,12 +130,23 @@ class FieldReader:
         Returns:
             A read-only mapping key -> value, in file order.
         """
+        return self._mapping(valid_keys, what, integer=False)
+
+    def positive_ints(self, valid_keys: Iterable[str], what: str = "a positive int") -> Mapping[str, int]:
+        """Read every key of this table as an int > 0; keys must be in ``valid_keys``.
+
+        Returns:
+            A read-only mapping key -> value, in file order.
+        """
+        return self._mapping(valid_keys, what, integer=True)
+
+    def _mapping(self, valid_keys: Iterable[str], what: str, integer: bool) -> Mapping[str, Any]:
         valid = list(valid_keys)
         out = {}
         for key in self._table:
             if key not in valid:
                 raise self.error(key, "is not a known key", f"use one of {choices_hint(key, valid)}.")
-            out[key] = self._number(key, what, lambda v: v > 0, True, False)
+            out[key] = self._number(key, what, lambda v: v > 0, True, integer)
         if not out:
             raise DeviceSpecError(
                 f"{self._source}: table '{self._prefix.rstrip('.')}' is empty; "

@@ -8,7 +8,8 @@ type that reads its numbers from a device file::
 
 ``pairs`` has one row per (layer, candidate) in output order: every column of the layers and
 candidates tables plus ``weight_class`` and ``act_class``. The function returns a frame aligned
-with it holding ``latency_s``, ``energy_j`` and the target's own columns.
+with it holding ``latency_s``, ``energy_j`` and the target's own columns, and optionally
+``weight_bytes`` where the device stores weights at other than their format's width.
 """
 
 from __future__ import annotations

@@ -203,11 +203,18 @@ def test_units_are_consistent_on_every_target(tables, data, device, batch):
     merged = costs.merge(layers, on="layer").merge(cands, on="candidate")
     assert (costs["latency_s"] > 0).all()
     assert (costs["energy_j"] > 0).all()
-    assert (merged["weight_bytes"] == merged["weight_params"] * merged["weight_bits"] / 8).all()
+    # cpu-x86 stores int4 weights run by its int8 kernels as int8 ([stored_weight_bits]): 4 bits more
+    widened = (merged["weight_format"] == "int4_pc") & (merged.get("executed_class") == "int8")
+    stored_bits = merged["weight_bits"] + 4 * widened if device == "cpu-x86" else merged["weight_bits"]
+    assert (merged["weight_bytes"] == merged["weight_params"] * stored_bits / 8).all()
     assert (merged["bops"] == merged["macs"] * merged["weight_bits"] * merged["act_bits"] * batch).all()
     if "dram_bytes" in costs:
         assert (costs["dram_bytes"] > 0).all()
-        assert (costs["dram_bytes"] >= merged["weight_bytes"].where(merged["kind"] != "embedding", 0)).all()
+        # cpu-x86 keeps a model's weights in its L2 (cache_bytes) when they fit: activations only then
+        parameter_bytes = (merged["weight_bytes"] + 4 * merged["bias_params"]).where(merged["kind"] != "embedding", 0)
+        cached = device == "cpu-x86" and parameter_bytes.groupby(merged["layer"]).max().sum() <= 2**21
+        if not cached:
+            assert (costs["dram_bytes"] >= merged["weight_bytes"].where(merged["kind"] != "embedding", 0)).all()
     if "flash_bytes" in costs:
         assert (costs["flash_bytes"] >= merged["weight_bytes"]).all()
 
