@@ -362,6 +362,48 @@ def test_the_training_record_holds_the_perplexity_the_task_measures(folders):
     assert not isinstance(model(input_ids=tokens[None, :8]), torch.Tensor)  # its logits hook is gone
 
 
+@pytest.mark.parametrize("amx", [True, False])
+def test_tiny_llama_trains_in_bfloat16_only_on_a_cpu_with_amx_and_caches_each_dtype_apart(monkeypatch, amx):
+    """bfloat16 costs more than float32 without AMX (docs/llm.md), and a bfloat16-trained model is
+    another model: its cached folder is another folder."""
+    capabilities = {**torch.cpu.get_capabilities(), "amx_bf16": amx}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert causal_lm.training_dtype() == (torch.bfloat16 if amx else torch.float32)
+    training = ["def f():\n    return 1\n"]
+    names = {dtype: causal_lm.cache_name(training, dtype) for dtype in (torch.bfloat16, torch.float32)}
+    assert names[torch.bfloat16] != names[torch.float32]
+    assert all(name.startswith(causal_lm.RECIPE + "-") for name in names.values())
+    assert causal_lm.cache_name(["other text"], torch.float32) != names[torch.float32]
+
+
+def test_training_is_seeded_in_either_dtype_and_bfloat16_tracks_float32(folders, monkeypatch):
+    """_train (a few steps, on the small random Llama): the same weights twice in each dtype,
+    float32 master weights under the bfloat16 autocast, close to float32's, and the model left
+    with the attention it is saved with."""
+    monkeypatch.setattr(causal_lm, "TRAIN_STEPS", 4)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folders / "llama")
+    tokens = causal_lm.token_stream(tokenizer, causal_lm.stdlib_documents()[:4], 10**9)
+
+    def trained(dtype):
+        model = transformers.AutoModelForCausalLM.from_pretrained(folders / "llama")
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        causal_lm._train(model, tokens, dtype)
+        assert model.config._attn_implementation == "sdpa" and not model.training
+        weights = model.state_dict()
+        assert all(v.dtype == torch.float32 for v in weights.values())
+        assert not all(torch.equal(before[k], weights[k]) for k in weights)  # it trained
+        return weights
+
+    float32, bfloat16 = trained(torch.float32), trained(torch.bfloat16)
+    for dtype, weights in ((torch.float32, float32), (torch.bfloat16, bfloat16)):
+        again = trained(dtype)
+        assert all(torch.equal(weights[k], again[k]) for k in weights)
+    assert not all(torch.equal(float32[k], bfloat16[k]) for k in float32)  # the autocast took effect
+    for name in float32:
+        step = (float32[name] - bfloat16[name]).abs().max()
+        assert step <= 0.1 * float32[name].abs().max(), name
+
+
 @pytest.fixture(scope="module")
 def tiny_llama_search(tmp_path_factory):
     """tiny-llama trained here (minutes, seeded) and the store of docs/llm.md's frontier search of it."""
