@@ -405,7 +405,7 @@ def train_tokenizer(documents: Sequence[str], vocab_size: int = VOCAB_SIZE) -> o
 
 def training_dtype() -> torch.dtype:
     """The dtype tiny-llama's matmuls train in on this CPU: bfloat16 where it has AMX (Intel Sapphire
-    Rapids and later), whose bfloat16 tiles make a step 1.8 times cheaper than float32 on one thread;
+    Rapids and later), whose bfloat16 tiles make a step 1.7-2 times cheaper than float32 on one thread;
     float32 elsewhere, where bfloat16 costs more than float32 (1.3 times with AVX512-BF16, 3 times with
     AVX512, 16 times with AVX2 alone: docs/llm.md). The weights, the optimizer's state and the
     attention stay float32 either way."""
