@@ -35,6 +35,12 @@ Three measurements, each in one process, same model, seed and stopping rule:
     passes (``noise_draws`` of them) and the residual's Hessian-vector products (one Rademacher
     vector for the weights, one for the inputs). Prints CPU seconds per sample (every batch) of each.
 
+``python benchmarks/bench_probe.py --split-parts [--examples NAME ...] [--samples N]``
+    Where ``split``'s noise is: on the first calibration batch, N draws of its two parts apart,
+    per layer weight: the Gauss-Newton part (one output-noise backward pass) and the residual
+    (one Hessian-vector product of ``(dL/dz) . z``, one Rademacher vector over every weight, as
+    ``split`` draws it). Prints each part's mean and standard deviation per draw.
+
 ``python benchmarks/bench_probe.py --quality [--example NAME]``
     Spearman rank correlation, over all (layer, candidate) pairs, between each probe's omega and
     the ``measured`` loss increase (one layer quantized at a time), per example.
@@ -59,11 +65,20 @@ from scipy.stats import spearmanr
 from mpq._examples import make_example
 from mpq._layers import layers
 from mpq._omega import omega
-from mpq._probes import ProbeSettings, probe
-from mpq._probes.fisher import FisherFamily, output_tensor
-from mpq._probes.graph import LayerGraph, Pass, Target, calibration_batches, gradients, hvp, rademacher_like
+from mpq._probes import ProbeSettings, fit_estimator, probe
+from mpq._probes.fisher import FisherFamily, noise_backward, output_tensor
+from mpq._probes.graph import (
+    LayerGraph,
+    Pass,
+    Target,
+    add_to,
+    calibration_batches,
+    gradients,
+    hvp,
+    hvp_of_gradients,
+    rademacher_like,
+)
 from mpq._probes.sampling import RunningStats, run_family
-from mpq._search.plan import fit_estimator
 from mpq.exceptions import ProbeError
 
 #: Candidates of the quality benchmark: INT, FP and block formats, weight-only and W+A.
@@ -360,6 +375,41 @@ def _residual_products(graph, batches, family, generator, draws: int, batched: b
             torch.autograd.grad(dot, [run.tensors[i] for i in keep], retain_graph=kind == "w", materialize_grads=True)
 
 
+def split_parts(examples: list[str], seed: int, samples: int) -> None:
+    """Mean and sd per draw of ``split``'s Gauss-Newton part and residual part, per layer weight, batch 0."""
+    for example in examples:
+        task = make_example(example)
+        task.model.eval()
+        graph = LayerGraph(task, layers(task.model, task.calibration[0][0]))
+        batch = calibration_batches(task.calibration, None)[0]
+        family = FisherFamily(graph, ["w"], "fisher", "gauss_newton")
+        generator = torch.Generator().manual_seed(seed)
+        draws: dict[str, list[dict[Target, float]]] = {"gauss_newton": [], "residual": []}
+        for _ in range(samples):
+            run = graph.run(batch, ["w"])
+            output = output_tensor(task.name, run.output)
+            curvature = family.curvature(batch, output)
+            gauss_newton: dict[Target, float] = {}
+            noise = curvature.noise(curvature.positive, output.shape, output.dtype, generator)
+            noise_backward(run, noise, gauss_newton, retain_graph=True)
+            grads = gradients((curvature.grad * output).sum(), run, create_graph=True)
+            vectors = [rademacher_like(t, generator) for t in run.tensors]
+            residual: dict[Target, float] = {}
+            products = hvp_of_gradients(grads, run, vectors, retain_graph=False)
+            add_to(residual, run, [(v * hv).sum() for v, hv in zip(vectors, products)], 1.0)
+            draws["gauss_newton"].append(gauss_newton)
+            draws["residual"].append(residual)
+        rows = []
+        for target in draws["gauss_newton"][0]:
+            row = {"layer": target[1]}
+            for part, values in draws.items():
+                series = pd.Series([d[target] for d in values])
+                row |= {f"{part} mean": series.mean(), f"{part} sd": series.std()}
+            rows.append(row)
+        print(f"\n{example}: split's parts on calibration batch 0 ({batch.size} samples), {samples} draws, seed {seed}")
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
 def quality(example: str, seed: int) -> None:
     task = make_example(example)
     settings = ProbeSettings(seed=seed, candidates=QUALITY_CANDIDATES)
@@ -411,7 +461,13 @@ def main() -> None:
     parser.add_argument("--examples", nargs="+", default=["digits-cnn"], help="--pyhessian and --batched: the examples")
     parser.add_argument("--layers", type=int, default=None, help="--pyhessian: time PyHessian on N spread layers")
     parser.add_argument("--batched", action="store_true", help="batched products against sequential ones")
+    parser.add_argument("--split-parts", action="store_true", help="split's Gauss-Newton and residual parts apart")
+    parser.add_argument("--samples", type=int, default=8, help="--split-parts: draws of each part")
     args = parser.parse_args()
+    if args.split_parts:
+        torch.set_num_threads(args.threads or 1)
+        split_parts(args.examples, args.seed, args.samples)
+        return
     if args.batched:
         torch.set_num_threads(args.threads or 1)
         batched_products(args.examples, args.seed)

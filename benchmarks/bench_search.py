@@ -3,8 +3,9 @@
     python benchmarks/bench_search.py [--examples digits-cnn minilm] [--target zcu104]
     python benchmarks/bench_search.py --compare main [--examples digits-cnn minilm-small] [--repeats 2]
 
-Each example runs twice into a fresh store: the first run probes, the second (another target)
-reuses the stored probe, which is the ratio printed last. Stage times come from the search's own
+Each example runs twice into a fresh store, on two targets; the ratio printed last is the second
+search's time over the first's (the second probes again: the decision stop rule's probe key holds
+the target's costs). Stage times come from the search's own
 progress callback (time from a stage's first report to the next stage's first report).
 
 ``--compare REF`` checks REF out (``git worktree add --detach``) into a temporary folder and runs
@@ -168,7 +169,7 @@ def main() -> None:
                     + " ".join(f"{stages.get(s, 0.0):9.2f}" for s in STAGES)
                     + f" {total:9.2f} {len(run.frontier):6d}"
                 )
-        print(f"{name}: load_task {load_s:.1f} s; second search (probe reused) / first = {totals[1] / totals[0]:.2f}")
+        print(f"{name}: load_task {load_s:.1f} s; second search (another target) / first = {totals[1] / totals[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def export(
             config group per scheme targeting its layers by module name, 16-bit layers under
             ``ignore``; Linear and Embedding layers only, in INT, fp8_e4m3, NVFP4 and MX formats),
             ``onnx`` (opset 21, for ONNX Runtime: each quantized layer as a unit it runs on
-            integer kernels, MatMulIntegerToFloat, QLinearConv, ConvInteger or weight-only
+            integer kernels, MatMulIntegerToFloat, QAttention, QLinearConv, ConvInteger or weight-only
             MatMulNBits, else QuantizeLinear/DequantizeLinear pairs; docs/deploy.md) or ``qonnx`` (the model with QONNX ``Quant`` nodes, FINN's input; INT
             per-tensor and per-channel formats only). The model files rebuild the run's model.
         out: The file ``onnx`` and ``qonnx`` write (required for them; unused by the others).

@@ -8,7 +8,7 @@ standard ``QuantizeLinear``/``DequantizeLinear`` (opset 21: int4, int16, float8 
 ``block_size``) or into QONNX's ``Quant``. Afterwards the weights' QuantizeLinear nodes are
 folded, by ONNX's reference evaluator, into integer or float8 initializers, and
 :mod:`mpq._onnx_kernels` rewrites each quantized layer as a unit ONNX Runtime runs on integer
-kernels (MatMulIntegerToFloat, QLinearConv or ConvInteger, MatMulNBits, gathered embedding codes).
+kernels (MatMulIntegerToFloat, QAttention, QLinearConv or ConvInteger, MatMulNBits, gathered embedding codes).
 
 The scales are mpq's own (the format's rule on the weight, the calibrated input range for the
 activations), so ONNX Runtime and QONNX's executor compute what :func:`mpq.apply`'s model does.

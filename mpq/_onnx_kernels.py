@@ -15,11 +15,19 @@ same values (no rounding is added or moved, so :func:`mpq.apply` still computes 
 - A Linear layer's int4 weight with a float input (weight-only, ``w4a16``, ``wint4_g128afp32``), or
   with group scales: com.microsoft MatMulNBits, the codes packed two per byte along K, one scale
   per block of K.
+- Self-attention whose query, key and value layers read the same uint8 input codes (each a
+  MatMulIntegerToFloat by now), with a scaled, masked softmax: com.microsoft QAttention, one
+  integer GEMM for the three layers and ONNX Runtime's attention kernel for the rest, on the
+  model's own scale, mask and mask value. mpq quantizes none of attention's own products, and
+  neither does QAttention.
 - An Embedding's codes gathered first, and only the rows used dequantized (ONNX's Gather takes
-  no int4: 4-bit tables are stored as int8).
+  no int4 and no float8: 4-bit tables are stored as int8, float8 tables as their bytes in uint8,
+  whose gathered bytes index a 256-entry table of the float8 values).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -125,15 +133,21 @@ def _integer_input(g: _Graph, name: str) -> bool:
     return _dq_input_type(g, dq) in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
 
 
-def _weight_dequantizers(g: _Graph) -> list:
-    """Every DequantizeLinear of an integer weight (int8 or int4 codes stored in the file)."""
+def _float8_types() -> tuple[int, ...]:
     import onnx
 
-    int_types = (onnx.TensorProto.INT8, onnx.TensorProto.INT4)
+    return (onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E5M2)
+
+
+def _weight_dequantizers(g: _Graph) -> list:
+    """Every DequantizeLinear of a quantized weight (int8, int4 or float8 codes stored in the file)."""
+    import onnx
+
+    code_types = (onnx.TensorProto.INT8, onnx.TensorProto.INT4, *_float8_types())
     return [
         n
         for n in g.graph.node
-        if n.op_type == "DequantizeLinear" and n.input[0] in g.inits and g.inits[n.input[0]].data_type in int_types
+        if n.op_type == "DequantizeLinear" and n.input[0] in g.inits and g.inits[n.input[0]].data_type in code_types
     ]
 
 
@@ -141,15 +155,19 @@ def integer_kernels(proto):
     """Rewrite ``proto`` (folded by :func:`mpq._onnx._fold_weight_quantizers`) in place; return it."""
     g = _Graph(proto)
     for dq in _weight_dequantizers(g):
+        float8 = g.inits[dq.input[0]].data_type in _float8_types()
         for node in list(g.consumers.get(dq.output[0], [])):
             if node.op_type == "Gather" and node.input[0] == dq.output[0] and _attr(node, "axis", 0) == 0:
                 _gather_rows_first(g, dq, node)
+            elif float8:  # no integer kernel takes float8 weights: only an embedding's gather is rewritten
+                continue
             elif node.op_type == "Conv" and _integer_input(g, node.input[0]) and not _attr(dq, "block_size", 0):
                 _codes_as_int8(g, dq)
                 if not _requantized(g, node.output[0]):
                     _conv_integer(g, dq, node)
             elif node.op_type in ("Transpose", "Gemm"):
                 _linear(g, dq, node)
+    _fuse_attention(g)
     g.tidied()
     return proto
 
@@ -304,19 +322,28 @@ def _codes_as_int8(g: _Graph, dq) -> None:
 def _gather_rows_first(g: _Graph, dq, gather) -> None:
     """``Gather(DequantizeLinear(codes), ids)`` as the rows' codes gathered, then dequantized:
     ``Cast(Gather(codes, ids)) * Gather(scale, ids)`` per row, the scale alone per tensor, and per
-    block of a row ``[..., blocks, block] * [..., blocks, 1]``."""
-    import onnx
+    block of a row ``[..., blocks, block] * [..., blocks, 1]``. Float8 codes are gathered as their
+    bytes and decoded through a table of the 256 float8 values (the scale folded in where it is one)."""
     from onnx import helper
 
-    _codes_as_int8(g, dq)
     codes_name, scale_name = dq.input[0], dq.input[1]
     ids, out, base = gather.input[1], gather.output[0], gather.name or gather.output[0]
     scale = g.array(scale_name)
     block = _attr(dq, "block_size", 0)
+    values = None  # the float8 decoding table
+    if g.inits[codes_name].data_type in _float8_types():
+        values = _float8_values(g.inits[codes_name].data_type)
+        if scale.ndim == 0:  # float32 products, as DequantizeLinear computes them
+            values = values * scale.astype(np.float32)
+        codes_name = _float8_bytes(g, codes_name)
+    else:
+        _codes_as_int8(g, dq)
     rows = f"{base}_codes"
     new = [helper.make_node("Gather", [codes_name, ids], [rows], name=f"{base}_codes", axis=0)]
-    if scale.ndim == 0:  # one scale: DequantizeLinear of the gathered codes
+    if scale.ndim == 0 and values is None:  # one scale: DequantizeLinear of the gathered codes
         new.append(helper.make_node("DequantizeLinear", [rows, scale_name], [out], name=base))
+    elif scale.ndim == 0:
+        new += _decoded(g, base, rows, values, out)
     elif not block:  # a scale per row
         row_scale, unsqueezed = f"{base}_scale", f"{base}_scale_column"
         axes = f"{base}_last_axis"
@@ -324,7 +351,7 @@ def _gather_rows_first(g: _Graph, dq, gather) -> None:
         new += [
             helper.make_node("Gather", [scale_name, ids], [row_scale], name=f"{base}_scale", axis=0),
             helper.make_node("Unsqueeze", [row_scale, axes], [unsqueezed], name=f"{base}_unsqueeze"),
-            helper.make_node("Cast", [rows], [f"{base}_float"], name=f"{base}_cast", to=onnx.TensorProto.FLOAT),
+            *_decoded(g, base, rows, values, f"{base}_float"),
             helper.make_node("Mul", [f"{base}_float", unsqueezed], [out], name=base),
         ]
     else:  # a scale per block of each row
@@ -339,8 +366,8 @@ def _gather_rows_first(g: _Graph, dq, gather) -> None:
         }
         for key, shape in shapes.items():
             g.set_initializer(f"{base}_{key}", np.array(shape, dtype=np.int64))
+        new += _decoded(g, base, rows, values, f"{base}_float")
         steps = [  # (op, inputs, output) each named after its output
-            ("Cast", [rows], "float"),
             ("Reshape", [f"{base}_float", f"{base}_blocked"], "blocks"),
             ("Gather", [scale_name, ids], "row_scales"),
             ("Reshape", [f"{base}_row_scales", f"{base}_scales"], "flat_scales"),
@@ -349,13 +376,177 @@ def _gather_rows_first(g: _Graph, dq, gather) -> None:
             ("Shape", [ids], "ids_shape"),
             ("Concat", [f"{base}_ids_shape", f"{base}_width"], "out_shape"),
         ]
-        attributes = {"Cast": {"to": onnx.TensorProto.FLOAT}, "Gather": {"axis": 0}, "Concat": {"axis": 0}}
+        attributes = {"Gather": {"axis": 0}, "Concat": {"axis": 0}}
         new += [
             helper.make_node(op, inputs, [f"{base}_{o}"], name=f"{base}_{o}", **attributes.get(op, {}))
             for op, inputs, o in steps
         ]
         new.append(helper.make_node("Reshape", [f"{base}_values", f"{base}_out_shape"], [out], name=base))
     old = [gather] if len(g.consumers[dq.output[0]]) > 1 else [dq, gather]
+    g.replace(old, new)
+
+
+def _decoded(g: _Graph, base: str, rows: str, values: np.ndarray | None, out: str) -> list:
+    """Nodes that write the gathered ``rows`` as float into ``out``: a Cast of integer codes, or the
+    float8 ``values`` table indexed by the rows' bytes (ONNX's Gather takes int32 or int64 indices)."""
+    import onnx
+    from onnx import helper
+
+    if values is None:
+        return [helper.make_node("Cast", [rows], [out], name=f"{base}_cast", to=onnx.TensorProto.FLOAT)]
+    g.set_initializer(f"{base}_float8_values", values.astype(np.float32))
+    return [
+        helper.make_node("Cast", [rows], [f"{base}_bytes"], name=f"{base}_bytes", to=onnx.TensorProto.INT32),
+        helper.make_node("Gather", [f"{base}_float8_values", f"{base}_bytes"], [out], name=f"{base}_decode", axis=0),
+    ]
+
+
+def _float8_values(data_type: int) -> np.ndarray:
+    """The float32 value of each of the 256 bytes of float8 type ``data_type`` (NaN where it is one)."""
+    from onnx import helper, numpy_helper
+
+    every_byte = helper.make_tensor("bytes", data_type, [256], bytes(range(256)), raw=True)
+    return numpy_helper.to_array(every_byte).astype(np.float32)
+
+
+def _float8_bytes(g: _Graph, name: str) -> str:
+    """A float8 table's bytes as a uint8 initializer (``name`` + ``_bytes``, written once): ONNX's
+    Gather takes no float8. ``name`` itself stays for a DequantizeLinear another node still reads."""
+    bytes_name = f"{name}_bytes"
+    if bytes_name not in g.inits:
+        g.set_initializer(bytes_name, g.array(name).view(np.uint8))
+    return bytes_name
+
+
+def _fuse_attention(g: _Graph) -> None:
+    """Every self-attention block :func:`_attention_of` recognises, rewritten as QAttention."""
+    gemms: dict[tuple, list[str]] = {}
+    for node in g.graph.node:
+        if node.op_type == "MatMulIntegerToFloat":  # grouped by input codes, scale and zero point
+            gemms.setdefault((node.input[0], node.input[2], node.input[4]), []).append(node.output[0])
+    for outputs in gemms.values():
+        if len(outputs) == 3:
+            found = _attention_of(g, [g.producer[out] for out in outputs])
+            if found is not None:
+                _qattention(g, *found)
+
+
+def _user(g: _Graph, name: str, op_type: str):
+    """The one node that reads tensor ``name``, if it is an ``op_type``; else None."""
+    users = g.consumers.get(name, [])
+    return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+
+
+def _shape(g: _Graph, name: str) -> list | None:
+    """The exporter's shape of tensor ``name``: ints and symbolic names, or None."""
+    for info in (*g.graph.value_info, *g.graph.input, *g.graph.output):
+        if info.name == name and info.type.tensor_type.HasField("shape"):
+            return [d.dim_param or d.dim_value for d in info.type.tensor_type.shape.dim]
+    return None
+
+
+def _scalar(g: _Graph, name: str) -> float | None:
+    if name not in g.inits and name not in g.constants:
+        return None
+    value = g.array(name)
+    return float(value) if value.size == 1 else None
+
+
+def _attention_of(g: _Graph, gemms: list):
+    """``(gemms, old, out, attributes, mask)`` where the three MatMulIntegerToFloat ``gemms`` (of one
+    ``[batch, sequence, hidden]`` uint8 input) are an attention block's query, key and value, as
+    torch's exporter writes one: each Reshape to ``[batch, sequence, heads, head]`` and Transpose
+    to heads first (the key's to ``[batch, heads, head, sequence]``), ``softmax(q @ k * scale +
+    Where(mask, 0, filter)) @ v`` over the last axis, transposed back and reshaped to ``out``;
+    ``old``: the nodes it replaces, ``mask``: the boolean ``[batch, 1, sequence, sequence]`` mask.
+    None for anything else (the layers then stay MatMulIntegerToFloat)."""
+    import onnx
+
+    zero = g.inits.get(gemms[0].input[4]) or g.constants.get(gemms[0].input[4])
+    if zero is None or zero.data_type != onnx.TensorProto.UINT8:
+        return None  # QAttention takes uint8 input codes (mpq's are zero-pointed)
+    heads: dict[tuple, list] = {}  # by the Transpose's perm: (gemm, reshape, transpose)
+    for gemm in gemms:
+        reshape = _user(g, gemm.output[0], "Reshape")
+        transpose = reshape and _user(g, reshape.output[0], "Transpose")
+        if transpose is None or len(gemm.input) > 5 and gemm.input[5]:  # no weight zero point either
+            return None
+        heads.setdefault(tuple(_attr(transpose, "perm", [])), []).append((gemm, reshape, transpose))
+    keys, others = heads.get((0, 2, 3, 1), []), heads.get((0, 2, 1, 3), [])
+    if len(keys) != 1 or len(others) != 2:
+        return None
+    scores = _user(g, keys[0][2].output[0], "MatMul")
+    if scores is None or scores.input[1] != keys[0][2].output[0]:
+        return None
+    queries = [o for o in others if o[2].output[0] == scores.input[0]]
+    values = [o for o in others if o[2].output[0] != scores.input[0]]
+    mul = _user(g, scores.output[0], "Mul")
+    add = mul and _user(g, mul.output[0], "Add")
+    softmax = add and _user(g, add.output[0], "Softmax")
+    context = softmax and _user(g, softmax.output[0], "MatMul")
+    if len(queries) != 1 or context is None or list(context.input) != [softmax.output[0], values[0][2].output[0]]:
+        return None
+    back = _user(g, context.output[0], "Transpose")
+    merged = back and _user(g, back.output[0], "Reshape")
+    scale = _scalar(g, [n for n in mul.input if n != scores.output[0]][0])
+    mask = g.producer.get([n for n in add.input if n != mul.output[0]][0])
+    if merged is None or _attr(back, "perm") != [0, 2, 1, 3] or _attr(softmax, "axis", -1) not in (-1, 3):
+        return None
+    if scale is None or mask is None or mask.op_type != "Where" or _scalar(g, mask.input[1]) != 0.0:
+        return None
+    # A finite mask value: QAttention adds (1 - mask) * value, and 0 * inf is NaN.
+    mask_filter = _scalar(g, mask.input[2])
+    rows, split = _shape(g, gemms[0].input[0]), _shape(g, queries[0][1].output[0])
+    if mask_filter is None or not math.isfinite(mask_filter) or not rows or not split or len(split) != 4:
+        return None
+    batch, sequence = rows[:2]
+    if split[:2] != [batch, sequence] or _shape(g, merged.output[0]) != [batch, sequence, split[2] * split[3]]:
+        return None
+    if _shape(g, mask.input[0]) != [batch, 1, sequence, sequence]:
+        return None
+    ordered = [queries[0], keys[0], values[0]]
+    old = [n for chain in ordered for n in chain] + [scores, mul, add, softmax, context, back, merged]
+    attributes = {"num_heads": split[2], "scale": scale, "mask_filter_value": mask_filter}
+    return [chain[0] for chain in ordered], old, merged.output[0], attributes, mask.input[0]
+
+
+def _qattention(g: _Graph, gemms: list, old: list, out: str, attributes: dict, mask: str) -> None:
+    """com.microsoft QAttention of the query, key and value ``gemms``' input codes and their
+    weights side by side, ``[K, 3 * hidden]``, with per-column scales and biases; the boolean mask
+    as its 0/1 ``[batch, sequence, sequence]`` int32 mask_index (a masked score gets the mask
+    value added, as the model's Where gives it)."""
+    import onnx
+    from onnx import helper
+
+    columns = [g.inits[gemm.input[1]].dims[1] for gemm in gemms]
+    weight = np.concatenate([g.array(gemm.input[1]) for gemm in gemms], axis=1)
+    scales = [np.broadcast_to(g.array(gemm.input[3]).astype(np.float32), (n,)) for gemm, n in zip(gemms, columns)]
+    biases = [
+        g.array(gemm.input[6]).astype(np.float32) if len(gemm.input) > 6 and gemm.input[6] else np.zeros(n, np.float32)
+        for gemm, n in zip(gemms, columns)
+    ]
+    base = old[-1].name or out
+    for key, value in (("weight", weight), ("weight_scale", np.concatenate(scales)), ("bias", np.concatenate(biases))):
+        g.set_initializer(f"{base}_qkv_{key}", np.ascontiguousarray(value))
+    new = []
+    mask_index = f"{mask}_mask_index"
+    if mask_index not in g.producer:  # one per mask, for every layer that reads it
+        g.set_initializer(f"{mask}_head_axis", np.array([1], dtype=np.int64))
+        new += [
+            helper.make_node("Cast", [mask], [f"{mask}_int32"], name=f"{mask}_int32", to=onnx.TensorProto.INT32),
+            helper.make_node("Squeeze", [f"{mask}_int32", f"{mask}_head_axis"], [mask_index], name=mask_index),
+        ]
+    codes, input_scale, zero = gemms[0].input[0], gemms[0].input[2], gemms[0].input[4]
+    inputs = [
+        codes,
+        f"{base}_qkv_weight",
+        f"{base}_qkv_bias",
+        input_scale,
+        f"{base}_qkv_weight_scale",
+        mask_index,
+        zero,
+    ]
+    new.append(helper.make_node("QAttention", inputs, [out], name=base, domain=MS_DOMAIN, **attributes))
     g.replace(old, new)
 
 

@@ -34,6 +34,11 @@ class Task:
         fused: Groups of layers that must share one format in every configuration (q/k/v and
             gate/up of a decoder, which serving engines fuse into one matmul); ``mpq.search``
             keeps them together unless told ``fuse=False``.
+        default_probes: The sensitivity probes a search or probe of this task takes when the caller
+            names none (``mpq search`` without ``--probe``, ``mpq.search``/``mpq.probe`` without
+            settings); empty: the Hessian traces. A causal language model's task asks for the
+            empirical Fisher (``efisher_w``, ``efisher_a``): its Hessian traces do not resolve
+            (docs/llm.md).
         spec: The ``--model`` spec that built the task (set by :func:`load_task`); stored with
             each run so that ``mpq search --resume`` can build it again.
 
@@ -48,6 +53,7 @@ class Task:
     metric_name: str = "metric"
     higher_is_better: bool = True
     fused: Sequence[Sequence[str]] = ()
+    default_probes: Sequence[str] = ()
     spec: str | None = None
 
 
@@ -129,4 +135,8 @@ def check_task(task: Any, source: str) -> Task:
         for group in task.fused
     ):
         raise TaskSpecError(f"{source}: Task.fused is {task.fused!r}; pass groups of layer names, e.g. [['q', 'k']].")
+    if isinstance(task.default_probes, str) or not all(isinstance(name, str) for name in task.default_probes):
+        raise TaskSpecError(
+            f"{source}: Task.default_probes is {task.default_probes!r}; pass probe names, e.g. ('efisher_w', 'efisher_a')."
+        )
     return task

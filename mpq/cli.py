@@ -306,11 +306,11 @@ def search(
         str | None, typer.Option(help="Comma-separated candidates \\[default: all the target runs].")
     ] = None,
     probe: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Sensitivity probe: hessian, fisher (true Fisher), efisher (empirical), measured (each layer alone at each candidate, the real loss), or hybrid (hessian, with the real loss of 2-3 bit candidates)."
+            help="Sensitivity probe: hessian, fisher (true Fisher), efisher (empirical), measured (each layer alone at each candidate, the real loss), or hybrid (hessian, with the real loss of 2-3 bit candidates) \\[default: the task's, hessian but for a language model's efisher]."
         ),
-    ] = "hessian",
+    ] = None,
     tolerance: Annotated[
         float | None,
         typer.Option(
@@ -431,12 +431,16 @@ def search(
     json: JsonOption = False,
 ) -> None:
     """Probe, cost, solve, validate and store; print the frontier and the run id."""
+    import dataclasses
+
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_run, run_json
+    from mpq._probes import task_probes
 
     budgets = _parse_budgets(budget)
+    family = probe or "hessian"  # without --probe, the task's default_probes once it is built
     probes = {"measured": ("measured",), "hybrid": ("hessian_w", "hessian_a", "measured")}.get(
-        probe, (f"{probe}_w", f"{probe}_a")
+        family, (f"{family}_w", f"{family}_a")
     )
     if tolerance is not None and probe_tolerance is not None:
         raise mpq.exceptions.InvalidParameterError(
@@ -461,6 +465,8 @@ def search(
             calibration_tokens=calibration_tokens,
             heldout_tokens=heldout_tokens,
         )
+        if probe is None:
+            settings = dataclasses.replace(settings, probes=task_probes(task))
         with StageProgress(stderr) as progress:
             run = mpq.search(
                 task,
@@ -687,9 +693,12 @@ def probe_command(
     calibration_tokens: CalibrationTokensOption = None,
     heldout_tokens: HeldoutTokensOption = None,
     probes: Annotated[
-        str,
-        typer.Option(help="Comma-separated probes: hessian_w, hessian_a, fisher_w, fisher_a, efisher_w, efisher_a."),
-    ] = "hessian_w,hessian_a",
+        str | None,
+        typer.Option(
+            help="Comma-separated probes: hessian_w, hessian_a, fisher_w, fisher_a, efisher_w, efisher_a "
+            "\\[default: the task's, hessian_w,hessian_a but for a language model's efisher_w,efisher_a]."
+        ),
+    ] = None,
     tolerance: Annotated[
         float, typer.Option(help="Stop when every layer's relative standard error is below this.")
     ] = 0.05,
@@ -705,20 +714,22 @@ def probe_command(
     wide: WideOption = False,
 ) -> None:
     """Measure per-layer sensitivity and print it with standard errors (resumable: samples are checkpointed in the store)."""
+    import dataclasses
+
     import mpq
     from mpq._cli_render import StageProgress, dumps, print_table, table_json
     from mpq._placement import check_device
-    from mpq._probes import fit_estimator
+    from mpq._probes import task_probes
     from mpq._storage import open_store
 
-    settings = mpq.ProbeSettings(
-        probes=tuple(p.strip() for p in probes.split(",")), tolerance=tolerance, max_samples=max_samples, seed=seed
-    )
+    chosen = tuple(p.strip() for p in probes.split(",")) if probes is not None else mpq.ProbeSettings.probes
+    settings = mpq.ProbeSettings(probes=chosen, tolerance=tolerance, max_samples=max_samples, seed=seed)
     check_device("probe", device)  # before the model is built
     task = mpq.load_task(
         model, data=data, seq_len=seq_len, calibration_tokens=calibration_tokens, heldout_tokens=heldout_tokens
     )
-    settings = fit_estimator(task, settings)  # a language model's Hessian, as mpq search samples it
+    if probes is None:
+        settings = dataclasses.replace(settings, probes=task_probes(task))
     store = open_store(db, "write", create=True)
     with StageProgress(stderr) as progress:
         table = mpq.probe(

@@ -17,7 +17,7 @@ from mpq._layers import LAYER_TABLE, layers
 from mpq._param_checks import check_param
 from mpq._placement import check_device, placed
 from mpq._probes.checkpoint import CheckpointStore, probe_key
-from mpq._probes.fisher import MAX_OUTPUT_ELEMS, FisherFamily
+from mpq._probes.fisher import MAX_OUTPUT_ELEMS, FisherFamily, is_softmax_cross_entropy
 from mpq._probes.graph import LayerGraph, Target, calibration_batches, gradients
 from mpq._probes.hutchinson import HessianFamily
 from mpq._probes.measured import run_measured
@@ -82,7 +82,9 @@ def probe(
         task: The task; its model is probed in eval mode and left as it was.
         probes: Probe names; replaces ``settings.probes`` when given.
         settings: Tolerance, sample limits, seed, sub-sampling, estimator, candidates. None
-            takes the defaults.
+            takes the defaults, with the task's ``default_probes`` where it names them. The
+            ``split`` estimator becomes ``hutchinson`` for a task whose output it cannot factor
+            (:func:`fit_estimator`).
         progress: ``progress(done, total, message)``, called after every sample of every
             family (``total`` is the sample cap) and every measured pair. An exception it raises
             stops the probe, after the checkpoint is saved.
@@ -131,9 +133,10 @@ def probe(
             which setting to change).
     """
     check_task("probe", task)
-    settings = check_settings("probe", ProbeSettings() if settings is None else settings)
+    settings = check_settings("probe", ProbeSettings(probes=task_probes(task)) if settings is None else settings)
     if probes is not None:
         settings = check_settings("probe", dataclasses.replace(settings, probes=probes))
+    settings = fit_estimator(task, settings)  # as mpq search and mpq probe sample it
     if progress is not None and not callable(progress):
         raise InvalidParameterError(
             f"The 'progress' parameter of probe must be a callable progress(done, total, message) or None. "
@@ -415,15 +418,25 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def task_probes(task: Task) -> tuple[str, ...]:
+    """The probes a search or probe of ``task`` takes when the caller names none: the task's
+    ``default_probes``, else the Hessian traces."""
+    return tuple(task.default_probes) or ProbeSettings.probes
+
+
 def fit_estimator(task: Task, settings: ProbeSettings) -> ProbeSettings:
-    """Settings whose Hessian estimator runs on the task's output: ``split`` factors an m x m
-    output Hessian per sample, which a language model's logits (sequence x vocabulary, far more
-    than ``MAX_OUTPUT_ELEMS``) cannot afford, so such a task's Hessian probes sample with
-    ``hutchinson`` (the settings the run records and keys its probe with)."""
+    """Settings whose Hessian estimator runs on the task's output: ``split`` factors the output
+    Hessian per sample, as an m x m matrix up to ``MAX_OUTPUT_ELEMS`` elements, and beyond that
+    only for a softmax cross-entropy over the last dimension (a language model's next-token loss,
+    verified on the first batch); any other task with a larger output samples its Hessian probes
+    with ``hutchinson`` (the settings the run records and keys its probe with)."""
     if settings.estimator != "split" or not any(p.startswith("hessian") for p in settings.probes):
         return settings
+    inputs, targets = task.calibration[0]
     with torch.no_grad():
-        output = run_model(task.model, task.calibration[0][0])
-    if isinstance(output, torch.Tensor) and output.dim() > 1 and output[0].numel() > MAX_OUTPUT_ELEMS:
-        return dataclasses.replace(settings, estimator="hutchinson")
-    return settings
+        output = run_model(task.model, inputs)
+    if not isinstance(output, torch.Tensor) or output.dim() < 2 or output[0].numel() <= MAX_OUTPUT_ELEMS:
+        return settings
+    if output.is_floating_point() and is_softmax_cross_entropy(task.loss_fn, output, targets):
+        return settings
+    return dataclasses.replace(settings, estimator="hutchinson")

@@ -111,9 +111,15 @@ def probe_key(task: Task, settings: ProbeSettings) -> str:
     return probe_key_of(model_hash(task.model), data_hash(task.calibration), settings, callable_hash(task.loss_fn))
 
 
-def probe_key_of(weights_hash: str, calibration_hash: str, settings: ProbeSettings, loss_hash: str) -> str:
-    """:func:`probe_key` from the hashes of the model, the data and the loss, when they are known already."""
+def probe_key_of(
+    weights_hash: str, calibration_hash: str, settings: ProbeSettings, loss_hash: str, decision: str | None = None
+) -> str:
+    """:func:`probe_key` from the hashes of the model, the data and the loss, when they are known
+    already; ``decision``, the hash of what a search's stop decision depends on (its target's
+    costs), is part of the key when given."""
     parts = [str(STATE_VERSION), weights_hash, calibration_hash, settings_hash(settings), loss_hash]
+    if decision is not None:
+        parts.append(decision)
     return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
 

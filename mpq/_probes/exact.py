@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mpq._probes.factors import DenseFactor, SoftmaxFactor
 from mpq._probes.graph import Pass, Target, add_to, gradients
 
 #: Unit vectors per batched product (bounds the memory of one product to CHUNK tangents).
@@ -46,12 +47,12 @@ class OutputForm:
     """The covariance ``C = E[e e^T]`` of a Fisher family's output noise on one batch.
 
     Attributes:
-        factor: ``F`` of shape (batch, m, r): ``E[e_n e_n^T] = F_n F_n^T``.
+        factor: ``F`` (:mod:`mpq._probes.factors`): ``E[e_n e_n^T] = F_n F_n^T``.
         mean: ``mu`` of shape (batch, m) with ``E[e_n e_k^T] = mu_n mu_k^T`` for ``n != k``, or
             None when the samples' noises are uncorrelated.
     """
 
-    factor: torch.Tensor
+    factor: DenseFactor | SoftmaxFactor
     mean: torch.Tensor | None = None
 
     def quadratic(self, u: torch.Tensor, per_sample: bool) -> torch.Tensor:
@@ -60,7 +61,7 @@ class OutputForm:
         ``per_sample``: only the diagonal blocks ``C_nn`` (an input activation's trace, whose
         Jacobian is block-diagonal over samples).
         """
-        total = torch.einsum("nmr,knm->knr", self.factor, u).square().sum()
+        total = self.factor.quadratic(u)
         if self.mean is not None and not per_sample:
             s = torch.einsum("nm,knm->kn", self.mean, u)
             total = total + (s.sum(1).square() - s.square().sum(1)).sum()

@@ -47,12 +47,13 @@ from dataclasses import dataclass
 import torch
 
 from mpq._probes.exact import OutputForm, fisher_traces
+from mpq._probes.factors import DenseFactor, SoftmaxFactor, softmax_weights
 from mpq._probes.graph import Batch, LayerGraph, Pass, Target, add_to, gradients, slice_batch
 from mpq.exceptions import ProbeError
 
 logger = logging.getLogger("mpq.probes")
 
-#: Largest per-sample output the output-Hessian factor is computed for (an m x m block each).
+#: Largest per-sample output the dense output-Hessian factor is computed for (an m x m block each).
 MAX_OUTPUT_ELEMS = 4096
 
 #: Relative size below which a negative output-Hessian eigenvalue is round-off.
@@ -65,7 +66,7 @@ class OutputCurvature:
 
     Attributes:
         grad: ``dL/dz``, shape of the output.
-        positive: ``P`` of shape (batch, m, m): ``P_n P_n^T`` is the positive part of
+        positive: ``P`` (:mod:`mpq._probes.factors`): ``P_n P_n^T`` is the positive part of
             ``d^2 L / dz_n^2``.
         negative: ``N`` with ``N_n N_n^T`` the negative part's magnitude, so that
             ``d^2 L / dz_n^2 = P_n P_n^T - N_n N_n^T``; None when the loss is convex there (no
@@ -73,16 +74,14 @@ class OutputCurvature:
     """
 
     grad: torch.Tensor
-    positive: torch.Tensor
-    negative: torch.Tensor | None
+    positive: DenseFactor | SoftmaxFactor
+    negative: DenseFactor | None
 
     def noise(
-        self, factor: torch.Tensor, shape: torch.Size, dtype: torch.dtype, generator: torch.Generator
+        self, factor: DenseFactor | SoftmaxFactor, shape: torch.Size, dtype: torch.dtype, generator: torch.Generator
     ) -> torch.Tensor:
-        """``e_n = F_n r_n``, ``r`` Rademacher: noise with covariance ``F_n F_n^T`` per sample."""
-        r = torch.empty(factor.shape[0], factor.shape[2], dtype=torch.float64).bernoulli_(0.5, generator=generator)
-        r = r.to(factor.device)  # drawn on the CPU generator: the same numbers on every device
-        return torch.einsum("nik,nk->ni", factor, r * 2 - 1).reshape(shape).to(dtype)
+        """Noise of the output's shape whose covariance is ``factor``'s, per sample."""
+        return factor.noise(generator).reshape(shape).to(dtype)
 
 
 def output_tensor(task_name: str, output: object) -> torch.Tensor:
@@ -99,30 +98,37 @@ def output_tensor(task_name: str, output: object) -> torch.Tensor:
 def output_curvature(task_name: str, loss_fn, output: torch.Tensor, targets) -> OutputCurvature:
     """``dL/dz`` and a factor of the per-sample blocks of ``d^2 L / dz^2`` for one batch.
 
-    The blocks come from ``m`` Hessian-vector products of the loss alone (not the model), each
-    with one output coordinate set in every sample; one random product checks that the Hessian
-    is block-diagonal over samples.
+    Up to :data:`MAX_OUTPUT_ELEMS` elements per sample, the blocks come from ``m`` Hessian-vector
+    products of the loss alone (not the model), each with one output coordinate set in every
+    sample, and one random product checks that the Hessian is block-diagonal over samples. A larger
+    output (a language model's positions x vocabulary) needs a loss that is a weighted softmax
+    cross-entropy over its last dimension, which two random products verify
+    (:func:`mpq._probes.factors.softmax_weights`); its factor needs no m x m matrix.
 
     Raises:
-        ProbeError: the output has more than :data:`MAX_OUTPUT_ELEMS` elements per sample, or
-            the loss couples the samples of a batch.
+        ProbeError: the output has more than :data:`MAX_OUTPUT_ELEMS` elements per sample and its
+            loss is not a softmax cross-entropy, or the loss couples the samples of a batch.
     """
     # In float64: a confident classifier's curvature p(1 - p) is near float32's round-off, where the
     # coupling check below would compare two round-off errors (a false "couples the samples").
     z = output.detach().double().requires_grad_(True)
     n = z.shape[0]
     m = z[0].numel()
-    if m > MAX_OUTPUT_ELEMS:
-        raise ProbeError(
-            f"task {task_name}: the output has {m} elements per sample, more than the {MAX_OUTPUT_ELEMS} the "
-            "output-Hessian factor handles; use estimator='hutchinson' for Hessian probes."
-        )
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(loss_fn(z, targets), z, create_graph=True)
     if not grad.requires_grad:  # the loss is linear in the output
-        return OutputCurvature(
-            grad.detach().to(output.dtype), torch.zeros(n, m, m, dtype=torch.float64, device=z.device), None
-        )
+        zero = DenseFactor(torch.zeros(n, m, 1, dtype=torch.float64, device=z.device))
+        return OutputCurvature(grad.detach().to(output.dtype), zero, None)
+    if m > MAX_OUTPUT_ELEMS:
+        weights = softmax_weights(z, grad)
+        if weights is None:
+            raise ProbeError(
+                f"task {task_name}: the output has {m} elements per sample, more than the {MAX_OUTPUT_ELEMS} the "
+                "output-Hessian factor handles for a loss other than a softmax cross-entropy over the last "
+                "dimension; use estimator='hutchinson' for Hessian probes."
+            )
+        probabilities = torch.softmax(z.detach(), dim=-1).to(output.dtype)  # the output's size, as grad
+        return OutputCurvature(grad.detach().to(output.dtype), SoftmaxFactor(probabilities, weights), None)
     columns = []
     for k in range(m):
         basis = torch.zeros(n, m, dtype=z.dtype, device=z.device)
@@ -149,10 +155,19 @@ def output_curvature(task_name: str, loss_fn, output: torch.Tensor, targets) -> 
     negative = eigenvalues < -ROUND_OFF * float(eigenvalues.abs().amax())
     positive_factor = vectors * eigenvalues.clamp(min=0).sqrt().unsqueeze(1)
     if not bool(negative.any()):
-        return OutputCurvature(grad.detach().to(output.dtype), positive_factor, None)
+        return OutputCurvature(grad.detach().to(output.dtype), DenseFactor(positive_factor), None)
     logger.debug("task %s: the loss has negative curvature in the output (non-convex)", task_name)
     negative_factor = vectors * torch.where(negative, -eigenvalues, 0).sqrt().unsqueeze(1)
-    return OutputCurvature(grad.detach().to(output.dtype), positive_factor, negative_factor)
+    return OutputCurvature(grad.detach().to(output.dtype), DenseFactor(positive_factor), DenseFactor(negative_factor))
+
+
+def is_softmax_cross_entropy(loss_fn, output: torch.Tensor, targets) -> bool:
+    """Whether ``loss_fn`` at ``output`` is a weighted softmax cross-entropy over the last dimension
+    (:func:`mpq._probes.factors.softmax_weights`), the loss a large output's ``split`` estimator needs."""
+    z = output.detach().double().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(loss_fn(z, targets), z, create_graph=True)
+    return softmax_weights(z, grad) is not None
 
 
 def check_mean_loss(task_name: str, loss_fn, output: torch.Tensor, targets) -> None:
@@ -257,7 +272,7 @@ class FisherFamily:
         if self.sampler == "empirical":
             with torch.enable_grad():
                 (grad,) = torch.autograd.grad(task.loss_fn(z, batch.targets), z)
-            return OutputForm(math.sqrt(n) * grad.reshape(n, -1, 1).double())
+            return OutputForm(DenseFactor(math.sqrt(n) * grad.reshape(n, -1, 1).double()))
         p = torch.softmax(z.detach().double(), dim=1)
         columns = []
         for c in range(z.shape[1]):
@@ -267,7 +282,7 @@ class FisherFamily:
             columns.append(grad.double())
         grads = torch.stack(columns, dim=2)  # [n, m, c] = d loss(z, c) / dz_nm
         mean = torch.einsum("nmc,nc->nm", grads, p)
-        return OutputForm(math.sqrt(n) * grads * p.sqrt().unsqueeze(1), math.sqrt(n) * mean)
+        return OutputForm(DenseFactor(math.sqrt(n) * grads * p.sqrt().unsqueeze(1)), math.sqrt(n) * mean)
 
     def exact(self, batch: Batch, targets: set[Target]) -> dict[Target, float]:
         """``tr(J_t^T C J_t)`` of ``batch`` for the given (small) targets, one JVP per unit vector.

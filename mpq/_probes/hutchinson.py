@@ -27,7 +27,10 @@ Two estimators, both unbiased for every layer from the same passes:
   ``(dL/dz) . z`` (detached coefficients), with separate vectors for weights and for inputs;
   ``R`` is small near a minimum, its weight-input coupling is removed by the separation, and it
   vanishes (no product taken) where ``dL/dz = 0``, as for self-distillation at the float
-  weights. Needs a tensor output and a loss that is a sum or mean of per-sample terms.
+  weights. Needs a tensor output and a loss that is a sum or mean of per-sample terms; beyond
+  ``MAX_OUTPUT_ELEMS`` output elements per sample (a language model's positions x vocabulary), a
+  softmax cross-entropy over the last dimension, whose output Hessian has a factor of
+  O(vocabulary) per position (:mod:`mpq._probes.factors`).
 
 Small targets that lag get exact traces instead (:mod:`mpq._probes.exact`: one HVP of the loss
 per unit vector, the trace both estimators are unbiased for).

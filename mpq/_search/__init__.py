@@ -29,9 +29,10 @@ from mpq._fingerprint import check_same_code
 from mpq._liveness import current_owner
 from mpq._param_checks import Interval, OneOf, check_param
 from mpq._placement import check_device, placed
-from mpq._probes import ProbeSettings
+from mpq._probes import ProbeSettings, task_probes
 from mpq._probes.settings import DECISION_MIN_SAMPLES, with_quantizer
 from mpq._runs import Run, open_run
+from mpq._search.decision import decision_hash
 from mpq._search.identity import Identity
 from mpq._search.pipeline import calibrate, check_drop_reachable, run_stages
 from mpq._search.plan import Plan, Progress
@@ -98,9 +99,10 @@ def search(
         candidates: Candidate names to choose from, each one the target runs; default: every
             candidate the target runs.
         settings: Probe settings; default ``ProbeSettings(stop="decision", min_samples=4)``: Hessian traces of
-            weights and activations, sampled until the proxy frontier is resolved within the
-            estimator's error (:mod:`mpq._search.decision`); ``stop="tolerance"`` samples until
-            every layer's trace is within the tolerance instead.
+            weights and activations (the task's ``default_probes`` where it names them), sampled
+            until the proxy frontier is resolved within the estimator's error
+            (:mod:`mpq._search.decision`); ``stop="tolerance"`` samples until every layer's trace
+            is within the tolerance instead.
         batch_size: Batch size the cost model assumes.
         measured: A measured latency table (``mpq.measure_latency`` / ``mpq measure --out``: a
             CSV path or DataFrame with layer, candidate, latency_s at the same batch size) that
@@ -221,7 +223,7 @@ def search(
             record = store.run_record(resume)
             check_same_code(task, record, resume)
             plan = Plan.stored(record, store.run_tables(resume))
-            identity = Identity.of(task, plan.settings.probe)
+            identity = Identity.of(task, plan.settings.probe, decision_hash(plan))
             if claim_for_resume(store, resume, identity) is None:  # finished already
                 return open_run(store, resume)
             run_id = resume
@@ -237,7 +239,8 @@ def search(
                 candidates=candidates,
                 settings=with_quantizer(
                     "search",
-                    settings or ProbeSettings(stop="decision", min_samples=DECISION_MIN_SAMPLES),
+                    settings
+                    or ProbeSettings(probes=task_probes(task), stop="decision", min_samples=DECISION_MIN_SAMPLES),
                     ranges,
                     bias_correction,
                 ),
@@ -252,7 +255,9 @@ def search(
                 fuse=fuse,
                 progress=progress,
             )
-            identity = Identity.of(task, plan.settings.probe)  # hashed once: the runner, record and probe share it
+            identity = Identity.of(
+                task, plan.settings.probe, decision_hash(plan)
+            )  # hashed once: the runner, record and probe share it
             runner = Runner(task, executor, identity.hashes, threads)
             runner.check()  # every worker error a user can fix comes before anything is stored
             calibration = calibrate(task, plan) if plan.settings.validate else None

@@ -29,6 +29,7 @@ probe's ten samples (docs/speed.md).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 
 import pandas as pd
@@ -36,7 +37,8 @@ import torch
 
 from mpq._formats import get_candidate
 from mpq._omega import act_sq_errors, omega_from_errors, sensitivity_values, weight_sq_errors
-from mpq._probes import PROBES
+from mpq._probes import PROBES, ProbeSettings
+from mpq._probes.settings import TRACE_FAMILIES
 from mpq._quantizer import Calibration
 from mpq._search.plan import Plan
 from mpq._task import Task
@@ -45,6 +47,25 @@ from mpq._task import Task
 DRAWS = 4
 #: Costs within this relative margin count as equal (the solver's sums are floating point).
 COST_SLACK = 1e-9
+
+
+def stops_on_decision(settings: ProbeSettings) -> bool:
+    """Whether a probe of ``settings`` stops by this rule: ``stop="decision"`` with a trace family."""
+    return settings.stop == "decision" and any(PROBES[name][0] in TRACE_FAMILIES for name in settings.probes)
+
+
+def decision_hash(plan: Plan) -> str | None:
+    """A hash of what the stop decision depends on besides the model, the data and the probe
+    settings (which the probe's key holds already): the first objective and its cost of every
+    (layer, candidate) pair, so the target, its cost model and the candidates. A probe resolved
+    for one target is no answer for another whose ranking it never checked; the key holds this.
+    None where the probe does not stop on the decision."""
+    if not stops_on_decision(plan.settings.probe):
+        return None
+    costs = plan.costs[["layer", "candidate", plan.objectives[0]]].dropna()
+    pairs = sorted((layer, candidate, float(cost)) for layer, candidate, cost in costs.itertuples(index=False))
+    text = json.dumps({"objective": plan.objectives[0], "costs": pairs}, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def frontier_decision(task: Task, plan: Plan, calibration: Calibration) -> Callable[[pd.DataFrame], bool]:

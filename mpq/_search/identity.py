@@ -28,6 +28,7 @@ class Identity:
         return self.model_hash, self.data_hash
 
     @classmethod
-    def of(cls, task: Task, settings: ProbeSettings) -> Identity:
+    def of(cls, task: Task, settings: ProbeSettings, decision: str | None = None) -> Identity:
+        """``decision``: :func:`mpq._search.decision.decision_hash` of the search's plan."""
         weights, data = model_hash(task.model), data_hash(task.calibration)
-        return cls(weights, data, probe_key_of(weights, data, settings, callable_hash(task.loss_fn)))
+        return cls(weights, data, probe_key_of(weights, data, settings, callable_hash(task.loss_fn), decision))

@@ -18,9 +18,9 @@ from mpq._measured_frontier import absolute_drop, distinct_configurations, domin
 from mpq._omega import omega
 from mpq._probes import PROBES
 from mpq._probes.api import run_probe
-from mpq._probes.settings import TRACE_FAMILIES, families, settings_to_json
+from mpq._probes.settings import families, settings_to_json
 from mpq._quantizer import Calibration
-from mpq._search.decision import frontier_decision
+from mpq._search.decision import frontier_decision, stops_on_decision
 from mpq._search.evaluator import DEFAULT_DROP_EVALS, UNBOUNDED, Evaluator
 from mpq._search.identity import Identity
 from mpq._search.measure import Measurements, point_rows, validation_order
@@ -190,7 +190,7 @@ def _sensitivity(
         return found
     settings = plan.settings.probe
     decision = None
-    if settings.stop == "decision" and any(PROBES[name][0] in TRACE_FAMILIES for name in settings.probes):
+    if stops_on_decision(settings):
         # Reported before the stop rule's quantization errors are computed: they are the probe's
         # cost (a stage is timed from its first report, bench_search.py), not the costs stage's.
         progress("probe", 0, settings.max_samples, "quantization noise of every layer at every candidate (stop rule)")

@@ -159,7 +159,8 @@ def gpt2_run(folders, tmp_path_factory):
 def test_a_gpt2_search_probes_and_chooses_formats_for_its_conv1d_layers(gpt2_run):
     run = mpq.open_run(str(gpt2_run), 1)
     sensitivity = run.tables["sensitivity"]
-    traced = sensitivity[(sensitivity["probe"] == "hessian_w") & sensitivity["layer"].isin(GPT2_CONV1D)]
+    assert set(sensitivity["probe"]) == {"efisher_w", "efisher_a"}  # a language model's default probe, recorded
+    traced = sensitivity[(sensitivity["probe"] == "efisher_w") & sensitivity["layer"].isin(GPT2_CONV1D)]
     assert len(traced) == len(GPT2_CONV1D)
     omega = run.tables["omega"]
     assert set(GPT2_CONV1D) <= set(omega["layer"]) and (omega[omega["layer"].isin(GPT2_CONV1D)]["omega"] > 0).any()
@@ -319,17 +320,30 @@ def test_no_fuse_chooses_per_layer_and_its_export_still_keeps_the_fused_sets(sea
         mpq.export(one_point, 0, "compressed-tensors")
 
 
+def test_mpq_probe_in_python_samples_a_language_models_hessian_with_split(folders):
+    task = mpq.load_task(f"hf:{folders / 'gpt2'}", seq_len=16, calibration_tokens=64, heldout_tokens=64)
+    assert set(mpq.probe(task, settings=None)["probe"]) == {"efisher_w", "efisher_a"}  # the task's default probes
+    with pytest.warns(mpq.exceptions.SensitivityWarning):  # 10 samples of random weights: plumbing, not precision
+        table = mpq.probe(task, settings=mpq.ProbeSettings(max_samples=10, tolerance=0.9))
+    assert table["value"].notna().all() and set(table["probe"]) == {"hessian_w", "hessian_a"}
+    # split: output noise for every layer at once, and a residual product for weights and inputs per sample
+    assert (table["hvps"] == 2 * table["n_samples"]).all() and (table["backwards"] == 2 * table["n_samples"]).all()
+
+
 def test_mpq_probe_takes_the_text_flags_search_takes(folders, tmp_path, capsys):
     probe = ["probe", "--model", f"hf:{folders / 'gpt2'}", "--seq-len", "16", "--heldout-tokens", "64"]
     probe += ["--max-samples", "10", "--tolerance", "0.9", "--db", str(tmp_path / "mpq.db"), "--json"]
     hvps = {}
     for tokens in ("64", "128"):  # one calibration batch of 4 sequences of 16 tokens, then two
-        code, out, err = run_cli(capsys, *probe, "--calibration-tokens", tokens)
+        code, out, err = run_cli(capsys, *probe, "--calibration-tokens", tokens, "--probes", "hessian_w,hessian_a")
         assert code == 0, err
         rows = {(row["layer"], row["probe"]): row for row in json.loads(out)}
-        assert ("transformer.h.0.attn.c_attn", "hessian_w") in rows  # sampled with hutchinson, as search does
+        assert ("transformer.h.0.attn.c_attn", "hessian_w") in rows
         hvps[tokens] = rows["lm_head", "hessian_w"]["hvps"]
-    assert hvps == {"64": 10, "128": 20}
+    assert hvps == {"64": 20, "128": 40}  # split: a residual product for the weights, one for the inputs, per batch
+    code, out, err = run_cli(capsys, *probe, "--calibration-tokens", "64")
+    assert code == 0, err
+    assert {row["probe"] for row in json.loads(out)} == {"efisher_w", "efisher_a"}  # a language model's default
     code, out, err = run_cli(capsys, "probe", "--seq-len", "64", "--db", str(tmp_path / "other.db"))
     assert code == 2 and out == "" and err.count("\n") == 1
     assert "--seq-len: applies to --model hf:PATH only" in err and not (tmp_path / "other.db").exists()
@@ -549,8 +563,6 @@ PROOF = [
     "wint3_g128afp16,wint4_g128afp16,w8a16,w16a16",
     "-o",
     "weight_bytes",
-    "--probe",
-    "efisher",  # a non-negative trace per layer: Hutchinson's 8-32 samples resolve none of its layers (docs/llm.md)
     "--no-bias-correction",  # Llama's projections have no bias to hold one: the checkpoint is the measured point
 ]
 

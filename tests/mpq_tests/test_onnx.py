@@ -275,6 +275,81 @@ def test_embedding_and_conv1d_layers_export_to_onnx_and_qonnx(tmp_path):
     np.testing.assert_allclose(got, applied(task, int_point, sample), atol=1e-5)
 
 
+ATTENTION_MODEL = """
+import torch
+from torch import nn
+
+import mpq
+
+
+class SelfAttention(nn.Module):
+    # One encoder attention block as BERT writes it: heads split, scaled scores plus a padding mask.
+    def __init__(self, hidden=16, heads=2):
+        super().__init__()
+        self.heads, self.head = heads, hidden // heads
+        self.embed = nn.Embedding(20, hidden)
+        self.query, self.key, self.value = (nn.Linear(hidden, hidden) for _ in range(3))
+        self.out = nn.Linear(hidden, hidden)
+
+    def split(self, x):
+        return x.view(*x.shape[:2], self.heads, self.head).transpose(1, 2)
+
+    def forward(self, tokens, mask):
+        x = self.embed(tokens)
+        q, k, v = self.split(self.query(x)), self.split(self.key(x)), self.split(self.value(x))
+        keep = mask[:, None, None, :].bool().expand(-1, 1, tokens.shape[1], -1)
+        scores = (q @ k.transpose(-1, -2)) * self.head**-0.5 + torch.where(keep, 0.0, torch.finfo(torch.float32).min)
+        return self.out((scores.softmax(-1) @ v).transpose(1, 2).reshape(x.shape))
+
+
+def make_task():
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 20, (16, 6))
+    mask = torch.ones_like(tokens)
+    mask[::3, 4:] = 0
+    calibration = [({"tokens": tokens[:8], "mask": mask[:8]}, None), ({"tokens": tokens[8:], "mask": mask[8:]}, None)]
+    return mpq.Task("attention", SelfAttention().eval(), calibration, lambda out, _: out.square().mean(), lambda m: 1.0, "one")
+"""
+
+
+def test_an_int8_attention_block_runs_as_one_qattention_as_apply_computes_it(tmp_path):
+    (tmp_path / "attention.py").write_text(ATTENTION_MODEL)
+    spec = f"{tmp_path / 'attention.py'}:make_task"
+    task = mpq.load_task(spec)
+    point = dict.fromkeys(("query", "key", "value", "out"), "w8a8")
+    path = in_memory_run(task, spec, point).export(0, "onnx", tmp_path / "attention.onnx", model=spec)
+    # query, key and value in one integer GEMM and ONNX Runtime's attention kernel; out a GEMM of its own.
+    ops = optimized_ops(path, tmp_path)
+    assert ops["QAttention"] == ops["MatMulIntegerToFloat"] == 1 and not FLOAT_KERNELS & set(ops), ops
+    tokens = torch.randint(0, 20, (5, 9))  # another batch size and length than traced, padded sentences
+    mask = torch.ones_like(tokens)
+    mask[1, 5:], mask[3, 2:] = 0, 0
+    expected = applied(task, point, tokens=tokens, mask=mask)
+    for optimized in (False, True):
+        got = outputs(path, {"tokens": tokens.numpy(), "mask": mask.numpy()}, optimized=optimized)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["wfp8afp8", "wfp8_e5m2afp8_e5m2"])
+def test_a_float8_embedding_gathers_its_rows_bytes_before_it_dequantizes(tmp_path, fmt):
+    # ONNX's Gather takes no float8: the table is stored as its bytes (uint8), the rows' bytes are
+    # gathered and decoded through a 256-entry table, never the whole table dequantized per call.
+    spec = write_tagger(tmp_path)
+    task = mpq.load_task(spec)
+    tokens = torch.randint(0, 20, (5, 11))
+    point = {"embed": fmt}
+    path = in_memory_run(task, spec, point).export(0, "onnx", tmp_path / "tagger.onnx", model=spec)
+    graph = onnx.load(str(path)).graph
+    tables = [init for init in graph.initializer if init.name.startswith("embed.weight")]
+    assert [(t.data_type, list(t.dims)) for t in tables] == [(onnx.TensorProto.UINT8, [20, 8])], tables
+    readers = [n for n in graph.node if tables[0].name in n.input]
+    assert [(n.op_type, list(n.input)) for n in readers] == [("Gather", [tables[0].name, "tokens"])]
+    assert not [n for n in graph.node if n.op_type == "DequantizeLinear"]
+    expected = applied(task, point, tokens)
+    np.testing.assert_allclose(outputs(path, {"tokens": tokens.numpy()}, optimized=False), expected, atol=1e-5)
+    np.testing.assert_allclose(outputs(path, {"tokens": tokens.numpy()}), expected, atol=1e-5)
+
+
 def string_fields(message) -> list[str]:
     """Every string a protobuf message holds, its nested messages' included."""
     from google.protobuf.descriptor import FieldDescriptor
@@ -445,9 +520,12 @@ def test_minilm_small_all_int8_runs_on_integer_kernels_as_apply_computes_it(tmp_
     path = mpq.export(in_memory_run(task, "example:minilm-small", point), 0, "onnx", tmp_path / "minilm.onnx")
     ops = optimized_ops(path, tmp_path)
     linears = sum(isinstance(module, torch.nn.Linear) for module in task.model.modules())
-    # Every Linear layer an integer GEMM; the float MatMuls left are attention's (activation by activation),
-    # and no weight is dequantized whole (the embeddings gather their rows' codes first).
-    assert ops["MatMulIntegerToFloat"] == linears and ops["DequantizeLinear"] == 0, ops
+    # Every Linear layer an integer GEMM: each attention block's query, key and value layers in one
+    # QAttention, the others MatMulIntegerToFloat; no float MatMul is left, and no weight is
+    # dequantized whole (the embeddings gather their rows' codes first).
+    blocks = sum(name.endswith("attention.self") for name, _ in task.model.named_modules())
+    assert ops["QAttention"] == blocks and ops["MatMulIntegerToFloat"] == linears - 3 * blocks, ops
+    assert ops["DequantizeLinear"] == 0 and not FLOAT_KERNELS & set(ops), ops
     inputs = task.calibration[-1][0]
     got = torch.from_numpy(outputs(path, {k: v.numpy() for k, v in inputs.items()}))
     cosine = torch.nn.functional.cosine_similarity(got, torch.from_numpy(applied(task, point, **inputs)), dim=-1)

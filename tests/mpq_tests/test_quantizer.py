@@ -97,6 +97,26 @@ def test_the_mse_search_in_blocks_of_rows_gives_the_clips_of_the_whole_tensor(mo
         assert torch.equal(_quantizer.weight_clip(fmt, weight, settings), whole), block_elems
 
 
+@pytest.mark.parametrize("fmt", ["int2_pc", "int4_pc", "int8_pc", "int4", "int8", "fp8_e4m3", "fp4_e2m1", "fp6_e3m2"])
+@pytest.mark.parametrize("weight_grid", ["full", "narrow"])
+def test_the_mse_search_picks_the_clips_of_rounding_every_weight_at_every_ratio(fmt, weight_grid):
+    """The sorted-row errors and the saturation floor's early stop are shortcuts: the clips must
+    be those of quantizing the whole weight at each of the 100 ratios (heavy tails, so that the
+    scan does stop early, and both INT grids, whose lowest code float32 may leave out of reach)."""
+    from mpq import _quantizer
+
+    torch.manual_seed(0)
+    weight = torch.distributions.StudentT(3.0).sample((40, 600)) * torch.rand(40, 1)
+    settings = QuantizerSettings(weight_grid=weight_grid)
+    fmt = _quantizer.weight_format(mpq.get_format(fmt), settings)
+    rows = weight if fmt.granularity == "channel" else weight.reshape(1, -1)
+    amax = rows.abs().amax(1)
+    errors = torch.stack([(fmt.quantize(rows, amax * r) - rows).pow(2).sum(1) for r in _quantizer.MSE_RATIOS.tolist()])
+    expected = amax * _quantizer.MSE_RATIOS.float()[errors.argmin(0)]  # argmin: the first, widest
+    clip = _quantizer.weight_clip(fmt, weight, settings)
+    assert torch.equal(clip.reshape(-1), expected)
+
+
 def test_int2_weights_use_all_four_codes():
     weight = torch.linspace(-1, 1, 64).repeat(2, 1)
     calibrated = Calibration(QuantizerSettings(ranges="max"), {})

@@ -109,3 +109,33 @@ def test_the_stop_rules_quantization_errors_are_timed_as_the_probe(tmp_path, mon
         )
     stages = [stage for stage, _ in itertools.groupby(reported)]
     assert stages.index("probe") < stages.index("errors") < stages.index("omega")
+
+
+def test_a_probe_stopped_on_one_targets_decision_is_not_reused_for_another(tmp_path):
+    # cpu-x86 and cpu-x86-avx2 quantize alike (asymmetric inputs), so the probe settings are
+    # equal; the stop rule checked only cpu-x86's costs, so cpu-x86-avx2 must probe its own.
+    task = mpq.load_task(TINY)
+    messages: dict[str, list[str]] = {}
+
+    def search(target: str, label: str) -> None:
+        messages[label] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SensitivityWarning)
+            mpq.search(
+                task,
+                db=tmp_path / "mpq.db",
+                target=target,
+                validate=False,
+                progress=lambda stage, done, total, message: messages[label].append(message),
+            )
+
+    def reused(label: str) -> bool:
+        return any("reused the stored probe" in message for message in messages[label])
+
+    search("cpu-x86", "first")
+    search("cpu-x86-avx2", "other target")
+    search("cpu-x86", "same target")
+    assert not reused("first") and not reused("other target") and reused("same target")
+    store = Store(tmp_path / "mpq.db")
+    keys = {store.run_record(int(run))["probe_key"] for run in store.list_runs()["run"]}
+    assert len(keys) == 2

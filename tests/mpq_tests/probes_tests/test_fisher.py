@@ -130,4 +130,4 @@ def test_a_confident_classifier_is_not_taken_for_a_coupled_loss(margin):
         32, 3, generator=torch.Generator().manual_seed(0)
     )
     curvature = output_curvature("confident", nn.functional.cross_entropy, logits, labels)
-    assert curvature.grad.dtype == torch.float32 and curvature.positive.shape == (32, 3, 3)
+    assert curvature.grad.dtype == torch.float32 and curvature.positive.matrix.shape == (32, 3, 3)
