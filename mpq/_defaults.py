@@ -11,7 +11,7 @@ EXAMPLES = {
     "digits-cnn": "6-layer CNN trained on scikit-learn's 8x8 digits; metric: test accuracy",
     "minilm": "pretrained MiniLM-L6 sentence encoder, 128+256 stdlib sentences; metric: cosine to float32 ([minilm] extra)",
     "minilm-small": "MiniLM-L6 on 16+32 sentences of 32 tokens, for tests and quick looks ([minilm] extra)",
-    "tiny-llama": "small Llama (10.2 M parameters) trained here on the stdlib's source, 1024+4096 tokens; metric: "
+    "tiny-llama": "small Llama (10.2 M parameters) trained here on the stdlib's source, 1024+16384 tokens; metric: "
     "held-out perplexity ([llm] extra)",
     "tiny-llama-small": "tiny-llama on 256+1024 tokens of 64, for tests and quick looks ([llm] extra)",
 }
