@@ -312,10 +312,7 @@ def _saturation_floor(rows: torch.Tensor, reach: float):
     the largest magnitude the quantizer outputs at ``clip`` (``reach``: the grid's largest |value|
     over its ``max_value``). No rounding comes closer to such a weight, so this bounds the error
     from below, and it only grows as the clip shrinks."""
-    ordered = rows.abs().to(torch.float64).sort(dim=1).values
-    zero = torch.zeros(len(rows), 1, dtype=torch.float64)
-    first = torch.cat([zero, ordered.cumsum(1)], 1)
-    second = torch.cat([zero, ordered.pow(2).cumsum(1)], 1)
+    ordered, first, second = _sorted_prefix_sums(rows.abs())
 
     def floor(clip: torch.Tensor) -> torch.Tensor:
         # A hair beyond m: the quantizer's outputs are float32 products.
@@ -327,6 +324,14 @@ def _saturation_floor(rows: torch.Tensor, reach: float):
         return (squares - 2 * m * sums + beyond * m.pow(2)).reshape(-1).clamp(min=0)
 
     return floor
+
+
+def _sorted_prefix_sums(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each row sorted ascending (float64) and its running sums of values and of squares, each
+    with a leading 0: the sum over sorted positions ``[a, b)`` is ``sums[:, b] - sums[:, a]``."""
+    ordered = rows.to(torch.float64).sort(dim=1).values
+    zero = torch.zeros(len(rows), 1, dtype=torch.float64)
+    return ordered, torch.cat([zero, ordered.cumsum(1)], 1), torch.cat([zero, ordered.pow(2).cumsum(1)], 1)
 
 
 def _grid_levels(fmt: NumberFormat) -> torch.Tensor | None:
@@ -350,10 +355,8 @@ def _sorted_errors(rows: torch.Tensor, grid, levels: torch.Tensor, max_value: fl
     rounding of a midpoint, where both neighbours' errors are equal to that rounding
     (docs/quantizer.md measures the clips it picks against rounding).
     """
-    ordered = rows.to(torch.float64).sort(dim=1).values
-    zero = torch.zeros(len(rows), 1, dtype=torch.float64)
-    first = torch.cat([zero, ordered.cumsum(1)], 1)
-    second = torch.cat([zero, ordered.pow(2).cumsum(1)], 1)
+    ordered, first, second = _sorted_prefix_sums(rows)
+    zero = first[:, :1]
     ends = torch.full((len(rows), 1), rows.shape[1], dtype=torch.int64)
 
     def errors(clip: torch.Tensor) -> torch.Tensor:

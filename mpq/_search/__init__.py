@@ -255,9 +255,8 @@ def search(
                 fuse=fuse,
                 progress=progress,
             )
-            identity = Identity.of(
-                task, plan.settings.probe, decision_hash(plan)
-            )  # hashed once: the runner, record and probe share it
+            # Hashed once: the runner, record and probe share it.
+            identity = Identity.of(task, plan.settings.probe, decision_hash(plan))
             runner = Runner(task, executor, identity.hashes, threads)
             runner.check()  # every worker error a user can fix comes before anything is stored
             calibration = calibrate(task, plan) if plan.settings.validate else None
