@@ -34,9 +34,8 @@ def step_cpu_s(dtype: torch.dtype, tokens: torch.Tensor, steps: int) -> float:
 
     torch.manual_seed(causal_lm.SEED)
     model = transformers.LlamaForCausalLM(causal_lm.tiny_llama_config())
-    causal_lm.TRAIN_STEPS = steps
     started = time.process_time()
-    causal_lm._train(model, tokens, dtype)
+    causal_lm._train(model, tokens, dtype, steps)
     return (time.process_time() - started) / steps
 
 
@@ -49,15 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     tokens = torch.randint(0, causal_lm.VOCAB_SIZE, (1 << 16,), generator=torch.Generator().manual_seed(0))
     recipe_steps = causal_lm.TRAIN_STEPS
-    try:
-        for dtype in DTYPES.values():  # warm-up: first-touch allocations, oneDNN's kernel choice
-            step_cpu_s(dtype, tokens, 1)
-        cpu_s = {name: 0.0 for name in DTYPES}
-        for _ in range(args.rounds):
-            for name, dtype in DTYPES.items():
-                cpu_s[name] += step_cpu_s(dtype, tokens, args.steps) / args.rounds
-    finally:
-        causal_lm.TRAIN_STEPS = recipe_steps
+    for dtype in DTYPES.values():  # warm-up: first-touch allocations, oneDNN's kernel choice
+        step_cpu_s(dtype, tokens, 1)
+    cpu_s = {name: 0.0 for name in DTYPES}
+    for _ in range(args.rounds):
+        for name, dtype in DTYPES.items():
+            cpu_s[name] += step_cpu_s(dtype, tokens, args.steps) / args.rounds
     chosen = {v: k for k, v in DTYPES.items()}[causal_lm.training_dtype()]
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "all")
     print(

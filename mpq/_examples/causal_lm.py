@@ -428,13 +428,15 @@ _DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float32: "fp32"}
 TRAINING_ATTENTION = "mpq_float32_sdpa"
 
 
-def _train(model: nn.Module, tokens: torch.Tensor, dtype: torch.dtype) -> None:
-    """AdamW with linear warmup then a cosine decay, over ``TRAIN_STEPS`` batches of random windows
-    of the training tokens, seeded: a fixed number of steps, so that any machine trains the same
-    model whatever its speed. The forward and backward run under an autocast to ``dtype``
-    (:func:`training_dtype`), the loss and the float32 master weights outside it."""
+def _train(model: nn.Module, tokens: torch.Tensor, dtype: torch.dtype, steps: int | None = None) -> None:
+    """AdamW with linear warmup then a cosine decay, over ``steps`` (default: the recipe's
+    ``TRAIN_STEPS``) batches of random windows of the training tokens, seeded: a fixed number of
+    steps, so that any machine trains the same model whatever its speed. The forward and backward
+    run under an autocast to ``dtype`` (:func:`training_dtype`), the loss and the float32 master
+    weights outside it."""
     from transformers import AttentionInterface
 
+    steps = TRAIN_STEPS if steps is None else steps
     AttentionInterface.register(TRAINING_ATTENTION, _float32_sdpa)
     model.set_attn_implementation(TRAINING_ATTENTION)
     generator = torch.Generator().manual_seed(SEED)
@@ -443,11 +445,11 @@ def _train(model: nn.Module, tokens: torch.Tensor, dtype: torch.dtype) -> None:
         model.parameters(), lr=LEARNING_RATE, weight_decay=0.01, betas=(0.9, 0.95), fused=True
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / WARMUP_STEPS) * 0.5 * (1 + math.cos(math.pi * step / TRAIN_STEPS))
+        optimizer, lambda step: min(1.0, (step + 1) / WARMUP_STEPS) * 0.5 * (1 + math.cos(math.pi * step / steps))
     )
     model.train()
     started = time.perf_counter()
-    for step in range(TRAIN_STEPS):
+    for step in range(steps):
         starts = torch.randint(0, len(tokens) - TRAIN_SEQ_LEN, (TRAIN_BATCH,), generator=generator)
         batch = torch.stack([tokens[s : s + TRAIN_SEQ_LEN] for s in starts.tolist()])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
