@@ -46,7 +46,7 @@ from torch import nn
 
 import hwmodels
 import mpq
-from hwmodels._gpu import executed_peaks, stored_weights
+from hwmodels._gpu import RooflineSpec, executed_peaks, stored_weights
 from mpq._formats import get_candidate
 from mpq._measure import measure_latency
 from mpq._measure.api import _recorded_inputs, _resize_batch
@@ -286,11 +286,12 @@ def summary(merged: pd.DataFrame) -> dict[str, float]:
 CONV = "conv "
 
 
-def roofline(params: dict[str, float], merged: pd.DataFrame, target: str) -> np.ndarray:
+def roofline(params: dict[str, float], merged: pd.DataFrame, base: RooflineSpec) -> np.ndarray:
     """hwmodels' roofline (hwmodels/_gpu.py), from the merged columns, with ``params`` in place of
-    the target's numbers; peaks by executed class (``conv <class>``: its convolution peak)."""
+    the ``base`` device spec's numbers; peaks by executed class (``conv <class>``: its convolution
+    peak)."""
     spec = dataclasses.replace(
-        hwmodels.load_device(target).spec,
+        base,
         peak_ops_per_s={k: v for k, v in params.items() if k not in FITTED and not k.startswith(CONV)},
         conv_peak_ops_per_s={k.removeprefix(CONV): v for k, v in params.items() if k.startswith(CONV)},
     )
@@ -338,10 +339,11 @@ def fit(target: str, merged: pd.DataFrame) -> dict[str, float]:
     start = nominal_params(target, merged)
     names = list(start)
     measured = np.log(merged["latency_s_measured"].to_numpy())
+    base = hwmodels.load_device(target).spec  # read once, not at every residual evaluation
 
     def residuals(log10_values: np.ndarray) -> np.ndarray:
         params = dict(zip(names, 10.0**log10_values))
-        return np.log(roofline(params, merged, target)) - measured
+        return np.log(roofline(params, merged, base)) - measured
 
     # Within three decades of the device file: a number no pair depends on (the bandwidth when no
     # pair is memory-bound) then stays finite instead of running off.
@@ -467,7 +469,7 @@ def main() -> None:
     print(f"=== all examples and batches, nominal {args.target}")
     print(pd.Series(summary(everything)).to_string())
     nominal_values = nominal_params(device, everything)
-    nominal = roofline(nominal_values, everything, device)
+    nominal = roofline(nominal_values, everything, hwmodels.load_device(device).spec)
     assert np.allclose(nominal, everything["latency_s_model"], rtol=1e-9), "roofline() drifted from hwmodels"
 
     fitted = fit(device, everything)
